@@ -1,0 +1,80 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Stable error codes. Clients branch on these, so they never change; the
+// HTTP layer maps each to a status in one table.
+const (
+	CodeInvalid              = "invalid_request"
+	CodeForbiddenField       = "forbidden_field"
+	CodeNotFound             = "not_found"
+	CodeIdempotencyReused    = "idempotency_key_reused"
+	CodeVersionConflict      = "version_conflict"
+	CodeDailyLimitExceeded   = "daily_limit_exceeded"
+	CodeInsufficientFunds    = "insufficient_funds"
+	CodeFactorNotIndependent = "factor_not_independent"
+	CodeProofInvalid         = "proof_invalid"
+	CodeAuthFailed           = "authentication_failed"
+	CodeAccessLocked         = "access_locked"
+	CodeAccountSuspended     = "account_suspended"
+	CodeAccountClosed        = "account_closed"
+	CodeConflict             = "conflict"
+	CodePaymentExpired       = "payment_expired"
+	CodeUnauthorized         = "unauthorized"
+	CodeInternal             = "internal"
+)
+
+// Error is the one coded error type of the ledger. Typed details (the
+// remaining limit, the available balance, the field at fault) travel in
+// Details rather than in the message, so clients never parse prose.
+type Error struct {
+	Code    string
+	Message string
+	// Details are extra problem fields, e.g. "limit", "used", "remaining".
+	// Values are strings, numbers or booleans, never money as floats.
+	Details map[string]any
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf builds a coded error with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// With returns e with one more detail field.
+func (e *Error) With(key string, value any) *Error {
+	if e.Details == nil {
+		e.Details = map[string]any{}
+	}
+	e.Details[key] = value
+	return e
+}
+
+// Invalid is the error for malformed input; field names the offending input.
+func Invalid(field, msg string) *Error {
+	return Errorf(CodeInvalid, "%s", msg).With("field", field)
+}
+
+// ErrorCode returns the code of err, or CodeInternal for anything that is
+// not a domain error: unknown failures never leak as client errors.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorDetails returns the detail fields of a domain error, or nil.
+func ErrorDetails(err error) map[string]any {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Details
+	}
+	return nil
+}

@@ -1,0 +1,371 @@
+package domain
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Event is a domain event: a past-tense fact about one account. Its type
+// name is an explicit constant, never derived from the Go type name, so a
+// rename in code cannot change what is stored.
+type Event interface {
+	EventType() string
+}
+
+// Event type names as stored in the log. They never change.
+const (
+	TypeAccountOpened          = "AccountOpened"
+	TypeFactorEnrolled         = "FactorEnrolled"
+	TypeFactorRevoked          = "FactorRevoked"
+	TypeCredentialReset        = "CredentialReset"
+	TypeCredentialLossReported = "CredentialLossReported"
+	TypeLoginSucceeded         = "LoginSucceeded"
+	TypeLoginFailed            = "LoginFailed"
+	TypeVerificationFailed     = "VerificationFailed"
+	TypeAccessLocked           = "AccessLocked"
+	TypeAccessUnlocked         = "AccessUnlocked"
+	TypeLimitAdjusted          = "LimitAdjusted"
+	TypeIdentityChanged        = "IdentityChanged"
+	TypePhoneChanged           = "PhoneChanged"
+	TypeBankAccountBound       = "BankAccountBound"
+	TypeFundsDeposited         = "FundsDeposited"
+	TypePaymentInitiated       = "PaymentInitiated"
+	TypePaymentConfirmed       = "PaymentConfirmed"
+	TypePaymentRejected        = "PaymentRejected"
+	TypeFundsWithdrawn         = "FundsWithdrawn"
+	TypeServiceSuspended       = "ServiceSuspended"
+	TypeServiceReactivated     = "ServiceReactivated"
+	TypeAccountClosed          = "AccountClosed"
+)
+
+// Account kinds.
+const (
+	KindPersonal = "personal"
+	KindMerchant = "merchant"
+)
+
+// ClearingAccountID is the institution's bank-clearing account for a
+// currency: the other side of every deposit (money from outside) and every
+// withdrawal (money to the customer's bank). It is an institution account,
+// so its balance is the negative of what customers hold and may be below
+// zero; customer accounts never are.
+func ClearingAccountID(c Currency) string { return "clearing-" + string(c) }
+
+// AccountOpened starts an account stream.
+type AccountOpened struct {
+	AccountID        string   `json:"account_id"`
+	HolderName       string   `json:"holder_name"`
+	Currency         Currency `json:"currency"`
+	Kind             string   `json:"kind"`
+	AgreedDailyLimit Money    `json:"agreed_daily_limit"`
+}
+
+// FactorEnrolled records a new authentication factor. It never holds a
+// secret in the clear (R8): a password is an argon2id hash, a TOTP secret is
+// sealed with the server key, certificates hold only a public key, and a
+// biometric factor holds only the device that attests it.
+type FactorEnrolled struct {
+	FactorID     string `json:"factor_id"`
+	Method       string `json:"method"`
+	Category     string `json:"category"`
+	DeviceID     string `json:"device_id,omitempty"`
+	PasswordHash string `json:"password_hash,omitempty"`
+	SealedSecret []byte `json:"sealed_secret,omitempty"`
+	PublicKey    []byte `json:"public_key,omitempty"`
+}
+
+// FactorRevoked retires a factor; it can no longer prove anything.
+type FactorRevoked struct {
+	FactorID string `json:"factor_id"`
+	Reason   string `json:"reason"`
+}
+
+// CredentialReset replaces a factor's credential (new password hash, new
+// sealed TOTP secret or new public key) after a reset.
+type CredentialReset struct {
+	FactorID     string `json:"factor_id"`
+	PasswordHash string `json:"password_hash,omitempty"`
+	SealedSecret []byte `json:"sealed_secret,omitempty"`
+	PublicKey    []byte `json:"public_key,omitempty"`
+}
+
+// CredentialLossReported records that the customer reported a credential
+// (certificate, device, password) lost; the factor stops counting at once.
+type CredentialLossReported struct {
+	FactorID string `json:"factor_id"`
+	Method   string `json:"method"`
+}
+
+// OTPUse records that a one-time password of a factor was consumed at a
+// time step, so the same code can never be used again (R7).
+type OTPUse struct {
+	FactorID string `json:"factor_id"`
+	Step     int64  `json:"step"`
+}
+
+// LoginSucceeded records a successful login and the session it opened. Only
+// the SHA-256 of the session token is kept.
+type LoginSucceeded struct {
+	SessionID  string    `json:"session_id"`
+	TokenHash  []byte    `json:"token_hash"`
+	DeviceID   string    `json:"device_id"`
+	FactorIDs  []string  `json:"factor_ids"`
+	Categories []string  `json:"categories"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	OTPUses    []OTPUse  `json:"otp_uses,omitempty"`
+}
+
+// LoginFailed records a failed login attempt and the consecutive count.
+type LoginFailed struct {
+	DeviceID       string `json:"device_id"`
+	Reason         string `json:"reason"`
+	FailedAttempts int    `json:"failed_attempts"`
+}
+
+// VerificationFailed records a failed verification of a payment or
+// withdrawal instruction; it counts towards the same lockout as logins (R9).
+type VerificationFailed struct {
+	Purpose        string `json:"purpose"`
+	Reference      string `json:"reference"`
+	DeviceID       string `json:"device_id"`
+	Reason         string `json:"reason"`
+	FailedAttempts int    `json:"failed_attempts"`
+}
+
+// AccessLocked records that too many consecutive failures locked access.
+type AccessLocked struct {
+	Until          time.Time `json:"until"`
+	FailedAttempts int       `json:"failed_attempts"`
+}
+
+// AccessUnlocked records the end of a lock (it expired, or was lifted).
+type AccessUnlocked struct {
+	Reason string `json:"reason"`
+}
+
+// LimitAdjusted changes the daily limit agreed between institution and
+// customer, which applies to payments verified with a certificate or
+// e-signature plus another category (R10).
+type LimitAdjusted struct {
+	Previous         Money `json:"previous"`
+	AgreedDailyLimit Money `json:"agreed_daily_limit"`
+}
+
+// IdentityChanged records a change of the holder's identity data.
+type IdentityChanged struct {
+	HolderName string `json:"holder_name"`
+}
+
+// PhoneChanged records a change of the reserved phone number.
+type PhoneChanged struct {
+	Phone string `json:"phone"`
+}
+
+// BankAccountBound binds the same-name bank account that withdrawals go to
+// (the fund collection method). Only a token and the last four digits of the
+// bank account number are kept (R19).
+type BankAccountBound struct {
+	BankAccountToken string `json:"bank_account_token"`
+	Last4            string `json:"last4"`
+	HolderName       string `json:"holder_name"`
+}
+
+// FundsDeposited moves money from outside into the account: debit the
+// clearing account, credit the customer. It lives in the credited stream.
+type FundsDeposited struct {
+	DepositID     string `json:"deposit_id"`
+	DebitAccount  string `json:"debit_account"`
+	CreditAccount string `json:"credit_account"`
+	Amount        Money  `json:"amount"`
+	Reference     string `json:"reference"`
+}
+
+// PaymentInitiated is the first step of confirm-then-execute (R15): the
+// full details shown to the customer and the challenge the proofs sign.
+type PaymentInitiated struct {
+	PaymentID   string    `json:"payment_id"`
+	Payer       string    `json:"payer"`
+	Payee       string    `json:"payee"`
+	Amount      Money     `json:"amount"`
+	Fee         Money     `json:"fee"`
+	Channel     string    `json:"channel"`
+	Terminal    string    `json:"terminal"`
+	DeviceID    string    `json:"device_id"`
+	Description string    `json:"description"`
+	Challenge   []byte    `json:"challenge"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// PaymentConfirmed executes a payment: one balanced double entry, debit the
+// payer, credit the payee, in the payer's stream. It names the verification
+// level and factor categories that authorised it (R10).
+type PaymentConfirmed struct {
+	PaymentID         string   `json:"payment_id"`
+	DebitAccount      string   `json:"debit_account"`
+	CreditAccount     string   `json:"credit_account"`
+	Amount            Money    `json:"amount"`
+	Fee               Money    `json:"fee"`
+	Description       string   `json:"description"`
+	VerificationLevel string   `json:"verification_level"`
+	Categories        []string `json:"categories"`
+	FactorIDs         []string `json:"factor_ids"`
+	DeviceID          string   `json:"device_id"`
+	OTPUses           []OTPUse `json:"otp_uses,omitempty"`
+}
+
+// PaymentRejected ends a payment without moving money, with the coded reason.
+type PaymentRejected struct {
+	PaymentID string         `json:"payment_id"`
+	Code      string         `json:"code"`
+	Reason    string         `json:"reason"`
+	Details   map[string]any `json:"details,omitempty"`
+}
+
+// FundsWithdrawn moves money to the account's own bound bank account: debit
+// the customer, credit the clearing account. Outside the daily cap (R10).
+type FundsWithdrawn struct {
+	WithdrawalID      string   `json:"withdrawal_id"`
+	DebitAccount      string   `json:"debit_account"`
+	CreditAccount     string   `json:"credit_account"`
+	Amount            Money    `json:"amount"`
+	BankAccountLast4  string   `json:"bank_account_last4"`
+	VerificationLevel string   `json:"verification_level"`
+	Categories        []string `json:"categories"`
+	FactorIDs         []string `json:"factor_ids"`
+	DeviceID          string   `json:"device_id"`
+	OTPUses           []OTPUse `json:"otp_uses,omitempty"`
+}
+
+// ServiceSuspended records that the customer (or the institution) suspended
+// the payment service (R14).
+type ServiceSuspended struct {
+	Reason string `json:"reason"`
+}
+
+// ServiceReactivated lifts a suspension.
+type ServiceReactivated struct {
+	Reason string `json:"reason"`
+}
+
+// AccountClosed is final: no further operation is accepted.
+type AccountClosed struct {
+	Reason string `json:"reason"`
+}
+
+func (AccountOpened) EventType() string          { return TypeAccountOpened }
+func (FactorEnrolled) EventType() string         { return TypeFactorEnrolled }
+func (FactorRevoked) EventType() string          { return TypeFactorRevoked }
+func (CredentialReset) EventType() string        { return TypeCredentialReset }
+func (CredentialLossReported) EventType() string { return TypeCredentialLossReported }
+func (LoginSucceeded) EventType() string         { return TypeLoginSucceeded }
+func (LoginFailed) EventType() string            { return TypeLoginFailed }
+func (VerificationFailed) EventType() string     { return TypeVerificationFailed }
+func (AccessLocked) EventType() string           { return TypeAccessLocked }
+func (AccessUnlocked) EventType() string         { return TypeAccessUnlocked }
+func (LimitAdjusted) EventType() string          { return TypeLimitAdjusted }
+func (IdentityChanged) EventType() string        { return TypeIdentityChanged }
+func (PhoneChanged) EventType() string           { return TypePhoneChanged }
+func (BankAccountBound) EventType() string       { return TypeBankAccountBound }
+func (FundsDeposited) EventType() string         { return TypeFundsDeposited }
+func (PaymentInitiated) EventType() string       { return TypePaymentInitiated }
+func (PaymentConfirmed) EventType() string       { return TypePaymentConfirmed }
+func (PaymentRejected) EventType() string        { return TypePaymentRejected }
+func (FundsWithdrawn) EventType() string         { return TypeFundsWithdrawn }
+func (ServiceSuspended) EventType() string       { return TypeServiceSuspended }
+func (ServiceReactivated) EventType() string     { return TypeServiceReactivated }
+func (AccountClosed) EventType() string          { return TypeAccountClosed }
+
+// decoders maps "Type/schemaVersion" to a decoder. Every version ever
+// written stays here: five-year retention means today's code reads
+// five-year-old events (R2). A new payload layout gets a new version and a
+// decoder that upgrades it to the current struct.
+var decoders = map[string]func([]byte) (Event, error){
+	key(TypeAccountOpened, 1):          decodeAs[AccountOpened],
+	key(TypeFactorEnrolled, 1):         decodeAs[FactorEnrolled],
+	key(TypeFactorRevoked, 1):          decodeAs[FactorRevoked],
+	key(TypeCredentialReset, 1):        decodeAs[CredentialReset],
+	key(TypeCredentialLossReported, 1): decodeAs[CredentialLossReported],
+	key(TypeLoginSucceeded, 1):         decodeAs[LoginSucceeded],
+	key(TypeLoginFailed, 1):            decodeAs[LoginFailed],
+	key(TypeVerificationFailed, 1):     decodeAs[VerificationFailed],
+	key(TypeAccessLocked, 1):           decodeAs[AccessLocked],
+	key(TypeAccessUnlocked, 1):         decodeAs[AccessUnlocked],
+	key(TypeLimitAdjusted, 1):          decodeAs[LimitAdjusted],
+	key(TypeIdentityChanged, 1):        decodeAs[IdentityChanged],
+	key(TypePhoneChanged, 1):           decodeAs[PhoneChanged],
+	key(TypeBankAccountBound, 1):       decodeAs[BankAccountBound],
+	key(TypeFundsDeposited, 1):         decodeAs[FundsDeposited],
+	key(TypePaymentInitiated, 1):       decodeAs[PaymentInitiated],
+	key(TypePaymentConfirmed, 1):       decodeAs[PaymentConfirmed],
+	key(TypePaymentRejected, 1):        decodeAs[PaymentRejected],
+	key(TypeFundsWithdrawn, 1):         decodeAs[FundsWithdrawn],
+	key(TypeServiceSuspended, 1):       decodeAs[ServiceSuspended],
+	key(TypeServiceReactivated, 1):     decodeAs[ServiceReactivated],
+	key(TypeAccountClosed, 1):          decodeAs[AccountClosed],
+}
+
+// CurrentSchemaVersion is the payload version new events are written with.
+const CurrentSchemaVersion = 1
+
+func key(typ string, v int) string { return fmt.Sprintf("%s/%d", typ, v) }
+
+func decodeAs[T Event](b []byte) (Event, error) {
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// EncodeEvent returns the stored form of e: its type name, schema version
+// and JSON payload.
+func EncodeEvent(e Event) (typ string, schemaVersion int, payload []byte, err error) {
+	payload, err = json.Marshal(e)
+	if err != nil {
+		return "", 0, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
+	}
+	return e.EventType(), CurrentSchemaVersion, payload, nil
+}
+
+// DecodeEvent turns a stored event back into its domain type. An unknown
+// type or version is an error, never a panic: the caller adds the position.
+func DecodeEvent(typ string, schemaVersion int, payload []byte) (Event, error) {
+	dec, ok := decoders[key(typ, schemaVersion)]
+	if !ok {
+		return nil, fmt.Errorf("unknown event type %s version %d", typ, schemaVersion)
+	}
+	e, err := dec(payload)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s v%d: %w", typ, schemaVersion, err)
+	}
+	return e, nil
+}
+
+// Movement is the double entry carried by a money event.
+type Movement struct {
+	Debit  string
+	Credit string
+	Amount Money
+	// Ref is the id of the deposit, payment or withdrawal.
+	Ref         string
+	Description string
+}
+
+// MovementOf returns the double entry of a money event, and false for every
+// other event. Projections and the aggregate read money only through it, so
+// a new money event type needs only one new case here.
+func MovementOf(e Event) (Movement, bool) {
+	switch v := e.(type) {
+	case FundsDeposited:
+		return Movement{v.DebitAccount, v.CreditAccount, v.Amount, v.DepositID, v.Reference}, true
+	case PaymentConfirmed:
+		return Movement{v.DebitAccount, v.CreditAccount, v.Amount, v.PaymentID, v.Description}, true
+	case FundsWithdrawn:
+		return Movement{v.DebitAccount, v.CreditAccount, v.Amount, v.WithdrawalID, "withdrawal to bank account ****" + v.BankAccountLast4}, true
+	}
+	return Movement{}, false
+}
+
+// AccountStream is the name of an account's event stream.
+func AccountStream(accountID string) string { return "account-" + accountID }

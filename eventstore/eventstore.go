@@ -1,0 +1,232 @@
+// Package eventstore defines the Store port every event-log adapter
+// implements, the event envelope, and the hash chain (R3) shared by all
+// adapters so that a log written by one verifies the same way in another.
+//
+// The port imports nothing of the project: domain payloads travel as opaque
+// JSON bytes, and adapters live in sub-packages (sqlite, later postgres and
+// kurrent) that all pass the conformance suite in eventstore/storetest.
+package eventstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Expected-version sentinels for Append. Any other non-negative value is the
+// exact number of events the stream must hold when the append commits, so
+// NoStream (0) and "exactly zero events" are the same condition.
+const (
+	// Any skips the optimistic-concurrency check.
+	Any int64 = -1
+	// NoStream requires that the stream has no events yet.
+	NoStream int64 = 0
+)
+
+// Limits that bound every read so that no caller can ask an adapter for an
+// unbounded result set.
+const (
+	// MaxReadBatch is the largest number of events one read returns.
+	MaxReadBatch = 10000
+	// MaxAppendBatch is the largest number of events one Append may carry.
+	MaxAppendBatch = 1000
+)
+
+// Errors shared by every adapter. Adapters wrap them with context; callers
+// test with errors.Is.
+var (
+	// ErrVersionConflict means the stream did not have the expected version.
+	ErrVersionConflict = errors.New("eventstore: version conflict")
+	// ErrDeleteForbidden means something tried to delete or rewrite events,
+	// which the retention rule (R2) forbids.
+	ErrDeleteForbidden = errors.New("eventstore: events are retained and cannot be deleted or changed")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("eventstore: store closed")
+	// ErrInvalidAppend means the append request itself is malformed (empty,
+	// too large, missing ids, duplicate ids, bad stream name).
+	ErrInvalidAppend = errors.New("eventstore: invalid append")
+	// ErrIDReused means an event id already stored is being appended again
+	// with different content or in a different place.
+	ErrIDReused = errors.New("eventstore: event id reused with other content")
+)
+
+// EventData is what a writer hands to Append: everything about an event that
+// the writer decides. Stream, version, position and hashes are assigned by
+// the store.
+type EventData struct {
+	// ID is a ULID string (26 characters), unique across the whole log.
+	// Re-appending the same ids to the same stream at the same place is
+	// idempotent: Append returns the stored events instead of failing.
+	ID string
+	// Type is an explicit, stable event type name such as "PaymentConfirmed".
+	Type string
+	// SchemaVersion is the version of Type's payload layout (1, 2, ...).
+	SchemaVersion int
+	// OccurredAt comes from the writer's injected clock; stored as UTC with
+	// nanosecond precision.
+	OccurredAt time.Time
+	// CausationID and CorrelationID link events to the command or event that
+	// caused them. Optional.
+	CausationID   string
+	CorrelationID string
+	// IdempotencyKey is the client key of the command that produced the
+	// event. Optional.
+	IdempotencyKey string
+	// Payload is the JSON body of the event.
+	Payload []byte
+}
+
+// Event is a committed event as read back from a store.
+type Event struct {
+	EventData
+	// Stream is the stream name, for example "account-01J...".
+	Stream string
+	// Version is the 1-based position of the event within its stream.
+	Version int64
+	// Position is the 1-based position in the global log. Positions become
+	// visible in commit order, so a subscriber never skips an event.
+	Position int64
+	// PrevHash is the Hash of the previous event of the same stream, or 32
+	// zero bytes for the first event of a stream.
+	PrevHash [32]byte
+	// Hash is SHA-256 over PrevHash and the canonical bytes of the event.
+	Hash [32]byte
+}
+
+// AppendResult tells the writer where its events landed.
+type AppendResult struct {
+	// Events are the committed events, in order, with versions, positions
+	// and hashes filled in.
+	Events []Event
+}
+
+// LastVersion returns the stream version after the append.
+func (r AppendResult) LastVersion() int64 {
+	if len(r.Events) == 0 {
+		return 0
+	}
+	return r.Events[len(r.Events)-1].Version
+}
+
+// LastPosition returns the global position of the last appended event.
+func (r AppendResult) LastPosition() int64 {
+	if len(r.Events) == 0 {
+		return 0
+	}
+	return r.Events[len(r.Events)-1].Position
+}
+
+// Store is the event-log port. Every method is safe for concurrent use.
+// There is deliberately no Delete: events are retained (R2).
+type Store interface {
+	// Append atomically appends events to stream if the stream holds exactly
+	// expected events (or expected is Any). It returns only after the events
+	// are durable. A mismatch returns an error wrapping ErrVersionConflict
+	// and appends nothing. Appending events whose ids are already stored at
+	// the same place in the same stream returns those stored events.
+	Append(ctx context.Context, stream string, expected int64, events []EventData) (AppendResult, error)
+	// ReadStream returns up to limit events of stream with Version >= from,
+	// in ascending order. A missing stream yields no events and no error.
+	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]Event, error)
+	// ReadStreamBackward returns up to limit events of stream with
+	// Version <= from, newest first. from < 1 means "from the end".
+	ReadStreamBackward(ctx context.Context, stream string, from int64, limit int) ([]Event, error)
+	// ReadAll returns up to limit events of the global log with
+	// Position > after, in ascending order.
+	ReadAll(ctx context.Context, after int64, limit int) ([]Event, error)
+	// Head returns the global position of the last committed event (0 when
+	// the log is empty).
+	Head(ctx context.Context) (int64, error)
+	// StreamVersion returns the number of events in stream (0 when missing).
+	StreamVersion(ctx context.Context, stream string) (int64, error)
+	// Subscribe delivers every event with Position > after to fn, in order:
+	// first the stored ones (catch-up), then new ones as they commit (live).
+	// It returns when ctx is done (with ctx.Err()), when fn returns an error
+	// (with that error), or when the store is closed (ErrClosed).
+	Subscribe(ctx context.Context, after int64, fn func(Event) error) error
+	// Close releases the store. Appends after Close fail with ErrClosed.
+	Close() error
+}
+
+// ValidateAppend checks the parts of an append request that do not depend
+// on stored state. Adapters call it before touching storage so that every
+// adapter refuses the same malformed requests.
+func ValidateAppend(stream string, expected int64, events []EventData) error {
+	if stream == "" || len(stream) > 200 {
+		return fmt.Errorf("%w: stream name must be 1..200 bytes", ErrInvalidAppend)
+	}
+	if expected < Any {
+		return fmt.Errorf("%w: expected version %d", ErrInvalidAppend, expected)
+	}
+	if len(events) == 0 || len(events) > MaxAppendBatch {
+		return fmt.Errorf("%w: %d events (want 1..%d)", ErrInvalidAppend, len(events), MaxAppendBatch)
+	}
+	seen := make(map[string]struct{}, len(events))
+	for i, e := range events {
+		if e.ID == "" || e.Type == "" || e.SchemaVersion < 1 {
+			return fmt.Errorf("%w: event %d needs an id, a type and a schema version", ErrInvalidAppend, i)
+		}
+		if _, dup := seen[e.ID]; dup {
+			return fmt.Errorf("%w: event id %s appears twice", ErrInvalidAppend, e.ID)
+		}
+		seen[e.ID] = struct{}{}
+	}
+	return nil
+}
+
+// ComputeHash returns SHA-256 over prev and the canonical bytes of e. The
+// field order is fixed and every variable-length field is length-prefixed,
+// so no two different events share canonical bytes. The global position is
+// not part of the hash: it is assigned at commit and differs between stores
+// that hold the same streams.
+func ComputeHash(prev [32]byte, stream string, version int64, e EventData) [32]byte {
+	h := sha256.New()
+	var buf [8]byte
+	writeStr := func(s string) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
+		h.Write(buf[:])
+		h.Write([]byte(s))
+	}
+	writeInt := func(v int64) {
+		binary.BigEndian.PutUint64(buf[:], uint64(v))
+		h.Write(buf[:])
+	}
+	h.Write([]byte("payledger/event/v1"))
+	h.Write(prev[:])
+	writeStr(stream)
+	writeInt(version)
+	writeStr(e.ID)
+	writeStr(e.Type)
+	writeInt(int64(e.SchemaVersion))
+	writeStr(e.OccurredAt.UTC().Format(time.RFC3339Nano))
+	writeStr(e.CausationID)
+	writeStr(e.CorrelationID)
+	writeStr(e.IdempotencyKey)
+	writeStr(string(e.Payload))
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// VerifyChain checks that events (consecutive events of one stream starting
+// at version 1 or continuing from prev) form an intact hash chain. It
+// returns the hash of the last event to continue with.
+func VerifyChain(prev [32]byte, events []Event) ([32]byte, error) {
+	for _, e := range events {
+		if e.PrevHash != prev {
+			return prev, fmt.Errorf("stream %s version %d: previous hash %s does not match %s",
+				e.Stream, e.Version, hex.EncodeToString(e.PrevHash[:]), hex.EncodeToString(prev[:]))
+		}
+		want := ComputeHash(prev, e.Stream, e.Version, e.EventData)
+		if e.Hash != want {
+			return prev, fmt.Errorf("stream %s version %d (position %d): hash mismatch, the event was altered",
+				e.Stream, e.Version, e.Position)
+		}
+		prev = e.Hash
+	}
+	return prev, nil
+}
