@@ -1,0 +1,285 @@
+package domain
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Account statuses.
+const (
+	StatusActive    = "active"
+	StatusSuspended = "suspended"
+	StatusClosed    = "closed"
+)
+
+// Factor is an enrolled authentication factor as the aggregate knows it.
+type Factor struct {
+	ID           string
+	Method       string
+	Category     string
+	DeviceID     string
+	PasswordHash string
+	SealedSecret []byte
+	PublicKey    []byte
+	Active       bool
+}
+
+// Recorded carries the store's facts about an event, needed by the
+// aggregate: where it sits in the global log (for the balance rule) and when
+// it happened (for calendar-day limits).
+type Recorded struct {
+	Version    int64
+	Position   int64
+	OccurredAt time.Time
+}
+
+// ownMove is a money event of this account's own stream, kept until the
+// balances projection has passed its position.
+type ownMove struct {
+	position int64
+	delta    decimal.Decimal
+}
+
+// dayUsage sums one calendar day's payments by verification level (R10).
+type dayUsage struct {
+	day    string
+	single decimal.Decimal
+	two    decimal.Decimal
+	cert   decimal.Decimal
+}
+
+// finishedLimit bounds how many finished payment ids an account remembers
+// (for clear errors on late confirmations); older ones are forgotten, and
+// idempotency keys cover client retries.
+const finishedLimit = 64
+
+// Account is the aggregate of one account stream. Its state changes only in
+// Apply; decisions read it and return events.
+type Account struct {
+	ID          string
+	HolderName  string
+	Currency    Currency
+	Kind        string
+	Status      string
+	AgreedLimit Money
+	Phone       string
+	// Version is the number of events applied (the stream version).
+	Version int64
+	// LastPosition is the global position of the last applied event.
+	LastPosition int64
+
+	factors     map[string]*Factor
+	failures    int
+	lockedUntil time.Time
+	otpLast     map[string]int64
+	bank        *BankAccountBound
+	pending     map[string]PaymentInitiated
+	finished    map[string]string
+	finOrder    []string
+	moves       []ownMove
+	usage       dayUsage
+	loc         *time.Location
+}
+
+// NewAccount returns the empty aggregate for an account stream. loc is the
+// institution's time zone, used to bucket payments into calendar days.
+func NewAccount(loc *time.Location) *Account {
+	if loc == nil {
+		loc = time.UTC
+	}
+	return &Account{
+		factors:  map[string]*Factor{},
+		otpLast:  map[string]int64{},
+		pending:  map[string]PaymentInitiated{},
+		finished: map[string]string{},
+		loc:      loc,
+	}
+}
+
+// Exists reports whether the account has been opened.
+func (a *Account) Exists() bool { return a.Status != "" }
+
+// Factors returns the account's factors (active and retired).
+func (a *Account) Factors() []Factor {
+	out := make([]Factor, 0, len(a.factors))
+	for _, f := range a.factors {
+		out = append(out, *f)
+	}
+	return out
+}
+
+// BankAccount returns the bound bank account, if any.
+func (a *Account) BankAccount() (BankAccountBound, bool) {
+	if a.bank == nil {
+		return BankAccountBound{}, false
+	}
+	return *a.bank, true
+}
+
+// FailedAttempts returns the consecutive failed attempts since the last
+// success or unlock.
+func (a *Account) FailedAttempts() int { return a.failures }
+
+// LockedUntil returns the end of the current lock (zero when none).
+func (a *Account) LockedUntil() time.Time { return a.lockedUntil }
+
+// Pending returns an initiated payment that is still awaiting confirmation.
+func (a *Account) Pending(paymentID string) (PaymentInitiated, bool) {
+	p, ok := a.pending[paymentID]
+	return p, ok
+}
+
+// Available is the balance a decision may spend: the balances projection's
+// figure at its checkpoint plus this stream's own money events after it.
+// Credits from other streams arrive only through the projection, so a
+// lagging projection can only understate the balance, never overdraw.
+func (a *Account) Available(projected decimal.Decimal, checkpoint int64) Money {
+	sum := projected
+	for _, m := range a.moves {
+		if m.position > checkpoint {
+			sum = sum.Add(m.delta)
+		}
+	}
+	return Money{Amount: sum, Currency: a.Currency}
+}
+
+// Forget drops own money events the projection has already counted, so the
+// aggregate's memory stays bounded by the projection's lag.
+func (a *Account) Forget(checkpoint int64) {
+	i := 0
+	for i < len(a.moves) && a.moves[i].position <= checkpoint {
+		i++
+	}
+	if i > 0 {
+		a.moves = append(a.moves[:0], a.moves[i:]...)
+	}
+}
+
+// DayUsage returns the sums used on now's calendar day: single-factor,
+// without certificate (single + two-factor), and all payments.
+func (a *Account) DayUsage(now time.Time) (single, noCert, all decimal.Decimal) {
+	if a.usage.day != dayKey(now, a.loc) {
+		return decimal.Zero, decimal.Zero, decimal.Zero
+	}
+	u := a.usage
+	return u.single, u.single.Add(u.two), u.single.Add(u.two).Add(u.cert)
+}
+
+func dayKey(t time.Time, loc *time.Location) string { return t.In(loc).Format("2006-01-02") }
+
+// Apply folds one recorded event into the state. It is the only place state
+// changes, and it never fails: events are facts.
+func (a *Account) Apply(e Event, r Recorded) {
+	a.Version = r.Version
+	if r.Position > a.LastPosition {
+		a.LastPosition = r.Position
+	}
+	switch v := e.(type) {
+	case AccountOpened:
+		a.ID, a.HolderName, a.Currency, a.Kind = v.AccountID, v.HolderName, v.Currency, v.Kind
+		a.Status, a.AgreedLimit = StatusActive, v.AgreedDailyLimit
+	case FactorEnrolled:
+		a.factors[v.FactorID] = &Factor{ID: v.FactorID, Method: v.Method, Category: v.Category, DeviceID: v.DeviceID,
+			PasswordHash: v.PasswordHash, SealedSecret: v.SealedSecret, PublicKey: v.PublicKey, Active: true}
+	case FactorRevoked:
+		a.retire(v.FactorID)
+	case CredentialLossReported:
+		a.retire(v.FactorID)
+	case CredentialReset:
+		if f, ok := a.factors[v.FactorID]; ok {
+			f.PasswordHash, f.SealedSecret, f.PublicKey, f.Active = v.PasswordHash, v.SealedSecret, v.PublicKey, true
+			delete(a.otpLast, v.FactorID)
+		}
+	case LoginSucceeded:
+		a.failures = 0
+		a.useOTPs(v.OTPUses)
+	case LoginFailed:
+		a.failures = v.FailedAttempts
+	case VerificationFailed:
+		a.failures = v.FailedAttempts
+	case AccessLocked:
+		a.lockedUntil, a.failures = v.Until, v.FailedAttempts
+	case AccessUnlocked:
+		a.lockedUntil, a.failures = time.Time{}, 0
+	case LimitAdjusted:
+		a.AgreedLimit = v.AgreedDailyLimit
+	case IdentityChanged:
+		a.HolderName = v.HolderName
+	case PhoneChanged:
+		a.Phone = v.Phone
+	case BankAccountBound:
+		b := v
+		a.bank = &b
+	case FundsDeposited:
+		a.addMove(r.Position, v.Amount.Amount)
+	case PaymentInitiated:
+		a.pending[v.PaymentID] = v
+	case PaymentConfirmed:
+		a.failures = 0
+		a.useOTPs(v.OTPUses)
+		a.finish(v.PaymentID, "completed")
+		a.addMove(r.Position, v.Amount.Amount.Neg())
+		a.addUsage(r.OccurredAt, v.VerificationLevel, v.Amount.Amount)
+	case PaymentRejected:
+		a.finish(v.PaymentID, "rejected")
+	case FundsWithdrawn:
+		a.failures = 0
+		a.useOTPs(v.OTPUses)
+		a.addMove(r.Position, v.Amount.Amount.Neg())
+	case ServiceSuspended:
+		a.Status = StatusSuspended
+	case ServiceReactivated:
+		a.Status = StatusActive
+	case AccountClosed:
+		a.Status = StatusClosed
+	}
+}
+
+func (a *Account) retire(id string) {
+	if f, ok := a.factors[id]; ok {
+		f.Active = false
+	}
+}
+
+func (a *Account) useOTPs(uses []OTPUse) {
+	for _, u := range uses {
+		if u.Step > a.otpLast[u.FactorID] {
+			a.otpLast[u.FactorID] = u.Step
+		}
+	}
+}
+
+func (a *Account) addMove(pos int64, delta decimal.Decimal) {
+	a.moves = append(a.moves, ownMove{position: pos, delta: delta})
+}
+
+func (a *Account) finish(id, status string) {
+	delete(a.pending, id)
+	if _, seen := a.finished[id]; !seen {
+		a.finOrder = append(a.finOrder, id)
+	}
+	a.finished[id] = status
+	if len(a.finOrder) > finishedLimit {
+		delete(a.finished, a.finOrder[0])
+		a.finOrder = a.finOrder[1:]
+	}
+}
+
+func (a *Account) addUsage(at time.Time, level string, amt decimal.Decimal) {
+	day := dayKey(at, a.loc)
+	if day != a.usage.day {
+		if day < a.usage.day {
+			return // an older day's payment cannot change today's usage
+		}
+		a.usage = dayUsage{day: day, single: decimal.Zero, two: decimal.Zero, cert: decimal.Zero}
+	}
+	switch level {
+	case LevelSingleFactor:
+		a.usage.single = a.usage.single.Add(amt)
+	case LevelTwoFactor:
+		a.usage.two = a.usage.two.Add(amt)
+	default:
+		a.usage.cert = a.usage.cert.Add(amt)
+	}
+}

@@ -1,0 +1,514 @@
+package domain
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shopspring/decimal"
+)
+
+// Decide turns a command into events against the account's current state.
+// It is pure: no I/O, no clock (now is fixed once by the caller), no
+// randomness. On success it returns the events to append. On refusal it
+// returns a *Error; the events returned alongside an error (a failed login,
+// a rejected payment) still must be appended, because the attempt itself is
+// an operation the log records (R1, R9, R15). With no events and an error,
+// nothing changes.
+func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
+	if open, ok := cmd.(OpenAccount); ok {
+		return decideOpen(a, open, p)
+	}
+	if !a.Exists() {
+		return nil, Errorf(CodeNotFound, "account not found")
+	}
+	if a.Status == StatusClosed {
+		return nil, Errorf(CodeAccountClosed, "account %s is closed", a.ID)
+	}
+	switch c := cmd.(type) {
+	case EnrollFactor:
+		return decideEnroll(a, c)
+	case RevokeFactor:
+		if err := a.activeFactor(c.FactorID); err != nil {
+			return nil, err
+		}
+		return one(FactorRevoked{FactorID: c.FactorID, Reason: limitText(c.Reason, 200)})
+	case ReportCredentialLoss:
+		if err := a.activeFactor(c.FactorID); err != nil {
+			return nil, err
+		}
+		return one(CredentialLossReported{FactorID: c.FactorID, Method: a.factors[c.FactorID].Method})
+	case ResetCredential:
+		return decideReset(a, c)
+	case Login:
+		return decideLogin(a, c, p, now)
+	case AdjustLimit:
+		m, err := ParseAmount(c.Limit, a.Currency, "agreed_daily_limit")
+		if err != nil {
+			return nil, err
+		}
+		return one(LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m})
+	case ChangeIdentity:
+		name, err := holderName(c.HolderName)
+		if err != nil {
+			return nil, err
+		}
+		return one(IdentityChanged{HolderName: name})
+	case ChangePhone:
+		if !digitsOnly(strings.TrimPrefix(c.Phone, "+"), 5, 20) {
+			return nil, Invalid("phone", "phone must be 5 to 20 digits, optionally after +")
+		}
+		return one(PhoneChanged{Phone: c.Phone})
+	case BindBankAccount:
+		return decideBind(a, c)
+	case Deposit:
+		return decideDeposit(a, c)
+	case InitiatePayment:
+		return decideInitiate(a, c, p, now)
+	case ConfirmPayment:
+		return decideConfirm(a, c, p, now)
+	case Withdraw:
+		return decideWithdraw(a, c, p, now)
+	case Suspend:
+		if a.Status == StatusSuspended {
+			return nil, Errorf(CodeAccountSuspended, "account %s is already suspended", a.ID)
+		}
+		return one(ServiceSuspended{Reason: limitText(c.Reason, 200)})
+	case Reactivate:
+		if a.Status != StatusSuspended {
+			return nil, Errorf(CodeConflict, "account %s is not suspended", a.ID)
+		}
+		return one(ServiceReactivated{Reason: limitText(c.Reason, 200)})
+	case CloseAccount:
+		if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); !avail.Amount.IsZero() {
+			return nil, Errorf(CodeConflict, "withdraw the remaining balance %s before closing", avail).
+				With("available", avail.String())
+		}
+		return one(AccountClosed{Reason: limitText(c.Reason, 200)})
+	}
+	return nil, Errorf(CodeInternal, "unknown command %T", cmd)
+}
+
+func one(e Event) ([]Event, error) { return []Event{e}, nil }
+
+func limitText(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}
+
+func digitsOnly(s string, min, max int) bool {
+	if len(s) < min || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func holderName(s string) (string, error) {
+	name := strings.TrimSpace(s)
+	if name == "" || utf8.RuneCountInString(name) > 200 {
+		return "", Invalid("holder_name", "holder_name must be 1 to 200 characters")
+	}
+	return name, nil
+}
+
+func decideOpen(a *Account, c OpenAccount, p Policy) ([]Event, error) {
+	if a.Exists() {
+		return nil, Errorf(CodeConflict, "account %s already exists", a.ID)
+	}
+	name, err := holderName(c.HolderName)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := ParseCurrency(c.Currency, "currency")
+	if err != nil {
+		return nil, err
+	}
+	if cur != p.DefaultAgreedLimit.Currency {
+		return nil, Invalid("currency", fmt.Sprintf("currency %s is not offered: accounts are kept in %s, the currency the daily caps are set in", cur, p.DefaultAgreedLimit.Currency))
+	}
+	kind := c.Kind
+	if kind == "" {
+		kind = KindPersonal
+	}
+	if kind != KindPersonal && kind != KindMerchant {
+		return nil, Invalid("kind", "kind must be personal or merchant")
+	}
+	return one(AccountOpened{AccountID: c.AccountID, HolderName: name, Currency: cur, Kind: kind, AgreedDailyLimit: p.DefaultAgreedLimit})
+}
+
+// maxFactors bounds how many factors one account may enrol.
+const maxFactors = 20
+
+func decideEnroll(a *Account, c EnrollFactor) ([]Event, error) {
+	cat, ok := CategoryOf(c.Method)
+	if !ok {
+		return nil, Invalid("method", "method must be one of password, totp, certificate, e_signature, biometric")
+	}
+	if _, dup := a.factors[c.FactorID]; dup {
+		return nil, Errorf(CodeConflict, "factor %s already exists", c.FactorID)
+	}
+	if len(a.factors) >= maxFactors {
+		return nil, Errorf(CodeConflict, "an account may enrol at most %d factors", maxFactors)
+	}
+	ev := FactorEnrolled{FactorID: c.FactorID, Method: c.Method, Category: cat, DeviceID: c.DeviceID}
+	cred, err := credential(c.Method, c.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, true)
+	if err != nil {
+		return nil, err
+	}
+	ev.PasswordHash, ev.SealedSecret, ev.PublicKey = cred.PasswordHash, cred.SealedSecret, cred.PublicKey
+	return one(ev)
+}
+
+// credential validates and derives the stored credential of a factor.
+func credential(method, deviceID, password string, salt, sealed, pub []byte, enrol bool) (CredentialReset, error) {
+	var out CredentialReset
+	switch method {
+	case MethodPassword:
+		if utf8.RuneCountInString(password) < MinPasswordLength || len(password) > 1024 {
+			return out, Invalid("password", fmt.Sprintf("password must be %d to 1024 characters", MinPasswordLength))
+		}
+		h, err := HashPassword(password, salt)
+		if err != nil {
+			return out, Errorf(CodeInternal, "%v", err)
+		}
+		out.PasswordHash = h
+	case MethodTOTP:
+		if enrol && deviceID == "" {
+			return out, Invalid("device_id", "a totp factor is enrolled on a device_id")
+		}
+		if len(sealed) == 0 {
+			return out, Errorf(CodeInternal, "totp seed missing")
+		}
+		out.SealedSecret = sealed
+	case MethodCertificate, MethodESignature:
+		if len(pub) != 32 {
+			return out, Invalid("public_key", "public_key must be a base64 Ed25519 public key (32 bytes)")
+		}
+		out.PublicKey = pub
+	case MethodBiometric:
+		if enrol && deviceID == "" {
+			return out, Invalid("device_id", "a biometric factor is enrolled on a device_id")
+		}
+	}
+	return out, nil
+}
+
+func (a *Account) activeFactor(id string) error {
+	f, ok := a.factors[id]
+	if !ok {
+		return Errorf(CodeNotFound, "factor %s not found", id).With("field", "factor_id")
+	}
+	if !f.Active {
+		return Errorf(CodeConflict, "factor %s is no longer active", id)
+	}
+	return nil
+}
+
+func decideReset(a *Account, c ResetCredential) ([]Event, error) {
+	f, ok := a.factors[c.FactorID]
+	if !ok {
+		return nil, Errorf(CodeNotFound, "factor %s not found", c.FactorID).With("field", "factor_id")
+	}
+	if f.Method == MethodBiometric {
+		return nil, Invalid("factor_id", "a biometric factor has no credential to reset; enrol it again")
+	}
+	cred, err := credential(f.Method, f.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, false)
+	if err != nil {
+		return nil, err
+	}
+	cred.FactorID = c.FactorID
+	return one(cred)
+}
+
+func decideBind(a *Account, c BindBankAccount) ([]Event, error) {
+	if !digitsOnly(c.Number, 8, 34) {
+		return nil, Invalid("bank_account_number", "bank_account_number must be 8 to 34 digits")
+	}
+	name, err := holderName(c.HolderName)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.EqualFold(name, a.HolderName) {
+		return nil, Invalid("holder_name", "the bank account must be in the account holder's own name")
+	}
+	return one(BankAccountBound{BankAccountToken: c.Token, Last4: c.Number[len(c.Number)-4:], HolderName: name})
+}
+
+// moneyOf parses an amount and checks it is in the account's currency.
+func (a *Account) moneyOf(amount, currency string) (Money, error) {
+	if currency != "" && Currency(currency) != a.Currency {
+		return Money{}, Invalid("currency", fmt.Sprintf("account %s is kept in %s, not %s", a.ID, a.Currency, currency))
+	}
+	return ParseAmount(amount, a.Currency, "amount")
+}
+
+func (a *Account) requireActive() error {
+	if a.Status == StatusSuspended {
+		return Errorf(CodeAccountSuspended, "account %s is suspended", a.ID)
+	}
+	return nil
+}
+
+func decideDeposit(a *Account, c Deposit) ([]Event, error) {
+	if err := a.requireActive(); err != nil {
+		return nil, err
+	}
+	m, err := a.moneyOf(c.Amount, c.Currency)
+	if err != nil {
+		return nil, err
+	}
+	return one(FundsDeposited{DepositID: c.DepositID, DebitAccount: ClearingAccountID(a.Currency), CreditAccount: a.ID,
+		Amount: m, Reference: limitText(c.Reference, 140)})
+}
+
+// lockCheck applies R9's lock. While locked it returns access_locked. When
+// a lock has expired it returns the AccessUnlocked event to record first
+// and the failure count to continue from (zero).
+func (a *Account) lockCheck(now time.Time) ([]Event, int, error) {
+	if a.lockedUntil.IsZero() {
+		return nil, a.failures, nil
+	}
+	if now.Before(a.lockedUntil) {
+		return nil, a.failures, Errorf(CodeAccessLocked, "access is locked until %s", a.lockedUntil.UTC().Format(time.RFC3339)).
+			With("locked_until", a.lockedUntil.UTC().Format(time.RFC3339))
+	}
+	return []Event{AccessUnlocked{Reason: "lock expired"}}, 0, nil
+}
+
+// failed records a failed attempt and, at the threshold, the lock.
+func failed(p Policy, now time.Time, pre []Event, attempt Event, n int, code, reason string) ([]Event, error) {
+	events := append(pre, attempt)
+	if n >= p.MaxFailures {
+		until := now.Add(p.LockDuration)
+		events = append(events, AccessLocked{Until: until, FailedAttempts: n})
+		return events, Errorf(CodeAccessLocked, "%s; %d failed attempts lock access until %s", reason, n, until.UTC().Format(time.RFC3339)).
+			With("locked_until", until.UTC().Format(time.RFC3339))
+	}
+	return events, Errorf(code, "%s", reason).With("attempts_remaining", p.MaxFailures-n)
+}
+
+func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) {
+	if c.DeviceID == "" {
+		return nil, Invalid("device_id", "device_id is required")
+	}
+	pre, n, err := a.lockCheck(now)
+	if err != nil {
+		return []Event{LoginFailed{DeviceID: c.DeviceID, Reason: "access locked", FailedAttempts: n}}, err
+	}
+	v, bad, fail := a.verifyProofs(p, c.Proofs, c.DeviceID, nil, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeAuthFailed, fail.reason)
+	}
+	return append(pre, LoginSucceeded{SessionID: c.SessionID, TokenHash: c.TokenHash, DeviceID: c.DeviceID,
+		FactorIDs: v.factorIDs, Categories: v.categories, ExpiresAt: now.Add(p.SessionTTL), OTPUses: v.otpUses}), nil
+}
+
+// maxDescription bounds free text on a payment.
+const maxDescription = 140
+
+var channels = map[string]bool{"app": true, "web": true, "api": true, "pos": true}
+var terminals = map[string]bool{"mobile": true, "desktop": true, "pos": true, "server": true}
+
+func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]Event, error) {
+	if err := a.requireActive(); err != nil {
+		return nil, err
+	}
+	if _, _, err := a.lockCheck(now); err != nil {
+		return nil, err
+	}
+	m, err := a.moneyOf(c.Amount, c.Currency)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.PayeeID == a.ID:
+		return nil, Invalid("payee_account_id", "an account cannot pay itself")
+	case !c.Payee.Exists:
+		return nil, Errorf(CodeNotFound, "payee account %s not found", c.PayeeID).With("field", "payee_account_id")
+	case c.Payee.Status == StatusClosed:
+		return nil, Errorf(CodeAccountClosed, "payee account %s is closed", c.PayeeID).With("field", "payee_account_id")
+	case c.Payee.Currency != a.Currency:
+		return nil, Invalid("payee_account_id", "payee account is kept in another currency")
+	case !channels[c.Channel]:
+		return nil, Invalid("channel", "channel must be one of app, web, api, pos")
+	case !terminals[c.Terminal]:
+		return nil, Invalid("terminal", "terminal must be one of mobile, desktop, pos, server")
+	case c.DeviceID == "" || len(c.DeviceID) > 100:
+		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	case utf8.RuneCountInString(c.Description) > maxDescription:
+		return nil, Invalid("description", "description is at most 140 characters")
+	case len(c.Challenge) < 16:
+		return nil, Errorf(CodeInternal, "payment challenge too short")
+	}
+	return one(PaymentInitiated{PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: Zero(a.Currency),
+		Channel: c.Channel, Terminal: c.Terminal, DeviceID: c.DeviceID, Description: c.Description,
+		Challenge: c.Challenge, ExpiresAt: now.Add(p.ChallengeTTL)})
+}
+
+func (a *Account) pendingPayment(id string) (PaymentInitiated, error) {
+	pi, ok := a.pending[id]
+	if ok {
+		return pi, nil
+	}
+	if st, done := a.finished[id]; done {
+		return pi, Errorf(CodeConflict, "payment %s is already %s", id, st).With("status", st)
+	}
+	return pi, Errorf(CodeNotFound, "no pending payment %s on this account", id)
+}
+
+func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Event, error) {
+	if err := a.requireActive(); err != nil {
+		return nil, err
+	}
+	pi, err := a.pendingPayment(c.PaymentID)
+	if err != nil {
+		return nil, err
+	}
+	if c.DeviceID == "" {
+		return nil, Invalid("device_id", "device_id is required")
+	}
+	pre, n, err := a.lockCheck(now)
+	if err != nil {
+		return nil, err
+	}
+	reject := func(e *Error) ([]Event, error) {
+		return append(pre, PaymentRejected{PaymentID: pi.PaymentID, Code: e.Code, Reason: e.Message, Details: e.Details}), e
+	}
+	if now.After(pi.ExpiresAt) {
+		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	v, bad, fail := a.verifyProofs(p, c.Proofs, c.DeviceID, pi.Challenge, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return failed(p, now, pre, VerificationFailed{Purpose: "payment", Reference: pi.PaymentID, DeviceID: c.DeviceID,
+			Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeProofInvalid, fail.reason)
+	}
+	if len(v.categories) == 0 {
+		return reject(Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the payment does not count as a factor (R6)").
+			With("verification_level", "none"))
+	}
+	total := pi.Amount.Add(pi.Fee)
+	if lerr := a.checkLimits(p, now, v.level(), total.Amount); lerr != nil {
+		if v.excluded && a.checkLimits(p, now, v.levelWithExcluded, total.Amount) == nil {
+			return reject(Errorf(CodeFactorNotIndependent, "the one-time password came from the device issuing the payment, so it does not count as a second factor (R6); %s", lerr.Message).
+				With("verification_level", v.level()))
+		}
+		return reject(lerr)
+	}
+	if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); avail.LessThan(total) {
+		return reject(Errorf(CodeInsufficientFunds, "available balance %s is less than %s", avail, total).
+			With("available", avail.String()).With("required", total.String()))
+	}
+	return append(pre, PaymentConfirmed{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: pi.Payee,
+		Amount: pi.Amount, Fee: pi.Fee, Description: pi.Description, VerificationLevel: v.level(),
+		Categories: v.categories, FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses}), nil
+}
+
+// capCheck is one nested daily cap of R10.
+type capCheck struct {
+	name  string
+	level string
+	limit decimal.Decimal
+	used  decimal.Decimal
+}
+
+// DailyCap returns the cap that a payment at level is reported against
+// (limit) and what the day has used of it, for replies to the customer.
+func (a *Account) DailyCap(p Policy, now time.Time, level string) (limit, used Money) {
+	caps := a.caps(p, now, level)
+	c := caps[0]
+	return Money{Amount: c.limit, Currency: a.Currency}, Money{Amount: c.used, Currency: a.Currency}
+}
+
+// caps lists the caps a payment at level must stay within, its own first
+// (R10: the caps nest, so a weaker verification never goes past a stronger
+// one's cap).
+func (a *Account) caps(p Policy, now time.Time, level string) []capCheck {
+	single, noCert, all := a.DayUsage(now)
+	agreed := capCheck{"agreed_daily", LevelTwoFactorCertificate, a.AgreedLimit.Amount, all}
+	two := capCheck{"two_factor_daily", LevelTwoFactor, p.TwoFactorDailyCap.Amount, noCert}
+	one := capCheck{"single_factor_daily", LevelSingleFactor, p.SingleFactorDailyCap.Amount, single}
+	switch level {
+	case LevelSingleFactor:
+		return []capCheck{one, two, agreed}
+	case LevelTwoFactor:
+		return []capCheck{two, agreed}
+	}
+	return []capCheck{agreed}
+}
+
+// checkLimits refuses amt when it would take any applicable cap past its
+// limit, naming the cap that binds (the one with least remaining).
+func (a *Account) checkLimits(p Policy, now time.Time, level string, amt decimal.Decimal) *Error {
+	var bind *capCheck
+	caps := a.caps(p, now, level)
+	for i := range caps {
+		c := &caps[i]
+		if c.used.Add(amt).GreaterThan(c.limit) && (bind == nil || c.limit.Sub(c.used).LessThan(bind.limit.Sub(bind.used))) {
+			bind = c
+		}
+	}
+	if bind == nil {
+		return nil
+	}
+	remaining := decimal.Max(bind.limit.Sub(bind.used), decimal.Zero)
+	cur := a.Currency
+	return Errorf(CodeDailyLimitExceeded, "payment of %s would pass the %s limit of %s for today: %s used, %s remaining",
+		Money{amt, cur}, strings.ReplaceAll(bind.name, "_", " "), Money{bind.limit, cur}, Money{bind.used, cur}, Money{remaining, cur}).
+		With("limit", Money{bind.limit, cur}.String()).
+		With("used", Money{bind.used, cur}.String()).
+		With("remaining", Money{remaining, cur}.String()).
+		With("cap", bind.name).
+		With("verification_level", level)
+}
+
+func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, error) {
+	if err := a.requireActive(); err != nil {
+		return nil, err
+	}
+	if a.bank == nil {
+		return nil, Errorf(CodeConflict, "bind a same-name bank account before withdrawing").With("field", "bank_account")
+	}
+	m, err := a.moneyOf(c.Amount, c.Currency)
+	if err != nil {
+		return nil, err
+	}
+	if c.DeviceID == "" {
+		return nil, Invalid("device_id", "device_id is required")
+	}
+	pre, n, err := a.lockCheck(now)
+	if err != nil {
+		return nil, err
+	}
+	v, bad, fail := a.verifyProofs(p, c.Proofs, c.DeviceID, nil, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return failed(p, now, pre, VerificationFailed{Purpose: "withdrawal", Reference: c.WithdrawalID, DeviceID: c.DeviceID,
+			Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeProofInvalid, fail.reason)
+	}
+	if len(v.categories) == 0 {
+		return nil, Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the withdrawal does not count as a factor (R6)")
+	}
+	if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); avail.LessThan(m) {
+		return nil, Errorf(CodeInsufficientFunds, "available balance %s is less than %s", avail, m).
+			With("available", avail.String()).With("required", m.String())
+	}
+	return append(pre, FundsWithdrawn{WithdrawalID: c.WithdrawalID, DebitAccount: a.ID, CreditAccount: ClearingAccountID(a.Currency),
+		Amount: m, BankAccountLast4: a.bank.Last4, VerificationLevel: v.level(), Categories: v.categories,
+		FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses}), nil
+}

@@ -1,0 +1,163 @@
+package domain
+
+import (
+	"sort"
+	"time"
+)
+
+// maxProofs bounds the proofs one instruction may carry.
+const maxProofs = 5
+
+// verified is the outcome of checking a set of proofs.
+type verified struct {
+	categories []string
+	factorIDs  []string
+	hasCert    bool
+	otpUses    []OTPUse
+	// excluded is true when an OTP proof was valid but did not count
+	// because it came from the device issuing the instruction (R6).
+	excluded bool
+	// levelWithExcluded is the level the proofs would have reached had the
+	// excluded OTP counted; used to explain a refusal.
+	levelWithExcluded string
+}
+
+// level is the verification level of the counted categories (R10).
+func (v verified) level() string { return levelOf(len(v.categories), v.hasCert) }
+
+func levelOf(categories int, hasCert bool) string {
+	switch {
+	case categories >= 2 && hasCert:
+		return LevelTwoFactorCertificate
+	case categories >= 2:
+		return LevelTwoFactor
+	}
+	return LevelSingleFactor
+}
+
+// proofFailure is a proof that did not verify; it counts as a failed attempt
+// (R9), unlike malformed input, which changes nothing.
+type proofFailure struct{ reason string }
+
+// verifyProofs checks proofs against the account's factors. challenge is
+// nil where no challenge was issued (login, withdrawal): signature-based
+// proofs then have nothing to sign and are refused as malformed input.
+// It returns a *Error for malformed input and a *proofFailure for a proof
+// that is wrong.
+func (a *Account) verifyProofs(p Policy, proofs []Proof, deviceID string, challenge []byte, now time.Time) (verified, *Error, *proofFailure) {
+	var v verified
+	if len(proofs) == 0 {
+		return v, Invalid("proofs", "at least one proof is required"), nil
+	}
+	if len(proofs) > maxProofs {
+		return v, Invalid("proofs", "at most 5 proofs are accepted"), nil
+	}
+	seen := map[string]bool{}
+	cats := map[string]bool{}
+	allCats := map[string]bool{}
+	allCert := false
+	for _, pr := range proofs {
+		if seen[pr.FactorID] {
+			return v, Invalid("proofs", "factor "+pr.FactorID+" is presented twice"), nil
+		}
+		seen[pr.FactorID] = true
+		f, ok := a.factors[pr.FactorID]
+		if !ok || !f.Active {
+			return v, nil, &proofFailure{"factor " + pr.FactorID + " is not an active factor of this account"}
+		}
+		if bad := shapeError(f.Method, pr, challenge != nil); bad != nil {
+			return v, bad, nil
+		}
+		ok, use, reason := a.checkProof(p, f, pr, challenge, now)
+		if !ok {
+			return v, nil, &proofFailure{reason}
+		}
+		v.factorIDs = append(v.factorIDs, f.ID)
+		if use != nil {
+			v.otpUses = append(v.otpUses, *use)
+		}
+		cert := f.Method == MethodCertificate || f.Method == MethodESignature
+		allCats[f.Category] = true
+		allCert = allCert || cert
+		if f.Method == MethodTOTP && f.DeviceID == deviceID {
+			v.excluded = true // R6: same device as the instruction, not independent
+			continue
+		}
+		cats[f.Category] = true
+		v.hasCert = v.hasCert || cert
+	}
+	for c := range cats {
+		v.categories = append(v.categories, c)
+	}
+	sort.Strings(v.categories)
+	sort.Strings(v.factorIDs)
+	v.levelWithExcluded = levelOf(len(allCats), allCert)
+	return v, nil, nil
+}
+
+// shapeError rejects a proof that carries the wrong kind of evidence for its
+// factor's method.
+func shapeError(method string, pr Proof, hasChallenge bool) *Error {
+	switch method {
+	case MethodPassword:
+		if pr.Password == "" {
+			return Invalid("proofs", "a password factor needs \"password\"")
+		}
+	case MethodTOTP:
+		if pr.Code == "" {
+			return Invalid("proofs", "a totp factor needs \"code\"")
+		}
+	case MethodCertificate, MethodESignature:
+		if !hasChallenge {
+			return Invalid("proofs", "certificate and e-signature proofs sign a payment challenge; use them to confirm a payment")
+		}
+		if len(pr.Signature) == 0 {
+			return Invalid("proofs", "a "+method+" factor needs \"signature\"")
+		}
+	case MethodBiometric:
+		if !hasChallenge {
+			return Invalid("proofs", "biometric attestations sign a payment challenge; use them to confirm a payment")
+		}
+		if len(pr.Attestation) == 0 {
+			return Invalid("proofs", "a biometric factor needs \"attestation\"")
+		}
+	}
+	return nil
+}
+
+// checkProof verifies one proof. It returns the OTP use to record when the
+// proof consumed a one-time password.
+func (a *Account) checkProof(p Policy, f *Factor, pr Proof, challenge []byte, now time.Time) (bool, *OTPUse, string) {
+	switch f.Method {
+	case MethodPassword:
+		ok, err := VerifyPassword(f.PasswordHash, pr.Password)
+		if err != nil || !ok {
+			return false, nil, "wrong password"
+		}
+		return true, nil, ""
+	case MethodTOTP:
+		if p.Secrets == nil {
+			return false, nil, "one-time passwords are not configured"
+		}
+		secret, err := p.Secrets.Open(f.SealedSecret)
+		if err != nil {
+			return false, nil, "one-time password seed cannot be opened"
+		}
+		step, ok, err := MatchTOTP(string(secret), pr.Code, now, a.otpLast[f.ID])
+		if err != nil || !ok {
+			return false, nil, "wrong, expired or already used one-time password"
+		}
+		return true, &OTPUse{FactorID: f.ID, Step: step}, ""
+	case MethodCertificate, MethodESignature:
+		if !VerifySignature(f.PublicKey, challenge, pr.Signature) {
+			return false, nil, "signature does not verify"
+		}
+		return true, nil, ""
+	case MethodBiometric:
+		if !VerifySignature(p.BiometricProviderKey, challenge, pr.Attestation) {
+			return false, nil, "biometric attestation does not verify"
+		}
+		return true, nil, ""
+	}
+	return false, nil, "unknown factor method"
+}
