@@ -412,9 +412,11 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return reject(Errorf(CodeInsufficientFunds, "available balance %s is less than %s", avail, total).
 			With("available", avail.String()).With("required", total.String()))
 	}
+	limit, used := a.DailyCap(p, now, v.level())
 	return append(pre, PaymentConfirmed{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: pi.Payee,
 		Amount: pi.Amount, Fee: pi.Fee, Description: pi.Description, VerificationLevel: v.level(),
-		Categories: v.categories, FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses}), nil
+		Categories: v.categories, FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses,
+		DailyLimit: limit, DailyUsed: used.Add(total)}), nil
 }
 
 // capCheck is one nested daily cap of R10.

@@ -212,6 +212,10 @@ type PaymentConfirmed struct {
 	FactorIDs         []string `json:"factor_ids"`
 	DeviceID          string   `json:"device_id"`
 	OTPUses           []OTPUse `json:"otp_uses,omitempty"`
+	// DailyLimit and DailyUsed are the cap of this payment's level and what
+	// the day had used of it including this payment, as shown to the payer.
+	DailyLimit Money `json:"daily_limit"`
+	DailyUsed  Money `json:"daily_used"`
 }
 
 // PaymentRejected ends a payment without moving money, with the coded reason.

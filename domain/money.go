@@ -79,13 +79,14 @@ func plainDecimal(s string) bool {
 	if s[0] == '-' || s[0] == '+' {
 		i = 1
 	}
-	digits, dot, afterDot := 0, false, 0
+	beforeDot, dot, afterDot := 0, false, 0
 	for ; i < len(s); i++ {
 		switch ch := s[i]; {
 		case ch >= '0' && ch <= '9':
-			digits++
 			if dot {
 				afterDot++
+			} else {
+				beforeDot++
 			}
 		case ch == '.' && !dot:
 			dot = true
@@ -93,7 +94,7 @@ func plainDecimal(s string) bool {
 			return false
 		}
 	}
-	return digits > 0 && (!dot || afterDot > 0)
+	return beforeDot > 0 && (!dot || afterDot > 0)
 }
 
 // Zero returns a zero amount in c.

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/httpapi"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+)
+
+// Config is what a Main needs to run; flags fill it.
+type Config struct {
+	Addr     string
+	DataDir  string
+	TimeZone string
+	// BiometricKey is the base64 Ed25519 public key of the biometric
+	// attestation provider; empty disables biometric proofs.
+	BiometricKey string
+	// Clock and Rand default to the real ones; tests and the bench inject.
+	Clock       func() time.Time
+	Rand        io.Reader
+	StoreOpts   sqlite.Options
+	Log         *slog.Logger
+	ReadTimeout time.Duration
+}
+
+// Main is one running ledger: store, read models, write path and HTTP API.
+// End-to-end tests and the demo use it exactly as serve does.
+type Main struct {
+	Config  Config
+	Store   *sqlite.Store
+	RM      *projections.ReadModels
+	Service *ledger.Service
+	// URL is the API's base URL once Open has bound the listener.
+	URL string
+
+	srv    *http.Server
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// addFlags registers the flags shared by the commands that open a data dir.
+func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
+	if withAddr {
+		fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address (loopback by default)")
+	}
+	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
+	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
+	fs.StringVar(&c.BiometricKey, "biometric-provider-key", os.Getenv("PAYLEDGER_BIOMETRIC_PROVIDER_KEY"),
+		"base64 Ed25519 public key of the biometric attestation provider")
+}
+
+// Open opens the store and read models, catches the read models up, starts
+// the projection and, when Addr is set, the HTTP API.
+func (m *Main) Open(ctx context.Context) error {
+	c := &m.Config
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = ledger.CryptoRand
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.StoreOpts == (sqlite.Options{}) {
+		c.StoreOpts = sqlite.DefaultOptions()
+	}
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		return fmt.Errorf("time zone %q: %w", c.TimeZone, err)
+	}
+	policy := domain.DefaultPolicy(loc)
+	if c.BiometricKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.BiometricKey)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return errors.New("--biometric-provider-key must be a base64 Ed25519 public key")
+		}
+		policy.BiometricProviderKey = k
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	master, err := ledger.LoadOrCreateKey(filepath.Join(c.DataDir, "server.key"), c.Rand)
+	if err != nil {
+		return err
+	}
+	keys, err := ledger.NewKeys(master, c.Rand)
+	if err != nil {
+		return err
+	}
+	if m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), c.StoreOpts); err != nil {
+		return fmt.Errorf("open event store: %w", err)
+	}
+	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
+		m.Store.Close()
+		return fmt.Errorf("open read models: %w", err)
+	}
+	if err := m.RM.CatchUp(ctx, m.Store); err != nil {
+		m.closeStores()
+		return fmt.Errorf("catch up read models: %w", err)
+	}
+	m.Service, err = ledger.New(ledger.Config{Store: m.Store, Balances: m.RM, Policy: policy, Keys: keys,
+		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand})
+	if err != nil {
+		m.closeStores()
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Add(1)
+	go m.project(runCtx)
+	if c.Addr == "" {
+		return nil
+	}
+	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
+		m.Close()
+		return fmt.Errorf("listen %s: %w", c.Addr, err)
+	}
+	m.URL = "http://" + m.ln.Addr().String()
+	m.srv = &http.Server{Handler: httpapi.New(m.Service, m.Store, m.RM, c.Log),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.Log.Error("http server stopped", slog.String("error", err.Error()))
+		}
+	}()
+	return nil
+}
+
+// project keeps the read models fed. A failure is logged and retried after
+// a pause, until Close; the write path stays correct meanwhile because a
+// lagging projection only understates balances.
+func (m *Main) project(ctx context.Context) {
+	defer m.wg.Done()
+	for ctx.Err() == nil {
+		err := m.RM.Run(ctx, m.Store)
+		if ctx.Err() != nil {
+			return
+		}
+		m.Config.Log.Error("projection stopped; restarting in 1s", slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Close stops the API, then the projection, then closes the stores.
+func (m *Main) Close() error {
+	var errs []error
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, m.srv.Shutdown(ctx))
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	errs = append(errs, m.closeStores())
+	return errors.Join(errs...)
+}
+
+func (m *Main) closeStores() error {
+	var errs []error
+	if m.RM != nil {
+		errs = append(errs, m.RM.Close())
+	}
+	if m.Store != nil {
+		errs = append(errs, m.Store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var m Main
+	m.Config.addFlags(fs, true)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "payledger: serving %s (data %s, log head %d)\n", m.URL, m.Config.DataDir, m.RM.Checkpoint())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "payledger: shutting down")
+	return m.Close()
+}

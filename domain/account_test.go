@@ -1,0 +1,605 @@
+package domain
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+func TestOpenAccount(t *testing.T) {
+	tests := []struct {
+		name     string
+		cmd      OpenAccount
+		code     string
+		field    string
+		wantKind string
+		wantName string
+	}{
+		{"Valid", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Kind: KindPersonal}, "", "", KindPersonal, holder},
+		{"Merchant", OpenAccount{AccountID: accountID, HolderName: "Shop Ltd", Currency: "CNY", Kind: KindMerchant}, "", "", KindMerchant, "Shop Ltd"},
+		{"KindDefaultsToPersonal", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY"}, "", "", KindPersonal, holder},
+		{"NameTrimmed", OpenAccount{AccountID: accountID, HolderName: "  李伟 ", Currency: "CNY"}, "", "", KindPersonal, "李伟"},
+		{"Name200Runes", OpenAccount{AccountID: accountID, HolderName: strings.Repeat("伟", 200), Currency: "CNY"}, "", "", KindPersonal, strings.Repeat("伟", 200)},
+		{"InvalidKind", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Kind: "corporate"}, CodeInvalid, "kind", "", ""},
+		{"KindCase", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Kind: "Personal"}, CodeInvalid, "kind", "", ""},
+		{"EmptyName", OpenAccount{AccountID: accountID, HolderName: "", Currency: "CNY"}, CodeInvalid, "holder_name", "", ""},
+		{"BlankName", OpenAccount{AccountID: accountID, HolderName: " \t ", Currency: "CNY"}, CodeInvalid, "holder_name", "", ""},
+		{"Name201Runes", OpenAccount{AccountID: accountID, HolderName: strings.Repeat("伟", 201), Currency: "CNY"}, CodeInvalid, "holder_name", "", ""},
+		{"USDNotOffered", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "USD"}, CodeInvalid, "currency", "", ""},
+		{"JPYNotOffered", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "JPY"}, CodeInvalid, "currency", "", ""},
+		{"UnknownCurrency", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "XYZ"}, CodeInvalid, "currency", "", ""},
+		{"EmptyCurrency", OpenAccount{AccountID: accountID, HolderName: holder, Currency: ""}, CodeInvalid, "currency", "", ""},
+		{"LowercaseCurrency", OpenAccount{AccountID: accountID, HolderName: holder, Currency: "cny"}, CodeInvalid, "currency", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.code != "" {
+				e, evs := h.refuse(tc.cmd, tc.code)
+				if e.Details["field"] != tc.field {
+					t.Errorf("field = %v, want %q", e.Details["field"], tc.field)
+				}
+				if len(evs) != 0 || h.a.Exists() {
+					t.Errorf("refused open recorded %v", types(evs))
+				}
+				return
+			}
+			evs := h.must(tc.cmd)
+			wantTypes(t, evs, TypeAccountOpened)
+			ev := evs[0].(AccountOpened)
+			want := AccountOpened{AccountID: accountID, HolderName: tc.wantName, Currency: CNY, Kind: tc.wantKind, AgreedDailyLimit: MustMoney("50000.00", CNY)}
+			if !sameValue(reflect.ValueOf(ev), reflect.ValueOf(want)) {
+				t.Errorf("event %#v, want %#v", ev, want)
+			}
+			a := h.a
+			if !a.Exists() || a.ID != accountID || a.Status != StatusActive || a.Kind != tc.wantKind || a.HolderName != tc.wantName ||
+				a.Currency != CNY || a.AgreedLimit.String() != "50000.00" || a.Version != 1 {
+				t.Errorf("state after open: %+v", a)
+			}
+		})
+	}
+}
+
+func TestOpenTwiceConflicts(t *testing.T) {
+	h := newHarness(t).open()
+	_, evs := h.refuse(OpenAccount{AccountID: accountID, HolderName: "Other", Currency: "CNY"}, CodeConflict)
+	if len(evs) != 0 || h.a.HolderName != holder {
+		t.Error("second open changed the account")
+	}
+}
+
+func TestCommandsOnMissingAccount(t *testing.T) {
+	h := newHarness(t)
+	for _, cmd := range []Command{
+		Login{DeviceID: deviceApp, Proofs: []Proof{{FactorID: fPassword, Password: testPassword}}},
+		EnrollFactor{FactorID: "f", Method: MethodBiometric, DeviceID: deviceApp},
+		Deposit{DepositID: "d", Amount: "1.00"},
+		Suspend{}, CloseAccount{},
+	} {
+		t.Run(fmt.Sprintf("%T", cmd), func(t *testing.T) {
+			if _, evs := h.refuse(cmd, CodeNotFound); len(evs) != 0 {
+				t.Errorf("recorded %v", types(evs))
+			}
+		})
+	}
+}
+
+func TestEnrollFactorWithRealHash(t *testing.T) {
+	h := newHarness(t).open()
+	salt := bytes.Repeat([]byte{7}, SaltLength)
+	evs := h.must(EnrollFactor{FactorID: "pw", Method: MethodPassword, Password: "correct horse battery staple", Salt: salt})
+	ev := evs[0].(FactorEnrolled)
+	if ev.Category != CategoryKnowledge || ev.Method != MethodPassword || !strings.HasPrefix(ev.PasswordHash, "$argon2id$") {
+		t.Errorf("event %+v", ev)
+	}
+	// R8: the password never appears in what is stored.
+	_, _, payload, err := EncodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(payload, []byte("correct horse")) {
+		t.Errorf("stored payload contains the password: %s", payload)
+	}
+	if ok, err := VerifyPassword(ev.PasswordHash, "correct horse battery staple"); err != nil || !ok {
+		t.Errorf("enrolled hash does not verify: %v %v", ok, err)
+	}
+	t.Run("BadSalt", func(t *testing.T) {
+		h.refuse(EnrollFactor{FactorID: "pw2", Method: MethodPassword, Password: "long enough pass", Salt: []byte("short")}, CodeInternal)
+	})
+}
+
+func TestEnrollFactor(t *testing.T) {
+	key := pubOf(certKey)
+	tests := []struct {
+		name     string
+		cmd      EnrollFactor
+		code     string
+		field    string
+		category string
+	}{
+		{"TOTP", EnrollFactor{FactorID: "f", Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretOther)}, "", "", CategoryPossession},
+		{"Certificate", EnrollFactor{FactorID: "f", Method: MethodCertificate, PublicKey: key}, "", "", CategoryPossession},
+		{"ESignature", EnrollFactor{FactorID: "f", Method: MethodESignature, PublicKey: key}, "", "", CategoryPossession},
+		{"Biometric", EnrollFactor{FactorID: "f", Method: MethodBiometric, DeviceID: deviceApp}, "", "", CategoryInherence},
+		{"UnknownMethod", EnrollFactor{FactorID: "f", Method: "sms", DeviceID: deviceApp}, CodeInvalid, "method", ""},
+		{"EmptyMethod", EnrollFactor{FactorID: "f"}, CodeInvalid, "method", ""},
+		{"PasswordTooShort", EnrollFactor{FactorID: "f", Method: MethodPassword, Password: "1234567", Salt: make([]byte, SaltLength)}, CodeInvalid, "password", ""},
+		{"PasswordShortInRunes", EnrollFactor{FactorID: "f", Method: MethodPassword, Password: "密码密码密码密", Salt: make([]byte, SaltLength)}, CodeInvalid, "password", ""},
+		{"PasswordTooLong", EnrollFactor{FactorID: "f", Method: MethodPassword, Password: strings.Repeat("a", 1025), Salt: make([]byte, SaltLength)}, CodeInvalid, "password", ""},
+		{"TOTPNeedsDevice", EnrollFactor{FactorID: "f", Method: MethodTOTP, SealedSecret: []byte(secretOther)}, CodeInvalid, "device_id", ""},
+		{"TOTPNeedsSeed", EnrollFactor{FactorID: "f", Method: MethodTOTP, DeviceID: deviceToken}, CodeInternal, "", ""},
+		{"CertificateNoKey", EnrollFactor{FactorID: "f", Method: MethodCertificate}, CodeInvalid, "public_key", ""},
+		{"CertificateKey31", EnrollFactor{FactorID: "f", Method: MethodCertificate, PublicKey: key[:31]}, CodeInvalid, "public_key", ""},
+		{"CertificateKey33", EnrollFactor{FactorID: "f", Method: MethodCertificate, PublicKey: append(append([]byte(nil), key...), 1)}, CodeInvalid, "public_key", ""},
+		{"ESignatureKey64", EnrollFactor{FactorID: "f", Method: MethodESignature, PublicKey: certKey}, CodeInvalid, "public_key", ""},
+		{"BiometricNeedsDevice", EnrollFactor{FactorID: "f", Method: MethodBiometric}, CodeInvalid, "device_id", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t).open()
+			if tc.code != "" {
+				e, evs := h.refuse(tc.cmd, tc.code)
+				if tc.field != "" && e.Details["field"] != tc.field {
+					t.Errorf("field = %v, want %q", e.Details["field"], tc.field)
+				}
+				if len(evs) != 0 || len(h.a.Factors()) != 0 {
+					t.Errorf("refused enrolment recorded %v", types(evs))
+				}
+				return
+			}
+			evs := h.must(tc.cmd)
+			ev := evs[0].(FactorEnrolled)
+			if ev.FactorID != "f" || ev.Method != tc.cmd.Method || ev.Category != tc.category || ev.DeviceID != tc.cmd.DeviceID ||
+				!bytes.Equal(ev.PublicKey, tc.cmd.PublicKey) || !bytes.Equal(ev.SealedSecret, tc.cmd.SealedSecret) || ev.PasswordHash != "" {
+				t.Errorf("event %+v", ev)
+			}
+			fs := h.a.Factors()
+			if len(fs) != 1 || !fs[0].Active || fs[0].Category != tc.category {
+				t.Errorf("factors after enrolment: %+v", fs)
+			}
+		})
+	}
+}
+
+func TestEnrollDuplicateAndMaximum(t *testing.T) {
+	h := newHarness(t).open()
+	h.must(EnrollFactor{FactorID: "f0", Method: MethodBiometric, DeviceID: deviceApp})
+	t.Run("DuplicateID", func(t *testing.T) {
+		h.refuse(EnrollFactor{FactorID: "f0", Method: MethodCertificate, PublicKey: pubOf(certKey)}, CodeConflict)
+	})
+	t.Run("DuplicateOfRevoked", func(t *testing.T) {
+		h.must(EnrollFactor{FactorID: "gone", Method: MethodBiometric, DeviceID: deviceApp})
+		h.must(RevokeFactor{FactorID: "gone", Reason: "lost phone"})
+		h.refuse(EnrollFactor{FactorID: "gone", Method: MethodBiometric, DeviceID: deviceApp}, CodeConflict)
+	})
+	t.Run("AtMost20", func(t *testing.T) {
+		for i := len(h.a.Factors()); i < 20; i++ {
+			h.must(EnrollFactor{FactorID: fmt.Sprintf("f%d", i+1), Method: MethodBiometric, DeviceID: deviceApp})
+		}
+		if n := len(h.a.Factors()); n != 20 {
+			t.Fatalf("%d factors enrolled, want 20", n)
+		}
+		_, evs := h.refuse(EnrollFactor{FactorID: "f21", Method: MethodBiometric, DeviceID: deviceApp}, CodeConflict)
+		if len(evs) != 0 || len(h.a.Factors()) != 20 {
+			t.Error("21st factor was recorded")
+		}
+	})
+}
+
+func TestRevokeReportResetFactor(t *testing.T) {
+	h := baseAccount(t)
+	t.Run("RevokeUnknown", func(t *testing.T) {
+		e, _ := h.refuse(RevokeFactor{FactorID: "nope"}, CodeNotFound)
+		if e.Details["field"] != "factor_id" {
+			t.Errorf("details %v", e.Details)
+		}
+	})
+	t.Run("RevokedCannotProve", func(t *testing.T) {
+		h.must(RevokeFactor{FactorID: fCert, Reason: "expired"})
+		h.refuse(RevokeFactor{FactorID: fCert}, CodeConflict)
+		h.refuse(ReportCredentialLoss{FactorID: fCert}, CodeConflict)
+		pi := h.initiate("10.00")
+		_, evs := h.refuse(h.confirmCmd(pi.PaymentID, fPassword, fCert), CodeProofInvalid)
+		wantTypes(t, evs, TypeVerificationFailed)
+	})
+	t.Run("LossReportedCannotProve", func(t *testing.T) {
+		evs := h.must(ReportCredentialLoss{FactorID: fESig})
+		if ev := evs[0].(CredentialLossReported); ev.Method != MethodESignature {
+			t.Errorf("event %+v", ev)
+		}
+		pi := h.initiate("10.00")
+		h.refuse(h.confirmCmd(pi.PaymentID, fPassword, fESig), CodeProofInvalid)
+	})
+	t.Run("ResetReactivates", func(t *testing.T) {
+		h.must(ResetCredential{FactorID: fESig, PublicKey: pubOf(strangerKey)})
+		pi := h.initiate("10.00")
+		cmd := h.confirmCmd(pi.PaymentID, fPassword)
+		cmd.Proofs = append(cmd.Proofs, Proof{FactorID: fESig, Signature: ed25519.Sign(strangerKey, pi.Challenge)})
+		evs, err := h.decide(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := confirmed(t, evs); c.VerificationLevel != LevelTwoFactorCertificate {
+			t.Errorf("level %s", c.VerificationLevel)
+		}
+	})
+	t.Run("ResetErrors", func(t *testing.T) {
+		h.refuse(ResetCredential{FactorID: "nope", PublicKey: pubOf(certKey)}, CodeNotFound)
+		h.refuse(ResetCredential{FactorID: fBio}, CodeInvalid)
+		h.refuse(ResetCredential{FactorID: fCert, PublicKey: []byte{1, 2}}, CodeInvalid)
+		h.refuse(ResetCredential{FactorID: fPassword, Password: "short", Salt: make([]byte, SaltLength)}, CodeInvalid)
+		h.refuse(ResetCredential{FactorID: fOTP}, CodeInternal)
+	})
+}
+
+func TestSuspendReactivateClose(t *testing.T) {
+	h := baseAccount(t)
+	h.must(BindBankAccount{Number: "6222020200112233445", HolderName: holder, Token: "tok"})
+	pending := h.initiate("10.00")
+
+	evs := h.must(Suspend{Reason: "travelling"})
+	wantTypes(t, evs, TypeServiceSuspended)
+	if h.a.Status != StatusSuspended {
+		t.Fatalf("status %s", h.a.Status)
+	}
+	refusedWhileSuspended := map[string]Command{
+		"Initiate": h.payCmd("10.00"),
+		"Confirm":  h.confirmCmd(pending.PaymentID, fPassword),
+		"Withdraw": Withdraw{WithdrawalID: "w1", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
+		"Deposit":  Deposit{DepositID: "dx", Amount: "10.00"},
+		"Suspend":  Suspend{Reason: "again"},
+	}
+	for name, cmd := range refusedWhileSuspended {
+		t.Run("Suspended/"+name, func(t *testing.T) {
+			if _, evs := h.refuse(cmd, CodeAccountSuspended); len(evs) != 0 {
+				t.Errorf("recorded %v", types(evs))
+			}
+		})
+	}
+	t.Run("Suspended/LoginAllowed", func(t *testing.T) {
+		evs := h.must(Login{SessionID: "s1", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)})
+		wantTypes(t, evs, TypeLoginSucceeded)
+	})
+	t.Run("Reactivate", func(t *testing.T) {
+		h.must(Reactivate{Reason: "back home"})
+		if h.a.Status != StatusActive {
+			t.Fatalf("status %s", h.a.Status)
+		}
+		h.refuse(Reactivate{}, CodeConflict)
+		if _, err := h.confirm(pending.PaymentID, fPassword); err != nil {
+			t.Errorf("confirm after reactivation: %v", err)
+		}
+	})
+	t.Run("CloseNeedsZeroBalance", func(t *testing.T) {
+		e, evs := h.refuse(CloseAccount{Reason: "moving"}, CodeConflict)
+		if len(evs) != 0 || e.Details["available"] != "99990.00" {
+			t.Errorf("details %v, events %v", e.Details, types(evs))
+		}
+		// A projection that has counted an incoming payment keeps the
+		// account open too.
+		e, _ = h.refuse(CloseAccount{Balance: Balance{Projected: dec("0.01"), Checkpoint: h.pos}}, CodeConflict)
+		if e.Details["available"] != "0.01" {
+			t.Errorf("details %v", e.Details)
+		}
+	})
+	t.Run("CloseWhenEmpty", func(t *testing.T) {
+		h.must(Withdraw{WithdrawalID: "w-all", Amount: "99990.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)})
+		if h.available() != "0.00" {
+			t.Fatalf("available %s", h.available())
+		}
+		wantTypes(t, h.must(CloseAccount{Reason: "moving"}), TypeAccountClosed)
+		if h.a.Status != StatusClosed {
+			t.Fatalf("status %s", h.a.Status)
+		}
+	})
+	refusedWhenClosed := []Command{
+		Login{SessionID: "s2", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
+		h.payCmd("1.00"),
+		Withdraw{WithdrawalID: "w2", Amount: "1.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
+		Deposit{DepositID: "d-late", Amount: "1.00"},
+		EnrollFactor{FactorID: "late", Method: MethodBiometric, DeviceID: deviceApp},
+		RevokeFactor{FactorID: fPassword},
+		ReportCredentialLoss{FactorID: fPassword},
+		ResetCredential{FactorID: fCert, PublicKey: pubOf(certKey)},
+		AdjustLimit{Limit: "100.00"},
+		ChangeIdentity{HolderName: "New Name"},
+		ChangePhone{Phone: "+8613800138000"},
+		BindBankAccount{Number: "6222020200112233445", HolderName: holder},
+		Suspend{}, Reactivate{}, CloseAccount{},
+	}
+	for _, cmd := range refusedWhenClosed {
+		t.Run(fmt.Sprintf("Closed/%T", cmd), func(t *testing.T) {
+			if _, evs := h.refuse(cmd, CodeAccountClosed); len(evs) != 0 {
+				t.Errorf("recorded %v", types(evs))
+			}
+		})
+	}
+	t.Run("Closed/OpenAgain", func(t *testing.T) {
+		h.refuse(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY"}, CodeConflict)
+	})
+}
+
+func TestSuspendThenClose(t *testing.T) {
+	h := newHarness(t).open()
+	h.must(Suspend{})
+	h.must(CloseAccount{Reason: "customer request"})
+	if h.a.Status != StatusClosed {
+		t.Errorf("status %s", h.a.Status)
+	}
+}
+
+func TestBindBankAccount(t *testing.T) {
+	tests := []struct {
+		name   string
+		number string
+		holder string
+		code   string
+		field  string
+		last4  string
+	}{
+		{"Valid", "6222020200112233445", holder, "", "", "3445"},
+		{"EightDigits", "12345678", holder, "", "", "5678"},
+		{"ThirtyFourDigits", strings.Repeat("1", 30) + "9876", holder, "", "", "9876"},
+		{"NameCaseAndSpaceInsensitive", "6222020200112233445", "  li wei ", "", "", "3445"},
+		{"SevenDigits", "1234567", holder, CodeInvalid, "bank_account_number", ""},
+		{"ThirtyFiveDigits", strings.Repeat("1", 35), holder, CodeInvalid, "bank_account_number", ""},
+		{"Letters", "6222ABCD00112233", holder, CodeInvalid, "bank_account_number", ""},
+		{"Spaces", "6222 0202 0011 2233", holder, CodeInvalid, "bank_account_number", ""},
+		{"IBAN", "DE89370400440532013000", holder, CodeInvalid, "bank_account_number", ""},
+		{"Empty", "", holder, CodeInvalid, "bank_account_number", ""},
+		{"OtherHolder", "6222020200112233445", "Zhang San", CodeInvalid, "holder_name", ""},
+		{"EmptyHolder", "6222020200112233445", "", CodeInvalid, "holder_name", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t).open()
+			cmd := BindBankAccount{Number: tc.number, HolderName: tc.holder, Token: "tok-" + tc.name}
+			if tc.code != "" {
+				e, evs := h.refuse(cmd, tc.code)
+				if e.Details["field"] != tc.field || len(evs) != 0 {
+					t.Errorf("details %v events %v", e.Details, types(evs))
+				}
+				if _, ok := h.a.BankAccount(); ok {
+					t.Error("bank account bound after refusal")
+				}
+				return
+			}
+			ev := h.must(cmd)[0].(BankAccountBound)
+			if ev.Last4 != tc.last4 || ev.BankAccountToken != cmd.Token {
+				t.Errorf("event %+v", ev)
+			}
+			// R19: only the token and the last four digits are kept.
+			_, _, payload, _ := EncodeEvent(ev)
+			if bytes.Contains(payload, []byte(tc.number)) {
+				t.Errorf("full account number stored: %s", payload)
+			}
+			b, ok := h.a.BankAccount()
+			if !ok || b.Last4 != tc.last4 {
+				t.Errorf("BankAccount() = %+v, %v", b, ok)
+			}
+		})
+	}
+}
+
+func TestWithdraw(t *testing.T) {
+	withdraw := func(h *harness, id, amount string, factors ...string) Withdraw {
+		return Withdraw{WithdrawalID: id, Amount: amount, Currency: "CNY", DeviceID: deviceApp, Proofs: h.proofs(nil, factors...)}
+	}
+	t.Run("NeedsBoundBankAccount", func(t *testing.T) {
+		h := baseAccount(t)
+		e, evs := h.refuse(withdraw(h, "w1", "10.00", fPassword), CodeConflict)
+		if e.Details["field"] != "bank_account" || len(evs) != 0 {
+			t.Errorf("details %v events %v", e.Details, types(evs))
+		}
+	})
+	h := baseAccount(t)
+	h.must(BindBankAccount{Number: "6222020200112233445", HolderName: holder, Token: "tok"})
+	t.Run("Succeeds", func(t *testing.T) {
+		h.now = h.now.Add(time.Minute)
+		evs := h.must(withdraw(h, "w1", "300.00", fPassword, fOTP))
+		wantTypes(t, evs, TypeFundsWithdrawn)
+		w := evs[0].(FundsWithdrawn)
+		want := FundsWithdrawn{WithdrawalID: "w1", DebitAccount: accountID, CreditAccount: "clearing-CNY", Amount: MustMoney("300.00", CNY),
+			BankAccountLast4: "3445", VerificationLevel: LevelTwoFactor, Categories: []string{CategoryKnowledge, CategoryPossession},
+			FactorIDs: []string{fOTP, fPassword}, DeviceID: deviceApp, OTPUses: []OTPUse{{FactorID: fOTP, Step: TOTPStepAt(h.now)}}}
+		if !sameValue(reflect.ValueOf(w), reflect.ValueOf(want)) {
+			t.Errorf("event\n got %+v\nwant %+v", w, want)
+		}
+		if h.available() != "99700.00" {
+			t.Errorf("available %s", h.available())
+		}
+		m, ok := MovementOf(w)
+		if !ok || m.Debit != accountID || m.Credit != "clearing-CNY" {
+			t.Errorf("movement %+v", m)
+		}
+	})
+	t.Run("InsufficientFunds", func(t *testing.T) {
+		e, evs := h.refuse(withdraw(h, "w2", "99700.01", fPassword), CodeInsufficientFunds)
+		if e.Details["available"] != "99700.00" || len(evs) != 0 {
+			t.Errorf("details %v events %v", e.Details, types(evs))
+		}
+	})
+	t.Run("Validation", func(t *testing.T) {
+		h.refuse(withdraw(h, "w3", "0", fPassword), CodeInvalid)
+		h.refuse(withdraw(h, "w3", "1.001", fPassword), CodeInvalid)
+		cmd := withdraw(h, "w3", "1.00", fPassword)
+		cmd.Currency = "USD"
+		h.refuse(cmd, CodeInvalid)
+		cmd = withdraw(h, "w3", "1.00", fPassword)
+		cmd.DeviceID = ""
+		h.refuse(cmd, CodeInvalid)
+		h.refuse(Withdraw{WithdrawalID: "w3", Amount: "1.00", DeviceID: deviceApp}, CodeInvalid)
+		// Signatures need a challenge; withdrawals have none.
+		h.refuse(Withdraw{WithdrawalID: "w3", Amount: "1.00", DeviceID: deviceApp,
+			Proofs: []Proof{{FactorID: fCert, Signature: make([]byte, 64)}}}, CodeInvalid)
+	})
+	t.Run("SameDeviceOTPAlone", func(t *testing.T) {
+		h.now = h.now.Add(time.Minute)
+		_, evs := h.refuse(withdraw(h, "w4", "1.00", fOTPApp), CodeFactorNotIndependent)
+		if len(evs) != 0 {
+			t.Errorf("recorded %v", types(evs))
+		}
+	})
+	t.Run("WrongProofCounts", func(t *testing.T) {
+		before := h.a.FailedAttempts()
+		cmd := withdraw(h, "w5", "1.00", fPassword)
+		cmd.Proofs[0].Password = "wrong password"
+		e, evs := h.refuse(cmd, CodeProofInvalid)
+		wantTypes(t, evs, TypeVerificationFailed)
+		if v := evs[0].(VerificationFailed); v.Purpose != "withdrawal" || v.Reference != "w5" || v.FailedAttempts != before+1 {
+			t.Errorf("event %+v", v)
+		}
+		if e.Details["attempts_remaining"] != 5-(before+1) {
+			t.Errorf("details %v", e.Details)
+		}
+	})
+	t.Run("IdentityChangeKeepsBinding", func(t *testing.T) {
+		// A new identity does not silently rebind; the stored binding keeps
+		// the holder name it was checked against.
+		h.must(ChangeIdentity{HolderName: "Li Wei Jr."})
+		b, _ := h.a.BankAccount()
+		if b.HolderName != holder {
+			t.Errorf("binding holder %q", b.HolderName)
+		}
+		h.refuse(BindBankAccount{Number: "6222020200112233445", HolderName: holder}, CodeInvalid)
+		h.must(BindBankAccount{Number: "6222020200998877665", HolderName: "Li Wei Jr.", Token: "tok2"})
+		if b, _ := h.a.BankAccount(); b.Last4 != "7665" {
+			t.Errorf("rebinding kept %q", b.Last4)
+		}
+	})
+}
+
+func TestProfileChanges(t *testing.T) {
+	h := newHarness(t).open()
+	tests := []struct {
+		name  string
+		cmd   Command
+		code  string
+		field string
+	}{
+		{"Phone", ChangePhone{Phone: "+8613800138000"}, "", ""},
+		{"PhoneNoPlus", ChangePhone{Phone: "13800138000"}, "", ""},
+		{"PhoneLetters", ChangePhone{Phone: "+86abc"}, CodeInvalid, "phone"},
+		{"PhoneShort", ChangePhone{Phone: "1234"}, CodeInvalid, "phone"},
+		{"PhoneLong", ChangePhone{Phone: strings.Repeat("1", 21)}, CodeInvalid, "phone"},
+		{"Identity", ChangeIdentity{HolderName: " Wang Fang "}, "", ""},
+		{"IdentityEmpty", ChangeIdentity{HolderName: "  "}, CodeInvalid, "holder_name"},
+		{"LimitValid", AdjustLimit{Limit: "20000.00"}, "", ""},
+		{"LimitZero", AdjustLimit{Limit: "0"}, CodeInvalid, "agreed_daily_limit"},
+		{"LimitThreePlaces", AdjustLimit{Limit: "1.234"}, CodeInvalid, "agreed_daily_limit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.code != "" {
+				e, evs := h.refuse(tc.cmd, tc.code)
+				if e.Details["field"] != tc.field || len(evs) != 0 {
+					t.Errorf("details %v events %v", e.Details, types(evs))
+				}
+				return
+			}
+			h.must(tc.cmd)
+		})
+	}
+	if h.a.Phone != "13800138000" || h.a.HolderName != "Wang Fang" || h.a.AgreedLimit.String() != "20000.00" {
+		t.Errorf("state %+v", h.a)
+	}
+	var adj LimitAdjusted
+	for _, x := range h.log {
+		if v, ok := x.e.(LimitAdjusted); ok {
+			adj = v
+		}
+	}
+	if adj.Previous.String() != "50000.00" || adj.AgreedDailyLimit.String() != "20000.00" {
+		t.Errorf("LimitAdjusted %+v", adj)
+	}
+}
+
+func TestAvailableAndForget(t *testing.T) {
+	h := newHarness(t).open()
+	h.deposit("100.00") // position 120
+	p1 := h.pos
+	h.deposit("50.00") // position 130
+	p2 := h.pos
+	h.apply(PaymentConfirmed{PaymentID: "px", DebitAccount: accountID, CreditAccount: payeeID, Amount: MustMoney("30.00", CNY),
+		VerificationLevel: LevelSingleFactor}) // position 140
+	p3 := h.pos
+	// Events without money do not count.
+	h.apply(PhoneChanged{Phone: "12345"}, LoginFailed{FailedAttempts: 1})
+	tests := []struct {
+		name       string
+		projected  string
+		checkpoint int64
+		want       string
+	}{
+		{"EmptyProjection", "0", 0, "120.00"},
+		{"ProjectionAtFirstDeposit", "100.00", p1, "120.00"},
+		{"ProjectionAtSecondDeposit", "150.00", p2, "120.00"},
+		{"ProjectionCaughtUp", "120.00", p3, "120.00"},
+		{"ProjectionAhead", "120.00", h.pos + 1000, "120.00"},
+		// An incoming payment from another stream counted by the
+		// projection between p1 and p2 adds to the available balance.
+		{"IncomingCredit", "125.00", p1 + 5, "145.00"},
+		{"CheckpointBetweenEvents", "100.00", p1 + 1, "120.00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := h.a.Available(dec(tc.projected), tc.checkpoint)
+			if got.String() != tc.want || got.Currency != CNY {
+				t.Errorf("Available(%s, %d) = %s %s, want %s", tc.projected, tc.checkpoint, got, got.Currency, tc.want)
+			}
+		})
+	}
+	t.Run("ForgetPrunes", func(t *testing.T) {
+		h.a.Forget(p2)
+		// The projection that has passed p2 holds 150.00; only the payment
+		// at p3 is still the aggregate's to add.
+		if got := h.a.Available(dec("150.00"), p2).String(); got != "120.00" {
+			t.Errorf("after Forget(p2): %s", got)
+		}
+		// Forgotten moves no longer count even for an older checkpoint.
+		if got := h.a.Available(decimal.Zero, 0).String(); got != "-30.00" {
+			t.Errorf("after Forget(p2) with an empty projection: %s, want -30.00", got)
+		}
+		h.a.Forget(p3)
+		if got := h.a.Available(dec("120.00"), p3).String(); got != "120.00" {
+			t.Errorf("after Forget(p3): %s", got)
+		}
+		if got := h.a.Available(decimal.Zero, 0).String(); got != "0.00" {
+			t.Errorf("after Forget(p3) with an empty projection: %s", got)
+		}
+		h.a.Forget(0) // nothing left, nothing breaks
+	})
+}
+
+func TestDepositValidation(t *testing.T) {
+	h := newHarness(t).open()
+	t.Run("Valid", func(t *testing.T) {
+		evs := h.must(Deposit{DepositID: "d1", Amount: "10.50", Currency: "CNY", Reference: strings.Repeat("r", 200)})
+		d := evs[0].(FundsDeposited)
+		if d.DebitAccount != "clearing-CNY" || d.CreditAccount != accountID || d.Amount.String() != "10.50" || len([]rune(d.Reference)) != 140 {
+			t.Errorf("event %+v", d)
+		}
+		if h.available() != "10.50" {
+			t.Errorf("available %s", h.available())
+		}
+	})
+	t.Run("CurrencyOptional", func(t *testing.T) {
+		h.must(Deposit{DepositID: "d2", Amount: "1"})
+	})
+	for name, cmd := range map[string]Deposit{
+		"OtherCurrency": {DepositID: "d3", Amount: "10.00", Currency: "USD"},
+		"Negative":      {DepositID: "d3", Amount: "-10.00"},
+		"Zero":          {DepositID: "d3", Amount: "0.00"},
+		"ThreePlaces":   {DepositID: "d3", Amount: "1.001"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h.refuse(cmd, CodeInvalid)
+		})
+	}
+}

@@ -1,0 +1,241 @@
+package domain
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// sampleEvents has one fully populated event of every type.
+func sampleEvents() []Event {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	amt := MustMoney("12.50", CNY)
+	return []Event{
+		AccountOpened{AccountID: "acc-1", HolderName: "Li Wei", Currency: CNY, Kind: KindPersonal, AgreedDailyLimit: MustMoney("50000.00", CNY)},
+		FactorEnrolled{FactorID: "f1", Method: MethodTOTP, Category: CategoryPossession, DeviceID: "phone-1", SealedSecret: []byte{1, 2, 3}},
+		FactorEnrolled{FactorID: "f2", Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$a2V5"},
+		FactorEnrolled{FactorID: "f3", Method: MethodCertificate, Category: CategoryPossession, PublicKey: bytes.Repeat([]byte{7}, 32)},
+		FactorRevoked{FactorID: "f1", Reason: "phone replaced"},
+		CredentialReset{FactorID: "f2", PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$bmV3"},
+		CredentialLossReported{FactorID: "f3", Method: MethodCertificate},
+		LoginSucceeded{SessionID: "s1", TokenHash: []byte{9, 9}, DeviceID: "laptop-1", FactorIDs: []string{"f1", "f2"},
+			Categories: []string{CategoryKnowledge, CategoryPossession}, ExpiresAt: at.Add(15 * time.Minute),
+			OTPUses: []OTPUse{{FactorID: "f1", Step: 59000000}}},
+		LoginFailed{DeviceID: "laptop-1", Reason: "wrong password", FailedAttempts: 2},
+		VerificationFailed{Purpose: "payment", Reference: "p1", DeviceID: "phone-1", Reason: "signature does not verify", FailedAttempts: 3},
+		AccessLocked{Until: at.Add(30 * time.Minute), FailedAttempts: 5},
+		AccessUnlocked{Reason: "lock expired"},
+		LimitAdjusted{Previous: MustMoney("50000.00", CNY), AgreedDailyLimit: MustMoney("20000.00", CNY)},
+		IdentityChanged{HolderName: "Li Wei Jr."},
+		PhoneChanged{Phone: "+8613800138000"},
+		BankAccountBound{BankAccountToken: "tok-abc", Last4: "3445", HolderName: "Li Wei"},
+		FundsDeposited{DepositID: "d1", DebitAccount: ClearingAccountID(CNY), CreditAccount: "acc-1", Amount: amt, Reference: "bank-transfer-123"},
+		PaymentInitiated{PaymentID: "p1", Payer: "acc-1", Payee: "acc-2", Amount: amt, Fee: Zero(CNY), Channel: "app", Terminal: "mobile",
+			DeviceID: "phone-1", Description: "咖啡 coffee", Challenge: bytes.Repeat([]byte{5}, 32), ExpiresAt: at.Add(5 * time.Minute)},
+		PaymentConfirmed{PaymentID: "p1", DebitAccount: "acc-1", CreditAccount: "acc-2", Amount: amt, Fee: Zero(CNY), Description: "coffee",
+			VerificationLevel: LevelTwoFactor, Categories: []string{CategoryKnowledge, CategoryPossession}, FactorIDs: []string{"f1", "f2"},
+			DeviceID: "phone-1", OTPUses: []OTPUse{{FactorID: "f1", Step: 59000001}}},
+		PaymentRejected{PaymentID: "p2", Code: CodeDailyLimitExceeded, Reason: "over the limit",
+			Details: map[string]any{"limit": "1000.00", "cap": "single_factor_daily", "over": true}},
+		FundsWithdrawn{WithdrawalID: "w1", DebitAccount: "acc-1", CreditAccount: ClearingAccountID(CNY), Amount: amt, BankAccountLast4: "3445",
+			VerificationLevel: LevelSingleFactor, Categories: []string{CategoryKnowledge}, FactorIDs: []string{"f2"}, DeviceID: "phone-1"},
+		ServiceSuspended{Reason: "customer request"},
+		ServiceReactivated{Reason: "customer request"},
+		AccountClosed{Reason: "customer request"},
+	}
+}
+
+func TestEventRoundTrip(t *testing.T) {
+	covered := map[string]bool{}
+	for _, e := range sampleEvents() {
+		covered[e.EventType()] = true
+		t.Run(e.EventType(), func(t *testing.T) {
+			typ, v, payload, err := EncodeEvent(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if typ != e.EventType() || v != CurrentSchemaVersion {
+				t.Errorf("encoded as %s/%d", typ, v)
+			}
+			back, err := DecodeEvent(typ, v, payload)
+			if err != nil {
+				t.Fatalf("decode %s: %v", payload, err)
+			}
+			if reflect.TypeOf(back) != reflect.TypeOf(e) {
+				t.Fatalf("decoded %T, want %T", back, e)
+			}
+			// JSON numbers in free-form details come back as float64, so
+			// compare details by their encoding and everything else exactly.
+			if _, isRejected := e.(PaymentRejected); !isRejected && !sameValue(reflect.ValueOf(back), reflect.ValueOf(e)) {
+				t.Errorf("round trip changed the event:\n got %#v\nwant %#v", back, e)
+			}
+			_, _, again, err := EncodeEvent(back)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again, payload) {
+				t.Errorf("re-encoding differs:\n got %s\nwant %s", again, payload)
+			}
+		})
+	}
+	for k := range decoders {
+		typ := strings.TrimSuffix(k, "/1")
+		if !covered[typ] {
+			t.Errorf("event type %s has no round-trip case", k)
+		}
+	}
+}
+
+var (
+	decimalType = reflect.TypeOf(decimal.Decimal{})
+	timeType    = reflect.TypeOf(time.Time{})
+)
+
+// sameValue is reflect.DeepEqual except that decimals compare by value, so
+// 0 and 0.00 are the same amount.
+func sameValue(a, b reflect.Value) bool {
+	if a.Type() != b.Type() {
+		return false
+	}
+	if a.Type() == decimalType {
+		return a.Interface().(decimal.Decimal).Equal(b.Interface().(decimal.Decimal))
+	}
+	if a.Type() == timeType {
+		ta, tb := a.Interface().(time.Time), b.Interface().(time.Time)
+		return ta.Equal(tb) && ta.Location().String() == tb.Location().String()
+	}
+	switch a.Kind() {
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !sameValue(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		if a.Len() != b.Len() || a.IsNil() != b.IsNil() {
+			return false
+		}
+		for i := range a.Len() {
+			if !sameValue(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Interface, reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return sameValue(a.Elem(), b.Elem())
+	}
+	if a.CanInterface() {
+		return reflect.DeepEqual(a.Interface(), b.Interface())
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func TestEventTypeNamesAreStable(t *testing.T) {
+	// Stored names must never change; a rename of a Go type must not leak.
+	want := []string{"AccountOpened", "FactorEnrolled", "FactorRevoked", "CredentialReset", "CredentialLossReported",
+		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
+		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
+		"PaymentRejected", "FundsWithdrawn", "ServiceSuspended", "ServiceReactivated", "AccountClosed"}
+	if len(decoders) != len(want) {
+		t.Errorf("%d decoders, want %d", len(decoders), len(want))
+	}
+	for _, typ := range want {
+		if _, ok := decoders[typ+"/1"]; !ok {
+			t.Errorf("no decoder for %s/1", typ)
+		}
+	}
+}
+
+func TestDecodeEventErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		typ     string
+		version int
+		payload string
+	}{
+		{"UnknownType", "PaymentTeleported", 1, `{}`},
+		{"EmptyType", "", 1, `{}`},
+		{"UnknownVersion", TypePaymentConfirmed, 2, `{}`},
+		{"VersionZero", TypeAccountOpened, 0, `{}`},
+		{"NegativeVersion", TypeAccountOpened, -1, `{}`},
+		{"MalformedJSON", TypeAccountOpened, 1, `{"account_id":`},
+		{"WrongFieldType", TypeLoginFailed, 1, `{"failed_attempts":"two"}`},
+		{"MalformedMoney", TypeFundsDeposited, 1, `{"amount":{"amount":"lots","currency":"CNY"}}`},
+		{"MalformedTime", TypeAccessLocked, 1, `{"until":"yesterday"}`},
+		{"Array", TypePaymentInitiated, 1, `[1,2,3]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("DecodeEvent panicked: %v", r)
+				}
+			}()
+			e, err := DecodeEvent(tc.typ, tc.version, []byte(tc.payload))
+			if err == nil {
+				t.Fatalf("decoded %#v, want an error", e)
+			}
+			if e != nil {
+				t.Errorf("returned event %#v alongside error", e)
+			}
+		})
+	}
+}
+
+func TestMovementOf(t *testing.T) {
+	amt := MustMoney("12.50", CNY)
+	tests := []struct {
+		name string
+		e    Event
+		want Movement
+		ok   bool
+	}{
+		{"Deposit", FundsDeposited{DepositID: "d1", DebitAccount: "clearing-CNY", CreditAccount: "acc-1", Amount: amt, Reference: "ref"},
+			Movement{Debit: "clearing-CNY", Credit: "acc-1", Amount: amt, Ref: "d1", Description: "ref"}, true},
+		{"Payment", PaymentConfirmed{PaymentID: "p1", DebitAccount: "acc-1", CreditAccount: "acc-2", Amount: amt, Description: "coffee"},
+			Movement{Debit: "acc-1", Credit: "acc-2", Amount: amt, Ref: "p1", Description: "coffee"}, true},
+		{"Withdrawal", FundsWithdrawn{WithdrawalID: "w1", DebitAccount: "acc-1", CreditAccount: "clearing-CNY", Amount: amt, BankAccountLast4: "3445"},
+			Movement{Debit: "acc-1", Credit: "clearing-CNY", Amount: amt, Ref: "w1", Description: "withdrawal to bank account ****3445"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := MovementOf(tc.e)
+			if ok != tc.ok || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("MovementOf = %#v, %v; want %#v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+	for _, e := range sampleEvents() {
+		switch e.(type) {
+		case FundsDeposited, PaymentConfirmed, FundsWithdrawn:
+			continue
+		}
+		t.Run("NotMoney/"+e.EventType(), func(t *testing.T) {
+			if m, ok := MovementOf(e); ok || m != (Movement{}) {
+				t.Errorf("MovementOf(%s) = %#v, %v; want none", e.EventType(), m, ok)
+			}
+		})
+	}
+	t.Run("Nil", func(t *testing.T) {
+		if _, ok := MovementOf(nil); ok {
+			t.Error("MovementOf(nil) reported a movement")
+		}
+	})
+}
+
+func TestStreamAndClearingNames(t *testing.T) {
+	if got := AccountStream("01J"); got != "account-01J" {
+		t.Errorf("AccountStream = %q", got)
+	}
+	if got := ClearingAccountID(CNY); got != "clearing-CNY" {
+		t.Errorf("ClearingAccountID = %q", got)
+	}
+}

@@ -1,0 +1,427 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+)
+
+type openAccountReq struct {
+	HolderName string `json:"holder_name"`
+	Currency   string `json:"currency"`
+	Kind       string `json:"kind"`
+}
+
+type accountResp struct {
+	ID               string     `json:"id"`
+	HolderName       string     `json:"holder_name"`
+	Currency         string     `json:"currency"`
+	Kind             string     `json:"kind"`
+	Status           string     `json:"status"`
+	AgreedDailyLimit string     `json:"agreed_daily_limit"`
+	Available        string     `json:"available,omitempty"`
+	BankAccountLast4 string     `json:"bank_account_last4,omitempty"`
+	LockedUntil      string     `json:"locked_until,omitempty"`
+	FailedAttempts   int        `json:"failed_attempts"`
+	Version          int64      `json:"version"`
+	Factors          []factorV  `json:"factors"`
+	DailyUsage       *usageResp `json:"daily_usage,omitempty"`
+	Log              *logRef    `json:"log,omitempty"`
+}
+
+type factorV struct {
+	FactorID string `json:"factor_id"`
+	Method   string `json:"method"`
+	Category string `json:"category"`
+	DeviceID string `json:"device_id,omitempty"`
+	Active   bool   `json:"active"`
+}
+
+type usageResp struct {
+	SingleFactor       string `json:"single_factor"`
+	WithoutCertificate string `json:"without_certificate"`
+	All                string `json:"all"`
+}
+
+func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req openAccountReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.OpenAccount(ctx, idem, req.HolderName, req.Currency, req.Kind)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.AccountOpened](out)
+		ref := refOf(out)
+		return accountResp{ID: e.AccountID, HolderName: e.HolderName, Currency: string(e.Currency), Kind: e.Kind,
+			Status: domain.StatusActive, AgreedDailyLimit: e.AgreedDailyLimit.String(), Available: domain.Zero(e.Currency).String(),
+			Version: ref.Version, Factors: []factorV{}, Log: &ref}, err
+	})
+}
+
+func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
+	v, err := s.svc.Account(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	resp := accountResp{ID: v.ID, HolderName: v.HolderName, Currency: string(v.Currency), Kind: v.Kind, Status: v.Status,
+		AgreedDailyLimit: v.AgreedLimit.String(), Available: v.Available.String(), BankAccountLast4: v.BankLast4,
+		FailedAttempts: v.Failures, Version: v.Version, Factors: []factorV{},
+		DailyUsage: &usageResp{SingleFactor: v.SingleUsed.String(), WithoutCertificate: v.NoCertUsed.String(), All: v.AllUsed.String()}}
+	if !v.LockedUntil.IsZero() && v.LockedUntil.After(s.svc.Now()) {
+		resp.LockedUntil = ts(v.LockedUntil)
+	}
+	for _, f := range v.Factors {
+		resp.Factors = append(resp.Factors, factorV{FactorID: f.ID, Method: f.Method, Category: f.Category, DeviceID: f.DeviceID, Active: f.Active})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type enrollReq struct {
+	Method    string `json:"method"`
+	Password  string `json:"password"`
+	DeviceID  string `json:"device_id"`
+	PublicKey string `json:"public_key"`
+}
+
+type enrollResp struct {
+	FactorID   string `json:"factor_id"`
+	Method     string `json:"method"`
+	Category   string `json:"category"`
+	DeviceID   string `json:"device_id,omitempty"`
+	TOTPSecret string `json:"totp_secret,omitempty"`
+	OTPAuthURL string `json:"otpauth_url,omitempty"`
+	Log        logRef `json:"log"`
+}
+
+func (s *Server) enrollFactor(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req enrollReq, idem ledger.Idem) (ledger.Outcome, error) {
+		var pub []byte
+		if req.PublicKey != "" {
+			var err error
+			if pub, err = base64.StdEncoding.DecodeString(req.PublicKey); err != nil {
+				return ledger.Outcome{}, domain.Invalid("public_key", "public_key must be base64")
+			}
+		}
+		return s.svc.EnrollFactor(ctx, id, idem, ledger.EnrollRequest{Method: req.Method, DeviceID: req.DeviceID, Password: req.Password, PublicKey: pub})
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.FactorEnrolled](out)
+		if err != nil {
+			return nil, err
+		}
+		resp := enrollResp{FactorID: e.FactorID, Method: e.Method, Category: e.Category, DeviceID: e.DeviceID, Log: refOf(out)}
+		if e.Method == domain.MethodTOTP {
+			secret, err := s.svc.TOTPSecret(e)
+			if err != nil {
+				return nil, err
+			}
+			resp.TOTPSecret = secret
+			resp.OTPAuthURL = "otpauth://totp/payledger:" + id + "?secret=" + secret + "&issuer=payledger&digits=6&period=30"
+		}
+		return resp, nil
+	})
+}
+
+type reasonReq struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) revokeFactor(w http.ResponseWriter, r *http.Request) {
+	id, fid := r.PathValue("id"), r.PathValue("fid")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, req reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.RevokeFactor(ctx, id, idem, fid, req.Reason)
+	}, func(out ledger.Outcome) (any, error) {
+		return map[string]any{"factor_id": fid, "active": false, "log": refOf(out)}, nil
+	})
+}
+
+func (s *Server) reportLoss(w http.ResponseWriter, r *http.Request) {
+	id, fid := r.PathValue("id"), r.PathValue("fid")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, _ reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.ReportCredentialLoss(ctx, id, idem, fid)
+	}, func(out ledger.Outcome) (any, error) {
+		return map[string]any{"factor_id": fid, "active": false, "log": refOf(out)}, nil
+	})
+}
+
+type loginReq struct {
+	DeviceID string      `json:"device_id"`
+	Proofs   []proofJSON `json:"proofs"`
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req loginReq, idem ledger.Idem) (ledger.Outcome, error) {
+		proofs, err := proofsOf(req.Proofs)
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.Login(ctx, id, idem, req.DeviceID, proofs)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.LoginSucceeded](out)
+		return map[string]any{"session_id": e.SessionID, "token": s.svc.Keys().SessionToken(e.SessionID),
+			"expires_at": ts(e.ExpiresAt), "categories": e.Categories, "log": refOf(out)}, err
+	})
+}
+
+type bankReq struct {
+	BankAccountNumber string `json:"bank_account_number"`
+	HolderName        string `json:"holder_name"`
+}
+
+func (s *Server) bindBank(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req bankReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.BindBankAccount(ctx, id, idem, req.BankAccountNumber, req.HolderName)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.BankAccountBound](out)
+		return map[string]any{"bank_account_last4": e.Last4, "bank_account_token": e.BankAccountToken,
+			"holder_name": e.HolderName, "log": refOf(out)}, err
+	})
+}
+
+type depositReq struct {
+	Amount    string `json:"amount"`
+	Currency  string `json:"currency"`
+	Reference string `json:"reference"`
+}
+
+func (s *Server) deposit(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req depositReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.Deposit(ctx, id, idem, req.Amount, req.Currency, req.Reference)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.FundsDeposited](out)
+		return map[string]any{"deposit_id": e.DepositID, "account_id": e.CreditAccount, "amount": e.Amount.String(),
+			"currency": e.Amount.Currency, "reference": e.Reference, "status": "completed", "log": refOf(out)}, err
+	})
+}
+
+type paymentReq struct {
+	PayeeAccountID string `json:"payee_account_id"`
+	Amount         string `json:"amount"`
+	Currency       string `json:"currency"`
+	Channel        string `json:"channel"`
+	Terminal       string `json:"terminal"`
+	DeviceID       string `json:"device_id"`
+	Description    string `json:"description"`
+}
+
+type paymentDetails struct {
+	Payer       string `json:"payer"`
+	Payee       string `json:"payee"`
+	Amount      string `json:"amount"`
+	Fee         string `json:"fee"`
+	Total       string `json:"total"`
+	Currency    string `json:"currency"`
+	Description string `json:"description"`
+	Channel     string `json:"channel"`
+	Terminal    string `json:"terminal"`
+}
+
+func (s *Server) initiatePayment(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req paymentReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.InitiatePayment(ctx, id, idem, ledger.PaymentRequest{PayeeID: req.PayeeAccountID, Amount: req.Amount,
+			Currency: req.Currency, Channel: req.Channel, Terminal: req.Terminal, DeviceID: req.DeviceID, Description: req.Description})
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.PaymentInitiated](out)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"payment_id": e.PaymentID, "status": "pending_confirmation",
+			"details": paymentDetails{Payer: e.Payer, Payee: e.Payee, Amount: e.Amount.String(), Fee: e.Fee.String(),
+				Total: e.Amount.Add(e.Fee).String(), Currency: string(e.Amount.Currency), Description: e.Description,
+				Channel: e.Channel, Terminal: e.Terminal},
+			"challenge":  base64.StdEncoding.EncodeToString(e.Challenge),
+			"expires_at": ts(e.ExpiresAt), "log": refOf(out)}, nil
+	})
+}
+
+type confirmReq struct {
+	DeviceID string      `json:"device_id"`
+	Proofs   []proofJSON `json:"proofs"`
+}
+
+func (s *Server) confirmPayment(w http.ResponseWriter, r *http.Request) {
+	id, pid := r.PathValue("id"), r.PathValue("pid")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, req confirmReq, idem ledger.Idem) (ledger.Outcome, error) {
+		proofs, err := proofsOf(req.Proofs)
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.ConfirmPayment(ctx, id, pid, idem, req.DeviceID, proofs)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.PaymentConfirmed](out)
+		return map[string]any{"payment_id": e.PaymentID, "status": "completed", "verification_level": e.VerificationLevel,
+			"categories": e.Categories, "amount": e.Amount.String(), "currency": e.Amount.Currency,
+			"daily_limit": e.DailyLimit.String(), "daily_used": e.DailyUsed.String(), "log": refOf(out)}, err
+	})
+}
+
+type withdrawReq struct {
+	Amount   string      `json:"amount"`
+	Currency string      `json:"currency"`
+	DeviceID string      `json:"device_id"`
+	Proofs   []proofJSON `json:"proofs"`
+}
+
+func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, req withdrawReq, idem ledger.Idem) (ledger.Outcome, error) {
+		proofs, err := proofsOf(req.Proofs)
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.Withdraw(ctx, id, idem, req.Amount, req.Currency, req.DeviceID, proofs)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.FundsWithdrawn](out)
+		return map[string]any{"withdrawal_id": e.WithdrawalID, "status": "completed", "amount": e.Amount.String(),
+			"currency": e.Amount.Currency, "bank_account_last4": e.BankAccountLast4,
+			"verification_level": e.VerificationLevel, "log": refOf(out)}, err
+	})
+}
+
+type limitReq struct {
+	AgreedDailyLimit string `json:"agreed_daily_limit"`
+}
+
+func (s *Server) adjustLimit(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, req limitReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.AdjustLimit(ctx, id, idem, req.AgreedDailyLimit)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.LimitAdjusted](out)
+		return map[string]any{"agreed_daily_limit": e.AgreedDailyLimit.String(), "previous": e.Previous.String(),
+			"currency": e.AgreedDailyLimit.Currency, "log": refOf(out)}, err
+	})
+}
+
+// status serves suspend, reactivate and close: a reason in, the new status
+// out.
+func (s *Server) status(op func(context.Context, string, ledger.Idem, string) (ledger.Outcome, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		command(s, w, r, http.StatusOK, func(ctx context.Context, req reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
+			return op(ctx, id, idem, req.Reason)
+		}, func(out ledger.Outcome) (any, error) {
+			st := domain.StatusActive
+			for _, e := range out.Decoded {
+				switch e.(type) {
+				case domain.ServiceSuspended:
+					st = domain.StatusSuspended
+				case domain.AccountClosed:
+					st = domain.StatusClosed
+				}
+			}
+			return map[string]any{"id": id, "status": st, "log": refOf(out)}, nil
+		})
+	}
+}
+
+// catchUp waits until the projections have applied everything committed
+// when the read began, so a read after a write sees it.
+func (s *Server) catchUp(ctx context.Context) error {
+	head, err := s.store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readWait)
+	defer cancel()
+	if err := s.rm.WaitFor(ctx, head); err != nil {
+		return domain.Errorf(domain.CodeInternal, "read models are behind the log (at %d of %d): %v", s.rm.Checkpoint(), head, err)
+	}
+	return nil
+}
+
+func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	v, err := s.svc.Account(r.Context(), id)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if err := s.catchUp(r.Context()); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	asOf := s.svc.Now()
+	var b projections.Balance
+	if q := r.URL.Query().Get("as_of"); q != "" {
+		if asOf, err = time.Parse(time.RFC3339Nano, q); err != nil {
+			s.writeProblem(w, r, domain.Invalid("as_of", "as_of must be an RFC 3339 time"))
+			return
+		}
+		b, err = s.rm.BalanceAsOf(r.Context(), id, asOf)
+	} else {
+		b, err = s.rm.Balance(r.Context(), id)
+	}
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	avail := domain.Zero(v.Currency)
+	if b.Found {
+		avail = b.Available
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": id, "available": avail.String(), "currency": v.Currency,
+		"as_of": ts(asOf), "as_of_position": b.AsOfPosition})
+}
+
+// statementWindow is how far back the free statement query reaches (R17).
+const statementWindow = 12
+
+func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.svc.Account(r.Context(), id); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	now := s.svc.Now()
+	from, to := now.AddDate(0, -statementWindow, 0), now.Add(time.Nanosecond)
+	var err error
+	if v := q.Get("from"); v != "" {
+		if from, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			s.writeProblem(w, r, domain.Invalid("from", "from must be an RFC 3339 time"))
+			return
+		}
+	}
+	if v := q.Get("to"); v != "" {
+		if to, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			s.writeProblem(w, r, domain.Invalid("to", "to must be an RFC 3339 time"))
+			return
+		}
+	}
+	if !from.Before(to) {
+		s.writeProblem(w, r, domain.Invalid("from", "from must be before to"))
+		return
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 100 {
+			s.writeProblem(w, r, domain.Invalid("limit", "limit must be 1 to 100"))
+			return
+		}
+	}
+	if err := s.catchUp(r.Context()); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	page, err := s.rm.Statement(r.Context(), projections.StatementQuery{AccountID: id, From: from, To: to, Limit: limit, Cursor: q.Get("cursor")})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	entries := make([]map[string]any, 0, len(page.Entries))
+	for _, e := range page.Entries {
+		entries = append(entries, map[string]any{"event_id": e.EventID, "position": e.Position, "time": ts(e.Time),
+			"type": e.Type, "direction": e.Direction, "amount": e.Amount.String(), "currency": e.Amount.Currency,
+			"counterparty": e.Counterparty, "balance_after": e.BalanceAfter.String(), "description": e.Description, "ref": e.Ref})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": id, "from": ts(from), "to": ts(to), "entries": entries, "next_cursor": page.NextCursor})
+}

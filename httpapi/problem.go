@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/payledger/payledger/domain"
+)
+
+// statusOf is the one table from error code to HTTP status.
+var statusOf = map[string]int{
+	domain.CodeInvalid:              http.StatusBadRequest,
+	domain.CodeForbiddenField:       http.StatusBadRequest,
+	domain.CodeNotFound:             http.StatusNotFound,
+	domain.CodeIdempotencyReused:    http.StatusConflict,
+	domain.CodeVersionConflict:      http.StatusConflict,
+	domain.CodeConflict:             http.StatusConflict,
+	domain.CodeAccountSuspended:     http.StatusConflict,
+	domain.CodeAccountClosed:        http.StatusConflict,
+	domain.CodeDailyLimitExceeded:   http.StatusUnprocessableEntity,
+	domain.CodeInsufficientFunds:    http.StatusUnprocessableEntity,
+	domain.CodeFactorNotIndependent: http.StatusUnprocessableEntity,
+	domain.CodeProofInvalid:         http.StatusUnprocessableEntity,
+	domain.CodePaymentExpired:       http.StatusUnprocessableEntity,
+	domain.CodeAuthFailed:           http.StatusUnauthorized,
+	domain.CodeUnauthorized:         http.StatusUnauthorized,
+	domain.CodeAccessLocked:         http.StatusLocked,
+	domain.CodeInternal:             http.StatusInternalServerError,
+}
+
+// titles are the short human titles of each code.
+var titles = map[string]string{
+	domain.CodeInvalid:              "Invalid request",
+	domain.CodeForbiddenField:       "Forbidden field",
+	domain.CodeNotFound:             "Not found",
+	domain.CodeIdempotencyReused:    "Idempotency key reused",
+	domain.CodeVersionConflict:      "Version conflict",
+	domain.CodeConflict:             "Conflict",
+	domain.CodeAccountSuspended:     "Account suspended",
+	domain.CodeAccountClosed:        "Account closed",
+	domain.CodeDailyLimitExceeded:   "Daily limit exceeded",
+	domain.CodeInsufficientFunds:    "Insufficient funds",
+	domain.CodeFactorNotIndependent: "Factor not independent",
+	domain.CodeProofInvalid:         "Proof invalid",
+	domain.CodePaymentExpired:       "Payment expired",
+	domain.CodeAuthFailed:           "Authentication failed",
+	domain.CodeUnauthorized:         "Unauthorized",
+	domain.CodeAccessLocked:         "Access locked",
+	domain.CodeInternal:             "Internal error",
+}
+
+// Codes lists every stable problem code, for the OpenAPI document's test.
+func Codes() []string {
+	out := make([]string, 0, len(statusOf))
+	for c := range statusOf {
+		out = append(out, c)
+	}
+	return out
+}
+
+// StatusOf returns the HTTP status of a problem code.
+func StatusOf(code string) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// writeProblem renders err as RFC 9457 problem+json. Unknown errors become
+// "internal" with no detail, and are logged (without request bodies).
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	code := domain.ErrorCode(err)
+	status := StatusOf(code)
+	body := map[string]any{}
+	for k, v := range domain.ErrorDetails(err) {
+		body[k] = v
+	}
+	body["type"] = "/problems/" + code
+	body["title"] = titles[code]
+	body["status"] = status
+	body["code"] = code
+	var de *domain.Error
+	if errors.As(err, &de) && code != domain.CodeInternal {
+		body["detail"] = de.Message
+	} else {
+		body["detail"] = "an internal error occurred; it has been logged"
+		s.log.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// writeJSON writes a JSON response.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,247 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/payledger/payledger/domain"
+)
+
+// ChallengeSize is the number of random bytes a payment challenge carries.
+const ChallengeSize = 32
+
+// OpenAccount opens an account. With an Idempotency-Key the account id is
+// derived from the key, so a retry after a lost reply finds the same stream
+// (its NoStream append conflicts, and the stored outcome is replayed).
+func (s *Service) OpenAccount(ctx context.Context, idem Idem, holderName, currency, kind string) (Outcome, error) {
+	id := s.cfg.NewID()
+	if idem.Key != "" {
+		var u ulid.ULID
+		sum := sha256.Sum256([]byte("payledger/open-account/" + idem.Key))
+		copy(u[:], sum[:16])
+		id = u.String()
+	}
+	return s.Execute(ctx, id, idem, func(a *domain.Account, now time.Time, _ domain.Balance) (domain.Command, error) {
+		if a.Exists() && idem.Key == "" {
+			return nil, domain.Errorf(domain.CodeConflict, "account id collision, retry")
+		}
+		return domain.OpenAccount{AccountID: id, HolderName: holderName, Currency: currency, Kind: kind}, nil
+	})
+}
+
+// EnrollRequest is the input of EnrollFactor.
+type EnrollRequest struct {
+	Method    string
+	DeviceID  string
+	Password  string
+	PublicKey []byte
+}
+
+// EnrollFactor enrols a factor, generating its id, the password salt or the
+// sealed TOTP seed.
+func (s *Service) EnrollFactor(ctx context.Context, accountID string, idem Idem, r EnrollRequest) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
+		cmd := domain.EnrollFactor{FactorID: s.cfg.NewID(), Method: r.Method, DeviceID: r.DeviceID, Password: r.Password, PublicKey: r.PublicKey}
+		switch r.Method {
+		case domain.MethodPassword:
+			salt, err := s.random(domain.SaltLength)
+			if err != nil {
+				return nil, err
+			}
+			cmd.Salt = salt
+		case domain.MethodTOTP:
+			secret, err := s.cfg.Keys.NewTOTPSecret()
+			if err != nil {
+				return nil, err
+			}
+			if cmd.SealedSecret, err = s.cfg.Keys.Seal([]byte(secret)); err != nil {
+				return nil, err
+			}
+		}
+		return cmd, nil
+	})
+}
+
+func (s *Service) random(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(s.cfg.Rand, b); err != nil {
+		return nil, fmt.Errorf("random bytes: %w", err)
+	}
+	return b, nil
+}
+
+// TOTPSecret returns the plain seed of an enrolment event, shown to the
+// customer once (and again only to an idempotent replay of that request).
+func (s *Service) TOTPSecret(e domain.FactorEnrolled) (string, error) {
+	if len(e.SealedSecret) == 0 {
+		return "", nil
+	}
+	b, err := s.cfg.Keys.Open(e.SealedSecret)
+	return string(b), err
+}
+
+// Login verifies proofs and opens a session; the token is derived from the
+// session id (see Keys.SessionToken).
+func (s *Service) Login(ctx context.Context, accountID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
+		sid := s.cfg.NewID()
+		sum := sha256.Sum256([]byte(s.cfg.Keys.SessionToken(sid)))
+		return domain.Login{SessionID: sid, TokenHash: sum[:], DeviceID: deviceID, Proofs: proofs}, nil
+	})
+}
+
+// BindBankAccount binds the same-name bank account for withdrawals; the
+// number is tokenised before it reaches the domain's event.
+func (s *Service) BindBankAccount(ctx context.Context, accountID string, idem Idem, number, holderName string) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.BindBankAccount{Number: number, HolderName: holderName, Token: s.cfg.Keys.BankToken(number)})
+}
+
+// Deposit credits money arriving from outside (a bank transfer in).
+func (s *Service) Deposit(ctx context.Context, accountID string, idem Idem, amount, currency, reference string) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		return domain.Deposit{DepositID: s.cfg.NewID(), Amount: amount, Currency: currency, Reference: reference}, nil
+	})
+}
+
+// PaymentRequest is the input of InitiatePayment.
+type PaymentRequest struct {
+	PayeeID     string
+	Amount      string
+	Currency    string
+	Channel     string
+	Terminal    string
+	DeviceID    string
+	Description string
+}
+
+// InitiatePayment is step one of confirm-then-execute (R15). The payee is
+// looked up first, under its own lock, so two accounts paying each other
+// never hold both locks.
+func (s *Service) InitiatePayment(ctx context.Context, accountID string, idem Idem, r PaymentRequest) (Outcome, error) {
+	payee := domain.Payee{}
+	if r.PayeeID != accountID && r.PayeeID != "" {
+		var err error
+		if payee, err = s.peekPayee(ctx, r.PayeeID); err != nil {
+			return Outcome{}, err
+		}
+	}
+	return s.Execute(ctx, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		challenge, err := s.random(ChallengeSize)
+		if err != nil {
+			return nil, err
+		}
+		return domain.InitiatePayment{PaymentID: s.cfg.NewID(), PayeeID: r.PayeeID, Payee: payee, Amount: r.Amount,
+			Currency: r.Currency, Channel: r.Channel, Terminal: r.Terminal, DeviceID: r.DeviceID,
+			Description: r.Description, Challenge: challenge}, nil
+	})
+}
+
+func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error) {
+	ent := s.cache.lock(id)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, id); err != nil {
+		return domain.Payee{}, err
+	}
+	a := ent.acct
+	return domain.Payee{Exists: a.Exists(), Status: a.Status, Currency: a.Currency}, nil
+}
+
+// ConfirmPayment is step two: proofs over the challenge; on success the
+// money moves in one event in the payer's stream.
+func (s *Service) ConfirmPayment(ctx context.Context, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+		return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
+	})
+}
+
+// Withdraw pays out to the bound same-name bank account.
+func (s *Service) Withdraw(ctx context.Context, accountID string, idem Idem, amount, currency, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+		return domain.Withdraw{WithdrawalID: s.cfg.NewID(), Amount: amount, Currency: currency, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
+	})
+}
+
+// AdjustLimit sets the agreed daily limit.
+func (s *Service) AdjustLimit(ctx context.Context, accountID string, idem Idem, limit string) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.AdjustLimit{Limit: limit})
+}
+
+// Suspend suspends the payment service (R14).
+func (s *Service) Suspend(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.Suspend{Reason: reason})
+}
+
+// Reactivate lifts a suspension.
+func (s *Service) Reactivate(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.Reactivate{Reason: reason})
+}
+
+// Close closes the account; its balance must be zero.
+func (s *Service) Close(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+		return domain.CloseAccount{Reason: reason, Balance: bal}, nil
+	})
+}
+
+// RevokeFactor retires a factor.
+func (s *Service) RevokeFactor(ctx context.Context, accountID string, idem Idem, factorID, reason string) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.RevokeFactor{FactorID: factorID, Reason: reason})
+}
+
+// ReportCredentialLoss reports a factor's credential lost (R1).
+func (s *Service) ReportCredentialLoss(ctx context.Context, accountID string, idem Idem, factorID string) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.ReportCredentialLoss{FactorID: factorID})
+}
+
+func (s *Service) simple(ctx context.Context, accountID string, idem Idem, cmd domain.Command) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		return cmd, nil
+	})
+}
+
+// AccountView is a consistent copy of an account's state for reads.
+type AccountView struct {
+	ID          string
+	HolderName  string
+	Currency    domain.Currency
+	Kind        string
+	Status      string
+	AgreedLimit domain.Money
+	Version     int64
+	Factors     []domain.Factor
+	BankLast4   string
+	LockedUntil time.Time
+	Failures    int
+	// Available is the spendable balance now (projection + own tail).
+	Available domain.Money
+	// Day usage against the R10 caps, for the current calendar day.
+	SingleUsed, NoCertUsed, AllUsed domain.Money
+}
+
+// Account returns a view of the account, or not_found.
+func (s *Service) Account(ctx context.Context, accountID string) (AccountView, error) {
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return AccountView{}, err
+	}
+	a := ent.acct
+	if !a.Exists() {
+		return AccountView{}, domain.Errorf(domain.CodeNotFound, "account %s not found", accountID)
+	}
+	proj, cp := s.cfg.Balances.Snapshot(accountID)
+	single, noCert, all := a.DayUsage(s.cfg.Clock())
+	v := AccountView{ID: a.ID, HolderName: a.HolderName, Currency: a.Currency, Kind: a.Kind, Status: a.Status,
+		AgreedLimit: a.AgreedLimit, Version: a.Version, Factors: a.Factors(), LockedUntil: a.LockedUntil(),
+		Failures: a.FailedAttempts(), Available: a.Available(proj, cp),
+		SingleUsed: domain.Money{Amount: single, Currency: a.Currency}, NoCertUsed: domain.Money{Amount: noCert, Currency: a.Currency},
+		AllUsed: domain.Money{Amount: all, Currency: a.Currency}}
+	if b, ok := a.BankAccount(); ok {
+		v.BankLast4 = b.Last4
+	}
+	return v, nil
+}

@@ -1,0 +1,397 @@
+// Package ledger is the write path: it loads an account aggregate, lets the
+// pure domain decide, appends the events under optimistic concurrency and
+// retries a bounded number of times on conflict. HTTP handlers, the demo
+// and the bench all go through it, so every entry point obeys the same
+// rules.
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
+	"github.com/shopspring/decimal"
+)
+
+// Balances is what the write path needs of the balances projection: an
+// account's balance at the projection's checkpoint, read as one pair.
+type Balances interface {
+	Snapshot(accountID string) (balance decimal.Decimal, checkpoint int64)
+}
+
+// Config wires a Service. Clock, IDs and Rand are injected so tests are
+// deterministic.
+type Config struct {
+	Store    eventstore.Store
+	Balances Balances
+	Policy   domain.Policy
+	Keys     *Keys
+	// Clock returns "now"; it is read once per command.
+	Clock func() time.Time
+	// NewID returns a fresh ULID string.
+	NewID func() string
+	// Rand supplies salts and challenges.
+	Rand io.Reader
+	// MaxRetries bounds reload-and-retry on version conflicts (default 8).
+	MaxRetries int
+	// CacheSize bounds the number of cached aggregates (default 100000).
+	CacheSize int
+}
+
+// Service executes commands against account streams.
+type Service struct {
+	cfg   Config
+	cache *cache
+}
+
+// New returns a Service. Policy.Secrets is set to cfg.Keys.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Balances == nil || cfg.Keys == nil || cfg.Clock == nil || cfg.NewID == nil || cfg.Rand == nil {
+		return nil, errors.New("ledger: Store, Balances, Keys, Clock, NewID and Rand are required")
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 8
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 100000
+	}
+	cfg.Policy.Secrets = cfg.Keys
+	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize)}, nil
+}
+
+// Policy returns the rules the service decides with.
+func (s *Service) Policy() domain.Policy { return s.cfg.Policy }
+
+// Keys returns the server keys (for rendering tokens and secrets).
+func (s *Service) Keys() *Keys { return s.cfg.Keys }
+
+// Now returns the injected clock's time.
+func (s *Service) Now() time.Time { return s.cfg.Clock() }
+
+// Idem identifies a client's retry of a command: the Idempotency-Key and a
+// hash of the request it came with. The zero value means "no key".
+type Idem struct {
+	Key      string
+	BodyHash string
+}
+
+// MaxIdemKey bounds the Idempotency-Key length.
+const MaxIdemKey = 200
+
+// stored is the form kept in the event envelope.
+func (i Idem) stored() string {
+	if i.Key == "" {
+		return ""
+	}
+	return i.Key + "|" + i.BodyHash
+}
+
+// ValidateIdemKey checks a client-supplied Idempotency-Key.
+func ValidateIdemKey(k string) error {
+	if len(k) > MaxIdemKey || strings.ContainsAny(k, "|\r\n") {
+		return domain.Invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters without '|' or line breaks")
+	}
+	return nil
+}
+
+// HashBody returns the request-body hash used in Idem.
+func HashBody(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// Outcome is the result of a command that appended events (or replayed an
+// earlier identical command).
+type Outcome struct {
+	AccountID string
+	// Events are the committed envelopes, in order.
+	Events []eventstore.Event
+	// Decoded are the domain events of Events.
+	Decoded []domain.Event
+	// Refusal is set when the command was refused but its attempt was
+	// recorded (a failed login, a rejected payment): the events are in the
+	// log and the client gets this error.
+	Refusal error
+	// Replayed is true when the outcome is that of an earlier request with
+	// the same Idempotency-Key and body.
+	Replayed bool
+}
+
+// Builder makes the domain command from the current state. It runs under
+// the account's lock, once per attempt.
+type Builder func(a *domain.Account, now time.Time, bal domain.Balance) (domain.Command, error)
+
+// Execute runs one command against accountID's stream. It returns an error
+// when nothing was appended (bad input, a refusal that records nothing, an
+// infrastructure failure); otherwise the outcome, whose Refusal may still
+// be set.
+func (s *Service) Execute(ctx context.Context, accountID string, idem Idem, build Builder) (Outcome, error) {
+	if accountID == "" {
+		return Outcome{}, domain.Errorf(domain.CodeNotFound, "account not found")
+	}
+	var lastErr error
+	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
+		out, retry, err := s.attempt(ctx, accountID, idem, build)
+		if !retry {
+			return out, err
+		}
+		lastErr = err
+	}
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "account %s changed concurrently %d times; retry the request (%v)",
+		accountID, s.cfg.MaxRetries, lastErr)
+}
+
+func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, build Builder) (Outcome, bool, error) {
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return Outcome{}, false, err
+	}
+	if idem.Key != "" {
+		if rec, ok := ent.keys[idem.Key]; ok {
+			if rec.bodyHash != idem.BodyHash {
+				return Outcome{}, false, domain.Errorf(domain.CodeIdempotencyReused,
+					"Idempotency-Key %q was used with a different request", idem.Key)
+			}
+			out, err := s.outcome(accountID, rec.events)
+			out.Replayed = true
+			return out, false, err
+		}
+	}
+	now := s.cfg.Clock()
+	proj, cp := s.cfg.Balances.Snapshot(accountID)
+	ent.acct.Forget(cp)
+	cmd, err := build(ent.acct, now, domain.Balance{Projected: proj, Checkpoint: cp})
+	if err != nil {
+		return Outcome{}, false, err
+	}
+	events, refusal := domain.Decide(ent.acct, cmd, s.cfg.Policy, now)
+	if len(events) == 0 {
+		if refusal == nil {
+			refusal = domain.Errorf(domain.CodeInternal, "command produced no events")
+		}
+		return Outcome{}, false, refusal
+	}
+	data, err := s.encode(events, now, idem)
+	if err != nil {
+		return Outcome{}, false, err
+	}
+	res, err := s.cfg.Store.Append(ctx, domain.AccountStream(accountID), ent.acct.Version, data)
+	if errors.Is(err, eventstore.ErrVersionConflict) {
+		ent.reset()
+		return Outcome{}, true, err
+	}
+	if err != nil {
+		ent.reset() // the append may or may not have landed: reload next time
+		return Outcome{}, false, fmt.Errorf("append to account %s: %w", accountID, err)
+	}
+	for i, e := range res.Events {
+		ent.apply(events[i], e)
+	}
+	out := Outcome{AccountID: accountID, Events: res.Events, Decoded: events, Refusal: refusal}
+	return out, false, nil
+}
+
+func (s *Service) encode(events []domain.Event, now time.Time, idem Idem) ([]eventstore.EventData, error) {
+	data := make([]eventstore.EventData, len(events))
+	var corr string
+	for i, e := range events {
+		typ, ver, payload, err := domain.EncodeEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		id := s.cfg.NewID()
+		if i == 0 {
+			corr = id
+		}
+		data[i] = eventstore.EventData{ID: id, Type: typ, SchemaVersion: ver, OccurredAt: now,
+			CorrelationID: corr, IdempotencyKey: idem.stored(), Payload: payload}
+	}
+	return data, nil
+}
+
+// outcome rebuilds the outcome of recorded events (for an idempotent
+// replay), including the refusal they recorded.
+func (s *Service) outcome(accountID string, evs []eventstore.Event) (Outcome, error) {
+	out := Outcome{AccountID: accountID, Events: evs}
+	for _, e := range evs {
+		d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("account %s position %d: %w", accountID, e.Position, err)
+		}
+		out.Decoded = append(out.Decoded, d)
+	}
+	out.Refusal = RefusalOf(out.Decoded, s.cfg.Policy)
+	return out, nil
+}
+
+// RefusalOf reconstructs the error that a recorded refusal returned, so an
+// idempotent replay of a refused command answers exactly as the first time.
+func RefusalOf(events []domain.Event, p domain.Policy) error {
+	var refusal error
+	for _, e := range events {
+		switch v := e.(type) {
+		case domain.LoginFailed:
+			if v.Reason == "access locked" {
+				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked")
+			} else {
+				refusal = domain.Errorf(domain.CodeAuthFailed, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
+			}
+		case domain.VerificationFailed:
+			refusal = domain.Errorf(domain.CodeProofInvalid, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
+		case domain.AccessLocked:
+			until := v.Until.UTC().Format(time.RFC3339)
+			refusal = domain.Errorf(domain.CodeAccessLocked, "%d failed attempts lock access until %s", v.FailedAttempts, until).
+				With("locked_until", until)
+		case domain.PaymentRejected:
+			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
+		}
+	}
+	return refusal
+}
+
+// load brings the cached aggregate up to date: from scratch when the entry
+// is new or was reset. The cache is trusted otherwise: if another node
+// appended meanwhile, the expected-version check fails and the entry is
+// reloaded.
+func (s *Service) load(ctx context.Context, ent *entry, accountID string) error {
+	if ent.acct != nil {
+		return nil
+	}
+	ent.acct = domain.NewAccount(s.cfg.Policy.Location)
+	ent.keys = map[string]keyRecord{}
+	ent.keyOrder = nil
+	stream := domain.AccountStream(accountID)
+	from := int64(1)
+	for batch := 0; batch < maxLoadBatches; batch++ {
+		evs, err := s.cfg.Store.ReadStream(ctx, stream, from, loadBatch)
+		if err != nil {
+			ent.reset()
+			return fmt.Errorf("load account %s: %w", accountID, err)
+		}
+		for _, e := range evs {
+			d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+			if err != nil {
+				ent.reset()
+				return fmt.Errorf("load account %s at position %d: %w", accountID, e.Position, err)
+			}
+			ent.apply(d, e)
+		}
+		if len(evs) < loadBatch {
+			return nil
+		}
+		from = evs[len(evs)-1].Version + 1
+	}
+	ent.reset()
+	return fmt.Errorf("load account %s: more than %d events", accountID, maxLoadBatches*loadBatch)
+}
+
+const (
+	loadBatch      = 1000
+	maxLoadBatches = 100000
+	// keysPerAccount bounds the idempotency keys remembered per account.
+	keysPerAccount = 256
+)
+
+// keyRecord is what an Idempotency-Key produced.
+type keyRecord struct {
+	bodyHash string
+	events   []eventstore.Event
+}
+
+// entry is one cached aggregate; its mutex serialises this process's
+// commands on the account.
+type entry struct {
+	mu       sync.Mutex
+	acct     *domain.Account
+	keys     map[string]keyRecord
+	keyOrder []string
+}
+
+func (e *entry) reset() { e.acct, e.keys, e.keyOrder = nil, nil, nil }
+
+func (e *entry) apply(d domain.Event, ev eventstore.Event) {
+	e.acct.Apply(d, domain.Recorded{Version: ev.Version, Position: ev.Position, OccurredAt: ev.OccurredAt})
+	if ev.IdempotencyKey == "" {
+		return
+	}
+	key, hash, _ := strings.Cut(ev.IdempotencyKey, "|")
+	rec, ok := e.keys[key]
+	if !ok {
+		e.keyOrder = append(e.keyOrder, key)
+		if len(e.keyOrder) > keysPerAccount {
+			delete(e.keys, e.keyOrder[0])
+			e.keyOrder = e.keyOrder[1:]
+		}
+	}
+	rec.bodyHash = hash
+	rec.events = append(rec.events, ev)
+	e.keys[key] = rec
+}
+
+// cache holds aggregates by account id, bounded by size.
+type cache struct {
+	mu      sync.Mutex
+	entries map[string]*entry
+	max     int
+}
+
+func newCache(max int) *cache { return &cache{entries: map[string]*entry{}, max: max} }
+
+// lock returns the locked entry for id, evicting unlocked entries when the
+// cache is full.
+func (c *cache) lock(id string) *entry {
+	c.mu.Lock()
+	ent, ok := c.entries[id]
+	if !ok {
+		if len(c.entries) >= c.max {
+			c.evictLocked(c.max / 10)
+		}
+		ent = &entry{}
+		c.entries[id] = ent
+	}
+	c.mu.Unlock()
+	ent.mu.Lock()
+	return ent
+}
+
+// evictLocked drops up to n idle entries. An entry in use is skipped; a
+// dropped entry still held by a waiter is harmless: the waiter works on its
+// own copy and the next command reloads from the store.
+func (c *cache) evictLocked(n int) {
+	for id, ent := range c.entries {
+		if n <= 0 {
+			return
+		}
+		if ent.mu.TryLock() {
+			delete(c.entries, id)
+			ent.mu.Unlock()
+			n--
+		}
+	}
+}
+
+// NewULIDSource returns an id generator for the given clock and entropy,
+// monotonic within a millisecond, safe for concurrent use.
+func NewULIDSource(clock func() time.Time, entropy io.Reader) func() string {
+	var mu sync.Mutex
+	mono := ulid.Monotonic(entropy, 0)
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return ulid.MustNew(ulid.Timestamp(clock()), mono).String()
+	}
+}
