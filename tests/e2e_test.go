@@ -1,0 +1,325 @@
+// Package tests holds the end-to-end tests: they build the real binary, run
+// it as a user would and talk to it only over HTTP.
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/apiclient"
+	"github.com/payledger/payledger/demo"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "payledger-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "payledger")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/payledger")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build payledger:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is one running `payledger serve`.
+type server struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+}
+
+var servingLine = regexp.MustCompile(`serving (http://\S+)`)
+
+// start runs `payledger serve --addr 127.0.0.1:0 --data dir` and waits for
+// the line that names its address.
+func start(t *testing.T, dir string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, stderr: &bytes.Buffer{}}
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		close(found)
+	}()
+	select {
+	case u, ok := <-found:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("server exited before serving: %s", s.stderr)
+		}
+		s.url = u
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("server did not start within 30s: %s", s.stderr)
+	}
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			s.cmd.Wait()
+		}
+	})
+	return s
+}
+
+// stop ends the server with sig and waits for it.
+func (s *server) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if sig == syscall.SIGTERM && err != nil {
+			t.Fatalf("server did not shut down cleanly: %v: %s", err, s.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		t.Fatal("server did not stop within 20s")
+	}
+}
+
+func runCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(binary, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("payledger %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func checkBalances(t *testing.T, ctx context.Context, c *apiclient.Client, want map[string]string) {
+	t.Helper()
+	for id, amount := range want {
+		b, err := c.Expect(ctx, http.StatusOK, "GET", "/v1/accounts/"+id+"/balance", nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Str("available") != amount {
+			t.Errorf("balance of %s = %s, want %s", id, b.Str("available"), amount)
+		}
+	}
+}
+
+func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv := start(t, dir)
+	c := apiclient.New(srv.url)
+
+	res, err := demo.Run(ctx, c, io.Discard, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payer := "/v1/accounts/" + res.Payer
+
+	t.Run("ForbiddenFieldsAreRefusedAndNeverStored", func(t *testing.T) {
+		before, err := c.Expect(ctx, http.StatusOK, "GET", payer+"/operations?limit=100", nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct {
+			name  string
+			body  map[string]any
+			field string
+		}{
+			{"CVVAtTop", map[string]any{"amount": "1.00", "currency": "CNY", "cvv": "98765"}, "cvv"},
+			{"PINInArray", map[string]any{"amount": "1.00", "currency": "CNY", "extra": []any{map[string]any{"PIN": "98765"}}}, "extra[0].PIN"},
+			{"CardExpiry", map[string]any{"amount": "1.00", "currency": "CNY", "card": map[string]any{"expiry_date": "98/765"}}, "card.expiry_date"},
+			{"BankPassword", map[string]any{"amount": "1.00", "currency": "CNY", "bank_account_password": "98765"}, "bank_account_password"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				r, err := c.Expect(ctx, http.StatusBadRequest, "POST", payer+"/deposits", tc.body, "forbidden-"+tc.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Str("code") != "forbidden_field" || r.Str("field") != tc.field {
+					t.Fatalf("got %s", r.Raw)
+				}
+				if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+					t.Fatalf("content type %q", ct)
+				}
+				if bytes.Contains(r.Raw, []byte("98765")) || bytes.Contains(r.Raw, []byte("98/765")) {
+					t.Fatalf("the refusal echoes the forbidden value: %s", r.Raw)
+				}
+			})
+		}
+		after, err := c.Expect(ctx, http.StatusOK, "GET", payer+"/operations?limit=100", nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after.List("operations")) != len(before.List("operations")) {
+			t.Fatalf("a refused request appended events: %d -> %d", len(before.List("operations")), len(after.List("operations")))
+		}
+		for _, f := range []string{"events.db", "events.db-wal", "readmodels.db", "readmodels.db-wal"} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte("98765")) {
+				t.Fatalf("%s contains a forbidden value", f)
+			}
+		}
+		logs := srv.stderr.String()
+		if strings.Contains(logs, "98765") {
+			t.Fatalf("the server log contains a forbidden value")
+		}
+	})
+
+	t.Run("IdempotentReplay", func(t *testing.T) {
+		body := map[string]any{"amount": "1.00", "currency": "CNY", "reference": "e2e"}
+		first, err := c.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := c.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first.Raw, again.Raw) || again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay differs:\n%s\n%s", first.Raw, again.Raw)
+		}
+		other, err := c.Expect(ctx, http.StatusConflict, "POST", payer+"/deposits", map[string]any{"amount": "2.00", "currency": "CNY"}, "e2e-deposit-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.Str("code") != "idempotency_key_reused" {
+			t.Fatalf("got %s", other.Raw)
+		}
+		res.Balances[res.Payer] = "2698.50"
+		checkBalances(t, ctx, c, map[string]string{res.Payer: "2698.50"})
+	})
+
+	t.Run("BadInputChangesNothing", func(t *testing.T) {
+		for name, body := range map[string]map[string]any{
+			"TooManyDecimals": {"amount": "1.001", "currency": "CNY"},
+			"Negative":        {"amount": "-1.00", "currency": "CNY"},
+			"Zero":            {"amount": "0.00", "currency": "CNY"},
+			"UnknownCurrency": {"amount": "1.00", "currency": "XXX"},
+			"UnknownField":    {"amount": "1.00", "currency": "CNY", "amout": "1"},
+		} {
+			r, err := c.Expect(ctx, http.StatusBadRequest, "POST", payer+"/deposits", body, "")
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if r.Str("code") != "invalid_request" || r.Str("field") == "" {
+				t.Fatalf("%s: got %s", name, r.Raw)
+			}
+		}
+		checkBalances(t, ctx, c, res.Balances)
+	})
+
+	// Acknowledged writes are durable: kill the server without warning and
+	// every balance is still there after a restart.
+	srv.stop(t, syscall.SIGKILL)
+	srv = start(t, dir)
+	c = apiclient.New(srv.url)
+	checkBalances(t, ctx, c, res.Balances)
+
+	// A graceful stop and restart, then the maintenance commands.
+	srv.stop(t, syscall.SIGTERM)
+	out := runCmd(t, "verify", "--data", dir)
+	if !strings.Contains(out, "every hash chain intact") {
+		t.Fatalf("verify: %s", out)
+	}
+	out = runCmd(t, "rebuild", "--data", dir)
+	if !strings.Contains(out, "identical read models") {
+		t.Fatalf("rebuild: %s", out)
+	}
+	srv = start(t, dir)
+	c = apiclient.New(srv.url)
+	checkBalances(t, ctx, c, res.Balances)
+	st, err := c.Expect(ctx, http.StatusOK, "GET", payer+"/statement", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.List("entries")); n != 6 {
+		t.Fatalf("statement after restart has %d entries, want 6: %s", n, st.Raw)
+	}
+	srv.stop(t, syscall.SIGTERM)
+}
+
+func TestLockoutOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	srv := start(t, t.TempDir())
+	c := apiclient.New(srv.url)
+	acct, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Wang Fang", "currency": "CNY"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "/v1/accounts/" + acct.Str("id")
+	f, err := c.Expect(ctx, http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "password", "password": "a long passphrase"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := map[string]any{"device_id": "d1", "proofs": []any{map[string]any{"factor_id": f.Str("factor_id"), "password": "not it at all"}}}
+	for i := 1; i <= 4; i++ {
+		r, err := c.Expect(ctx, http.StatusUnauthorized, "POST", base+"/sessions", wrong, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Body["attempts_remaining"] != float64(5-i) {
+			t.Fatalf("attempt %d: %s", i, r.Raw)
+		}
+	}
+	r, err := c.Expect(ctx, http.StatusLocked, "POST", base+"/sessions", wrong, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Str("code") != "access_locked" || r.Str("locked_until") == "" {
+		t.Fatalf("fifth failure: %s", r.Raw)
+	}
+	right := map[string]any{"device_id": "d1", "proofs": []any{map[string]any{"factor_id": f.Str("factor_id"), "password": "a long passphrase"}}}
+	if _, err := c.Expect(ctx, http.StatusLocked, "POST", base+"/sessions", right, ""); err != nil {
+		t.Fatalf("a correct password during the lock must be refused: %v", err)
+	}
+	ops, err := c.Expect(ctx, http.StatusOK, "GET", base+"/operations", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, o := range ops.List("operations") {
+		types = append(types, o["type"].(string))
+	}
+	want := "AccountOpened FactorEnrolled LoginFailed LoginFailed LoginFailed LoginFailed LoginFailed AccessLocked LoginFailed"
+	if got := strings.Join(types, " "); got != want {
+		t.Fatalf("operations:\n got %s\nwant %s", got, want)
+	}
+	srv.stop(t, syscall.SIGTERM)
+}
