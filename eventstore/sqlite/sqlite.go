@@ -1,0 +1,926 @@
+// Package sqlite is the embedded default event-log adapter: SQLite through
+// the pure-Go driver modernc.org/sqlite (no cgo), in WAL mode with
+// synchronous=FULL so that an acknowledged append survives a power cut.
+//
+// Throughput comes from group commit, not from weaker durability: one writer
+// goroutine owns the only write connection, takes the queued append requests
+// and commits as many as it can gather in ONE transaction (one fsync), while
+// still checking each request's expected version on its own. Readers use a
+// separate connection pool and, thanks to WAL, never block the writer.
+//
+// Only one Store may write a database file at a time: the writer caches each
+// stream's version and last hash in memory. A second writer cannot corrupt
+// the log (UNIQUE(stream, version) and the id constraint refuse stale
+// appends, after which the cache is reloaded) but its appends would fail and
+// its commits would not wake this Store's subscribers.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	msqlite "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/payledger/payledger/eventstore"
+)
+
+// Compile-time proof that *Store satisfies the port.
+var _ eventstore.Store = (*Store)(nil)
+
+const (
+	// schemaVersion is the layout version recorded in the meta table, so a
+	// later release can tell which migrations an existing file needs.
+	schemaVersion = "1"
+	// retentionMarker is part of the message the retention triggers raise;
+	// MapRetentionError recognises the failure by it.
+	retentionMarker = "events are retained"
+	// subscribeBatch is how many events Subscribe reads per round trip.
+	subscribeBatch = 1000
+	// maxCachedStreams bounds the writer's stream-state cache; when it grows
+	// past this the cache is dropped and refilled from the database on use.
+	maxCachedStreams = 1 << 16
+	// maxBatchRequests bounds the number of requests in one transaction,
+	// independently of their event count.
+	maxBatchRequests = 4096
+	// sqliteConstraint is SQLITE_CONSTRAINT; extended codes keep it in the
+	// low byte.
+	sqliteConstraint = 19
+)
+
+const schemaSQL = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+	position        INTEGER PRIMARY KEY,
+	id              TEXT    NOT NULL UNIQUE,
+	stream          TEXT    NOT NULL,
+	version         INTEGER NOT NULL CHECK (version >= 1),
+	type            TEXT    NOT NULL,
+	schema_version  INTEGER NOT NULL,
+	occurred_at     TEXT    NOT NULL,
+	causation_id    TEXT    NOT NULL DEFAULT '',
+	correlation_id  TEXT    NOT NULL DEFAULT '',
+	idempotency_key TEXT    NOT NULL DEFAULT '',
+	payload         BLOB    NOT NULL,
+	prev_hash       BLOB    NOT NULL CHECK (length(prev_hash) = 32),
+	hash            BLOB    NOT NULL CHECK (length(hash) = 32),
+	UNIQUE (stream, version)
+);
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN
+	SELECT RAISE(ABORT, 'events are retained (R2): delete forbidden');
+END;
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN
+	SELECT RAISE(ABORT, 'events are retained (R2): update forbidden');
+END;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+`
+
+// eventColumns is the column list every read selects, in scanEvent order.
+const eventColumns = `position, id, stream, version, type, schema_version, occurred_at,
+	causation_id, correlation_id, idempotency_key, payload, prev_hash, hash`
+
+const (
+	sqlInsert = `INSERT INTO events (id, stream, version, type, schema_version, occurred_at,
+	causation_id, correlation_id, idempotency_key, payload, prev_hash, hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlByID       = `SELECT ` + eventColumns + ` FROM events WHERE id = ?`
+	sqlStreamTail = `SELECT version, hash FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1`
+	sqlHead       = `SELECT COALESCE(MAX(position), 0) FROM events`
+	sqlForward    = `SELECT ` + eventColumns + ` FROM events WHERE stream = ? AND version >= ? ORDER BY version LIMIT ?`
+	sqlBackward   = `SELECT ` + eventColumns + ` FROM events WHERE stream = ? AND version <= ? ORDER BY version DESC LIMIT ?`
+	sqlAll        = `SELECT ` + eventColumns + ` FROM events WHERE position > ? ORDER BY position LIMIT ?`
+	sqlVersion    = `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?`
+)
+
+// Options tunes the writer. Start from DefaultOptions so that fields added
+// later get sensible values.
+type Options struct {
+	// GroupCommit gathers concurrent appends into one transaction (default
+	// true via DefaultOptions()). Turning it off commits every Append on its
+	// own, which is only useful as a benchmark baseline.
+	GroupCommit bool
+	// MaxBatchEvents is the upper bound of events in one transaction
+	// (default 2000); it caps the latency one commit adds to its requests.
+	// A single request larger than this still commits, alone.
+	MaxBatchEvents int
+	// QueueSize bounds the pending-append queue (default 4096), so that a
+	// burst of writers waits (respecting their contexts) instead of growing
+	// memory without limit.
+	QueueSize int
+}
+
+// DefaultOptions returns the production settings: group commit on, 2000
+// events per transaction at most, 4096 queued requests at most.
+func DefaultOptions() Options {
+	return Options{GroupCommit: true, MaxBatchEvents: 2000, QueueSize: 4096}
+}
+
+// Stats counts the writer's work so that tests and operators can see how
+// well group commit is batching (Appends or Events per Transaction).
+type Stats struct {
+	// Transactions is the number of committed write transactions.
+	Transactions int64
+	// Appends is the number of Append calls that stored new events.
+	Appends int64
+	// Events is the number of events stored.
+	Events int64
+}
+
+// streamState is what the writer needs to append to a stream without
+// reading it: its current version and the hash of its last event.
+type streamState struct {
+	version int64
+	hash    [32]byte
+}
+
+// appendReq is one Append call travelling to the writer goroutine.
+type appendReq struct {
+	ctx      context.Context
+	stream   string
+	expected int64
+	events   []eventstore.EventData
+
+	// Set by the writer before it closes done.
+	skipped bool // the caller's ctx was done before the writer started it
+	res     eventstore.AppendResult
+	err     error
+	done    chan struct{}
+}
+
+// Store is the SQLite event store. Create it with Open; it is safe for
+// concurrent use and must be closed with Close.
+type Store struct {
+	path string
+	opts Options
+
+	wdb *sql.DB // writer: exactly one connection, used only by run
+	rdb *sql.DB // readers: a bounded pool
+
+	insStmt, byIDStmt, tailStmt, headStmt  *sql.Stmt // prepared on wdb
+	fwdStmt, bwdStmt, allStmt, versionStmt *sql.Stmt // prepared on rdb
+
+	sendMu sync.RWMutex // guards closed against sends on reqs
+	closed bool
+	reqs   chan *appendReq
+
+	writerDone chan struct{} // closed when run returns
+	done       chan struct{} // closed by Close once the writer has stopped
+
+	head     atomic.Int64 // last committed (and published) position
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced after every commit
+
+	// Writer-owned state, touched only by run.
+	streams map[string]streamState
+	stale   bool // streams/head must be reloaded before the next batch
+
+	transactions, appends, events atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// dsn builds the modernc DSN for path. The pragmas are set on every new
+// connection: WAL so readers never block the writer, synchronous=FULL so a
+// commit is on disk before Append returns, and a busy timeout so another
+// connection to the same file waits instead of failing.
+func dsn(path string, readOnly bool) string {
+	// The DSN is a SQLite URI: escape the characters URIs reserve.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	d := "file:" + esc +
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+	if readOnly {
+		d += "&_pragma=query_only(1)"
+	} else {
+		d += "&_txlock=immediate"
+	}
+	return d
+}
+
+// Open opens (creating if needed) the event database at path, for example
+// DIR/events.db, and starts the writer goroutine.
+func Open(path string, opts Options) (*Store, error) {
+	def := DefaultOptions()
+	if opts.MaxBatchEvents <= 0 {
+		opts.MaxBatchEvents = def.MaxBatchEvents
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = def.QueueSize
+	}
+	s := &Store{
+		path:       path,
+		opts:       opts,
+		reqs:       make(chan *appendReq, opts.QueueSize),
+		writerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+		notify:     make(chan struct{}),
+		streams:    make(map[string]streamState),
+	}
+	if err := s.openDBs(); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open event store %s: %w", path, err)
+	}
+	go s.run()
+	return s, nil
+}
+
+// openDBs opens both pools, creates the schema and prepares the statements.
+func (s *Store) openDBs() error {
+	ctx := context.Background()
+	var err error
+	if s.wdb, err = sql.Open("sqlite", dsn(s.path, false)); err != nil {
+		return err
+	}
+	// One connection: SQLite has one writer anyway, and prepared statements
+	// then stay prepared on it for every transaction.
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+
+	var mode string
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("query journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	if _, err := s.wdb.ExecContext(ctx, schemaSQL); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	var v string
+	if err := s.wdb.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'schema_version'").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v != schemaVersion {
+		return fmt.Errorf("schema version %s, this build understands %s", v, schemaVersion)
+	}
+
+	prep := func(db *sql.DB, dst **sql.Stmt, q string) {
+		if err == nil {
+			*dst, err = db.PrepareContext(ctx, q)
+		}
+	}
+	prep(s.wdb, &s.insStmt, sqlInsert)
+	prep(s.wdb, &s.byIDStmt, sqlByID)
+	prep(s.wdb, &s.tailStmt, sqlStreamTail)
+	prep(s.wdb, &s.headStmt, sqlHead)
+	if err != nil {
+		return fmt.Errorf("prepare writer statements: %w", err)
+	}
+	var head int64
+	if err := s.headStmt.QueryRowContext(ctx).Scan(&head); err != nil {
+		return fmt.Errorf("read head: %w", err)
+	}
+	s.head.Store(head)
+
+	if s.rdb, err = sql.Open("sqlite", dsn(s.path, true)); err != nil {
+		return err
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	s.rdb.SetMaxOpenConns(n)
+	s.rdb.SetMaxIdleConns(n)
+	prep(s.rdb, &s.fwdStmt, sqlForward)
+	prep(s.rdb, &s.bwdStmt, sqlBackward)
+	prep(s.rdb, &s.allStmt, sqlAll)
+	prep(s.rdb, &s.versionStmt, sqlVersion)
+	if err != nil {
+		return fmt.Errorf("prepare reader statements: %w", err)
+	}
+	return nil
+}
+
+// closeDBs closes whatever openDBs managed to open.
+func (s *Store) closeDBs() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.insStmt, s.byIDStmt, s.tailStmt, s.headStmt,
+		s.fwdStmt, s.bwdStmt, s.allStmt, s.versionStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Path returns the database file, so that tools and tests can open it
+// directly (for example to prove the retention triggers work).
+func (s *Store) Path() string { return s.path }
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Transactions: s.transactions.Load(),
+		Appends:      s.appends.Load(),
+		Events:       s.events.Load(),
+	}
+}
+
+// MapRetentionError turns the failure raised by the retention triggers
+// (a DELETE or UPDATE on events) into an error wrapping
+// eventstore.ErrDeleteForbidden, so callers can test for it with errors.Is
+// whatever connection hit the trigger. Other errors are returned unchanged.
+func MapRetentionError(err error) error {
+	if err == nil || errors.Is(err, eventstore.ErrDeleteForbidden) {
+		return err
+	}
+	if strings.Contains(err.Error(), retentionMarker) {
+		return fmt.Errorf("%w: %w", eventstore.ErrDeleteForbidden, err)
+	}
+	return err
+}
+
+// isConstraint reports whether err is a SQLite constraint violation, which
+// only undoes the failing statement and leaves the transaction usable.
+func isConstraint(err error) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqliteConstraint
+}
+
+// checkTimes refuses OccurredAt values that RFC 3339 cannot represent, since
+// the stored text (and the hash) would not round-trip.
+func checkTimes(events []eventstore.EventData) error {
+	for i, e := range events {
+		if y := e.OccurredAt.UTC().Year(); y < 0 || y > 9999 {
+			return fmt.Errorf("%w: event %d occurred in year %d (want 0..9999)", eventstore.ErrInvalidAppend, i, y)
+		}
+	}
+	return nil
+}
+
+// Append implements eventstore.Store. The request is validated, queued for
+// the writer (waiting for room while ctx allows) and then awaited: once
+// queued, Append returns only with the writer's answer, so an acknowledged
+// append is committed and durable. The caller must not modify events until
+// Append returns.
+func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	if err := checkTimes(events); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	r := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{})}
+
+	s.sendMu.RLock()
+	if s.closed {
+		s.sendMu.RUnlock()
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, eventstore.ErrClosed)
+	}
+	select {
+	case s.reqs <- r:
+		s.sendMu.RUnlock()
+	case <-ctx.Done():
+		s.sendMu.RUnlock()
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, ctx.Err())
+	}
+	<-r.done
+	if r.err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, r.err)
+	}
+	return r.res, nil
+}
+
+// run is the writer goroutine: it takes one request, drains whatever else is
+// queued (bounded by MaxBatchEvents and maxBatchRequests) and commits the
+// lot in one transaction. It returns once Close has closed the queue and
+// every queued request has been answered.
+func (s *Store) run() {
+	defer close(s.writerDone)
+	batch := make([]*appendReq, 0, 64)
+	var carry *appendReq
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			r, ok := <-s.reqs
+			if !ok {
+				return
+			}
+			first = r
+		}
+		batch = append(batch[:0], first)
+		n := len(first.events)
+	gather:
+		for s.opts.GroupCommit && n < s.opts.MaxBatchEvents && len(batch) < maxBatchRequests {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break gather
+				}
+				if n+len(r.events) > s.opts.MaxBatchEvents {
+					carry = r
+					break gather
+				}
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break gather
+			}
+		}
+		s.commitBatch(batch)
+		clear(batch) // drop references to answered requests
+	}
+}
+
+// txn is the state of one write transaction: the transaction-bound
+// statements and the effects of the requests applied so far, which later
+// requests of the same batch must see.
+type txn struct {
+	tx      *sql.Tx
+	ins     *sql.Stmt
+	byID    *sql.Stmt
+	tail    *sql.Stmt
+	overlay map[string]streamState // streams changed in this transaction
+	head    int64                  // last position written in this transaction
+	appends int64
+	events  int64
+}
+
+// commitBatch applies every request of batch inside one transaction and
+// answers them all. A request that conflicts gets its own error without
+// affecting the others; a failure of the transaction itself fails every
+// request and makes the writer reload its cached state.
+func (s *Store) commitBatch(batch []*appendReq) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	ctx := context.Background() // a caller leaving must not abort the others' transaction
+	pending := 0
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err, r.skipped = err, true // the caller left before anything was written
+			continue
+		}
+		pending++
+	}
+	if pending == 0 {
+		return
+	}
+	fail := func(err error) {
+		s.stale = true
+		err = MapRetentionError(err)
+		for _, r := range batch {
+			if !r.skipped {
+				r.res, r.err = eventstore.AppendResult{}, err
+			}
+		}
+	}
+	if s.stale {
+		if err := s.reload(ctx); err != nil {
+			fail(fmt.Errorf("reload writer state: %w", err))
+			return
+		}
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	t := &txn{
+		tx:      tx,
+		ins:     tx.StmtContext(ctx, s.insStmt),
+		byID:    tx.StmtContext(ctx, s.byIDStmt),
+		tail:    tx.StmtContext(ctx, s.tailStmt),
+		overlay: make(map[string]streamState),
+		head:    s.head.Load(),
+	}
+	for _, r := range batch {
+		if r.skipped {
+			continue
+		}
+		if err := s.apply(ctx, t, r); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if t.appends == 0 {
+		// Only conflicts and idempotent re-appends of committed events:
+		// nothing to make durable.
+		_ = tx.Rollback()
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		_ = tx.Rollback()
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	for stream, st := range t.overlay {
+		s.streams[stream] = st
+	}
+	if len(s.streams) > maxCachedStreams {
+		s.streams = make(map[string]streamState)
+	}
+	s.transactions.Add(1)
+	s.appends.Add(t.appends)
+	s.events.Add(t.events)
+	s.publish(t.head)
+}
+
+// reload drops the cached stream states and re-reads the head, after a
+// failed transaction left them possibly ahead of the database.
+func (s *Store) reload(ctx context.Context) error {
+	s.streams = make(map[string]streamState)
+	var head int64
+	if err := s.headStmt.QueryRowContext(ctx).Scan(&head); err != nil {
+		return err
+	}
+	s.head.Store(head)
+	s.stale = false
+	return nil
+}
+
+// publish makes head visible and wakes every waiting subscriber.
+func (s *Store) publish(head int64) {
+	s.head.Store(head)
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+}
+
+// headChanged returns the channel the next commit will close.
+func (s *Store) headChanged() <-chan struct{} {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	return s.notify
+}
+
+// state returns the stream's version and last hash as this transaction sees
+// them: changed in this batch, cached, or read from the database.
+func (s *Store) state(ctx context.Context, t *txn, stream string) (streamState, error) {
+	if st, ok := t.overlay[stream]; ok {
+		return st, nil
+	}
+	if st, ok := s.streams[stream]; ok {
+		return st, nil
+	}
+	var st streamState
+	var hash []byte
+	err := t.tail.QueryRowContext(ctx, stream).Scan(&st.version, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		st = streamState{}
+	case err != nil:
+		return st, fmt.Errorf("load stream %s: %w", stream, err)
+	case len(hash) != len(st.hash):
+		return st, fmt.Errorf("load stream %s: stored hash has %d bytes", stream, len(hash))
+	default:
+		copy(st.hash[:], hash)
+	}
+	// Not in the overlay, so nothing of this stream is pending: the row read
+	// is committed state and safe to cache.
+	s.streams[stream] = st
+	return st, nil
+}
+
+// apply writes one request inside t. It sets r.res or r.err for outcomes
+// that concern only r and returns an error only when the whole transaction
+// must be abandoned.
+func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
+	cur, err := s.state(ctx, t, r.stream)
+	if err != nil {
+		return err
+	}
+	if r.expected != eventstore.Any && r.expected != cur.version {
+		stored, reqErr, err := s.classify(ctx, t, r)
+		switch {
+		case err != nil:
+			return err
+		case reqErr != nil:
+			r.err = reqErr
+		case stored != nil:
+			r.res = eventstore.AppendResult{Events: stored}
+		default:
+			r.err = fmt.Errorf("%w: stream is at version %d, expected %d",
+				eventstore.ErrVersionConflict, cur.version, r.expected)
+		}
+		return nil
+	}
+
+	// A single INSERT that fails on a constraint is undone by SQLite on its
+	// own; several need a savepoint so a failure leaves none of them behind.
+	multi := len(r.events) > 1
+	if multi {
+		if _, err := t.tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+	}
+	out := make([]eventstore.Event, len(r.events))
+	prev := cur.hash
+	head := t.head
+	for i, d := range r.events {
+		d.OccurredAt = d.OccurredAt.UTC()
+		if d.Payload != nil {
+			d.Payload = append([]byte(nil), d.Payload...)
+		}
+		e := eventstore.Event{EventData: d, Stream: r.stream, Version: cur.version + int64(i) + 1, PrevHash: prev}
+		e.Hash = eventstore.ComputeHash(prev, r.stream, e.Version, d)
+		payload := d.Payload
+		if payload == nil {
+			payload = []byte{} // NOT NULL column; reads back as empty
+		}
+		res, err := t.ins.ExecContext(ctx, d.ID, r.stream, e.Version, d.Type, d.SchemaVersion,
+			d.OccurredAt.Format(time.RFC3339Nano), d.CausationID, d.CorrelationID, d.IdempotencyKey,
+			payload, e.PrevHash[:], e.Hash[:])
+		if err == nil {
+			e.Position, err = res.LastInsertId()
+		}
+		if err != nil {
+			if multi {
+				if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO req; RELEASE req"); rerr != nil {
+					return fmt.Errorf("insert: %w; rollback to savepoint: %w", err, rerr)
+				}
+			}
+			if !isConstraint(err) {
+				return fmt.Errorf("insert: %w", err)
+			}
+			stored, reqErr, cerr := s.classify(ctx, t, r)
+			switch {
+			case cerr != nil:
+				return cerr
+			case reqErr != nil:
+				r.err = reqErr
+			case stored != nil:
+				r.res = eventstore.AppendResult{Events: stored}
+			default:
+				// No id clash, so the cached version or head was wrong
+				// (another writer?): abandon the batch and reload.
+				return fmt.Errorf("insert: %w (cached stream state out of date)", err)
+			}
+			return nil
+		}
+		if e.Position <= head {
+			return fmt.Errorf("insert: position %d not after %d", e.Position, head)
+		}
+		head = e.Position
+		out[i] = e
+		prev = e.Hash
+	}
+	if multi {
+		if _, err := t.tx.ExecContext(ctx, "RELEASE req"); err != nil {
+			return fmt.Errorf("release savepoint: %w", err)
+		}
+	}
+	t.overlay[r.stream] = streamState{version: out[len(out)-1].Version, hash: prev}
+	t.head = head
+	t.appends++
+	t.events += int64(len(out))
+	r.res = eventstore.AppendResult{Events: out}
+	return nil
+}
+
+// classify looks the request's ids up (seeing this transaction's pending
+// rows). It returns the stored events when the request is an exact
+// re-append of them (same stream, consecutive versions at the expected
+// place, same content), an error wrapping ErrIDReused when some id is
+// stored anywhere else or with other content, and nothing when no id is
+// stored. fatal is a database failure.
+func (s *Store) classify(ctx context.Context, t *txn, r *appendReq) (stored []eventstore.Event, reqErr, fatal error) {
+	found := make([]eventstore.Event, len(r.events))
+	n := 0
+	var missing string
+	for i, d := range r.events {
+		e, err := scanEvent(t.byID.QueryRowContext(ctx, d.ID))
+		if errors.Is(err, sql.ErrNoRows) {
+			missing = d.ID
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("look up event %s: %w", d.ID, err)
+		}
+		found[i] = e
+		n++
+	}
+	if n == 0 {
+		return nil, nil, nil
+	}
+	if n < len(r.events) {
+		return nil, fmt.Errorf("%w: some ids of the batch are stored, %s is not", eventstore.ErrIDReused, missing), nil
+	}
+	first := found[0].Version
+	for i, e := range found {
+		d := r.events[i]
+		switch {
+		case e.Stream != r.stream:
+			return nil, fmt.Errorf("%w: %s is stored in stream %s", eventstore.ErrIDReused, d.ID, e.Stream), nil
+		case e.Version != first+int64(i):
+			return nil, fmt.Errorf("%w: the batch's ids are not stored consecutively", eventstore.ErrIDReused), nil
+		case r.expected != eventstore.Any && first != r.expected+1:
+			return nil, fmt.Errorf("%w: the batch is stored after version %d, not %d", eventstore.ErrIDReused, first-1, r.expected), nil
+		case eventstore.ComputeHash(e.PrevHash, e.Stream, e.Version, d) != e.Hash:
+			return nil, fmt.Errorf("%w: %s is stored with other content", eventstore.ErrIDReused, d.ID), nil
+		}
+	}
+	return found, nil, nil
+}
+
+// scanEvent reads one row selected with eventColumns.
+func scanEvent(row interface{ Scan(...any) error }) (eventstore.Event, error) {
+	var e eventstore.Event
+	var occurred string
+	var prev, hash []byte
+	if err := row.Scan(&e.Position, &e.ID, &e.Stream, &e.Version, &e.Type, &e.SchemaVersion, &occurred,
+		&e.CausationID, &e.CorrelationID, &e.IdempotencyKey, &e.Payload, &prev, &hash); err != nil {
+		return e, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, occurred)
+	if err != nil {
+		return e, fmt.Errorf("event %s: occurred_at: %w", e.ID, err)
+	}
+	e.OccurredAt = t.UTC()
+	if len(prev) != 32 || len(hash) != 32 {
+		return e, fmt.Errorf("event %s: stored hashes have %d and %d bytes, want 32", e.ID, len(prev), len(hash))
+	}
+	copy(e.PrevHash[:], prev)
+	copy(e.Hash[:], hash)
+	return e, nil
+}
+
+// isClosed reports whether Close has finished stopping the writer.
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// readErr wraps a read failure, reporting ErrClosed when the failure is the
+// store being closed underneath the read.
+func (s *Store) readErr(op string, err error) error {
+	if s.isClosed() {
+		return fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// clampLimit bounds a read: limits below 1 or above MaxReadBatch mean
+// MaxReadBatch.
+func clampLimit(limit int) int {
+	if limit <= 0 || limit > eventstore.MaxReadBatch {
+		return eventstore.MaxReadBatch
+	}
+	return limit
+}
+
+// query runs a prepared read and scans every row.
+func (s *Store) query(ctx context.Context, op string, st *sql.Stmt, limit int, args ...any) ([]eventstore.Event, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, s.readErr(op, err)
+	}
+	defer rows.Close()
+	out := make([]eventstore.Event, 0, min(limit, 256))
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, s.readErr(op, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr(op, err)
+	}
+	return out, nil
+}
+
+// ReadStream implements eventstore.Store. A limit below 1 or above
+// eventstore.MaxReadBatch reads MaxReadBatch events.
+func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
+	limit = clampLimit(limit)
+	return s.query(ctx, "read stream "+stream, s.fwdStmt, limit, stream, from, limit)
+}
+
+// ReadStreamBackward implements eventstore.Store. A limit below 1 or above
+// eventstore.MaxReadBatch reads MaxReadBatch events.
+func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
+	limit = clampLimit(limit)
+	if from < 1 {
+		from = 1<<63 - 1
+	}
+	return s.query(ctx, "read stream backward "+stream, s.bwdStmt, limit, stream, from, limit)
+}
+
+// ReadAll implements eventstore.Store. A limit below 1 or above
+// eventstore.MaxReadBatch reads MaxReadBatch events.
+func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
+	limit = clampLimit(limit)
+	return s.query(ctx, "read all", s.allStmt, limit, after, limit)
+}
+
+// Head implements eventstore.Store from the writer's published head, which
+// advances only after a commit.
+func (s *Store) Head(ctx context.Context) (int64, error) {
+	if s.isClosed() {
+		return 0, fmt.Errorf("head: %w", eventstore.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("head: %w", err)
+	}
+	return s.head.Load(), nil
+}
+
+// StreamVersion implements eventstore.Store.
+func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error) {
+	if s.isClosed() {
+		return 0, fmt.Errorf("stream version %s: %w", stream, eventstore.ErrClosed)
+	}
+	var v int64
+	if err := s.versionStmt.QueryRowContext(ctx, stream).Scan(&v); err != nil {
+		return 0, s.readErr("stream version "+stream, err)
+	}
+	return v, nil
+}
+
+// Subscribe implements eventstore.Store: it reads the log in batches from
+// after and, once caught up, sleeps until the writer publishes a commit.
+func (s *Store) Subscribe(ctx context.Context, after int64, fn func(eventstore.Event) error) error {
+	for {
+		// Take the wake-up channel before reading so that a commit landing
+		// between the read and the wait still wakes us.
+		changed := s.headChanged()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if s.isClosed() {
+			return fmt.Errorf("subscribe: %w", eventstore.ErrClosed)
+		}
+		events, err := s.ReadAll(ctx, after, subscribeBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("subscribe after %d: %w", after, err)
+		}
+		for _, e := range events {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Position
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if len(events) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return fmt.Errorf("subscribe: %w", eventstore.ErrClosed)
+		case <-changed:
+		}
+	}
+}
+
+// Close implements eventstore.Store: it stops accepting appends, lets the
+// writer commit everything already queued, wakes subscribers (they return
+// ErrClosed) and closes the databases. Calling it again returns nil.
+func (s *Store) Close() error {
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		s.sendMu.Lock()
+		s.closed = true
+		s.sendMu.Unlock()
+		close(s.reqs) // no sender holds sendMu, and new ones see closed
+		<-s.writerDone
+		close(s.done)
+		s.closeErr = s.closeDBs()
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("close event store %s: %w", s.path, s.closeErr)
+		}
+	})
+	if !first {
+		return nil
+	}
+	return s.closeErr
+}
