@@ -147,7 +147,7 @@ func jsonKind(k string) string {
 
 // idemOf reads the Idempotency-Key header and binds it to the route and
 // body, so the same key with another request is detected.
-func idemOf(r *http.Request, body []byte) (ledger.Idem, error) {
+func idemOf(keys *ledger.Keys, r *http.Request, body []byte) (ledger.Idem, error) {
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
 		return ledger.Idem{}, nil
@@ -155,5 +155,5 @@ func idemOf(r *http.Request, body []byte) (ledger.Idem, error) {
 	if err := ledger.ValidateIdemKey(key); err != nil {
 		return ledger.Idem{}, err
 	}
-	return ledger.Idem{Key: key, BodyHash: ledger.HashBody([]byte(r.Method), []byte(r.URL.Path), body)}, nil
+	return ledger.Idem{Key: key, BodyHash: keys.BodyHash([]byte(r.Method), []byte(r.URL.Path), body)}, nil
 }

@@ -88,7 +88,7 @@ func command[T any](s *Server, w http.ResponseWriter, r *http.Request, status in
 		s.writeProblem(w, r, err)
 		return
 	}
-	idem, err := idemOf(r, body)
+	idem, err := idemOf(s.svc.Keys(), r, body)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

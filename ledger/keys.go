@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ type Keys struct {
 	aead    cipher.AEAD
 	session []byte
 	bank    []byte
+	idem    []byte
 	rand    io.Reader
 }
 
@@ -44,7 +47,7 @@ func NewKeys(master []byte, rnd io.Reader) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server key: %w", err)
 	}
-	return &Keys{aead: aead, session: derive(master, "session"), bank: derive(master, "bank"), rand: rnd}, nil
+	return &Keys{aead: aead, session: derive(master, "session"), bank: derive(master, "bank"), idem: derive(master, "idempotency"), rand: rnd}, nil
 }
 
 func derive(master []byte, purpose string) []byte {
@@ -128,6 +131,21 @@ func (k *Keys) BankToken(number string) string {
 	m := hmac.New(sha256.New, k.bank)
 	m.Write([]byte(number))
 	return "bat_" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+// BodyHash binds an Idempotency-Key to its request. It is keyed: the hash
+// is stored in the log, and a request body can carry guessable data (a bank
+// account number), which an unkeyed hash would let anyone with the log
+// recover by trying candidates (R19).
+func (k *Keys) BodyHash(parts ...[]byte) string {
+	m := hmac.New(sha256.New, k.idem)
+	for _, p := range parts {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		m.Write(n[:])
+		m.Write(p)
+	}
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // NewTOTPSecret returns a fresh base32 TOTP seed (160 bits, RFC 4226's

@@ -7,8 +7,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -101,16 +99,6 @@ func ValidateIdemKey(k string) error {
 		return domain.Invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters without '|' or line breaks")
 	}
 	return nil
-}
-
-// HashBody returns the request-body hash used in Idem.
-func HashBody(parts ...[]byte) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write(p)
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // Outcome is the result of a command that appended events (or replayed an
@@ -264,18 +252,22 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 }
 
 // load brings the cached aggregate up to date: from scratch when the entry
-// is new or was reset. The cache is trusted otherwise: if another node
-// appended meanwhile, the expected-version check fails and the entry is
-// reloaded.
+// is new or was reset, otherwise by reading the stream's tail after the
+// cached version (DESIGN.md: "cache of recent aggregates + stream tail from
+// the store"). Reading the tail matters when another node appended: a
+// decision that records nothing (a payment initiated on another node looks
+// "not found", a payee opened there looks missing, a deposit made there is
+// not available to a withdrawal) never reaches the expected-version check
+// that would otherwise reveal the stale cache. What another node appends
+// after the tail read is still caught by that check.
 func (s *Service) load(ctx context.Context, ent *entry, accountID string) error {
-	if ent.acct != nil {
-		return nil
+	if ent.acct == nil {
+		ent.acct = domain.NewAccount(s.cfg.Policy.Location)
+		ent.keys = map[string]keyRecord{}
+		ent.keyOrder = nil
 	}
-	ent.acct = domain.NewAccount(s.cfg.Policy.Location)
-	ent.keys = map[string]keyRecord{}
-	ent.keyOrder = nil
 	stream := domain.AccountStream(accountID)
-	from := int64(1)
+	from := ent.acct.Version + 1
 	for batch := 0; batch < maxLoadBatches; batch++ {
 		evs, err := s.cfg.Store.ReadStream(ctx, stream, from, loadBatch)
 		if err != nil {

@@ -1,0 +1,275 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+)
+
+// lockedRand is a deterministic, concurrency-safe byte source.
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.ChaCha8
+}
+
+func newRand(seed byte) *lockedRand {
+	var s [32]byte
+	for i := range s {
+		s[i] = seed + byte(i)
+	}
+	return &lockedRand{r: rand.NewChaCha8(s)}
+}
+
+func (l *lockedRand) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+// fakeClock starts at a fixed instant and moves forward by step on every
+// read, so time is strictly increasing and reproducible for a given call
+// order. Advance jumps ahead (TOTP steps, lock expiry).
+type fakeClock struct {
+	nanos atomic.Int64
+	step  time.Duration
+}
+
+func newClock(base time.Time, step time.Duration) *fakeClock {
+	c := &fakeClock{step: step}
+	c.nanos.Store(base.UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time { return time.Unix(0, c.nanos.Add(int64(c.step))).UTC() }
+
+func (c *fakeClock) Advance(d time.Duration) { c.nanos.Add(int64(d)) }
+
+// testBase is a weekday morning in the institution's zone, far from
+// midnight, so no test crosses a calendar day by accident.
+var testBase = time.Date(2025, 3, 10, 1, 0, 0, 0, time.UTC) // 09:00 in UTC+8
+
+// env is one "deployment": a real SQLite event store and real read models
+// in a temporary directory, the server keys and the injected clock and
+// randomness. Services created from it are "nodes" sharing store, read
+// models and keys.
+type env struct {
+	store  *sqlite.Store
+	rm     *projections.ReadModels
+	keys   *ledger.Keys
+	clock  *fakeClock
+	rnd    io.Reader
+	policy domain.Policy
+	newID  func() string
+}
+
+func newEnv(t testing.TB, seed byte) *env {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := sqlite.Open(filepath.Join(dir, "events.db"), sqlite.DefaultOptions())
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	rm, err := projections.Open(filepath.Join(dir, "readmodels.db"))
+	if err != nil {
+		t.Fatalf("open read models: %v", err)
+	}
+	t.Cleanup(func() { rm.Close() })
+	rnd := newRand(seed)
+	master := make([]byte, ledger.KeySize)
+	if _, err := io.ReadFull(rnd, master); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ledger.NewKeys(master, rnd)
+	if err != nil {
+		t.Fatalf("keys: %v", err)
+	}
+	clock := newClock(testBase, time.Millisecond)
+	return &env{store: store, rm: rm, keys: keys, clock: clock, rnd: rnd,
+		policy: domain.DefaultPolicy(time.FixedZone("Asia/Shanghai", 8*3600)),
+		newID:  ledger.NewULIDSource(clock.Now, rnd)}
+}
+
+// config is the Config of a node over e; the store may be wrapped.
+func (e *env) config() ledger.Config {
+	return ledger.Config{Store: e.store, Balances: e.rm, Policy: e.policy, Keys: e.keys,
+		Clock: e.clock.Now, NewID: e.newID, Rand: e.rnd}
+}
+
+func (e *env) node(t testing.TB, mod func(*ledger.Config)) *ledger.Service {
+	t.Helper()
+	cfg := e.config()
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := ledger.New(cfg)
+	if err != nil {
+		t.Fatalf("ledger.New: %v", err)
+	}
+	return s
+}
+
+// runProjection feeds the read models concurrently, as serve does; the
+// returned function stops it and waits.
+func (e *env) runProjection(t testing.TB) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.rm.Run(ctx, e.store) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("projection Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (e *env) head(t testing.TB) int64 {
+	t.Helper()
+	h, err := e.store.Head(context.Background())
+	if err != nil {
+		t.Fatalf("head: %v", err)
+	}
+	return h
+}
+
+// readAll returns the whole global log.
+func readAll(t testing.TB, s eventstore.Store) []eventstore.Event {
+	t.Helper()
+	var all []eventstore.Event
+	after := int64(0)
+	for {
+		evs, err := s.ReadAll(context.Background(), after, eventstore.MaxReadBatch)
+		if err != nil {
+			t.Fatalf("read all after %d: %v", after, err)
+		}
+		all = append(all, evs...)
+		if len(evs) < eventstore.MaxReadBatch {
+			return all
+		}
+		after = evs[len(evs)-1].Position
+	}
+}
+
+func readStream(t testing.TB, s eventstore.Store, accountID string) []eventstore.Event {
+	t.Helper()
+	evs, err := s.ReadStream(context.Background(), domain.AccountStream(accountID), 1, eventstore.MaxReadBatch)
+	if err != nil {
+		t.Fatalf("read stream %s: %v", accountID, err)
+	}
+	return evs
+}
+
+func decode(t testing.TB, e eventstore.Event) domain.Event {
+	t.Helper()
+	d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+	if err != nil {
+		t.Fatalf("decode position %d: %v", e.Position, err)
+	}
+	return d
+}
+
+// certHolder is an account with one certificate factor.
+type certHolder struct {
+	id     string
+	factor string
+	device string
+	priv   ed25519.PrivateKey
+}
+
+func openCertAccount(t testing.TB, ctx context.Context, s *ledger.Service, name string, seed byte) certHolder {
+	t.Helper()
+	out, err := s.OpenAccount(ctx, ledger.Idem{}, name, "CNY", domain.KindPersonal)
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	var ks [ed25519.SeedSize]byte
+	for i := range ks {
+		ks[i] = seed ^ byte(i*7)
+	}
+	priv := ed25519.NewKeyFromSeed(ks[:])
+	h := certHolder{id: out.AccountID, device: "phone-" + name, priv: priv}
+	enr, err := s.EnrollFactor(ctx, h.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodCertificate,
+		PublicKey: priv.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatalf("enrol certificate of %s: %v", name, err)
+	}
+	h.factor = enr.Decoded[0].(domain.FactorEnrolled).FactorID
+	return h
+}
+
+func (h certHolder) proofs(challenge []byte) []domain.Proof {
+	return []domain.Proof{{FactorID: h.factor, Signature: ed25519.Sign(h.priv, challenge)}}
+}
+
+func paymentReq(payee, amount string, device string) ledger.PaymentRequest {
+	return ledger.PaymentRequest{PayeeID: payee, Amount: amount, Currency: "CNY", Channel: "app",
+		Terminal: "mobile", DeviceID: device, Description: "test payment"}
+}
+
+// initiated returns the PaymentInitiated of an InitiatePayment outcome.
+func initiated(t testing.TB, out ledger.Outcome) domain.PaymentInitiated {
+	t.Helper()
+	if len(out.Decoded) != 1 {
+		t.Fatalf("initiate produced %d events, want 1", len(out.Decoded))
+	}
+	pi, ok := out.Decoded[0].(domain.PaymentInitiated)
+	if !ok {
+		t.Fatalf("initiate produced %T", out.Decoded[0])
+	}
+	return pi
+}
+
+func jsonOf(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("json: %v", err)
+	}
+	return string(b)
+}
+
+// hookStore wraps a Store to count and intercept appends.
+type hookStore struct {
+	eventstore.Store
+	appends   atomic.Int64
+	conflicts atomic.Int64
+	// before, when set, runs before each append; a non-nil error is
+	// returned instead of appending.
+	before func(stream string, expected int64) error
+}
+
+func (h *hookStore) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	h.appends.Add(1)
+	if h.before != nil {
+		if err := h.before(stream, expected); err != nil {
+			if errors.Is(err, eventstore.ErrVersionConflict) {
+				h.conflicts.Add(1)
+			}
+			return eventstore.AppendResult{}, err
+		}
+	}
+	res, err := h.Store.Append(ctx, stream, expected, events)
+	if errors.Is(err, eventstore.ErrVersionConflict) {
+		h.conflicts.Add(1)
+	}
+	return res, err
+}
