@@ -163,8 +163,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return s.svc.Login(ctx, id, idem, req.DeviceID, proofs)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.LoginSucceeded](out)
+		cats := e.Categories
+		if cats == nil {
+			cats = []string{} // no counted category (R6): an empty list, never null
+		}
 		return map[string]any{"session_id": e.SessionID, "token": s.svc.Keys().SessionToken(e.SessionID),
-			"expires_at": ts(e.ExpiresAt), "categories": e.Categories, "log": refOf(out)}, err
+			"expires_at": ts(e.ExpiresAt), "categories": cats, "log": refOf(out)}, err
 	})
 }
 
