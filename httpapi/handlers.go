@@ -183,7 +183,7 @@ func (s *Server) bindBank(w http.ResponseWriter, r *http.Request) {
 		return s.svc.BindBankAccount(ctx, id, idem, req.BankAccountNumber, req.HolderName)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.BankAccountBound](out)
-		return map[string]any{"bank_account_last4": e.Last4, "bank_account_token": e.BankAccountToken,
+		return map[string]any{"bank_account_last4": e.Last4,
 			"holder_name": e.HolderName, "log": refOf(out)}, err
 	})
 }
