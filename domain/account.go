@@ -222,6 +222,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.addMove(r.Position, v.Amount.Amount.Neg())
 		a.addUsage(r.OccurredAt, v.VerificationLevel, v.Amount.Amount)
 	case PaymentRejected:
+		a.useOTPs(v.OTPUses)
 		a.finish(v.PaymentID, "rejected")
 	case FundsWithdrawn:
 		a.failures = 0

@@ -383,8 +383,9 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	if err != nil {
 		return nil, err
 	}
+	var spent []OTPUse // one-time passwords that verified are spent even on refusal (R7)
 	reject := func(e *Error) ([]Event, error) {
-		return append(pre, PaymentRejected{PaymentID: pi.PaymentID, Code: e.Code, Reason: e.Message, Details: e.Details}), e
+		return append(pre, PaymentRejected{PaymentID: pi.PaymentID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: spent}), e
 	}
 	if now.After(pi.ExpiresAt) {
 		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339)))
@@ -397,6 +398,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return failed(p, now, pre, VerificationFailed{Purpose: "payment", Reference: pi.PaymentID, DeviceID: c.DeviceID,
 			Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeProofInvalid, fail.reason)
 	}
+	spent = v.otpUses
 	if len(v.categories) == 0 {
 		return reject(Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the payment does not count as a factor (R6)").
 			With("verification_level", "none"))

@@ -219,11 +219,14 @@ type PaymentConfirmed struct {
 }
 
 // PaymentRejected ends a payment without moving money, with the coded reason.
+// OTPUses records one-time passwords that verified before the refusal (a
+// limit, the balance): they are spent all the same (R7).
 type PaymentRejected struct {
 	PaymentID string         `json:"payment_id"`
 	Code      string         `json:"code"`
 	Reason    string         `json:"reason"`
 	Details   map[string]any `json:"details,omitempty"`
+	OTPUses   []OTPUse       `json:"otp_uses,omitempty"`
 }
 
 // FundsWithdrawn moves money to the account's own bound bank account: debit

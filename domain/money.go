@@ -69,14 +69,14 @@ func ParseAmount(s string, c Currency, field string) (Money, error) {
 var maxAmount = decimal.New(1, 12)
 
 // plainDecimal accepts digits with at most one dot and digits on both sides
-// of it, optionally led by a sign (the sign is rejected later with a clear
-// message); it refuses exponents, spaces and empty strings.
+// of it, optionally led by a minus (rejected later with a clear message);
+// it refuses a plus sign, exponents, spaces and empty strings.
 func plainDecimal(s string) bool {
 	if len(s) == 0 || len(s) > 40 {
 		return false
 	}
 	i := 0
-	if s[0] == '-' || s[0] == '+' {
+	if s[0] == '-' {
 		i = 1
 	}
 	beforeDot, dot, afterDot := 0, false, 0

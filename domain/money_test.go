@@ -63,6 +63,8 @@ func TestParseAmount(t *testing.T) {
 		{"ZeroWithPlaces", "0.00", CNY, "", "amount"},
 		{"Negative", "-5.00", CNY, "", "amount"},
 		{"NegativeZero", "-0", CNY, "", "amount"},
+		{"PlusSign", "+5.00", CNY, "", "amount"},
+		{"LeadingZeros", "007.50", CNY, "7.50", ""},
 		{"Exponent", "1e3", CNY, "", "amount"},
 		{"ExponentUpper", "1E3", CNY, "", "amount"},
 		{"LeadingSpace", " 12", CNY, "", "amount"},
