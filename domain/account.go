@@ -23,6 +23,9 @@ type Factor struct {
 	SealedSecret []byte
 	PublicKey    []byte
 	Active       bool
+	// Revoked is final: a revoked factor cannot be reset back to life,
+	// unlike one reported lost, whose credential can be replaced.
+	Revoked bool
 }
 
 // Recorded carries the store's facts about an event, needed by the
@@ -184,6 +187,9 @@ func (a *Account) Apply(e Event, r Recorded) {
 			PasswordHash: v.PasswordHash, SealedSecret: v.SealedSecret, PublicKey: v.PublicKey, Active: true}
 	case FactorRevoked:
 		a.retire(v.FactorID)
+		if f, ok := a.factors[v.FactorID]; ok {
+			f.Revoked = true
+		}
 	case CredentialLossReported:
 		a.retire(v.FactorID)
 	case CredentialReset:

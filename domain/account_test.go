@@ -232,7 +232,9 @@ func TestRevokeReportResetFactor(t *testing.T) {
 	t.Run("ResetErrors", func(t *testing.T) {
 		h.refuse(ResetCredential{FactorID: "nope", PublicKey: pubOf(certKey)}, CodeNotFound)
 		h.refuse(ResetCredential{FactorID: fBio}, CodeInvalid)
-		h.refuse(ResetCredential{FactorID: fCert, PublicKey: []byte{1, 2}}, CodeInvalid)
+		h.refuse(ResetCredential{FactorID: fESig, PublicKey: []byte{1, 2}}, CodeInvalid)
+		// Revocation is final: unlike a loss report, no reset revives it.
+		h.refuse(ResetCredential{FactorID: fCert, PublicKey: pubOf(certKey)}, CodeConflict)
 		h.refuse(ResetCredential{FactorID: fPassword, Password: "short", Salt: make([]byte, SaltLength)}, CodeInvalid)
 		h.refuse(ResetCredential{FactorID: fOTP}, CodeInternal)
 	})

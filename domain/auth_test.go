@@ -303,7 +303,7 @@ func TestPaymentChallengeExpiry(t *testing.T) {
 	})
 	t.Run("ExpiredIsFinished", func(t *testing.T) {
 		e, _ := h.refuse(h.confirmCmd(late.PaymentID, fPassword), CodeConflict)
-		if e.Details["status"] != "rejected" {
+		if e.Details["payment_status"] != "rejected" {
 			t.Errorf("details %v", e.Details)
 		}
 	})

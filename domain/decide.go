@@ -218,6 +218,9 @@ func decideReset(a *Account, c ResetCredential) ([]Event, error) {
 	if !ok {
 		return nil, Errorf(CodeNotFound, "factor %s not found", c.FactorID).With("field", "factor_id")
 	}
+	if f.Revoked {
+		return nil, Errorf(CodeConflict, "factor %s is revoked; enrol a new one", c.FactorID)
+	}
 	if f.Method == MethodBiometric {
 		return nil, Invalid("factor_id", "a biometric factor has no credential to reset; enrol it again")
 	}
@@ -302,14 +305,20 @@ func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) 
 	}
 	pre, n, err := a.lockCheck(now)
 	if err != nil {
-		return []Event{LoginFailed{DeviceID: c.DeviceID, Reason: "access locked", FailedAttempts: n}}, err
+		return []Event{LoginFailed{DeviceID: c.DeviceID, Code: CodeAccessLocked, Reason: "access locked", FailedAttempts: n, LockedUntil: a.lockedUntil}}, err
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, c.DeviceID, nil, now)
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, now)
 	if bad != nil {
 		return nil, bad
 	}
 	if fail != nil {
-		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeAuthFailed, fail.reason)
+		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeAuthFailed, Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeAuthFailed, fail.reason)
+	}
+	if len(v.categories) == 0 {
+		// Not a wrong proof, so it does not count towards the lock, but the
+		// attempt is recorded like every other (R9).
+		err := Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device that is logging in does not count as a factor (R6)")
+		return append(pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeFactorNotIndependent, Reason: err.Message, FailedAttempts: n}), err
 	}
 	return append(pre, LoginSucceeded{SessionID: c.SessionID, TokenHash: c.TokenHash, DeviceID: c.DeviceID,
 		FactorIDs: v.factorIDs, Categories: v.categories, ExpiresAt: now.Add(p.SessionTTL), OTPUses: v.otpUses}), nil
@@ -363,7 +372,7 @@ func (a *Account) pendingPayment(id string) (PaymentInitiated, error) {
 		return pi, nil
 	}
 	if st, done := a.finished[id]; done {
-		return pi, Errorf(CodeConflict, "payment %s is already %s", id, st).With("status", st)
+		return pi, Errorf(CodeConflict, "payment %s is already %s", id, st).With("payment_status", st)
 	}
 	return pi, Errorf(CodeNotFound, "no pending payment %s on this account", id)
 }
@@ -390,7 +399,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	if now.After(pi.ExpiresAt) {
 		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, c.DeviceID, pi.Challenge, now)
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID, pi.DeviceID}, pi.Challenge, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -498,7 +507,7 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	if err != nil {
 		return nil, err
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, c.DeviceID, nil, now)
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, now)
 	if bad != nil {
 		return nil, bad
 	}

@@ -121,6 +121,11 @@ type LoginFailed struct {
 	DeviceID       string `json:"device_id"`
 	Reason         string `json:"reason"`
 	FailedAttempts int    `json:"failed_attempts"`
+	// Code is the refusal's error code; empty in events written before it
+	// existed, which were all authentication failures or locked attempts.
+	Code string `json:"code,omitempty"`
+	// LockedUntil is set when the attempt came during a lock.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
 // VerificationFailed records a failed verification of a payment or

@@ -124,7 +124,7 @@ func TestConfirmPayment(t *testing.T) {
 	})
 	t.Run("AlreadyCompleted", func(t *testing.T) {
 		e, evs := h.refuse(h.confirmCmd(pi.PaymentID, fPassword), CodeConflict)
-		if e.Details["status"] != "completed" || len(evs) != 0 {
+		if e.Details["payment_status"] != "completed" || len(evs) != 0 {
 			t.Errorf("details %v events %v", e.Details, types(evs))
 		}
 	})

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"sort"
 	"time"
 )
@@ -44,7 +45,10 @@ type proofFailure struct{ reason string }
 // proofs then have nothing to sign and are refused as malformed input.
 // It returns a *Error for malformed input and a *proofFailure for a proof
 // that is wrong.
-func (a *Account) verifyProofs(p Policy, proofs []Proof, deviceID string, challenge []byte, now time.Time) (verified, *Error, *proofFailure) {
+// devices are the devices involved in the instruction (the one confirming
+// and, for a payment, the one that initiated it): an OTP delivered to any of
+// them is not independent of the instruction (R6).
+func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, challenge []byte, now time.Time) (verified, *Error, *proofFailure) {
 	var v verified
 	if len(proofs) == 0 {
 		return v, Invalid("proofs", "at least one proof is required"), nil
@@ -79,7 +83,7 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, deviceID string, challe
 		cert := f.Method == MethodCertificate || f.Method == MethodESignature
 		allCats[f.Category] = true
 		allCert = allCert || cert
-		if f.Method == MethodTOTP && f.DeviceID == deviceID {
+		if f.Method == MethodTOTP && slices.Contains(devices, f.DeviceID) {
 			v.excluded = true // R6: same device as the instruction, not independent
 			continue
 		}

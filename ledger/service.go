@@ -233,9 +233,13 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 	for _, e := range events {
 		switch v := e.(type) {
 		case domain.LoginFailed:
-			if v.Reason == "access locked" {
-				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked")
-			} else {
+			switch {
+			case !v.LockedUntil.IsZero():
+				until := v.LockedUntil.UTC().Format(time.RFC3339)
+				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked until %s", until).With("locked_until", until)
+			case v.Code == domain.CodeFactorNotIndependent:
+				refusal = domain.Errorf(domain.CodeFactorNotIndependent, "%s", v.Reason)
+			default:
 				refusal = domain.Errorf(domain.CodeAuthFailed, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
 			}
 		case domain.VerificationFailed:
