@@ -127,10 +127,15 @@ type Store interface {
 	// expected events (or expected is Any). It returns only after the events
 	// are durable. A mismatch returns an error wrapping ErrVersionConflict
 	// and appends nothing. Appending events whose ids are already stored at
-	// the same place in the same stream returns those stored events.
+	// the same place in the same stream returns those stored events; any
+	// other reuse of a stored id is ErrIDReused and appends nothing.
+	// Cancelling ctx after the request reached the writer does not withdraw
+	// it: the append may still commit, and a retry with the same ids is
+	// answered idempotently.
 	Append(ctx context.Context, stream string, expected int64, events []EventData) (AppendResult, error)
 	// ReadStream returns up to limit events of stream with Version >= from,
 	// in ascending order. A missing stream yields no events and no error.
+	// A limit <= 0 or above MaxReadBatch reads MaxReadBatch events.
 	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]Event, error)
 	// ReadStreamBackward returns up to limit events of stream with
 	// Version <= from, newest first. from < 1 means "from the end".
@@ -169,6 +174,10 @@ func ValidateAppend(stream string, expected int64, events []EventData) error {
 	for i, e := range events {
 		if e.ID == "" || e.Type == "" || e.SchemaVersion < 1 {
 			return fmt.Errorf("%w: event %d needs an id, a type and a schema version", ErrInvalidAppend, i)
+		}
+		// The hash covers OccurredAt as RFC 3339, which has four-digit years.
+		if y := e.OccurredAt.UTC().Year(); y < 1 || y > 9999 {
+			return fmt.Errorf("%w: event %d occurred in year %d (want 1..9999)", ErrInvalidAppend, i, y)
 		}
 		if _, dup := seen[e.ID]; dup {
 			return fmt.Errorf("%w: event id %s appears twice", ErrInvalidAppend, e.ID)
