@@ -2,10 +2,571 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/ledger"
 )
 
+// benchConfig is what the bench flags set.
+type benchConfig struct {
+	duration         time.Duration
+	baselineDuration time.Duration
+	clients          int
+	accounts         int
+	dataDir          string
+	timeZone         string
+	speed            float64
+	baselineSpeed    float64
+	seed             uint64
+	cpuProfile       string
+}
+
+// Bench workload constants.
+const (
+	benchCurrency = "CNY"
+	benchDeposit  = "1000000.00"
+	// benchMaxCents bounds a payment's amount (0.01 .. 0.30 CNY). An account
+	// can confirm at most one payment per TOTP step (a code is single use),
+	// i.e. at most 86400/30 + 1 = 2881 payments per calendar day whatever
+	// the throughput or clock speed; 2881 × 0.30 = 864.30 CNY stays under the
+	// 1000 CNY single-factor daily cap, so no payment can be refused for it.
+	benchMaxCents = 30
+	// latencySamples bounds the latencies one client keeps (a reservoir).
+	latencySamples = 1 << 16
+	// setupTimeout and catchUpTimeout bound the untimed phases.
+	setupTimeout   = 5 * time.Minute
+	catchUpTimeout = time.Minute
+)
+
+// benchEpoch is where every run's virtual clock starts: a fixed instant, so
+// that runs see the same calendar whatever the real date.
+var benchEpoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// cmdBench drives the write path in process (no HTTP) with concurrent
+// clients, first with group commit and then, as the baseline, with one
+// transaction per append, and prints confirmed payments per second and
+// latency percentiles of both.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("bench: not yet")
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c benchConfig
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured duration of the group-commit run")
+	fs.DurationVar(&c.baselineDuration, "baseline-duration", 5*time.Second, "measured duration of the baseline run (group commit off)")
+	fs.IntVar(&c.clients, "clients", 64, "concurrent clients; each owns a disjoint share of the paying accounts")
+	fs.IntVar(&c.accounts, "accounts", 2000, "accounts (each pays and is paid)")
+	fs.StringVar(&c.dataDir, "data", "", "directory for the runs' data (kept); default a temporary directory, removed afterwards")
+	fs.StringVar(&c.timeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
+	fs.Float64Var(&c.speed, "speed", 1000, "virtual clock speed of the group-commit run (virtual seconds per real second)")
+	fs.Float64Var(&c.baselineSpeed, "baseline-speed", 100, "virtual clock speed of the baseline run")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the deterministic randomness")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the group-commit run's measured phase to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	case c.duration <= 0 || c.baselineDuration <= 0:
+		return errors.New("bench: --duration and --baseline-duration must be positive")
+	case c.clients < 1:
+		return errors.New("bench: --clients must be at least 1")
+	case c.accounts < 2 || c.accounts < c.clients:
+		return errors.New("bench: --accounts must be at least 2 and at least --clients")
+	case c.speed < 1 || c.baselineSpeed < 1:
+		return errors.New("bench: --speed and --baseline-speed must be at least 1")
+	}
+
+	root := c.dataDir
+	if root == "" {
+		dir, err := os.MkdirTemp("", "payledger-bench-")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		root = dir
+	} else if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("bench: data directory: %w", err)
+	}
+	fmt.Fprintf(stdout, "bench: in-process write path, %d clients, %d accounts, GOMAXPROCS=%d\n",
+		c.clients, c.accounts, runtime.GOMAXPROCS(0))
+
+	res, err := benchRun(ctx, c, "group-commit", root, sqlite.DefaultOptions(), c.duration, c.speed, c.cpuProfile, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	base := sqlite.DefaultOptions()
+	base.GroupCommit = false
+	bres, err := benchRun(ctx, c, "baseline", root, base, c.baselineDuration, c.baselineSpeed, "", stdout, stderr)
+	if err != nil {
+		return err
+	}
+	speedup := 0.0
+	if bres.rate > 0 {
+		speedup = res.rate / bres.rate
+	}
+	fmt.Fprintf(stdout, "bench: payments_per_s=%d p50_ms=%.2f p99_ms=%.2f baseline_payments_per_s=%d speedup=%.2f\n",
+		int64(res.rate), ms(res.p50), ms(res.p99), int64(bres.rate), speedup)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// virtualClock runs speed times faster than real time from benchEpoch. It
+// exists because a TOTP code is single use per 30 s step (R7): at real
+// speed an account could confirm one payment per 30 s, so thousands of
+// payments per second would need hundreds of thousands of accounts. At
+// x1000 a step lasts 30 ms (so 2000 accounts allow up to ~66000 payments/s),
+// a 5-minute challenge 300 ms (far above a group-committed payment's
+// latency) and a calendar day 86.4 s. The baseline runs at x100: one fsync
+// per append makes its latency approach the 300 ms a challenge would live
+// at x1000, while its throughput is far below x100's ceiling (~6600/s).
+type virtualClock struct {
+	start time.Time // real, with its monotonic reading
+	speed float64
+}
+
+func newVirtualClock(speed float64) *virtualClock {
+	return &virtualClock{start: time.Now(), speed: speed}
+}
+
+func (c *virtualClock) Now() time.Time {
+	return benchEpoch.Add(time.Duration(float64(time.Since(c.start)) * c.speed))
+}
+
+// realUntil is the real time until the virtual instant v.
+func (c *virtualClock) realUntil(v time.Time) time.Duration {
+	return time.Duration(float64(v.Sub(c.Now())) / c.speed)
+}
+
+// lockedReader makes a deterministic generator safe for the concurrent
+// readers the ledger has (ULIDs, challenges, nonces).
+type lockedReader struct {
+	mu  sync.Mutex
+	src *rand.ChaCha8
+}
+
+func newLockedReader(seed uint64) *lockedReader {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	copy(s[8:], "payledger/bench")
+	return &lockedReader{src: rand.NewChaCha8(s)}
+}
+
+func (r *lockedReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.src.Read(p)
+}
+
+// benchAccount is one paying account and what its client knows of it.
+type benchAccount struct {
+	index    int
+	id       string
+	factorID string
+	seed     string
+	// lastStep is the last TOTP step this client used; the ledger refuses
+	// any step at or below it.
+	lastStep int64
+}
+
+// benchResult is the measurement of one run.
+type benchResult struct {
+	payments, refusals, failures int64
+	elapsed                      time.Duration
+	rate                         float64
+	p50, p99                     time.Duration
+}
+
+// benchRun sets up a fresh ledger, measures the workload for d with the
+// given store options and verifies the ledger afterwards.
+func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite.Options, d time.Duration,
+	speed float64, cpuProfile string, stdout, stderr io.Writer) (res benchResult, err error) {
+	dir, err := os.MkdirTemp(root, name+"-")
+	if err != nil {
+		return res, fmt.Errorf("bench %s: %w", name, err)
+	}
+	clock := newVirtualClock(speed)
+	rnd := newLockedReader(c.seed)
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	cfg := Config{DataDir: dir, TimeZone: c.timeZone, Clock: clock.Now, Rand: rnd, Log: logger}
+
+	// Setup always runs with group commit: it is not measured, and without
+	// it thousands of accounts would take minutes of single fsyncs. The
+	// store is then reopened with the run's options.
+	setupStart := time.Now()
+	setup := &Main{Config: cfg}
+	setup.Config.StoreOpts = sqlite.DefaultOptions()
+	if err := setup.Open(ctx); err != nil {
+		return res, fmt.Errorf("bench %s: %w", name, err)
+	}
+	accts, err := benchSetup(ctx, setup, c)
+	if err == nil {
+		err = benchCatchUp(ctx, setup)
+	}
+	if cerr := setup.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return res, fmt.Errorf("bench %s: setup: %w", name, err)
+	}
+	fmt.Fprintf(stdout, "bench: %s: set up %d accounts (open, enrol TOTP, deposit %s %s) in %s; virtual clock x%g; data %s\n",
+		name, len(accts), benchDeposit, benchCurrency, time.Since(setupStart).Round(time.Millisecond), speed, dir)
+
+	m := &Main{Config: cfg}
+	m.Config.StoreOpts = opts
+	if err := m.Open(ctx); err != nil {
+		return res, fmt.Errorf("bench %s: %w", name, err)
+	}
+	defer func() {
+		if cerr := m.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("bench %s: %w", name, cerr)
+		}
+	}()
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return res, fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return res, fmt.Errorf("bench: cpu profile: %w", err)
+		}
+	}
+	before := m.Store.Stats()
+	res, firstErr := benchMeasure(ctx, m, c, accts, d, clock)
+	after := m.Store.Stats()
+	if cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	st := sqlite.Stats{Transactions: after.Transactions - before.Transactions, Appends: after.Appends - before.Appends,
+		Events: after.Events - before.Events}
+	perTx := 0.0
+	if st.Transactions > 0 {
+		perTx = float64(st.Events) / float64(st.Transactions)
+	}
+	head, _ := m.Store.Head(ctx)
+	cp := m.RM.Checkpoint()
+	fmt.Fprintf(stdout, "bench: %s: payments=%d refusals=%d errors=%d elapsed=%s payments_per_s=%d p50_ms=%.2f p99_ms=%.2f\n",
+		name, res.payments, res.refusals, res.failures, res.elapsed.Round(time.Millisecond), int64(res.rate), ms(res.p50), ms(res.p99))
+	fmt.Fprintf(stdout, "bench: %s: store transactions=%d appends=%d events=%d events_per_tx=%.1f; projection at %d of head %d (lag %d)\n",
+		name, st.Transactions, st.Appends, st.Events, perTx, cp, head, head-cp)
+	if firstErr != nil {
+		fmt.Fprintf(stdout, "bench: %s: first error or refusal: %v\n", name, firstErr)
+	}
+	if err := benchVerify(ctx, m, accts); err != nil {
+		return res, fmt.Errorf("bench %s: %w", name, err)
+	}
+	fmt.Fprintf(stdout, "bench: %s: ledger verified: debits = credits, balances sum to zero, no account negative\n", name)
+	return res, nil
+}
+
+// benchSetup opens the accounts, enrols one TOTP factor each (on device
+// "token-<i>") and deposits into each, using c.clients goroutines.
+func benchSetup(ctx context.Context, m *Main, c benchConfig) ([]*benchAccount, error) {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	svc := m.Service
+	accts := make([]*benchAccount, c.accounts)
+	var next atomic.Int64
+	errs := make([]error, c.clients)
+	var wg sync.WaitGroup
+	for w := range c.clients {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= c.accounts {
+					return
+				}
+				a, err := benchSetupOne(ctx, svc, i)
+				if err != nil {
+					errs[w] = fmt.Errorf("account %d: %w", i, err)
+					cancel()
+					return
+				}
+				accts[i] = a
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return accts, nil
+}
+
+func benchSetupOne(ctx context.Context, svc *ledger.Service, i int) (*benchAccount, error) {
+	check := func(op string, out ledger.Outcome, err error) error {
+		if err == nil && out.Refusal != nil {
+			err = out.Refusal
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return nil
+	}
+	out, err := svc.OpenAccount(ctx, ledger.Idem{}, fmt.Sprintf("Bench Holder %d", i), benchCurrency, domain.KindPersonal)
+	if err := check("open", out, err); err != nil {
+		return nil, err
+	}
+	a := &benchAccount{index: i, id: out.AccountID}
+	out, err = svc.EnrollFactor(ctx, a.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: fmt.Sprintf("token-%d", i)})
+	if err := check("enrol", out, err); err != nil {
+		return nil, err
+	}
+	for _, e := range out.Decoded {
+		if fe, ok := e.(domain.FactorEnrolled); ok {
+			a.factorID = fe.FactorID
+			if a.seed, err = svc.TOTPSecret(fe); err != nil {
+				return nil, fmt.Errorf("totp seed: %w", err)
+			}
+		}
+	}
+	if a.factorID == "" || a.seed == "" {
+		return nil, errors.New("enrol: no FactorEnrolled event with a TOTP seed")
+	}
+	out, err = svc.Deposit(ctx, a.id, ledger.Idem{}, benchDeposit, benchCurrency, fmt.Sprintf("bench-%d", i))
+	if err := check("deposit", out, err); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// benchCatchUp waits (bounded) until the read models reach the log's head.
+func benchCatchUp(ctx context.Context, m *Main) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	head, err := m.Store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	return m.RM.WaitFor(ctx, head)
+}
+
+// benchClient is one client's state: its paying accounts and its results.
+type benchClient struct {
+	id       int
+	accts    []*benchAccount
+	next     int
+	rng      *rand.Rand
+	payments int64
+	refusals int64
+	failures int64
+	firstErr error
+	lat      []time.Duration
+	seen     int64 // latencies offered to the reservoir
+}
+
+// benchMeasure runs the clients until the deadline and collects results.
+// Client k pays from accounts k, k+clients, k+2·clients, ... so no two
+// clients contend for one payer's lock.
+func benchMeasure(ctx context.Context, m *Main, c benchConfig, accts []*benchAccount, d time.Duration,
+	clock *virtualClock) (benchResult, error) {
+	clients := make([]*benchClient, c.clients)
+	for k := range clients {
+		cl := &benchClient{id: k, rng: rand.New(rand.NewPCG(c.seed, uint64(k)))}
+		for i := k; i < len(accts); i += c.clients {
+			cl.accts = append(cl.accts, accts[i])
+		}
+		clients[k] = cl
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for _, cl := range clients {
+		wg.Go(func() { cl.run(ctx, m.Service, accts, deadline, clock) })
+	}
+	// Bound the wait: a client stops starting payments at the deadline, so
+	// it only finishes the one in flight.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d + time.Minute):
+		cancel()
+		<-done
+	}
+	var res benchResult
+	res.elapsed = time.Since(start)
+	var lat []time.Duration
+	var firstErr error
+	for _, cl := range clients {
+		res.payments += cl.payments
+		res.refusals += cl.refusals
+		res.failures += cl.failures
+		lat = append(lat, cl.lat...)
+		if firstErr == nil {
+			firstErr = cl.firstErr
+		}
+	}
+	res.rate = float64(res.payments) / res.elapsed.Seconds()
+	slices.Sort(lat)
+	res.p50, res.p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+	return res, firstErr
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func (cl *benchClient) run(ctx context.Context, svc *ledger.Service, all []*benchAccount, deadline time.Time, clock *virtualClock) {
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		a := cl.ready(clock)
+		if a == nil {
+			// Every account of this client has used this step's codes:
+			// sleep until the next step begins (bounded by the deadline).
+			cur := domain.TOTPStepAt(clock.Now())
+			wait := clock.realUntil(time.Unix((cur+1)*int64(domain.TOTPStep/time.Second), 0))
+			wait = min(max(wait, 50*time.Microsecond), time.Until(deadline), 100*time.Millisecond)
+			if wait > 0 {
+				time.Sleep(wait)
+			}
+			continue
+		}
+		cl.pay(ctx, svc, a, all, clock)
+	}
+}
+
+// ready returns the next account (round robin) that has a usable TOTP step.
+// The ledger accepts steps cur-1 .. cur+1 above the last used one; the
+// bench always uses cur+1 (see pay), so an account is ready once its last
+// step is at most cur: one payment per account and step.
+func (cl *benchClient) ready(clock *virtualClock) *benchAccount {
+	cur := domain.TOTPStepAt(clock.Now())
+	for range len(cl.accts) {
+		a := cl.accts[cl.next]
+		cl.next = (cl.next + 1) % len(cl.accts)
+		if a.lastStep+1 <= cur+domain.TOTPSkew {
+			return a
+		}
+	}
+	return nil
+}
+
+// pay runs one full payment: initiate, then confirm with one TOTP proof
+// from device "phone-<i>", which is not the factor's device "token-<i>",
+// so the code counts as an independent possession factor (R6).
+func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAccount, all []*benchAccount, clock *virtualClock) {
+	payee := all[cl.rng.IntN(len(all)-1)]
+	if payee == a {
+		payee = all[len(all)-1]
+	}
+	cents := 1 + cl.rng.IntN(benchMaxCents)
+	device := fmt.Sprintf("phone-%d", a.index)
+	t0 := time.Now()
+	out, err := svc.InitiatePayment(ctx, a.id, ledger.Idem{}, ledger.PaymentRequest{
+		PayeeID: payee.id, Amount: fmt.Sprintf("%d.%02d", cents/100, cents%100), Currency: benchCurrency,
+		Channel: "app", Terminal: "mobile", DeviceID: device,
+	})
+	if cl.failed(err, out.Refusal) {
+		return
+	}
+	var paymentID string
+	for _, e := range out.Decoded {
+		if pi, ok := e.(domain.PaymentInitiated); ok {
+			paymentID = pi.PaymentID
+		}
+	}
+	if paymentID == "" {
+		cl.failed(errors.New("initiate: no PaymentInitiated event"), nil)
+		return
+	}
+	// The step is chosen after the initiation: the newest the ledger
+	// accepts, cur+1, which stays acceptable until step cur+2 ends, at least
+	// two steps (60 ms at x1000) however late the confirmation runs.
+	cur := domain.TOTPStepAt(clock.Now())
+	step := max(a.lastStep+1, cur+domain.TOTPSkew)
+	code, err := domain.TOTPCode(a.seed, step)
+	if err != nil {
+		cl.failed(err, nil)
+		return
+	}
+	a.lastStep = step // used, or at worst skipped, whatever the outcome
+	out, err = svc.ConfirmPayment(ctx, a.id, paymentID, ledger.Idem{}, device,
+		[]domain.Proof{{FactorID: a.factorID, Code: code}})
+	if cl.failed(err, out.Refusal) {
+		return
+	}
+	cl.payments++
+	cl.record(time.Since(t0))
+}
+
+// failed counts an error (nothing appended) or a refusal (recorded but
+// refused) and reports whether there was one.
+func (cl *benchClient) failed(err, refusal error) bool {
+	switch {
+	case err != nil:
+		cl.failures++
+	case refusal != nil:
+		cl.refusals++
+		err = refusal
+	default:
+		return false
+	}
+	if cl.firstErr == nil {
+		cl.firstErr = err
+	}
+	return true
+}
+
+// record keeps a uniform sample of at most latencySamples latencies.
+func (cl *benchClient) record(d time.Duration) {
+	cl.seen++
+	if len(cl.lat) < latencySamples {
+		cl.lat = append(cl.lat, d)
+		return
+	}
+	if j := cl.rng.Int64N(cl.seen); j < latencySamples {
+		cl.lat[j] = d
+	}
+}
+
+// benchVerify catches the read models up and proves no money was created
+// or lost and no bench account went negative.
+func benchVerify(ctx context.Context, m *Main, accts []*benchAccount) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	if err := m.RM.CatchUp(ctx, m.Store); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	totals, err := m.RM.Totals(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if err := totals.Check(); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	for _, a := range accts {
+		if bal, _ := m.RM.Snapshot(a.id); bal.IsNegative() {
+			return fmt.Errorf("verify: account %s has a negative balance %s", a.id, bal)
+		}
+	}
+	return nil
 }

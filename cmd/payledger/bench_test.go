@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchSmall runs the bench command with tiny settings and checks the
+// summary line's exact format, that payments were confirmed and that no
+// run reported errors.
+func TestBenchSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench runs two small ledgers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--duration", "300ms", "--baseline-duration", "200ms", "--clients", "4", "--accounts", "20",
+		"--data", t.TempDir()}
+	if err := run(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	t.Log("\n" + out)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	last := lines[len(lines)-1]
+	re := regexp.MustCompile(`^bench: payments_per_s=(\d+) p50_ms=(\d+\.\d{2}) p99_ms=(\d+\.\d{2}) baseline_payments_per_s=(\d+) speedup=(\d+\.\d{2})$`)
+	m := re.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q does not match %s", last, re)
+	}
+	if n, _ := strconv.Atoi(m[1]); n <= 0 {
+		t.Errorf("payments_per_s = %d, want > 0", n)
+	}
+	if b, _ := strconv.Atoi(m[4]); b <= 0 {
+		t.Errorf("baseline_payments_per_s = %d, want > 0", b)
+	}
+	runs := regexp.MustCompile(`(?m)^bench: (group-commit|baseline): payments=(\d+) refusals=(\d+) errors=(\d+) `).FindAllStringSubmatch(out, -1)
+	if len(runs) != 2 {
+		t.Fatalf("found %d run summaries, want 2", len(runs))
+	}
+	for _, r := range runs {
+		if r[4] != "0" {
+			t.Errorf("%s run reported %s errors", r[1], r[4])
+		}
+	}
+	if got := strings.Count(out, "ledger verified"); got != 2 {
+		t.Errorf("%d runs verified the ledger, want 2", got)
+	}
+}
+
+// TestBenchFlags refuses settings the workload cannot run with.
+func TestBenchFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--clients", "0"},
+		{"bench", "--accounts", "1"},
+		{"bench", "--clients", "8", "--accounts", "4"},
+		{"bench", "--duration", "0s"},
+		{"bench", "extra"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), args, &stdout, &stderr); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var lat []time.Duration
+	for i := 1; i <= 100; i++ {
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	if p := percentile(lat, 0.5); p != 50*time.Millisecond {
+		t.Errorf("p50 = %v", p)
+	}
+	if p := percentile(lat, 0.99); p != 99*time.Millisecond {
+		t.Errorf("p99 = %v", p)
+	}
+	if p := percentile(nil, 0.5); p != 0 {
+		t.Errorf("empty p50 = %v", p)
+	}
+}
