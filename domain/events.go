@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -338,6 +339,26 @@ func EncodeEvent(e Event) (typ string, schemaVersion int, payload []byte, err er
 		return "", 0, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
 	}
 	return e.EventType(), CurrentSchemaVersion, payload, nil
+}
+
+// EventTypes returns every stored type name with the schema versions it
+// has, as "Type/version", sorted; tests use it to check that readers
+// handle every type.
+func EventTypes() []string {
+	out := make([]string, 0, len(decoders))
+	for k := range decoders {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// KnownEventType reports whether typ at schemaVersion can be decoded. A
+// reader that needs only some types checks the others with it instead of
+// paying for their decoding.
+func KnownEventType(typ string, schemaVersion int) bool {
+	_, ok := decoders[key(typ, schemaVersion)]
+	return ok
 }
 
 // DecodeEvent turns a stored event back into its domain type. An unknown

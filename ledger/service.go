@@ -43,6 +43,12 @@ type Config struct {
 	MaxRetries int
 	// CacheSize bounds the number of cached aggregates (default 100000).
 	CacheSize int
+	// SoleWriter declares that this Service is the only writer of the
+	// account streams (the embedded store allows one writing process, and
+	// serve runs one Service). Its cache is then authoritative and a
+	// command skips the stream-tail read that otherwise picks up other
+	// nodes' appends. Leave it false when several Services share a store.
+	SoleWriter bool
 }
 
 // Service executes commands against account streams.
@@ -265,6 +271,9 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 // that would otherwise reveal the stale cache. What another node appends
 // after the tail read is still caught by that check.
 func (s *Service) load(ctx context.Context, ent *entry, accountID string) error {
+	if ent.acct != nil && s.cfg.SoleWriter {
+		return nil
+	}
 	if ent.acct == nil {
 		ent.acct = domain.NewAccount(s.cfg.Policy.Location)
 		ent.keys = map[string]keyRecord{}

@@ -117,7 +117,10 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("catch up read models: %w", err)
 	}
 	m.Service, err = ledger.New(ledger.Config{Store: m.Store, Balances: m.RM, Policy: policy, Keys: keys,
-		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand})
+		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
+		// The SQLite file has one writing process, and it runs this one
+		// Service: its aggregate cache is authoritative.
+		SoleWriter: true})
 	if err != nil {
 		m.closeStores()
 		return err
