@@ -16,30 +16,34 @@ import (
 	"github.com/payledger/payledger/projections"
 )
 
-func openExisting(dir string) (*sqlite.Store, error) {
-	path := filepath.Join(dir, "events.db")
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no event store at %s: %w", path, err)
+// openDataDir parses the --data flag of a maintenance command and opens the
+// event store that must already exist there (a typo in the path must not
+// create an empty store and "verify" it).
+func openDataDir(name string, args []string, stderr io.Writer) (string, *sqlite.Store, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./data", "data directory")
+	if err := fs.Parse(args); err != nil {
+		return "", nil, err
 	}
-	return sqlite.Open(path, sqlite.DefaultOptions())
+	path := filepath.Join(*dir, "events.db")
+	if _, err := os.Stat(path); err != nil {
+		return "", nil, fmt.Errorf("no event store at %s: %w", path, err)
+	}
+	store, err := sqlite.Open(path, sqlite.DefaultOptions())
+	return *dir, store, err
 }
 
 // cmdRebuild empties the read models and replays the log from position 0
 // (R4). It prints the digest before and after, which must match when the
 // read models were intact.
 func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("data", "./data", "data directory")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	store, err := openExisting(*dir)
+	dir, store, err := openDataDir("rebuild", args, stderr)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rm, err := projections.Open(filepath.Join(*dir, "readmodels.db"))
+	rm, err := projections.Open(filepath.Join(dir, "readmodels.db"))
 	if err != nil {
 		return err
 	}
@@ -79,13 +83,7 @@ func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // and the version and position order (R3). It prints a digest over the log
 // that a regulator can compare with an earlier one.
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("data", "./data", "data directory")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	store, err := openExisting(*dir)
+	_, store, err := openDataDir("verify", args, stderr)
 	if err != nil {
 		return err
 	}
