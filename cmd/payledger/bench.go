@@ -67,7 +67,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var c benchConfig
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured duration of the group-commit run")
 	fs.DurationVar(&c.baselineDuration, "baseline-duration", 5*time.Second, "measured duration of the baseline run (group commit off)")
-	fs.IntVar(&c.clients, "clients", 64, "concurrent clients; each owns a disjoint share of the paying accounts")
+	fs.IntVar(&c.clients, "clients", 256, "concurrent clients; each owns a disjoint share of the paying accounts")
 	fs.IntVar(&c.accounts, "accounts", 2000, "accounts (each pays and is paid)")
 	fs.StringVar(&c.dataDir, "data", "", "directory for the runs' data (kept); default a temporary directory, removed afterwards")
 	fs.StringVar(&c.timeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")

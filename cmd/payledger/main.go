@@ -20,7 +20,7 @@ usage:
   payledger demo    [--data DIR]                              walk a narrated scenario through the real API
   payledger rebuild [--data ./data]                           rebuild read models from position 0
   payledger verify  [--data ./data]                           prove the log's hash chains are intact (R3)
-  payledger bench   [--duration 10s] [--clients 64] [--accounts 2000]
+  payledger bench   [--duration 10s] [--clients 256] [--accounts 2000]
                                                               measure confirmed payments per second
 `
 
