@@ -281,8 +281,8 @@ func (a *Account) lockCheck(now time.Time) ([]Event, int, error) {
 		return nil, a.failures, nil
 	}
 	if now.Before(a.lockedUntil) {
-		return nil, a.failures, Errorf(CodeAccessLocked, "access is locked until %s", a.lockedUntil.UTC().Format(time.RFC3339)).
-			With("locked_until", a.lockedUntil.UTC().Format(time.RFC3339))
+		return nil, a.failures, Errorf(CodeAccessLocked, "access is locked until %s", a.lockedUntil.UTC().Format(time.RFC3339Nano)).
+			With("locked_until", a.lockedUntil.UTC().Format(time.RFC3339Nano))
 	}
 	return []Event{AccessUnlocked{Reason: "lock expired"}}, 0, nil
 }
@@ -293,8 +293,8 @@ func failed(p Policy, now time.Time, pre []Event, attempt Event, n int, code, re
 	if n >= p.MaxFailures {
 		until := now.Add(p.LockDuration)
 		events = append(events, AccessLocked{Until: until, FailedAttempts: n})
-		return events, Errorf(CodeAccessLocked, "%s; %d failed attempts lock access until %s", reason, n, until.UTC().Format(time.RFC3339)).
-			With("locked_until", until.UTC().Format(time.RFC3339))
+		return events, Errorf(CodeAccessLocked, "%s; %d failed attempts lock access until %s", reason, n, until.UTC().Format(time.RFC3339Nano)).
+			With("locked_until", until.UTC().Format(time.RFC3339Nano))
 	}
 	return events, Errorf(code, "%s", reason).With("attempts_remaining", p.MaxFailures-n)
 }
@@ -397,7 +397,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return append(pre, PaymentRejected{PaymentID: pi.PaymentID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: spent}), e
 	}
 	if now.After(pi.ExpiresAt) {
-		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339)))
+		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339Nano)))
 	}
 	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID, pi.DeviceID}, pi.Challenge, now)
 	if bad != nil {

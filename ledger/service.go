@@ -241,7 +241,7 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 		case domain.LoginFailed:
 			switch {
 			case !v.LockedUntil.IsZero():
-				until := v.LockedUntil.UTC().Format(time.RFC3339)
+				until := v.LockedUntil.UTC().Format(time.RFC3339Nano)
 				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked until %s", until).With("locked_until", until)
 			case v.Code == domain.CodeFactorNotIndependent:
 				refusal = domain.Errorf(domain.CodeFactorNotIndependent, "%s", v.Reason)
@@ -251,7 +251,7 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 		case domain.VerificationFailed:
 			refusal = domain.Errorf(domain.CodeProofInvalid, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
 		case domain.AccessLocked:
-			until := v.Until.UTC().Format(time.RFC3339)
+			until := v.Until.UTC().Format(time.RFC3339Nano)
 			refusal = domain.Errorf(domain.CodeAccessLocked, "%d failed attempts lock access until %s", v.FailedAttempts, until).
 				With("locked_until", until)
 		case domain.PaymentRejected:

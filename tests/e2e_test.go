@@ -53,9 +53,9 @@ var servingLine = regexp.MustCompile(`serving (http://\S+)`)
 
 // start runs `payledger serve --addr 127.0.0.1:0 --data dir` and waits for
 // the line that names its address.
-func start(t *testing.T, dir string) *server {
+func start(t *testing.T, dir string, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data", dir)
+	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,10 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 
 func TestLockoutOverHTTP(t *testing.T) {
 	ctx := context.Background()
-	srv := start(t, t.TempDir())
+	// A short lock, configured on the command line, so the test can see it
+	// expire.
+	const lockFor = 2 * time.Second
+	srv := start(t, t.TempDir(), "--lock-for", lockFor.String())
 	c := apiclient.New(srv.url)
 	acct, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Wang Fang", "currency": "CNY"}, "")
 	if err != nil {
@@ -320,6 +323,22 @@ func TestLockoutOverHTTP(t *testing.T) {
 	want := "AccountOpened FactorEnrolled LoginFailed LoginFailed LoginFailed LoginFailed LoginFailed AccessLocked LoginFailed"
 	if got := strings.Join(types, " "); got != want {
 		t.Fatalf("operations:\n got %s\nwant %s", got, want)
+	}
+	until, err := time.Parse(time.RFC3339Nano, r.Str("locked_until"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(until) + 100*time.Millisecond) // bounded: lockFor
+	if _, err := c.Expect(ctx, http.StatusCreated, "POST", base+"/sessions", right, ""); err != nil {
+		t.Fatalf("login after the lock expired: %v", err)
+	}
+	ops, err = c.Expect(ctx, http.StatusOK, "GET", base+"/operations", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := ops.List("operations")[len(ops.List("operations"))-2:]
+	if tail[0]["type"] != "AccessUnlocked" || tail[1]["type"] != "LoginSucceeded" {
+		t.Fatalf("after expiry: %v then %v", tail[0]["type"], tail[1]["type"])
 	}
 	srv.stop(t, syscall.SIGTERM)
 }

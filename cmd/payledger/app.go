@@ -31,6 +31,14 @@ type Config struct {
 	// BiometricKey is the base64 Ed25519 public key of the biometric
 	// attestation provider; empty disables biometric proofs.
 	BiometricKey string
+	// Rules overrides of the policy defaults. Zero keeps the default when
+	// the Config is built in code; from flags (fromFlags) every value is
+	// explicit and zero is refused.
+	fromFlags    bool
+	LockAfter    int
+	LockFor      time.Duration
+	ChallengeTTL time.Duration
+	SessionTTL   time.Duration
 	// Clock and Rand default to the real ones; tests and the bench inject.
 	Clock       func() time.Time
 	Rand        io.Reader
@@ -64,6 +72,40 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
 	fs.StringVar(&c.BiometricKey, "biometric-provider-key", os.Getenv("PAYLEDGER_BIOMETRIC_PROVIDER_KEY"),
 		"base64 Ed25519 public key of the biometric attestation provider")
+	c.fromFlags = true
+	fs.IntVar(&c.LockAfter, "lock-after", 5, "consecutive failed logins or verifications that lock access (R9)")
+	fs.DurationVar(&c.LockFor, "lock-for", 30*time.Minute, "how long a lock lasts (R9)")
+	fs.DurationVar(&c.ChallengeTTL, "challenge-ttl", 5*time.Minute, "how long an initiated payment and its one-time proof stay valid (R7)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 15*time.Minute, "how long a login session lasts (R9)")
+}
+
+// applyRules puts the configured overrides into the policy, refusing values
+// that would switch a protection off.
+func (c *Config) applyRules(p *domain.Policy) error {
+	if c.LockAfter != 0 || c.fromFlags {
+		if c.LockAfter < 1 || c.LockAfter > 100 {
+			return errors.New("--lock-after must be 1 to 100")
+		}
+		p.MaxFailures = c.LockAfter
+	}
+	for _, o := range []struct {
+		name string
+		v    time.Duration
+		dst  *time.Duration
+	}{
+		{"--lock-for", c.LockFor, &p.LockDuration},
+		{"--challenge-ttl", c.ChallengeTTL, &p.ChallengeTTL},
+		{"--session-ttl", c.SessionTTL, &p.SessionTTL},
+	} {
+		if o.v == 0 && !c.fromFlags {
+			continue
+		}
+		if o.v < time.Second || o.v > 24*time.Hour {
+			return fmt.Errorf("%s must be between 1s and 24h", o.name)
+		}
+		*o.dst = o.v
+	}
+	return nil
 }
 
 // Open opens the store and read models, catches the read models up, starts
@@ -87,6 +129,9 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("time zone %q: %w", c.TimeZone, err)
 	}
 	policy := domain.DefaultPolicy(loc)
+	if err := c.applyRules(&policy); err != nil {
+		return err
+	}
 	if c.BiometricKey != "" {
 		k, err := base64.StdEncoding.DecodeString(c.BiometricKey)
 		if err != nil || len(k) != ed25519.PublicKeySize {
