@@ -13,6 +13,13 @@
 // the log (UNIQUE(stream, version) and the id constraint refuse stale
 // appends, after which the cache is reloaded) but its appends would fail and
 // its commits would not wake this Store's subscribers.
+//
+// Live subscribers do not read back what the writer has just committed:
+// after every successful commit the writer copies the new events into a
+// bounded in-memory tail of the log (see liveBuffer and Options.LiveBuffer),
+// from which a subscriber whose next position is still held there takes its
+// events. A subscriber that falls behind the tail, or catches up from older
+// positions, reads SQLite as before.
 package sqlite
 
 import (
@@ -43,6 +50,12 @@ const (
 	retentionMarker = "events are retained"
 	// subscribeBatch is how many events Subscribe reads per round trip.
 	subscribeBatch = 1000
+	// defaultLiveBuffer is the default Options.LiveBuffer: the number of
+	// most recent events kept in memory for live subscribers.
+	defaultLiveBuffer = 16384
+	// liveBufferBytes bounds the variable-size data (payloads and strings)
+	// the live buffer holds, whatever its event count.
+	liveBufferBytes = 16 << 20
 	// maxCachedStreams bounds the writer's stream-state cache; when it grows
 	// past this the cache is dropped and refilled from the database on use.
 	maxCachedStreams = 1 << 16
@@ -118,12 +131,18 @@ type Options struct {
 	// burst of writers waits (respecting their contexts) instead of growing
 	// memory without limit.
 	QueueSize int
+	// LiveBuffer is how many of the most recently committed events are kept
+	// in memory (default 16384, and at most 16 MiB of payloads and strings)
+	// so that live subscribers get them without a query. A negative value
+	// disables the buffer: every subscriber then reads SQLite.
+	LiveBuffer int
 }
 
 // DefaultOptions returns the production settings: group commit on, 2000
-// events per transaction at most, 4096 queued requests at most.
+// events per transaction at most, 4096 queued requests at most, the last
+// 16384 events kept in memory for live subscribers.
 func DefaultOptions() Options {
-	return Options{GroupCommit: true, MaxBatchEvents: 2000, QueueSize: 4096}
+	return Options{GroupCommit: true, MaxBatchEvents: 2000, QueueSize: 4096, LiveBuffer: defaultLiveBuffer}
 }
 
 // Stats counts the writer's work so that tests and operators can see how
@@ -135,6 +154,10 @@ type Stats struct {
 	Appends int64
 	// Events is the number of events stored.
 	Events int64
+	// ReadAllQueries is the number of ReadAll queries run against SQLite,
+	// including those Subscribe runs when it is not served from the live
+	// buffer.
+	ReadAllQueries int64
 }
 
 // streamState is what the writer needs to append to a stream without
@@ -180,12 +203,13 @@ type Store struct {
 	head     atomic.Int64 // last committed (and published) position
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit
+	live     *liveBuffer   // the last committed events, for live subscribers
 
 	// Writer-owned state, touched only by run.
 	streams map[string]streamState
 	stale   bool // streams/head must be reloaded before the next batch
 
-	transactions, appends, events atomic.Int64
+	transactions, appends, events, readAllQueries atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -218,6 +242,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = def.QueueSize
 	}
+	switch {
+	case opts.LiveBuffer == 0:
+		opts.LiveBuffer = defaultLiveBuffer
+	case opts.LiveBuffer < 0:
+		opts.LiveBuffer = 0
+	}
 	s := &Store{
 		path:       path,
 		opts:       opts,
@@ -226,6 +256,7 @@ func Open(path string, opts Options) (*Store, error) {
 		done:       make(chan struct{}),
 		notify:     make(chan struct{}),
 		streams:    make(map[string]streamState),
+		live:       newLiveBuffer(opts.LiveBuffer, liveBufferBytes),
 	}
 	if err := s.openDBs(); err != nil {
 		s.closeDBs()
@@ -326,9 +357,10 @@ func (s *Store) Path() string { return s.path }
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Transactions: s.transactions.Load(),
-		Appends:      s.appends.Load(),
-		Events:       s.events.Load(),
+		Transactions:   s.transactions.Load(),
+		Appends:        s.appends.Load(),
+		Events:         s.events.Load(),
+		ReadAllQueries: s.readAllQueries.Load(),
 	}
 }
 
@@ -454,6 +486,7 @@ type txn struct {
 	head    int64                  // last position written in this transaction
 	appends int64
 	events  int64
+	fresh   [][]eventstore.Event // the events inserted, per request, in position order
 }
 
 // commitBatch applies every request of batch inside one transaction and
@@ -536,6 +569,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	s.transactions.Add(1)
 	s.appends.Add(t.appends)
 	s.events.Add(t.events)
+	s.live.push(t.fresh)
 	s.publish(t.head)
 }
 
@@ -688,6 +722,7 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 	t.head = head
 	t.appends++
 	t.events += int64(len(out))
+	t.fresh = append(t.fresh, out)
 	r.res = eventstore.AppendResult{Events: out}
 	return nil
 }
@@ -835,6 +870,7 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 // eventstore.MaxReadBatch reads MaxReadBatch events.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
 	limit = clampLimit(limit)
+	s.readAllQueries.Add(1)
 	return s.query(ctx, "read all", s.allStmt, limit, after, limit)
 }
 
@@ -862,9 +898,14 @@ func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error)
 	return v, nil
 }
 
-// Subscribe implements eventstore.Store: it reads the log in batches from
-// after and, once caught up, sleeps until the writer publishes a commit.
+// Subscribe implements eventstore.Store: it delivers the log in batches
+// from after and, once caught up, sleeps until the writer publishes a
+// commit. Batches come from the live buffer when it still holds the next
+// position and from SQLite otherwise (catching up, or lagging behind the
+// buffer). Events taken from the live buffer share their Payload with other
+// subscribers: fn must not modify e.Payload (copy it first).
 func (s *Store) Subscribe(ctx context.Context, after int64, fn func(eventstore.Event) error) error {
+	var buf []eventstore.Event // reused for batches copied from the live buffer
 	for {
 		// Take the wake-up channel before reading so that a commit landing
 		// between the read and the wait still wakes us.
@@ -875,14 +916,22 @@ func (s *Store) Subscribe(ctx context.Context, after int64, fn func(eventstore.E
 		if s.isClosed() {
 			return fmt.Errorf("subscribe: %w", eventstore.ErrClosed)
 		}
-		events, err := s.ReadAll(ctx, after, subscribeBatch)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		events, ok := s.live.read(after, buf[:0], subscribeBatch)
+		if ok {
+			buf = events
+		} else {
+			var err error
+			events, err = s.ReadAll(ctx, after, subscribeBatch)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("subscribe after %d: %w", after, err)
 			}
-			return fmt.Errorf("subscribe after %d: %w", after, err)
 		}
-		for _, e := range events {
+		for i := range events {
+			e := events[i]
+			events[i] = eventstore.Event{} // let delivered events go
 			if err := fn(e); err != nil {
 				return err
 			}
@@ -902,6 +951,137 @@ func (s *Store) Subscribe(ctx context.Context, after int64, fn func(eventstore.E
 		case <-changed:
 		}
 	}
+}
+
+// liveBuffer is the in-memory tail of the global log: the most recently
+// committed events, gap-free and in position order, in a ring of at most
+// capacity events and about maxBytes of variable-size data. Only the writer
+// pushes, after a successful commit and before publishing the new head;
+// subscribers copy events out under the read lock and call their handlers
+// without it.
+//
+// The buffer holds its own copies of the payloads (strings are immutable
+// and shared), so neither an appender changing its AppendResult nor
+// anything else outside the store can alter what subscribers receive.
+type liveBuffer struct {
+	capacity int // 0 disables the buffer
+	maxBytes int
+
+	mu    sync.RWMutex
+	ring  []eventstore.Event // grows up to capacity; slot (start+i)%len(ring) holds position first+i
+	start int
+	n     int
+	first int64 // position of the oldest buffered event, when n > 0
+	bytes int   // variable-size data of the buffered events
+}
+
+func newLiveBuffer(capacity, maxBytes int) *liveBuffer {
+	return &liveBuffer{capacity: capacity, maxBytes: maxBytes}
+}
+
+// eventBytes approximates the variable-size data e keeps alive.
+func eventBytes(e *eventstore.Event) int {
+	return len(e.Payload) + len(e.ID) + len(e.Type) + len(e.Stream) +
+		len(e.CausationID) + len(e.CorrelationID) + len(e.IdempotencyKey)
+}
+
+// push appends the events of one commit, given per request in position
+// order. Their payloads are copied (into one allocation) before the lock is
+// taken. An event that does not directly follow the buffered ones (another
+// writer committed in between, or a failed commit left the writer's view
+// behind) empties the buffer first, so it never holds a gap.
+func (b *liveBuffer) push(batches [][]eventstore.Event) {
+	if b.capacity == 0 || len(batches) == 0 {
+		return
+	}
+	size := 0
+	for _, evs := range batches {
+		for i := range evs {
+			size += len(evs[i].Payload)
+		}
+	}
+	arena := make([]byte, 0, size)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, evs := range batches {
+		for i := range evs {
+			e := evs[i]
+			if e.Payload != nil {
+				off := len(arena)
+				arena = append(arena, e.Payload...)
+				e.Payload = arena[off:len(arena):len(arena)]
+			}
+			if b.n > 0 && e.Position != b.first+int64(b.n) {
+				b.reset()
+			}
+			if b.n == b.capacity {
+				b.evict()
+			}
+			if b.n == len(b.ring) {
+				b.grow()
+			}
+			if b.n == 0 {
+				b.first = e.Position
+			}
+			b.ring[(b.start+b.n)%len(b.ring)] = e
+			b.n++
+			b.bytes += eventBytes(&e)
+			for b.bytes > b.maxBytes && b.n > 1 {
+				b.evict()
+			}
+		}
+	}
+}
+
+// evict drops the oldest event.
+func (b *liveBuffer) evict() {
+	b.bytes -= eventBytes(&b.ring[b.start])
+	b.ring[b.start] = eventstore.Event{}
+	b.start = (b.start + 1) % len(b.ring)
+	b.first++
+	b.n--
+}
+
+// reset drops every event.
+func (b *liveBuffer) reset() {
+	clear(b.ring)
+	b.start, b.n, b.bytes = 0, 0, 0
+}
+
+// grow enlarges the full ring (doubling, up to capacity), so that a store
+// that commits little never allocates the whole ring.
+func (b *liveBuffer) grow() {
+	ring := make([]eventstore.Event, min(max(2*len(b.ring), 64), b.capacity))
+	copy(ring, b.ring[b.start:])
+	copy(ring[len(b.ring)-b.start:], b.ring[:b.start])
+	b.ring, b.start = ring, 0
+}
+
+// read appends to dst up to limit buffered events with Position > after.
+// ok is false when the buffer cannot tell (it is empty, or position after+1
+// was evicted or never buffered): the caller must read SQLite. An empty
+// result with ok means nothing after after has been published yet.
+func (b *liveBuffer) read(after int64, dst []eventstore.Event, limit int) (events []eventstore.Event, ok bool) {
+	if b.capacity == 0 {
+		return dst, false
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.n == 0 || after+1 < b.first {
+		return dst, false
+	}
+	from := after + 1 - b.first // index of the first wanted event
+	if from >= int64(b.n) {
+		return dst, true
+	}
+	k := min(b.n-int(from), limit)
+	i := (b.start + int(from)) % len(b.ring)
+	if end := i + k; end <= len(b.ring) {
+		return append(dst, b.ring[i:end]...), true
+	}
+	dst = append(dst, b.ring[i:]...)
+	return append(dst, b.ring[:k-(len(b.ring)-i)]...), true
 }
 
 // Close implements eventstore.Store: it stops accepting appends, lets the
