@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -320,40 +322,23 @@ func (r *ReadModels) Totals(ctx context.Context) (Totals, error) {
 		return Totals{}, fmt.Errorf("projections: totals: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	var t Totals
-	if err := tx.QueryRowContext(ctx, "SELECT position FROM checkpoint WHERE id = 1").Scan(&t.AsOfPosition); err != nil {
-		return Totals{}, fmt.Errorf("projections: totals: checkpoint: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, "SELECT account_id, currency, balance, debits, credits FROM balances")
+	st, err := storedBalances(ctx, tx)
 	if err != nil {
 		return Totals{}, fmt.Errorf("projections: totals: %w", err)
 	}
-	defer rows.Close()
+	t := Totals{AsOfPosition: st.checkpoint}
 	by := map[domain.Currency]*CurrencyTotals{}
-	for rows.Next() {
-		var id, cur, bal, deb, cred string
-		if err := rows.Scan(&id, &cur, &bal, &deb, &cred); err != nil {
-			return Totals{}, fmt.Errorf("projections: totals: %w", err)
-		}
-		b, err1 := decimal.NewFromString(bal)
-		d, err2 := decimal.NewFromString(deb)
-		c, err3 := decimal.NewFromString(cred)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return Totals{}, fmt.Errorf("projections: totals: stored amounts of %s: %w", id, err)
-		}
-		cc := domain.Currency(cur)
+	for _, a := range st.accounts {
+		cc := a.currency
 		ct := by[cc]
 		if ct == nil {
 			ct = &CurrencyTotals{Currency: cc, Debits: domain.Zero(cc), Credits: domain.Zero(cc), Balances: domain.Zero(cc)}
 			by[cc] = ct
 		}
-		ct.Debits.Amount = ct.Debits.Amount.Add(d)
-		ct.Credits.Amount = ct.Credits.Amount.Add(c)
-		ct.Balances.Amount = ct.Balances.Amount.Add(b)
+		ct.Debits.Amount = ct.Debits.Amount.Add(a.debits)
+		ct.Credits.Amount = ct.Credits.Amount.Add(a.credits)
+		ct.Balances.Amount = ct.Balances.Amount.Add(a.balance)
 		ct.Accounts++
-	}
-	if err := rows.Err(); err != nil {
-		return Totals{}, fmt.Errorf("projections: totals: %w", err)
 	}
 	for _, ct := range by {
 		t.Currencies = append(t.Currencies, *ct)
@@ -374,9 +359,23 @@ func (r *ReadModels) Digest(ctx context.Context) (string, error) {
 	defer func() { _ = tx.Rollback() }()
 	h := sha256.New()
 	h.Write([]byte("payledger/readmodels/v1"))
-	if err := digestRows(ctx, tx, h, 'B', `SELECT account_id, currency, balance, debits, credits, entries, last_position
-		FROM balances ORDER BY account_id`, 7); err != nil {
+	// Balances are hashed as complete rows, exactly as they would be stored
+	// if all were current (see schemaSQL), whenever rows were flushed.
+	st, err := storedBalances(ctx, tx)
+	if err != nil {
 		return "", fmt.Errorf("projections: digest balances: %w", err)
+	}
+	ids := make([]string, 0, len(st.accounts))
+	for id := range st.accounts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the order of SQLite's BINARY collation: bytewise
+	var row [7][]byte
+	for _, id := range ids {
+		a := st.accounts[id]
+		row = [7][]byte{[]byte(id), []byte(a.currency), []byte(canonical(a.balance)), []byte(canonical(a.debits)),
+			[]byte(canonical(a.credits)), strconv.AppendInt(nil, a.entries, 10), strconv.AppendInt(nil, a.lastPosition, 10)}
+		digestRow(h, 'B', row[:])
 	}
 	if err := digestRows(ctx, tx, h, 'E', `SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
 			counterparty, balance_after, description, ref
@@ -402,17 +401,26 @@ func digestRows(ctx context.Context, tx *sql.Tx, h hash.Hash, tag byte, query st
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	var n [8]byte
+	row := make([][]byte, cols)
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return err
 		}
-		h.Write([]byte{tag})
-		for _, v := range vals {
-			binary.BigEndian.PutUint64(n[:], uint64(len(v)))
-			h.Write(n[:])
-			h.Write(v)
+		for i, v := range vals {
+			row[i] = v
 		}
+		digestRow(h, tag, row)
 	}
 	return rows.Err()
+}
+
+// digestRow hashes one row: the tag byte, then each column length-prefixed.
+func digestRow(h hash.Hash, tag byte, cols [][]byte) {
+	var n [8]byte
+	h.Write([]byte{tag})
+	for _, v := range cols {
+		binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+		h.Write(n[:])
+		h.Write(v)
+	}
 }
