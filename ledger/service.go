@@ -390,13 +390,24 @@ func (c *cache) evictLocked(n int) {
 }
 
 // NewULIDSource returns an id generator for the given clock and entropy,
-// monotonic within a millisecond, safe for concurrent use.
+// monotonic within a millisecond, safe for concurrent use. When the
+// monotonic counter of one millisecond overflows (2^80 ids), it starts a new
+// random sequence instead of failing; only an entropy source that keeps
+// failing is fatal, since no id can be made without it.
 func NewULIDSource(clock func() time.Time, entropy io.Reader) func() string {
 	var mu sync.Mutex
 	mono := ulid.Monotonic(entropy, 0)
 	return func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		return ulid.MustNew(ulid.Timestamp(clock()), mono).String()
+		ts := ulid.Timestamp(clock())
+		for attempt := 0; attempt < 3; attempt++ {
+			id, err := ulid.New(ts, mono)
+			if err == nil {
+				return id.String()
+			}
+			mono = ulid.Monotonic(entropy, 0)
+		}
+		panic("ledger: the entropy source keeps failing; no id can be generated")
 	}
 }
