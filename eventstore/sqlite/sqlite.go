@@ -65,6 +65,16 @@ const (
 	// sqliteConstraint is SQLITE_CONSTRAINT; extended codes keep it in the
 	// low byte.
 	sqliteConstraint = 19
+	// walAutoCheckpoint is the writer's wal_autocheckpoint, in pages (16 MiB
+	// of WAL at the default 4 KiB page), instead of SQLite's 1000. The
+	// automatic checkpoint runs inside the commit on the writer goroutine,
+	// and the pages a busy log rewrites (the rightmost leaves and the index
+	// pages many streams share) are copied into the database once per
+	// checkpoint, however often they were committed since: checkpointing
+	// less often cut the writer's time per transaction (payledger bench
+	// +~15%). Durability is unchanged (WAL, synchronous=FULL); the cost is
+	// a larger WAL file and a longer replay after a crash.
+	walAutoCheckpoint = 4000
 )
 
 const schemaSQL = `
@@ -218,7 +228,8 @@ type Store struct {
 // dsn builds the modernc DSN for path. The pragmas are set on every new
 // connection: WAL so readers never block the writer, synchronous=FULL so a
 // commit is on disk before Append returns, and a busy timeout so another
-// connection to the same file waits instead of failing.
+// connection to the same file waits instead of failing. The writer also
+// checkpoints less often than SQLite's default (see walAutoCheckpoint).
 func dsn(path string, readOnly bool) string {
 	// The DSN is a SQLite URI: escape the characters URIs reserve.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
@@ -227,7 +238,7 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		d += "&_pragma=query_only(1)"
 	} else {
-		d += "&_txlock=immediate"
+		d += fmt.Sprintf("&_txlock=immediate&_pragma=wal_autocheckpoint(%d)", walAutoCheckpoint)
 	}
 	return d
 }

@@ -104,6 +104,13 @@ func TestPragmas(t *testing.T) {
 	if n := s.wdb.Stats().MaxOpenConnections; n != 1 {
 		t.Errorf("writer pool allows %d connections, want 1", n)
 	}
+	var ckpt int
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if ckpt != walAutoCheckpoint {
+		t.Errorf("writer wal_autocheckpoint=%d, want %d", ckpt, walAutoCheckpoint)
+	}
 	// Readers cannot write.
 	if _, err := s.rdb.ExecContext(ctx, "CREATE TABLE x (y)"); err == nil {
 		t.Error("reader pool accepted a write")
