@@ -1108,6 +1108,11 @@ func canonical(d decimal.Decimal) string {
 	if exp := d.Exponent(); exp <= 0 && exp >= -18 && d.NumDigits() <= 18 {
 		return canonicalInt64(d.CoefficientInt64(), int(-exp))
 	}
+	return canonicalGeneral(d)
+}
+
+// canonicalGeneral is canonical for any decimal, through its string form.
+func canonicalGeneral(d decimal.Decimal) string {
 	places := max(0, -d.Exponent())
 	s := d.StringFixed(places)
 	if strings.IndexByte(s, '.') >= 0 {
