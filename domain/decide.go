@@ -287,6 +287,13 @@ func (a *Account) lockCheck(now time.Time) ([]Event, int, error) {
 	return []Event{AccessUnlocked{Reason: "lock expired"}}, 0, nil
 }
 
+// lockedAttempt records a verification attempt that the lock turned away
+// (R9); it does not add to the failure count.
+func (a *Account) lockedAttempt(purpose, ref, device string, n int) []Event {
+	return []Event{VerificationFailed{Purpose: purpose, Reference: ref, DeviceID: device, Reason: "access locked",
+		FailedAttempts: n, LockedUntil: a.lockedUntil}}
+}
+
 // failed records a failed attempt and, at the threshold, the lock.
 func failed(p Policy, now time.Time, pre []Event, attempt Event, n int, code, reason string) ([]Event, error) {
 	events := append(pre, attempt)
@@ -390,7 +397,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	}
 	pre, n, err := a.lockCheck(now)
 	if err != nil {
-		return nil, err
+		return a.lockedAttempt("payment", pi.PaymentID, c.DeviceID, n), err
 	}
 	var spent []OTPUse // one-time passwords that verified are spent even on refusal (R7)
 	reject := func(e *Error) ([]Event, error) {
@@ -505,7 +512,7 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	}
 	pre, n, err := a.lockCheck(now)
 	if err != nil {
-		return nil, err
+		return a.lockedAttempt("withdrawal", c.WithdrawalID, c.DeviceID, n), err
 	}
 	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, now)
 	if bad != nil {

@@ -137,6 +137,9 @@ type VerificationFailed struct {
 	DeviceID       string `json:"device_id"`
 	Reason         string `json:"reason"`
 	FailedAttempts int    `json:"failed_attempts"`
+	// LockedUntil is set when the attempt came during a lock (R9: every
+	// attempt is an event, including those the lock turns away).
+	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
 // AccessLocked records that too many consecutive failures locked access.

@@ -56,3 +56,38 @@ func TestLockedLoginRecordsLockEnd(t *testing.T) {
 		t.Fatalf("recorded %+v, want locked until %s", lf, until)
 	}
 }
+
+// TestLockedVerificationIsRecorded: a payment confirmation or withdrawal
+// turned away by the lock is still an event (R9), naming the lock's end,
+// and does not extend the failure count.
+func TestLockedVerificationIsRecorded(t *testing.T) {
+	h := baseAccount(t)
+	pi := h.initiate("10.00")
+	wrong := Login{SessionID: "s", DeviceID: deviceToken, Proofs: []Proof{{FactorID: fPassword, Password: "wrong password!"}}}
+	for i := 0; i < 5; i++ {
+		h.decide(wrong)
+	}
+	until, n := h.a.LockedUntil(), h.a.FailedAttempts()
+	if until.IsZero() {
+		t.Fatal("not locked after 5 failures")
+	}
+	for name, cmd := range map[string]Command{
+		"Payment":    h.confirmCmd(pi.PaymentID, fPassword),
+		"Withdrawal": Withdraw{WithdrawalID: "w1", Amount: "1.00", Currency: "CNY", DeviceID: deviceToken, Proofs: []Proof{{FactorID: fPassword, Password: testPassword}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "Withdrawal" {
+				h.apply(BankAccountBound{BankAccountToken: "bat_x", Last4: "1234", HolderName: holder})
+			}
+			_, evs := h.refuse(cmd, CodeAccessLocked)
+			wantTypes(t, evs, TypeVerificationFailed)
+			vf := evs[0].(VerificationFailed)
+			if !vf.LockedUntil.Equal(until) || vf.FailedAttempts != n {
+				t.Fatalf("recorded %+v, want locked until %s with %d failures", vf, until, n)
+			}
+			if h.a.FailedAttempts() != n {
+				t.Fatalf("failure count %d, want %d", h.a.FailedAttempts(), n)
+			}
+		})
+	}
+}

@@ -249,6 +249,11 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 				refusal = domain.Errorf(domain.CodeAuthFailed, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
 			}
 		case domain.VerificationFailed:
+			if !v.LockedUntil.IsZero() {
+				until := v.LockedUntil.UTC().Format(time.RFC3339Nano)
+				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked until %s", until).With("locked_until", until)
+				break
+			}
 			refusal = domain.Errorf(domain.CodeProofInvalid, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
 		case domain.AccessLocked:
 			until := v.Until.UTC().Format(time.RFC3339Nano)
