@@ -27,48 +27,6 @@ func TestConformanceNoLiveBuffer(t *testing.T) {
 	storetest.RunWithOptions(t, factory(opts), storetest.Options{Tamper: tamper})
 }
 
-// collector records what a subscription delivers.
-type collector struct {
-	mu     sync.Mutex
-	events []eventstore.Event
-	more   chan struct{} // signalled (non-blocking) after every delivery
-}
-
-func newCollector() *collector { return &collector{more: make(chan struct{}, 1)} }
-
-func (c *collector) fn(e eventstore.Event) error {
-	c.mu.Lock()
-	c.events = append(c.events, e)
-	c.mu.Unlock()
-	select {
-	case c.more <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (c *collector) snapshot() []eventstore.Event {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]eventstore.Event(nil), c.events...)
-}
-
-// waitFor waits until n events were delivered and returns them.
-func (c *collector) waitFor(t *testing.T, n int) []eventstore.Event {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		if got := c.snapshot(); len(got) >= n {
-			return got
-		}
-		select {
-		case <-c.more:
-		case <-deadline:
-			t.Fatalf("subscription delivered %d events, want %d", len(c.snapshot()), n)
-		}
-	}
-}
-
 // startSubscription runs Subscribe until the test ends and checks that it
 // ended because of the cancellation.
 func startSubscription(t *testing.T, s *Store, after int64, fn func(eventstore.Event) error) {
@@ -152,8 +110,8 @@ func TestLiveSubscriberSkipsSQL(t *testing.T) {
 	odd[2].OccurredAt = time.Date(2031, 7, 14, 23, 59, 58, 123456789, time.FixedZone("x", 19800))
 	odd[2].CausationID, odd[2].CorrelationID, odd[2].IdempotencyKey = "c", "r", "k"
 
-	c := newCollector()
-	startSubscription(t, s, 0, c.fn)
+	c := storetest.NewCollector()
+	startSubscription(t, s, 0, c.Fn)
 	time.Sleep(20 * time.Millisecond) // let it reach the live wait
 	before := s.Stats().ReadAllQueries
 
@@ -170,7 +128,7 @@ func TestLiveSubscriberSkipsSQL(t *testing.T) {
 		}
 	}
 	n := int(s.Stats().Events)
-	got := c.waitFor(t, n)
+	got := c.WaitFor(t, n)
 	after := s.Stats().ReadAllQueries
 	if after != before {
 		t.Errorf("%d ReadAll queries while %d events were delivered live, want none", after-before, n)
@@ -196,27 +154,27 @@ func TestLaggingSubscriberFallsBackToSQL(t *testing.T) {
 	release := make(chan struct{})
 	var released sync.Once
 	unblock := func() { released.Do(func() { close(release) }) }
-	c := newCollector()
+	c := storetest.NewCollector()
 	var once sync.Once
 	startSubscription(t, s, 0, func(e eventstore.Event) error {
 		once.Do(func() { <-release })
-		return c.fn(e)
+		return c.Fn(e)
 	})
 	t.Cleanup(unblock) // runs before the subscription's cleanup
 	appendConcurrently(t, s, 4, 300)
 	q := s.Stats().ReadAllQueries
 	unblock()
 	n := int(s.Stats().Events)
-	got := c.waitFor(t, n)
+	got := c.WaitFor(t, n)
 	if s.Stats().ReadAllQueries == q {
 		t.Error("the lagging subscriber caught up without querying SQL")
 	}
 	requireLog(t, s, got, 0)
 
 	// A subscriber starting far behind the buffer.
-	late := newCollector()
-	startSubscription(t, s, 3, late.fn)
-	requireLog(t, s, late.waitFor(t, n-3), 3)
+	late := storetest.NewCollector()
+	startSubscription(t, s, 3, late.Fn)
+	requireLog(t, s, late.WaitFor(t, n-3), 3)
 
 	// Both are live again: single appends reach them without queries.
 	q = s.Stats().ReadAllQueries
@@ -224,14 +182,14 @@ func TestLaggingSubscriberFallsBackToSQL(t *testing.T) {
 		if _, err := s.Append(ctx, "tail", eventstore.Any, []eventstore.EventData{event()}); err != nil {
 			t.Fatal(err)
 		}
-		c.waitFor(t, n+i+1)
-		late.waitFor(t, n-3+i+1)
+		c.WaitFor(t, n+i+1)
+		late.WaitFor(t, n-3+i+1)
 	}
 	if d := s.Stats().ReadAllQueries - q; d != 0 {
 		t.Errorf("%d ReadAll queries for subscribers that kept up, want none", d)
 	}
-	requireLog(t, s, c.snapshot(), 0)
-	requireLog(t, s, late.snapshot(), 3)
+	requireLog(t, s, c.Snapshot(), 0)
+	requireLog(t, s, late.Snapshot(), 3)
 }
 
 // TestFailedCommitNotBuffered: events of a failed transaction never reach
@@ -242,9 +200,9 @@ func TestFailedCommitNotBuffered(t *testing.T) {
 	if _, err := s.Append(ctx, "x", eventstore.NoStream, []eventstore.EventData{event()}); err != nil {
 		t.Fatal(err)
 	}
-	c := newCollector()
-	startSubscription(t, s, 0, c.fn)
-	c.waitFor(t, 1)
+	c := storetest.NewCollector()
+	startSubscription(t, s, 0, c.Fn)
+	c.WaitFor(t, 1)
 
 	s.streams["x"] = streamState{version: 0} // makes the batch below fail on (x, 1)
 	reqs := []*appendReq{
@@ -265,9 +223,9 @@ func TestFailedCommitNotBuffered(t *testing.T) {
 	if _, err := s.Append(ctx, "y", eventstore.NoStream, []eventstore.EventData{event()}); err != nil {
 		t.Fatal(err)
 	}
-	got := c.waitFor(t, 2)
+	got := c.WaitFor(t, 2)
 	time.Sleep(20 * time.Millisecond) // give a phantom delivery a moment
-	requireLog(t, s, c.snapshot(), 0)
+	requireLog(t, s, c.Snapshot(), 0)
 	if len(got) != 2 || got[1].Position != 2 {
 		t.Fatalf("delivered %d events, want positions 1 and 2", len(got))
 	}

@@ -629,16 +629,19 @@ func testReadAll(t *testing.T, open Factory, _ Options) {
 
 // --- subscribe ---
 
-// collector gathers events delivered to a subscription.
-type collector struct {
+// Collector gathers the events delivered to a subscription, for this suite
+// and for adapters' own subscription tests.
+type Collector struct {
 	mu     sync.Mutex
 	events []eventstore.Event
 	notify chan struct{}
 }
 
-func newCollector() *collector { return &collector{notify: make(chan struct{}, 1)} }
+// NewCollector returns an empty Collector.
+func NewCollector() *Collector { return &Collector{notify: make(chan struct{}, 1)} }
 
-func (c *collector) fn(e eventstore.Event) error {
+// Fn is the subscription callback: it records e and wakes WaitFor.
+func (c *Collector) Fn(e eventstore.Event) error {
 	c.mu.Lock()
 	c.events = append(c.events, e)
 	c.mu.Unlock()
@@ -649,24 +652,25 @@ func (c *collector) fn(e eventstore.Event) error {
 	return nil
 }
 
-func (c *collector) snapshot() []eventstore.Event {
+// Snapshot returns a copy of the events delivered so far.
+func (c *Collector) Snapshot() []eventstore.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]eventstore.Event(nil), c.events...)
 }
 
-// waitFor waits until at least n events arrived, or fails.
-func (c *collector) waitFor(t testing.TB, n int) []eventstore.Event {
+// WaitFor waits until at least n events arrived, or fails the test.
+func (c *Collector) WaitFor(t testing.TB, n int) []eventstore.Event {
 	t.Helper()
 	deadline := time.After(waitTimeout)
 	for {
-		if got := c.snapshot(); len(got) >= n {
+		if got := c.Snapshot(); len(got) >= n {
 			return got
 		}
 		select {
 		case <-c.notify:
 		case <-deadline:
-			t.Fatalf("subscription delivered %d events, want %d", len(c.snapshot()), n)
+			t.Fatalf("subscription delivered %d events, want %d", len(c.Snapshot()), n)
 		}
 	}
 }
@@ -698,8 +702,8 @@ func testSubscribeCatchUpThenLive(t *testing.T, open Factory, _ Options) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := newCollector()
-	done := subscribe(ctx, s, 0, c.fn)
+	c := NewCollector()
+	done := subscribe(ctx, s, 0, c.Fn)
 
 	// Append more while the subscription catches up and goes live, from
 	// several goroutines.
@@ -721,10 +725,10 @@ func testSubscribeCatchUpThenLive(t *testing.T, open Factory, _ Options) {
 		return
 	}
 	want := readAll(t, s)
-	c.waitFor(t, len(want))
+	c.WaitFor(t, len(want))
 	// Give a duplicate delivery a moment to show up.
 	time.Sleep(20 * time.Millisecond)
-	got := c.snapshot()
+	got := c.Snapshot()
 	requireSameEvents(t, "delivered vs global log", got, want)
 	for i, e := range got {
 		if e.Position != int64(i+1) {
@@ -743,11 +747,11 @@ func testSubscribeFromMiddle(t *testing.T, open Factory, _ Options) {
 	mustAppend(t, s, "b", eventstore.NoStream, evs(4))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := newCollector()
-	done := subscribe(ctx, s, 6, c.fn)
-	c.waitFor(t, 4)
+	c := NewCollector()
+	done := subscribe(ctx, s, 6, c.Fn)
+	c.WaitFor(t, 4)
 	mustAppend(t, s, "a", 6, evs(2))
-	got := c.waitFor(t, 6)
+	got := c.WaitFor(t, 6)
 	requireSameEvents(t, "from the middle", got, readAll(t, s)[6:])
 	cancel()
 	if err := waitResult(t, done); !errors.Is(err, context.Canceled) {
@@ -775,16 +779,16 @@ func testSubscribeHandlerError(t *testing.T, open Factory, _ Options) {
 	}
 
 	// The same from a live wait.
-	c := newCollector()
+	c := NewCollector()
 	done := subscribe(ctxT(t), s, 5, func(e eventstore.Event) error {
-		_ = c.fn(e)
+		_ = c.Fn(e)
 		return errStop
 	})
 	mustAppend(t, s, "a", 5, evs(1))
 	if err := waitResult(t, done); !errors.Is(err, errStop) {
 		t.Fatalf("live Subscribe ended with %v, want the handler's error", err)
 	}
-	if got := c.snapshot(); len(got) != 1 || got[0].Position != 6 {
+	if got := c.Snapshot(); len(got) != 1 || got[0].Position != 6 {
 		t.Fatalf("live handler saw %d events, want only position 6", len(got))
 	}
 }
@@ -792,8 +796,8 @@ func testSubscribeHandlerError(t *testing.T, open Factory, _ Options) {
 func testSubscribeCancel(t *testing.T, open Factory, _ Options) {
 	s := openStore(t, open)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := newCollector()
-	done := subscribe(ctx, s, 0, c.fn)
+	c := NewCollector()
+	done := subscribe(ctx, s, 0, c.Fn)
 	time.Sleep(20 * time.Millisecond) // let it reach the live wait
 	cancel()
 	if err := waitResult(t, done); !errors.Is(err, context.Canceled) {
@@ -801,10 +805,10 @@ func testSubscribeCancel(t *testing.T, open Factory, _ Options) {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	if err := waitResult(t, subscribe(ctx, s, 0, c.fn)); !errors.Is(err, context.DeadlineExceeded) {
+	if err := waitResult(t, subscribe(ctx, s, 0, c.Fn)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Subscribe ended with %v, want context.DeadlineExceeded", err)
 	}
-	if n := len(c.snapshot()); n != 0 {
+	if n := len(c.Snapshot()); n != 0 {
 		t.Fatalf("empty store delivered %d events", n)
 	}
 }
@@ -812,16 +816,16 @@ func testSubscribeCancel(t *testing.T, open Factory, _ Options) {
 func testSubscribeClose(t *testing.T, open Factory, _ Options) {
 	s := open(t, t.TempDir())
 	mustAppend(t, s, "a", eventstore.NoStream, evs(2))
-	c := newCollector()
-	done := subscribe(ctxT(t), s, 0, c.fn)
-	c.waitFor(t, 2)
+	c := NewCollector()
+	done := subscribe(ctxT(t), s, 0, c.Fn)
+	c.WaitFor(t, 2)
 	if err := s.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
 	if err := waitResult(t, done); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("Subscribe ended with %v when the store closed, want ErrClosed", err)
 	}
-	if err := waitResult(t, subscribe(ctxT(t), s, 0, c.fn)); !errors.Is(err, eventstore.ErrClosed) {
+	if err := waitResult(t, subscribe(ctxT(t), s, 0, c.Fn)); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("Subscribe on a closed store returned %v, want ErrClosed", err)
 	}
 }
