@@ -287,6 +287,13 @@ func (a *Account) lockCheck(now time.Time) ([]Event, int, error) {
 	return []Event{AccessUnlocked{Reason: "lock expired"}}, 0, nil
 }
 
+// verificationFailed records a wrong proof on a payment or withdrawal
+// instruction: one more consecutive failure (R9), locking at the threshold.
+func verificationFailed(p Policy, now time.Time, pre []Event, purpose, ref, device string, n int, fail *proofFailure) ([]Event, error) {
+	attempt := VerificationFailed{Purpose: purpose, Reference: ref, DeviceID: device, Reason: fail.reason, FailedAttempts: n + 1}
+	return failed(p, now, pre, attempt, n+1, CodeProofInvalid, fail.reason)
+}
+
 // lockedAttempt records a verification attempt that the lock turned away
 // (R9); it does not add to the failure count.
 func (a *Account) lockedAttempt(purpose, ref, device string, n int) []Event {
@@ -411,8 +418,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return nil, bad
 	}
 	if fail != nil {
-		return failed(p, now, pre, VerificationFailed{Purpose: "payment", Reference: pi.PaymentID, DeviceID: c.DeviceID,
-			Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeProofInvalid, fail.reason)
+		return verificationFailed(p, now, pre, "payment", pi.PaymentID, c.DeviceID, n, fail)
 	}
 	spent = v.otpUses
 	if len(v.categories) == 0 {
@@ -519,8 +525,7 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 		return nil, bad
 	}
 	if fail != nil {
-		return failed(p, now, pre, VerificationFailed{Purpose: "withdrawal", Reference: c.WithdrawalID, DeviceID: c.DeviceID,
-			Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeProofInvalid, fail.reason)
+		return verificationFailed(p, now, pre, "withdrawal", c.WithdrawalID, c.DeviceID, n, fail)
 	}
 	if len(v.categories) == 0 {
 		return nil, Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the withdrawal does not count as a factor (R6)")
