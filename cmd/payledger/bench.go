@@ -249,7 +249,9 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 		}
 	}
 	before := m.Store.Stats()
+	cpu0, cpuOK := processCPU()
 	res, firstErr := benchMeasure(ctx, m, c, accts, d, clock)
+	cpu1, _ := processCPU()
 	after := m.Store.Stats()
 	if cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -269,6 +271,14 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 		name, res.payments, res.refusals, res.failures, res.elapsed.Round(time.Millisecond), int64(res.rate), ms(res.p50), ms(res.p99))
 	fmt.Fprintf(stdout, "bench: %s: store transactions=%d appends=%d events=%d events_per_tx=%.1f; projection at %d of head %d (lag %d)\n",
 		name, st.Transactions, st.Appends, st.Events, perTx, cp, head, head-cp)
+	if cpuOK && res.payments > 0 {
+		// CPU per payment is steadier than throughput on a shared machine:
+		// other processes taking cores lower the rate, not this figure.
+		used := cpu1 - cpu0
+		fmt.Fprintf(stdout, "bench: %s: process cpu=%s (%.2f cores) cpu_us_per_payment=%.0f\n", name,
+			used.Round(time.Millisecond), used.Seconds()/res.elapsed.Seconds(),
+			float64(used.Microseconds())/float64(res.payments))
+	}
 	if firstErr != nil {
 		fmt.Fprintf(stdout, "bench: %s: first error or refusal: %v\n", name, firstErr)
 	}

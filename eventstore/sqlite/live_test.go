@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -204,10 +205,10 @@ func TestFailedCommitNotBuffered(t *testing.T) {
 	startSubscription(t, s, 0, c.Fn)
 	c.WaitFor(t, 1)
 
-	s.streams["x"] = streamState{version: 0} // makes the batch below fail on (x, 1)
+	s.beforeCommit = func() error { return errors.New("disk full") } // the batch below fails
 	reqs := []*appendReq{
 		{stream: "y", expected: 0, events: []eventstore.EventData{event(), event()}},
-		{stream: "x", expected: 0, events: []eventstore.EventData{event()}},
+		{stream: "x", expected: 1, events: []eventstore.EventData{event()}},
 	}
 	for _, r := range reqs {
 		r.ctx = ctx
@@ -217,6 +218,7 @@ func TestFailedCommitNotBuffered(t *testing.T) {
 	if reqs[0].err == nil || reqs[1].err == nil {
 		t.Fatal("the poisoned batch succeeded")
 	}
+	s.beforeCommit = nil
 	if got, ok := s.live.read(0, nil, 100); !ok || len(got) != 1 || got[0].Stream != "x" {
 		t.Fatalf("live buffer after a failed commit: %d events (ok=%v), want only x's first", len(got), ok)
 	}

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,7 @@ var _ eventstore.Store = (*Store)(nil)
 const (
 	// schemaVersion is the layout version recorded in the meta table, so a
 	// later release can tell which migrations an existing file needs.
-	schemaVersion = "1"
+	schemaVersion = "2"
 	// retentionMarker is part of the message the retention triggers raise;
 	// MapRetentionError recognises the failure by it.
 	retentionMarker = "events are retained"
@@ -53,6 +54,8 @@ const (
 	// defaultLiveBuffer is the default Options.LiveBuffer: the number of
 	// most recent events kept in memory for live subscribers.
 	defaultLiveBuffer = 16384
+	// defaultIndexBatch is the default Options.IndexBatch.
+	defaultIndexBatch = 16384
 	// liveBufferBytes bounds the variable-size data (payloads and strings)
 	// the live buffer holds, whatever its event count.
 	liveBufferBytes = 16 << 20
@@ -95,9 +98,14 @@ CREATE TABLE IF NOT EXISTS events (
 	idempotency_key TEXT    NOT NULL DEFAULT '',
 	payload         BLOB    NOT NULL,
 	prev_hash       BLOB    NOT NULL CHECK (length(prev_hash) = 32),
-	hash            BLOB    NOT NULL CHECK (length(hash) = 32),
-	UNIQUE (stream, version)
+	hash            BLOB    NOT NULL CHECK (length(hash) = 32)
 );
+CREATE TABLE IF NOT EXISTS stream_index (
+	stream   TEXT    NOT NULL,
+	version  INTEGER NOT NULL,
+	position INTEGER NOT NULL,
+	PRIMARY KEY (stream, version)
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN
 	SELECT RAISE(ABORT, 'events are retained (R2): delete forbidden');
@@ -106,7 +114,16 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN
 	SELECT RAISE(ABORT, 'events are retained (R2): update forbidden');
 END;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+CREATE TRIGGER IF NOT EXISTS stream_index_no_delete BEFORE DELETE ON stream_index
+BEGIN
+	SELECT RAISE(ABORT, 'events are retained (R2): delete forbidden');
+END;
+CREATE TRIGGER IF NOT EXISTS stream_index_no_update BEFORE UPDATE ON stream_index
+BEGIN
+	SELECT RAISE(ABORT, 'events are retained (R2): update forbidden');
+END;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('indexed_upto', '0');
 `
 
 // eventColumns is the column list every read selects, in scanEvent order.
@@ -118,13 +135,34 @@ const (
 	causation_id, correlation_id, idempotency_key, payload, prev_hash, hash)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlByID       = `SELECT ` + eventColumns + ` FROM events WHERE id = ?`
-	sqlStreamTail = `SELECT version, hash FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1`
-	sqlHead       = `SELECT COALESCE(MAX(position), 0) FROM events`
-	sqlForward    = `SELECT ` + eventColumns + ` FROM events WHERE stream = ? AND version >= ? ORDER BY version LIMIT ?`
-	sqlBackward   = `SELECT ` + eventColumns + ` FROM events WHERE stream = ? AND version <= ? ORDER BY version DESC LIMIT ?`
-	sqlAll        = `SELECT ` + eventColumns + ` FROM events WHERE position > ? ORDER BY position LIMIT ?`
-	sqlVersion    = `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?`
+	sqlByPosition = `SELECT ` + eventColumns + ` FROM events WHERE position = ?`
+	sqlHashAt     = `SELECT hash FROM events WHERE position = ?`
+	sqlIndexTail  = `SELECT i.version, e.hash FROM stream_index i JOIN events e ON e.position = i.position
+	WHERE i.stream = ? ORDER BY i.version DESC LIMIT 1`
+	sqlHead    = `SELECT COALESCE(MAX(position), 0) FROM events`
+	sqlForward = `SELECT ` + joinedColumns + ` FROM stream_index i JOIN events e ON e.position = i.position
+	WHERE i.stream = ? AND i.version >= ? AND i.position <= ? ORDER BY i.version LIMIT ?`
+	sqlBackward = `SELECT ` + joinedColumns + ` FROM stream_index i JOIN events e ON e.position = i.position
+	WHERE i.stream = ? AND i.version <= ? AND i.position <= ? ORDER BY i.version DESC LIMIT ?`
+	sqlAll       = `SELECT ` + eventColumns + ` FROM events WHERE position > ? ORDER BY position LIMIT ?`
+	sqlVersion   = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = ? AND position <= ?`
+	sqlIdxInsert = `INSERT INTO stream_index (stream, version, position) VALUES (?, ?, ?)`
+	sqlGetUpto   = `SELECT value FROM meta WHERE key = 'indexed_upto'`
+	sqlSetUpto   = `UPDATE meta SET value = ? WHERE key = 'indexed_upto'`
+	sqlTailScan  = `SELECT stream, version, position FROM events WHERE position > ? ORDER BY position`
+	// sqlMigrate1 turns a schema 1 file (the index inside the events table)
+	// into schema 2: every event is indexed, so indexed_upto is the head.
+	// The events table keeps its old UNIQUE (stream, version) index, which
+	// costs such files some write speed and nothing else.
+	sqlMigrate1 = `INSERT INTO stream_index (stream, version, position) SELECT stream, version, position FROM events;
+UPDATE meta SET value = (SELECT CAST(COALESCE(MAX(position), 0) AS TEXT) FROM events) WHERE key = 'indexed_upto';
+UPDATE meta SET value = '2' WHERE key = 'schema_version';`
 )
+
+// joinedColumns is eventColumns for a query joining stream_index i with
+// events e.
+const joinedColumns = `e.position, e.id, e.stream, e.version, e.type, e.schema_version, e.occurred_at,
+	e.causation_id, e.correlation_id, e.idempotency_key, e.payload, e.prev_hash, e.hash`
 
 // Options tunes the writer. Start from DefaultOptions so that fields added
 // later get sensible values.
@@ -146,13 +184,20 @@ type Options struct {
 	// so that live subscribers get them without a query. A negative value
 	// disables the buffer: every subscriber then reads SQLite.
 	LiveBuffer int
+	// IndexBatch is how many committed events may wait in memory before
+	// they are written to the stream index in one sorted pass (default
+	// 16384; see streamindex.go). Larger batches write fewer index pages
+	// per event; the tail is rebuilt by a scan of that many events on Open.
+	IndexBatch int
 }
 
 // DefaultOptions returns the production settings: group commit on, 2000
 // events per transaction at most, 4096 queued requests at most, the last
-// 16384 events kept in memory for live subscribers.
+// 16384 events kept in memory for live subscribers, the stream index written
+// every 16384 events.
 func DefaultOptions() Options {
-	return Options{GroupCommit: true, MaxBatchEvents: 2000, QueueSize: 4096, LiveBuffer: defaultLiveBuffer}
+	return Options{GroupCommit: true, MaxBatchEvents: 2000, QueueSize: 4096, LiveBuffer: defaultLiveBuffer,
+		IndexBatch: defaultIndexBatch}
 }
 
 // Stats counts the writer's work so that tests and operators can see how
@@ -168,6 +213,9 @@ type Stats struct {
 	// including those Subscribe runs when it is not served from the live
 	// buffer.
 	ReadAllQueries int64
+	// IndexFlushes is the number of times the unindexed tail was written to
+	// the stream index.
+	IndexFlushes int64
 }
 
 // streamState is what the writer needs to append to a stream without
@@ -200,8 +248,10 @@ type Store struct {
 	wdb *sql.DB // writer: exactly one connection, used only by run
 	rdb *sql.DB // readers: a bounded pool
 
-	insStmt, byIDStmt, tailStmt, headStmt  *sql.Stmt // prepared on wdb
-	fwdStmt, bwdStmt, allStmt, versionStmt *sql.Stmt // prepared on rdb
+	insStmt, byIDStmt, headStmt, hashAtStmt, indexTailStmt, idxInsStmt *sql.Stmt // prepared on wdb
+	fwdStmt, bwdStmt, allStmt, versionStmt, byPosStmt                  *sql.Stmt // prepared on rdb
+
+	unlock func() error // releases the file lock taken by Open
 
 	sendMu sync.RWMutex // guards closed against sends on reqs
 	closed bool
@@ -214,12 +264,22 @@ type Store struct {
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit
 	live     *liveBuffer   // the last committed events, for live subscribers
+	tail     *streamTail   // the stream index of the events not yet in stream_index
 
 	// Writer-owned state, touched only by run.
 	streams map[string]streamState
 	stale   bool // streams/head must be reloaded before the next batch
 
-	transactions, appends, events, readAllQueries atomic.Int64
+	// beforeCommit, when set (by tests), runs before each commit; an error
+	// fails the transaction as a database failure would.
+	beforeCommit func() error
+	// noCloseFlush (tests) leaves the unindexed tail on Close, as a crash
+	// would.
+	noCloseFlush bool
+
+	transactions, appends, events, readAllQueries, indexFlushes atomic.Int64
+
+	closeFlushErr error // the writer's last flush of the stream index
 
 	closeOnce sync.Once
 	closeErr  error
@@ -253,6 +313,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = def.QueueSize
 	}
+	if opts.IndexBatch <= 0 {
+		opts.IndexBatch = def.IndexBatch
+	}
 	switch {
 	case opts.LiveBuffer == 0:
 		opts.LiveBuffer = defaultLiveBuffer
@@ -268,9 +331,16 @@ func Open(path string, opts Options) (*Store, error) {
 		notify:     make(chan struct{}),
 		streams:    make(map[string]streamState),
 		live:       newLiveBuffer(opts.LiveBuffer, liveBufferBytes),
+		tail:       newStreamTail(),
 	}
+	unlock, err := lockFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("open event store %s: %w", path, err)
+	}
+	s.unlock = unlock
 	if err := s.openDBs(); err != nil {
 		s.closeDBs()
+		_ = unlock()
 		return nil, fmt.Errorf("open event store %s: %w", path, err)
 	}
 	go s.run()
@@ -305,6 +375,12 @@ func (s *Store) openDBs() error {
 	if err := s.wdb.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'schema_version'").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
+	if v == "1" {
+		if err := s.migrate1(ctx); err != nil {
+			return fmt.Errorf("migrate schema 1 to 2: %w", err)
+		}
+		v = schemaVersion
+	}
 	if v != schemaVersion {
 		return fmt.Errorf("schema version %s, this build understands %s", v, schemaVersion)
 	}
@@ -316,8 +392,10 @@ func (s *Store) openDBs() error {
 	}
 	prep(s.wdb, &s.insStmt, sqlInsert)
 	prep(s.wdb, &s.byIDStmt, sqlByID)
-	prep(s.wdb, &s.tailStmt, sqlStreamTail)
 	prep(s.wdb, &s.headStmt, sqlHead)
+	prep(s.wdb, &s.hashAtStmt, sqlHashAt)
+	prep(s.wdb, &s.indexTailStmt, sqlIndexTail)
+	prep(s.wdb, &s.idxInsStmt, sqlIdxInsert)
 	if err != nil {
 		return fmt.Errorf("prepare writer statements: %w", err)
 	}
@@ -326,6 +404,9 @@ func (s *Store) openDBs() error {
 		return fmt.Errorf("read head: %w", err)
 	}
 	s.head.Store(head)
+	if err := s.loadTail(ctx); err != nil {
+		return err
+	}
 
 	if s.rdb, err = sql.Open("sqlite", dsn(s.path, true)); err != nil {
 		return err
@@ -337,17 +418,31 @@ func (s *Store) openDBs() error {
 	prep(s.rdb, &s.bwdStmt, sqlBackward)
 	prep(s.rdb, &s.allStmt, sqlAll)
 	prep(s.rdb, &s.versionStmt, sqlVersion)
+	prep(s.rdb, &s.byPosStmt, sqlByPosition)
 	if err != nil {
 		return fmt.Errorf("prepare reader statements: %w", err)
 	}
 	return nil
 }
 
+// migrate1 upgrades a schema 1 file in one transaction.
+func (s *Store) migrate1(ctx context.Context) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, sqlMigrate1); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
 // closeDBs closes whatever openDBs managed to open.
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insStmt, s.byIDStmt, s.tailStmt, s.headStmt,
-		s.fwdStmt, s.bwdStmt, s.allStmt, s.versionStmt} {
+	for _, st := range []*sql.Stmt{s.insStmt, s.byIDStmt, s.headStmt, s.hashAtStmt, s.indexTailStmt, s.idxInsStmt,
+		s.fwdStmt, s.bwdStmt, s.allStmt, s.versionStmt, s.byPosStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -372,6 +467,7 @@ func (s *Store) Stats() Stats {
 		Appends:        s.appends.Load(),
 		Events:         s.events.Load(),
 		ReadAllQueries: s.readAllQueries.Load(),
+		IndexFlushes:   s.indexFlushes.Load(),
 	}
 }
 
@@ -457,6 +553,7 @@ func (s *Store) run() {
 		if first == nil {
 			r, ok := <-s.reqs
 			if !ok {
+				s.closeFlushErr = s.flushOnClose()
 				return
 			}
 			first = r
@@ -489,15 +586,19 @@ func (s *Store) run() {
 // statements and the effects of the requests applied so far, which later
 // requests of the same batch must see.
 type txn struct {
-	tx      *sql.Tx
-	ins     *sql.Stmt
-	byID    *sql.Stmt
-	tail    *sql.Stmt
-	overlay map[string]streamState // streams changed in this transaction
-	head    int64                  // last position written in this transaction
-	appends int64
-	events  int64
-	fresh   [][]eventstore.Event // the events inserted, per request, in position order
+	tx        *sql.Tx
+	ins       *sql.Stmt
+	byID      *sql.Stmt
+	hashAt    *sql.Stmt
+	indexTail *sql.Stmt
+	overlay   map[string]streamState // streams changed in this transaction
+	head      int64                  // last position written in this transaction
+	appends   int64
+	events    int64
+	fresh     [][]eventstore.Event // the events inserted, per request, in position order
+	// flushedUpto is the new indexed_upto when this transaction wrote the
+	// unindexed tail into stream_index, else 0.
+	flushedUpto int64
 }
 
 // commitBatch applies every request of batch inside one transaction and
@@ -543,12 +644,20 @@ func (s *Store) commitBatch(batch []*appendReq) {
 		return
 	}
 	t := &txn{
-		tx:      tx,
-		ins:     tx.StmtContext(ctx, s.insStmt),
-		byID:    tx.StmtContext(ctx, s.byIDStmt),
-		tail:    tx.StmtContext(ctx, s.tailStmt),
-		overlay: make(map[string]streamState),
-		head:    s.head.Load(),
+		tx:        tx,
+		ins:       tx.StmtContext(ctx, s.insStmt),
+		byID:      tx.StmtContext(ctx, s.byIDStmt),
+		hashAt:    tx.StmtContext(ctx, s.hashAtStmt),
+		indexTail: tx.StmtContext(ctx, s.indexTailStmt),
+		overlay:   make(map[string]streamState),
+		head:      s.head.Load(),
+	}
+	if s.tail.size() >= s.opts.IndexBatch {
+		if err := s.flushIndex(ctx, t); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
 	}
 	for _, r := range batch {
 		if r.skipped {
@@ -560,11 +669,18 @@ func (s *Store) commitBatch(batch []*appendReq) {
 			return
 		}
 	}
-	if t.appends == 0 {
+	if t.appends == 0 && t.flushedUpto == 0 {
 		// Only conflicts and idempotent re-appends of committed events:
 		// nothing to make durable.
 		_ = tx.Rollback()
 		return
+	}
+	if s.beforeCommit != nil {
+		if err := s.beforeCommit(); err != nil {
+			_ = tx.Rollback()
+			fail(fmt.Errorf("commit: %w", err))
+			return
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		_ = tx.Rollback()
@@ -580,6 +696,10 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	s.transactions.Add(1)
 	s.appends.Add(t.appends)
 	s.events.Add(t.events)
+	s.tail.commit(t.flushedUpto, t.fresh)
+	if t.appends == 0 {
+		return // only the index was written
+	}
 	s.live.push(t.fresh)
 	s.publish(t.head)
 }
@@ -593,6 +713,9 @@ func (s *Store) reload(ctx context.Context) error {
 		return err
 	}
 	s.head.Store(head)
+	if err := s.loadTail(ctx); err != nil {
+		return err
+	}
 	s.stale = false
 	return nil
 }
@@ -622,18 +745,9 @@ func (s *Store) state(ctx context.Context, t *txn, stream string) (streamState, 
 	if st, ok := s.streams[stream]; ok {
 		return st, nil
 	}
-	var st streamState
-	var hash []byte
-	err := t.tail.QueryRowContext(ctx, stream).Scan(&st.version, &hash)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		st = streamState{}
-	case err != nil:
-		return st, fmt.Errorf("load stream %s: %w", stream, err)
-	case len(hash) != len(st.hash):
-		return st, fmt.Errorf("load stream %s: stored hash has %d bytes", stream, len(hash))
-	default:
-		copy(st.hash[:], hash)
+	st, err := s.streamHead(ctx, t, stream)
+	if err != nil {
+		return st, err
 	}
 	// Not in the overlay, so nothing of this stream is pending: the row read
 	// is committed state and safe to cache.
@@ -864,7 +978,16 @@ func (s *Store) query(ctx context.Context, op string, st *sql.Stmt, limit int, a
 // eventstore.MaxReadBatch reads MaxReadBatch events.
 func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
 	limit = clampLimit(limit)
-	return s.query(ctx, "read stream "+stream, s.fwdStmt, limit, stream, from, limit)
+	op := "read stream " + stream
+	upto, tail := s.tail.lookup(stream)
+	var out []eventstore.Event
+	if len(tail) == 0 || from < tail[0].version {
+		var err error
+		if out, err = s.query(ctx, op, s.fwdStmt, limit, stream, from, upto, limit); err != nil {
+			return nil, err
+		}
+	}
+	return s.readTail(ctx, op, out, tail, limit, func(te tailEntry) bool { return te.version >= from })
 }
 
 // ReadStreamBackward implements eventstore.Store. A limit below 1 or above
@@ -874,7 +997,21 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 	if from < 1 {
 		from = 1<<63 - 1
 	}
-	return s.query(ctx, "read stream backward "+stream, s.bwdStmt, limit, stream, from, limit)
+	op := "read stream backward " + stream
+	if s.isClosed() {
+		return nil, fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
+	}
+	upto, tail := s.tail.lookup(stream)
+	slices.Reverse(tail)
+	out, err := s.readTail(ctx, op, nil, tail, limit, func(te tailEntry) bool { return te.version <= from })
+	if err != nil || len(out) >= limit {
+		return out, err
+	}
+	older, err := s.query(ctx, op, s.bwdStmt, limit-len(out), stream, from, upto, limit-len(out))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, older...), nil
 }
 
 // ReadAll implements eventstore.Store. A limit below 1 or above
@@ -902,8 +1039,12 @@ func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error)
 	if s.isClosed() {
 		return 0, fmt.Errorf("stream version %s: %w", stream, eventstore.ErrClosed)
 	}
+	upto, tail := s.tail.lookup(stream)
+	if len(tail) > 0 {
+		return tail[len(tail)-1].version, nil
+	}
 	var v int64
-	if err := s.versionStmt.QueryRowContext(ctx, stream).Scan(&v); err != nil {
+	if err := s.versionStmt.QueryRowContext(ctx, stream, upto).Scan(&v); err != nil {
 		return 0, s.readErr("stream version "+stream, err)
 	}
 	return v, nil
@@ -1108,7 +1249,7 @@ func (s *Store) Close() error {
 		close(s.reqs) // no sender holds sendMu, and new ones see closed
 		<-s.writerDone
 		close(s.done)
-		s.closeErr = s.closeDBs()
+		s.closeErr = errors.Join(s.closeFlushErr, s.closeDBs(), s.unlock())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("close event store %s: %w", s.path, s.closeErr)
 		}

@@ -42,6 +42,15 @@ func tamper(t testing.TB, s eventstore.Store) error {
 	} else if err = MapRetentionError(err); !errors.Is(err, eventstore.ErrDeleteForbidden) {
 		return fmt.Errorf("delete: %w", err)
 	}
+	// The index may still be empty (its tail is in memory); a DELETE that
+	// finds rows must fail.
+	if res, err := db.ExecContext(ctx, "DELETE FROM stream_index"); err == nil {
+		if n, _ := res.RowsAffected(); n > 0 {
+			return fmt.Errorf("DELETE FROM stream_index deleted %d rows", n)
+		}
+	} else if err = MapRetentionError(err); !errors.Is(err, eventstore.ErrDeleteForbidden) {
+		return fmt.Errorf("delete index: %w", err)
+	}
 	_, err = db.ExecContext(ctx, "UPDATE events SET payload = x'7b7d' WHERE position = 1")
 	if err == nil {
 		return errors.New("UPDATE events succeeded")
@@ -66,6 +75,14 @@ func TestConformanceTinyBatches(t *testing.T) {
 	opts.MaxBatchEvents = 3
 	opts.QueueSize = 2
 	storetest.Run(t, factory(opts))
+}
+
+// TestConformanceTinyIndexBatch flushes the stream index every few events,
+// so every case reads streams split between stream_index and the tail.
+func TestConformanceTinyIndexBatch(t *testing.T) {
+	opts := DefaultOptions()
+	opts.IndexBatch = 3
+	storetest.RunWithOptions(t, factory(opts), storetest.Options{Tamper: tamper})
 }
 
 func openTest(t *testing.T, opts Options) *Store {
@@ -241,12 +258,12 @@ func TestFailedTransactionResetsState(t *testing.T) {
 	if _, err := s.Append(ctx, "x", eventstore.NoStream, []eventstore.EventData{event()}); err != nil {
 		t.Fatal(err)
 	}
-	// Poison the cache as a second writer would: the writer believes x is
-	// empty, so its insert of (x, 1) hits UNIQUE(stream, version).
-	s.streams["x"] = streamState{version: 0}
+	// Fail the commit as a full disk would, after both requests were
+	// applied inside the transaction.
+	s.beforeCommit = func() error { return errors.New("disk full") }
 	reqs := []*appendReq{
 		{stream: "y", expected: 0, events: []eventstore.EventData{event()}},
-		{stream: "x", expected: 0, events: []eventstore.EventData{event()}}, // collides on (x, 1)
+		{stream: "x", expected: 1, events: []eventstore.EventData{event()}},
 	}
 	for _, r := range reqs {
 		r.ctx = ctx
@@ -261,6 +278,7 @@ func TestFailedTransactionResetsState(t *testing.T) {
 	if !s.stale {
 		t.Fatal("writer state not marked stale")
 	}
+	s.beforeCommit = nil
 	// y's append was rolled back: it must start at version 1 again, and x
 	// continues at 2.
 	r, err := s.Append(ctx, "y", eventstore.NoStream, []eventstore.EventData{event()})

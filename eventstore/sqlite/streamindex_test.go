@@ -1,0 +1,259 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/eventstore"
+)
+
+// appendOne appends one event to stream and returns it as stored.
+func appendOne(t *testing.T, s *Store, stream string) eventstore.Event {
+	t.Helper()
+	r, err := s.Append(context.Background(), stream, eventstore.Any, []eventstore.EventData{event()})
+	if err != nil {
+		t.Fatalf("append %s: %v", stream, err)
+	}
+	return r.Events[0]
+}
+
+// checkReads compares every forward and backward read of stream, from each
+// version and with each limit, with the expected events.
+func checkReads(t *testing.T, s *Store, stream string, want []eventstore.Event) {
+	t.Helper()
+	ctx := context.Background()
+	ids := func(es []eventstore.Event) []string {
+		out := make([]string, len(es))
+		for i, e := range es {
+			out[i] = fmt.Sprintf("%d:%s", e.Version, e.ID)
+		}
+		return out
+	}
+	n := int64(len(want))
+	for from := int64(0); from <= n+1; from++ {
+		for limit := 1; limit <= len(want)+1; limit++ {
+			got, err := s.ReadStream(ctx, stream, from, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lo := min(max(from, 1)-1, n)
+			exp := want[lo:min(lo+int64(limit), n)]
+			if !slices.Equal(ids(got), ids(exp)) {
+				t.Fatalf("ReadStream(%s, from %d, limit %d) = %v, want %v", stream, from, limit, ids(got), ids(exp))
+			}
+			got, err = s.ReadStreamBackward(ctx, stream, from, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hi := n // from < 1 means from the end
+			if from >= 1 {
+				hi = min(from, n)
+			}
+			var back []eventstore.Event
+			for i := hi - 1; i >= 0 && len(back) < limit; i-- {
+				back = append(back, want[i])
+			}
+			if !slices.Equal(ids(got), ids(back)) {
+				t.Fatalf("ReadStreamBackward(%s, from %d, limit %d) = %v, want %v", stream, from, limit, ids(got), ids(back))
+			}
+		}
+	}
+	v, err := s.StreamVersion(ctx, stream)
+	if err != nil || v != n {
+		t.Fatalf("StreamVersion(%s) = %d, %v; want %d", stream, v, err, n)
+	}
+	if n > 0 {
+		if _, err := eventstore.VerifyChain([32]byte{}, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestReadsAcrossIndexFlushes reads streams whose events are split between
+// stream_index and the in-memory tail, at every split point.
+func TestReadsAcrossIndexFlushes(t *testing.T) {
+	opts := DefaultOptions()
+	opts.IndexBatch = 4
+	s := openTest(t, opts)
+	var a, b []eventstore.Event
+	for i := range 11 {
+		a = append(a, appendOne(t, s, "a"))
+		if i%3 == 0 {
+			b = append(b, appendOne(t, s, "b"))
+		}
+		checkReads(t, s, "a", a)
+		checkReads(t, s, "b", b)
+		checkReads(t, s, "none", nil)
+	}
+	if st := s.Stats(); st.IndexFlushes < 2 {
+		t.Fatalf("%d index flushes, want several", st.IndexFlushes)
+	}
+	upto, tail := s.tail.lookup("a")
+	if upto == 0 || upto >= s.head.Load() && len(tail) > 0 {
+		t.Fatalf("indexed_upto %d, head %d, %d tail entries", upto, s.head.Load(), len(tail))
+	}
+}
+
+// TestTailRebuiltAfterCrash leaves events unindexed, as a crash would, and
+// finds them readable and appendable after reopening.
+func TestTailRebuiltAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	opts := DefaultOptions()
+	opts.IndexBatch = 5
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []eventstore.Event
+	for range 12 {
+		want = append(want, appendOne(t, s, "a"))
+	}
+	s.noCloseFlush = true
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// 12 events with a flush at 5 and 10 waiting events: the last ones
+	// must still be unindexed on disk.
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var indexed int
+	if err := db.QueryRow("SELECT COUNT(*) FROM stream_index").Scan(&indexed); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	if indexed == 0 || indexed >= len(want) {
+		t.Fatalf("%d of %d events indexed on disk, want some but not all", indexed, len(want))
+	}
+
+	s, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkReads(t, s, "a", want)
+	r, err := s.Append(context.Background(), "a", int64(len(want)), []eventstore.EventData{event()})
+	if err != nil || r.LastVersion() != int64(len(want))+1 {
+		t.Fatalf("append after reopen: %v %+v", err, r)
+	}
+	// A stale expected version is still refused, whether the version is in
+	// the tail or in the index.
+	for _, exp := range []int64{1, int64(indexed), int64(len(want))} {
+		if _, err := s.Append(context.Background(), "a", exp, []eventstore.EventData{event()}); !errors.Is(err, eventstore.ErrVersionConflict) {
+			t.Fatalf("append at stale version %d: %v", exp, err)
+		}
+	}
+}
+
+// TestCloseFlushesIndex: a clean Close leaves nothing to scan on Open.
+func TestCloseFlushesIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		appendOne(t, s, "a")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if upto, tail := s.tail.lookup("a"); upto != 3 || len(tail) != 0 || s.tail.size() != 0 {
+		t.Fatalf("after a clean close: indexed_upto %d, %d tail entries", upto, len(tail))
+	}
+}
+
+// TestOneWriterPerFile: a second Open of the same file fails with ErrLocked
+// until the first Store is closed.
+func TestOneWriterPerFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := Open(path, DefaultOptions()); !errors.Is(err, ErrLocked) {
+		if s2 != nil {
+			_ = s2.Close()
+		}
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, DefaultOptions())
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	_ = s.Close()
+}
+
+// schema1 is the layout of schema version 1, with the stream index inside
+// the events table.
+const schema1 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+	position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, stream TEXT NOT NULL,
+	version INTEGER NOT NULL CHECK (version >= 1), type TEXT NOT NULL, schema_version INTEGER NOT NULL,
+	occurred_at TEXT NOT NULL, causation_id TEXT NOT NULL DEFAULT '', correlation_id TEXT NOT NULL DEFAULT '',
+	idempotency_key TEXT NOT NULL DEFAULT '', payload BLOB NOT NULL,
+	prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32), hash BLOB NOT NULL CHECK (length(hash) = 32),
+	UNIQUE (stream, version));
+INSERT INTO meta (key, value) VALUES ('schema_version', '1');`
+
+// TestMigrateSchema1 opens a file written in schema 1 and finds its events
+// indexed, readable and appendable.
+func TestMigrateSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(schema1); err != nil {
+		t.Fatal(err)
+	}
+	var want []eventstore.Event
+	var prev [32]byte
+	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	for v := int64(1); v <= 3; v++ {
+		d := event()
+		d.OccurredAt = at
+		e := eventstore.Event{EventData: d, Stream: "a", Version: v, Position: v, PrevHash: prev}
+		e.Hash = eventstore.ComputeHash(prev, "a", v, d)
+		if _, err := db.Exec(`INSERT INTO events (id, stream, version, type, schema_version, occurred_at, payload, prev_hash, hash)
+			VALUES (?, 'a', ?, ?, ?, ?, ?, ?, ?)`, d.ID, v, d.Type, d.SchemaVersion, at.Format(time.RFC3339Nano), d.Payload, prev[:], e.Hash[:]); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e)
+		prev = e.Hash
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkReads(t, s, "a", want)
+	if upto, _ := s.tail.lookup("a"); upto != 3 {
+		t.Fatalf("indexed_upto %d after migration, want 3", upto)
+	}
+	if r, err := s.Append(context.Background(), "a", 3, []eventstore.EventData{event()}); err != nil || r.LastVersion() != 4 {
+		t.Fatalf("append after migration: %v", err)
+	}
+	if _, err := s.Append(context.Background(), "a", 2, []eventstore.EventData{event()}); !errors.Is(err, eventstore.ErrVersionConflict) {
+		t.Fatalf("stale append after migration: %v", err)
+	}
+}
