@@ -38,18 +38,25 @@ type Recorded struct {
 }
 
 // ownMove is a money event of this account's own stream, kept until the
-// balances projection has passed its position.
+// balances projection has passed its position. amount is positive; debit
+// tells which way it moves the balance (kept apart so that Apply need not
+// allocate a negated amount).
 type ownMove struct {
 	position int64
-	delta    decimal.Decimal
+	amount   decimal.Decimal
+	debit    bool
 }
 
 // dayUsage sums one calendar day's payments by verification level (R10).
+// noCert (single + two) and all (noCert + cert) are kept as the payments
+// are added, so reading them allocates nothing.
 type dayUsage struct {
-	day    string
+	day    int // dayKey; 0 before the first payment
 	single decimal.Decimal
 	two    decimal.Decimal
 	cert   decimal.Decimal
+	noCert decimal.Decimal
+	all    decimal.Decimal
 }
 
 // finishedLimit bounds how many finished payment ids an account remembers
@@ -140,8 +147,13 @@ func (a *Account) Pending(paymentID string) (PaymentInitiated, bool) {
 func (a *Account) Available(projected decimal.Decimal, checkpoint int64) Money {
 	sum := projected
 	for _, m := range a.moves {
-		if m.position > checkpoint {
-			sum = sum.Add(m.delta)
+		if m.position <= checkpoint {
+			continue
+		}
+		if m.debit {
+			sum = sum.Sub(m.amount)
+		} else {
+			sum = sum.Add(m.amount)
 		}
 	}
 	return Money{Amount: sum, Currency: a.Currency}
@@ -162,14 +174,19 @@ func (a *Account) Forget(checkpoint int64) {
 // DayUsage returns the sums used on now's calendar day: single-factor,
 // without certificate (single + two-factor), and all payments.
 func (a *Account) DayUsage(now time.Time) (single, noCert, all decimal.Decimal) {
-	if a.usage.day != dayKey(now, a.loc) {
+	if a.usage.day == 0 || a.usage.day != dayKey(now, a.loc) {
 		return decimal.Zero, decimal.Zero, decimal.Zero
 	}
 	u := a.usage
-	return u.single, u.single.Add(u.two), u.single.Add(u.two).Add(u.cert)
+	return u.single, u.noCert, u.all
 }
 
-func dayKey(t time.Time, loc *time.Location) string { return t.In(loc).Format("2006-01-02") }
+// dayKey identifies t's calendar day in loc as yyyymmdd, which orders days
+// (for years 0 to 9999) as their dates do.
+func dayKey(t time.Time, loc *time.Location) int {
+	y, m, d := t.In(loc).Date()
+	return y*10000 + int(m)*100 + d
+}
 
 // Apply folds one recorded event into the state. It is the only place state
 // changes, and it never fails: events are facts.
@@ -218,14 +235,14 @@ func (a *Account) Apply(e Event, r Recorded) {
 		b := v
 		a.bank = &b
 	case FundsDeposited:
-		a.addMove(r.Position, v.Amount.Amount)
+		a.addMove(r.Position, v.Amount.Amount, false)
 	case PaymentInitiated:
 		a.pending[v.PaymentID] = v
 	case PaymentConfirmed:
 		a.failures = 0
 		a.useOTPs(v.OTPUses)
 		a.finish(v.PaymentID, "completed")
-		a.addMove(r.Position, v.Amount.Amount.Neg())
+		a.addMove(r.Position, v.Amount.Amount, true)
 		a.addUsage(r.OccurredAt, v.VerificationLevel, v.Amount.Amount)
 	case PaymentRejected:
 		a.useOTPs(v.OTPUses)
@@ -233,7 +250,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 	case FundsWithdrawn:
 		a.failures = 0
 		a.useOTPs(v.OTPUses)
-		a.addMove(r.Position, v.Amount.Amount.Neg())
+		a.addMove(r.Position, v.Amount.Amount, true)
 	case ServiceSuspended:
 		a.Status = StatusSuspended
 	case ServiceReactivated:
@@ -257,8 +274,8 @@ func (a *Account) useOTPs(uses []OTPUse) {
 	}
 }
 
-func (a *Account) addMove(pos int64, delta decimal.Decimal) {
-	a.moves = append(a.moves, ownMove{position: pos, delta: delta})
+func (a *Account) addMove(pos int64, amount decimal.Decimal, debit bool) {
+	a.moves = append(a.moves, ownMove{position: pos, amount: amount, debit: debit})
 }
 
 func (a *Account) finish(id, status string) {
@@ -269,24 +286,32 @@ func (a *Account) finish(id, status string) {
 	a.finished[id] = status
 	if len(a.finOrder) > finishedLimit {
 		delete(a.finished, a.finOrder[0])
-		a.finOrder = a.finOrder[1:]
+		// Shift in place rather than reslicing, so the slice does not
+		// wander through ever new backing arrays.
+		n := copy(a.finOrder, a.finOrder[1:])
+		clear(a.finOrder[n:])
+		a.finOrder = a.finOrder[:n]
 	}
 }
 
 func (a *Account) addUsage(at time.Time, level string, amt decimal.Decimal) {
 	day := dayKey(at, a.loc)
 	if day != a.usage.day {
-		if day < a.usage.day {
+		if a.usage.day != 0 && day < a.usage.day {
 			return // an older day's payment cannot change today's usage
 		}
-		a.usage = dayUsage{day: day, single: decimal.Zero, two: decimal.Zero, cert: decimal.Zero}
+		a.usage = dayUsage{day: day, single: decimal.Zero, two: decimal.Zero, cert: decimal.Zero,
+			noCert: decimal.Zero, all: decimal.Zero}
 	}
+	u := &a.usage
 	switch level {
 	case LevelSingleFactor:
-		a.usage.single = a.usage.single.Add(amt)
+		u.single = u.single.Add(amt)
 	case LevelTwoFactor:
-		a.usage.two = a.usage.two.Add(amt)
+		u.two = u.two.Add(amt)
 	default:
-		a.usage.cert = a.usage.cert.Add(amt)
+		u.cert = u.cert.Add(amt)
 	}
+	u.noCert = u.single.Add(u.two)
+	u.all = u.noCert.Add(u.cert)
 }

@@ -455,34 +455,34 @@ type capCheck struct {
 // DailyCap returns the cap that a payment at level is reported against
 // (limit) and what the day has used of it, for replies to the customer.
 func (a *Account) DailyCap(p Policy, now time.Time, level string) (limit, used Money) {
-	caps := a.caps(p, now, level)
+	caps, _ := a.caps(p, now, level)
 	c := caps[0]
 	return Money{Amount: c.limit, Currency: a.Currency}, Money{Amount: c.used, Currency: a.Currency}
 }
 
-// caps lists the caps a payment at level must stay within, its own first
-// (R10: the caps nest, so a weaker verification never goes past a stronger
-// one's cap).
-func (a *Account) caps(p Policy, now time.Time, level string) []capCheck {
+// caps lists the first n caps of the array as those a payment at level
+// must stay within, its own first (R10: the caps nest, so a weaker
+// verification never goes past a stronger one's cap).
+func (a *Account) caps(p Policy, now time.Time, level string) (caps [3]capCheck, n int) {
 	single, noCert, all := a.DayUsage(now)
 	agreed := capCheck{"agreed_daily", LevelTwoFactorCertificate, a.AgreedLimit.Amount, all}
 	two := capCheck{"two_factor_daily", LevelTwoFactor, p.TwoFactorDailyCap.Amount, noCert}
 	one := capCheck{"single_factor_daily", LevelSingleFactor, p.SingleFactorDailyCap.Amount, single}
 	switch level {
 	case LevelSingleFactor:
-		return []capCheck{one, two, agreed}
+		return [3]capCheck{one, two, agreed}, 3
 	case LevelTwoFactor:
-		return []capCheck{two, agreed}
+		return [3]capCheck{two, agreed}, 2
 	}
-	return []capCheck{agreed}
+	return [3]capCheck{agreed}, 1
 }
 
 // checkLimits refuses amt when it would take any applicable cap past its
 // limit, naming the cap that binds (the one with least remaining).
 func (a *Account) checkLimits(p Policy, now time.Time, level string, amt decimal.Decimal) *Error {
 	var bind *capCheck
-	caps := a.caps(p, now, level)
-	for i := range caps {
+	caps, n := a.caps(p, now, level)
+	for i := range n {
 		c := &caps[i]
 		if c.used.Add(amt).GreaterThan(c.limit) && (bind == nil || c.limit.Sub(c.used).LessThan(bind.limit.Sub(bind.used))) {
 			bind = c

@@ -337,6 +337,11 @@ func decodeAs[T Event](b []byte) (Event, error) {
 // EncodeEvent returns the stored form of e: its type name, schema version
 // and JSON payload.
 func EncodeEvent(e Event) (typ string, schemaVersion int, payload []byte, err error) {
+	if n := encSize(e); n > 0 {
+		if b, ok := encAppendEvent(make([]byte, 0, n), e); ok {
+			return e.EventType(), CurrentSchemaVersion, b, nil
+		}
+	}
 	payload, err = json.Marshal(e)
 	if err != nil {
 		return "", 0, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)

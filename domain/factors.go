@@ -2,14 +2,18 @@ package domain
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/subtle"
+	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"hash"
 	"strings"
 	"time"
 
 	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/hotp"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -120,14 +124,64 @@ const (
 func TOTPStepAt(t time.Time) int64 { return t.Unix() / int64(TOTPStep/time.Second) }
 
 // TOTPCode returns the code of a base32 secret at a time step. Clients and
-// tests use it to produce codes; the server uses it to check them.
+// tests use it to produce codes; the server uses it to check them. It
+// computes exactly what hotp.GenerateCodeCustom computes with six digits
+// and HMAC-SHA1 (totp_test.go compares them), without its per-call
+// formatting and allocations.
 func TOTPCode(secret string, step int64) (string, error) {
 	if step < 0 {
 		return "", fmt.Errorf("totp: negative step")
 	}
-	return hotp.GenerateCodeCustom(secret, uint64(step), hotp.ValidateOpts{
-		Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
-	})
+	key, err := totpKey(secret)
+	if err != nil {
+		return "", err
+	}
+	mac := newTOTPMAC(key)
+	c := mac.code(step)
+	return string(c[:]), nil
+}
+
+// totpKey decodes a base32 seed the way hotp.GenerateCodeCustom does:
+// surrounding space trimmed, missing padding added, lower case accepted.
+func totpKey(secret string) ([]byte, error) {
+	secret = strings.TrimSpace(secret)
+	if n := len(secret) % 8; n != 0 {
+		secret += strings.Repeat("=", 8-n)
+	}
+	key, err := base32.StdEncoding.DecodeString(strings.ToUpper(secret))
+	if err != nil {
+		return nil, otp.ErrValidateSecretInvalidBase32
+	}
+	return key, nil
+}
+
+// totpMAC computes the codes of one seed: RFC 4226 HOTP with HMAC-SHA1
+// (crypto/hmac), dynamic truncation and six decimal digits.
+type totpMAC struct {
+	mac     hash.Hash
+	counter [8]byte
+	sum     [sha1.Size]byte
+}
+
+func newTOTPMAC(key []byte) totpMAC {
+	return totpMAC{mac: hmac.New(sha1.New, key)}
+}
+
+// code returns the six-digit code of a (non-negative) step.
+func (m *totpMAC) code(step int64) [TOTPDigits]byte {
+	binary.BigEndian.PutUint64(m.counter[:], uint64(step))
+	m.mac.Reset()
+	m.mac.Write(m.counter[:])
+	sum := m.mac.Sum(m.sum[:0])
+	off := sum[len(sum)-1] & 0xf
+	v := (uint32(sum[off])&0x7f)<<24 | uint32(sum[off+1])<<16 | uint32(sum[off+2])<<8 | uint32(sum[off+3])
+	v %= 1000000
+	var c [TOTPDigits]byte
+	for i := TOTPDigits - 1; i >= 0; i-- {
+		c[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return c
 }
 
 // MatchTOTP returns the step whose code equals code, searching now's step
@@ -137,16 +191,25 @@ func MatchTOTP(secret, code string, now time.Time, lastUsed int64) (int64, bool,
 	if len(code) != TOTPDigits {
 		return 0, false, nil
 	}
+	var mac totpMAC
+	keyed := false
 	cur := TOTPStepAt(now)
 	for s := cur - TOTPSkew; s <= cur+TOTPSkew; s++ {
 		if s <= lastUsed {
 			continue
 		}
-		want, err := TOTPCode(secret, s)
-		if err != nil {
-			return 0, false, err
+		if s < 0 {
+			return 0, false, fmt.Errorf("totp: negative step")
 		}
-		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+		if !keyed { // the seed is decoded only when a step needs it
+			key, err := totpKey(secret)
+			if err != nil {
+				return 0, false, err
+			}
+			mac, keyed = newTOTPMAC(key), true
+		}
+		want := mac.code(s)
+		if subtle.ConstantTimeCompare(want[:], []byte(code)) == 1 {
 			return s, true, nil
 		}
 	}

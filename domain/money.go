@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -108,7 +109,44 @@ func MustMoney(s string, c Currency) Money {
 
 // String renders the amount with the currency's minor units, e.g. "12.50".
 func (m Money) String() string {
-	return m.Amount.StringFixed(minorUnits[m.Currency])
+	var buf [40]byte
+	return string(appendFixed(buf[:0], m.Amount, minorUnits[m.Currency]))
+}
+
+// appendFixed appends d.StringFixed(places). Amounts that need no rounding
+// and whose digits fit in an int64 (every amount the ledger accepts) are
+// formatted here without the big.Int arithmetic and allocations of
+// StringFixed; any other goes through StringFixed.
+func appendFixed(dst []byte, d decimal.Decimal, places int32) []byte {
+	exp := d.Exponent()
+	shift := int64(places) + int64(exp) // digits to append to the coefficient
+	if places < 0 || shift < 0 || d.NumDigits()+int(shift) > 18 {
+		return append(dst, d.StringFixed(places)...)
+	}
+	c := d.CoefficientInt64() // |c| < 10^18: NumDigits <= 18
+	for ; shift > 0; shift-- {
+		c *= 10 // stays below 10^18 by the check above
+	}
+	if c < 0 {
+		dst = append(dst, '-')
+		c = -c
+	}
+	var digits [20]byte
+	ds := strconv.AppendInt(digits[:0], c, 10)
+	n := int(places)
+	if n == 0 {
+		return append(dst, ds...)
+	}
+	if len(ds) > n {
+		dst = append(dst, ds[:len(ds)-n]...)
+		dst = append(dst, '.')
+		return append(dst, ds[len(ds)-n:]...)
+	}
+	dst = append(dst, '0', '.')
+	for i := len(ds); i < n; i++ {
+		dst = append(dst, '0')
+	}
+	return append(dst, ds...)
 }
 
 // Add returns m+o. Both must be in the same currency; callers check that at

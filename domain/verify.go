@@ -2,7 +2,6 @@ package domain
 
 import (
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -56,15 +55,15 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 	if len(proofs) > maxProofs {
 		return v, Invalid("proofs", "at most 5 proofs are accepted"), nil
 	}
-	seen := map[string]bool{}
-	cats := map[string]bool{}
-	allCats := map[string]bool{}
+	// At most maxProofs proofs: small sets as slices, not maps.
+	var seenBuf, catsBuf, allCatsBuf [maxProofs]string
+	seen, cats, allCats := seenBuf[:0], catsBuf[:0], allCatsBuf[:0]
 	allCert := false
 	for _, pr := range proofs {
-		if seen[pr.FactorID] {
+		if slices.Contains(seen, pr.FactorID) {
 			return v, Invalid("proofs", "factor "+pr.FactorID+" is presented twice"), nil
 		}
-		seen[pr.FactorID] = true
+		seen = append(seen, pr.FactorID)
 		f, ok := a.factors[pr.FactorID]
 		if !ok || !f.Active {
 			return v, nil, &proofFailure{"factor " + pr.FactorID + " is not an active factor of this account"}
@@ -81,20 +80,24 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 			v.otpUses = append(v.otpUses, *use)
 		}
 		cert := f.Method == MethodCertificate || f.Method == MethodESignature
-		allCats[f.Category] = true
+		if !slices.Contains(allCats, f.Category) {
+			allCats = append(allCats, f.Category)
+		}
 		allCert = allCert || cert
 		if f.Method == MethodTOTP && slices.Contains(devices, f.DeviceID) {
 			v.excluded = true // R6: same device as the instruction, not independent
 			continue
 		}
-		cats[f.Category] = true
+		if !slices.Contains(cats, f.Category) {
+			cats = append(cats, f.Category)
+		}
 		v.hasCert = v.hasCert || cert
 	}
-	for c := range cats {
-		v.categories = append(v.categories, c)
+	if len(cats) > 0 {
+		v.categories = slices.Clone(cats)
+		slices.Sort(v.categories)
 	}
-	sort.Strings(v.categories)
-	sort.Strings(v.factorIDs)
+	slices.Sort(v.factorIDs)
 	v.levelWithExcluded = levelOf(len(allCats), allCert)
 	return v, nil, nil
 }

@@ -202,6 +202,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 func (s *Service) encode(events []domain.Event, now time.Time, idem Idem) ([]eventstore.EventData, error) {
 	data := make([]eventstore.EventData, len(events))
 	var corr string
+	key := idem.stored()
 	for i, e := range events {
 		typ, ver, payload, err := domain.EncodeEvent(e)
 		if err != nil {
@@ -212,7 +213,7 @@ func (s *Service) encode(events []domain.Event, now time.Time, idem Idem) ([]eve
 			corr = id
 		}
 		data[i] = eventstore.EventData{ID: id, Type: typ, SchemaVersion: ver, OccurredAt: now,
-			CorrelationID: corr, IdempotencyKey: idem.stored(), Payload: payload}
+			CorrelationID: corr, IdempotencyKey: key, Payload: payload}
 	}
 	return data, nil
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -54,3 +55,52 @@ func benchAppend(b *testing.B, group bool) {
 
 func BenchmarkAppendGroupCommit(b *testing.B)   { benchAppend(b, true) }
 func BenchmarkAppendNoGroupCommit(b *testing.B) { benchAppend(b, false) }
+
+// BenchmarkInsertFloor is the floor under any SQLite log through this
+// driver: bare INSERTs of event-sized rows (the events table's columns, no
+// stream index, no hashing, no Go-side work) in 200-row transactions at
+// synchronous=FULL. Compare its ns/op with BenchmarkAppendGroupCommit's to
+// see what the store adds on top of the driver.
+func BenchmarkInsertFloor(b *testing.B) {
+	db, err := sql.Open("sqlite", dsn(filepath.Join(b.TempDir(), "floor.db"), false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, schemaSQL); err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(`{"amount":"12.34","currency":"EUR","account":"01J0000000000000000000000"}`)
+	hash := make([]byte, 32)
+	occurred := time.Now().UTC().Format(time.RFC3339Nano)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var tx *sql.Tx
+	var ins *sql.Stmt
+	for i := range b.N {
+		if i%200 == 0 {
+			if tx != nil {
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if tx, err = db.BeginTx(ctx, nil); err != nil {
+				b.Fatal(err)
+			}
+			if ins, err = tx.PrepareContext(ctx, sqlInsert); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := ins.ExecContext(ctx, ulid.Make().String(), fmt.Sprintf("acc-%d", i%2048), i/2048+1, "Deposited", 1,
+			occurred, "", "", "", payload, hash, hash); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if tx != nil {
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
