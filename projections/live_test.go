@@ -182,3 +182,53 @@ func TestCanonicalFastPathMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyWindowExtends checks the two windows of applyLoop: a batch with
+// fewer than busyEvents events is committed when the short window ends; one
+// with busyEvents or more keeps collecting for the long window, which a
+// WaitFor still cuts short.
+func TestBusyWindowExtends(t *testing.T) {
+	l := newLedger(t)
+	l.open("alice", domain.CNY)
+	r := newRM(t)
+	r.coalesce = 10 * time.Millisecond
+	r.busyCoalesce = time.Hour
+	r.busyEvents = 20
+	runRM(t, r, l.store)
+	waitCheckpoint(t, r, 1)
+
+	// Light: five events are applied after the short window, without a
+	// waiter (waitCheckpoint gives up after 10 s, not an hour).
+	for range 5 {
+		l.deposit("alice", "1", domain.CNY)
+	}
+	waitCheckpoint(t, r, l.head())
+
+	// Busy: twenty events in one commit extend the window to an hour.
+	before := r.Checkpoint()
+	batch := make([]eventstore.EventData, 20)
+	for i := range batch {
+		typ, v, p, err := domain.EncodeEvent(depositEvent("alice", "1", domain.CNY))
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch[i] = eventstore.EventData{ID: newID(), Type: typ, SchemaVersion: v, OccurredAt: t0, Payload: p}
+	}
+	res, err := l.store.Append(context.Background(), domain.AccountStream("alice"), eventstore.Any, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // twenty short windows
+	if cp := r.Checkpoint(); cp != before {
+		t.Fatalf("checkpoint moved from %d to %d within the busy window", before, cp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	last := res.Events[len(res.Events)-1].Position
+	if err := r.WaitFor(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if b := balanceOf(t, r, "alice"); b.Available.Amount.IntPart() != 25 {
+		t.Fatalf("balance %s, want 25", b.Available)
+	}
+}
