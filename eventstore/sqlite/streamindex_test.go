@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -255,5 +256,99 @@ func TestMigrateSchema1(t *testing.T) {
 	}
 	if _, err := s.Append(context.Background(), "a", 2, []eventstore.EventData{event()}); !errors.Is(err, eventstore.ErrVersionConflict) {
 		t.Fatalf("stale append after migration: %v", err)
+	}
+}
+
+// TestChunkedFlush spreads each flush over several transactions and reads
+// every stream after every append, while a flush is half written too.
+func TestChunkedFlush(t *testing.T) {
+	opts := DefaultOptions()
+	opts.IndexBatch = 6
+	s := openTest(t, opts)
+	s.indexChunk = 2
+	want := map[string][]eventstore.Event{}
+	midFlush := 0
+	for i := range 40 {
+		stream := []string{"a", "b", "c"}[i%3]
+		want[stream] = append(want[stream], appendOne(t, s, stream))
+		if s.tail.written > 0 {
+			midFlush++
+		}
+		for _, st := range []string{"a", "b", "c"} {
+			checkReads(t, s, st, want[st])
+		}
+	}
+	if midFlush == 0 || s.Stats().IndexFlushes < 2 {
+		t.Fatalf("%d appends saw a flush half written, %d flushes finished; want both", midFlush, s.Stats().IndexFlushes)
+	}
+}
+
+// TestCrashMidFlush reopens a store whose last flush was cut short: the
+// rows it wrote are recognised, and the reads and appends are unaffected.
+func TestCrashMidFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	opts := DefaultOptions()
+	opts.IndexBatch = 8
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.indexChunk = 3
+	var want []eventstore.Event
+	for len(want) < 100 && !(s.tail.written > 0 && len(want) > 8) {
+		want = append(want, appendOne(t, s, "a"))
+	}
+	if s.tail.written == 0 {
+		t.Fatal("no flush was half written")
+	}
+	s.noCloseFlush = true
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	flushes := s.Stats().IndexFlushes
+	for range 12 {
+		want = append(want, appendOne(t, s, "a"))
+	}
+	if s.Stats().IndexFlushes == flushes {
+		t.Fatal("no flush finished after reopening")
+	}
+	checkReads(t, s, "a", want)
+}
+
+// TestFlushRefusesDuplicateVersion: an index row for a stream version
+// that points at another event (the log holding a version twice) stops the
+// flush instead of being skipped.
+func TestFlushRefusesDuplicateVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	opts := DefaultOptions()
+	opts.IndexBatch = 4
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendOne(t, s, "a")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("INSERT INTO stream_index (stream, version, position) VALUES ('a', 1, 999)"); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for range 6 {
+		if _, err := s.Append(context.Background(), "b", eventstore.Any, []eventstore.EventData{event()}); err != nil {
+			lastErr = err
+			break
+		}
+	}
+	if lastErr == nil || !strings.Contains(lastErr.Error(), "holds this version twice") {
+		t.Fatalf("append after a conflicting index row: %v", lastErr)
 	}
 }
