@@ -219,8 +219,10 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.useOTPs(v.OTPUses)
 	case LoginFailed:
 		a.failures = v.FailedAttempts
+		a.useOTPs(v.OTPUses)
 	case VerificationFailed:
 		a.failures = v.FailedAttempts
+		a.useOTPs(v.OTPUses)
 	case AccessLocked:
 		a.lockedUntil, a.failures = v.Until, v.FailedAttempts
 	case AccessUnlocked:
@@ -251,6 +253,8 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.failures = 0
 		a.useOTPs(v.OTPUses)
 		a.addMove(r.Position, v.Amount.Amount, true)
+	case WithdrawalRejected:
+		a.useOTPs(v.OTPUses)
 	case ServiceSuspended:
 		a.Status = StatusSuspended
 	case ServiceReactivated:

@@ -422,9 +422,14 @@ func TestWithdraw(t *testing.T) {
 		}
 	})
 	t.Run("InsufficientFunds", func(t *testing.T) {
+		// Refused after the proofs verified: recorded (R1), no money moves.
 		e, evs := h.refuse(withdraw(h, "w2", "99700.01", fPassword), CodeInsufficientFunds)
-		if e.Details["available"] != "99700.00" || len(evs) != 0 {
-			t.Errorf("details %v events %v", e.Details, types(evs))
+		if e.Details["available"] != "99700.00" {
+			t.Errorf("details %v", e.Details)
+		}
+		wantTypes(t, evs, TypeWithdrawalRejected)
+		if h.available() != "99700.00" {
+			t.Errorf("available %s", h.available())
 		}
 	})
 	t.Run("Validation", func(t *testing.T) {
@@ -442,10 +447,13 @@ func TestWithdraw(t *testing.T) {
 			Proofs: []Proof{{FactorID: fCert, Signature: make([]byte, 64)}}}, CodeInvalid)
 	})
 	t.Run("SameDeviceOTPAlone", func(t *testing.T) {
+		// The code verified but does not count (R6): the refusal is
+		// recorded and the code spent (R7).
 		h.now = h.now.Add(time.Minute)
 		_, evs := h.refuse(withdraw(h, "w4", "1.00", fOTPApp), CodeFactorNotIndependent)
-		if len(evs) != 0 {
-			t.Errorf("recorded %v", types(evs))
+		wantTypes(t, evs, TypeWithdrawalRejected)
+		if r := evs[0].(WithdrawalRejected); len(r.OTPUses) != 1 || r.OTPUses[0].FactorID != fOTPApp {
+			t.Errorf("rejection %+v", r)
 		}
 	})
 	t.Run("WrongProofCounts", func(t *testing.T) {

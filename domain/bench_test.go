@@ -55,14 +55,14 @@ func BenchmarkPaymentDecideApplyEncode(b *testing.B) {
 		projected, checkpoint = a.Available(projected, checkpoint).Amount, a.LastPosition
 		a.Forget(checkpoint)
 		id := ids[i%len(ids)]
-		apply(decide(InitiatePayment{PaymentID: id, PayeeID: payeeID, Payee: Payee{Exists: true, Status: StatusActive, Currency: CNY},
+		apply(decide(InitiatePayment{PaymentID: id, PayeeID: payeeID, Payee: activePayee,
 			Amount: "0.17", Currency: "CNY", Channel: "app", Terminal: "mobile", DeviceID: deviceApp, Challenge: challenge}))
 		code, err := TOTPCode(secretApp, TOTPStepAt(now))
 		if err != nil {
 			b.Fatal(err)
 		}
 		evs := decide(ConfirmPayment{PaymentID: id, DeviceID: "phone-9", Proofs: []Proof{{FactorID: "01JTOTPFACTOR0000000000000", Code: code}},
-			Balance: Balance{Projected: projected, Checkpoint: checkpoint}})
+			Balance: Balance{Projected: projected, Checkpoint: checkpoint}, PayeeID: payeeID, Payee: activePayee})
 		if _, ok := evs[len(evs)-1].(PaymentConfirmed); !ok {
 			b.Fatalf("confirm produced %v", types(evs))
 		}

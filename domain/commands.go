@@ -120,11 +120,16 @@ type Balance struct {
 }
 
 // ConfirmPayment is step two: proofs over the payment's challenge.
+// PayeeID and Payee are what the caller found about the pending payment's
+// payee just before (R14: a suspended or closed payee takes no payments);
+// a confirmation without them is refused as an internal error.
 type ConfirmPayment struct {
 	PaymentID string
 	DeviceID  string
 	Proofs    []Proof
 	Balance   Balance
+	PayeeID   string
+	Payee     Payee
 }
 
 // Withdraw sends money to the bound same-name bank account (outside the

@@ -289,8 +289,10 @@ func (a *Account) lockCheck(now time.Time) ([]Event, int, error) {
 
 // verificationFailed records a wrong proof on a payment or withdrawal
 // instruction: one more consecutive failure (R9), locking at the threshold.
-func verificationFailed(p Policy, now time.Time, pre []Event, purpose, ref, device string, n int, fail *proofFailure) ([]Event, error) {
-	attempt := VerificationFailed{Purpose: purpose, Reference: ref, DeviceID: device, Reason: fail.reason, FailedAttempts: n + 1}
+// spent are the one-time passwords that verified beside the wrong proof;
+// they are used up all the same (R7).
+func verificationFailed(p Policy, now time.Time, pre []Event, purpose, ref, device string, n int, fail *proofFailure, spent []OTPUse) ([]Event, error) {
+	attempt := VerificationFailed{Purpose: purpose, Reference: ref, DeviceID: device, Reason: fail.reason, FailedAttempts: n + 1, OTPUses: spent}
 	return failed(p, now, pre, attempt, n+1, CodeProofInvalid, fail.reason)
 }
 
@@ -325,14 +327,18 @@ func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) 
 	if bad != nil {
 		return nil, bad
 	}
+	// A one-time password that verified is spent even when the login fails
+	// (R7): the failure event records it.
 	if fail != nil {
-		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeAuthFailed, Reason: fail.reason, FailedAttempts: n + 1}, n+1, CodeAuthFailed, fail.reason)
+		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeAuthFailed, Reason: fail.reason, FailedAttempts: n + 1,
+			OTPUses: v.otpUses}, n+1, CodeAuthFailed, fail.reason)
 	}
 	if len(v.categories) == 0 {
 		// Not a wrong proof, so it does not count towards the lock, but the
 		// attempt is recorded like every other (R9).
 		err := Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device that is logging in does not count as a factor (R6)")
-		return append(pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeFactorNotIndependent, Reason: err.Message, FailedAttempts: n}), err
+		return append(pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeFactorNotIndependent, Reason: err.Message, FailedAttempts: n,
+			OTPUses: v.otpUses}), err
 	}
 	return append(pre, LoginSucceeded{SessionID: c.SessionID, TokenHash: c.TokenHash, DeviceID: c.DeviceID,
 		FactorIDs: v.factorIDs, Categories: v.categories, ExpiresAt: now.Add(p.SessionTTL), OTPUses: v.otpUses}), nil
@@ -360,8 +366,8 @@ func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]E
 		return nil, Invalid("payee_account_id", "an account cannot pay itself")
 	case !c.Payee.Exists:
 		return nil, Errorf(CodeNotFound, "payee account %s not found", c.PayeeID).With("field", "payee_account_id")
-	case c.Payee.Status == StatusClosed:
-		return nil, Errorf(CodeAccountClosed, "payee account %s is closed", c.PayeeID).With("field", "payee_account_id")
+	case !c.Payee.takesPayments():
+		return nil, payeeUnavailable(c.PayeeID, c.Payee)
 	case c.Payee.Currency != a.Currency:
 		return nil, Invalid("payee_account_id", "payee account is kept in another currency")
 	case !channels[c.Channel]:
@@ -378,6 +384,18 @@ func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]E
 	return one(PaymentInitiated{PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: Zero(a.Currency),
 		Channel: c.Channel, Terminal: c.Terminal, DeviceID: c.DeviceID, Description: c.Description,
 		Challenge: c.Challenge, ExpiresAt: now.Add(p.ChallengeTTL)})
+}
+
+// takesPayments reports whether a payee may be paid: R14 lets a customer
+// suspend or close their payment service, and a suspended or closed
+// account receives no payments either.
+func (p Payee) takesPayments() bool {
+	return p.Status != StatusSuspended && p.Status != StatusClosed
+}
+
+func payeeUnavailable(id string, p Payee) *Error {
+	return Errorf(CodePayeeUnavailable, "payee account %s is %s and accepts no payments", id, p.Status).
+		With("field", "payee_account_id").With("payee_status", p.Status)
 }
 
 func (a *Account) pendingPayment(id string) (PaymentInitiated, error) {
@@ -399,6 +417,11 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	if err != nil {
 		return nil, err
 	}
+	if c.PayeeID != pi.Payee || !c.Payee.Exists {
+		// The payee of a pending payment always exists: the caller did not
+		// look it up (or looked up another). Refuse rather than skip R14.
+		return nil, Errorf(CodeInternal, "the payee of payment %s was not looked up", pi.PaymentID)
+	}
 	if c.DeviceID == "" {
 		return nil, Invalid("device_id", "device_id is required")
 	}
@@ -418,12 +441,15 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return nil, bad
 	}
 	if fail != nil {
-		return verificationFailed(p, now, pre, "payment", pi.PaymentID, c.DeviceID, n, fail)
+		return verificationFailed(p, now, pre, "payment", pi.PaymentID, c.DeviceID, n, fail, v.otpUses)
 	}
 	spent = v.otpUses
 	if len(v.categories) == 0 {
 		return reject(Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the payment does not count as a factor (R6)").
 			With("verification_level", "none"))
+	}
+	if !c.Payee.takesPayments() {
+		return reject(payeeUnavailable(pi.Payee, c.Payee))
 	}
 	total := pi.Amount.Add(pi.Fee)
 	if lerr := a.checkLimits(p, now, v.level(), total.Amount); lerr != nil {
@@ -509,6 +535,13 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	if a.bank == nil {
 		return nil, Errorf(CodeConflict, "bind a same-name bank account before withdrawing").With("field", "bank_account")
 	}
+	if !strings.EqualFold(a.bank.HolderName, a.HolderName) {
+		// The identity changed since the binding: the bound account is no
+		// longer known to be the customer's own same-name account (R10's
+		// exclusion), so it must be bound again under the current name.
+		return nil, Errorf(CodeBankAccountNameMismatch, "the bank account ****%s was bound under another holder name; bind it again under the current name before withdrawing", a.bank.Last4).
+			With("field", "bank_account")
+	}
 	m, err := a.moneyOf(c.Amount, c.Currency)
 	if err != nil {
 		return nil, err
@@ -525,14 +558,20 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 		return nil, bad
 	}
 	if fail != nil {
-		return verificationFailed(p, now, pre, "withdrawal", c.WithdrawalID, c.DeviceID, n, fail)
+		return verificationFailed(p, now, pre, "withdrawal", c.WithdrawalID, c.DeviceID, n, fail, v.otpUses)
+	}
+	// From here the proofs verified: a refusal is recorded, with the
+	// one-time passwords it spent (R1, R7, R9).
+	reject := func(e *Error) ([]Event, error) {
+		return append(pre, WithdrawalRejected{WithdrawalID: c.WithdrawalID, Amount: m, DeviceID: c.DeviceID,
+			Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: v.otpUses}), e
 	}
 	if len(v.categories) == 0 {
-		return nil, Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the withdrawal does not count as a factor (R6)")
+		return reject(Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the withdrawal does not count as a factor (R6)"))
 	}
 	if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); avail.LessThan(m) {
-		return nil, Errorf(CodeInsufficientFunds, "available balance %s is less than %s", avail, m).
-			With("available", avail.String()).With("required", m.String())
+		return reject(Errorf(CodeInsufficientFunds, "available balance %s is less than %s", avail, m).
+			With("available", avail.String()).With("required", m.String()))
 	}
 	return append(pre, FundsWithdrawn{WithdrawalID: c.WithdrawalID, DebitAccount: a.ID, CreditAccount: ClearingAccountID(a.Currency),
 		Amount: m, BankAccountLast4: a.bank.Last4, VerificationLevel: v.level(), Categories: v.categories,

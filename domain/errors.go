@@ -23,8 +23,15 @@ const (
 	CodeAccountClosed        = "account_closed"
 	CodeConflict             = "conflict"
 	CodePaymentExpired       = "payment_expired"
-	CodeUnauthorized         = "unauthorized"
-	CodeInternal             = "internal"
+	// CodePayeeUnavailable: the payee's service is suspended or its account
+	// closed (R14), so it takes no payments.
+	CodePayeeUnavailable = "payee_unavailable"
+	// CodeBankAccountNameMismatch: the bound bank account was bound under
+	// another holder name than the account's current one (R10's exclusion
+	// covers only the customer's own same-name bank account).
+	CodeBankAccountNameMismatch = "bank_account_name_mismatch"
+	CodeUnauthorized            = "unauthorized"
+	CodeInternal                = "internal"
 )
 
 // Error is the one coded error type of the ledger. Typed details (the

@@ -35,6 +35,7 @@ const (
 	TypePaymentConfirmed       = "PaymentConfirmed"
 	TypePaymentRejected        = "PaymentRejected"
 	TypeFundsWithdrawn         = "FundsWithdrawn"
+	TypeWithdrawalRejected     = "WithdrawalRejected"
 	TypeServiceSuspended       = "ServiceSuspended"
 	TypeServiceReactivated     = "ServiceReactivated"
 	TypeAccountClosed          = "AccountClosed"
@@ -127,6 +128,10 @@ type LoginFailed struct {
 	Code string `json:"code,omitempty"`
 	// LockedUntil is set when the attempt came during a lock.
 	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// OTPUses records one-time passwords that verified in the failed
+	// attempt (beside a wrong password, or from the device logging in):
+	// they are spent all the same (R7). Absent in older events.
+	OTPUses []OTPUse `json:"otp_uses,omitempty"`
 }
 
 // VerificationFailed records a failed verification of a payment or
@@ -140,6 +145,9 @@ type VerificationFailed struct {
 	// LockedUntil is set when the attempt came during a lock (R9: every
 	// attempt is an event, including those the lock turns away).
 	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// OTPUses records one-time passwords that verified beside the proof
+	// that failed: they are spent all the same (R7). Absent in older events.
+	OTPUses []OTPUse `json:"otp_uses,omitempty"`
 }
 
 // AccessLocked records that too many consecutive failures locked access.
@@ -253,6 +261,21 @@ type FundsWithdrawn struct {
 	OTPUses           []OTPUse `json:"otp_uses,omitempty"`
 }
 
+// WithdrawalRejected records a withdrawal refused after its proofs were
+// checked (the balance, R6 independence): the attempt is in the log (R1,
+// R9) and the one-time passwords that verified are spent (R7). No money
+// moves. Code, Reason and Details are the refusal the client received, so
+// an idempotent replay answers the same.
+type WithdrawalRejected struct {
+	WithdrawalID string         `json:"withdrawal_id"`
+	Amount       Money          `json:"amount"`
+	DeviceID     string         `json:"device_id"`
+	Code         string         `json:"code"`
+	Reason       string         `json:"reason"`
+	Details      map[string]any `json:"details,omitempty"`
+	OTPUses      []OTPUse       `json:"otp_uses,omitempty"`
+}
+
 // ServiceSuspended records that the customer (or the institution) suspended
 // the payment service (R14).
 type ServiceSuspended struct {
@@ -288,6 +311,7 @@ func (PaymentInitiated) EventType() string       { return TypePaymentInitiated }
 func (PaymentConfirmed) EventType() string       { return TypePaymentConfirmed }
 func (PaymentRejected) EventType() string        { return TypePaymentRejected }
 func (FundsWithdrawn) EventType() string         { return TypeFundsWithdrawn }
+func (WithdrawalRejected) EventType() string     { return TypeWithdrawalRejected }
 func (ServiceSuspended) EventType() string       { return TypeServiceSuspended }
 func (ServiceReactivated) EventType() string     { return TypeServiceReactivated }
 func (AccountClosed) EventType() string          { return TypeAccountClosed }
@@ -316,6 +340,7 @@ var decoders = map[string]func([]byte) (Event, error){
 	key(TypePaymentConfirmed, 1):       decodeAs[PaymentConfirmed],
 	key(TypePaymentRejected, 1):        decodeAs[PaymentRejected],
 	key(TypeFundsWithdrawn, 1):         decodeAs[FundsWithdrawn],
+	key(TypeWithdrawalRejected, 1):     decodeAs[WithdrawalRejected],
 	key(TypeServiceSuspended, 1):       decodeAs[ServiceSuspended],
 	key(TypeServiceReactivated, 1):     decodeAs[ServiceReactivated],
 	key(TypeAccountClosed, 1):          decodeAs[AccountClosed],

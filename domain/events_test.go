@@ -25,8 +25,10 @@ func sampleEvents() []Event {
 		LoginSucceeded{SessionID: "s1", TokenHash: []byte{9, 9}, DeviceID: "laptop-1", FactorIDs: []string{"f1", "f2"},
 			Categories: []string{CategoryKnowledge, CategoryPossession}, ExpiresAt: at.Add(15 * time.Minute),
 			OTPUses: []OTPUse{{FactorID: "f1", Step: 59000000}}},
-		LoginFailed{DeviceID: "laptop-1", Reason: "wrong password", FailedAttempts: 2},
-		VerificationFailed{Purpose: "payment", Reference: "p1", DeviceID: "phone-1", Reason: "signature does not verify", FailedAttempts: 3},
+		LoginFailed{DeviceID: "laptop-1", Reason: "wrong password", FailedAttempts: 2, Code: CodeAuthFailed,
+			LockedUntil: at.Add(time.Minute), OTPUses: []OTPUse{{FactorID: "f1", Step: 58999999}}},
+		VerificationFailed{Purpose: "payment", Reference: "p1", DeviceID: "phone-1", Reason: "signature does not verify", FailedAttempts: 3,
+			LockedUntil: at.Add(time.Minute), OTPUses: []OTPUse{{FactorID: "f1", Step: 58999998}}},
 		AccessLocked{Until: at.Add(30 * time.Minute), FailedAttempts: 5},
 		AccessUnlocked{Reason: "lock expired"},
 		LimitAdjusted{Previous: MustMoney("50000.00", CNY), AgreedDailyLimit: MustMoney("20000.00", CNY)},
@@ -44,6 +46,10 @@ func sampleEvents() []Event {
 			OTPUses: []OTPUse{{FactorID: "f1", Step: 59000002}}},
 		FundsWithdrawn{WithdrawalID: "w1", DebitAccount: "acc-1", CreditAccount: ClearingAccountID(CNY), Amount: amt, BankAccountLast4: "3445",
 			VerificationLevel: LevelSingleFactor, Categories: []string{CategoryKnowledge}, FactorIDs: []string{"f2"}, DeviceID: "phone-1"},
+		// String details only, so the round trip compares exactly.
+		WithdrawalRejected{WithdrawalID: "w2", Amount: amt, DeviceID: "phone-1", Code: CodeInsufficientFunds,
+			Reason: "available balance 1.00 CNY is less than 12.50 CNY", Details: map[string]any{"available": "1.00", "required": "12.50"},
+			OTPUses: []OTPUse{{FactorID: "f1", Step: 59000003}}},
 		ServiceSuspended{Reason: "customer request"},
 		ServiceReactivated{Reason: "customer request"},
 		AccountClosed{Reason: "customer request"},
@@ -144,7 +150,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 	want := []string{"AccountOpened", "FactorEnrolled", "FactorRevoked", "CredentialReset", "CredentialLossReported",
 		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
 		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
-		"PaymentRejected", "FundsWithdrawn", "ServiceSuspended", "ServiceReactivated", "AccountClosed"}
+		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

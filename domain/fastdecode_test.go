@@ -137,7 +137,9 @@ func factsGenEvent(r *rand.Rand) Event {
 			VerificationLevel: s(), Categories: factsGenStrings(r), FactorIDs: factsGenStrings(r), DeviceID: s(), OTPUses: factsGenOTPUses(r)}
 	}
 	others := []Event{PaymentInitiated{PaymentID: s(), Payer: s(), Payee: s(), Amount: factsGenMoney(r), Fee: factsGenMoney(r), Description: s()},
-		PaymentRejected{PaymentID: s(), Code: s(), Reason: s()}, LimitAdjusted{Previous: factsGenMoney(r), AgreedDailyLimit: factsGenMoney(r)}}
+		PaymentRejected{PaymentID: s(), Code: s(), Reason: s()}, LimitAdjusted{Previous: factsGenMoney(r), AgreedDailyLimit: factsGenMoney(r)},
+		// An amount, but no movement: a refused withdrawal moves nothing.
+		WithdrawalRejected{WithdrawalID: s(), Amount: factsGenMoney(r), DeviceID: s(), Code: s(), Reason: s(), OTPUses: factsGenOTPUses(r)}}
 	return others[r.IntN(len(others))]
 }
 

@@ -212,7 +212,7 @@ func (h *harness) proofs(challenge []byte, factors ...string) []Proof {
 func (h *harness) payCmd(amount string) InitiatePayment {
 	h.seq++
 	id := fmt.Sprintf("p%d", h.seq)
-	return InitiatePayment{PaymentID: id, PayeeID: payeeID, Payee: Payee{Exists: true, Status: StatusActive, Currency: CNY},
+	return InitiatePayment{PaymentID: id, PayeeID: payeeID, Payee: activePayee,
 		Amount: amount, Currency: "CNY", Channel: "app", Terminal: "mobile", DeviceID: deviceApp,
 		Description: "payment " + id, Challenge: []byte("challenge-for-" + id + "-0123456789")}
 }
@@ -227,16 +227,21 @@ func (h *harness) initiate(amount string) PaymentInitiated {
 	return evs[0].(PaymentInitiated)
 }
 
+// activePayee is the payee as the write path finds it when it is open and
+// active.
+var activePayee = Payee{Exists: true, Status: StatusActive, Currency: CNY}
+
 // confirmCmd confirms payment id from deviceApp with proofs of factors. The
 // balance projection is taken as empty at checkpoint 0, so the available
-// balance is exactly the account's own money events.
+// balance is exactly the account's own money events. The payment's payee
+// is found active.
 func (h *harness) confirmCmd(id string, factors ...string) ConfirmPayment {
 	h.t.Helper()
 	pi, ok := h.a.Pending(id)
 	if !ok {
 		pi.Challenge = []byte("no-such-payment-challenge")
 	}
-	return ConfirmPayment{PaymentID: id, DeviceID: deviceApp, Proofs: h.proofs(pi.Challenge, factors...)}
+	return ConfirmPayment{PaymentID: id, DeviceID: deviceApp, Proofs: h.proofs(pi.Challenge, factors...), PayeeID: pi.Payee, Payee: activePayee}
 }
 
 func (h *harness) confirm(id string, factors ...string) ([]Event, error) {

@@ -42,7 +42,8 @@ func TestInitiatePayment(t *testing.T) {
 	}{
 		{"PaySelf", mod(func(c *InitiatePayment) { c.PayeeID = accountID }), CodeInvalid, "payee_account_id"},
 		{"PayeeNotFound", mod(func(c *InitiatePayment) { c.Payee = Payee{} }), CodeNotFound, "payee_account_id"},
-		{"PayeeClosed", mod(func(c *InitiatePayment) { c.Payee.Status = StatusClosed }), CodeAccountClosed, "payee_account_id"},
+		{"PayeeClosed", mod(func(c *InitiatePayment) { c.Payee.Status = StatusClosed }), CodePayeeUnavailable, "payee_account_id"},
+		{"PayeeSuspended", mod(func(c *InitiatePayment) { c.Payee.Status = StatusSuspended }), CodePayeeUnavailable, "payee_account_id"},
 		{"PayeeOtherCurrency", mod(func(c *InitiatePayment) { c.Payee.Currency = "USD" }), CodeInvalid, "payee_account_id"},
 		{"OtherCurrency", mod(func(c *InitiatePayment) { c.Currency = "USD" }), CodeInvalid, "currency"},
 		{"UnknownCurrency", mod(func(c *InitiatePayment) { c.Currency = "XYZ" }), CodeInvalid, "currency"},
@@ -77,7 +78,6 @@ func TestInitiatePayment(t *testing.T) {
 		"EmptyDescription":    mod(func(c *InitiatePayment) { c.Description = "" }),
 		"CurrencyOmitted":     mod(func(c *InitiatePayment) { c.Currency = "" }),
 		"Device100":           mod(func(c *InitiatePayment) { c.DeviceID = strings.Repeat("d", 100) }),
-		"PayeeSuspended":      mod(func(c *InitiatePayment) { c.Payee.Status = StatusSuspended }),
 		"ChannelWebDesktop":   mod(func(c *InitiatePayment) { c.Channel, c.Terminal = "web", "desktop" }),
 		"ChannelAPIServer":    mod(func(c *InitiatePayment) { c.Channel, c.Terminal = "api", "server" }),
 		"ChannelPOS":          mod(func(c *InitiatePayment) { c.Channel, c.Terminal = "pos", "pos" }),
@@ -233,7 +233,7 @@ func TestDecideIsPure(t *testing.T) {
 	cmds := map[string]Command{
 		"ConfirmSucceeds":     h.confirmCmd(pending.PaymentID, fPassword, fOTP),
 		"ConfirmOverLimit":    h.confirmCmd(pending.PaymentID, fPassword),
-		"ConfirmLocks":        ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: wrong},
+		"ConfirmLocks":        ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: wrong, PayeeID: payeeID, Payee: activePayee},
 		"LoginLocks":          Login{DeviceID: deviceApp, Proofs: wrong},
 		"LoginSucceeds":       Login{DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword, fOTP)},
 		"Withdraw":            Withdraw{WithdrawalID: "w", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)},
@@ -244,7 +244,7 @@ func TestDecideIsPure(t *testing.T) {
 		"AdjustLimit":         AdjustLimit{Limit: "1.00"},
 		"Deposit":             Deposit{DepositID: "d", Amount: "1.00"},
 		"ResetCredential":     ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp)},
-		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}},
+		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}, PayeeID: payeeID, Payee: activePayee},
 		"FactorNotIndependnt": h.confirmCmd(pending.PaymentID, fOTPApp),
 	}
 	times := []time.Time{h.now, h.now.Add(6 * time.Minute), h.now.Add(24 * time.Hour)}

@@ -47,6 +47,12 @@ type proofFailure struct{ reason string }
 // devices are the devices involved in the instruction (the one confirming
 // and, for a payment, the one that initiated it): an OTP delivered to any of
 // them is not independent of the instruction (R6).
+//
+// Malformed input is found before any proof is checked, so it spends
+// nothing. Otherwise every proof is checked, even after one has failed: a
+// one-time password that verified is spent whatever the outcome (R7), so
+// with a *proofFailure v still carries the OTP uses the failed attempt
+// must record (and nothing else).
 func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, challenge []byte, now time.Time) (verified, *Error, *proofFailure) {
 	var v verified
 	if len(proofs) == 0 {
@@ -58,27 +64,38 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 	// At most maxProofs proofs: small sets as slices, not maps.
 	var seenBuf, catsBuf, allCatsBuf [maxProofs]string
 	seen, cats, allCats := seenBuf[:0], catsBuf[:0], allCatsBuf[:0]
-	allCert := false
 	for _, pr := range proofs {
 		if slices.Contains(seen, pr.FactorID) {
 			return v, Invalid("proofs", "factor "+pr.FactorID+" is presented twice"), nil
 		}
 		seen = append(seen, pr.FactorID)
+		if f, ok := a.factors[pr.FactorID]; ok && f.Active {
+			if bad := shapeError(f.Method, pr, challenge != nil); bad != nil {
+				return v, bad, nil
+			}
+		}
+	}
+	var fail *proofFailure
+	allCert := false
+	for _, pr := range proofs {
 		f, ok := a.factors[pr.FactorID]
 		if !ok || !f.Active {
-			return v, nil, &proofFailure{"factor " + pr.FactorID + " is not an active factor of this account"}
-		}
-		if bad := shapeError(f.Method, pr, challenge != nil); bad != nil {
-			return v, bad, nil
+			if fail == nil {
+				fail = &proofFailure{"factor " + pr.FactorID + " is not an active factor of this account"}
+			}
+			continue
 		}
 		ok, use, reason := a.checkProof(p, f, pr, challenge, now)
-		if !ok {
-			return v, nil, &proofFailure{reason}
-		}
-		v.factorIDs = append(v.factorIDs, f.ID)
 		if use != nil {
 			v.otpUses = append(v.otpUses, *use)
 		}
+		if !ok {
+			if fail == nil {
+				fail = &proofFailure{reason}
+			}
+			continue
+		}
+		v.factorIDs = append(v.factorIDs, f.ID)
 		cert := f.Method == MethodCertificate || f.Method == MethodESignature
 		if !slices.Contains(allCats, f.Category) {
 			allCats = append(allCats, f.Category)
@@ -92,6 +109,9 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 			cats = append(cats, f.Category)
 		}
 		v.hasCert = v.hasCert || cert
+	}
+	if fail != nil {
+		return verified{otpUses: v.otpUses}, nil, fail
 	}
 	if len(cats) > 0 {
 		v.categories = slices.Clone(cats)

@@ -158,6 +158,28 @@ func TestOpenAPIProblemCodes(t *testing.T) {
 	}
 }
 
+// TestOpenAPIOperationTypes: the operation log's type enum lists exactly
+// the event types the domain stores.
+func TestOpenAPIOperationTypes(t *testing.T) {
+	doc := loadDoc(t)
+	var listed []string
+	for _, v := range doc.Components.Schemas["Operation"].Value.Properties["type"].Value.Enum {
+		listed = append(listed, v.(string))
+	}
+	var stored []string
+	for _, tv := range domain.EventTypes() {
+		typ, _, _ := strings.Cut(tv, "/")
+		if !slices.Contains(stored, typ) {
+			stored = append(stored, typ)
+		}
+	}
+	sort.Strings(listed)
+	sort.Strings(stored)
+	if !slices.Equal(listed, stored) {
+		t.Errorf("Operation type enum %v\nwant the domain's event types %v", listed, stored)
+	}
+}
+
 func TestOpenAPIWritesAreIdempotentAndStrict(t *testing.T) {
 	doc := loadDoc(t)
 	for path, item := range doc.Paths.Map() {
@@ -594,9 +616,46 @@ func TestOpenAPIScenario(t *testing.T) {
 	w := a.do(call{method: "POST", path: acct + "/withdrawals", status: 201,
 		body: obj{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
 	want(t, "withdrawal level", w.str("verification_level"), "two_factor")
-	a.problem(call{method: "POST", path: acct + "/withdrawals", status: 422,
-		body: obj{"amount": "99999.00", "device_id": "laptop-1", "proofs": []any{pwProof}}},
-		"insufficient_funds", obj{"available": "8600.00", "required": "99999.00"})
+	// A withdrawal refused after its proofs verified is recorded, and its
+	// replay answers the same problem.
+	tooMuch := call{method: "POST", path: acct + "/withdrawals", key: "withdraw-too-much", status: 422,
+		body: obj{"amount": "99999.00", "device_id": "laptop-1", "proofs": []any{pwProof}}}
+	funds := obj{"available": "8600.00", "required": "99999.00"}
+	a.problem(tooMuch, "insufficient_funds", funds)
+	want(t, "withdrawal refusal Idempotent-Replayed", a.problem(tooMuch, "insufficient_funds", funds).header.Get("Idempotent-Replayed"), "true")
+	lastOp := func() map[string]any {
+		t.Helper()
+		ops := a.do(call{method: "GET", path: acct + "/operations", status: 200}).list("operations")
+		if len(ops) == 0 {
+			t.Fatal("no operations")
+		}
+		return ops[len(ops)-1].(map[string]any)
+	}
+	want(t, "refused withdrawal recorded as", lastOp()["type"], any("WithdrawalRejected"))
+
+	// R7: a code that verified beside a wrong password is spent.
+	clk.Advance(domain.TOTPStep)
+	spent := obj{"factor_id": totp, "code": code()}
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
+		body: obj{"device_id": "laptop-1", "proofs": []any{spent, obj{"factor_id": pw, "password": "not my password"}}}},
+		"authentication_failed", obj{"attempts_remaining": 4.0})
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
+		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, spent}}},
+		"authentication_failed", obj{"attempts_remaining": 3.0})
+
+	// R14: a suspended payee takes no payments, at confirmation (the
+	// payment is rejected, recorded, and the refusal replays) or initiation.
+	p4 := pay("10.00")
+	want(t, "bob suspended", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/suspend", status: 200, body: obj{}}).str("status"), "suspended")
+	unavailable := obj{"field": "payee_account_id", "payee_status": "suspended"}
+	toSuspended := call{method: "POST", path: confirmPath(p4), key: "confirm-p4", status: 409, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}
+	a.problem(toSuspended, "payee_unavailable", unavailable)
+	want(t, "payee refusal Idempotent-Replayed", a.problem(toSuspended, "payee_unavailable", unavailable).header.Get("Idempotent-Replayed"), "true")
+	want(t, "rejected payment recorded as", lastOp()["type"], any("PaymentRejected"))
+	a.problem(call{method: "POST", path: acct + "/payments", status: 409,
+		body: obj{"payee_account_id": bob, "amount": "10.00", "channel": "app", "terminal": "desktop", "device_id": "laptop-1"}},
+		"payee_unavailable", unavailable)
+	want(t, "bob reactivated", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/reactivate", status: 200}).str("status"), "active")
 
 	// Limits, suspension.
 	lim := a.do(call{method: "PUT", path: acct + "/limits", key: "limit-1", status: 200, body: obj{"agreed_daily_limit": "20000.00"}})

@@ -273,3 +273,16 @@ func (h *hookStore) Append(ctx context.Context, stream string, expected int64, e
 	}
 	return res, err
 }
+
+// testPassword is the password enrolPassword enrols.
+const testPassword = "correct horse battery"
+
+// enrolPassword enrols a password factor on accountID and returns its id.
+func enrolPassword(t testing.TB, s *ledger.Service, accountID string) string {
+	t.Helper()
+	out, err := s.EnrollFactor(context.Background(), accountID, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodPassword, Password: testPassword})
+	if err != nil {
+		t.Fatalf("enrol password: %v", err)
+	}
+	return out.Decoded[0].(domain.FactorEnrolled).FactorID
+}

@@ -152,10 +152,54 @@ func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error
 
 // ConfirmPayment is step two: proofs over the challenge; on success the
 // money moves in one event in the payer's stream.
+//
+// R14: a payee whose service is suspended or whose account is closed takes
+// no payments, so the payee's state is read first: the payment's payee id
+// from the payer's aggregate, then the payee's status through the same
+// cache, each under its own account's lock and never both at once (two
+// accounts paying each other would otherwise deadlock). The decision then
+// runs under the payer's lock alone.
+//
+// The race this leaves: the payee's stream is not part of the payer's
+// append (no lock or expected version covers it), so a payee suspended or
+// closed after the read and before the payer's append still receives this
+// one payment, as if its suspension had come just after it; a payee closed
+// in that window is left holding the amount, to be returned by hand. The
+// window is the time from the read to the append, about one group commit.
 func (s *Service) ConfirmPayment(ctx context.Context, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	payeeID, err := s.pendingPayee(ctx, accountID, paymentID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var payee domain.Payee
+	if payeeID != "" {
+		if payee, err = s.peekPayee(ctx, payeeID); err != nil {
+			return Outcome{}, err
+		}
+	}
 	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-		return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
+		return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal,
+			PayeeID: payeeID, Payee: payee}, nil
 	})
+}
+
+// pendingPayee returns the payee of a pending payment of accountID, or ""
+// when the payment is not pending (the decision then refuses it, or an
+// idempotent replay answers as the first time).
+func (s *Service) pendingPayee(ctx context.Context, accountID, paymentID string) (string, error) {
+	if accountID == "" {
+		return "", nil
+	}
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return "", err
+	}
+	pi, ok := ent.acct.Pending(paymentID)
+	if !ok {
+		return "", nil
+	}
+	return pi.Payee, nil
 }
 
 // Withdraw pays out to the bound same-name bank account.

@@ -262,6 +262,8 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 				With("locked_until", until)
 		case domain.PaymentRejected:
 			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
+		case domain.WithdrawalRejected:
+			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
 		}
 	}
 	return refusal

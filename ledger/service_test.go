@@ -119,6 +119,24 @@ func TestIdempotentReplay(t *testing.T) {
 				return s.ConfirmPayment(ctx, f.payee.id, pi.PaymentID, idem, f.payee.device, f.payee.proofs(pi.Challenge))
 			}
 		}},
+		{name: "refused withdrawal records its rejection", refusal: domain.CodeInsufficientFunds, prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			if _, err := f.svc.BindBankAccount(ctx, f.payer.id, ledger.Idem{}, "6222020200112233445", payerName); err != nil {
+				t.Fatalf("bind: %v", err)
+			}
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.Withdraw(ctx, f.payer.id, idem, "500.01", "CNY", "laptop", []domain.Proof{{FactorID: pw, Password: testPassword}})
+			}
+		}},
+		{name: "payment to a suspended payee records its rejection", refusal: domain.CodePayeeUnavailable, prepare: func(t *testing.T, f *fixture) command {
+			pi := f.initiate(t, f.payer, f.payee, "25.00")
+			if _, err := f.svc.Suspend(ctx, f.payee.id, ledger.Idem{}, "holiday"); err != nil {
+				t.Fatalf("suspend payee: %v", err)
+			}
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
+			}
+		}},
 		{name: "wrong password login records its failure", refusal: domain.CodeAuthFailed, prepare: func(t *testing.T, f *fixture) command {
 			enr, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodPassword, Password: "correct horse"})
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/payledger/payledger/apiclient"
 	"github.com/payledger/payledger/demo"
+	"github.com/payledger/payledger/domain"
 )
 
 var binary string
@@ -340,5 +341,101 @@ func TestLockoutOverHTTP(t *testing.T) {
 	if tail[0]["type"] != "AccessUnlocked" || tail[1]["type"] != "LoginSucceeded" {
 		t.Fatalf("after expiry: %v then %v", tail[0]["type"], tail[1]["type"])
 	}
+	srv.stop(t, syscall.SIGTERM)
+}
+
+// TestRefusalsAreRecordedOverHTTP drives the binary through refusals that
+// must leave a trace or spend a code: a withdrawal refused after its proofs
+// verified is an event and its replay answers the same (R1, R9); a TOTP
+// code that verified beside a wrong password is spent (R7); a suspended
+// payee takes no payments (R14).
+func TestRefusalsAreRecordedOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	srv := start(t, t.TempDir())
+	c := apiclient.New(srv.url)
+	expect := func(status int, method, path string, body any) apiclient.Response {
+		t.Helper()
+		r, err := c.Expect(ctx, status, method, path, body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	payer := "/v1/accounts/" + expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Li Wei", "currency": "CNY"}).Str("id")
+	payee := expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Harbour Coffee", "currency": "CNY", "kind": "merchant"}).Str("id")
+	const password = "a long passphrase"
+	pw := expect(http.StatusCreated, "POST", payer+"/factors", map[string]any{"method": "password", "password": password}).Str("factor_id")
+	totp := expect(http.StatusCreated, "POST", payer+"/factors", map[string]any{"method": "totp", "device_id": "token-1"})
+	expect(http.StatusCreated, "POST", payer+"/bank-account", map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"})
+	expect(http.StatusCreated, "POST", payer+"/deposits", map[string]any{"amount": "100.00", "currency": "CNY"})
+	expect(http.StatusOK, "POST", "/v1/accounts/"+payee+"/suspend", map[string]any{"reason": "holiday"})
+	code, err := domain.TOTPCode(totp.Str("totp_secret"), domain.TOTPStepAt(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwProof := map[string]any{"factor_id": pw, "password": password}
+	codeProof := map[string]any{"factor_id": totp.Str("factor_id"), "code": code}
+	tooMuch := map[string]any{"amount": "1000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof}}
+
+	steps := []struct {
+		name   string
+		path   string
+		body   map[string]any
+		key    string
+		status int
+		code   string
+		fields map[string]any
+		// replayed: the reply must be a replay; op: the event type the
+		// step must append ("" for none).
+		replayed bool
+		op       string
+	}{
+		{name: "WithdrawalOverBalance", path: payer + "/withdrawals", body: tooMuch, key: "too-much", status: http.StatusUnprocessableEntity,
+			code: "insufficient_funds", fields: map[string]any{"available": "100.00", "required": "1000.00"}, op: "WithdrawalRejected"},
+		{name: "WithdrawalOverBalanceReplayed", path: payer + "/withdrawals", body: tooMuch, key: "too-much", status: http.StatusUnprocessableEntity,
+			code: "insufficient_funds", fields: map[string]any{"available": "100.00", "required": "1000.00"}, replayed: true},
+		{name: "CodeBesideWrongPassword", path: payer + "/sessions", status: http.StatusUnauthorized, code: "authentication_failed",
+			body:   map[string]any{"device_id": "laptop-1", "proofs": []any{codeProof, map[string]any{"factor_id": pw, "password": "not it at all"}}},
+			fields: map[string]any{"attempts_remaining": float64(4)}, op: "LoginFailed"},
+		{name: "SpentCodeWithRightPassword", path: payer + "/sessions", status: http.StatusUnauthorized, code: "authentication_failed",
+			body:   map[string]any{"device_id": "laptop-1", "proofs": []any{pwProof, codeProof}},
+			fields: map[string]any{"attempts_remaining": float64(3)}, op: "LoginFailed"},
+		{name: "PaymentToSuspendedPayee", path: payer + "/payments", status: http.StatusConflict, code: "payee_unavailable",
+			body:   map[string]any{"payee_account_id": payee, "amount": "10.00", "currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1"},
+			fields: map[string]any{"field": "payee_account_id", "payee_status": "suspended"}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			before := expect(http.StatusOK, "GET", payer+"/operations?limit=100", nil).List("operations")
+			r, err := c.Expect(ctx, s.status, "POST", s.path, s.body, s.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Str("code") != s.code {
+				t.Fatalf("code %q, want %q: %s", r.Str("code"), s.code, r.Raw)
+			}
+			for k, v := range s.fields {
+				if r.Body[k] != v {
+					t.Errorf("%s = %v, want %v: %s", k, r.Body[k], v, r.Raw)
+				}
+			}
+			if got := r.Header.Get("Idempotent-Replayed") == "true"; got != s.replayed {
+				t.Errorf("replayed %v, want %v", got, s.replayed)
+			}
+			after := expect(http.StatusOK, "GET", payer+"/operations?limit=100", nil).List("operations")
+			var added []string
+			for _, o := range after[len(before):] {
+				added = append(added, o["type"].(string))
+			}
+			want := []string{}
+			if s.op != "" {
+				want = []string{s.op}
+			}
+			if strings.Join(added, " ") != strings.Join(want, " ") {
+				t.Errorf("appended %v, want %v", added, want)
+			}
+		})
+	}
+	checkBalances(t, ctx, c, map[string]string{strings.TrimPrefix(payer, "/v1/accounts/"): "100.00", payee: "0.00"})
 	srv.stop(t, syscall.SIGTERM)
 }

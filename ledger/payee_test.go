@@ -1,0 +1,103 @@
+package ledger_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+	"github.com/shopspring/decimal"
+)
+
+// TestPayeeStatusAtConfirmation checks R14 on the payee's side through the
+// write path: the payer's service reads the payee's state through its
+// cache (with the stream tail, so a change made on another node counts)
+// before confirming, and a suspended or closed payee gets nothing.
+func TestPayeeStatusAtConfirmation(t *testing.T) {
+	ctx := context.Background()
+	type change func(s *ledger.Service, payee string) error
+	suspend := func(s *ledger.Service, payee string) error {
+		_, err := s.Suspend(ctx, payee, ledger.Idem{}, "holiday")
+		return err
+	}
+	closeAcct := func(s *ledger.Service, payee string) error {
+		_, err := s.Close(ctx, payee, ledger.Idem{}, "moving")
+		return err
+	}
+	reactivate := func(s *ledger.Service, payee string) error {
+		_, err := s.Reactivate(ctx, payee, ledger.Idem{}, "back")
+		return err
+	}
+	cases := []struct {
+		name    string
+		changes []change
+		// onOther makes the changes on a second node, whose writes the
+		// confirming node has not seen.
+		onOther bool
+		refusal string
+	}{
+		{name: "active payee is paid"},
+		{name: "suspended payee", changes: []change{suspend}, refusal: domain.CodePayeeUnavailable},
+		{name: "payee suspended on another node", changes: []change{suspend}, onOther: true, refusal: domain.CodePayeeUnavailable},
+		{name: "closed payee", changes: []change{closeAcct}, refusal: domain.CodePayeeUnavailable},
+		{name: "payee closed on another node", changes: []change{closeAcct}, onOther: true, refusal: domain.CodePayeeUnavailable},
+		{name: "suspended then reactivated payee is paid", changes: []change{suspend, reactivate}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			other := f.e.node(t, nil)
+			// The confirming node has both accounts cached as they are now.
+			for _, id := range []string{f.payer.id, f.payee.id} {
+				if _, err := f.svc.Account(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pi := f.initiate(t, f.payer, f.payee, "25.00")
+			changer := f.svc
+			if tc.onOther {
+				changer = other
+			}
+			for _, c := range tc.changes {
+				if err := c(changer, f.payee.id); err != nil {
+					t.Fatalf("change the payee: %v", err)
+				}
+			}
+			out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+			if err != nil {
+				t.Fatalf("confirm: %v", err)
+			}
+			if got := refusalCode(out.Refusal); got != tc.refusal {
+				t.Fatalf("refusal %q (%v), want %q", got, out.Refusal, tc.refusal)
+			}
+			last := out.Decoded[len(out.Decoded)-1]
+			wantPayer := "475"
+			if tc.refusal != "" {
+				r, ok := last.(domain.PaymentRejected)
+				if !ok || r.Code != tc.refusal || r.Details["payee_status"] == nil {
+					t.Fatalf("recorded %#v, want a PaymentRejected %s naming the payee's status", last, tc.refusal)
+				}
+				wantPayer = "500"
+				// Initiating another payment to it is refused at once, and
+				// records nothing.
+				head := f.e.head(t)
+				_, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "1.00", f.payer.device))
+				if domain.ErrorCode(err) != tc.refusal {
+					t.Errorf("initiate to the unavailable payee: %v, want %s", err, tc.refusal)
+				}
+				if h := f.e.head(t); h != head {
+					t.Errorf("refused initiation appended: head %d -> %d", head, h)
+				}
+			} else if _, ok := last.(domain.PaymentConfirmed); !ok {
+				t.Fatalf("recorded %#v, want PaymentConfirmed", last)
+			}
+			v, err := f.svc.Account(ctx, f.payer.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.Available.Amount.Equal(decimal.RequireFromString(wantPayer)) {
+				t.Errorf("payer available %s, want %s", v.Available.Amount, wantPayer)
+			}
+		})
+	}
+}
