@@ -246,6 +246,34 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   bound bank account ****%s (only a token and the last four digits are kept); withdrew %s CNY", bank.Str("bank_account_last4"), wd.Str("amount"))
 
+	r.section("A withdrawal beyond the balance is refused, and the attempt is still in the log (R1)")
+	over, err := r.expect(http.StatusUnprocessableEntity, "POST", base+"/withdrawals",
+		map[string]any{"amount": "50000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{password}}, "")
+	if err != nil {
+		return err
+	}
+	if over.Str("code") != "insufficient_funds" {
+		return fmt.Errorf("want insufficient_funds, got %s", over.Raw)
+	}
+	r.say("   %s; recorded as WithdrawalRejected, no money moved", over.Str("code"))
+
+	r.section("The coffee shop suspends its service (R14): payments to it are refused until it reactivates")
+	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/suspend", map[string]any{"reason": "renovation"}, ""); err != nil {
+		return err
+	}
+	un, err := r.expect(http.StatusConflict, "POST", base+"/payments", map[string]any{"payee_account_id": cafe, "amount": "5.00",
+		"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": "espresso"}, "")
+	if err != nil {
+		return err
+	}
+	if un.Str("code") != "payee_unavailable" {
+		return fmt.Errorf("want payee_unavailable, got %s", un.Raw)
+	}
+	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/reactivate", map[string]any{"reason": "reopened"}, ""); err != nil {
+		return err
+	}
+	r.say("   paying a %s payee: %s; reactivated afterwards", un.Str("payee_status"), un.Str("code"))
+
 	r.section("A request carrying a card CVV is refused and nothing of it is kept (R19)")
 	fb, err := r.expect(http.StatusBadRequest, "POST", base+"/deposits", map[string]any{"amount": "1.00", "currency": "CNY", "card": map[string]any{"cvv": "123"}}, "")
 	if err != nil {
