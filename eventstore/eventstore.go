@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -193,32 +194,53 @@ func ValidateAppend(stream string, expected int64, events []EventData) error {
 // not part of the hash: it is assigned at commit and differs between stores
 // that hold the same streams.
 func ComputeHash(prev [32]byte, stream string, version int64, e EventData) [32]byte {
-	h := sha256.New()
-	var buf [8]byte
-	writeStr := func(s string) {
-		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
-		h.Write(buf[:])
-		h.Write([]byte(s))
+	bp := hashBufs.Get().(*[]byte)
+	b := canonicalBytes((*bp)[:0], prev, stream, version, e)
+	sum := sha256.Sum256(b)
+	if cap(b) <= maxPooledHashBuf {
+		*bp = b
+		hashBufs.Put(bp)
 	}
-	writeInt := func(v int64) {
-		binary.BigEndian.PutUint64(buf[:], uint64(v))
-		h.Write(buf[:])
-	}
-	h.Write([]byte("payledger/event/v1"))
-	h.Write(prev[:])
-	writeStr(stream)
-	writeInt(version)
-	writeStr(e.ID)
-	writeStr(e.Type)
-	writeInt(int64(e.SchemaVersion))
-	writeStr(e.OccurredAt.UTC().Format(time.RFC3339Nano))
-	writeStr(e.CausationID)
-	writeStr(e.CorrelationID)
-	writeStr(e.IdempotencyKey)
-	writeStr(string(e.Payload))
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
+	return sum
+}
+
+// hashBufs recycles the buffers ComputeHash builds canonical bytes in: the
+// writer hashes every event it appends, and building them in place instead
+// of feeding a hash.Hash piece by piece saves the copies and allocations
+// of each piece. Buffers grown past maxPooledHashBuf (a large payload) are
+// left to the collector.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledHashBuf = 64 << 10
+
+// canonicalBytes appends the canonical bytes of an event to b: a domain tag,
+// prev, then every field in a fixed order, each variable-length field
+// prefixed with its length as 8 big-endian bytes and each integer as 8
+// big-endian bytes.
+func canonicalBytes(b []byte, prev [32]byte, stream string, version int64, e EventData) []byte {
+	b = append(b, "payledger/event/v1"...)
+	b = append(b, prev[:]...)
+	b = appendStr(b, stream)
+	b = binary.BigEndian.AppendUint64(b, uint64(version))
+	b = appendStr(b, e.ID)
+	b = appendStr(b, e.Type)
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(e.SchemaVersion)))
+	// The time, length-prefixed like the strings: format it after a
+	// placeholder prefix and fill the prefix in.
+	at := len(b)
+	b = binary.BigEndian.AppendUint64(b, 0)
+	b = e.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	binary.BigEndian.PutUint64(b[at:], uint64(len(b)-at-8))
+	b = appendStr(b, e.CausationID)
+	b = appendStr(b, e.CorrelationID)
+	b = appendStr(b, e.IdempotencyKey)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(e.Payload)))
+	return append(b, e.Payload...)
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // VerifyChain checks that events (consecutive events of one stream starting
