@@ -257,6 +257,32 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   %s; recorded as WithdrawalRejected, no money moved", over.Str("code"))
 
+	r.section("Li Wei changes the reserved phone number (R1): a sensitive change needs two factor categories")
+	weak, err := r.expect(http.StatusUnprocessableEntity, "PUT", base+"/phone",
+		map[string]any{"phone": "+8613800138000", "device_id": "laptop-1", "proofs": []any{password}}, "")
+	if err != nil {
+		return err
+	}
+	if weak.Str("code") != "insufficient_verification" {
+		return fmt.Errorf("want insufficient_verification, got %s", weak.Raw)
+	}
+	// The certificate signs the change's challenge, which names the
+	// account's current version (so the signature verifies only once).
+	acct, err := r.expect(http.StatusOK, "GET", base, nil, "")
+	if err != nil {
+		return err
+	}
+	version, _ := acct.Body["version"].(float64)
+	sig := ed25519.Sign(priv, domain.ChangeChallenge(domain.ChangeKindPhone, li, int64(version), "+8613800138000"))
+	phone, err := r.expect(http.StatusOK, "PUT", base+"/phone", map[string]any{"phone": "+8613800138000", "device_id": "laptop-1",
+		"version": int64(version), "proofs": []any{password, map[string]any{"factor_id": certID, "signature": base64.StdEncoding.EncodeToString(sig)}}}, "")
+	if err != nil {
+		return err
+	}
+	r.say("   password alone: %s (recorded as ChangeRejected, nothing changed)", weak.Str("code"))
+	r.say("   password + certificate signature over the change's challenge: reserved phone now %s (PhoneChanged, %v)",
+		phone.Str("phone"), phone.Body["categories"])
+
 	r.section("The coffee shop suspends its service (R14): payments to it are refused until it reactivates")
 	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/suspend", map[string]any{"reason": "renovation"}, ""); err != nil {
 		return err

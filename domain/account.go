@@ -119,6 +119,15 @@ func (a *Account) Factors() []Factor {
 	return out
 }
 
+// Factor returns a copy of one factor, active or retired.
+func (a *Account) Factor(id string) (Factor, bool) {
+	f, ok := a.factors[id]
+	if !ok {
+		return Factor{}, false
+	}
+	return *f, true
+}
+
 // BankAccount returns the bound bank account, if any.
 func (a *Account) BankAccount() (BankAccountBound, bool) {
 	if a.bank == nil {
@@ -214,6 +223,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 			f.PasswordHash, f.SealedSecret, f.PublicKey, f.Active = v.PasswordHash, v.SealedSecret, v.PublicKey, true
 			delete(a.otpLast, v.FactorID)
 		}
+		a.authorised(v.Authorised)
 	case LoginSucceeded:
 		a.failures = 0
 		a.useOTPs(v.OTPUses)
@@ -231,8 +241,12 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.AgreedLimit = v.AgreedDailyLimit
 	case IdentityChanged:
 		a.HolderName = v.HolderName
+		a.authorised(v.Authorised)
 	case PhoneChanged:
 		a.Phone = v.Phone
+		a.authorised(v.Authorised)
+	case ChangeRejected:
+		a.useOTPs(v.OTPUses)
 	case BankAccountBound:
 		b := v
 		a.bank = &b
@@ -262,6 +276,16 @@ func (a *Account) Apply(e Event, r Recorded) {
 	case AccountClosed:
 		a.Status = StatusClosed
 	}
+}
+
+// authorised applies a sensitive change's verification: its proofs
+// verified, which ends the run of failures like any verified instruction
+// (R9), and its one-time passwords are spent (R7).
+func (a *Account) authorised(x Authorised) {
+	if len(x.FactorIDs) > 0 {
+		a.failures = 0
+	}
+	a.useOTPs(x.OTPUses)
 }
 
 func (a *Account) retire(id string) {

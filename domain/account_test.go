@@ -217,7 +217,7 @@ func TestRevokeReportResetFactor(t *testing.T) {
 		h.refuse(h.confirmCmd(pi.PaymentID, fPassword, fESig), CodeProofInvalid)
 	})
 	t.Run("ResetReactivates", func(t *testing.T) {
-		h.must(ResetCredential{FactorID: fESig, PublicKey: pubOf(strangerKey)})
+		h.must(ResetCredential{FactorID: fESig, PublicKey: pubOf(strangerKey), Auth: h.auth(ChangeKindCredentialReset, fESig, deviceApp, fPassword, fOTP)})
 		pi := h.initiate("10.00")
 		cmd := h.confirmCmd(pi.PaymentID, fPassword)
 		cmd.Proofs = append(cmd.Proofs, Proof{FactorID: fESig, Signature: ed25519.Sign(strangerKey, pi.Challenge)})
@@ -472,7 +472,7 @@ func TestWithdraw(t *testing.T) {
 	t.Run("IdentityChangeKeepsBinding", func(t *testing.T) {
 		// A new identity does not silently rebind; the stored binding keeps
 		// the holder name it was checked against.
-		h.must(ChangeIdentity{HolderName: "Li Wei Jr."})
+		h.must(ChangeIdentity{HolderName: "Li Wei Jr.", Auth: byPassword()})
 		b, _ := h.a.BankAccount()
 		if b.HolderName != holder {
 			t.Errorf("binding holder %q", b.HolderName)
@@ -486,7 +486,7 @@ func TestWithdraw(t *testing.T) {
 }
 
 func TestProfileChanges(t *testing.T) {
-	h := newHarness(t).open()
+	h := baseAccount(t)
 	tests := []struct {
 		name  string
 		cmd   Command
@@ -512,6 +512,16 @@ func TestProfileChanges(t *testing.T) {
 					t.Errorf("details %v events %v", e.Details, types(evs))
 				}
 				return
+			}
+			// A fresh TOTP step for every change (R7: a code is single use).
+			h.now = h.now.Add(TOTPStep)
+			switch c := tc.cmd.(type) {
+			case ChangePhone:
+				c.Auth = h.auth(ChangeKindPhone, c.Phone, deviceApp, fPassword, fOTP)
+				tc.cmd = c
+			case ChangeIdentity:
+				c.Auth = byPassword()
+				tc.cmd = c
 			}
 			h.must(tc.cmd)
 		})

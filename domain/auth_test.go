@@ -258,7 +258,7 @@ func TestOTPSingleUse(t *testing.T) {
 	t.Run("ResetClearsUsedSteps", func(t *testing.T) {
 		h := baseAccount(t)
 		h.must(Login{SessionID: "s1", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)})
-		h.must(ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp)})
+		h.must(ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.auth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fOTPApp)})
 		// The new seed's current code is accepted although its step was used
 		// with the old seed.
 		h.must(Login{SessionID: "s2", DeviceID: deviceApp, Proofs: []Proof{{FactorID: fOTP, Code: h.code(secretApp)}}})

@@ -48,13 +48,28 @@ type RevokeFactor struct {
 type ReportCredentialLoss struct{ FactorID string }
 
 // ResetCredential replaces a factor's credential (R1 password/certificate
-// reset), for example a new password with a new salt.
+// reset), for example a new password with a new salt. Auth must prove two
+// factor categories without the factor being reset (see ChangeChallenge).
 type ResetCredential struct {
 	FactorID     string
 	Password     string
 	Salt         []byte
 	SealedSecret []byte
 	PublicKey    []byte
+	Auth         Authorisation
+}
+
+// Authorisation is what authorises a sensitive change of the account (an
+// identity change, a reserved phone change, a credential reset): the device
+// sending it and the proofs, verified like a withdrawal's (R6, R7, R9).
+// Version is the account version that certificate, e-signature and
+// biometric proofs signed over in the change's challenge (ChangeChallenge);
+// zero when no such proof is given. When set it must be the account's
+// current version.
+type Authorisation struct {
+	DeviceID string
+	Version  int64
+	Proofs   []Proof
 }
 
 // Login verifies proofs and opens a session (R9).
@@ -68,11 +83,19 @@ type Login struct {
 // AdjustLimit sets the daily limit agreed with the customer (R10).
 type AdjustLimit struct{ Limit string }
 
-// ChangeIdentity corrects the holder's identity data.
-type ChangeIdentity struct{ HolderName string }
+// ChangeIdentity corrects the holder's identity data; Auth must prove at
+// least one factor category.
+type ChangeIdentity struct {
+	HolderName string
+	Auth       Authorisation
+}
 
-// ChangePhone changes the reserved phone number.
-type ChangePhone struct{ Phone string }
+// ChangePhone changes the reserved phone number; Auth must prove two factor
+// categories.
+type ChangePhone struct {
+	Phone string
+	Auth  Authorisation
+}
 
 // BindBankAccount binds the same-name bank account for withdrawals. Token is
 // computed by the caller (a keyed hash); only it and the last four digits

@@ -40,7 +40,7 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		}
 		return one(CredentialLossReported{FactorID: c.FactorID, Method: a.factors[c.FactorID].Method})
 	case ResetCredential:
-		return decideReset(a, c)
+		return decideReset(a, c, p, now)
 	case Login:
 		return decideLogin(a, c, p, now)
 	case AdjustLimit:
@@ -50,17 +50,9 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		}
 		return one(LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m})
 	case ChangeIdentity:
-		name, err := holderName(c.HolderName)
-		if err != nil {
-			return nil, err
-		}
-		return one(IdentityChanged{HolderName: name})
+		return decideIdentity(a, c, p, now)
 	case ChangePhone:
-		if !digitsOnly(strings.TrimPrefix(c.Phone, "+"), 5, 20) {
-			return nil, Invalid("phone", "phone must be 5 to 20 digits, optionally after +")
-		}
-		//lint:ignore S1016 commands and events evolve separately; no conversion between them
-		return one(PhoneChanged{Phone: c.Phone})
+		return decidePhone(a, c, p, now)
 	case BindBankAccount:
 		return decideBind(a, c)
 	case Deposit:
@@ -211,25 +203,6 @@ func (a *Account) activeFactor(id string) error {
 		return Errorf(CodeConflict, "factor %s is no longer active", id)
 	}
 	return nil
-}
-
-func decideReset(a *Account, c ResetCredential) ([]Event, error) {
-	f, ok := a.factors[c.FactorID]
-	if !ok {
-		return nil, Errorf(CodeNotFound, "factor %s not found", c.FactorID).With("field", "factor_id")
-	}
-	if f.Revoked {
-		return nil, Errorf(CodeConflict, "factor %s is revoked; enrol a new one", c.FactorID)
-	}
-	if f.Method == MethodBiometric {
-		return nil, Invalid("factor_id", "a biometric factor has no credential to reset; enrol it again")
-	}
-	cred, err := credential(f.Method, f.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, false)
-	if err != nil {
-		return nil, err
-	}
-	cred.FactorID = c.FactorID
-	return one(cred)
 }
 
 func decideBind(a *Account, c BindBankAccount) ([]Event, error) {

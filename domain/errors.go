@@ -30,8 +30,13 @@ const (
 	// another holder name than the account's current one (R10's exclusion
 	// covers only the customer's own same-name bank account).
 	CodeBankAccountNameMismatch = "bank_account_name_mismatch"
-	CodeUnauthorized            = "unauthorized"
-	CodeInternal                = "internal"
+	// CodeInsufficientVerification: the proofs of a sensitive change
+	// verified but counted fewer factor categories than the change needs
+	// (two for a phone change or credential reset, one for an identity
+	// change). Details: required_categories, verified_categories.
+	CodeInsufficientVerification = "insufficient_verification"
+	CodeUnauthorized             = "unauthorized"
+	CodeInternal                 = "internal"
 )
 
 // Error is the one coded error type of the ledger. Typed details (the

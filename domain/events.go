@@ -36,6 +36,7 @@ const (
 	TypePaymentRejected        = "PaymentRejected"
 	TypeFundsWithdrawn         = "FundsWithdrawn"
 	TypeWithdrawalRejected     = "WithdrawalRejected"
+	TypeChangeRejected         = "ChangeRejected"
 	TypeServiceSuspended       = "ServiceSuspended"
 	TypeServiceReactivated     = "ServiceReactivated"
 	TypeAccountClosed          = "AccountClosed"
@@ -84,12 +85,28 @@ type FactorRevoked struct {
 }
 
 // CredentialReset replaces a factor's credential (new password hash, new
-// sealed TOTP secret or new public key) after a reset.
+// sealed TOTP secret or new public key) after a reset. Authorised names the
+// other factors that authorised it (absent in events written before resets
+// needed proofs).
 type CredentialReset struct {
 	FactorID     string `json:"factor_id"`
+	Method       string `json:"method,omitempty"`
 	PasswordHash string `json:"password_hash,omitempty"`
 	SealedSecret []byte `json:"sealed_secret,omitempty"`
 	PublicKey    []byte `json:"public_key,omitempty"`
+	Authorised
+}
+
+// Authorised records how a sensitive change (identity, reserved phone,
+// credential reset) was authorised: the device that sent it, the factors
+// whose proofs verified and the categories that counted (R5, R6), and the
+// one-time passwords it spent (R7). Its fields sit at the top level of the
+// event's payload; events written before changes needed proofs have none.
+type Authorised struct {
+	DeviceID   string   `json:"device_id,omitempty"`
+	FactorIDs  []string `json:"factor_ids,omitempty"`
+	Categories []string `json:"categories,omitempty"`
+	OTPUses    []OTPUse `json:"otp_uses,omitempty"`
 }
 
 // CredentialLossReported records that the customer reported a credential
@@ -135,7 +152,9 @@ type LoginFailed struct {
 }
 
 // VerificationFailed records a failed verification of a payment or
-// withdrawal instruction; it counts towards the same lockout as logins (R9).
+// withdrawal instruction or of a sensitive change (Purpose "payment",
+// "withdrawal" or a ChangeKind); it counts towards the same lockout as
+// logins (R9).
 type VerificationFailed struct {
 	Purpose        string `json:"purpose"`
 	Reference      string `json:"reference"`
@@ -172,11 +191,13 @@ type LimitAdjusted struct {
 // IdentityChanged records a change of the holder's identity data.
 type IdentityChanged struct {
 	HolderName string `json:"holder_name"`
+	Authorised
 }
 
 // PhoneChanged records a change of the reserved phone number.
 type PhoneChanged struct {
 	Phone string `json:"phone"`
+	Authorised
 }
 
 // BankAccountBound binds the same-name bank account that withdrawals go to
@@ -276,6 +297,24 @@ type WithdrawalRejected struct {
 	OTPUses      []OTPUse       `json:"otp_uses,omitempty"`
 }
 
+// ChangeRejected records a sensitive change (Change is "identity_change",
+// "phone_change" or "credential_reset") refused after its proofs verified,
+// because they did not reach the categories the change needs: the attempt
+// is in the log (R1, R9) and the one-time passwords that verified are spent
+// (R7). It does not count towards the lock (no proof was wrong). Reference
+// is the factor being reset, if any. Code, Reason and Details are the
+// refusal the client received, so an idempotent replay answers the same.
+// The requested new value is not kept.
+type ChangeRejected struct {
+	Change    string         `json:"change"`
+	Reference string         `json:"reference,omitempty"`
+	DeviceID  string         `json:"device_id"`
+	Code      string         `json:"code"`
+	Reason    string         `json:"reason"`
+	Details   map[string]any `json:"details,omitempty"`
+	OTPUses   []OTPUse       `json:"otp_uses,omitempty"`
+}
+
 // ServiceSuspended records that the customer (or the institution) suspended
 // the payment service (R14).
 type ServiceSuspended struct {
@@ -312,6 +351,7 @@ func (PaymentConfirmed) EventType() string       { return TypePaymentConfirmed }
 func (PaymentRejected) EventType() string        { return TypePaymentRejected }
 func (FundsWithdrawn) EventType() string         { return TypeFundsWithdrawn }
 func (WithdrawalRejected) EventType() string     { return TypeWithdrawalRejected }
+func (ChangeRejected) EventType() string         { return TypeChangeRejected }
 func (ServiceSuspended) EventType() string       { return TypeServiceSuspended }
 func (ServiceReactivated) EventType() string     { return TypeServiceReactivated }
 func (AccountClosed) EventType() string          { return TypeAccountClosed }
@@ -341,6 +381,7 @@ var decoders = map[string]func([]byte) (Event, error){
 	key(TypePaymentRejected, 1):        decodeAs[PaymentRejected],
 	key(TypeFundsWithdrawn, 1):         decodeAs[FundsWithdrawn],
 	key(TypeWithdrawalRejected, 1):     decodeAs[WithdrawalRejected],
+	key(TypeChangeRejected, 1):         decodeAs[ChangeRejected],
 	key(TypeServiceSuspended, 1):       decodeAs[ServiceSuspended],
 	key(TypeServiceReactivated, 1):     decodeAs[ServiceReactivated],
 	key(TypeAccountClosed, 1):          decodeAs[AccountClosed],

@@ -20,7 +20,9 @@ func sampleEvents() []Event {
 		FactorEnrolled{FactorID: "f2", Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$a2V5"},
 		FactorEnrolled{FactorID: "f3", Method: MethodCertificate, Category: CategoryPossession, PublicKey: bytes.Repeat([]byte{7}, 32)},
 		FactorRevoked{FactorID: "f1", Reason: "phone replaced"},
-		CredentialReset{FactorID: "f2", PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$bmV3"},
+		CredentialReset{FactorID: "f2", Method: MethodPassword, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$bmV3",
+			Authorised: Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f1", "f4"}, Categories: []string{CategoryInherence, CategoryPossession},
+				OTPUses: []OTPUse{{FactorID: "f1", Step: 58999990}}}},
 		CredentialLossReported{FactorID: "f3", Method: MethodCertificate},
 		LoginSucceeded{SessionID: "s1", TokenHash: []byte{9, 9}, DeviceID: "laptop-1", FactorIDs: []string{"f1", "f2"},
 			Categories: []string{CategoryKnowledge, CategoryPossession}, ExpiresAt: at.Add(15 * time.Minute),
@@ -32,8 +34,9 @@ func sampleEvents() []Event {
 		AccessLocked{Until: at.Add(30 * time.Minute), FailedAttempts: 5},
 		AccessUnlocked{Reason: "lock expired"},
 		LimitAdjusted{Previous: MustMoney("50000.00", CNY), AgreedDailyLimit: MustMoney("20000.00", CNY)},
-		IdentityChanged{HolderName: "Li Wei Jr."},
-		PhoneChanged{Phone: "+8613800138000"},
+		IdentityChanged{HolderName: "Li Wei Jr.", Authorised: Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f2"}, Categories: []string{CategoryKnowledge}}},
+		PhoneChanged{Phone: "+8613800138000", Authorised: Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f1", "f2"},
+			Categories: []string{CategoryKnowledge, CategoryPossession}, OTPUses: []OTPUse{{FactorID: "f1", Step: 58999991}}}},
 		BankAccountBound{BankAccountToken: "tok-abc", Last4: "3445", HolderName: "Li Wei"},
 		FundsDeposited{DepositID: "d1", DebitAccount: ClearingAccountID(CNY), CreditAccount: "acc-1", Amount: amt, Reference: "bank-transfer-123"},
 		PaymentInitiated{PaymentID: "p1", Payer: "acc-1", Payee: "acc-2", Amount: amt, Fee: Zero(CNY), Channel: "app", Terminal: "mobile",
@@ -50,6 +53,9 @@ func sampleEvents() []Event {
 		WithdrawalRejected{WithdrawalID: "w2", Amount: amt, DeviceID: "phone-1", Code: CodeInsufficientFunds,
 			Reason: "available balance 1.00 CNY is less than 12.50 CNY", Details: map[string]any{"available": "1.00", "required": "12.50"},
 			OTPUses: []OTPUse{{FactorID: "f1", Step: 59000003}}},
+		ChangeRejected{Change: ChangeKindCredentialReset, Reference: "f2", DeviceID: "laptop-1", Code: CodeInsufficientVerification,
+			Reason:  "a credential reset needs proofs of 2 independent factor categories; these count 1",
+			Details: map[string]any{"required": "2"}, OTPUses: []OTPUse{{FactorID: "f1", Step: 59000004}}},
 		ServiceSuspended{Reason: "customer request"},
 		ServiceReactivated{Reason: "customer request"},
 		AccountClosed{Reason: "customer request"},
@@ -150,7 +156,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 	want := []string{"AccountOpened", "FactorEnrolled", "FactorRevoked", "CredentialReset", "CredentialLossReported",
 		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
 		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
-		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed"}
+		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ChangeRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

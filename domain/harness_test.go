@@ -291,3 +291,18 @@ func (h *harness) available() string {
 }
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+// byPassword authorises a change from deviceApp with the password alone
+// (enough for an identity change).
+func byPassword() Authorisation {
+	return Authorisation{DeviceID: deviceApp, Proofs: []Proof{{FactorID: fPassword, Password: testPassword}}}
+}
+
+// auth authorises a change of kind with subject from device with valid
+// proofs of the named base factors, signatures over the change's challenge
+// at the account's current version.
+func (h *harness) auth(kind, subject, device string, factors ...string) Authorisation {
+	h.t.Helper()
+	return Authorisation{DeviceID: device, Version: h.a.Version,
+		Proofs: h.proofs(ChangeChallenge(kind, accountID, h.a.Version, subject), factors...)}
+}

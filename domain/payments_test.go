@@ -243,7 +243,7 @@ func TestDecideIsPure(t *testing.T) {
 		"Close":               CloseAccount{},
 		"AdjustLimit":         AdjustLimit{Limit: "1.00"},
 		"Deposit":             Deposit{DepositID: "d", Amount: "1.00"},
-		"ResetCredential":     ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp)},
+		"ResetCredential":     ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.auth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fBio)},
 		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}, PayeeID: payeeID, Payee: activePayee},
 		"FactorNotIndependnt": h.confirmCmd(pending.PaymentID, fOTPApp),
 	}

@@ -314,14 +314,14 @@ func TestWithdrawAfterIdentityChange(t *testing.T) {
 		code  string
 	}{
 		{"Unchanged", nil, ""},
-		{"NameChanged", []Command{ChangeIdentity{HolderName: "Li Wei Jr."}}, CodeBankAccountNameMismatch},
-		{"OnlyCaseChanged", []Command{ChangeIdentity{HolderName: "LI WEI"}}, ""},
-		{"BoundAgainUnderNewName", []Command{ChangeIdentity{HolderName: "Li Wei Jr."},
+		{"NameChanged", []Command{ChangeIdentity{HolderName: "Li Wei Jr.", Auth: byPassword()}}, CodeBankAccountNameMismatch},
+		{"OnlyCaseChanged", []Command{ChangeIdentity{HolderName: "LI WEI", Auth: byPassword()}}, ""},
+		{"BoundAgainUnderNewName", []Command{ChangeIdentity{HolderName: "Li Wei Jr.", Auth: byPassword()},
 			BindBankAccount{Number: "6222020200998877665", HolderName: "Li Wei Jr.", Token: "tok2"}}, ""},
-		{"ChangedBack", []Command{ChangeIdentity{HolderName: "Li Wei Jr."}, ChangeIdentity{HolderName: holder}}, ""},
-		{"BoundAgainThenChanged", []Command{ChangeIdentity{HolderName: "Li Wei Jr."},
+		{"ChangedBack", []Command{ChangeIdentity{HolderName: "Li Wei Jr.", Auth: byPassword()}, ChangeIdentity{HolderName: holder, Auth: byPassword()}}, ""},
+		{"BoundAgainThenChanged", []Command{ChangeIdentity{HolderName: "Li Wei Jr.", Auth: byPassword()},
 			BindBankAccount{Number: "6222020200998877665", HolderName: "Li Wei Jr.", Token: "tok2"},
-			ChangeIdentity{HolderName: "Wei Li"}}, CodeBankAccountNameMismatch},
+			ChangeIdentity{HolderName: "Wei Li", Auth: byPassword()}}, CodeBankAccountNameMismatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

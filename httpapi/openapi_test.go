@@ -657,6 +657,67 @@ func TestOpenAPIScenario(t *testing.T) {
 		"payee_unavailable", unavailable)
 	want(t, "bob reactivated", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/reactivate", status: 200}).str("status"), "active")
 
+	// Sensitive changes (R1): proofs verified like a withdrawal's; an
+	// identity change needs one category, a phone change two.
+	clk.Advance(domain.TOTPStep)
+	idc := a.do(call{method: "PUT", path: acct + "/identity", key: "identity-1", status: 200,
+		body: obj{"holder_name": "Li Wei", "device_id": "laptop-1", "proofs": []any{pwProof}}})
+	want(t, "identity categories", len(idc.list("categories")), 1)
+	const newPhone = "+8613800138000"
+	weakPhone := call{method: "PUT", path: acct + "/phone", key: "phone-weak", status: 422,
+		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof}}}
+	weak := obj{"required_categories": 2.0, "verified_categories": 1.0}
+	a.problem(weakPhone, "insufficient_verification", weak)
+	want(t, "weak phone change Idempotent-Replayed", a.problem(weakPhone, "insufficient_verification", weak).header.Get("Idempotent-Replayed"), "true")
+	want(t, "weak phone change recorded as", lastOp()["type"], any("ChangeRejected"))
+	a.problem(call{method: "PUT", path: acct + "/phone", status: 422,
+		body: obj{"phone": newPhone, "device_id": "phone-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}},
+		"factor_not_independent", weak)
+	clk.Advance(domain.TOTPStep)
+	ph := a.do(call{method: "PUT", path: acct + "/phone", status: 200,
+		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+	want(t, "phone", ph.str("phone"), newPhone)
+	want(t, "phone categories", len(ph.list("categories")), 2)
+	a.problem(call{method: "PUT", path: acct + "/phone", status: 422,
+		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}},
+		"proof_invalid", obj{"attempts_remaining": 4.0})
+	want(t, "wrong proof on a change recorded as", lastOp()["type"], any("VerificationFailed"))
+	a.problem(call{method: "PUT", path: acct + "/phone", status: 400, docRejects: true,
+		body: json.RawMessage(`{"phone":"` + newPhone + `","device_id":"laptop-1","proofs":[{"factor_id":"` + pw + `","password":"x","pin":"1234"}]}`)},
+		"forbidden_field", obj{"field": "proofs[0].pin"})
+
+	// Credential resets: two categories, never the factor being reset;
+	// certificate signatures sign the change's challenge at a version.
+	version := func() int64 {
+		t.Helper()
+		v, _ := a.do(call{method: "GET", path: acct, status: 200}).body["version"].(float64)
+		return int64(v)
+	}
+	changeSig := func(kind, subject string, v int64) string {
+		return base64.StdEncoding.EncodeToString(ed25519.Sign(priv, domain.ChangeChallenge(kind, alice, v, subject)))
+	}
+	resetPW := acct + "/factors/" + pw + "/reset"
+	a.problem(call{method: "POST", path: resetPW, status: 422,
+		body: obj{"password": "a brand new passphrase", "device_id": "laptop-1", "proofs": []any{pwProof}}},
+		"factor_not_independent", obj{"field": "proofs"})
+	v := version()
+	certOnly := obj{"password": "a brand new passphrase", "device_id": "laptop-1", "version": v,
+		"proofs": []any{obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindCredentialReset, pw, v)}}}
+	a.problem(call{method: "POST", path: resetPW, status: 422, body: certOnly}, "insufficient_verification", obj{"required_categories": 2.0, "verified_categories": 1.0})
+	a.problem(call{method: "POST", path: resetPW, status: 409, body: certOnly}, "version_conflict", obj{"current_version": float64(v + 1)})
+	delete(certOnly, "version")
+	a.problem(call{method: "POST", path: resetPW, status: 400, body: certOnly}, "invalid_request", obj{"field": "version"})
+	v = version()
+	rt := a.do(call{method: "POST", path: acct + "/factors/" + totp + "/reset", key: "reset-totp", status: 200,
+		body: obj{"device_id": "laptop-1", "version": v, "proofs": []any{pwProof, obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindCredentialReset, totp, v)}}}})
+	want(t, "reset method", rt.str("method"), "totp")
+	if rt.str("totp_secret") == "" || rt.str("totp_secret") == secret {
+		t.Fatalf("TOTP reset returned seed %q", rt.str("totp_secret"))
+	}
+	secret = rt.str("totp_secret")
+	a.do(call{method: "POST", path: acct + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+
 	// Limits, suspension.
 	lim := a.do(call{method: "PUT", path: acct + "/limits", key: "limit-1", status: 200, body: obj{"agreed_daily_limit": "20000.00"}})
 	want(t, "previous limit", lim.str("previous"), "50000.00")

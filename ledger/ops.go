@@ -209,6 +209,65 @@ func (s *Service) Withdraw(ctx context.Context, accountID string, idem Idem, amo
 	})
 }
 
+// ChangeIdentity changes the holder name, authorised by auth's proofs (at
+// least one factor category, see domain.RequiredCategories).
+func (s *Service) ChangeIdentity(ctx context.Context, accountID string, idem Idem, holderName string, auth domain.Authorisation) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.ChangeIdentity{HolderName: holderName, Auth: auth})
+}
+
+// ChangePhone changes the reserved phone number, authorised by auth's
+// proofs (two factor categories).
+func (s *Service) ChangePhone(ctx context.Context, accountID string, idem Idem, phone string, auth domain.Authorisation) (Outcome, error) {
+	return s.simple(ctx, accountID, idem, domain.ChangePhone{Phone: phone, Auth: auth})
+}
+
+// ResetRequest is the input of ResetCredential: the new credential as for
+// enrolment (a password, or a public key; a TOTP factor gets a new seed)
+// and the authorisation, which must not use the factor being reset.
+type ResetRequest struct {
+	FactorID  string
+	Password  string
+	PublicKey []byte
+	Auth      domain.Authorisation
+}
+
+// ResetCredential replaces a factor's credential, generating the password
+// salt or the sealed TOTP seed as enrolment does.
+func (s *Service) ResetCredential(ctx context.Context, accountID string, idem Idem, r ResetRequest) (Outcome, error) {
+	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
+		cmd := domain.ResetCredential{FactorID: r.FactorID, Password: r.Password, PublicKey: r.PublicKey, Auth: r.Auth}
+		f, _ := a.Factor(r.FactorID) // an unknown factor is the decision's not_found
+		switch f.Method {
+		case domain.MethodPassword:
+			salt, err := s.random(domain.SaltLength)
+			if err != nil {
+				return nil, err
+			}
+			cmd.Salt = salt
+		case domain.MethodTOTP:
+			secret, err := s.cfg.Keys.NewTOTPSecret()
+			if err != nil {
+				return nil, err
+			}
+			if cmd.SealedSecret, err = s.cfg.Keys.Seal([]byte(secret)); err != nil {
+				return nil, err
+			}
+		}
+		return cmd, nil
+	})
+}
+
+// ResetTOTPSecret returns the plain new seed of a TOTP reset, shown to the
+// customer once (and again only to an idempotent replay of that request);
+// "" for other resets.
+func (s *Service) ResetTOTPSecret(e domain.CredentialReset) (string, error) {
+	if len(e.SealedSecret) == 0 {
+		return "", nil
+	}
+	b, err := s.cfg.Keys.Open(e.SealedSecret)
+	return string(b), err
+}
+
 // AdjustLimit sets the agreed daily limit.
 func (s *Service) AdjustLimit(ctx context.Context, accountID string, idem Idem, limit string) (Outcome, error) {
 	return s.simple(ctx, accountID, idem, domain.AdjustLimit{Limit: limit})

@@ -264,6 +264,8 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
 		case domain.WithdrawalRejected:
 			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
+		case domain.ChangeRejected:
+			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
 		}
 	}
 	return refusal

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
@@ -137,6 +138,56 @@ func TestIdempotentReplay(t *testing.T) {
 				return s.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
 			}
 		}},
+		{name: "change identity", prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ChangeIdentity(ctx, f.payer.id, idem, "Payer P. Person", byPassword(pw))
+			}
+		}},
+		{name: "change phone", prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			otp := enrolTOTP(t, f, "token-1")
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ChangePhone(ctx, f.payer.id, idem, "+8613800138000", withProofs(byPassword(pw), otp.proof(t, f)))
+			}
+		}},
+		{name: "refused phone change records its rejection", refusal: domain.CodeInsufficientVerification, prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ChangePhone(ctx, f.payer.id, idem, "+8613800138000", byPassword(pw))
+			}
+		}},
+		{name: "phone change with a wrong password records its failure", refusal: domain.CodeProofInvalid, prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			otp := enrolTOTP(t, f, "token-1")
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				auth := withProofs(byPassword(pw), otp.proof(t, f))
+				auth.Proofs[0].Password = "wrong battery"
+				return s.ChangePhone(ctx, f.payer.id, idem, "+8613800138000", auth)
+			}
+		}},
+		{name: "reset totp with password and certificate", prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			otp := enrolTOTP(t, f, "token-1")
+			v, err := f.svc.Account(ctx, f.payer.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			challenge := domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, otp.id)
+			auth := withProofs(byPassword(pw), f.payer.proofs(challenge)...)
+			auth.Version = v.Version
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
+			}
+		}},
+		{name: "self reset is refused without a record", refusal: domain.CodeFactorNotIndependent, prepare: func(t *testing.T, f *fixture) command {
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			otp := enrolTOTP(t, f, "token-1")
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: pw, Password: "a new long password",
+					Auth: withProofs(byPassword(pw), otp.proof(t, f))})
+			}
+		}},
 		{name: "wrong password login records its failure", refusal: domain.CodeAuthFailed, prepare: func(t *testing.T, f *fixture) command {
 			enr, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodPassword, Password: "correct horse"})
 			if err != nil {
@@ -155,6 +206,19 @@ func TestIdempotentReplay(t *testing.T) {
 			idem := idemFor("key-"+tc.name, tc.name)
 
 			first, err := run(f.svc, idem)
+			if tc.refusal == domain.CodeFactorNotIndependent && err != nil {
+				// Refused before any proof was checked: nothing recorded, so
+				// nothing to replay; a retry is decided again, identically.
+				head := f.e.head(t)
+				again, err2 := run(f.svc, idem)
+				if domain.ErrorCode(err) != tc.refusal || domain.ErrorCode(err2) != tc.refusal || again.Replayed || err.Error() != err2.Error() {
+					t.Fatalf("first %v, retry %v", err, err2)
+				}
+				if h := f.e.head(t); h != head {
+					t.Fatalf("the refusal appended: head %d -> %d", head, h)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("first: %v", err)
 			}
@@ -692,5 +756,141 @@ func TestBankAccountNumberNeverInTheLog(t *testing.T) {
 	v, err := f.e.node(t, nil).Account(ctx, f.payer.id)
 	if err != nil || v.BankLast4 != "3445" {
 		t.Errorf("view: last4 %q, %v", v.BankLast4, err)
+	}
+}
+
+// byPassword authorises a change from "laptop" with the password factor pw.
+func byPassword(pw string) domain.Authorisation {
+	return domain.Authorisation{DeviceID: "laptop", Proofs: []domain.Proof{{FactorID: pw, Password: testPassword}}}
+}
+
+func withProofs(a domain.Authorisation, more ...domain.Proof) domain.Authorisation {
+	a.Proofs = append(append([]domain.Proof(nil), a.Proofs...), more...)
+	return a
+}
+
+// totpFactor is an enrolled TOTP factor and its seed.
+type totpFactor struct{ id, secret string }
+
+func enrolTOTP(t *testing.T, f *fixture, device string) totpFactor {
+	t.Helper()
+	out, err := f.svc.EnrollFactor(context.Background(), f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: device})
+	if err != nil {
+		t.Fatalf("enrol totp: %v", err)
+	}
+	fe := out.Decoded[0].(domain.FactorEnrolled)
+	secret, err := f.svc.TOTPSecret(fe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return totpFactor{fe.FactorID, secret}
+}
+
+// proof is a proof with the factor's current code.
+func (o totpFactor) proof(t *testing.T, f *fixture) domain.Proof {
+	t.Helper()
+	code, err := domain.TOTPCode(o.secret, domain.TOTPStepAt(f.e.clock.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return domain.Proof{FactorID: o.id, Code: code}
+}
+
+// TestCredentialResets checks what the write path adds to a reset: a new
+// salt for a password (the old password stops working, the new one works,
+// on any node), a new sealed seed for a TOTP factor, shown once and never
+// in the log in the clear.
+func TestCredentialResets(t *testing.T) {
+	ctx := context.Background()
+	provider := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	f := newFixture(t, func(c *ledger.Config) { c.Policy.BiometricProviderKey = provider.Public().(ed25519.PublicKey) })
+	pw := enrolPassword(t, f.svc, f.payer.id)
+	otp := enrolTOTP(t, f, "token-1")
+	enr, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone-9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bio := enr.Decoded[0].(domain.FactorEnrolled).FactorID
+
+	// The password, reset with the TOTP (possession) and a biometric
+	// attestation (inherence) over the change's challenge at the current
+	// version. The certificate and the TOTP alone are one category.
+	v, err := f.svc.Account(ctx, f.payer.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	challenge := domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
+	const newPassword = "an entirely new passphrase"
+	weak := domain.Authorisation{DeviceID: "laptop", Version: v.Version, Proofs: append(f.payer.proofs(challenge), otp.proof(t, f))}
+	out, err := f.svc.ResetCredential(ctx, f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: weak})
+	if err != nil || domain.ErrorCode(out.Refusal) != domain.CodeInsufficientVerification {
+		t.Fatalf("reset password with two possession factors: %v / %v", err, out.Refusal)
+	}
+	f.e.clock.Advance(domain.TOTPStep)
+	v, err = f.svc.Account(ctx, f.payer.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	challenge = domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
+	auth := domain.Authorisation{DeviceID: "laptop", Version: v.Version,
+		Proofs: []domain.Proof{otp.proof(t, f), {FactorID: bio, Attestation: ed25519.Sign(provider, challenge)}}}
+	out, err = f.svc.ResetCredential(ctx, f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: auth})
+	if err != nil || out.Refusal != nil {
+		t.Fatalf("reset password: %v / %v", err, out.Refusal)
+	}
+	for _, ev := range readAll(t, f.e.store) {
+		if strings.Contains(string(ev.Payload), newPassword) || strings.Contains(string(ev.Payload), testPassword) {
+			t.Errorf("%s at position %d contains a password", ev.Type, ev.Position)
+		}
+	}
+	other := f.e.node(t, nil)
+	for _, s := range []*ledger.Service{f.svc, other} {
+		old, err := s.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", byPassword(pw).Proofs)
+		if err != nil || domain.ErrorCode(old.Refusal) != domain.CodeAuthFailed {
+			t.Errorf("old password: %v / %v", err, old.Refusal)
+		}
+		good, err := s.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{{FactorID: pw, Password: newPassword}})
+		if err != nil || good.Refusal != nil {
+			t.Errorf("new password: %v / %v", err, good.Refusal)
+		}
+	}
+
+	// The TOTP seed, reset with the new password and the certificate.
+	f.e.clock.Advance(domain.TOTPStep)
+	v, err = f.svc.Account(ctx, f.payer.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth = domain.Authorisation{DeviceID: "laptop", Version: v.Version,
+		Proofs: append(f.payer.proofs(domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, otp.id)),
+			domain.Proof{FactorID: pw, Password: newPassword})}
+	idem := idemFor("reset-totp", "reset-totp")
+	out, err = f.svc.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
+	if err != nil || out.Refusal != nil {
+		t.Fatalf("reset totp: %v / %v", err, out.Refusal)
+	}
+	cr := out.Decoded[0].(domain.CredentialReset)
+	seed, err := f.svc.ResetTOTPSecret(cr)
+	if err != nil || seed == "" || seed == otp.secret || strings.Contains(string(out.Events[0].Payload), seed) {
+		t.Fatalf("new seed %q, %v", seed, err)
+	}
+	replay, err := other.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
+	if err != nil || !replay.Replayed {
+		t.Fatalf("replay: %v, replayed %v", err, replay.Replayed)
+	}
+	if again, err := other.ResetTOTPSecret(replay.Decoded[0].(domain.CredentialReset)); err != nil || again != seed {
+		t.Errorf("replayed seed %q, %v; want %q", again, err, seed)
+	}
+	// The old seed no longer logs in; the new one does.
+	f.e.clock.Advance(domain.TOTPStep)
+	if out, err := f.svc.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{otp.proof(t, f)}); err != nil || out.Refusal == nil {
+		t.Errorf("old seed: %v / %v", err, out.Refusal)
+	}
+	code, err := domain.TOTPCode(seed, domain.TOTPStepAt(f.e.clock.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := f.svc.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{{FactorID: otp.id, Code: code}}); err != nil || out.Refusal != nil {
+		t.Errorf("new seed: %v / %v", err, out.Refusal)
 	}
 }

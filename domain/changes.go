@@ -1,0 +1,168 @@
+package domain
+
+import (
+	"crypto/sha256"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sensitive changes of an account (R1): each hands the account to whoever
+// makes it (a changed reserved phone, a reset password), so each must be
+// authorised by proofs, verified exactly like a withdrawal's: attempts are
+// counted and locked (R9), every attempt is an event, a one-time password
+// that verified is spent (R7) and an OTP on the sending device does not
+// count (R6). The kinds name the change in VerificationFailed.Purpose,
+// ChangeRejected.Change and the challenge.
+const (
+	ChangeKindIdentity        = "identity_change"
+	ChangeKindPhone           = "phone_change"
+	ChangeKindCredentialReset = "credential_reset"
+)
+
+// RequiredCategories is how many independent factor categories (R5, R6)
+// the proofs of a change must count: two for a reserved phone change and a
+// credential reset (a lost password must not be resettable with a password
+// alone), one for an identity change.
+func RequiredCategories(kind string) int {
+	if kind == ChangeKindIdentity {
+		return 1
+	}
+	return 2
+}
+
+// ChangeChallenge is what certificate, e-signature and biometric proofs of
+// a change sign: SHA-256 of the text
+//
+//	"payledger/change/v1\n" + kind + "\n" + accountID + "\n" + version + "\n" + subject
+//
+// where version is the account's current version in decimal and subject
+// is the requested holder_name or phone exactly as sent, or the id of the
+// factor being reset. Every attempt that checks a proof appends an event,
+// which moves the version on, so a signature over one challenge can be
+// verified at most once.
+func ChangeChallenge(kind, accountID string, version int64, subject string) []byte {
+	h := sha256.New()
+	h.Write([]byte("payledger/change/v1\n" + kind + "\n" + accountID + "\n" + strconv.FormatInt(version, 10) + "\n" + subject))
+	return h.Sum(nil)
+}
+
+func decideIdentity(a *Account, c ChangeIdentity, p Policy, now time.Time) ([]Event, error) {
+	name, err := holderName(c.HolderName)
+	if err != nil {
+		return nil, err
+	}
+	return a.authoriseChange(p, now, ChangeKindIdentity, c.HolderName, "", c.Auth, func(by Authorised) Event {
+		return IdentityChanged{HolderName: name, Authorised: by}
+	})
+}
+
+func decidePhone(a *Account, c ChangePhone, p Policy, now time.Time) ([]Event, error) {
+	if !digitsOnly(strings.TrimPrefix(c.Phone, "+"), 5, 20) {
+		return nil, Invalid("phone", "phone must be 5 to 20 digits, optionally after +")
+	}
+	return a.authoriseChange(p, now, ChangeKindPhone, c.Phone, "", c.Auth, func(by Authorised) Event {
+		return PhoneChanged{Phone: c.Phone, Authorised: by}
+	})
+}
+
+func decideReset(a *Account, c ResetCredential, p Policy, now time.Time) ([]Event, error) {
+	f, ok := a.factors[c.FactorID]
+	if !ok {
+		return nil, Errorf(CodeNotFound, "factor %s not found", c.FactorID).With("field", "factor_id")
+	}
+	if f.Revoked {
+		return nil, Errorf(CodeConflict, "factor %s is revoked; enrol a new one", c.FactorID)
+	}
+	if f.Method == MethodBiometric {
+		return nil, Invalid("factor_id", "a biometric factor has no credential to reset; enrol it again")
+	}
+	// The factor being reset proves nothing about its own reset: whoever
+	// knows a password must not be able to replace it with that password
+	// alone. Refused before any proof is checked, so nothing is spent.
+	for _, pr := range c.Auth.Proofs {
+		if pr.FactorID == c.FactorID {
+			return nil, Errorf(CodeFactorNotIndependent, "factor %s cannot authorise its own reset; prove %d other factor categories",
+				c.FactorID, RequiredCategories(ChangeKindCredentialReset)).With("field", "proofs")
+		}
+	}
+	cred, err := credential(f.Method, f.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, false)
+	if err != nil {
+		return nil, err
+	}
+	cred.FactorID, cred.Method = c.FactorID, f.Method
+	return a.authoriseChange(p, now, ChangeKindCredentialReset, c.FactorID, c.FactorID, c.Auth, func(by Authorised) Event {
+		cred.Authorised = by
+		return cred
+	})
+}
+
+// signsChallenge reports whether a method's proof is a signature over a
+// challenge.
+func signsChallenge(method string) bool {
+	return method == MethodCertificate || method == MethodESignature || method == MethodBiometric
+}
+
+// authoriseChange verifies the authorisation of a change of kind, after
+// its input was validated, through the same path as a withdrawal: the lock
+// (R9), the proofs (verifyProofs, R6 for auth.DeviceID), a wrong proof
+// recorded as VerificationFailed that counts towards the lock, and a
+// refusal after the proofs verified (too few categories) recorded as
+// ChangeRejected with the one-time passwords it spent (R7). subject is what
+// the challenge names; ref is the factor being reset, if any. done makes
+// the change's event from how it was authorised.
+func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref string, auth Authorisation, done func(Authorised) Event) ([]Event, error) {
+	if auth.DeviceID == "" || len(auth.DeviceID) > 100 {
+		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	}
+	var challenge []byte
+	if auth.Version != 0 {
+		if auth.Version != a.Version {
+			return nil, Errorf(CodeVersionConflict, "the account is at version %d, not %d: sign the challenge of the current version", a.Version, auth.Version).
+				With("current_version", a.Version)
+		}
+		challenge = ChangeChallenge(kind, a.ID, a.Version, subject)
+	} else {
+		for _, pr := range auth.Proofs {
+			if f, ok := a.factors[pr.FactorID]; ok && f.Active && signsChallenge(f.Method) {
+				return nil, Invalid("version", "certificate, e-signature and biometric proofs sign the change's challenge, which names the account version: send version")
+			}
+		}
+	}
+	pre, n, err := a.lockCheck(now)
+	if err != nil {
+		return a.lockedAttempt(kind, ref, auth.DeviceID, n), err
+	}
+	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return verificationFailed(p, now, pre, kind, ref, auth.DeviceID, n, fail, v.otpUses)
+	}
+	need := RequiredCategories(kind)
+	if len(v.categories) < need {
+		what := strings.ReplaceAll(kind, "_", " ")
+		e := Errorf(CodeInsufficientVerification, "a %s needs proofs of %d independent factor categories; these count %d", what, need, len(v.categories))
+		if v.reachesWithExcluded(need) {
+			e = Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device sending the %s does not count as a factor (R6); without it the proofs count %d of the %d categories it needs",
+				what, len(v.categories), need)
+		}
+		e = e.With("required_categories", need).With("verified_categories", len(v.categories))
+		return append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
+			Details: e.Details, OTPUses: v.otpUses}), e
+	}
+	return append(pre, done(Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses})), nil
+}
+
+// reachesWithExcluded reports whether the proofs would have counted need
+// categories had the OTP excluded by R6 counted.
+func (v verified) reachesWithExcluded(need int) bool {
+	if !v.excluded {
+		return false
+	}
+	if need <= 1 {
+		return true // the excluded OTP verified: one category at least
+	}
+	return v.levelWithExcluded != LevelSingleFactor // two categories or more
+}

@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+)
+
+// authJSON is the authorisation every sensitive change carries (R1): the
+// device sending it, the proofs, and the account version that signature
+// proofs signed over (see domain.ChangeChallenge).
+type authJSON struct {
+	DeviceID string      `json:"device_id"`
+	Version  int64       `json:"version"`
+	Proofs   []proofJSON `json:"proofs"`
+}
+
+func (a authJSON) auth() (domain.Authorisation, error) {
+	if a.Version < 0 {
+		return domain.Authorisation{}, domain.Invalid("version", "version must be an account version (1 or more)")
+	}
+	proofs, err := proofsOf(a.Proofs)
+	if err != nil {
+		return domain.Authorisation{}, err
+	}
+	return domain.Authorisation{DeviceID: a.DeviceID, Version: a.Version, Proofs: proofs}, nil
+}
+
+// authorisedBy is how a change was authorised, in its reply.
+func authorisedBy(a domain.Authorised) []string {
+	if a.Categories == nil {
+		return []string{}
+	}
+	return a.Categories
+}
+
+type identityReq struct {
+	HolderName string `json:"holder_name"`
+	authJSON
+}
+
+func (s *Server) changeIdentity(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, req identityReq, idem ledger.Idem) (ledger.Outcome, error) {
+		auth, err := req.auth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.ChangeIdentity(ctx, id, idem, req.HolderName, auth)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.IdentityChanged](out)
+		return map[string]any{"id": id, "holder_name": e.HolderName, "categories": authorisedBy(e.Authorised), "log": refOf(out)}, err
+	})
+}
+
+type phoneReq struct {
+	Phone string `json:"phone"`
+	authJSON
+}
+
+func (s *Server) changePhone(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, req phoneReq, idem ledger.Idem) (ledger.Outcome, error) {
+		auth, err := req.auth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.ChangePhone(ctx, id, idem, req.Phone, auth)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.PhoneChanged](out)
+		return map[string]any{"id": id, "phone": e.Phone, "categories": authorisedBy(e.Authorised), "log": refOf(out)}, err
+	})
+}
+
+// resetReq carries the new credential as enrolment does: a password, a
+// public key, or nothing for a TOTP factor (a new seed is generated).
+type resetReq struct {
+	Password  string `json:"password"`
+	PublicKey string `json:"public_key"`
+	authJSON
+}
+
+func (s *Server) resetCredential(w http.ResponseWriter, r *http.Request) {
+	id, fid := r.PathValue("id"), r.PathValue("fid")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, req resetReq, idem ledger.Idem) (ledger.Outcome, error) {
+		var pub []byte
+		if req.PublicKey != "" {
+			var err error
+			if pub, err = base64.StdEncoding.DecodeString(req.PublicKey); err != nil {
+				return ledger.Outcome{}, domain.Invalid("public_key", "public_key must be base64")
+			}
+		}
+		auth, err := req.auth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.ResetCredential(ctx, id, idem, ledger.ResetRequest{FactorID: fid, Password: req.Password, PublicKey: pub, Auth: auth})
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.CredentialReset](out)
+		if err != nil {
+			return nil, err
+		}
+		resp := map[string]any{"factor_id": e.FactorID, "method": e.Method, "active": true,
+			"categories": authorisedBy(e.Authorised), "log": refOf(out)}
+		if e.Method == domain.MethodTOTP {
+			secret, err := s.svc.ResetTOTPSecret(e)
+			if err != nil {
+				return nil, err
+			}
+			resp["totp_secret"] = secret
+			resp["otpauth_url"] = "otpauth://totp/payledger:" + id + "?secret=" + secret + "&issuer=payledger&digits=6&period=30"
+		}
+		return resp, nil
+	})
+}
