@@ -46,24 +46,29 @@ type EnrollRequest struct {
 func (s *Service) EnrollFactor(ctx context.Context, accountID string, idem Idem, r EnrollRequest) (Outcome, error) {
 	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
 		cmd := domain.EnrollFactor{FactorID: s.cfg.NewID(), Method: r.Method, DeviceID: r.DeviceID, Password: r.Password, PublicKey: r.PublicKey}
-		switch r.Method {
-		case domain.MethodPassword:
-			salt, err := s.random(domain.SaltLength)
-			if err != nil {
-				return nil, err
-			}
-			cmd.Salt = salt
-		case domain.MethodTOTP:
-			secret, err := s.cfg.Keys.NewTOTPSecret()
-			if err != nil {
-				return nil, err
-			}
-			if cmd.SealedSecret, err = s.cfg.Keys.Seal([]byte(secret)); err != nil {
-				return nil, err
-			}
-		}
-		return cmd, nil
+		var err error
+		cmd.Salt, cmd.SealedSecret, err = s.newSecretMaterial(r.Method)
+		return cmd, err
 	})
+}
+
+// newSecretMaterial generates what a new credential of method needs besides
+// what the customer sends: a password's salt, or a TOTP seed sealed under
+// the server key. Other methods need neither.
+func (s *Service) newSecretMaterial(method string) (salt, sealed []byte, err error) {
+	switch method {
+	case domain.MethodPassword:
+		salt, err = s.random(domain.SaltLength)
+		return salt, nil, err
+	case domain.MethodTOTP:
+		secret, err := s.cfg.Keys.NewTOTPSecret()
+		if err != nil {
+			return nil, nil, err
+		}
+		sealed, err = s.cfg.Keys.Seal([]byte(secret))
+		return nil, sealed, err
+	}
+	return nil, nil, nil
 }
 
 func (s *Service) random(n int) ([]byte, error) {
@@ -237,23 +242,9 @@ func (s *Service) ResetCredential(ctx context.Context, accountID string, idem Id
 	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
 		cmd := domain.ResetCredential{FactorID: r.FactorID, Password: r.Password, PublicKey: r.PublicKey, Auth: r.Auth}
 		f, _ := a.Factor(r.FactorID) // an unknown factor is the decision's not_found
-		switch f.Method {
-		case domain.MethodPassword:
-			salt, err := s.random(domain.SaltLength)
-			if err != nil {
-				return nil, err
-			}
-			cmd.Salt = salt
-		case domain.MethodTOTP:
-			secret, err := s.cfg.Keys.NewTOTPSecret()
-			if err != nil {
-				return nil, err
-			}
-			if cmd.SealedSecret, err = s.cfg.Keys.Seal([]byte(secret)); err != nil {
-				return nil, err
-			}
-		}
-		return cmd, nil
+		var err error
+		cmd.Salt, cmd.SealedSecret, err = s.newSecretMaterial(f.Method)
+		return cmd, err
 	})
 }
 
