@@ -54,6 +54,11 @@ const (
 	// defaultLiveBuffer is the default Options.LiveBuffer: the number of
 	// most recent events kept in memory for live subscribers.
 	defaultLiveBuffer = 16384
+	// writerCacheKiB is the writer connection's page cache, as a negative
+	// cache_size (KiB): 64 MiB instead of SQLite's 2 MiB, so the pages a
+	// growing log keeps touching (the right edges of the events table and
+	// the id index, the stream index pages a flush writes) stay in memory.
+	writerCacheKiB = -65536
 	// defaultIndexBatch is the default Options.IndexBatch.
 	defaultIndexBatch = 16384
 	// indexChunk bounds the stream_index rows one group-commit transaction
@@ -305,7 +310,7 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		d += "&_pragma=query_only(1)"
 	} else {
-		d += fmt.Sprintf("&_txlock=immediate&_pragma=wal_autocheckpoint(%d)", walAutoCheckpoint)
+		d += fmt.Sprintf("&_txlock=immediate&_pragma=wal_autocheckpoint(%d)&_pragma=cache_size(%d)", walAutoCheckpoint, writerCacheKiB)
 	}
 	return d
 }
