@@ -44,6 +44,9 @@ func TestMaintenanceBesideLiveServer(t *testing.T) {
 
 	srv.stop(t, syscall.SIGTERM)
 	stopped := runCmd(t, "verify", "--data", dir)
+	if !strings.Contains(stopped, "stream index consistent (2 events indexed on disk") {
+		t.Fatalf("verify after a clean stop (the index flushed): %s", stopped)
+	}
 	a, b := digestLine.FindStringSubmatch(live), digestLine.FindStringSubmatch(stopped)
 	if a == nil || b == nil || a[1] != b[1] {
 		t.Fatalf("digests differ: beside the server %q, after it stopped %q", live, stopped)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/payledger/payledger/eventstore"
 )
@@ -18,6 +19,7 @@ type Reader struct {
 	path          string
 	db            *sql.DB
 	all, headStmt *sql.Stmt
+	schema        string
 }
 
 // OpenReader opens an existing event database for reading. It refuses a
@@ -44,6 +46,7 @@ func OpenReader(path string) (*Reader, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open event log %s: schema version %s, this build understands %s", path, v, schemaVersion)
 	}
+	r.schema = v
 	if r.all, err = db.PrepareContext(ctx, sqlAll); err == nil {
 		r.headStmt, err = db.PrepareContext(ctx, sqlHead)
 	}
@@ -84,6 +87,53 @@ func (r *Reader) ReadAll(ctx context.Context, after int64, limit int) ([]eventst
 		return nil, fmt.Errorf("read all: %w", err)
 	}
 	return out, nil
+}
+
+// CheckStreamIndex proves the persisted part of the stream index consistent
+// with the log: every event at or below indexed_upto has exactly one index
+// row, and every such row names its event's stream and version. Stream
+// reads (the write path loading an account) trust this index, so a damaged
+// one must not pass verification. It returns the number of indexed events;
+// a schema 1 file, which keeps its index inside the events table, has
+// nothing to check.
+func (r *Reader) CheckStreamIndex(ctx context.Context) (indexed int64, err error) {
+	if r.schema == "1" {
+		return 0, nil
+	}
+	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot for all counts
+	if err != nil {
+		return 0, fmt.Errorf("check stream index: %w", err)
+	}
+	defer tx.Rollback()
+	var v string
+	if err := tx.QueryRowContext(ctx, sqlGetUpto).Scan(&v); err != nil {
+		return 0, fmt.Errorf("check stream index: read indexed_upto: %w", err)
+	}
+	upto, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("check stream index: indexed_upto %q: %w", v, err)
+	}
+	var events, rows, matching int64
+	for _, q := range []struct {
+		dst   *int64
+		query string
+	}{
+		{&events, `SELECT COUNT(*) FROM events WHERE position <= ?`},
+		{&rows, `SELECT COUNT(*) FROM stream_index WHERE position <= ?`},
+		{&matching, `SELECT COUNT(*) FROM stream_index i JOIN events e
+			ON e.position = i.position AND e.stream = i.stream AND e.version = i.version WHERE i.position <= ?`},
+	} {
+		if err := tx.QueryRowContext(ctx, q.query, upto).Scan(q.dst); err != nil {
+			return 0, fmt.Errorf("check stream index: %w", err)
+		}
+	}
+	switch {
+	case rows != events:
+		return 0, fmt.Errorf("stream index: %d rows for the %d events up to position %d", rows, events, upto)
+	case matching != rows:
+		return 0, fmt.Errorf("stream index: %d of %d rows up to position %d do not match their event", rows-matching, rows, upto)
+	}
+	return events, nil
 }
 
 // Close releases the database.
