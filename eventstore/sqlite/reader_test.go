@@ -40,7 +40,7 @@ func TestReaderBesideWriter(t *testing.T) {
 }
 
 // TestCheckStreamIndex: the check passes on an index the store wrote and
-// fails on a row that points at the wrong event or a missing row.
+// fails once a row for a version that does not exist is added.
 func TestCheckStreamIndex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
