@@ -60,7 +60,7 @@ const (
 	// the id index, the stream index pages a flush writes) stay in memory.
 	writerCacheKiB = -65536
 	// defaultIndexBatch is the default Options.IndexBatch.
-	defaultIndexBatch = 16384
+	defaultIndexBatch = 65536
 	// indexChunk bounds the stream_index rows one group-commit transaction
 	// writes for a flush (about 5 ms of the writer's time).
 	indexChunk = 1024
@@ -196,15 +196,17 @@ type Options struct {
 	LiveBuffer int
 	// IndexBatch is how many committed events may wait in memory before
 	// they are written to the stream index in one sorted pass (default
-	// 16384; see streamindex.go). Larger batches write fewer index pages
-	// per event; the tail is rebuilt by a scan of that many events on Open.
+	// 65536; see streamindex.go). Larger batches write fewer index pages
+	// per event (a 60 s bench: 65536 gave 6% more payments/s than 16384);
+	// the tail is rebuilt by a scan of up to that many events on Open, and
+	// costs about 100 bytes of memory an event.
 	IndexBatch int
 }
 
 // DefaultOptions returns the production settings: group commit on, 2000
 // events per transaction at most, 4096 queued requests at most, the last
 // 16384 events kept in memory for live subscribers, the stream index written
-// every 16384 events.
+// every 65536 events.
 func DefaultOptions() Options {
 	return Options{GroupCommit: true, MaxBatchEvents: 2000, QueueSize: 4096, LiveBuffer: defaultLiveBuffer,
 		IndexBatch: defaultIndexBatch}
