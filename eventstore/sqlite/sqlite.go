@@ -780,19 +780,11 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 		return err
 	}
 	if r.expected != eventstore.Any && r.expected != cur.version {
-		stored, reqErr, err := s.classify(ctx, t, r)
-		switch {
-		case err != nil:
-			return err
-		case reqErr != nil:
-			r.err = reqErr
-		case stored != nil:
-			r.res = eventstore.AppendResult{Events: stored}
-		default:
+		return s.answerByIDs(ctx, t, r, func() error {
 			r.err = fmt.Errorf("%w: stream is at version %d, expected %d",
 				eventstore.ErrVersionConflict, cur.version, r.expected)
-		}
-		return nil
+			return nil
+		})
 	}
 
 	// A single INSERT that fails on a constraint is undone by SQLite on its
@@ -832,20 +824,11 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 			if !isConstraint(err) {
 				return fmt.Errorf("insert: %w", err)
 			}
-			stored, reqErr, cerr := s.classify(ctx, t, r)
-			switch {
-			case cerr != nil:
-				return cerr
-			case reqErr != nil:
-				r.err = reqErr
-			case stored != nil:
-				r.res = eventstore.AppendResult{Events: stored}
-			default:
-				// No id clash, so the cached version or head was wrong
-				// (another writer?): abandon the batch and reload.
+			return s.answerByIDs(ctx, t, r, func() error {
+				// No id clash, yet a constraint failed: the writer's view
+				// of the file is wrong. Abandon the batch and reload.
 				return fmt.Errorf("insert: %w (cached stream state out of date)", err)
-			}
-			return nil
+			})
 		}
 		if e.Position <= head {
 			return fmt.Errorf("insert: position %d not after %d", e.Position, head)
@@ -865,6 +848,25 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 	t.events += int64(len(out))
 	t.fresh = append(t.fresh, out)
 	r.res = eventstore.AppendResult{Events: out}
+	return nil
+}
+
+// answerByIDs answers r from the ids it carries, when it cannot be appended
+// as it stands: with the stored events if it is an exact re-append of them,
+// with the id-reuse error if some id is stored otherwise, and else with
+// whatever notStored decides. An error return abandons the transaction.
+func (s *Store) answerByIDs(ctx context.Context, t *txn, r *appendReq, notStored func() error) error {
+	stored, reqErr, err := s.classify(ctx, t, r)
+	switch {
+	case err != nil:
+		return err
+	case reqErr != nil:
+		r.err = reqErr
+	case stored != nil:
+		r.res = eventstore.AppendResult{Events: stored}
+	default:
+		return notStored()
+	}
 	return nil
 }
 
