@@ -15,10 +15,7 @@ func TestReaderBesideWriter(t *testing.T) {
 	if _, err := OpenReader(path); err == nil {
 		t.Fatal("OpenReader created a missing file")
 	}
-	s, err := Open(path, DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, DefaultOptions())
 	defer s.Close()
 	r, err := OpenReader(path)
 	if err != nil {
@@ -45,10 +42,7 @@ func TestCheckStreamIndex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
 	opts.IndexBatch = 4
-	s, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, opts)
 	for i := range 10 {
 		appendOne(t, s, []string{"a", "b"}[i%2])
 	}

@@ -107,10 +107,7 @@ func TestTailRebuiltAfterCrash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
 	opts.IndexBatch = 5
-	s, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, opts)
 	var want []eventstore.Event
 	for range 12 {
 		want = append(want, appendOne(t, s, "a"))
@@ -134,10 +131,7 @@ func TestTailRebuiltAfterCrash(t *testing.T) {
 		t.Fatalf("%d of %d events indexed on disk, want some but not all", indexed, len(want))
 	}
 
-	s, err = Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path, opts)
 	defer s.Close()
 	checkReads(t, s, "a", want)
 	r, err := s.Append(context.Background(), "a", int64(len(want)), []eventstore.EventData{event()})
@@ -156,20 +150,14 @@ func TestTailRebuiltAfterCrash(t *testing.T) {
 // TestCloseFlushesIndex: a clean Close leaves nothing to scan on Open.
 func TestCloseFlushesIndex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := Open(path, DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, DefaultOptions())
 	for range 3 {
 		appendOne(t, s, "a")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(path, DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path, DefaultOptions())
 	defer s.Close()
 	if upto, tail := s.tail.lookup("a"); upto != 3 || len(tail) != 0 || s.tail.size() != 0 {
 		t.Fatalf("after a clean close: indexed_upto %d, %d tail entries", upto, len(tail))
@@ -180,10 +168,7 @@ func TestCloseFlushesIndex(t *testing.T) {
 // until the first Store is closed.
 func TestOneWriterPerFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := Open(path, DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, DefaultOptions())
 	if s2, err := Open(path, DefaultOptions()); !errors.Is(err, ErrLocked) {
 		if s2 != nil {
 			_ = s2.Close()
@@ -193,10 +178,7 @@ func TestOneWriterPerFile(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(path, DefaultOptions())
-	if err != nil {
-		t.Fatalf("open after close: %v", err)
-	}
+	s = mustOpen(t, path, DefaultOptions())
 	_ = s.Close()
 }
 
@@ -242,10 +224,7 @@ func TestMigrateSchema1(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(path, DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, DefaultOptions())
 	defer s.Close()
 	checkReads(t, s, "a", want)
 	if upto, _ := s.tail.lookup("a"); upto != 3 {
@@ -289,10 +268,7 @@ func TestCrashMidFlush(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
 	opts.IndexBatch = 8
-	s, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, opts)
 	s.indexChunk = 3
 	var want []eventstore.Event
 	for len(want) < 100 && !(s.tail.written > 0 && len(want) > 8) {
@@ -305,10 +281,7 @@ func TestCrashMidFlush(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpen(t, path, opts)
 	defer s.Close()
 	flushes := s.Stats().IndexFlushes
 	for range 12 {
@@ -327,10 +300,7 @@ func TestFlushRefusesDuplicateVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
 	opts.IndexBatch = 4
-	s, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpen(t, path, opts)
 	defer s.Close()
 	appendOne(t, s, "a")
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
@@ -351,4 +321,15 @@ func TestFlushRefusesDuplicateVersion(t *testing.T) {
 	if lastErr == nil || !strings.Contains(lastErr.Error(), "holds this version twice") {
 		t.Fatalf("append after a conflicting index row: %v", lastErr)
 	}
+}
+
+// mustOpen opens the store at path or fails the test; the caller closes it
+// (these tests close and reopen on purpose).
+func mustOpen(t *testing.T, path string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	return s
 }
