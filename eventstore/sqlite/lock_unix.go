@@ -9,10 +9,6 @@ import (
 	"syscall"
 )
 
-// ErrLocked is returned by Open when another Store, in this process or
-// another, has the database file open.
-var ErrLocked = errors.New("the event store is open elsewhere (one writer per file)")
-
 // lockFile takes an exclusive advisory lock on path+".lock" for as long as
 // the Store is open. The writer caches every stream's version and keeps part
 // of the stream index in memory, so a second writer on the same file could

@@ -39,6 +39,10 @@ import (
 	"github.com/payledger/payledger/eventstore"
 )
 
+// ErrLocked is returned by Open when another Store, in this process or
+// another, has the database file open (see lockFile; unix builds only).
+var ErrLocked = errors.New("the event store is open elsewhere (one writer per file)")
+
 // Compile-time proof that *Store satisfies the port.
 var _ eventstore.Store = (*Store)(nil)
 
