@@ -27,6 +27,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -80,8 +82,16 @@ const (
 	// sqliteConstraint is SQLITE_CONSTRAINT; extended codes keep it in the
 	// low byte.
 	sqliteConstraint = 19
+	// pageSize is the page size of a new event log (SQLite keeps the size
+	// a file was created with). 16 KiB rather than SQLite's 4 KiB: a
+	// commit writes each dirty page to the WAL as its own frame (two write
+	// calls each), and a group-commit transaction appends tens of rows to
+	// the right edge of the log, so larger pages mean a quarter of the
+	// frames and calls for the same bytes; measured in payledger bench (see
+	// the README) at about 0.9x the writer's time per event.
+	pageSize = 16384
 	// walAutoCheckpoint is the writer's wal_autocheckpoint, in pages (16 MiB
-	// of WAL at the default 4 KiB page), instead of SQLite's 1000. The
+	// of WAL at the 16 KiB page), instead of SQLite's 1000 (4 MiB). The
 	// automatic checkpoint runs inside the commit on the writer goroutine,
 	// and the pages a busy log rewrites (the rightmost leaves and the index
 	// pages many streams share) are copied into the database once per
@@ -89,7 +99,7 @@ const (
 	// less often cut the writer's time per transaction (payledger bench
 	// +~15%). Durability is unchanged (WAL, synchronous=FULL); the cost is
 	// a larger WAL file and a longer replay after a crash.
-	walAutoCheckpoint = 4000
+	walAutoCheckpoint = 1000
 )
 
 const schemaSQL = `
@@ -303,15 +313,19 @@ type Store struct {
 	closeErr  error
 }
 
+// fileURI is path as a SQLite file URI, escaping the characters URIs
+// reserve.
+func fileURI(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
 // dsn builds the modernc DSN for path. The pragmas are set on every new
 // connection: WAL so readers never block the writer, synchronous=FULL so a
 // commit is on disk before Append returns, and a busy timeout so another
 // connection to the same file waits instead of failing. The writer also
 // checkpoints less often than SQLite's default (see walAutoCheckpoint).
 func dsn(path string, readOnly bool) string {
-	// The DSN is a SQLite URI: escape the characters URIs reserve.
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	d := "file:" + esc +
+	d := fileURI(path) +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 	if readOnly {
 		d += "&_pragma=query_only(1)"
@@ -366,9 +380,38 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// createFile gives a new (missing or empty) log file its page size. The
+// size must be set before the file switches to WAL, which the driver does
+// before any other pragma of the DSN, so a separate connection sets both in
+// order; WAL mode is then stored in the file. An existing file is left as
+// it is.
+func createFile(ctx context.Context, path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		return nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", fileURI(path)+fmt.Sprintf("?_pragma=page_size(%d)", pageSize))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	var mode string
+	err = db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return nil
+}
+
 // openDBs opens both pools, creates the schema and prepares the statements.
 func (s *Store) openDBs() error {
 	ctx := context.Background()
+	if err := createFile(ctx, s.path); err != nil {
+		return err
+	}
 	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn(s.path, false)); err != nil {
 		return err

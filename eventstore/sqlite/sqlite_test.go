@@ -135,6 +135,13 @@ func TestPragmas(t *testing.T) {
 	if ckpt != walAutoCheckpoint {
 		t.Errorf("writer wal_autocheckpoint=%d, want %d", ckpt, walAutoCheckpoint)
 	}
+	var page int
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA page_size").Scan(&page); err != nil {
+		t.Fatal(err)
+	}
+	if page != pageSize {
+		t.Errorf("new log page_size=%d, want %d", page, pageSize)
+	}
 	// Readers cannot write.
 	if _, err := s.rdb.ExecContext(ctx, "CREATE TABLE x (y)"); err == nil {
 		t.Error("reader pool accepted a write")
