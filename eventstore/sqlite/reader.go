@@ -19,7 +19,7 @@ type Reader struct {
 	path          string
 	db            *sql.DB
 	all, headStmt *sql.Stmt
-	schema        string
+	idxGet, idGet *sql.Stmt
 }
 
 // OpenReader opens an existing event database for reading. It refuses a
@@ -41,14 +41,20 @@ func OpenReader(path string) (*Reader, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open event log %s: read schema version: %w", path, err)
 	}
-	// ReadAll reads only the events table, whose layout schema 1 shares.
-	if v != schemaVersion && v != "1" {
+	// Older files are migrated by the writer (Open), which a reader must
+	// not do.
+	if v != schemaVersion {
 		_ = db.Close()
-		return nil, fmt.Errorf("open event log %s: schema version %s, this build understands %s", path, v, schemaVersion)
+		return nil, fmt.Errorf("open event log %s: schema version %s, this build reads %s (open the log once with the server, which migrates it)",
+			path, v, schemaVersion)
 	}
-	r.schema = v
-	if r.all, err = db.PrepareContext(ctx, sqlAll); err == nil {
-		r.headStmt, err = db.PrepareContext(ctx, sqlHead)
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&r.all, sqlSegmentsFrom}, {&r.headStmt, sqlHead}, {&r.idxGet, sqlIdxGet}, {&r.idGet, sqlIDGet}} {
+		if err == nil {
+			*p.dst, err = db.PrepareContext(ctx, p.q)
+		}
 	}
 	if err != nil {
 		_ = r.Close()
@@ -70,36 +76,21 @@ func (r *Reader) Head(ctx context.Context) (int64, error) {
 // limit below 1 or above eventstore.MaxReadBatch reads MaxReadBatch).
 func (r *Reader) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
 	limit = clampLimit(limit)
-	rows, err := r.all.QueryContext(ctx, after, limit)
+	out, err := readSegments(ctx, r.all, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read all: %w", err)
-	}
-	defer rows.Close()
-	var out []eventstore.Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read all: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read all: %w", err)
 	}
 	return out, nil
 }
 
-// CheckStreamIndex proves the persisted part of the stream index consistent
-// with the log: every event at or below indexed_upto has exactly one index
-// row, and every such row names its event's stream and version. Stream
-// reads (the write path loading an account) trust this index, so a damaged
-// one must not pass verification. It returns the number of indexed events;
-// a schema 1 file, which keeps its index inside the events table, has
-// nothing to check.
+// CheckStreamIndex proves the persisted part of the indexes consistent with
+// the log: every event at or below indexed_upto has exactly one stream_index
+// row and one id_index row, and each names its event (stream and version,
+// or id, at that position). Stream reads (the write path loading an
+// account) and id lookups (idempotent re-appends) trust these indexes, so a
+// damaged one must not pass verification. It returns the number of indexed
+// events. It reads one snapshot, event by event, in bounded memory.
 func (r *Reader) CheckStreamIndex(ctx context.Context) (indexed int64, err error) {
-	if r.schema == "1" {
-		return 0, nil
-	}
 	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot for all counts
 	if err != nil {
 		return 0, fmt.Errorf("check stream index: %w", err)
@@ -113,25 +104,54 @@ func (r *Reader) CheckStreamIndex(ctx context.Context) (indexed int64, err error
 	if err != nil {
 		return 0, fmt.Errorf("check stream index: indexed_upto %q: %w", v, err)
 	}
-	var events, rows, matching int64
-	for _, q := range []struct {
-		dst   *int64
-		query string
-	}{
-		{&events, `SELECT COUNT(*) FROM events WHERE position <= ?`},
-		{&rows, `SELECT COUNT(*) FROM stream_index WHERE position <= ?`},
-		{&matching, `SELECT COUNT(*) FROM stream_index i JOIN events e
-			ON e.position = i.position AND e.stream = i.stream AND e.version = i.version WHERE i.position <= ?`},
-	} {
-		if err := tx.QueryRowContext(ctx, q.query, upto).Scan(q.dst); err != nil {
+	var rows, ids int64
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM stream_index WHERE position <= ?`, upto).Scan(&rows); err != nil {
+		return 0, fmt.Errorf("check stream index: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM id_index WHERE position <= ?`, upto).Scan(&ids); err != nil {
+		return 0, fmt.Errorf("check id index: %w", err)
+	}
+	all := tx.StmtContext(ctx, r.all)
+	byStream := tx.StmtContext(ctx, r.idxGet)
+	byID := tx.StmtContext(ctx, r.idGet)
+	var events int64
+	for after := int64(0); after < upto; {
+		batch, err := readSegments(ctx, all, after, eventstore.MaxReadBatch)
+		if err != nil {
 			return 0, fmt.Errorf("check stream index: %w", err)
 		}
+		if len(batch) == 0 {
+			return 0, fmt.Errorf("check stream index: indexed_upto is %d, the log ends at %d", upto, after)
+		}
+		for _, e := range batch {
+			if e.Position > upto {
+				break
+			}
+			events++
+			var pos int64
+			err := byStream.QueryRowContext(ctx, e.Stream, e.Version).Scan(&pos)
+			if err == nil && pos != e.Position {
+				err = fmt.Errorf("row names position %d", pos)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("stream index: %s version %d (position %d): %w", e.Stream, e.Version, e.Position, err)
+			}
+			err = byID.QueryRowContext(ctx, e.ID).Scan(&pos)
+			if err == nil && pos != e.Position {
+				err = fmt.Errorf("row names position %d", pos)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("id index: %s (position %d): %w", e.ID, e.Position, err)
+			}
+		}
+		after = batch[len(batch)-1].Position
 	}
+	// Each event found its own rows; equal counts leave no row over.
 	switch {
 	case rows != events:
 		return 0, fmt.Errorf("stream index: %d rows for the %d events up to position %d", rows, events, upto)
-	case matching != rows:
-		return 0, fmt.Errorf("stream index: %d of %d rows up to position %d do not match their event", rows-matching, rows, upto)
+	case ids != events:
+		return 0, fmt.Errorf("id index: %d rows for the %d events up to position %d", ids, events, upto)
 	}
 	return events, nil
 }
@@ -139,7 +159,7 @@ func (r *Reader) CheckStreamIndex(ctx context.Context) (indexed int64, err error
 // Close releases the database.
 func (r *Reader) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{r.all, r.headStmt} {
+	for _, st := range []*sql.Stmt{r.all, r.headStmt, r.idxGet, r.idGet} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

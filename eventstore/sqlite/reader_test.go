@@ -69,7 +69,45 @@ func TestCheckStreamIndex(t *testing.T) {
 	if _, err := db.Exec(`INSERT INTO stream_index (stream, version, position) VALUES ('a', 99, 3)`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.CheckStreamIndex(ctx); err == nil || !strings.Contains(err.Error(), "rows for the 10 events") {
+	if _, err := r.CheckStreamIndex(ctx); err == nil || !strings.Contains(err.Error(), "stream index: 11 rows for the 10 events") {
 		t.Fatalf("extra row: %v", err)
+	}
+}
+
+// TestCheckIDIndex damages the id index: a second id at an event's
+// position, then (in a fresh log) an event's id missing from the index.
+func TestCheckIDIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name, damage, want string
+	}{
+		{"extra row", `INSERT INTO id_index (id, position) VALUES ('01BOGUS', 2)`, "id index: 7 rows for the 6 events"},
+		{"row at another position", `INSERT INTO id_index (id, position) SELECT id || 'x', position FROM id_index LIMIT 1`, "id index: 7 rows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			s := mustOpen(t, path, DefaultOptions())
+			for i := range 6 {
+				appendOne(t, s, []string{"a", "b"}[i%2])
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := sql.Open("sqlite", "file:"+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec(tc.damage); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenReader(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if _, err := r.CheckStreamIndex(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -8,11 +8,12 @@
 // still checking each request's expected version on its own. Readers use a
 // separate connection pool and, thanks to WAL, never block the writer.
 //
-// Only one Store may write a database file at a time: the writer caches each
-// stream's version and last hash in memory. A second writer cannot corrupt
-// the log (UNIQUE(stream, version) and the id constraint refuse stale
-// appends, after which the cache is reloaded) but its appends would fail and
-// its commits would not wake this Store's subscribers.
+// Events are stored packed, a few dozen consecutive ones per row of the
+// segments table (see segment.go), and found by stream and by id through
+// two indexes that the writer maintains in memory and writes out in sorted
+// batches (see streamindex.go). The writer alone decides stream versions and
+// id uniqueness, so only one Store may write a file: Open takes an exclusive
+// lock on it (ErrLocked).
 //
 // Live subscribers do not read back what the writer has just committed:
 // after every successful commit the writer copies the new events into a
@@ -34,9 +35,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	msqlite "modernc.org/sqlite" // registers the "sqlite" driver
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/payledger/payledger/eventstore"
 )
@@ -51,7 +51,7 @@ var _ eventstore.Store = (*Store)(nil)
 const (
 	// schemaVersion is the layout version recorded in the meta table, so a
 	// later release can tell which migrations an existing file needs.
-	schemaVersion = "2"
+	schemaVersion = "3"
 	// retentionMarker is part of the message the retention triggers raise;
 	// MapRetentionError recognises the failure by it.
 	retentionMarker = "events are retained"
@@ -62,13 +62,14 @@ const (
 	defaultLiveBuffer = 16384
 	// writerCacheKiB is the writer connection's page cache, as a negative
 	// cache_size (KiB): 64 MiB instead of SQLite's 2 MiB, so the pages a
-	// growing log keeps touching (the right edges of the events table and
-	// the id index, the stream index pages a flush writes) stay in memory.
+	// growing log keeps touching (the right edges of the segments table and
+	// of id_index, the stream index pages a flush writes) stay in memory.
 	writerCacheKiB = -65536
 	// defaultIndexBatch is the default Options.IndexBatch.
 	defaultIndexBatch = 65536
-	// indexChunk bounds the stream_index rows one group-commit transaction
-	// writes for a flush (about 5 ms of the writer's time).
+	// indexChunk bounds the stream_index rows (and as many id_index rows)
+	// one group-commit transaction writes for a flush (a few ms of the
+	// writer's time).
 	indexChunk = 1024
 	// liveBufferBytes bounds the variable-size data (payloads and strings)
 	// the live buffer holds, whatever its event count.
@@ -79,9 +80,6 @@ const (
 	// maxBatchRequests bounds the number of requests in one transaction,
 	// independently of their event count.
 	maxBatchRequests = 4096
-	// sqliteConstraint is SQLITE_CONSTRAINT; extended codes keep it in the
-	// low byte.
-	sqliteConstraint = 19
 	// pageSize is the page size of a new event log (SQLite keeps the size
 	// a file was created with). 16 KiB rather than SQLite's 4 KiB: a
 	// commit writes each dirty page to the WAL as its own frame (two write
@@ -102,25 +100,15 @@ const (
 	walAutoCheckpoint = 1000
 )
 
-const schemaSQL = `
+var schemaSQL = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS events (
-	position        INTEGER PRIMARY KEY,
-	id              TEXT    NOT NULL UNIQUE,
-	stream          TEXT    NOT NULL,
-	version         INTEGER NOT NULL CHECK (version >= 1),
-	type            TEXT    NOT NULL,
-	schema_version  INTEGER NOT NULL,
-	occurred_at     TEXT    NOT NULL,
-	causation_id    TEXT    NOT NULL DEFAULT '',
-	correlation_id  TEXT    NOT NULL DEFAULT '',
-	idempotency_key TEXT    NOT NULL DEFAULT '',
-	payload         BLOB    NOT NULL,
-	prev_hash       BLOB    NOT NULL CHECK (length(prev_hash) = 32),
-	hash            BLOB    NOT NULL CHECK (length(hash) = 32)
+CREATE TABLE IF NOT EXISTS segments (
+	first_position INTEGER PRIMARY KEY CHECK (first_position >= 1),
+	last_position  INTEGER NOT NULL CHECK (last_position >= first_position),
+	events         BLOB    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS stream_index (
 	stream   TEXT    NOT NULL,
@@ -128,65 +116,54 @@ CREATE TABLE IF NOT EXISTS stream_index (
 	position INTEGER NOT NULL,
 	PRIMARY KEY (stream, version)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN
-	SELECT RAISE(ABORT, 'events are retained (R2): delete forbidden');
-END;
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-BEGIN
-	SELECT RAISE(ABORT, 'events are retained (R2): update forbidden');
-END;
-CREATE TRIGGER IF NOT EXISTS stream_index_no_delete BEFORE DELETE ON stream_index
-BEGIN
-	SELECT RAISE(ABORT, 'events are retained (R2): delete forbidden');
-END;
-CREATE TRIGGER IF NOT EXISTS stream_index_no_update BEFORE UPDATE ON stream_index
-BEGIN
-	SELECT RAISE(ABORT, 'events are retained (R2): update forbidden');
-END;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
+CREATE TABLE IF NOT EXISTS id_index (
+	id       TEXT    PRIMARY KEY,
+	position INTEGER NOT NULL
+) WITHOUT ROWID;
+` + retentionTriggers("segments") + retentionTriggers("stream_index") + retentionTriggers("id_index") + `
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '3');
 INSERT OR IGNORE INTO meta (key, value) VALUES ('indexed_upto', '0');
 `
 
-// eventColumns is the column list every read selects, in scanEvent order.
-const eventColumns = `position, id, stream, version, type, schema_version, occurred_at,
-	causation_id, correlation_id, idempotency_key, payload, prev_hash, hash`
+// retentionTriggers forbids deleting or rewriting the rows of table (R2).
+func retentionTriggers(table string) string {
+	return "CREATE TRIGGER IF NOT EXISTS " + table + "_no_delete BEFORE DELETE ON " + table + `
+BEGIN
+	SELECT RAISE(ABORT, '` + retentionMarker + ` (R2): delete forbidden');
+END;
+CREATE TRIGGER IF NOT EXISTS ` + table + "_no_update BEFORE UPDATE ON " + table + `
+BEGIN
+	SELECT RAISE(ABORT, '` + retentionMarker + ` (R2): update forbidden');
+END;
+`
+}
 
 const (
-	sqlInsert = `INSERT INTO events (id, stream, version, type, schema_version, occurred_at,
-	causation_id, correlation_id, idempotency_key, payload, prev_hash, hash)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlByID       = `SELECT ` + eventColumns + ` FROM events WHERE id = ?`
-	sqlByPosition = `SELECT ` + eventColumns + ` FROM events WHERE position = ?`
-	sqlHashAt     = `SELECT hash FROM events WHERE position = ?`
-	sqlIndexTail  = `SELECT i.version, e.hash FROM stream_index i JOIN events e ON e.position = i.position
-	WHERE i.stream = ? ORDER BY i.version DESC LIMIT 1`
-	sqlHead    = `SELECT COALESCE(MAX(position), 0) FROM events`
-	sqlForward = `SELECT ` + joinedColumns + ` FROM stream_index i JOIN events e ON e.position = i.position
-	WHERE i.stream = ? AND i.version >= ? AND i.position <= ? ORDER BY i.version LIMIT ?`
-	sqlBackward = `SELECT ` + joinedColumns + ` FROM stream_index i JOIN events e ON e.position = i.position
-	WHERE i.stream = ? AND i.version <= ? AND i.position <= ? ORDER BY i.version DESC LIMIT ?`
-	sqlAll       = `SELECT ` + eventColumns + ` FROM events WHERE position > ? ORDER BY position LIMIT ?`
+	sqlInsertSegment = `INSERT INTO segments (first_position, last_position, events) VALUES (?, ?, ?)`
+	// sqlSegmentAt selects the segment holding a position (if it is stored).
+	sqlSegmentAt = `SELECT first_position, events FROM segments WHERE first_position <= ?
+	ORDER BY first_position DESC LIMIT 1`
+	// sqlSegmentsFrom selects up to ?2 segments from the one holding
+	// position ?1 on, in log order.
+	sqlSegmentsFrom = `SELECT first_position, events FROM segments
+	WHERE first_position >= COALESCE((SELECT MAX(first_position) FROM segments WHERE first_position <= ?1), 0)
+	ORDER BY first_position LIMIT ?2`
+	sqlHead      = `SELECT COALESCE((SELECT last_position FROM segments ORDER BY first_position DESC LIMIT 1), 0)`
+	sqlIDGet     = `SELECT position FROM id_index WHERE id = ?`
+	sqlMaxID     = `SELECT COALESCE(MAX(id), '') FROM id_index`
+	sqlIndexTail = `SELECT version, position FROM stream_index WHERE stream = ? ORDER BY version DESC LIMIT 1`
+	sqlForward   = `SELECT position FROM stream_index
+	WHERE stream = ? AND version >= ? AND position <= ? ORDER BY version LIMIT ?`
+	sqlBackward = `SELECT position FROM stream_index
+	WHERE stream = ? AND version <= ? AND position <= ? ORDER BY version DESC LIMIT ?`
 	sqlVersion   = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = ? AND position <= ?`
 	sqlIdxInsert = `INSERT INTO stream_index (stream, version, position) VALUES (?, ?, ?)
 	ON CONFLICT (stream, version) DO NOTHING`
 	sqlIdxGet   = `SELECT position FROM stream_index WHERE stream = ? AND version = ?`
+	sqlIDInsert = `INSERT INTO id_index (id, position) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`
 	sqlGetUpto  = `SELECT value FROM meta WHERE key = 'indexed_upto'`
 	sqlSetUpto  = `UPDATE meta SET value = ? WHERE key = 'indexed_upto'`
-	sqlTailScan = `SELECT stream, version, position FROM events WHERE position > ? ORDER BY position`
-	// sqlMigrate1 turns a schema 1 file (the index inside the events table)
-	// into schema 2: every event is indexed, so indexed_upto is the head.
-	// The events table keeps its old UNIQUE (stream, version) index, which
-	// costs such files some write speed and nothing else.
-	sqlMigrate1 = `INSERT INTO stream_index (stream, version, position) SELECT stream, version, position FROM events;
-UPDATE meta SET value = (SELECT CAST(COALESCE(MAX(position), 0) AS TEXT) FROM events) WHERE key = 'indexed_upto';
-UPDATE meta SET value = '2' WHERE key = 'schema_version';`
 )
-
-// joinedColumns is eventColumns for a query joining stream_index i with
-// events e.
-const joinedColumns = `e.position, e.id, e.stream, e.version, e.type, e.schema_version, e.occurred_at,
-	e.causation_id, e.correlation_id, e.idempotency_key, e.payload, e.prev_hash, e.hash`
 
 // Options tunes the writer. Start from DefaultOptions so that fields added
 // later get sensible values.
@@ -274,8 +251,10 @@ type Store struct {
 	wdb *sql.DB // writer: exactly one connection, used only by run
 	rdb *sql.DB // readers: a bounded pool
 
-	insStmt, byIDStmt, headStmt, hashAtStmt, indexTailStmt, idxInsStmt, idxGetStmt *sql.Stmt // prepared on wdb
-	fwdStmt, bwdStmt, allStmt, versionStmt, byPosStmt                              *sql.Stmt // prepared on rdb
+	// prepared on wdb
+	segInsStmt, segAtWStmt, headStmt, idGetStmt, indexTailStmt, idxInsStmt, idxGetStmt, idInsStmt *sql.Stmt
+	// prepared on rdb
+	fwdStmt, bwdStmt, segFromStmt, versionStmt, segAtStmt *sql.Stmt
 
 	unlock func() error // releases the file lock taken by Open
 
@@ -294,7 +273,10 @@ type Store struct {
 
 	// Writer-owned state, touched only by run.
 	streams map[string]streamState
-	stale   bool // streams/head must be reloaded before the next batch
+	stale   bool   // streams/head must be reloaded before the next batch
+	maxID   string // the largest id in id_index: a larger id is not in it
+	seg     segmentBuilder
+	segBuf  []byte
 
 	// beforeCommit, when set (by tests), runs before each commit; an error
 	// fails the transaction as a database failure would.
@@ -437,9 +419,9 @@ func (s *Store) openDBs() error {
 	if err := s.wdb.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'schema_version'").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if v == "1" {
-		if err := s.migrate1(ctx); err != nil {
-			return fmt.Errorf("migrate schema 1 to 2: %w", err)
+	if v == "1" || v == "2" {
+		if err := s.migrate(ctx); err != nil {
+			return fmt.Errorf("migrate schema %s to %s: %w", v, schemaVersion, err)
 		}
 		v = schemaVersion
 	}
@@ -452,13 +434,14 @@ func (s *Store) openDBs() error {
 			*dst, err = db.PrepareContext(ctx, q)
 		}
 	}
-	prep(s.wdb, &s.insStmt, sqlInsert)
-	prep(s.wdb, &s.byIDStmt, sqlByID)
+	prep(s.wdb, &s.segInsStmt, sqlInsertSegment)
+	prep(s.wdb, &s.segAtWStmt, sqlSegmentAt)
 	prep(s.wdb, &s.headStmt, sqlHead)
-	prep(s.wdb, &s.hashAtStmt, sqlHashAt)
+	prep(s.wdb, &s.idGetStmt, sqlIDGet)
 	prep(s.wdb, &s.indexTailStmt, sqlIndexTail)
 	prep(s.wdb, &s.idxInsStmt, sqlIdxInsert)
 	prep(s.wdb, &s.idxGetStmt, sqlIdxGet)
+	prep(s.wdb, &s.idInsStmt, sqlIDInsert)
 	if err != nil {
 		return fmt.Errorf("prepare writer statements: %w", err)
 	}
@@ -479,33 +462,20 @@ func (s *Store) openDBs() error {
 	s.rdb.SetMaxIdleConns(n)
 	prep(s.rdb, &s.fwdStmt, sqlForward)
 	prep(s.rdb, &s.bwdStmt, sqlBackward)
-	prep(s.rdb, &s.allStmt, sqlAll)
+	prep(s.rdb, &s.segFromStmt, sqlSegmentsFrom)
 	prep(s.rdb, &s.versionStmt, sqlVersion)
-	prep(s.rdb, &s.byPosStmt, sqlByPosition)
+	prep(s.rdb, &s.segAtStmt, sqlSegmentAt)
 	if err != nil {
 		return fmt.Errorf("prepare reader statements: %w", err)
 	}
 	return nil
 }
 
-// migrate1 upgrades a schema 1 file in one transaction.
-func (s *Store) migrate1(ctx context.Context) error {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, sqlMigrate1); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 // closeDBs closes whatever openDBs managed to open.
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insStmt, s.byIDStmt, s.headStmt, s.hashAtStmt, s.indexTailStmt, s.idxInsStmt, s.idxGetStmt,
-		s.fwdStmt, s.bwdStmt, s.allStmt, s.versionStmt, s.byPosStmt} {
+	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt, s.idxInsStmt,
+		s.idxGetStmt, s.idInsStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -548,15 +518,8 @@ func MapRetentionError(err error) error {
 	return err
 }
 
-// isConstraint reports whether err is a SQLite constraint violation, which
-// only undoes the failing statement and leaves the transaction usable.
-func isConstraint(err error) bool {
-	var se *msqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqliteConstraint
-}
-
 // checkTimes refuses OccurredAt values that RFC 3339 cannot represent, since
-// the stored text (and the hash) would not round-trip.
+// the hash covers that text.
 func checkTimes(events []eventstore.EventData) error {
 	for i, e := range events {
 		if y := e.OccurredAt.UTC().Year(); y < 0 || y > 9999 {
@@ -650,20 +613,39 @@ func (s *Store) run() {
 // requests of the same batch must see.
 type txn struct {
 	tx        *sql.Tx
-	ins       *sql.Stmt
-	byID      *sql.Stmt
-	hashAt    *sql.Stmt
+	segIns    *sql.Stmt
+	segAt     *sql.Stmt
+	idGet     *sql.Stmt
 	indexTail *sql.Stmt
-	overlay   map[string]streamState // streams changed in this transaction
-	head      int64                  // last position written in this transaction
+	overlay   map[string]streamState      // streams changed in this transaction
+	ids       map[string]eventstore.Event // events appended in this transaction, by id
+	head      int64                       // last position written in this transaction
 	appends   int64
 	events    int64
-	fresh     [][]eventstore.Event // the events inserted, per request, in position order
-	// flushWritten is the number of stream_index rows this transaction
-	// wrote, and flushedUpto the new indexed_upto when they finished a
-	// flush, else 0.
+	fresh     [][]eventstore.Event // the events appended, per request, in position order
+	seg       *segmentBuilder      // the segment being filled
+	segBuf    []byte
+	// flushWritten is the number of index entries this transaction wrote,
+	// flushMaxID the largest id among them, and flushedUpto the new
+	// indexed_upto when they finished a flush, else 0.
 	flushWritten int
+	flushMaxID   string
 	flushedUpto  int64
+}
+
+// writeSegment stores the segment being filled, if any, and empties it.
+func (t *txn) writeSegment(ctx context.Context) error {
+	b := t.seg
+	if b.len() == 0 {
+		return nil
+	}
+	t.segBuf = b.bytes(t.segBuf)
+	last := b.first + int64(b.len()) - 1
+	if _, err := t.segIns.ExecContext(ctx, b.first, last, t.segBuf); err != nil {
+		return fmt.Errorf("write segment %d-%d: %w", b.first, last, err)
+	}
+	b.reset()
+	return nil
 }
 
 // commitBatch applies every request of batch inside one transaction and
@@ -708,15 +690,20 @@ func (s *Store) commitBatch(batch []*appendReq) {
 		fail(fmt.Errorf("begin: %w", err))
 		return
 	}
+	s.seg.reset()
 	t := &txn{
 		tx:        tx,
-		ins:       tx.StmtContext(ctx, s.insStmt),
-		byID:      tx.StmtContext(ctx, s.byIDStmt),
-		hashAt:    tx.StmtContext(ctx, s.hashAtStmt),
+		segIns:    tx.StmtContext(ctx, s.segInsStmt),
+		segAt:     tx.StmtContext(ctx, s.segAtWStmt),
+		idGet:     tx.StmtContext(ctx, s.idGetStmt),
 		indexTail: tx.StmtContext(ctx, s.indexTailStmt),
 		overlay:   make(map[string]streamState),
+		ids:       make(map[string]eventstore.Event),
 		head:      s.head.Load(),
+		seg:       &s.seg,
+		segBuf:    s.segBuf,
 	}
+	defer func() { s.segBuf = t.segBuf }()
 	if err := s.flushIndex(ctx, t, false); err != nil {
 		_ = tx.Rollback()
 		fail(err)
@@ -731,6 +718,11 @@ func (s *Store) commitBatch(batch []*appendReq) {
 			fail(err)
 			return
 		}
+	}
+	if err := t.writeSegment(ctx); err != nil {
+		_ = tx.Rollback()
+		fail(err)
+		return
 	}
 	if t.appends == 0 && t.flushWritten == 0 {
 		// Only conflicts and idempotent re-appends of committed events:
@@ -760,6 +752,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	s.appends.Add(t.appends)
 	s.events.Add(t.events)
 	s.tail.commit(t.flushWritten, t.flushedUpto, t.fresh)
+	s.maxID = max(s.maxID, t.flushMaxID)
 	if t.appends == 0 {
 		return // only the index was written
 	}
@@ -820,7 +813,8 @@ func (s *Store) state(ctx context.Context, t *txn, stream string) (streamState, 
 
 // apply writes one request inside t. It sets r.res or r.err for outcomes
 // that concern only r and returns an error only when the whole transaction
-// must be abandoned.
+// must be abandoned. Every check is made before the request's first event
+// joins the segment being filled, so a refused request leaves nothing.
 func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 	cur, err := s.state(ctx, t, r.stream)
 	if err != nil {
@@ -833,69 +827,79 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 			return nil
 		})
 	}
-
-	// A single INSERT that fails on a constraint is undone by SQLite on its
-	// own; several need a savepoint so a failure leaves none of them behind.
-	multi := len(r.events) > 1
-	if multi {
-		if _, err := t.tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
-			return fmt.Errorf("savepoint: %w", err)
-		}
-	}
-	out := make([]eventstore.Event, len(r.events))
-	prev := cur.hash
-	head := t.head
-	for i, d := range r.events {
-		d.OccurredAt = d.OccurredAt.UTC()
-		if d.Payload != nil {
-			d.Payload = append([]byte(nil), d.Payload...)
-		}
-		e := eventstore.Event{EventData: d, Stream: r.stream, Version: cur.version + int64(i) + 1, PrevHash: prev}
-		e.Hash = eventstore.ComputeHash(prev, r.stream, e.Version, d)
-		payload := d.Payload
-		if payload == nil {
-			payload = []byte{} // NOT NULL column; reads back as empty
-		}
-		res, err := t.ins.ExecContext(ctx, d.ID, r.stream, e.Version, d.Type, d.SchemaVersion,
-			d.OccurredAt.Format(time.RFC3339Nano), d.CausationID, d.CorrelationID, d.IdempotencyKey,
-			payload, e.PrevHash[:], e.Hash[:])
-		if err == nil {
-			e.Position, err = res.LastInsertId()
-		}
+	for _, d := range r.events {
+		_, known, err := s.findID(ctx, t, d.ID)
 		if err != nil {
-			if multi {
-				if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO req; RELEASE req"); rerr != nil {
-					return fmt.Errorf("insert: %w; rollback to savepoint: %w", err, rerr)
-				}
-			}
-			if !isConstraint(err) {
-				return fmt.Errorf("insert: %w", err)
-			}
+			return err
+		}
+		if known {
 			return s.answerByIDs(ctx, t, r, func() error {
-				// No id clash, yet a constraint failed: the writer's view
-				// of the file is wrong. Abandon the batch and reload.
-				return fmt.Errorf("insert: %w (cached stream state out of date)", err)
+				return fmt.Errorf("event %s: found by id, then not stored", d.ID)
 			})
 		}
-		if e.Position <= head {
-			return fmt.Errorf("insert: position %d not after %d", e.Position, head)
+	}
+
+	out := make([]eventstore.Event, len(r.events))
+	prev := cur.hash
+	for i, d := range r.events {
+		d.OccurredAt = d.OccurredAt.UTC()
+		if len(d.Payload) > 0 {
+			d.Payload = append([]byte(nil), d.Payload...)
+		} else {
+			d.Payload = nil // stored and read back as no bytes
 		}
-		head = e.Position
+		e := eventstore.Event{EventData: d, Stream: r.stream, Version: cur.version + int64(i) + 1,
+			Position: t.head + 1, PrevHash: prev}
+		e.Hash = eventstore.ComputeHash(prev, r.stream, e.Version, d)
+		if t.seg.full() {
+			if err := t.writeSegment(ctx); err != nil {
+				return err
+			}
+		}
+		t.seg.add(&e)
+		t.head = e.Position
+		t.ids[d.ID] = e
 		out[i] = e
 		prev = e.Hash
 	}
-	if multi {
-		if _, err := t.tx.ExecContext(ctx, "RELEASE req"); err != nil {
-			return fmt.Errorf("release savepoint: %w", err)
-		}
-	}
 	t.overlay[r.stream] = streamState{version: out[len(out)-1].Version, hash: prev}
-	t.head = head
 	t.appends++
 	t.events += int64(len(out))
 	t.fresh = append(t.fresh, out)
 	r.res = eventstore.AppendResult{Events: out}
 	return nil
+}
+
+// findID looks an event up by id as the writer sees it: appended in t,
+// committed but not yet in id_index (the tail), or in id_index. A stored
+// event is returned in full. The id_index probe is skipped for an id larger
+// than every id in it, as most new ids are (ULIDs grow with time).
+func (s *Store) findID(ctx context.Context, t *txn, id string) (eventstore.Event, bool, error) {
+	if e, ok := t.ids[id]; ok {
+		return e, true, nil
+	}
+	pos, ok := s.tail.byID[id]
+	if !ok && id <= s.maxID {
+		err := t.idGet.QueryRowContext(ctx, id).Scan(&pos)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
+		default:
+			ok = true
+		}
+	}
+	if !ok {
+		return eventstore.Event{}, false, nil
+	}
+	e, err := loadEvent(ctx, t.segAt, pos)
+	if err != nil {
+		return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
+	}
+	if e.ID != id {
+		return eventstore.Event{}, false, fmt.Errorf("look up event %s: position %d holds %s", id, pos, e.ID)
+	}
+	return e, true, nil
 }
 
 // answerByIDs answers r from the ids it carries, when it cannot be appended
@@ -928,13 +932,13 @@ func (s *Store) classify(ctx context.Context, t *txn, r *appendReq) (stored []ev
 	n := 0
 	var missing string
 	for i, d := range r.events {
-		e, err := scanEvent(t.byID.QueryRowContext(ctx, d.ID))
-		if errors.Is(err, sql.ErrNoRows) {
+		e, ok, err := s.findID(ctx, t, d.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
 			missing = d.ID
 			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("look up event %s: %w", d.ID, err)
 		}
 		found[i] = e
 		n++
@@ -960,28 +964,6 @@ func (s *Store) classify(ctx context.Context, t *txn, r *appendReq) (stored []ev
 		}
 	}
 	return found, nil, nil
-}
-
-// scanEvent reads one row selected with eventColumns.
-func scanEvent(row interface{ Scan(...any) error }) (eventstore.Event, error) {
-	var e eventstore.Event
-	var occurred string
-	var prev, hash []byte
-	if err := row.Scan(&e.Position, &e.ID, &e.Stream, &e.Version, &e.Type, &e.SchemaVersion, &occurred,
-		&e.CausationID, &e.CorrelationID, &e.IdempotencyKey, &e.Payload, &prev, &hash); err != nil {
-		return e, err
-	}
-	t, err := time.Parse(time.RFC3339Nano, occurred)
-	if err != nil {
-		return e, fmt.Errorf("event %s: occurred_at: %w", e.ID, err)
-	}
-	e.OccurredAt = t.UTC()
-	if len(prev) != 32 || len(hash) != 32 {
-		return e, fmt.Errorf("event %s: stored hashes have %d and %d bytes, want 32", e.ID, len(prev), len(hash))
-	}
-	copy(e.PrevHash[:], prev)
-	copy(e.Hash[:], hash)
-	return e, nil
 }
 
 // isClosed reports whether Close has finished stopping the writer.
@@ -1012,28 +994,34 @@ func clampLimit(limit int) int {
 	return limit
 }
 
-// query runs a prepared read and scans every row.
-func (s *Store) query(ctx context.Context, op string, st *sql.Stmt, limit int, args ...any) ([]eventstore.Event, error) {
+// positions runs a prepared stream_index read and returns the positions.
+func (s *Store) positions(ctx context.Context, st *sql.Stmt, limit int, args ...any) ([]int64, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]int64, 0, min(limit, 8))
+	for rows.Next() {
+		var p int64
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// readIndexed reads the events a stream_index query names, in its order.
+func (s *Store) readIndexed(ctx context.Context, op string, out []eventstore.Event, st *sql.Stmt, limit int, args ...any) ([]eventstore.Event, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
 	}
-	rows, err := st.QueryContext(ctx, args...)
+	pos, err := s.positions(ctx, st, limit, args...)
 	if err != nil {
 		return nil, s.readErr(op, err)
 	}
-	defer rows.Close()
-	// Start small and let append grow: an Event is ~230 bytes, and the
-	// write path reads a stream's (usually empty) tail on every command, so
-	// reserving 256 slots cost ~59 KB of zeroed garbage per read.
-	out := make([]eventstore.Event, 0, min(limit, 8))
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, s.readErr(op, err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	if out, err = loadEvents(ctx, s.segAtStmt, pos, out); err != nil {
 		return nil, s.readErr(op, err)
 	}
 	return out, nil
@@ -1048,7 +1036,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	var out []eventstore.Event
 	if len(tail) == 0 || from < tail[0].version {
 		var err error
-		if out, err = s.query(ctx, op, s.fwdStmt, limit, stream, from, upto, limit); err != nil {
+		if out, err = s.readIndexed(ctx, op, nil, s.fwdStmt, limit, stream, from, upto, limit); err != nil {
 			return nil, err
 		}
 	}
@@ -1072,11 +1060,7 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 	if err != nil || len(out) >= limit {
 		return out, err
 	}
-	older, err := s.query(ctx, op, s.bwdStmt, limit-len(out), stream, from, upto, limit-len(out))
-	if err != nil {
-		return nil, err
-	}
-	return append(out, older...), nil
+	return s.readIndexed(ctx, op, out, s.bwdStmt, limit-len(out), stream, from, upto, limit-len(out))
 }
 
 // ReadAll implements eventstore.Store. A limit below 1 or above
@@ -1084,7 +1068,14 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
 	limit = clampLimit(limit)
 	s.readAllQueries.Add(1)
-	return s.query(ctx, "read all", s.allStmt, limit, after, limit)
+	if s.isClosed() {
+		return nil, fmt.Errorf("read all: %w", eventstore.ErrClosed)
+	}
+	out, err := readSegments(ctx, s.segFromStmt, after, limit)
+	if err != nil {
+		return nil, s.readErr("read all", err)
+	}
+	return out, nil
 }
 
 // Head implements eventstore.Store from the writer's published head, which

@@ -37,23 +37,25 @@ func tamper(t testing.TB, s eventstore.Store) error {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, "DELETE FROM events"); err == nil {
-		return errors.New("DELETE FROM events succeeded")
+	if _, err := db.ExecContext(ctx, "DELETE FROM segments"); err == nil {
+		return errors.New("DELETE FROM segments succeeded")
 	} else if err = MapRetentionError(err); !errors.Is(err, eventstore.ErrDeleteForbidden) {
 		return fmt.Errorf("delete: %w", err)
 	}
-	// The index may still be empty (its tail is in memory); a DELETE that
-	// finds rows must fail.
-	if res, err := db.ExecContext(ctx, "DELETE FROM stream_index"); err == nil {
-		if n, _ := res.RowsAffected(); n > 0 {
-			return fmt.Errorf("DELETE FROM stream_index deleted %d rows", n)
+	// The indexes may still be empty (their tail is in memory); a DELETE
+	// that finds rows must fail.
+	for _, table := range []string{"stream_index", "id_index"} {
+		if res, err := db.ExecContext(ctx, "DELETE FROM "+table); err == nil {
+			if n, _ := res.RowsAffected(); n > 0 {
+				return fmt.Errorf("DELETE FROM %s deleted %d rows", table, n)
+			}
+		} else if err = MapRetentionError(err); !errors.Is(err, eventstore.ErrDeleteForbidden) {
+			return fmt.Errorf("delete %s: %w", table, err)
 		}
-	} else if err = MapRetentionError(err); !errors.Is(err, eventstore.ErrDeleteForbidden) {
-		return fmt.Errorf("delete index: %w", err)
 	}
-	_, err = db.ExecContext(ctx, "UPDATE events SET payload = x'7b7d' WHERE position = 1")
+	_, err = db.ExecContext(ctx, "UPDATE segments SET events = x'01017b7d' WHERE first_position = 1")
 	if err == nil {
-		return errors.New("UPDATE events succeeded")
+		return errors.New("UPDATE segments succeeded")
 	}
 	return MapRetentionError(err)
 }

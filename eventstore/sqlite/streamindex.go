@@ -16,7 +16,7 @@ import (
 // The stream index.
 //
 // Reading a stream needs an index by (stream, version). Kept as a SQLite
-// index on the events table, it was the writer's largest cost: every event
+// index on the events table of schema 1, it was the writer's largest cost: every event
 // inserts into the B-tree page that holds its stream's range, so a commit of
 // N events over N accounts dirties N index pages, each written to the WAL
 // in full (4 KiB) and again at the checkpoint. Measured with 100-event
@@ -41,10 +41,18 @@ import (
 // Open by scanning the events after indexed_upto, and rows a half-finished
 // flush wrote are recognised when the flush runs again.
 //
-// Uniqueness of (stream, version) is decided by the writer, which knows each
-// stream's version (it is the only writer: Open takes an exclusive lock on
-// the file, see lockFile), and is checked again by stream_index's primary
-// key when the tail is flushed.
+// The id index (id_index: id -> position, which idempotent re-appends and
+// the refusal of a reused id need) is kept the same way: the tail's ids are
+// in memory (streamTail.byID), and each flush also writes the same prefix
+// sorted by id into id_index, as many rows per transaction. ULIDs grow with
+// time, so those rows land at the right edge of the table; and a new id
+// larger than every id in id_index (the writer keeps the largest, maxID)
+// cannot be in it, so the writer only probes the table for older ids.
+//
+// Uniqueness of (stream, version) and of ids is decided by the writer, which
+// knows each stream's version and the ids (it is the only writer: Open takes
+// an exclusive lock on the file, see lockFile), and is checked again by the
+// indexes' primary keys when the tail is flushed.
 
 // tailEntry locates one event of the unindexed tail of a stream.
 type tailEntry struct {
@@ -53,7 +61,7 @@ type tailEntry struct {
 
 // pendingEntry is one event of the unindexed tail, in log order.
 type pendingEntry struct {
-	stream            string
+	stream, id        string
 	version, position int64
 }
 
@@ -66,16 +74,20 @@ type streamTail struct {
 	upto     int64 // every event at or below upto is in stream_index
 	byStream map[string][]tailEntry
 	pending  []pendingEntry // the same entries, in position order
+	// byID locates the same events by id. Only the writer reads or changes
+	// it (id lookups are the writer's), so it needs no lock.
+	byID map[string]int64
 
 	// The flush in progress (writer only, no lock): a prefix of pending
-	// sorted by (stream, version), of which the first written rows are
-	// committed to stream_index.
-	flushing []pendingEntry
-	written  int
+	// sorted by (stream, version) and the same prefix sorted by id, of
+	// which the first written entries are committed to stream_index and
+	// id_index.
+	flushing, flushingIDs []pendingEntry
+	written               int
 }
 
 func newStreamTail() *streamTail {
-	return &streamTail{byStream: make(map[string][]tailEntry)}
+	return &streamTail{byStream: make(map[string][]tailEntry), byID: make(map[string]int64)}
 }
 
 // lookup returns upto and a copy of the stream's tail, consistent with each
@@ -107,20 +119,21 @@ func (t *streamTail) commit(written int, flushedUpto int64, fresh [][]eventstore
 	t.written += written
 	if flushedUpto > 0 {
 		t.upto = flushedUpto
-		t.flushing, t.written = nil, 0
+		t.flushing, t.flushingIDs, t.written = nil, nil, 0
 		k, _ := slices.BinarySearchFunc(t.pending, flushedUpto+1, func(e pendingEntry, pos int64) int {
 			return cmp.Compare(e.position, pos)
 		})
 		rest := t.pending[k:]
 		t.pending = make([]pendingEntry, 0, max(len(rest), 64))
 		t.byStream = make(map[string][]tailEntry, len(t.byStream))
+		t.byID = make(map[string]int64, len(rest))
 		for _, e := range rest {
-			t.add(e.stream, e.version, e.position)
+			t.add(e)
 		}
 	}
 	for _, events := range fresh {
 		for _, e := range events {
-			t.add(e.Stream, e.Version, e.Position)
+			t.add(pendingEntry{stream: e.Stream, id: e.ID, version: e.Version, position: e.Position})
 		}
 	}
 }
@@ -132,23 +145,26 @@ func (t *streamTail) reset(upto int64, entries []pendingEntry) {
 	t.upto = upto
 	t.pending = t.pending[:0]
 	t.byStream = make(map[string][]tailEntry)
-	t.flushing, t.written = nil, 0
+	t.byID = make(map[string]int64, len(entries))
+	t.flushing, t.flushingIDs, t.written = nil, nil, 0
 	for _, e := range entries {
-		t.add(e.stream, e.version, e.position)
+		t.add(e)
 	}
 }
 
 // add appends one entry; t.mu must be held.
-func (t *streamTail) add(stream string, version, position int64) {
-	t.pending = append(t.pending, pendingEntry{stream: stream, version: version, position: position})
-	t.byStream[stream] = append(t.byStream[stream], tailEntry{version: version, position: position})
+func (t *streamTail) add(e pendingEntry) {
+	t.pending = append(t.pending, e)
+	t.byStream[e.stream] = append(t.byStream[e.stream], tailEntry{version: e.version, position: e.position})
+	t.byID[e.id] = e.position
 }
 
 // size is the number of unindexed events; writer only.
 func (t *streamTail) size() int { return len(t.pending) }
 
-// loadTail reads indexed_upto and the events after it, and makes them the
-// tail. It runs on Open and after a failed transaction.
+// loadTail reads indexed_upto, the events after it (which it makes the
+// tail) and the largest indexed id. It runs on Open and after a failed
+// transaction.
 func (s *Store) loadTail(ctx context.Context) error {
 	var v string
 	if err := s.wdb.QueryRowContext(ctx, sqlGetUpto).Scan(&v); err != nil {
@@ -158,21 +174,27 @@ func (s *Store) loadTail(ctx context.Context) error {
 	if err != nil || upto < 0 {
 		return fmt.Errorf("read indexed_upto: bad value %q", v)
 	}
-	rows, err := s.wdb.QueryContext(ctx, sqlTailScan, upto)
+	if err := s.wdb.QueryRowContext(ctx, sqlMaxID).Scan(&s.maxID); err != nil {
+		return fmt.Errorf("read the largest indexed id: %w", err)
+	}
+	st, err := s.wdb.PrepareContext(ctx, sqlSegmentsFrom)
 	if err != nil {
 		return fmt.Errorf("scan unindexed events: %w", err)
 	}
-	defer rows.Close()
+	defer st.Close()
 	var entries []pendingEntry
-	for rows.Next() {
-		var e pendingEntry
-		if err := rows.Scan(&e.stream, &e.version, &e.position); err != nil {
+	for after := upto; ; {
+		events, err := readSegments(ctx, st, after, eventstore.MaxReadBatch)
+		if err != nil {
 			return fmt.Errorf("scan unindexed events: %w", err)
 		}
-		entries = append(entries, e)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("scan unindexed events: %w", err)
+		if len(events) == 0 {
+			break
+		}
+		for _, e := range events {
+			entries = append(entries, pendingEntry{stream: e.Stream, id: e.ID, version: e.Version, position: e.Position})
+		}
+		after = events[len(events)-1].Position
 	}
 	s.tail.reset(upto, entries)
 	return nil
@@ -197,10 +219,16 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 			}
 			return cmp.Compare(a.version, b.version)
 		})
+		tl.flushingIDs = slices.Clone(tl.pending[:len(tl.flushing)])
+		slices.SortFunc(tl.flushingIDs, func(a, b pendingEntry) int { return cmp.Compare(a.id, b.id) })
 	}
 	chunk := tl.flushing[tl.written:]
 	if !all && len(chunk) > s.indexChunk {
 		chunk = chunk[:s.indexChunk]
+	}
+	ids := tl.flushingIDs[tl.written : tl.written+len(chunk)]
+	if err := s.indexIDs(ctx, t, ids); err != nil {
+		return err
 	}
 	ins := t.tx.StmtContext(ctx, s.idxInsStmt)
 	defer ins.Close()
@@ -231,6 +259,39 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 	}
 	t.flushedUpto = upto
 	s.indexFlushes.Add(1)
+	return nil
+}
+
+// indexIDs writes the id_index entries of ids, sorted by id, within t.
+func (s *Store) indexIDs(ctx context.Context, t *txn, ids []pendingEntry) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ins := t.tx.StmtContext(ctx, s.idInsStmt)
+	defer ins.Close()
+	get := t.tx.StmtContext(ctx, s.idGetStmt)
+	defer get.Close()
+	for _, e := range ids {
+		res, err := ins.ExecContext(ctx, e.id, e.position)
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		if err != nil {
+			return fmt.Errorf("index event id %s: %w", e.id, err)
+		}
+		if n == 0 {
+			// Written by a flush cut short, or the id is stored twice.
+			var pos int64
+			if err := get.QueryRowContext(ctx, e.id).Scan(&pos); err != nil {
+				return fmt.Errorf("index event id %s: %w", e.id, err)
+			}
+			if pos != e.position {
+				return fmt.Errorf("index event id %s: the log holds this id twice (positions %d and %d)", e.id, pos, e.position)
+			}
+		}
+	}
+	t.flushMaxID = max(t.flushMaxID, ids[len(ids)-1].id)
 	return nil
 }
 
@@ -279,41 +340,48 @@ func (s *Store) flushOnClose() error {
 // cached: the newest tail entry, else the newest indexed one.
 func (s *Store) streamHead(ctx context.Context, t *txn, stream string) (streamState, error) {
 	var st streamState
-	var hash []byte
-	var err error
+	var pos int64
 	if last, ok := s.tail.last(stream); ok {
-		st.version = last.version
-		err = t.hashAt.QueryRowContext(ctx, last.position).Scan(&hash)
+		st.version, pos = last.version, last.position
 	} else {
-		err = t.indexTail.QueryRowContext(ctx, stream).Scan(&st.version, &hash)
+		err := t.indexTail.QueryRowContext(ctx, stream).Scan(&st.version, &pos)
+		if errors.Is(err, sql.ErrNoRows) {
+			return streamState{}, nil
+		}
+		if err != nil {
+			return st, fmt.Errorf("load stream %s: %w", stream, err)
+		}
 	}
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return streamState{}, nil
-	case err != nil:
+	e, err := loadEvent(ctx, t.segAt, pos)
+	if err != nil {
 		return st, fmt.Errorf("load stream %s: %w", stream, err)
-	case len(hash) != len(st.hash):
-		return st, fmt.Errorf("load stream %s: stored hash has %d bytes", stream, len(hash))
 	}
-	copy(st.hash[:], hash)
+	if e.Stream != stream || e.Version != st.version {
+		return st, fmt.Errorf("load stream %s: position %d holds %s version %d, not version %d",
+			stream, pos, e.Stream, e.Version, st.version)
+	}
+	st.hash = e.Hash
 	return st, nil
 }
 
 // readTail reads the events of tail entries by position, in the given order,
 // keeping those keep accepts, until out holds limit events.
 func (s *Store) readTail(ctx context.Context, op string, out []eventstore.Event, entries []tailEntry, limit int, keep func(tailEntry) bool) ([]eventstore.Event, error) {
+	var pos []int64
 	for _, te := range entries {
-		if len(out) >= limit {
+		if len(out)+len(pos) >= limit {
 			break
 		}
-		if !keep(te) {
-			continue
+		if keep(te) {
+			pos = append(pos, te.position)
 		}
-		e, err := scanEvent(s.byPosStmt.QueryRowContext(ctx, te.position))
-		if err != nil {
-			return nil, s.readErr(op, fmt.Errorf("event at position %d: %w", te.position, err))
-		}
-		out = append(out, e)
+	}
+	if len(pos) == 0 {
+		return out, nil
+	}
+	out, err := loadEvents(ctx, s.segAtStmt, pos, out)
+	if err != nil {
+		return nil, s.readErr(op, err)
 	}
 	return out, nil
 }

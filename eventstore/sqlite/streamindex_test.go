@@ -195,46 +195,89 @@ CREATE TABLE events (
 	UNIQUE (stream, version));
 INSERT INTO meta (key, value) VALUES ('schema_version', '1');`
 
-// TestMigrateSchema1 opens a file written in schema 1 and finds its events
-// indexed, readable and appendable.
-func TestMigrateSchema1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "events.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(schema1); err != nil {
-		t.Fatal(err)
-	}
-	var want []eventstore.Event
-	var prev [32]byte
-	at := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
-	for v := int64(1); v <= 3; v++ {
-		d := event()
-		d.OccurredAt = at
-		e := eventstore.Event{EventData: d, Stream: "a", Version: v, Position: v, PrevHash: prev}
-		e.Hash = eventstore.ComputeHash(prev, "a", v, d)
-		if _, err := db.Exec(`INSERT INTO events (id, stream, version, type, schema_version, occurred_at, payload, prev_hash, hash)
-			VALUES (?, 'a', ?, ?, ?, ?, ?, ?, ?)`, d.ID, v, d.Type, d.SchemaVersion, at.Format(time.RFC3339Nano), d.Payload, prev[:], e.Hash[:]); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, e)
-		prev = e.Hash
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s := mustOpen(t, path, DefaultOptions())
-	defer s.Close()
-	checkReads(t, s, "a", want)
-	if upto, _ := s.tail.lookup("a"); upto != 3 {
-		t.Fatalf("indexed_upto %d after migration, want 3", upto)
-	}
-	if r, err := s.Append(context.Background(), "a", 3, []eventstore.EventData{event()}); err != nil || r.LastVersion() != 4 {
-		t.Fatalf("append after migration: %v", err)
-	}
-	if _, err := s.Append(context.Background(), "a", 2, []eventstore.EventData{event()}); !errors.Is(err, eventstore.ErrVersionConflict) {
-		t.Fatalf("stale append after migration: %v", err)
+// schema2 is the layout of schema version 2: one row per event, the stream
+// index beside it (here flushed up to position 2, with one row of a flush
+// cut short after it).
+const schema2 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+` + legacyEventsTable + `;
+CREATE TABLE stream_index (stream TEXT NOT NULL, version INTEGER NOT NULL, position INTEGER NOT NULL,
+	PRIMARY KEY (stream, version)) WITHOUT ROWID;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are retained (R2): delete forbidden'); END;
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are retained (R2): update forbidden'); END;
+INSERT INTO meta (key, value) VALUES ('schema_version', '2'), ('indexed_upto', '2');
+INSERT INTO stream_index (stream, version, position) VALUES ('a', 1, 1), ('b', 1, 2), ('a', 2, 3);`
+
+// TestMigrateLegacy opens files written in schemas 1 and 2 and finds their
+// events packed into segments, indexed, readable, verifiable and
+// appendable, with the id index refusing a stored id, and the events table
+// gone.
+func TestMigrateLegacy(t *testing.T) {
+	for _, tc := range []struct{ name, schema string }{{"schema 1", schema1}, {"schema 2", schema2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(tc.schema); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string][]eventstore.Event{}
+			prev := map[string][32]byte{}
+			at := time.Date(2026, 11, 25, 8, 0, 0, 123456789, time.UTC)
+			for pos, stream := range []string{"a", "b", "a", "a"} {
+				d := event()
+				d.OccurredAt = at
+				v := int64(len(want[stream]) + 1)
+				e := eventstore.Event{EventData: d, Stream: stream, Version: v, Position: int64(pos + 1), PrevHash: prev[stream]}
+				e.Hash = eventstore.ComputeHash(e.PrevHash, stream, v, d)
+				if _, err := db.Exec(`INSERT INTO events (position, id, stream, version, type, schema_version, occurred_at, payload, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Position, d.ID, stream, v, d.Type, d.SchemaVersion, at.Format(time.RFC3339Nano),
+					d.Payload, e.PrevHash[:], e.Hash[:]); err != nil {
+					t.Fatal(err)
+				}
+				want[stream] = append(want[stream], e)
+				prev[stream] = e.Hash
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s := mustOpen(t, path, DefaultOptions())
+			checkReads(t, s, "a", want["a"])
+			checkReads(t, s, "b", want["b"])
+			if upto, _ := s.tail.lookup("a"); upto != 4 {
+				t.Fatalf("indexed_upto %d after migration, want 4", upto)
+			}
+			ctx := context.Background()
+			var tables int
+			if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'events%'`).Scan(&tables); err != nil || tables != 0 {
+				t.Fatalf("%d tables or triggers named events* left, %v", tables, err)
+			}
+			reuse := want["b"][0].EventData
+			if _, err := s.Append(ctx, "c", eventstore.Any, []eventstore.EventData{reuse}); !errors.Is(err, eventstore.ErrIDReused) {
+				t.Fatalf("migrated id appended again: %v", err)
+			}
+			if r, err := s.Append(ctx, "a", 3, []eventstore.EventData{event()}); err != nil || r.LastVersion() != 4 {
+				t.Fatalf("append after migration: %v", err)
+			}
+			if _, err := s.Append(ctx, "a", 2, []eventstore.EventData{event()}); !errors.Is(err, eventstore.ErrVersionConflict) {
+				t.Fatalf("stale append after migration: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenReader(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if n, err := r.CheckStreamIndex(ctx); err != nil || n != 5 {
+				t.Fatalf("check after migration: %d indexed, %v", n, err)
+			}
+		})
 	}
 }
 
