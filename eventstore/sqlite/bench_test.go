@@ -83,7 +83,7 @@ const sqlLegacyInsert = `INSERT INTO events (id, stream, version, type, schema_v
 // 200-row transactions at synchronous=FULL. Compare its ns/op with
 // BenchmarkAppendGroupCommit's, which packs events into segments.
 func BenchmarkInsertFloor(b *testing.B) {
-	db, err := sql.Open("sqlite", dsn(filepath.Join(b.TempDir(), "floor.db"), false))
+	db, err := sql.Open("sqlite", dsn(filepath.Join(b.TempDir(), "floor.db"), false, "FULL"))
 	if err != nil {
 		b.Fatal(err)
 	}

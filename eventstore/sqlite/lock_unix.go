@@ -28,3 +28,16 @@ func lockFile(path string) (unlock func() error, err error) {
 	}
 	return f.Close, nil
 }
+
+// syncDir fsyncs a directory, making the names created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 
@@ -29,7 +30,7 @@ func OpenReader(path string) (*Reader, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open event log %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, true))
+	db, err := sql.Open("sqlite", dsn(path, true, "FULL"))
 	if err != nil {
 		return nil, fmt.Errorf("open event log %s: %w", path, err)
 	}
@@ -76,7 +77,7 @@ func (r *Reader) Head(ctx context.Context) (int64, error) {
 // limit below 1 or above eventstore.MaxReadBatch reads MaxReadBatch).
 func (r *Reader) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
 	limit = clampLimit(limit)
-	out, err := readSegments(ctx, r.all, after, limit)
+	out, err := readSegments(ctx, r.all, after, math.MaxInt64, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read all: %w", err)
 	}
@@ -116,7 +117,7 @@ func (r *Reader) CheckStreamIndex(ctx context.Context) (indexed int64, err error
 	byID := tx.StmtContext(ctx, r.idGet)
 	var events int64
 	for after := int64(0); after < upto; {
-		batch, err := readSegments(ctx, all, after, eventstore.MaxReadBatch)
+		batch, err := readSegments(ctx, all, after, upto, eventstore.MaxReadBatch)
 		if err != nil {
 			return 0, fmt.Errorf("check stream index: %w", err)
 		}

@@ -260,9 +260,9 @@ func loadEvents(ctx context.Context, st *sql.Stmt, positions []int64, out []even
 	return out, nil
 }
 
-// readSegments reads up to limit events after position after with st
-// (sqlSegmentsFrom), in log order.
-func readSegments(ctx context.Context, st *sql.Stmt, after int64, limit int) ([]eventstore.Event, error) {
+// readSegments reads up to limit events after position after and at or
+// below upto with st (sqlSegmentsFrom), in log order.
+func readSegments(ctx context.Context, st *sql.Stmt, after, upto int64, limit int) ([]eventstore.Event, error) {
 	rows, err := st.QueryContext(ctx, after+1, limit)
 	if err != nil {
 		return nil, err
@@ -270,7 +270,7 @@ func readSegments(ctx context.Context, st *sql.Stmt, after int64, limit int) ([]
 	defer rows.Close()
 	out := make([]eventstore.Event, 0, min(limit, 64))
 	next := after + 1
-	for len(out) < limit && rows.Next() {
+	for len(out) < limit && next <= upto && rows.Next() {
 		var first int64
 		var blob []byte
 		if err := rows.Scan(&first, &blob); err != nil {
@@ -286,7 +286,7 @@ func readSegments(ctx context.Context, st *sql.Stmt, after int64, limit int) ([]
 		if seg.first > next {
 			return nil, fmt.Errorf("%w: the log has no position %d (next segment starts at %d)", errSegment, next, seg.first)
 		}
-		for i := int(next - seg.first); i < seg.n && len(out) < limit; i++ {
+		for i := int(next - seg.first); i < seg.n && len(out) < limit && next <= upto; i++ {
 			e, err := seg.at(i)
 			if err != nil {
 				return nil, err

@@ -273,10 +273,19 @@ type Store struct {
 
 	// Writer-owned state, touched only by run.
 	streams map[string]streamState
-	stale   bool   // streams/head must be reloaded before the next batch
-	maxID   string // the largest id in id_index: a larger id is not in it
+	stale   bool    // streams/head must be reloaded before the next batch
+	maxID   string  // the largest id in id_index: a larger id is not in it
+	flying  *flight // the committed transaction waiting for its fsync
+	broken  error   // set by a failed fsync: every later append fails
 	seg     segmentBuilder
 	segBuf  []byte
+
+	// The syncer (writer.go): flights to fsync, and its exit.
+	syncs      chan *flight
+	syncerDone chan struct{}
+	// syncHook, when set (by tests), runs each fsync in its place: it may
+	// call sync, delay it or fail.
+	syncHook func(sync func() error) error
 
 	// beforeCommit, when set (by tests), runs before each commit; an error
 	// fails the transaction as a database failure would.
@@ -302,13 +311,14 @@ func fileURI(path string) string {
 }
 
 // dsn builds the modernc DSN for path. The pragmas are set on every new
-// connection: WAL so readers never block the writer, synchronous=FULL so a
-// commit is on disk before Append returns, and a busy timeout so another
-// connection to the same file waits instead of failing. The writer also
-// checkpoints less often than SQLite's default (see walAutoCheckpoint).
-func dsn(path string, readOnly bool) string {
+// connection: WAL so readers never block the writer, the synchronous level
+// (FULL: a commit is on disk before it returns; the pipelined writer uses
+// NORMAL and fsyncs the WAL itself, see writer.go), and a busy timeout so
+// another connection to the same file waits instead of failing. The writer
+// also checkpoints less often than SQLite's default (see walAutoCheckpoint).
+func dsn(path string, readOnly bool, synchronous string) string {
 	d := fileURI(path) +
-		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous + ")"
 	if readOnly {
 		d += "&_pragma=query_only(1)"
 	} else {
@@ -358,6 +368,11 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = unlock()
 		return nil, fmt.Errorf("open event store %s: %w", path, err)
 	}
+	if opts.GroupCommit {
+		s.syncs = make(chan *flight, 1)
+		s.syncerDone = make(chan struct{})
+		go s.syncer()
+	}
 	go s.run()
 	return s, nil
 }
@@ -395,7 +410,11 @@ func (s *Store) openDBs() error {
 		return err
 	}
 	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn(s.path, false)); err != nil {
+	sync := "FULL"
+	if s.opts.GroupCommit {
+		sync = "NORMAL" // the syncer makes every commit durable (writer.go)
+	}
+	if s.wdb, err = sql.Open("sqlite", dsn(s.path, false, sync)); err != nil {
 		return err
 	}
 	// One connection: SQLite has one writer anyway, and prepared statements
@@ -454,7 +473,7 @@ func (s *Store) openDBs() error {
 		return err
 	}
 
-	if s.rdb, err = sql.Open("sqlite", dsn(s.path, true)); err != nil {
+	if s.rdb, err = sql.Open("sqlite", dsn(s.path, true, "FULL")); err != nil {
 		return err
 	}
 	n := max(4, 2*runtime.GOMAXPROCS(0))
@@ -565,49 +584,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 	return r.res, nil
 }
 
-// run is the writer goroutine: it takes one request, drains whatever else is
-// queued (bounded by MaxBatchEvents and maxBatchRequests) and commits the
-// lot in one transaction. It returns once Close has closed the queue and
-// every queued request has been answered.
-func (s *Store) run() {
-	defer close(s.writerDone)
-	batch := make([]*appendReq, 0, 64)
-	var carry *appendReq
-	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			r, ok := <-s.reqs
-			if !ok {
-				s.closeFlushErr = s.flushOnClose()
-				return
-			}
-			first = r
-		}
-		batch = append(batch[:0], first)
-		n := len(first.events)
-	gather:
-		for s.opts.GroupCommit && n < s.opts.MaxBatchEvents && len(batch) < maxBatchRequests {
-			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break gather
-				}
-				if n+len(r.events) > s.opts.MaxBatchEvents {
-					carry = r
-					break gather
-				}
-				batch = append(batch, r)
-				n += len(r.events)
-			default:
-				break gather
-			}
-		}
-		s.commitBatch(batch)
-		clear(batch) // drop references to answered requests
-	}
-}
-
 // txn is the state of one write transaction: the transaction-bound
 // statements and the effects of the requests applied so far, which later
 // requests of the same batch must see.
@@ -646,118 +622,6 @@ func (t *txn) writeSegment(ctx context.Context) error {
 	}
 	b.reset()
 	return nil
-}
-
-// commitBatch applies every request of batch inside one transaction and
-// answers them all. A request that conflicts gets its own error without
-// affecting the others; a failure of the transaction itself fails every
-// request and makes the writer reload its cached state.
-func (s *Store) commitBatch(batch []*appendReq) {
-	defer func() {
-		for _, r := range batch {
-			close(r.done)
-		}
-	}()
-	ctx := context.Background() // a caller leaving must not abort the others' transaction
-	pending := 0
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.err, r.skipped = err, true // the caller left before anything was written
-			continue
-		}
-		pending++
-	}
-	if pending == 0 {
-		return
-	}
-	fail := func(err error) {
-		s.stale = true
-		err = MapRetentionError(err)
-		for _, r := range batch {
-			if !r.skipped {
-				r.res, r.err = eventstore.AppendResult{}, err
-			}
-		}
-	}
-	if s.stale {
-		if err := s.reload(ctx); err != nil {
-			fail(fmt.Errorf("reload writer state: %w", err))
-			return
-		}
-	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		fail(fmt.Errorf("begin: %w", err))
-		return
-	}
-	s.seg.reset()
-	t := &txn{
-		tx:        tx,
-		segIns:    tx.StmtContext(ctx, s.segInsStmt),
-		segAt:     tx.StmtContext(ctx, s.segAtWStmt),
-		idGet:     tx.StmtContext(ctx, s.idGetStmt),
-		indexTail: tx.StmtContext(ctx, s.indexTailStmt),
-		overlay:   make(map[string]streamState),
-		ids:       make(map[string]eventstore.Event),
-		head:      s.head.Load(),
-		seg:       &s.seg,
-		segBuf:    s.segBuf,
-	}
-	defer func() { s.segBuf = t.segBuf }()
-	if err := s.flushIndex(ctx, t, false); err != nil {
-		_ = tx.Rollback()
-		fail(err)
-		return
-	}
-	for _, r := range batch {
-		if r.skipped {
-			continue
-		}
-		if err := s.apply(ctx, t, r); err != nil {
-			_ = tx.Rollback()
-			fail(err)
-			return
-		}
-	}
-	if err := t.writeSegment(ctx); err != nil {
-		_ = tx.Rollback()
-		fail(err)
-		return
-	}
-	if t.appends == 0 && t.flushWritten == 0 {
-		// Only conflicts and idempotent re-appends of committed events:
-		// nothing to make durable.
-		_ = tx.Rollback()
-		return
-	}
-	if s.beforeCommit != nil {
-		if err := s.beforeCommit(); err != nil {
-			_ = tx.Rollback()
-			fail(fmt.Errorf("commit: %w", err))
-			return
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		_ = tx.Rollback()
-		fail(fmt.Errorf("commit: %w", err))
-		return
-	}
-	for stream, st := range t.overlay {
-		s.streams[stream] = st
-	}
-	if len(s.streams) > maxCachedStreams {
-		s.streams = make(map[string]streamState)
-	}
-	s.transactions.Add(1)
-	s.appends.Add(t.appends)
-	s.events.Add(t.events)
-	s.tail.commit(t.flushWritten, t.flushedUpto, t.fresh)
-	s.maxID = max(s.maxID, t.flushMaxID)
-	if t.appends == 0 {
-		return // only the index was written
-	}
-	s.live.push(t.fresh)
-	s.publish(t.head)
 }
 
 // reload drops the cached stream states and re-reads the head, after a
@@ -870,13 +734,19 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 	return nil
 }
 
-// findID looks an event up by id as the writer sees it: appended in t,
-// committed but not yet in id_index (the tail), or in id_index. A stored
+// findID looks an event up by id as the writer sees it: appended in t or
+// in the flight, committed but not yet in id_index (the tail), or in
+// id_index. A stored
 // event is returned in full. The id_index probe is skipped for an id larger
 // than every id in it, as most new ids are (ULIDs grow with time).
 func (s *Store) findID(ctx context.Context, t *txn, id string) (eventstore.Event, bool, error) {
 	if e, ok := t.ids[id]; ok {
 		return e, true, nil
+	}
+	if s.flying != nil {
+		if e, ok := s.flying.t.ids[id]; ok {
+			return e, true, nil
+		}
 	}
 	pos, ok := s.tail.byID[id]
 	if !ok && id <= s.maxID {
@@ -1071,7 +941,9 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventsto
 	if s.isClosed() {
 		return nil, fmt.Errorf("read all: %w", eventstore.ErrClosed)
 	}
-	out, err := readSegments(ctx, s.segFromStmt, after, limit)
+	// Bounded by the published head: a commit still waiting for its fsync
+	// is not part of the log yet (writer.go).
+	out, err := readSegments(ctx, s.segFromStmt, after, s.head.Load(), limit)
 	if err != nil {
 		return nil, s.readErr("read all", err)
 	}
@@ -1304,6 +1176,10 @@ func (s *Store) Close() error {
 		s.sendMu.Unlock()
 		close(s.reqs) // no sender holds sendMu, and new ones see closed
 		<-s.writerDone
+		if s.syncs != nil {
+			close(s.syncs)
+			<-s.syncerDone
+		}
 		close(s.done)
 		s.closeErr = errors.Join(s.closeFlushErr, s.closeDBs(), s.unlock())
 		if s.closeErr != nil {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -184,7 +185,7 @@ func (s *Store) loadTail(ctx context.Context) error {
 	defer st.Close()
 	var entries []pendingEntry
 	for after := upto; ; {
-		events, err := readSegments(ctx, st, after, eventstore.MaxReadBatch)
+		events, err := readSegments(ctx, st, after, math.MaxInt64, eventstore.MaxReadBatch)
 		if err != nil {
 			return fmt.Errorf("scan unindexed events: %w", err)
 		}

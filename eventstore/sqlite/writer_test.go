@@ -1,0 +1,93 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/eventstore"
+)
+
+// TestNothingVisibleBeforeFsync holds a commit's fsync and checks that no
+// read shows its event (head, global log, stream, version) until the fsync
+// returned, and that the writer meanwhile keeps applying the next append.
+func TestNothingVisibleBeforeFsync(t *testing.T) {
+	s := openTest(t, DefaultOptions())
+	ctx := context.Background()
+	first := appendOne(t, s, "a")
+	entered, release := make(chan struct{}, 8), make(chan struct{})
+	released := false
+	t.Cleanup(func() { // a failed check must not leave Close waiting for the held fsync
+		if !released {
+			close(release)
+		}
+	})
+	s.syncHook = func(sync func() error) error {
+		entered <- struct{}{}
+		<-release
+		return sync()
+	}
+	done := make(chan error, 2)
+	go func() {
+		_, err := s.Append(ctx, "a", 1, []eventstore.EventData{event()})
+		done <- err
+	}()
+	<-entered // the second event is committed, its fsync held
+	go func() {
+		_, err := s.Append(ctx, "b", eventstore.NoStream, []eventstore.EventData{event()})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the writer take b's append meanwhile
+	if h, _ := s.Head(ctx); h != first.Position {
+		t.Fatalf("head %d before the fsync, want %d", h, first.Position)
+	}
+	if all, err := s.ReadAll(ctx, 0, 0); err != nil || len(all) != 1 {
+		t.Fatalf("read all before the fsync: %d events, %v", len(all), err)
+	}
+	if evs, err := s.ReadStream(ctx, "a", 1, 0); err != nil || len(evs) != 1 {
+		t.Fatalf("read stream before the fsync: %d events, %v", len(evs), err)
+	}
+	if v, _ := s.StreamVersion(ctx, "a"); v != 1 {
+		t.Fatalf("stream version %d before the fsync, want 1", v)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("an append returned before its fsync: %v", err)
+	default:
+	}
+	close(release)
+	released = true
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, _ := s.Head(ctx); h != 3 {
+		t.Fatalf("head %d after the fsyncs, want 3", h)
+	}
+	if evs, err := s.ReadStream(ctx, "a", 1, 0); err != nil || len(evs) != 2 {
+		t.Fatalf("read stream after the fsync: %d events, %v", len(evs), err)
+	}
+}
+
+// TestFailedFsyncStopsWriting fails a commit's fsync: its append fails, as
+// does every later one, and nothing of it is published.
+func TestFailedFsyncStopsWriting(t *testing.T) {
+	s := openTest(t, DefaultOptions())
+	ctx := context.Background()
+	appendOne(t, s, "a")
+	s.syncHook = func(func() error) error { return errors.New("EIO") }
+	_, err := s.Append(ctx, "a", 1, []eventstore.EventData{event()})
+	if err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("append with a failed fsync: %v", err)
+	}
+	if h, _ := s.Head(ctx); h != 1 {
+		t.Fatalf("head %d after a failed fsync, want 1", h)
+	}
+	_, err = s.Append(ctx, "b", eventstore.NoStream, []eventstore.EventData{event()})
+	if err == nil || !strings.Contains(err.Error(), "durability is unknown") {
+		t.Fatalf("append after a failed fsync: %v", err)
+	}
+}
