@@ -44,7 +44,7 @@ func TestMaintenanceBesideLiveServer(t *testing.T) {
 
 	srv.stop(t, syscall.SIGTERM)
 	stopped := runCmd(t, "verify", "--data", dir)
-	if !strings.Contains(stopped, "stream index consistent (2 events indexed on disk") {
+	if !strings.Contains(stopped, "stream and id indexes consistent (2 events indexed on disk") {
 		t.Fatalf("verify after a clean stop (the index flushed): %s", stopped)
 	}
 	a, b := digestLine.FindStringSubmatch(live), digestLine.FindStringSubmatch(stopped)

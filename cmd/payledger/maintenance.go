@@ -99,12 +99,12 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	indexed, err := log.CheckStreamIndex(ctx)
+	indexed, err := log.CheckIndexes(ctx)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
 	fmt.Fprintf(stdout, "verify: %d events in %d streams, every hash chain intact\n", n, streams)
-	fmt.Fprintf(stdout, "verify: stream index consistent (%d events indexed on disk, the rest indexed in memory by the writer)\n", indexed)
+	fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk, the rest indexed in memory by the writer)\n", indexed)
 	fmt.Fprintf(stdout, "verify: log digest %s\n", digest)
 	return nil
 }

@@ -84,14 +84,14 @@ func (r *Reader) ReadAll(ctx context.Context, after int64, limit int) ([]eventst
 	return out, nil
 }
 
-// CheckStreamIndex proves the persisted part of the indexes consistent with
+// CheckIndexes proves the persisted part of the indexes consistent with
 // the log: every event at or below indexed_upto has exactly one stream_index
 // row and one id_index row, and each names its event (stream and version,
 // or id, at that position). Stream reads (the write path loading an
 // account) and id lookups (idempotent re-appends) trust these indexes, so a
 // damaged one must not pass verification. It returns the number of indexed
 // events. It reads one snapshot, event by event, in bounded memory.
-func (r *Reader) CheckStreamIndex(ctx context.Context) (indexed int64, err error) {
+func (r *Reader) CheckIndexes(ctx context.Context) (indexed int64, err error) {
 	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot for all counts
 	if err != nil {
 		return 0, fmt.Errorf("check stream index: %w", err)

@@ -36,9 +36,9 @@ func TestReaderBesideWriter(t *testing.T) {
 	}
 }
 
-// TestCheckStreamIndex: the check passes on an index the store wrote and
+// TestCheckIndexes: the check passes on an index the store wrote and
 // fails once a row for a version that does not exist is added.
-func TestCheckStreamIndex(t *testing.T) {
+func TestCheckIndexes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
 	opts.IndexBatch = 4
@@ -55,7 +55,7 @@ func TestCheckStreamIndex(t *testing.T) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	if n, err := r.CheckStreamIndex(ctx); err != nil || n != 10 {
+	if n, err := r.CheckIndexes(ctx); err != nil || n != 10 {
 		t.Fatalf("intact index: %d indexed, %v", n, err)
 	}
 	// Damage it behind the store's back: the triggers forbid UPDATE and
@@ -69,7 +69,7 @@ func TestCheckStreamIndex(t *testing.T) {
 	if _, err := db.Exec(`INSERT INTO stream_index (stream, version, position) VALUES ('a', 99, 3)`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.CheckStreamIndex(ctx); err == nil || !strings.Contains(err.Error(), "stream index: 11 rows for the 10 events") {
+	if _, err := r.CheckIndexes(ctx); err == nil || !strings.Contains(err.Error(), "stream index: 11 rows for the 10 events") {
 		t.Fatalf("extra row: %v", err)
 	}
 }
@@ -105,7 +105,7 @@ func TestCheckIDIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			if _, err := r.CheckStreamIndex(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := r.CheckIndexes(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})

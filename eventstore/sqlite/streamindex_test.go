@@ -274,7 +274,7 @@ func TestMigrateLegacy(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			if n, err := r.CheckStreamIndex(ctx); err != nil || n != 5 {
+			if n, err := r.CheckIndexes(ctx); err != nil || n != 5 {
 				t.Fatalf("check after migration: %d indexed, %v", n, err)
 			}
 		})
