@@ -65,6 +65,13 @@ const (
 	// growing log keeps touching (the right edges of the segments table and
 	// of id_index, the stream index pages a flush writes) stay in memory.
 	writerCacheKiB = -65536
+	// readerMmapBytes is each reader connection's mmap_size: pages of the
+	// database file are read through a memory map instead of one read call
+	// each (the WAL is still read with read calls). Reading a 300-event
+	// stream scattered over the log (BenchmarkReadStreamScattered) took
+	// 1.34 ms without it and 0.70-0.77 ms with it. It reserves address
+	// space, not memory.
+	readerMmapBytes = 256 << 20
 	// defaultIndexBatch is the default Options.IndexBatch.
 	defaultIndexBatch = 65536
 	// indexChunk bounds the stream_index rows (and as many id_index rows)
@@ -152,10 +159,14 @@ const (
 	sqlIDGet     = `SELECT position FROM id_index WHERE id = ?`
 	sqlMaxID     = `SELECT COALESCE(MAX(id), '') FROM id_index`
 	sqlIndexTail = `SELECT version, position FROM stream_index WHERE stream = ? ORDER BY version DESC LIMIT 1`
-	sqlForward   = `SELECT position FROM stream_index
-	WHERE stream = ? AND version >= ? AND position <= ? ORDER BY version LIMIT ?`
-	sqlBackward = `SELECT position FROM stream_index
-	WHERE stream = ? AND version <= ? AND position <= ? ORDER BY version DESC LIMIT ?`
+	// sqlForward and sqlBackward select a stream's indexed events with the
+	// segment holding each (the newest segment starting at or before it).
+	sqlForward = `SELECT i.position, s.first_position, s.events FROM stream_index i
+	JOIN segments s ON s.first_position = (SELECT MAX(first_position) FROM segments WHERE first_position <= i.position)
+	WHERE i.stream = ? AND i.version >= ? AND i.position <= ? ORDER BY i.version LIMIT ?`
+	sqlBackward = `SELECT i.position, s.first_position, s.events FROM stream_index i
+	JOIN segments s ON s.first_position = (SELECT MAX(first_position) FROM segments WHERE first_position <= i.position)
+	WHERE i.stream = ? AND i.version <= ? AND i.position <= ? ORDER BY i.version DESC LIMIT ?`
 	sqlVersion   = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = ? AND position <= ?`
 	sqlIdxInsert = `INSERT INTO stream_index (stream, version, position) VALUES (?, ?, ?)
 	ON CONFLICT (stream, version) DO NOTHING`
@@ -320,7 +331,7 @@ func dsn(path string, readOnly bool, synchronous string) string {
 	d := fileURI(path) +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous + ")"
 	if readOnly {
-		d += "&_pragma=query_only(1)"
+		d += fmt.Sprintf("&_pragma=query_only(1)&_pragma=mmap_size(%d)", readerMmapBytes)
 	} else {
 		d += fmt.Sprintf("&_txlock=immediate&_pragma=wal_autocheckpoint(%d)&_pragma=cache_size(%d)", walAutoCheckpoint, writerCacheKiB)
 	}
@@ -864,34 +875,40 @@ func clampLimit(limit int) int {
 	return limit
 }
 
-// positions runs a prepared stream_index read and returns the positions.
-func (s *Store) positions(ctx context.Context, st *sql.Stmt, limit int, args ...any) ([]int64, error) {
-	rows, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make([]int64, 0, min(limit, 8))
-	for rows.Next() {
-		var p int64
-		if err := rows.Scan(&p); err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
-}
-
-// readIndexed reads the events a stream_index query names, in its order.
+// readIndexed reads the events a stream_index query (sqlForward,
+// sqlBackward) names, in its order, decoding each from its segment.
 func (s *Store) readIndexed(ctx context.Context, op string, out []eventstore.Event, st *sql.Stmt, limit int, args ...any) ([]eventstore.Event, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
 	}
-	pos, err := s.positions(ctx, st, limit, args...)
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, s.readErr(op, err)
 	}
-	if out, err = loadEvents(ctx, s.segAtStmt, pos, out); err != nil {
+	defer rows.Close()
+	if out == nil {
+		out = make([]eventstore.Event, 0, min(limit, 8))
+	}
+	for rows.Next() {
+		var pos, first int64
+		var blob sql.RawBytes // decoded (and copied) before the next row
+		if err := rows.Scan(&pos, &first, &blob); err != nil {
+			return nil, s.readErr(op, err)
+		}
+		seg, err := parseSegment(first, blob)
+		if err == nil && pos > seg.last() {
+			err = fmt.Errorf("position %d is not stored", pos)
+		}
+		var e eventstore.Event
+		if err == nil {
+			e, err = seg.at(int(pos - first))
+		}
+		if err != nil {
+			return nil, s.readErr(op, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, s.readErr(op, err)
 	}
 	return out, nil

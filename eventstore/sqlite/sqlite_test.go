@@ -154,6 +154,13 @@ func TestPragmas(t *testing.T) {
 	if page != pageSize {
 		t.Errorf("new log page_size=%d, want %d", page, pageSize)
 	}
+	var mmap int64
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA mmap_size").Scan(&mmap); err != nil {
+		t.Fatal(err)
+	}
+	if mmap != readerMmapBytes {
+		t.Errorf("reader mmap_size=%d, want %d", mmap, readerMmapBytes)
+	}
 	// Readers cannot write.
 	if _, err := s.rdb.ExecContext(ctx, "CREATE TABLE x (y)"); err == nil {
 		t.Error("reader pool accepted a write")
