@@ -71,7 +71,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			// Positions were assigned one after another; a gap (none is
 			// expected) starts a new segment, since a segment's events are
 			// consecutive.
-			if b.full() || (b.len() > 0 && e.Position != b.first+int64(b.len())) {
+			if !b.fits(e) || (b.len() > 0 && e.Position != b.first+int64(b.len())) {
 				if err := write(); err != nil {
 					return err
 				}

@@ -60,6 +60,9 @@ func TestSegmentRoundTrip(t *testing.T) {
 	check := func(want []eventstore.Event) {
 		t.Helper()
 		buf = b.bytes(buf)
+		if len(buf) > segmentMaxBytes && len(want) > 1 {
+			t.Fatalf("segment of %d events has %d bytes, over %d", len(want), len(buf), segmentMaxBytes)
+		}
 		seg, err := parseSegment(b.first, buf)
 		if err != nil {
 			t.Fatal(err)
@@ -82,12 +85,15 @@ func TestSegmentRoundTrip(t *testing.T) {
 	for range 200 {
 		var want []eventstore.Event
 		for range 1 + r.IntN(150) {
-			if b.full() {
+			e := randomEvent(r, pos)
+			pos++
+			if n, wrote := recordLen(&e), len(appendRecord(nil, &e)); n != wrote {
+				t.Fatalf("recordLen %d, appendRecord wrote %d bytes", n, wrote)
+			}
+			if !b.fits(&e) {
 				check(want)
 				want = nil
 			}
-			e := randomEvent(r, pos)
-			pos++
 			b.add(&e)
 			want = append(want, e)
 		}

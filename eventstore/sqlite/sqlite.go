@@ -726,7 +726,7 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 		e := eventstore.Event{EventData: d, Stream: r.stream, Version: cur.version + int64(i) + 1,
 			Position: t.head + 1, PrevHash: prev}
 		e.Hash = eventstore.ComputeHash(prev, r.stream, e.Version, d)
-		if t.seg.full() {
+		if !t.seg.fits(&e) {
 			if err := t.writeSegment(ctx); err != nil {
 				return err
 			}
