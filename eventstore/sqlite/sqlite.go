@@ -179,13 +179,15 @@ const (
 // Options tunes the writer. Start from DefaultOptions so that fields added
 // later get sensible values.
 type Options struct {
-	// GroupCommit gathers concurrent appends into one transaction (default
-	// true via DefaultOptions()). Turning it off commits every Append on its
-	// own, which is only useful as a benchmark baseline.
+	// GroupCommit gathers concurrent appends into one transaction and
+	// pipelines the fsync (writer.go) (default true via DefaultOptions()).
+	// Turning it off commits every Append on its own at synchronous=FULL,
+	// which is only useful as a benchmark baseline.
 	GroupCommit bool
 	// MaxBatchEvents is the upper bound of events in one transaction
 	// (default 2000); it caps the latency one commit adds to its requests.
-	// A single request larger than this still commits, alone.
+	// A request that would take a transaction past it waits for the next
+	// one; a single request larger than this still commits, alone.
 	MaxBatchEvents int
 	// QueueSize bounds the pending-append queue (default 4096), so that a
 	// burst of writers waits (respecting their contexts) instead of growing

@@ -59,10 +59,15 @@ func (s *Store) run() {
 	reqs := s.reqs
 	var cur *open
 	var fl *flight
+	var carry *appendReq // taken, but too large for the open transaction
 	for {
 		if cur != nil && fl == nil {
 			fl = s.commit(cur)
 			cur = nil
+			continue
+		}
+		if carry != nil && cur == nil && (fl == nil || !s.stale) {
+			cur, carry = s.take(nil, carry), nil
 			continue
 		}
 		if reqs == nil && cur == nil && fl == nil {
@@ -71,6 +76,8 @@ func (s *Store) run() {
 		}
 		in := reqs
 		switch {
+		case carry != nil:
+			in = nil // the carried request goes first, into the next transaction
 		case cur != nil && (cur.events >= s.opts.MaxBatchEvents || len(cur.batch) >= maxBatchRequests):
 			in = nil // full: wait for the flight, then commit
 		case cur == nil && fl != nil && s.stale:
@@ -84,6 +91,10 @@ func (s *Store) run() {
 		case r, ok := <-in:
 			if !ok {
 				reqs = nil
+				continue
+			}
+			if cur != nil && cur.events+len(r.events) > s.opts.MaxBatchEvents {
+				carry = r
 				continue
 			}
 			cur = s.take(cur, r)
@@ -191,7 +202,10 @@ func (s *Store) abandon(t *txn, batch []*appendReq, err error) {
 func (s *Store) commit(cur *open) *flight {
 	t := cur.t
 	ctx := context.Background()
-	s.segBuf = t.segBuf
+	if s.broken != nil { // an fsync failed while this transaction was open
+		s.abandon(t, cur.batch, s.broken)
+		return nil
+	}
 	if err := s.flushIndex(ctx, t, false); err != nil {
 		s.abandon(t, cur.batch, err)
 		return nil

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +90,79 @@ func TestFailedFsyncStopsWriting(t *testing.T) {
 	_, err = s.Append(ctx, "b", eventstore.NoStream, []eventstore.EventData{event()})
 	if err == nil || !strings.Contains(err.Error(), "durability is unknown") {
 		t.Fatalf("append after a failed fsync: %v", err)
+	}
+}
+
+// TestFailedFsyncFailsOpenTransaction fails an fsync while the next
+// transaction is already open with an append in it: that append must fail
+// too, not be committed after the failure.
+func TestFailedFsyncFailsOpenTransaction(t *testing.T) {
+	s := openTest(t, DefaultOptions())
+	ctx := context.Background()
+	appendOne(t, s, "a")
+	entered, release := make(chan struct{}, 8), make(chan struct{})
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(release)
+		}
+	})
+	failed := false // only the first fsync fails (the syncer is one goroutine)
+	s.syncHook = func(sync func() error) error {
+		if failed {
+			return sync()
+		}
+		failed = true
+		entered <- struct{}{}
+		<-release
+		return errors.New("EIO")
+	}
+	done := make(chan error, 2)
+	go func() {
+		_, err := s.Append(ctx, "a", 1, []eventstore.EventData{event()})
+		done <- err
+	}()
+	<-entered
+	go func() {
+		_, err := s.Append(ctx, "b", eventstore.NoStream, []eventstore.EventData{event()})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // b's append joins the open transaction
+	close(release)
+	released = true
+	for range 2 {
+		if err := <-done; err == nil {
+			t.Fatal("an append succeeded after a failed fsync")
+		}
+	}
+	if v, _ := s.StreamVersion(ctx, "b"); v != 0 {
+		t.Fatalf("stream b at version %d after the failed fsync", v)
+	}
+}
+
+// TestMaxBatchEventsExact: a request that would take the open transaction
+// past MaxBatchEvents waits for the next one, so with three-event requests
+// and a bound of four every transaction holds exactly one request.
+func TestMaxBatchEventsExact(t *testing.T) {
+	opts := DefaultOptions()
+	opts.MaxBatchEvents = 4
+	s := openTest(t, opts)
+	ctx := context.Background()
+	const n = 30
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.Append(ctx, fmt.Sprintf("s-%d", i), eventstore.NoStream,
+				[]eventstore.EventData{event(), event(), event()})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Transactions != n || st.Events != 3*n {
+		t.Fatalf("stats %+v, want %d transactions of 3 events", st, n)
 	}
 }
