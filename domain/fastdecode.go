@@ -417,33 +417,12 @@ func factValidAmount(b []byte) bool {
 	return err == nil
 }
 
-// factPlainAmount reports whether b is an optional minus, digits, and
-// optionally a point and more digits, in at most fastMaxPlainAmount bytes:
-// decimal.NewFromString parses all of them through its int64 shortcut.
+// factPlainAmount reports whether b is a plain decimal (plainDecimal: an
+// optional minus, digits, optionally a point and more digits) of at most
+// fastMaxPlainAmount bytes: decimal.NewFromString parses all of them
+// through its int64 shortcut.
 func factPlainAmount(b []byte) bool {
-	if len(b) == 0 || len(b) > fastMaxPlainAmount {
-		return false
-	}
-	i := 0
-	if b[0] == '-' {
-		i = 1
-	}
-	intDigits, point, fracDigits := 0, false, 0
-	for ; i < len(b); i++ {
-		switch c := b[i]; {
-		case c >= '0' && c <= '9':
-			if point {
-				fracDigits++
-			} else {
-				intDigits++
-			}
-		case c == '.' && !point:
-			point = true
-		default:
-			return false
-		}
-	}
-	return intDigits > 0 && (!point || fracDigits > 0)
+	return len(b) <= fastMaxPlainAmount && plainDecimal(b)
 }
 
 // otpUses checks an []OTPUse member: null or an array of objects with at

@@ -71,8 +71,9 @@ var maxAmount = decimal.New(1, 12)
 
 // plainDecimal accepts digits with at most one dot and digits on both sides
 // of it, optionally led by a minus (rejected later with a clear message);
-// it refuses a plus sign, exponents, spaces and empty strings.
-func plainDecimal(s string) bool {
+// it refuses a plus sign, exponents, spaces and empty strings. It reads a
+// request's string and, as bytes, a stored payload (fastdecode.go).
+func plainDecimal[T string | []byte](s T) bool {
 	if len(s) == 0 || len(s) > 40 {
 		return false
 	}
