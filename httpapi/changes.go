@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/base64"
 	"net/http"
 
 	"github.com/payledger/payledger/domain"
@@ -86,12 +85,9 @@ type resetReq struct {
 func (s *Server) resetCredential(w http.ResponseWriter, r *http.Request) {
 	id, fid := r.PathValue("id"), r.PathValue("fid")
 	command(s, w, r, http.StatusOK, func(ctx context.Context, req resetReq, idem ledger.Idem) (ledger.Outcome, error) {
-		var pub []byte
-		if req.PublicKey != "" {
-			var err error
-			if pub, err = base64.StdEncoding.DecodeString(req.PublicKey); err != nil {
-				return ledger.Outcome{}, domain.Invalid("public_key", "public_key must be base64")
-			}
+		pub, err := publicKey(req.PublicKey)
+		if err != nil {
+			return ledger.Outcome{}, err
 		}
 		auth, err := req.auth()
 		if err != nil {
@@ -111,7 +107,7 @@ func (s *Server) resetCredential(w http.ResponseWriter, r *http.Request) {
 				return nil, err
 			}
 			resp["totp_secret"] = secret
-			resp["otpauth_url"] = "otpauth://totp/payledger:" + id + "?secret=" + secret + "&issuer=payledger&digits=6&period=30"
+			resp["otpauth_url"] = otpauthURL(id, secret)
 		}
 		return resp, nil
 	})

@@ -97,15 +97,31 @@ type enrollResp struct {
 	Log        logRef `json:"log"`
 }
 
+// publicKey decodes a request's base64 public key (enrolment, credential
+// reset); an empty one is none.
+func publicKey(b64 string) ([]byte, error) {
+	if b64 == "" {
+		return nil, nil
+	}
+	pub, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, domain.Invalid("public_key", "public_key must be base64")
+	}
+	return pub, nil
+}
+
+// otpauthURL is the key URI an authenticator app scans for a TOTP factor
+// of the account (30 s steps, 6 digits).
+func otpauthURL(accountID, secret string) string {
+	return "otpauth://totp/payledger:" + accountID + "?secret=" + secret + "&issuer=payledger&digits=6&period=30"
+}
+
 func (s *Server) enrollFactor(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	command(s, w, r, http.StatusCreated, func(ctx context.Context, req enrollReq, idem ledger.Idem) (ledger.Outcome, error) {
-		var pub []byte
-		if req.PublicKey != "" {
-			var err error
-			if pub, err = base64.StdEncoding.DecodeString(req.PublicKey); err != nil {
-				return ledger.Outcome{}, domain.Invalid("public_key", "public_key must be base64")
-			}
+		pub, err := publicKey(req.PublicKey)
+		if err != nil {
+			return ledger.Outcome{}, err
 		}
 		return s.svc.EnrollFactor(ctx, id, idem, ledger.EnrollRequest{Method: req.Method, DeviceID: req.DeviceID, Password: req.Password, PublicKey: pub})
 	}, func(out ledger.Outcome) (any, error) {
@@ -120,7 +136,7 @@ func (s *Server) enrollFactor(w http.ResponseWriter, r *http.Request) {
 				return nil, err
 			}
 			resp.TOTPSecret = secret
-			resp.OTPAuthURL = "otpauth://totp/payledger:" + id + "?secret=" + secret + "&issuer=payledger&digits=6&period=30"
+			resp.OTPAuthURL = otpauthURL(id, secret)
 		}
 		return resp, nil
 	})
