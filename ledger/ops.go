@@ -82,10 +82,15 @@ func (s *Service) random(n int) ([]byte, error) {
 // TOTPSecret returns the plain seed of an enrolment event, shown to the
 // customer once (and again only to an idempotent replay of that request).
 func (s *Service) TOTPSecret(e domain.FactorEnrolled) (string, error) {
-	if len(e.SealedSecret) == 0 {
+	return s.openSeed(e.SealedSecret)
+}
+
+// openSeed unseals a TOTP seed; "" when there is none (other methods).
+func (s *Service) openSeed(sealed []byte) (string, error) {
+	if len(sealed) == 0 {
 		return "", nil
 	}
-	b, err := s.cfg.Keys.Open(e.SealedSecret)
+	b, err := s.cfg.Keys.Open(sealed)
 	return string(b), err
 }
 
@@ -252,11 +257,7 @@ func (s *Service) ResetCredential(ctx context.Context, accountID string, idem Id
 // customer once (and again only to an idempotent replay of that request);
 // "" for other resets.
 func (s *Service) ResetTOTPSecret(e domain.CredentialReset) (string, error) {
-	if len(e.SealedSecret) == 0 {
-		return "", nil
-	}
-	b, err := s.cfg.Keys.Open(e.SealedSecret)
-	return string(b), err
+	return s.openSeed(e.SealedSecret)
 }
 
 // AdjustLimit sets the agreed daily limit.
