@@ -45,17 +45,10 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("index events: %w", err)
 	}
 	var b segmentBuilder
-	var buf []byte
 	write := func() error {
-		if b.len() == 0 {
-			return nil
-		}
-		buf = b.bytes(buf)
-		if _, err := tx.ExecContext(ctx, sqlInsertSegment, b.first, b.first+int64(b.len())-1, buf); err != nil {
-			return fmt.Errorf("write segment at %d: %w", b.first, err)
-		}
-		b.reset()
-		return nil
+		return b.store(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
+			return tx.ExecContext(ctx, sqlInsertSegment, args...)
+		})
 	}
 	var after int64
 	for {

@@ -61,6 +61,7 @@ type segmentBuilder struct {
 	first int64    // position of the first event; 0 when empty
 	offs  []uint32 // record offsets
 	recs  []byte   // the records
+	buf   []byte   // the last encoding (store), reused
 }
 
 func (b *segmentBuilder) len() int { return len(b.offs) }
@@ -114,6 +115,21 @@ func (b *segmentBuilder) bytes(dst []byte) []byte {
 		dst = binary.LittleEndian.AppendUint32(dst, o)
 	}
 	return append(dst, b.recs...)
+}
+
+// store inserts the segment, if it holds any event, with insert
+// (sqlInsertSegment) and empties the builder.
+func (b *segmentBuilder) store(ctx context.Context, insert func(ctx context.Context, args ...any) (sql.Result, error)) error {
+	if b.len() == 0 {
+		return nil
+	}
+	b.buf = b.bytes(b.buf)
+	last := b.first + int64(b.len()) - 1
+	if _, err := insert(ctx, b.first, last, b.buf); err != nil {
+		return fmt.Errorf("write segment %d-%d: %w", b.first, last, err)
+	}
+	b.reset()
+	return nil
 }
 
 // reset empties the builder, keeping its memory.
@@ -253,11 +269,17 @@ func loadSegment(ctx context.Context, st *sql.Stmt, pos int64) (segment, error) 
 		}
 		return segment{}, err
 	}
+	return parseSegmentHolding(first, blob, pos)
+}
+
+// parseSegmentHolding parses the stored segment at first, which a query
+// found as the one holding pos, and checks that it does.
+func parseSegmentHolding(first int64, blob []byte, pos int64) (segment, error) {
 	seg, err := parseSegment(first, blob)
 	if err != nil {
 		return segment{}, err
 	}
-	if pos > seg.last() {
+	if pos < seg.first || pos > seg.last() {
 		return segment{}, fmt.Errorf("position %d is not stored", pos)
 	}
 	return seg, nil

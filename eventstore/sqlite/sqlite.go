@@ -292,7 +292,6 @@ type Store struct {
 	flying  *flight // the committed transaction waiting for its fsync
 	broken  error   // set by a failed fsync: every later append fails
 	seg     segmentBuilder
-	segBuf  []byte
 
 	// The syncer (writer.go): flights to fsync, and its exit.
 	syncs      chan *flight
@@ -614,7 +613,6 @@ type txn struct {
 	events    int64
 	fresh     [][]eventstore.Event // the events appended, per request, in position order
 	seg       *segmentBuilder      // the segment being filled
-	segBuf    []byte
 	// flushWritten is the number of index entries this transaction wrote,
 	// flushMaxID the largest id among them, and flushedUpto the new
 	// indexed_upto when they finished a flush, else 0.
@@ -625,17 +623,7 @@ type txn struct {
 
 // writeSegment stores the segment being filled, if any, and empties it.
 func (t *txn) writeSegment(ctx context.Context) error {
-	b := t.seg
-	if b.len() == 0 {
-		return nil
-	}
-	t.segBuf = b.bytes(t.segBuf)
-	last := b.first + int64(b.len()) - 1
-	if _, err := t.segIns.ExecContext(ctx, b.first, last, t.segBuf); err != nil {
-		return fmt.Errorf("write segment %d-%d: %w", b.first, last, err)
-	}
-	b.reset()
-	return nil
+	return t.seg.store(ctx, t.segIns.ExecContext)
 }
 
 // reload drops the cached stream states and re-reads the head, after a
@@ -898,10 +886,7 @@ func (s *Store) readIndexed(ctx context.Context, op string, out []eventstore.Eve
 		if err := rows.Scan(&pos, &first, &blob); err != nil {
 			return nil, s.readErr(op, err)
 		}
-		seg, err := parseSegment(first, blob)
-		if err == nil && pos > seg.last() {
-			err = fmt.Errorf("position %d is not stored", pos)
-		}
+		seg, err := parseSegmentHolding(first, blob, pos)
 		var e eventstore.Event
 		if err == nil {
 			e, err = seg.at(int(pos - first))

@@ -174,7 +174,6 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 		ids:       make(map[string]eventstore.Event),
 		head:      head,
 		seg:       &s.seg,
-		segBuf:    s.segBuf,
 	}, nil
 }
 
@@ -183,7 +182,6 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 // of the file and is reloaded before the next one.
 func (s *Store) abandon(t *txn, batch []*appendReq, err error) {
 	_ = t.tx.Rollback()
-	s.segBuf = t.segBuf
 	s.stale = true
 	err = MapRetentionError(err)
 	for _, r := range batch {
@@ -214,7 +212,6 @@ func (s *Store) commit(cur *open) *flight {
 		s.abandon(t, cur.batch, err)
 		return nil
 	}
-	s.segBuf = t.segBuf
 	if t.appends == 0 && t.flushWritten == 0 {
 		// Only conflicts and idempotent re-appends of committed events:
 		// nothing to make durable.
