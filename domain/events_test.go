@@ -3,6 +3,7 @@ package domain
 import (
 	"bytes"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,8 +97,7 @@ func TestEventRoundTrip(t *testing.T) {
 		})
 	}
 	for k := range decoders {
-		typ := strings.TrimSuffix(k, "/1")
-		if !covered[typ] {
+		if !covered[k.typ] {
 			t.Errorf("event type %s has no round-trip case", k)
 		}
 	}
@@ -161,7 +161,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}
 	for _, typ := range want {
-		if _, ok := decoders[typ+"/1"]; !ok {
+		if _, ok := decoders[key(typ, 1)]; !ok {
 			t.Errorf("no decoder for %s/1", typ)
 		}
 	}
@@ -250,5 +250,33 @@ func TestStreamAndClearingNames(t *testing.T) {
 	}
 	if got := ClearingAccountID(CNY); got != "clearing-CNY" {
 		t.Errorf("ClearingAccountID = %q", got)
+	}
+}
+
+// TestKnownEventType: a reader skips decoding the known events it does not
+// need (the projections do, for every event), so KnownEventType must accept
+// exactly the types and versions DecodeEvent decodes.
+func TestKnownEventType(t *testing.T) {
+	want := EventTypes()
+	if len(want) != len(decoders) {
+		t.Fatalf("EventTypes lists %d, decoders hold %d", len(want), len(decoders))
+	}
+	for _, tv := range want {
+		typ, v, _ := strings.Cut(tv, "/")
+		ver, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("type %q: %v", tv, err)
+		}
+		if !KnownEventType(typ, ver) {
+			t.Errorf("%s not known", tv)
+		}
+	}
+	for _, tv := range []eventKey{{TypePaymentInitiated, 2}, {"PaymentTeleported", 1}, {TypeAccountOpened, 0}} {
+		if KnownEventType(tv.typ, tv.version) {
+			t.Errorf("%v known", tv)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { KnownEventType(TypePaymentConfirmed, 1) }); n != 0 {
+		t.Errorf("KnownEventType allocates %v times a call", n)
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -539,7 +538,7 @@ type item struct {
 // what the full decoder gives on any payload); decoding PaymentConfirmed
 // in full was a tenth of the projection's CPU.
 func decodeItem(e eventstore.Event) item {
-	if !relevant[e.Type] && known[typeVersion{e.Type, e.SchemaVersion}] {
+	if !relevant[e.Type] && domain.KnownEventType(e.Type, e.SchemaVersion) {
 		return item{e: e} // known, and it changes nothing here: skip decoding
 	}
 	f, err := domain.DecodeLedgerFacts(e.Type, e.SchemaVersion, e.Payload)
@@ -554,32 +553,6 @@ var relevant = map[string]bool{
 	domain.TypeAccountOpened: true, domain.TypeFundsDeposited: true,
 	domain.TypePaymentConfirmed: true, domain.TypeFundsWithdrawn: true,
 }
-
-// typeVersion is a stored event type at one schema version.
-type typeVersion struct {
-	typ     string
-	version int
-}
-
-// known holds every type and version domain.KnownEventType accepts, so
-// that skipping an irrelevant event costs no allocation (KnownEventType
-// formats a key for every call). An entry that failed to parse would only
-// send that type to the full decoder, which knows it.
-var known = func() map[typeVersion]bool {
-	m := make(map[typeVersion]bool)
-	for _, tv := range domain.EventTypes() {
-		i := strings.LastIndexByte(tv, '/')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.Atoi(tv[i+1:])
-		if err != nil || !domain.KnownEventType(tv[:i], v) {
-			continue
-		}
-		m[typeVersion{tv[:i], v}] = true
-	}
-	return m
-}()
 
 // fetched is one batch read and decoded ahead of the applier.
 type fetched struct {

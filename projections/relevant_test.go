@@ -35,28 +35,3 @@ func TestRelevantCoversEveryMoneyEvent(t *testing.T) {
 		t.Fatalf("found %d money event types, want at least 3", money)
 	}
 }
-
-// TestKnownMatchesDomain: decodeItem skips decoding the events in known
-// that are not relevant, so known must hold exactly the types and versions
-// the domain decodes.
-func TestKnownMatchesDomain(t *testing.T) {
-	want := domain.EventTypes()
-	if len(known) != len(want) {
-		t.Fatalf("known has %d entries, domain %d", len(known), len(want))
-	}
-	for _, tv := range want {
-		typ, v, _ := strings.Cut(tv, "/")
-		ver, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("type %q: %v", tv, err)
-		}
-		if !known[typeVersion{typ, ver}] {
-			t.Errorf("%s missing from known", tv)
-		}
-	}
-	for _, tv := range []typeVersion{{domain.TypePaymentInitiated, 2}, {"PaymentTeleported", 1}, {domain.TypeAccountOpened, 0}} {
-		if known[tv] {
-			t.Errorf("%v in known", tv)
-		}
-	}
-}
