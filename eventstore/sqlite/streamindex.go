@@ -228,27 +228,14 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 		chunk = chunk[:s.indexChunk]
 	}
 	ids := tl.flushingIDs[tl.written : tl.written+len(chunk)]
-	if err := s.indexIDs(ctx, t, ids); err != nil {
+	if err := indexRows(ctx, t, s.idInsStmt, s.idGetStmt, ids, idRow); err != nil {
 		return err
 	}
-	ins := t.tx.StmtContext(ctx, s.idxInsStmt)
-	defer ins.Close()
-	for _, e := range chunk {
-		res, err := ins.ExecContext(ctx, e.stream, e.version, e.position)
-		var n int64
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		if err != nil {
-			return fmt.Errorf("index stream %s version %d: %w", e.stream, e.version, err)
-		}
-		if n == 0 {
-			// The row exists: written by a flush that a crash or a failed
-			// transaction cut short, or a second event at this version.
-			if err := s.checkIndexed(ctx, t, e); err != nil {
-				return err
-			}
-		}
+	if len(ids) > 0 {
+		t.flushMaxID = max(t.flushMaxID, ids[len(ids)-1].id)
+	}
+	if err := indexRows(ctx, t, s.idxInsStmt, s.idxGetStmt, chunk, streamRow); err != nil {
+		return err
 	}
 	t.flushWritten = len(chunk)
 	if tl.written+len(chunk) < len(tl.flushing) {
@@ -263,49 +250,57 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 	return nil
 }
 
-// indexIDs writes the id_index entries of ids, sorted by id, within t.
-func (s *Store) indexIDs(ctx context.Context, t *txn, ids []pendingEntry) error {
-	if len(ids) == 0 {
+// indexRow is how one index stores an event: its row's values (the key,
+// then the position), and, for an error, the event's name under that
+// index and what the key is.
+type indexRow struct {
+	values func(e pendingEntry) []any
+	name   func(e pendingEntry) string
+	unit   string
+}
+
+var (
+	streamRow = indexRow{
+		values: func(e pendingEntry) []any { return []any{e.stream, e.version, e.position} },
+		name:   func(e pendingEntry) string { return fmt.Sprintf("stream %s version %d", e.stream, e.version) },
+		unit:   "version",
+	}
+	idRow = indexRow{
+		values: func(e pendingEntry) []any { return []any{e.id, e.position} },
+		name:   func(e pendingEntry) string { return "event id " + e.id },
+		unit:   "id",
+	}
+)
+
+// indexRows writes one index row per entry within t with ins (an INSERT of
+// the row's values that does nothing on a conflict). A row that is already
+// there must name the same position (get reads it by key): it was written
+// by a flush that a crash or a failed transaction cut short; one naming
+// another position means the log holds the key twice, and stops the flush.
+func indexRows(ctx context.Context, t *txn, ins, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
+	if len(entries) == 0 {
 		return nil
 	}
-	ins := t.tx.StmtContext(ctx, s.idInsStmt)
+	ins = t.tx.StmtContext(ctx, ins)
 	defer ins.Close()
-	get := t.tx.StmtContext(ctx, s.idGetStmt)
+	get = t.tx.StmtContext(ctx, get)
 	defer get.Close()
-	for _, e := range ids {
-		res, err := ins.ExecContext(ctx, e.id, e.position)
+	for _, e := range entries {
+		values := row.values(e)
+		res, err := ins.ExecContext(ctx, values...)
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
-		if err != nil {
-			return fmt.Errorf("index event id %s: %w", e.id, err)
-		}
-		if n == 0 {
-			// Written by a flush cut short, or the id is stored twice.
+		if err == nil && n == 0 {
 			var pos int64
-			if err := get.QueryRowContext(ctx, e.id).Scan(&pos); err != nil {
-				return fmt.Errorf("index event id %s: %w", e.id, err)
-			}
-			if pos != e.position {
-				return fmt.Errorf("index event id %s: the log holds this id twice (positions %d and %d)", e.id, pos, e.position)
+			if err = get.QueryRowContext(ctx, values[:len(values)-1]...).Scan(&pos); err == nil && pos != e.position {
+				err = fmt.Errorf("the log holds this %s twice (positions %d and %d)", row.unit, pos, e.position)
 			}
 		}
-	}
-	t.flushMaxID = max(t.flushMaxID, ids[len(ids)-1].id)
-	return nil
-}
-
-// checkIndexed accepts an index row that is already stored only if it
-// points at the same event.
-func (s *Store) checkIndexed(ctx context.Context, t *txn, e pendingEntry) error {
-	var pos int64
-	if err := t.tx.StmtContext(ctx, s.idxGetStmt).QueryRowContext(ctx, e.stream, e.version).Scan(&pos); err != nil {
-		return fmt.Errorf("index stream %s version %d: %w", e.stream, e.version, err)
-	}
-	if pos != e.position {
-		return fmt.Errorf("index stream %s version %d: the log holds this version twice (positions %d and %d)",
-			e.stream, e.version, pos, e.position)
+		if err != nil {
+			return fmt.Errorf("index %s: %w", row.name(e), err)
+		}
 	}
 	return nil
 }
