@@ -412,13 +412,18 @@ func TestPlainAmountsParse(t *testing.T) {
 	}
 }
 
-// TestDecodeLedgerFactsAllocations keeps the fast path allocation-light:
-// the strings it keeps, the amount, nothing per skipped factsMember.
-func TestDecodeLedgerFactsAllocations(t *testing.T) {
-	e := PaymentConfirmed{PaymentID: "01JDQ3W5R7ZK8M2N4P6Q8R0S2T", DebitAccount: "01JDQ3W5R7ZK8M2N4P6Q8R0S2V", CreditAccount: "01JDQ3W5R7ZK8M2N4P6Q8R0S2W",
+// benchConfirmed is a PaymentConfirmed as payledger bench writes them.
+func benchConfirmed() PaymentConfirmed {
+	return PaymentConfirmed{PaymentID: "01JDQ3W5R7ZK8M2N4P6Q8R0S2T", DebitAccount: "01JDQ3W5R7ZK8M2N4P6Q8R0S2V", CreditAccount: "01JDQ3W5R7ZK8M2N4P6Q8R0S2W",
 		Amount: MustMoney("0.27", CNY), Fee: Zero(CNY), Description: "bench payment", VerificationLevel: LevelSingleFactor,
 		Categories: []string{CategoryPossession}, FactorIDs: []string{"01JDQ3W5R7ZK8M2N4P6Q8R0S2X"}, DeviceID: "bench-device",
 		OTPUses: []OTPUse{{FactorID: "01JDQ3W5R7ZK8M2N4P6Q8R0S2X", Step: 63113904}}, DailyLimit: MustMoney("1000.00", CNY), DailyUsed: MustMoney("0.27", CNY)}
+}
+
+// TestDecodeLedgerFactsAllocations keeps the fast path allocation-light:
+// the strings it keeps, the amount, nothing per skipped factsMember.
+func TestDecodeLedgerFactsAllocations(t *testing.T) {
+	e := benchConfirmed()
 	typ, v, p, err := EncodeEvent(e)
 	if err != nil {
 		t.Fatal(err)
@@ -452,10 +457,7 @@ func FuzzDecodeLedgerFacts(f *testing.F) {
 }
 
 func BenchmarkDecodeLedgerFacts(b *testing.B) {
-	e := PaymentConfirmed{PaymentID: "01JDQ3W5R7ZK8M2N4P6Q8R0S2T", DebitAccount: "01JDQ3W5R7ZK8M2N4P6Q8R0S2V", CreditAccount: "01JDQ3W5R7ZK8M2N4P6Q8R0S2W",
-		Amount: MustMoney("0.27", CNY), Fee: Zero(CNY), Description: "bench payment", VerificationLevel: LevelSingleFactor,
-		Categories: []string{CategoryPossession}, FactorIDs: []string{"01JDQ3W5R7ZK8M2N4P6Q8R0S2X"}, DeviceID: "bench-device",
-		OTPUses: []OTPUse{{FactorID: "01JDQ3W5R7ZK8M2N4P6Q8R0S2X", Step: 63113904}}, DailyLimit: MustMoney("1000.00", CNY), DailyUsed: MustMoney("0.27", CNY)}
+	e := benchConfirmed()
 	typ, v, p, err := EncodeEvent(e)
 	if err != nil {
 		b.Fatal(err)
