@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type benchConfig struct {
 	baselineSpeed    float64
 	seed             uint64
 	cpuProfile       string
+	trace            string
 }
 
 // Bench workload constants.
@@ -51,6 +53,11 @@ const (
 	// setupTimeout and catchUpTimeout bound the untimed phases.
 	setupTimeout   = 5 * time.Minute
 	catchUpTimeout = time.Minute
+	// fsyncSamples writes of fsyncWriteBytes, each followed by an fsync,
+	// measure the disk (a few tens of ms on a fast disk, a few seconds on
+	// a slow one); the size is one page of the event log.
+	fsyncSamples    = 200
+	fsyncWriteBytes = 16 << 10
 )
 
 // benchEpoch is where every run's virtual clock starts: a fixed instant, so
@@ -75,6 +82,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&c.baselineSpeed, "baseline-speed", 100, "virtual clock speed of the baseline run")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the deterministic randomness")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the group-commit run's measured phase to this file")
+	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of the group-commit run's measured phase to this file (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,14 +112,23 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "bench: in-process write path, %d clients, %d accounts, GOMAXPROCS=%d\n",
 		c.clients, c.accounts, runtime.GOMAXPROCS(0))
+	// The baseline pays one fsync per append, so the speedup group commit
+	// can show is bounded by how long an fsync takes on this disk next to
+	// the CPU an append costs: print it, measured in this run.
+	fsync, err := measureFsync(root, fsyncSamples)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	fmt.Fprintf(stdout, "bench: disk: %d writes of %d KiB each followed by fsync in the data directory: p50_us=%d p99_us=%d\n",
+		fsyncSamples, fsyncWriteBytes>>10, fsync.p50.Microseconds(), fsync.p99.Microseconds())
 
-	res, err := benchRun(ctx, c, "group-commit", root, sqlite.DefaultOptions(), c.duration, c.speed, c.cpuProfile, stdout, stderr)
+	res, err := benchRun(ctx, c, "group-commit", root, sqlite.DefaultOptions(), c.duration, c.speed, c.cpuProfile, c.trace, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	base := sqlite.DefaultOptions()
 	base.GroupCommit = false
-	bres, err := benchRun(ctx, c, "baseline", root, base, c.baselineDuration, c.baselineSpeed, "", stdout, stderr)
+	bres, err := benchRun(ctx, c, "baseline", root, base, c.baselineDuration, c.baselineSpeed, "", "", stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -125,6 +142,37 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// fsyncLatency is the measured latency of a write followed by an fsync.
+type fsyncLatency struct{ p50, p99 time.Duration }
+
+// measureFsync writes n blocks of fsyncWriteBytes to a temporary file in
+// dir, over a 1 MiB region like a log's, each followed by an fsync, and
+// returns the percentiles of their latency. The file is removed.
+func measureFsync(dir string, n int) (fsyncLatency, error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return fsyncLatency{}, fmt.Errorf("fsync probe: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, fsyncWriteBytes)
+	const region = 1 << 20
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		t0 := time.Now()
+		if _, err := f.WriteAt(buf, int64(i*fsyncWriteBytes)%region); err != nil {
+			return fsyncLatency{}, fmt.Errorf("fsync probe: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return fsyncLatency{}, fmt.Errorf("fsync probe: %w", err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	return fsyncLatency{p50: percentile(lat, 0.50), p99: percentile(lat, 0.99)}, nil
+}
 
 // virtualClock runs speed times faster than real time from benchEpoch. It
 // exists because a TOTP code is single use per 30 s step (R7): at real
@@ -195,7 +243,7 @@ type benchResult struct {
 // benchRun sets up a fresh ledger, measures the workload for d with the
 // given store options and verifies the ledger afterwards.
 func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite.Options, d time.Duration,
-	speed float64, cpuProfile string, stdout, stderr io.Writer) (res benchResult, err error) {
+	speed float64, cpuProfile, traceFile string, stdout, stderr io.Writer) (res benchResult, err error) {
 	dir, err := os.MkdirTemp(root, name+"-")
 	if err != nil {
 		return res, fmt.Errorf("bench %s: %w", name, err)
@@ -248,6 +296,16 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 			return res, fmt.Errorf("bench: cpu profile: %w", err)
 		}
 	}
+	if traceFile != "" {
+		f, err := os.Create(traceFile)
+		if err != nil {
+			return res, fmt.Errorf("bench: trace: %w", err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return res, fmt.Errorf("bench: trace: %w", err)
+		}
+	}
 	before := m.Store.Stats()
 	cpu0, cpuOK := processCPU()
 	res, firstErr := benchMeasure(ctx, m, c, accts, d, clock)
@@ -255,6 +313,9 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	after := m.Store.Stats()
 	if cpuProfile != "" {
 		pprof.StopCPUProfile()
+	}
+	if traceFile != "" {
+		trace.Stop()
 	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,8 +22,9 @@ func TestBenchSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
+	traceFile := filepath.Join(t.TempDir(), "bench.trace")
 	args := []string{"bench", "--duration", "300ms", "--baseline-duration", "200ms", "--clients", "4", "--accounts", "20",
-		"--data", t.TempDir()}
+		"--data", t.TempDir(), "--trace", traceFile}
 	if err := run(ctx, args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
@@ -51,6 +54,46 @@ func TestBenchSmall(t *testing.T) {
 	}
 	if got := strings.Count(out, "ledger verified"); got != 2 {
 		t.Errorf("%d runs verified the ledger, want 2", got)
+	}
+	disk := regexp.MustCompile(`(?m)^bench: disk: \d+ writes of 16 KiB each followed by fsync in the data directory: p50_us=(\d+) p99_us=(\d+)$`).FindStringSubmatch(out)
+	if disk == nil {
+		t.Errorf("no disk fsync line")
+	} else if p50, _ := strconv.Atoi(disk[1]); p50 > mustAtoi(t, disk[2]) {
+		t.Errorf("fsync p50 %s µs above p99 %s µs", disk[1], disk[2])
+	}
+	// The execution trace of the group-commit run: Go's trace format
+	// starts with its version header.
+	if b, err := os.ReadFile(traceFile); err != nil {
+		t.Errorf("trace: %v", err)
+	} else if !bytes.HasPrefix(b, []byte("go 1.")) || len(b) < 1024 {
+		t.Errorf("trace file holds %d bytes starting %q, want a Go execution trace", len(b), b[:min(len(b), 16)])
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestMeasureFsync measures a real file's write+fsync latency.
+func TestMeasureFsync(t *testing.T) {
+	dir := t.TempDir()
+	l, err := measureFsync(dir, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.p50 <= 0 || l.p50 > l.p99 {
+		t.Errorf("p50 %v, p99 %v: want 0 < p50 <= p99", l.p50, l.p99)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("the probe left %d files behind (%v)", len(entries), err)
+	}
+	if _, err := measureFsync(filepath.Join(dir, "missing"), 1); err == nil {
+		t.Error("a missing directory gave no error")
 	}
 }
 
