@@ -36,6 +36,7 @@ type benchConfig struct {
 	seed             uint64
 	cpuProfile       string
 	trace            string
+	rate             float64
 }
 
 // Bench workload constants.
@@ -53,6 +54,11 @@ const (
 	// setupTimeout and catchUpTimeout bound the untimed phases.
 	setupTimeout   = 5 * time.Minute
 	catchUpTimeout = time.Minute
+	// maxOfferedRate bounds --rate; maxBacklog bounds the payments an open
+	// loop has scheduled but no client has started (a backlog that full
+	// means the ledger is not keeping up, and the schedule then waits).
+	maxOfferedRate = 1_000_000
+	maxBacklog     = 1 << 16
 	// fsyncSamples writes of fsyncWriteBytes, each followed by an fsync,
 	// measure the disk (a few tens of ms on a fast disk, a few seconds on
 	// a slow one); the size is one page of the event log.
@@ -82,6 +88,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&c.baselineSpeed, "baseline-speed", 100, "virtual clock speed of the baseline run")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the deterministic randomness")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the group-commit run's measured phase to this file")
+	fs.Float64Var(&c.rate, "rate", 0, "offered payments per second in the group-commit run: an open loop, each payment's latency counted from its scheduled start; 0 runs the closed loop (each client pays again as soon as its last payment returns)")
 	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of the group-commit run's measured phase to this file (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,6 +104,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("bench: --accounts must be at least 2 and at least --clients")
 	case c.speed < 1 || c.baselineSpeed < 1:
 		return errors.New("bench: --speed and --baseline-speed must be at least 1")
+	case c.rate < 0 || c.rate > maxOfferedRate:
+		return fmt.Errorf("bench: --rate must be between 0 and %d", maxOfferedRate)
 	}
 
 	root := c.dataDir
@@ -122,13 +131,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "bench: disk: %d writes of %d KiB each followed by fsync in the data directory: p50_us=%d p99_us=%d\n",
 		fsyncSamples, fsyncWriteBytes>>10, fsync.p50.Microseconds(), fsync.p99.Microseconds())
 
-	res, err := benchRun(ctx, c, "group-commit", root, sqlite.DefaultOptions(), c.duration, c.speed, c.cpuProfile, c.trace, stdout, stderr)
+	res, err := benchRun(ctx, c, "group-commit", root, sqlite.DefaultOptions(), c.duration, c.speed, c.rate, c.cpuProfile, c.trace, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	base := sqlite.DefaultOptions()
 	base.GroupCommit = false
-	bres, err := benchRun(ctx, c, "baseline", root, base, c.baselineDuration, c.baselineSpeed, "", "", stdout, stderr)
+	bres, err := benchRun(ctx, c, "baseline", root, base, c.baselineDuration, c.baselineSpeed, 0, "", "", stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -243,7 +252,7 @@ type benchResult struct {
 // benchRun sets up a fresh ledger, measures the workload for d with the
 // given store options and verifies the ledger afterwards.
 func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite.Options, d time.Duration,
-	speed float64, cpuProfile, traceFile string, stdout, stderr io.Writer) (res benchResult, err error) {
+	speed, rate float64, cpuProfile, traceFile string, stdout, stderr io.Writer) (res benchResult, err error) {
 	dir, err := os.MkdirTemp(root, name+"-")
 	if err != nil {
 		return res, fmt.Errorf("bench %s: %w", name, err)
@@ -308,7 +317,10 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	}
 	before := m.Store.Stats()
 	cpu0, cpuOK := processCPU()
-	res, firstErr := benchMeasure(ctx, m, c, accts, d, clock)
+	if rate > 0 {
+		fmt.Fprintf(stdout, "bench: %s: open loop, %g payments/s offered; latency counted from each payment's scheduled start\n", name, rate)
+	}
+	res, firstErr := benchMeasure(ctx, m, c, accts, d, rate, clock)
 	cpu1, _ := processCPU()
 	after := m.Store.Stats()
 	if cpuProfile != "" {
@@ -451,9 +463,10 @@ type benchClient struct {
 
 // benchMeasure runs the clients until the deadline and collects results.
 // Client k pays from accounts k, k+clients, k+2·clients, ... so no two
-// clients contend for one payer's lock.
+// clients contend for one payer's lock. With rate > 0 the clients serve a
+// schedule of rate payments per second instead (see schedule).
 func benchMeasure(ctx context.Context, m *Main, c benchConfig, accts []*benchAccount, d time.Duration,
-	clock *virtualClock) (benchResult, error) {
+	rate float64, clock *virtualClock) (benchResult, error) {
 	clients := make([]*benchClient, c.clients)
 	for k := range clients {
 		cl := &benchClient{id: k, rng: rand.New(rand.NewPCG(c.seed, uint64(k)))}
@@ -467,11 +480,20 @@ func benchMeasure(ctx context.Context, m *Main, c benchConfig, accts []*benchAcc
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
-	for _, cl := range clients {
-		wg.Go(func() { cl.run(ctx, m.Service, accts, deadline, clock) })
+	if rate > 0 {
+		due := make(chan time.Time, maxBacklog)
+		go schedule(ctx, due, start, deadline, rate)
+		for _, cl := range clients {
+			wg.Go(func() { cl.serve(ctx, m.Service, accts, due, clock) })
+		}
+	} else {
+		for _, cl := range clients {
+			wg.Go(func() { cl.run(ctx, m.Service, accts, deadline, clock) })
+		}
 	}
 	// Bound the wait: a client stops starting payments at the deadline, so
-	// it only finishes the one in flight.
+	// it only finishes the one in flight; in an open loop the clients also
+	// serve the backlog left at the deadline, at most maxBacklog payments.
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -511,17 +533,60 @@ func (cl *benchClient) run(ctx context.Context, svc *ledger.Service, all []*benc
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		a := cl.ready(clock)
 		if a == nil {
-			// Every account of this client has used this step's codes:
-			// sleep until the next step begins (bounded by the deadline).
-			cur := domain.TOTPStepAt(clock.Now())
-			wait := clock.realUntil(time.Unix((cur+1)*int64(domain.TOTPStep/time.Second), 0))
-			wait = min(max(wait, 50*time.Microsecond), time.Until(deadline), 100*time.Millisecond)
-			if wait > 0 {
-				time.Sleep(wait)
-			}
+			cl.sleepToNextStep(clock, time.Until(deadline))
 			continue
 		}
-		cl.pay(ctx, svc, a, all, clock)
+		cl.pay(ctx, svc, a, all, clock, time.Now())
+	}
+}
+
+// serve pays once for every scheduled start it takes from due, until due
+// is closed and drained; the latency runs from the scheduled start, so
+// time spent waiting for a free client or account counts.
+func (cl *benchClient) serve(ctx context.Context, svc *ledger.Service, all []*benchAccount, due <-chan time.Time, clock *virtualClock) {
+	for start := range due {
+		a := cl.ready(clock)
+		for a == nil && ctx.Err() == nil {
+			cl.sleepToNextStep(clock, 100*time.Millisecond)
+			a = cl.ready(clock)
+		}
+		if a == nil {
+			return
+		}
+		cl.pay(ctx, svc, a, all, clock, start)
+	}
+}
+
+// sleepToNextStep sleeps until the next TOTP step begins, when every
+// account of this client has used this step's codes, for at most limit.
+func (cl *benchClient) sleepToNextStep(clock *virtualClock, limit time.Duration) {
+	cur := domain.TOTPStepAt(clock.Now())
+	wait := clock.realUntil(time.Unix((cur+1)*int64(domain.TOTPStep/time.Second), 0))
+	wait = min(max(wait, 50*time.Microsecond), limit, 100*time.Millisecond)
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+}
+
+// schedule sends the start times of an open loop: rate per second from
+// start until deadline, each sent once it is due, and then closes due.
+// Starts that fall due together (the sleeps are coarser than the interval
+// at high rates) are sent together. When due is full the ledger is behind:
+// sending waits, and the starts keep their scheduled times.
+func schedule(ctx context.Context, due chan<- time.Time, start, deadline time.Time, rate float64) {
+	defer close(due)
+	const tick = 200 * time.Microsecond
+	total := int64(deadline.Sub(start).Seconds() * rate)
+	for i := int64(0); i < total; i++ {
+		at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if wait := time.Until(at); wait > 0 {
+			time.Sleep(max(wait, tick))
+		}
+		select {
+		case due <- at:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -543,15 +608,15 @@ func (cl *benchClient) ready(clock *virtualClock) *benchAccount {
 
 // pay runs one full payment: initiate, then confirm with one TOTP proof
 // from device "phone-<i>", which is not the factor's device "token-<i>",
-// so the code counts as an independent possession factor (R6).
-func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAccount, all []*benchAccount, clock *virtualClock) {
+// so the code counts as an independent possession factor (R6). t0 is when
+// the payment was due to start; its latency runs from there.
+func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAccount, all []*benchAccount, clock *virtualClock, t0 time.Time) {
 	payee := all[cl.rng.IntN(len(all)-1)]
 	if payee == a {
 		payee = all[len(all)-1]
 	}
 	cents := 1 + cl.rng.IntN(benchMaxCents)
 	device := fmt.Sprintf("phone-%d", a.index)
-	t0 := time.Now()
 	out, err := svc.InitiatePayment(ctx, a.id, ledger.Idem{}, ledger.PaymentRequest{
 		PayeeID: payee.id, Amount: fmt.Sprintf("%d.%02d", cents/100, cents%100), Currency: benchCurrency,
 		Channel: "app", Terminal: "mobile", DeviceID: device,

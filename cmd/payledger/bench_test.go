@@ -97,6 +97,44 @@ func TestMeasureFsync(t *testing.T) {
 	}
 }
 
+// TestBenchOpenLoop offers a fixed rate: every scheduled payment is served
+// (paid, refused or failed) exactly once, the backlog included, so the
+// count is the schedule's.
+func TestBenchOpenLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench runs two small ledgers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--duration", "500ms", "--baseline-duration", "100ms", "--clients", "4", "--accounts", "40",
+		"--rate", "120", "--data", t.TempDir()}
+	if err := run(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	t.Log("\n" + out)
+	if !strings.Contains(out, "bench: group-commit: open loop, 120 payments/s offered") {
+		t.Error("no open-loop line")
+	}
+	m := regexp.MustCompile(`(?m)^bench: group-commit: payments=(\d+) refusals=(\d+) errors=(\d+) elapsed=(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no group-commit summary")
+	}
+	served := mustAtoi(t, m[1]) + mustAtoi(t, m[2]) + mustAtoi(t, m[3])
+	if served != 60 { // 0.5 s × 120/s
+		t.Errorf("served %d payments (%s paid, %s refused, %s failed), want the 60 scheduled", served, m[1], m[2], m[3])
+	}
+	if m[3] != "0" {
+		t.Errorf("%s errors", m[3])
+	}
+	// An open loop does not run ahead of its schedule: the last start is
+	// due at about 0.5 s.
+	if el, err := time.ParseDuration(m[4]); err != nil || el < 450*time.Millisecond {
+		t.Errorf("elapsed %s (%v), want at least the scheduled 0.5 s", m[4], err)
+	}
+}
+
 // TestBenchFlags refuses settings the workload cannot run with.
 func TestBenchFlags(t *testing.T) {
 	for _, args := range [][]string{
@@ -105,6 +143,7 @@ func TestBenchFlags(t *testing.T) {
 		{"bench", "--clients", "8", "--accounts", "4"},
 		{"bench", "--duration", "0s"},
 		{"bench", "extra"},
+		{"bench", "--rate", "-1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if err := run(context.Background(), args, &stdout, &stderr); err == nil {
