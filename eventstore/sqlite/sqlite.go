@@ -76,8 +76,12 @@ const (
 	defaultIndexBatch = 65536
 	// indexChunk bounds the stream_index rows (and as many id_index rows)
 	// one group-commit transaction writes for a flush (a few ms of the
-	// writer's time).
+	// writer's time); a transaction writes fewer unless it appends at least
+	// half as many events itself (see flushIndex).
 	indexChunk = 1024
+	// minIndexChunk is the smallest chunk a transaction writes for a flush,
+	// however few events it appends itself.
+	minIndexChunk = 64
 	// liveBufferBytes bounds the variable-size data (payloads and strings)
 	// the live buffer holds, whatever its event count.
 	liveBufferBytes = 16 << 20

@@ -305,6 +305,46 @@ func TestChunkedFlush(t *testing.T) {
 	}
 }
 
+// TestFlushChunksFollowTransactions: a flush is sorted off the writer and
+// then written by ordinary transactions, each of one event writing at most
+// minIndexChunk rows, until indexed_upto moves; reads stay whole
+// throughout. (With fixed 1,024-row chunks one transaction wrote all 300.)
+func TestFlushChunksFollowTransactions(t *testing.T) {
+	opts := DefaultOptions()
+	opts.IndexBatch = 300
+	s := openTest(t, opts)
+	var want []eventstore.Event
+	for range 300 {
+		want = append(want, appendOne(t, s, "a"))
+	}
+	flushes := s.Stats().IndexFlushes
+	prev, steps := s.tail.written, 0
+	for s.Stats().IndexFlushes == flushes && steps < 200 {
+		want = append(want, appendOne(t, s, "a"))
+		steps++
+		if w := s.tail.written; w-prev > minIndexChunk {
+			t.Fatalf("a one-event transaction wrote %d index rows, want at most %d", w-prev, minIndexChunk)
+		}
+		prev = s.tail.written
+	}
+	if s.Stats().IndexFlushes == flushes {
+		t.Fatalf("no flush finished in %d appends", steps)
+	}
+	if min := (300 + minIndexChunk - 1) / minIndexChunk; steps < min {
+		t.Errorf("the flush finished in %d transactions, want at least %d", steps, min)
+	}
+	got, err := s.ReadStream(context.Background(), "a", 1, len(want)+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) || got[0].ID != want[0].ID || got[len(got)-1].ID != want[len(want)-1].ID {
+		t.Fatalf("read %d events, want %d", len(got), len(want))
+	}
+	if _, err := eventstore.VerifyChain([32]byte{}, got); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCrashMidFlush reopens a store whose last flush was cut short: the
 // rows it wrote are recognised, and the reads and appends are unaffected.
 func TestCrashMidFlush(t *testing.T) {
