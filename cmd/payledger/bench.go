@@ -152,6 +152,49 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// startProfiles starts a CPU profile and an execution trace into the
+// files named (none for ""); stop ends both and closes the files.
+func startProfiles(cpuProfile, traceFile string) (stop func() error, err error) {
+	var stops []func() error
+	stop = func() error {
+		var errs []error
+		for _, f := range slices.Backward(stops) {
+			errs = append(errs, f())
+		}
+		stops = nil
+		return errors.Join(errs...)
+	}
+	for _, p := range []struct {
+		name, file string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{"cpu profile", cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"trace", traceFile, trace.Start, trace.Stop},
+	} {
+		if p.file == "" {
+			continue
+		}
+		f, err := os.Create(p.file)
+		if err == nil {
+			if err = p.start(f); err != nil {
+				_ = f.Close()
+			}
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("bench: %s: %w", p.name, err), stop())
+		}
+		stops = append(stops, func() error {
+			p.stop()
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("bench: %s: %w", p.name, err)
+			}
+			return nil
+		})
+	}
+	return stop, nil
+}
+
 // fsyncLatency is the measured latency of a write followed by an fsync.
 type fsyncLatency struct{ p50, p99 time.Duration }
 
@@ -295,25 +338,9 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 		}
 	}()
 
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return res, fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return res, fmt.Errorf("bench: cpu profile: %w", err)
-		}
-	}
-	if traceFile != "" {
-		f, err := os.Create(traceFile)
-		if err != nil {
-			return res, fmt.Errorf("bench: trace: %w", err)
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return res, fmt.Errorf("bench: trace: %w", err)
-		}
+	stopProfiles, err := startProfiles(cpuProfile, traceFile)
+	if err != nil {
+		return res, err
 	}
 	before := m.Store.Stats()
 	cpu0, cpuOK := processCPU()
@@ -323,11 +350,8 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	res, firstErr := benchMeasure(ctx, m, c, accts, d, rate, clock)
 	cpu1, _ := processCPU()
 	after := m.Store.Stats()
-	if cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	if traceFile != "" {
-		trace.Stop()
+	if err := stopProfiles(); err != nil {
+		return res, err
 	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()

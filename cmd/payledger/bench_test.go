@@ -19,17 +19,9 @@ func TestBenchSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench runs two small ledgers")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
 	traceFile := filepath.Join(t.TempDir(), "bench.trace")
-	args := []string{"bench", "--duration", "300ms", "--baseline-duration", "200ms", "--clients", "4", "--accounts", "20",
-		"--data", t.TempDir(), "--trace", traceFile}
-	if err := run(ctx, args, &stdout, &stderr); err != nil {
-		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	out := stdout.String()
-	t.Log("\n" + out)
+	out := runBench(t, "--duration", "300ms", "--baseline-duration", "200ms", "--clients", "4", "--accounts", "20",
+		"--trace", traceFile)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	last := lines[len(lines)-1]
 	re := regexp.MustCompile(`^bench: payments_per_s=(\d+) p50_ms=(\d+\.\d{2}) p99_ms=(\d+\.\d{2}) baseline_payments_per_s=(\d+) speedup=(\d+\.\d{2})$`)
@@ -70,6 +62,42 @@ func TestBenchSmall(t *testing.T) {
 	}
 }
 
+// TestStartProfiles: a trace that cannot be written fails the start and
+// stops the CPU profile already started, so a later start succeeds.
+func TestStartProfiles(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := startProfiles(filepath.Join(dir, "cpu"), filepath.Join(dir, "missing", "trace")); err == nil {
+		t.Fatal("an unwritable trace file gave no error")
+	}
+	stop, err := startProfiles(filepath.Join(dir, "cpu2"), filepath.Join(dir, "trace"))
+	if err != nil {
+		t.Fatalf("start after a failed start: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cpu2", "trace"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v, want a non-empty file", name, err)
+		}
+	}
+}
+
+// runBench runs the bench command with args and a temporary data
+// directory, and returns what it printed.
+func runBench(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"bench", "--data", t.TempDir()}, args...)
+	if err := run(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Log("\n" + stdout.String())
+	return stdout.String()
+}
+
 func mustAtoi(t *testing.T, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(s)
@@ -104,16 +132,8 @@ func TestBenchOpenLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench runs two small ledgers")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "--duration", "500ms", "--baseline-duration", "100ms", "--clients", "4", "--accounts", "40",
-		"--rate", "120", "--data", t.TempDir()}
-	if err := run(ctx, args, &stdout, &stderr); err != nil {
-		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	out := stdout.String()
-	t.Log("\n" + out)
+	out := runBench(t, "--duration", "500ms", "--baseline-duration", "100ms", "--clients", "4", "--accounts", "40",
+		"--rate", "120")
 	if !strings.Contains(out, "bench: group-commit: open loop, 120 payments/s offered") {
 		t.Error("no open-loop line")
 	}
