@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -595,6 +596,56 @@ func TestAvailableAndForget(t *testing.T) {
 		}
 		h.a.Forget(0) // nothing left, nothing breaks
 	})
+}
+
+// TestAvailableMatchesFold: for random own moves, checkpoints and Forgets,
+// Available (prefix sums) equals the projected figure plus a plain fold of
+// the moves after the checkpoint that have not been forgotten.
+func TestAvailableMatchesFold(t *testing.T) {
+	type mv struct {
+		pos    int64
+		amount decimal.Decimal
+		debit  bool
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	for round := range 200 {
+		a := NewAccount(time.UTC)
+		a.Currency = CNY
+		var kept []mv
+		pos := int64(0)
+		for range 1 + rng.IntN(40) {
+			switch rng.IntN(5) {
+			case 0: // the projection passes some moves
+				cp := pos - int64(rng.IntN(5))
+				a.Forget(cp)
+				for len(kept) > 0 && kept[0].pos <= cp {
+					kept = kept[1:]
+				}
+			default:
+				pos += 1 + int64(rng.IntN(3))
+				m := mv{pos, decimal.New(int64(1+rng.IntN(100000)), -2), rng.IntN(3) > 0}
+				a.addMove(m.pos, m.amount, m.debit)
+				kept = append(kept, m)
+			}
+			for range 3 {
+				cp := int64(rng.IntN(int(pos) + 3))
+				projected := decimal.New(int64(rng.IntN(1_000_000)), -2)
+				want := projected
+				for _, m := range kept {
+					switch {
+					case m.pos <= cp:
+					case m.debit:
+						want = want.Sub(m.amount)
+					default:
+						want = want.Add(m.amount)
+					}
+				}
+				if got := a.Available(projected, cp); !got.Amount.Equal(want) || got.Currency != CNY {
+					t.Fatalf("round %d: Available(%s, %d) = %s %s, want %s", round, projected, cp, got.Amount, got.Currency, want)
+				}
+			}
+		}
+	}
 }
 
 func TestDepositValidation(t *testing.T) {

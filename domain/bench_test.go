@@ -128,3 +128,25 @@ func BenchmarkMatchTOTP(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAvailable is one decision's balance with lag own moves the
+// projection has not counted yet (about 8 per paying account in payledger
+// bench, many more while the projection catches up).
+func BenchmarkAvailable(b *testing.B) {
+	for _, lag := range []int{8, 256} {
+		b.Run(fmt.Sprintf("lag=%d", lag), func(b *testing.B) {
+			a := NewAccount(time.UTC)
+			a.Currency = CNY
+			for i := range lag {
+				a.addMove(int64(i+1), decimal.New(int64(1+i%30), -2), i%4 != 0)
+			}
+			projected := decimal.New(100000000, -2)
+			b.ReportAllocs()
+			for b.Loop() {
+				if a.Available(projected, 0).Amount.IsZero() {
+					b.Fatal("zero")
+				}
+			}
+		})
+	}
+}
