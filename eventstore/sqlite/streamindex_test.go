@@ -345,6 +345,66 @@ func TestFlushChunksFollowTransactions(t *testing.T) {
 	}
 }
 
+// TestFailedTransactionDuringFlush fails a transaction while a flush is
+// being sorted off the writer (or has just started writing): the writer
+// reloads its tail, drops that flush, starts it again and finishes it, and
+// the log, its reads and its indexes stay whole.
+func TestFailedTransactionDuringFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	opts := DefaultOptions()
+	opts.IndexBatch = 50
+	s := mustOpen(t, path, opts)
+	want := map[string][]eventstore.Event{}
+	add := func(i int) {
+		stream := []string{"a", "b"}[i%2]
+		want[stream] = append(want[stream], appendOne(t, s, stream))
+	}
+	for i := range 51 { // the 51st commit finds 50 in the tail: the flush starts
+		add(i)
+	}
+	// The append has returned, so the writer's commit is ordered before
+	// these reads (and the next write to them comes after the next send).
+	if s.tail.sorting == nil && len(s.tail.flushing) == 0 {
+		t.Fatal("no flush started")
+	}
+	s.beforeCommit = func() error { return errors.New("disk full") }
+	if _, err := s.Append(context.Background(), "a", eventstore.Any, []eventstore.EventData{event()}); err == nil {
+		t.Fatal("append succeeded with its commit failing")
+	}
+	s.beforeCommit = nil
+	flushes := s.Stats().IndexFlushes
+	for i := 0; s.Stats().IndexFlushes == flushes; i++ {
+		if i == 200 {
+			t.Fatal("no flush finished in 200 appends after the failure")
+		}
+		add(i)
+	}
+	for _, stream := range []string{"a", "b"} {
+		got, err := s.ReadStream(context.Background(), stream, 1, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want[stream]) {
+			t.Fatalf("stream %s: read %d events, want %d", stream, len(got), len(want[stream]))
+		}
+		if _, err := eventstore.VerifyChain([32]byte{}, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.noCloseFlush = true // check what the flushes wrote, not a final one
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := r.CheckIndexes(context.Background()); err != nil || n < 51 {
+		t.Fatalf("indexes after the failure: %d indexed, %v; want at least 51", n, err)
+	}
+}
+
 // TestCrashMidFlush reopens a store whose last flush was cut short: the
 // rows it wrote are recognised, and the reads and appends are unaffected.
 func TestCrashMidFlush(t *testing.T) {
