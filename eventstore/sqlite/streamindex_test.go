@@ -269,13 +269,8 @@ func TestMigrateLegacy(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			r, err := OpenReader(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			if n, err := r.CheckIndexes(ctx); err != nil || n != 5 {
-				t.Fatalf("check after migration: %d indexed, %v", n, err)
+			if n := checkIndexes(t, path); n != 5 {
+				t.Fatalf("check after migration: %d indexed, want 5", n)
 			}
 		})
 	}
@@ -395,14 +390,25 @@ func TestFailedTransactionDuringFlush(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if n := checkIndexes(t, path); n < 51 {
+		t.Fatalf("indexes after the failure: %d indexed, want at least 51", n)
+	}
+}
+
+// checkIndexes runs verify's index check on the closed log at path and
+// returns how many events the indexes hold.
+func checkIndexes(t *testing.T, path string) int64 {
+	t.Helper()
 	r, err := OpenReader(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if n, err := r.CheckIndexes(context.Background()); err != nil || n < 51 {
-		t.Fatalf("indexes after the failure: %d indexed, %v; want at least 51", n, err)
+	n, err := r.CheckIndexes(context.Background())
+	if err != nil {
+		t.Fatalf("index check: %v", err)
 	}
+	return n
 }
 
 // TestCrashMidFlush reopens a store whose last flush was cut short: the
