@@ -225,24 +225,28 @@ type recordDecoder struct {
 	bad bool
 }
 
+// uvarint and varint read a varint; on a short or overlong one the binary
+// package returns 0 with k <= 0, and skip marks the record bad.
 func (d *recordDecoder) uvarint() uint64 {
 	v, k := binary.Uvarint(d.b)
-	if k <= 0 {
-		d.bad, d.b = true, nil
-		return 0
-	}
-	d.b = d.b[k:]
+	d.skip(k)
 	return v
 }
 
 func (d *recordDecoder) varint() int64 {
 	v, k := binary.Varint(d.b)
+	d.skip(k)
+	return v
+}
+
+// skip consumes the k bytes a varint took, or, for k <= 0, marks the
+// record bad.
+func (d *recordDecoder) skip(k int) {
 	if k <= 0 {
 		d.bad, d.b = true, nil
-		return 0
+		return
 	}
 	d.b = d.b[k:]
-	return v
 }
 
 func (d *recordDecoder) take(n uint64) []byte {
