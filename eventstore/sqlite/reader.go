@@ -124,24 +124,12 @@ func (r *Reader) CheckIndexes(ctx context.Context) (indexed int64, err error) {
 		if len(batch) == 0 {
 			return 0, fmt.Errorf("check stream index: indexed_upto is %d, the log ends at %d", upto, after)
 		}
-		for _, e := range batch {
-			if e.Position > upto {
-				break
-			}
+		for _, e := range batch { // readSegments stops at upto
 			events++
-			var pos int64
-			err := byStream.QueryRowContext(ctx, e.Stream, e.Version).Scan(&pos)
-			if err == nil && pos != e.Position {
-				err = fmt.Errorf("row names position %d", pos)
-			}
-			if err != nil {
+			if err := indexedAt(ctx, byStream, e.Position, e.Stream, e.Version); err != nil {
 				return 0, fmt.Errorf("stream index: %s version %d (position %d): %w", e.Stream, e.Version, e.Position, err)
 			}
-			err = byID.QueryRowContext(ctx, e.ID).Scan(&pos)
-			if err == nil && pos != e.Position {
-				err = fmt.Errorf("row names position %d", pos)
-			}
-			if err != nil {
+			if err := indexedAt(ctx, byID, e.Position, e.ID); err != nil {
 				return 0, fmt.Errorf("id index: %s (position %d): %w", e.ID, e.Position, err)
 			}
 		}
@@ -155,6 +143,19 @@ func (r *Reader) CheckIndexes(ctx context.Context) (indexed int64, err error) {
 		return 0, fmt.Errorf("id index: %d rows for the %d events up to position %d", ids, events, upto)
 	}
 	return events, nil
+}
+
+// indexedAt checks that the index row get (sqlIdxGet, sqlIDGet) finds by
+// key names position pos.
+func indexedAt(ctx context.Context, get *sql.Stmt, pos int64, key ...any) error {
+	var got int64
+	if err := get.QueryRowContext(ctx, key...).Scan(&got); err != nil {
+		return err
+	}
+	if got != pos {
+		return fmt.Errorf("row names position %d", got)
+	}
+	return nil
 }
 
 // Close releases the database.
