@@ -284,8 +284,9 @@ func (s *Store) syncer() {
 	defer close(s.syncerDone)
 	var w walFile
 	defer w.close()
+	wal := s.path + "-wal"
+	sync := func() error { return w.sync(wal) }
 	for fl := range s.syncs {
-		sync := func() error { return w.sync(s.path + "-wal") }
 		if s.syncHook != nil {
 			fl.done <- s.syncHook(sync)
 			continue
