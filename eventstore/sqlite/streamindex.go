@@ -17,12 +17,12 @@ import (
 // The stream index.
 //
 // Reading a stream needs an index by (stream, version). Kept as a SQLite
-// index on the events table of schema 1, it was the writer's largest cost: every event
-// inserts into the B-tree page that holds its stream's range, so a commit of
-// N events over N accounts dirties N index pages, each written to the WAL
-// in full (4 KiB) and again at the checkpoint. Measured with 100-event
-// transactions over 2,000 streams, the log took 19-29k events/s with the
-// index inline and 71-87k without it.
+// index on the events table of schema 1, it was the writer's largest cost:
+// every event inserts into the B-tree page that holds its stream's range,
+// so a commit of N events over N accounts dirties N index pages, each
+// written to the WAL in full (4 KiB) and again at the checkpoint. Measured
+// with 100-event transactions over 2,000 streams, the log took 19-29k
+// events/s with the index inline and 71-87k without it.
 //
 // So the index is kept in two parts. The table stream_index holds (stream,
 // version, position) for every event at or below the position recorded in
@@ -39,10 +39,10 @@ import (
 // while no transaction carries more than a small multiple of its own work
 // (a whole 16k flush held one transaction for ~75 ms). Until indexed_upto
 // moves, readers ignore the rows already written (they read stream_index
-// only at or below indexed_upto) and use
-// the in-memory tail. Nothing is lost in a crash: the tail is rebuilt on
-// Open by scanning the events after indexed_upto, and rows a half-finished
-// flush wrote are recognised when the flush runs again.
+// only at or below indexed_upto) and use the in-memory tail. Nothing is
+// lost in a crash: the tail is rebuilt on Open by scanning the events after
+// indexed_upto, and rows a half-finished flush wrote are recognised when
+// the flush runs again.
 //
 // The id index (id_index: id -> position, which idempotent re-appends and
 // the refusal of a reused id need) is kept the same way: the tail's ids are
