@@ -172,13 +172,10 @@ const (
 	sqlBackward = `SELECT i.position, s.first_position, s.events FROM stream_index i
 	JOIN segments s ON s.first_position = (SELECT MAX(first_position) FROM segments WHERE first_position <= i.position)
 	WHERE i.stream = ? AND i.version <= ? AND i.position <= ? ORDER BY i.version DESC LIMIT ?`
-	sqlVersion   = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = ? AND position <= ?`
-	sqlIdxInsert = `INSERT INTO stream_index (stream, version, position) VALUES (?, ?, ?)
-	ON CONFLICT (stream, version) DO NOTHING`
-	sqlIdxGet   = `SELECT position FROM stream_index WHERE stream = ? AND version = ?`
-	sqlIDInsert = `INSERT INTO id_index (id, position) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`
-	sqlGetUpto  = `SELECT value FROM meta WHERE key = 'indexed_upto'`
-	sqlSetUpto  = `UPDATE meta SET value = ? WHERE key = 'indexed_upto'`
+	sqlVersion = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = ? AND position <= ?`
+	sqlIdxGet  = `SELECT position FROM stream_index WHERE stream = ? AND version = ?`
+	sqlGetUpto = `SELECT value FROM meta WHERE key = 'indexed_upto'`
+	sqlSetUpto = `UPDATE meta SET value = ? WHERE key = 'indexed_upto'`
 )
 
 // Options tunes the writer. Start from DefaultOptions so that fields added
@@ -270,7 +267,10 @@ type Store struct {
 	rdb *sql.DB // readers: a bounded pool
 
 	// prepared on wdb
-	segInsStmt, segAtWStmt, headStmt, idGetStmt, indexTailStmt, idxInsStmt, idxGetStmt, idInsStmt *sql.Stmt
+	segInsStmt, segAtWStmt, headStmt, idGetStmt, indexTailStmt, idxGetStmt *sql.Stmt
+	// idxIns and idIns insert 1, 2, 4, ... indexInsertRows rows into
+	// stream_index and id_index (indexRows)
+	idxIns, idIns [indexInsertSizes]*sql.Stmt
 	// prepared on rdb
 	fwdStmt, bwdStmt, segFromStmt, versionStmt, segAtStmt *sql.Stmt
 
@@ -475,9 +475,11 @@ func (s *Store) openDBs() error {
 	prep(s.wdb, &s.headStmt, sqlHead)
 	prep(s.wdb, &s.idGetStmt, sqlIDGet)
 	prep(s.wdb, &s.indexTailStmt, sqlIndexTail)
-	prep(s.wdb, &s.idxInsStmt, sqlIdxInsert)
 	prep(s.wdb, &s.idxGetStmt, sqlIdxGet)
-	prep(s.wdb, &s.idInsStmt, sqlIDInsert)
+	for i := range indexInsertSizes {
+		prep(s.wdb, &s.idxIns[i], streamRow.insertSQL(1<<i))
+		prep(s.wdb, &s.idIns[i], idRow.insertSQL(1<<i))
+	}
 	if err != nil {
 		return fmt.Errorf("prepare writer statements: %w", err)
 	}
@@ -510,8 +512,10 @@ func (s *Store) openDBs() error {
 // closeDBs closes whatever openDBs managed to open.
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt, s.idxInsStmt,
-		s.idxGetStmt, s.idInsStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt} {
+	stmts := []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt,
+		s.idxGetStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt}
+	stmts = append(append(stmts, s.idxIns[:]...), s.idIns[:]...)
+	for _, st := range stmts {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/payledger/payledger/eventstore"
@@ -270,13 +272,13 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 		chunk = chunk[:n]
 	}
 	ids := tl.flushingIDs[tl.written : tl.written+len(chunk)]
-	if err := indexRows(ctx, t, s.idInsStmt, s.idGetStmt, ids, idRow); err != nil {
+	if err := indexRows(ctx, t, &s.idIns, s.idGetStmt, ids, idRow); err != nil {
 		return err
 	}
 	if len(ids) > 0 {
 		t.flushMaxID = max(t.flushMaxID, ids[len(ids)-1].id)
 	}
-	if err := indexRows(ctx, t, s.idxInsStmt, s.idxGetStmt, chunk, streamRow); err != nil {
+	if err := indexRows(ctx, t, &s.idxIns, s.idxGetStmt, chunk, streamRow); err != nil {
 		return err
 	}
 	t.flushWritten = len(chunk)
@@ -292,53 +294,111 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 	return nil
 }
 
-// indexRow is how one index stores an event: its row's values (the key,
-// then the position), and, for an error, the event's name under that
-// index and what the key is.
+// indexInsertSizes is the number of prepared multi-row inserts per index:
+// of 1, 2, 4, ... indexInsertRows rows.
+const indexInsertSizes = 7
+
+// indexInsertRows bounds the rows of one index insert statement. One
+// statement per row spent about half of a flush's time outside SQLite's
+// B-tree (database/sql, binding, statement setup): 64 rows a statement
+// need 3 * 64 = 192 parameters, well under SQLite's limit of 32,766.
+const indexInsertRows = 1 << (indexInsertSizes - 1)
+
+// indexRow is how one index stores an event: its table and columns (the
+// key, then the position), its row's values, and, for an error, the
+// event's name under that index and what the key is.
 type indexRow struct {
-	values func(e pendingEntry) []any
-	name   func(e pendingEntry) string
-	unit   string
+	table, key string // key: the key columns, comma separated
+	keyCols    int
+	values     func(args []any, e pendingEntry) []any // appends the row's values to args
+	name       func(e pendingEntry) string
+	unit       string
 }
 
 var (
 	streamRow = indexRow{
-		values: func(e pendingEntry) []any { return []any{e.stream, e.version, e.position} },
+		table: "stream_index", key: "stream, version", keyCols: 2,
+		values: func(args []any, e pendingEntry) []any { return append(args, e.stream, e.version, e.position) },
 		name:   func(e pendingEntry) string { return fmt.Sprintf("stream %s version %d", e.stream, e.version) },
 		unit:   "version",
 	}
 	idRow = indexRow{
-		values: func(e pendingEntry) []any { return []any{e.id, e.position} },
+		table: "id_index", key: "id", keyCols: 1,
+		values: func(args []any, e pendingEntry) []any { return append(args, e.id, e.position) },
 		name:   func(e pendingEntry) string { return "event id " + e.id },
 		unit:   "id",
 	}
 )
 
-// indexRows writes one index row per entry within t with ins (an INSERT of
-// the row's values that does nothing on a conflict). A row that is already
-// there must name the same position (get reads it by key): it was written
-// by a flush that a crash or a failed transaction cut short; one naming
-// another position means the log holds the key twice, and stops the flush.
-func indexRows(ctx context.Context, t *txn, ins, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
+// insertSQL is the insert of rows index rows that does nothing for a row
+// whose key is already there.
+func (row indexRow) insertSQL(rows int) string {
+	tuple := "(" + strings.Repeat("?, ", row.keyCols) + "?)"
+	return "INSERT INTO " + row.table + " (" + row.key + ", position) VALUES " +
+		strings.Repeat(tuple+", ", rows-1) + tuple + " ON CONFLICT (" + row.key + ") DO NOTHING"
+}
+
+// indexRows writes one index row per entry within t, up to indexInsertRows
+// a statement (ins holds the inserts by size, see indexInsertSizes). A row
+// that is already there must name the same position (get reads it by
+// key): it was written by a flush that a crash or a failed transaction
+// cut short; one naming another position means the log holds the key
+// twice, and stops the flush. The rows of a statement that inserted fewer
+// rows than it was given are checked one by one.
+func indexRows(ctx context.Context, t *txn, ins *[indexInsertSizes]*sql.Stmt, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	ins = t.tx.StmtContext(ctx, ins)
-	defer ins.Close()
-	get = t.tx.StmtContext(ctx, get)
-	defer get.Close()
-	for _, e := range entries {
-		values := row.values(e)
-		res, err := ins.ExecContext(ctx, values...)
+	var stmts [indexInsertSizes]*sql.Stmt // this transaction's handles
+	defer func() {
+		for _, st := range stmts {
+			if st != nil {
+				_ = st.Close()
+			}
+		}
+	}()
+	args := make([]any, 0, indexInsertRows*(row.keyCols+1))
+	for len(entries) > 0 {
+		// The largest statement that fits: 1<<i <= len(entries).
+		i := min(bits.Len(uint(len(entries)))-1, indexInsertSizes-1)
+		chunk := entries[:1<<i]
+		entries = entries[len(chunk):]
+		args = args[:0]
+		for _, e := range chunk {
+			args = row.values(args, e)
+		}
+		if stmts[i] == nil {
+			stmts[i] = t.tx.StmtContext(ctx, ins[i])
+		}
+		res, err := stmts[i].ExecContext(ctx, args...)
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
-		if err == nil && n == 0 {
-			var pos int64
-			if err = get.QueryRowContext(ctx, values[:len(values)-1]...).Scan(&pos); err == nil && pos != e.position {
-				err = fmt.Errorf("the log holds this %s twice (positions %d and %d)", row.unit, pos, e.position)
-			}
+		if err != nil {
+			return fmt.Errorf("index %s (and %d after it): %w", row.name(chunk[0]), len(chunk)-1, err)
+		}
+		if int(n) == len(chunk) {
+			continue
+		}
+		if err := checkIndexRows(ctx, t, get, chunk, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkIndexRows checks that each entry's index row names its position.
+func checkIndexRows(ctx context.Context, t *txn, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
+	get = t.tx.StmtContext(ctx, get)
+	defer get.Close()
+	var key []any
+	for _, e := range entries {
+		key = row.values(key[:0], e)
+		var pos int64
+		err := get.QueryRowContext(ctx, key[:row.keyCols]...).Scan(&pos)
+		if err == nil && pos != e.position {
+			err = fmt.Errorf("the log holds this %s twice (positions %d and %d)", row.unit, pos, e.position)
 		}
 		if err != nil {
 			return fmt.Errorf("index %s: %w", row.name(e), err)

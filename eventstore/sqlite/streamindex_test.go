@@ -472,6 +472,68 @@ func TestFlushRefusesDuplicateVersion(t *testing.T) {
 	}
 }
 
+// TestIndexRowsInStatements writes index rows through the multi-row
+// inserts (100 rows: statements of 64, 32 and 4), some of them already
+// there from a flush cut short; then a run of rows of which one names
+// another position, which must fail and name that row.
+func TestIndexRowsInStatements(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := mustOpen(t, path, DefaultOptions())
+	defer s.Close()
+	ctx := context.Background()
+	entries := make([]pendingEntry, 100)
+	for i := range entries {
+		entries[i] = pendingEntry{stream: fmt.Sprintf("s-%03d", i), id: fmt.Sprintf("id-%03d", i), version: 1, position: int64(i + 1)}
+	}
+	write := func(entries []pendingEntry) error {
+		tx, err := s.wdb.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &txn{tx: tx}
+		err = indexRows(ctx, tr, &s.idxIns, s.idxGetStmt, entries, streamRow)
+		if err == nil {
+			err = indexRows(ctx, tr, &s.idIns, s.idGetStmt, entries, idRow)
+		}
+		if err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	// Every third row is there already, as a cut-short flush leaves it.
+	var some []pendingEntry
+	for i := 0; i < len(entries); i += 3 {
+		some = append(some, entries[i])
+	}
+	if err := write(some); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(entries); err != nil {
+		t.Fatalf("rows partly there: %v", err)
+	}
+	for _, q := range []string{"SELECT COUNT(*), COALESCE(SUM(position), 0) FROM stream_index",
+		"SELECT COUNT(*), COALESCE(SUM(position), 0) FROM id_index"} {
+		var n, sum int64
+		if err := s.wdb.QueryRowContext(ctx, q).Scan(&n, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if n != 100 || sum != 100*101/2 {
+			t.Errorf("%s: %d rows, positions sum to %d; want 100 and 5050", q, n, sum)
+		}
+	}
+	// Row 70 (in the second statement) now names another position.
+	dup := slices.Clone(entries)
+	for i := range dup {
+		dup[i].position += 1000
+		dup[i].version = 2
+	}
+	dup[70].version = 1
+	if err := write(dup); err == nil || !strings.Contains(err.Error(), "stream s-070 version 1: the log holds this version twice (positions 71 and 1071)") {
+		t.Fatalf("a row naming another position: %v", err)
+	}
+}
+
 // mustOpen opens the store at path or fails the test; the caller closes it
 // (these tests close and reopen on purpose).
 func mustOpen(t *testing.T, path string, opts Options) *Store {
