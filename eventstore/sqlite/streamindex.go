@@ -331,10 +331,14 @@ var (
 )
 
 // insertSQL is the insert of rows index rows that does nothing for a row
-// whose key is already there.
+// whose key is already there. OR ROLLBACK: any other failure fails the
+// whole transaction, as a failed flush does anyway (the writer abandons
+// it); unlike the default ABORT it spares SQLite a statement journal for
+// every multi-row statement (in a 40 s bench that journal spilled to a
+// temporary file).
 func (row indexRow) insertSQL(rows int) string {
 	tuple := "(" + strings.Repeat("?, ", row.keyCols) + "?)"
-	return "INSERT INTO " + row.table + " (" + row.key + ", position) VALUES " +
+	return "INSERT OR ROLLBACK INTO " + row.table + " (" + row.key + ", position) VALUES " +
 		strings.Repeat(tuple+", ", rows-1) + tuple + " ON CONFLICT (" + row.key + ") DO NOTHING"
 }
 
