@@ -199,6 +199,9 @@ func (m *memStore) Snapshot(string) (decimal.Decimal, int64) {
 	return benchBalance, m.head
 }
 
+// WaitFor returns at once: Snapshot's checkpoint is always the head.
+func (m *memStore) WaitFor(context.Context, int64) error { return nil }
+
 var benchBalance = decimal.RequireFromString("1000000.00")
 
 func benchSetupPayers(b *testing.B, ctx context.Context, svc *ledger.Service, n int) []*benchPayer {

@@ -170,12 +170,15 @@ func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error
 // accounts paying each other would otherwise deadlock). The decision then
 // runs under the payer's lock alone.
 //
-// The race this leaves: the payee's stream is not part of the payer's
-// append (no lock or expected version covers it), so a payee suspended or
-// closed after the read and before the payer's append still receives this
-// one payment, as if its suspension had come just after it; a payee closed
-// in that window is left holding the amount, to be returned by hand. The
-// window is the time from the read to the append, about one group commit.
+// The payee's stream is not part of the payer's append (no expected
+// version covers it), so the payee's status lock (statusLocks) is held,
+// shared, from the read to the end of the append: a suspension or a close
+// of the payee through this Service waits for the payment, and the payment
+// sees the suspension or close that came first. Several Services sharing
+// one store (Config.SoleWriter false) do not see each other's locks: there
+// a payee closed on another node between the read and the append still
+// receives this one payment; closing that window needs a condition on the
+// payee's stream in the store's append.
 func (s *Service) ConfirmPayment(ctx context.Context, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
 	payeeID, err := s.pendingPayee(ctx, accountID, paymentID)
 	if err != nil {
@@ -183,6 +186,9 @@ func (s *Service) ConfirmPayment(ctx context.Context, accountID, paymentID strin
 	}
 	var payee domain.Payee
 	if payeeID != "" {
+		mu := s.status.of(payeeID)
+		mu.RLock()
+		defer mu.RUnlock()
 		if payee, err = s.peekPayee(ctx, payeeID); err != nil {
 			return Outcome{}, err
 		}
@@ -265,18 +271,49 @@ func (s *Service) AdjustLimit(ctx context.Context, accountID string, idem Idem, 
 	return s.simple(ctx, accountID, idem, domain.AdjustLimit{Limit: limit})
 }
 
-// Suspend suspends the payment service (R14).
+// Suspend suspends the payment service (R14). It waits for the payments
+// to the account being confirmed (see ConfirmPayment), so that none is
+// credited after the suspension.
 func (s *Service) Suspend(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	mu := s.status.of(accountID)
+	mu.Lock()
+	defer mu.Unlock()
 	return s.simple(ctx, accountID, idem, domain.Suspend{Reason: reason})
 }
 
 // Reactivate lifts a suspension.
 func (s *Service) Reactivate(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	mu := s.status.of(accountID)
+	mu.Lock()
+	defer mu.Unlock()
 	return s.simple(ctx, accountID, idem, domain.Reactivate{Reason: reason})
 }
 
 // Close closes the account; its balance must be zero.
+//
+// An account's available balance counts its own events after the
+// projection's checkpoint, but the payments it received are in their
+// payers' streams and count only once the projection has applied them.
+// So Close first waits for the payments to the account being confirmed
+// (its status lock, see ConfirmPayment), then for the projection to apply
+// everything committed up to now (at most Config.CloseWait), and decides
+// on that balance: a payment received just before the close makes it
+// refused, as the balance is not zero, instead of leaving the amount in a
+// closed account.
 func (s *Service) Close(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	mu := s.status.of(accountID)
+	mu.Lock()
+	defer mu.Unlock()
+	head, err := s.cfg.Store.Head(ctx)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("close account %s: read the log's head: %w", accountID, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.CloseWait)
+	defer cancel()
+	if err := s.cfg.Balances.WaitFor(wctx, head); err != nil {
+		return Outcome{}, domain.Errorf(domain.CodeInternal,
+			"the balances projection has not reached position %d of the log, so the balance to close on is not known; retry later (%v)", head, err)
+	}
 	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 		return domain.CloseAccount{Reason: reason, Balance: bal}, nil
 	})

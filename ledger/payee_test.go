@@ -2,7 +2,11 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
@@ -46,6 +50,7 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, nil)
+			f.e.runProjection(t) // a close waits for it
 			other := f.e.node(t, nil)
 			// The confirming node has both accounts cached as they are now.
 			for _, id := range []string{f.payer.id, f.payee.id} {
@@ -99,5 +104,110 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 				t.Errorf("payer available %s, want %s", v.Available.Amount, wantPayer)
 			}
 		})
+	}
+}
+
+// TestCloseWaitsForPaymentBeingConfirmed: a payee closed while a payment
+// to it is between the read of its status and the payer's append. The
+// close must wait for the payment and then be refused (the balance is no
+// longer zero); closing first would leave the amount in a closed account.
+// The payer's append is held until the close returns or 300 ms have
+// passed: with the close waiting, the 300 ms bound releases it.
+func TestCloseWaitsForPaymentBeingConfirmed(t *testing.T) {
+	ctx := context.Background()
+	hook := &hookStore{}
+	f := newFixture(t, func(c *ledger.Config) {
+		hook.Store = c.Store
+		c.Store = hook
+	})
+	f.e.runProjection(t)
+	pi := f.initiate(t, f.payer, f.payee, "25.00")
+	reached, closed := make(chan struct{}), make(chan struct{})
+	payerStream := domain.AccountStream(f.payer.id)
+	var held atomic.Bool
+	hook.before = func(stream string, _ int64) error {
+		if stream != payerStream || !held.CompareAndSwap(false, true) {
+			return nil
+		}
+		close(reached)
+		select {
+		case <-closed:
+		case <-time.After(300 * time.Millisecond):
+		}
+		return nil
+	}
+	confirmed := make(chan error, 1)
+	go func() {
+		out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+		if err == nil && out.Refusal != nil {
+			err = out.Refusal
+		}
+		confirmed <- err
+	}()
+	<-reached
+	_, closeErr := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+	close(closed)
+	if err := <-confirmed; err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	var de *domain.Error
+	if !errors.As(closeErr, &de) || de.Code != domain.CodeConflict || de.Details["available"] != "25.00" {
+		t.Fatalf("close during the payment to it: %v, want conflict with available 25.00", closeErr)
+	}
+	v, err := f.svc.Account(ctx, f.payee.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != domain.StatusActive || v.Available.String() != "25.00" {
+		t.Errorf("payee %s holding %s, want active holding 25.00", v.Status, v.Available)
+	}
+}
+
+// TestCloseCountsUnprojectedPayments: a payment received and not yet
+// applied by the balances projection still counts against a close (the
+// payee's own stream does not hold it). The close waits for the
+// projection, which starts only after the close has begun.
+func TestCloseCountsUnprojectedPayments(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	pi := f.initiate(t, f.payer, f.payee, "25.00")
+	out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+	if err != nil || out.Refusal != nil {
+		t.Fatalf("confirm: %v %v", err, out.Refusal)
+	}
+	if cp := f.e.rm.Checkpoint(); cp != 0 {
+		t.Fatalf("projection at %d before it ran", cp)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+		closed <- err
+	}()
+	select {
+	case err := <-closed:
+		t.Fatalf("close returned before the projection ran: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	f.e.runProjection(t)
+	closeErr := <-closed
+	var de *domain.Error
+	if !errors.As(closeErr, &de) || de.Code != domain.CodeConflict || de.Details["available"] != "25.00" {
+		t.Fatalf("close with an unprojected payment received: %v, want conflict with available 25.00", closeErr)
+	}
+}
+
+// TestCloseGivesUpOnStalledProjection: without a projection running, a
+// close fails after Config.CloseWait with an error that says why, and
+// appends nothing.
+func TestCloseGivesUpOnStalledProjection(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, func(c *ledger.Config) { c.CloseWait = 50 * time.Millisecond })
+	head := f.e.head(t)
+	_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+	if domain.ErrorCode(err) != domain.CodeInternal || !strings.Contains(err.Error(), "balances projection has not reached position") {
+		t.Fatalf("close with no projection: %v", err)
+	}
+	if h := f.e.head(t); h != head {
+		t.Errorf("the failed close appended: head %d -> %d", head, h)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
@@ -21,9 +22,14 @@ import (
 )
 
 // Balances is what the write path needs of the balances projection: an
-// account's balance at the projection's checkpoint, read as one pair.
+// account's balance at the projection's checkpoint, read as one pair, and
+// a wait for the projection to reach a position (a close must see every
+// credit committed before it, see Close).
 type Balances interface {
 	Snapshot(accountID string) (balance decimal.Decimal, checkpoint int64)
+	// WaitFor blocks until every event up to position has been applied,
+	// or ctx is done.
+	WaitFor(ctx context.Context, position int64) error
 }
 
 // Config wires a Service. Clock, IDs and Rand are injected so tests are
@@ -43,6 +49,9 @@ type Config struct {
 	MaxRetries int
 	// CacheSize bounds the number of cached aggregates (default 100000).
 	CacheSize int
+	// CloseWait bounds how long a close waits for the balances projection
+	// to apply the credits committed before it (default 10 s).
+	CloseWait time.Duration
 	// SoleWriter declares that this Service is the only writer of the
 	// account streams (the embedded store allows one writing process, and
 	// serve runs one Service). Its cache is then authoritative and a
@@ -53,8 +62,9 @@ type Config struct {
 
 // Service executes commands against account streams.
 type Service struct {
-	cfg   Config
-	cache *cache
+	cfg    Config
+	cache  *cache
+	status statusLocks
 }
 
 // New returns a Service. Policy.Secrets is set to cfg.Keys.
@@ -68,8 +78,11 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = 100000
 	}
+	if cfg.CloseWait <= 0 {
+		cfg.CloseWait = 10 * time.Second
+	}
 	cfg.Policy.Secrets = cfg.Keys
-	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize)}, nil
+	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks()}, nil
 }
 
 // Policy returns the rules the service decides with.
@@ -397,6 +410,30 @@ func (c *cache) evictLocked(n int) {
 			n--
 		}
 	}
+}
+
+// statusStripes is the number of status locks; accounts share them by hash.
+const statusStripes = 1024
+
+// statusLocks order payments to an account against changes of its status
+// (R14): ConfirmPayment holds the payee's lock shared from its read of the
+// payee's status to the end of its append, Suspend, Reactivate and Close
+// hold it exclusively. A fixed table striped by account id, not a lock per
+// cached aggregate, so that evicting an aggregate cannot drop a lock that
+// is held. No one waits for a status lock while holding another lock, and
+// no one holds two, so they cannot deadlock with the aggregates' locks.
+type statusLocks struct {
+	seed    maphash.Seed
+	stripes *[statusStripes]sync.RWMutex
+}
+
+func newStatusLocks() statusLocks {
+	return statusLocks{seed: maphash.MakeSeed(), stripes: new([statusStripes]sync.RWMutex)}
+}
+
+// of returns the status lock of accountID.
+func (l statusLocks) of(accountID string) *sync.RWMutex {
+	return &l.stripes[maphash.String(l.seed, accountID)%statusStripes]
 }
 
 // NewULIDSource returns an id generator for the given clock and entropy,
