@@ -300,6 +300,17 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   paying a %s payee: %s; reactivated afterwards", un.Str("payee_status"), un.Str("code"))
 
+	r.section("Zhang Min asks to close the account while holding the 990.00 received (R14): refused until it is empty")
+	cl, err := r.expect(http.StatusConflict, "POST", "/v1/accounts/"+zhang+"/close", map[string]any{"reason": "moving abroad"}, "")
+	if err != nil {
+		return err
+	}
+	if cl.Str("code") != "conflict" || cl.Str("available") != "990.00" {
+		return fmt.Errorf("want a conflict naming available 990.00, got %s", cl.Raw)
+	}
+	r.say("   %s: available %s CNY (a close counts every payment received, even one the balances projection has not applied yet)",
+		cl.Str("code"), cl.Str("available"))
+
 	r.section("A request carrying a card CVV is refused and nothing of it is kept (R19)")
 	fb, err := r.expect(http.StatusBadRequest, "POST", base+"/deposits", map[string]any{"amount": "1.00", "currency": "CNY", "card": map[string]any{"cvv": "123"}}, "")
 	if err != nil {
