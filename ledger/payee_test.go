@@ -211,3 +211,74 @@ func TestCloseGivesUpOnStalledProjection(t *testing.T) {
 		t.Errorf("the failed close appended: head %d -> %d", head, h)
 	}
 }
+
+// TestPaymentDoesNotWaitForPayeesAppend: as the only writer, a payment
+// reads its payee without the payee's aggregate lock, which the payee's
+// own command holds while its append waits for the disk. The payee's
+// deposit is held in the store; initiating and confirming a payment to
+// it must not wait for that (the hold lasts up to 5 s, the check 3 s).
+// Then the payee's view is current again once the deposit lands.
+func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
+	ctx := context.Background()
+	hook := &hookStore{}
+	f := newFixture(t, func(c *ledger.Config) {
+		hook.Store = c.Store
+		c.Store = hook
+		c.SoleWriter = true
+	})
+	f.e.runProjection(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	payeeStream := domain.AccountStream(f.payee.id)
+	hook.before = func(stream string, _ int64) error {
+		if stream == payeeStream && once.CompareAndSwap(false, true) {
+			close(held)
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return nil
+	}
+	deposited := make(chan error, 1)
+	go func() {
+		_, err := f.svc.Deposit(ctx, f.payee.id, ledger.Idem{}, "1.00", "CNY", "refund")
+		deposited <- err
+	}()
+	<-held
+	paid := make(chan error, 1)
+	go func() {
+		pi, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "5.00", f.payer.device))
+		if err != nil {
+			paid <- err
+			return
+		}
+		p := initiated(t, pi)
+		out, err := f.svc.ConfirmPayment(ctx, f.payer.id, p.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(p.Challenge))
+		if err == nil && out.Refusal != nil {
+			err = out.Refusal
+		}
+		paid <- err
+	}()
+	select {
+	case err := <-paid:
+		if err != nil {
+			t.Fatalf("payment while the payee's deposit is held: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the payment waited for the payee's own append")
+	}
+	close(release)
+	if err := <-deposited; err != nil {
+		t.Fatalf("deposit: %v", err)
+	}
+	// The payee suspends: its published view follows, and a new payment
+	// to it is refused at once.
+	if _, err := f.svc.Suspend(ctx, f.payee.id, ledger.Idem{}, "holiday"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "1.00", f.payer.device))
+	if domain.ErrorCode(err) != domain.CodePayeeUnavailable {
+		t.Fatalf("payment to the suspended payee: %v", err)
+	}
+}

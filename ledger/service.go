@@ -13,6 +13,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -208,6 +209,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 	for i, e := range res.Events {
 		ent.apply(events[i], e)
 	}
+	ent.publish()
 	out := Outcome{AccountID: accountID, Events: res.Events, Decoded: events, Refusal: refusal}
 	return out, false, nil
 }
@@ -319,6 +321,7 @@ func (s *Service) load(ctx context.Context, ent *entry, accountID string) error 
 			ent.apply(d, e)
 		}
 		if len(evs) < loadBatch {
+			ent.publish()
 			return nil
 		}
 		from = evs[len(evs)-1].Version + 1
@@ -347,9 +350,26 @@ type entry struct {
 	acct     *domain.Account
 	keys     map[string]keyRecord
 	keyOrder []string
+	// payee is the account as a payee (existence, status, currency) as of
+	// acct, published after each load and append so that a payment to the
+	// account can read it without mu, which the account's own commands
+	// hold while their appends wait for the disk (see peekPayee); nil
+	// while acct is not loaded.
+	payee atomic.Pointer[domain.Payee]
 }
 
-func (e *entry) reset() { e.acct, e.keys, e.keyOrder = nil, nil, nil }
+func (e *entry) reset() {
+	e.acct, e.keys, e.keyOrder = nil, nil, nil
+	e.payee.Store(nil)
+}
+
+// publish makes acct's payee view readable without mu; mu is held.
+func (e *entry) publish() {
+	p := domain.Payee{Exists: e.acct.Exists(), Status: e.acct.Status, Currency: e.acct.Currency}
+	if old := e.payee.Load(); old == nil || *old != p {
+		e.payee.Store(&p)
+	}
+}
 
 func (e *entry) apply(d domain.Event, ev eventstore.Event) {
 	e.acct.Apply(d, domain.Recorded{Version: ev.Version, Position: ev.Position, OccurredAt: ev.OccurredAt})
@@ -394,6 +414,18 @@ func (c *cache) lock(id string) *entry {
 	c.mu.Unlock()
 	ent.mu.Lock()
 	return ent
+}
+
+// payee returns the published payee view of id's cached aggregate, or nil
+// when it is not cached or not loaded; it takes no aggregate's lock.
+func (c *cache) payee(id string) *domain.Payee {
+	c.mu.Lock()
+	ent := c.entries[id]
+	c.mu.Unlock()
+	if ent == nil {
+		return nil
+	}
+	return ent.payee.Load()
 }
 
 // evictLocked drops up to n idle entries. An entry in use is skipped; a
