@@ -36,7 +36,11 @@ const (
 	// change). Details: required_categories, verified_categories.
 	CodeInsufficientVerification = "insufficient_verification"
 	CodeUnauthorized             = "unauthorized"
-	CodeInternal                 = "internal"
+	// CodeUnavailable: the request cannot be decided now because a part
+	// it depends on is behind (the balances projection, for a close or a
+	// read); nothing was recorded and the same request can be retried.
+	CodeUnavailable = "unavailable"
+	CodeInternal    = "internal"
 )
 
 // Error is the one coded error type of the ledger. Typed details (the

@@ -353,7 +353,7 @@ func (s *Server) catchUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readWait)
 	defer cancel()
 	if err := s.rm.WaitFor(ctx, head); err != nil {
-		return domain.Errorf(domain.CodeInternal, "read models are behind the log (at %d of %d): %v", s.rm.Checkpoint(), head, err)
+		return domain.Errorf(domain.CodeUnavailable, "the read models are behind the log (at position %d of %d); retry", s.rm.Checkpoint(), head)
 	}
 	return nil
 }

@@ -288,6 +288,13 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // way cmd/payledger's Main.Open does, with an injected clock and entropy.
 func newStack(t *testing.T, clk *clock) string {
 	t.Helper()
+	return newStackWith(t, clk, true, 0)
+}
+
+// newStackWith is newStack with the projection running live or not, and
+// the write path's CloseWait (0: the default).
+func newStackWith(t *testing.T, clk *clock, live bool, closeWait time.Duration) string {
+	t.Helper()
 	dir := t.TempDir()
 	rnd := &lockedRand{r: rand.NewChaCha8([32]byte{'p', 'a', 'y', 'l', 'e', 'd', 'g', 'e', 'r'})}
 	loc, err := time.LoadLocation("Asia/Shanghai")
@@ -316,14 +323,16 @@ func newStack(t *testing.T, clk *clock) string {
 		t.Fatal(err)
 	}
 	svc, err := ledger.New(ledger.Config{Store: store, Balances: rm, Policy: domain.DefaultPolicy(loc), Keys: keys,
-		Clock: clk.Now, NewID: ledger.NewULIDSource(clk.Now, rnd), Rand: rnd})
+		Clock: clk.Now, NewID: ledger.NewULIDSource(clk.Now, rnd), Rand: rnd, CloseWait: closeWait})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = rm.Run(ctx, store)
+		if live {
+			_ = rm.Run(ctx, store)
+		}
 	}()
 	srv := httptest.NewServer(httpapi.New(svc, store, rm, slog.New(slog.NewTextHandler(testLogWriter{t}, nil))))
 	t.Cleanup(func() {
@@ -494,6 +503,28 @@ func want[T comparable](t *testing.T, what string, got, want T) {
 }
 
 type obj = map[string]any
+
+// TestOpenAPIUnavailable: with the projection stopped, a close cannot know
+// the balance to close on. It answers 503 unavailable with Retry-After,
+// validated against the document, and records nothing.
+func TestOpenAPIUnavailable(t *testing.T) {
+	doc := loadDoc(t)
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)}
+	a := &api{t: t, base: newStackWith(t, clk, false, 50*time.Millisecond), doc: doc, router: router,
+		client: &http.Client{Timeout: 10 * time.Second}}
+	id := a.do(call{method: "POST", path: "/v1/accounts", status: 201,
+		body: obj{"holder_name": "Zhang Min", "currency": "CNY"}}).str("id")
+	r := a.problem(call{method: "POST", path: "/v1/accounts/" + id + "/close", key: "close-1", status: 503,
+		body: obj{"reason": "moving"}}, "unavailable", nil)
+	want(t, "Retry-After", r.header.Get("Retry-After"), "1")
+	ops := a.do(call{method: "GET", path: "/v1/accounts/" + id + "/operations", status: 200}).list("operations")
+	want(t, "operations after the refused close", len(ops), 1)
+	want(t, "status after the refused close", a.do(call{method: "GET", path: "/v1/accounts/" + id, status: 200}).str("status"), "active")
+}
 
 // TestOpenAPIScenario drives the real handlers through a realistic day and
 // validates every request and reply against the document.

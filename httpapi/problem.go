@@ -9,6 +9,9 @@ import (
 	"github.com/payledger/payledger/domain"
 )
 
+// retryAfter is the Retry-After (seconds) of an unavailable problem.
+const retryAfter = "1"
+
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[string]int{
 	domain.CodeInvalid:                  http.StatusBadRequest,
@@ -30,6 +33,7 @@ var statusOf = map[string]int{
 	domain.CodeAuthFailed:               http.StatusUnauthorized,
 	domain.CodeUnauthorized:             http.StatusUnauthorized,
 	domain.CodeAccessLocked:             http.StatusLocked,
+	domain.CodeUnavailable:              http.StatusServiceUnavailable,
 	domain.CodeInternal:                 http.StatusInternalServerError,
 }
 
@@ -54,6 +58,7 @@ var titles = map[string]string{
 	domain.CodeAuthFailed:               "Authentication failed",
 	domain.CodeUnauthorized:             "Unauthorized",
 	domain.CodeAccessLocked:             "Access locked",
+	domain.CodeUnavailable:              "Temporarily unavailable",
 	domain.CodeInternal:                 "Internal error",
 }
 
@@ -95,6 +100,9 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		s.log.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if code == domain.CodeUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }

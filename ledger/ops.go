@@ -326,8 +326,8 @@ func (s *Service) Close(ctx context.Context, accountID string, idem Idem, reason
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.CloseWait)
 	defer cancel()
 	if err := s.cfg.Balances.WaitFor(wctx, head); err != nil {
-		return Outcome{}, domain.Errorf(domain.CodeInternal,
-			"the balances projection has not reached position %d of the log, so the balance to close on is not known; retry later (%v)", head, err)
+		return Outcome{}, domain.Errorf(domain.CodeUnavailable,
+			"the balances projection has not reached position %d of the log, so the balance to close on is not known yet; nothing was recorded, retry", head)
 	}
 	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 		return domain.CloseAccount{Reason: reason, Balance: bal}, nil

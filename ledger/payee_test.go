@@ -204,7 +204,7 @@ func TestCloseGivesUpOnStalledProjection(t *testing.T) {
 	f := newFixture(t, func(c *ledger.Config) { c.CloseWait = 50 * time.Millisecond })
 	head := f.e.head(t)
 	_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
-	if domain.ErrorCode(err) != domain.CodeInternal || !strings.Contains(err.Error(), "balances projection has not reached position") {
+	if domain.ErrorCode(err) != domain.CodeUnavailable || !strings.Contains(err.Error(), "balances projection has not reached position") {
 		t.Fatalf("close with no projection: %v", err)
 	}
 	if h := f.e.head(t); h != head {
