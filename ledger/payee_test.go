@@ -115,35 +115,12 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 // passed: with the close waiting, the 300 ms bound releases it.
 func TestCloseWaitsForPaymentBeingConfirmed(t *testing.T) {
 	ctx := context.Background()
-	hook := &hookStore{}
-	f := newFixture(t, func(c *ledger.Config) {
-		hook.Store = c.Store
-		c.Store = hook
-	})
-	f.e.runProjection(t)
+	f, hook := newHookedFixture(t, false)
 	pi := f.initiate(t, f.payer, f.payee, "25.00")
-	reached, closed := make(chan struct{}), make(chan struct{})
-	payerStream := domain.AccountStream(f.payer.id)
-	var held atomic.Bool
-	hook.before = func(stream string, _ int64) error {
-		if stream != payerStream || !held.CompareAndSwap(false, true) {
-			return nil
-		}
-		close(reached)
-		select {
-		case <-closed:
-		case <-time.After(300 * time.Millisecond):
-		}
-		return nil
-	}
+	closed := make(chan struct{})
+	reached := holdFirstAppend(hook, domain.AccountStream(f.payer.id), closed, 300*time.Millisecond)
 	confirmed := make(chan error, 1)
-	go func() {
-		out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
-		if err == nil && out.Refusal != nil {
-			err = out.Refusal
-		}
-		confirmed <- err
-	}()
+	go func() { confirmed <- f.confirm(ctx, pi) }()
 	<-reached
 	_, closeErr := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
 	close(closed)
@@ -220,26 +197,9 @@ func TestCloseGivesUpOnStalledProjection(t *testing.T) {
 // Then the payee's view is current again once the deposit lands.
 func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
 	ctx := context.Background()
-	hook := &hookStore{}
-	f := newFixture(t, func(c *ledger.Config) {
-		hook.Store = c.Store
-		c.Store = hook
-		c.SoleWriter = true
-	})
-	f.e.runProjection(t)
-	held, release := make(chan struct{}), make(chan struct{})
-	var once atomic.Bool
-	payeeStream := domain.AccountStream(f.payee.id)
-	hook.before = func(stream string, _ int64) error {
-		if stream == payeeStream && once.CompareAndSwap(false, true) {
-			close(held)
-			select {
-			case <-release:
-			case <-time.After(5 * time.Second):
-			}
-		}
-		return nil
-	}
+	f, hook := newHookedFixture(t, true)
+	release := make(chan struct{})
+	held := holdFirstAppend(hook, domain.AccountStream(f.payee.id), release, 5*time.Second)
 	deposited := make(chan error, 1)
 	go func() {
 		_, err := f.svc.Deposit(ctx, f.payee.id, ledger.Idem{}, "1.00", "CNY", "refund")
@@ -253,12 +213,7 @@ func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
 			paid <- err
 			return
 		}
-		p := initiated(t, pi)
-		out, err := f.svc.ConfirmPayment(ctx, f.payer.id, p.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(p.Challenge))
-		if err == nil && out.Refusal != nil {
-			err = out.Refusal
-		}
-		paid <- err
+		paid <- f.confirm(ctx, initiated(t, pi))
 	}()
 	select {
 	case err := <-paid:
@@ -281,4 +236,48 @@ func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
 	if domain.ErrorCode(err) != domain.CodePayeeUnavailable {
 		t.Fatalf("payment to the suspended payee: %v", err)
 	}
+}
+
+// newHookedFixture is a fixture whose store is wrapped in a hookStore,
+// with the projection running.
+func newHookedFixture(t *testing.T, soleWriter bool) (*fixture, *hookStore) {
+	t.Helper()
+	hook := &hookStore{}
+	f := newFixture(t, func(c *ledger.Config) {
+		hook.Store = c.Store
+		c.Store = hook
+		c.SoleWriter = soleWriter
+	})
+	f.e.runProjection(t)
+	return f, hook
+}
+
+// holdFirstAppend makes hook hold the first append to stream until release
+// is closed or bound has passed. The returned channel is closed when that
+// append arrives.
+func holdFirstAppend(hook *hookStore, stream string, release <-chan struct{}, bound time.Duration) <-chan struct{} {
+	held := make(chan struct{})
+	var once atomic.Bool
+	hook.before = func(s string, _ int64) error {
+		if s != stream || !once.CompareAndSwap(false, true) {
+			return nil
+		}
+		close(held)
+		select {
+		case <-release:
+		case <-time.After(bound):
+		}
+		return nil
+	}
+	return held
+}
+
+// confirm confirms pi as the fixture's payer; a recorded refusal is
+// returned as the error.
+func (f *fixture) confirm(ctx context.Context, pi domain.PaymentInitiated) error {
+	out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+	if err == nil && out.Refusal != nil {
+		err = out.Refusal
+	}
+	return err
 }
