@@ -101,6 +101,8 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	if code == domain.CodeUnavailable {
+		// Retryable, but an operator should see the projection falling behind.
+		s.log.Warn("request not decided", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 		w.Header().Set("Retry-After", retryAfter)
 	}
 	w.WriteHeader(status)
