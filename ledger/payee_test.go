@@ -215,7 +215,12 @@ func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
 			paid <- err
 			return
 		}
-		paid <- f.confirm(ctx, initiated(t, pi))
+		p, err := pendingOf(pi)
+		if err != nil {
+			paid <- err
+			return
+		}
+		paid <- f.confirm(ctx, p)
 	}()
 	select {
 	case err := <-paid:
@@ -324,7 +329,11 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 				if err != nil {
 					continue // the payee is suspended or closed: refused at once
 				}
-				pi := initiated(t, out)
+				pi, err := pendingOf(out)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				if _, err := svc.ConfirmPayment(ctx, p.id, pi.PaymentID, ledger.Idem{}, p.device, p.proofs(pi.Challenge)); err != nil {
 					t.Errorf("confirm: %v", err)
 				}
@@ -387,4 +396,16 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 	// close against a payment in flight is pinned down by
 	// TestCloseWaitsForPaymentBeingConfirmed.
 	t.Logf("%d payments credited, %d suspensions, %d of %d payees closed", credits, suspensions, closed, numPayees)
+}
+
+// pendingOf returns the PaymentInitiated of an InitiatePayment outcome;
+// unlike initiated it does not stop the test, so other goroutines may
+// call it.
+func pendingOf(out ledger.Outcome) (domain.PaymentInitiated, error) {
+	if len(out.Decoded) == 1 {
+		if pi, ok := out.Decoded[0].(domain.PaymentInitiated); ok {
+			return pi, nil
+		}
+	}
+	return domain.PaymentInitiated{}, fmt.Errorf("initiate recorded %v, want one PaymentInitiated", out.Decoded)
 }
