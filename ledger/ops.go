@@ -315,23 +315,40 @@ func (s *Service) Reactivate(ctx context.Context, accountID string, idem Idem, r
 // on that balance: a payment received just before the close makes it
 // refused, as the balance is not zero, instead of leaving the amount in a
 // closed account.
+//
+// The projection is waited for once before the status lock is taken, so
+// that a projection falling behind fails the close without holding up the
+// payments to the account, and once more under the lock, for what was
+// committed in between (usually nothing, or one projection batch).
 func (s *Service) Close(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+	if err := s.waitForProjection(ctx, accountID); err != nil {
+		return Outcome{}, err
+	}
 	mu := s.status.of(accountID)
 	mu.Lock()
 	defer mu.Unlock()
-	head, err := s.cfg.Store.Head(ctx)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("close account %s: read the log's head: %w", accountID, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.CloseWait)
-	defer cancel()
-	if err := s.cfg.Balances.WaitFor(wctx, head); err != nil {
-		return Outcome{}, domain.Errorf(domain.CodeUnavailable,
-			"the balances projection has not reached position %d of the log, so the balance to close on is not known yet; nothing was recorded, retry", head)
+	if err := s.waitForProjection(ctx, accountID); err != nil {
+		return Outcome{}, err
 	}
 	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 		return domain.CloseAccount{Reason: reason, Balance: bal}, nil
 	})
+}
+
+// waitForProjection waits, at most Config.CloseWait, for the balances
+// projection to apply everything the log holds now.
+func (s *Service) waitForProjection(ctx context.Context, accountID string) error {
+	head, err := s.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("close account %s: read the log's head: %w", accountID, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.CloseWait)
+	defer cancel()
+	if err := s.cfg.Balances.WaitFor(wctx, head); err != nil {
+		return domain.Errorf(domain.CodeUnavailable,
+			"the balances projection has not reached position %d of the log, so the balance to close on is not known yet; nothing was recorded, retry", head)
+	}
+	return nil
 }
 
 // RevokeFactor retires a factor.

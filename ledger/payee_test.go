@@ -191,6 +191,34 @@ func TestCloseGivesUpOnStalledProjection(t *testing.T) {
 	}
 }
 
+// TestStalledCloseDoesNotHoldUpPayments: while a close waits for a stalled
+// projection, a payment to the same account still goes through (the close
+// waits before it takes the account's status lock).
+func TestStalledCloseDoesNotHoldUpPayments(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, func(c *ledger.Config) { c.CloseWait = time.Second })
+	pi := f.initiate(t, f.payer, f.payee, "5.00")
+	closed := make(chan error, 1)
+	go func() {
+		_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+		closed <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the close start waiting
+	paid := make(chan error, 1)
+	go func() { paid <- f.confirm(ctx, pi) }()
+	select {
+	case err := <-paid:
+		if err != nil {
+			t.Fatalf("payment while a close waits: %v", err)
+		}
+	case err := <-closed:
+		t.Fatalf("the close returned (%v) before the payment did", err)
+	}
+	if err := <-closed; domain.ErrorCode(err) != domain.CodeUnavailable {
+		t.Fatalf("close with no projection: %v", err)
+	}
+}
+
 // TestPaymentDoesNotWaitForPayeesAppend: as the only writer, a payment
 // reads its payee without the payee's aggregate lock, which the payee's
 // own command holds while its append waits for the disk. The payee's
