@@ -196,7 +196,7 @@ func TestCloseGivesUpOnStalledProjection(t *testing.T) {
 // waits before it takes the account's status lock).
 func TestStalledCloseDoesNotHoldUpPayments(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, func(c *ledger.Config) { c.CloseWait = time.Second })
+	f := newFixture(t, func(c *ledger.Config) { c.CloseWait = 2 * time.Second })
 	pi := f.initiate(t, f.payer, f.payee, "5.00")
 	closed := make(chan error, 1)
 	go func() {
