@@ -974,6 +974,7 @@ func (r *ReadModels) stage(it item, get func(string) (account, bool), staged map
 // and, when a flush is due (flushEvery positions since the last), those of
 // every account changed since the last flush; flushed reports the latter.
 func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, staged map[string]account, cp int64) (flushed bool, err error) {
+	defer func() { err = withCause(ctx, err) }()
 	tx, err := r.writeDB.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: begin: %w", cp, err)
@@ -1015,6 +1016,17 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, staged 
 		return false, fmt.Errorf("projections: apply up to position %d: commit: %w", cp, err)
 	}
 	return flush, nil
+}
+
+// withCause adds ctx's error to err once ctx has ended. database/sql rolls
+// a transaction back when its context ends and then reports only
+// sql.ErrTxDone, which a caller (Run's, on shutdown) could not tell from a
+// failure.
+func withCause(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); err != nil && cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w (%w)", err, cerr)
+	}
+	return err
 }
 
 // balanceRow is one balances row to write.

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -757,5 +758,51 @@ func TestOpenRejectsBadPath(t *testing.T) {
 		if _, err := Open(p); err == nil {
 			t.Errorf("Open(%q) succeeded", p)
 		}
+	}
+}
+
+// TestCatchUpCanceledReportsContext: a catch-up whose context ends reports
+// the context's error, whatever step it was in. database/sql rolls a
+// transaction back when its context ends and then reports only that the
+// transaction is done, which a caller could not tell from a failure.
+func TestCatchUpCanceledReportsContext(t *testing.T) {
+	l := newLedger(t)
+	a, b := newID(), newID()
+	l.open(a, domain.CNY)
+	l.open(b, domain.CNY)
+	l.deposit(a, "1000000.00", domain.CNY)
+	for range 20000 {
+		l.pay(a, b, "0.01", domain.CNY)
+	}
+	for i := range 20 {
+		r := newRM(t)
+		wait := time.Duration(i) * 500 * time.Microsecond
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		err := r.CatchUp(ctx, l.store)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("catch-up ended after %v: %v; want nil or the context's error", wait, err)
+		}
+	}
+}
+
+// TestWithCause: an error after the context ended says so; other errors
+// are left alone.
+func TestWithCause(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := withCause(ended, sql.ErrTxDone)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, sql.ErrTxDone) {
+		t.Errorf("ended: %v, want both the error and context.Canceled", err)
+	}
+	if err := withCause(context.Background(), sql.ErrTxDone); err != sql.ErrTxDone {
+		t.Errorf("live: %v, want sql.ErrTxDone unchanged", err)
+	}
+	if err := withCause(ended, nil); err != nil {
+		t.Errorf("no error: %v", err)
+	}
+	wrapped := fmt.Errorf("begin: %w", context.Canceled)
+	if err := withCause(ended, wrapped); err != wrapped {
+		t.Errorf("already the context's error: %v, want it unchanged", err)
 	}
 }
