@@ -19,7 +19,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/sqlrows"
 )
 
 // Limits that bound every loop and batch.
@@ -1035,30 +1035,17 @@ type balanceRow struct {
 	a  account
 }
 
-// writeBalances upserts rows, up to entriesPerInsert per statement: the
+// writeBalances upserts rows, up to sqlrows.MaxRows per statement: the
 // per-statement overhead, not SQLite's work, was most of the cost of
 // writing them one by one.
 func (w *writerStmts) writeBalances(ctx context.Context, tx *sql.Tx, rows []balanceRow) error {
-	var stmts [len(w.upserts)]*sql.Stmt // this transaction's handles
-	args := make([]any, 0, min(len(rows), entriesPerInsert)*balanceCols)
-	for len(rows) > 0 {
-		// The largest chunk that fits: 1<<i <= len(rows), at most 64.
-		i := min(bits.Len(uint(len(rows)))-1, len(w.upserts)-1)
-		n := 1 << i
-		args = args[:0]
-		for _, b := range rows[:n] {
-			args = append(args, b.id, string(b.a.currency), canonical(b.a.balance), canonical(b.a.debits),
-				canonical(b.a.credits), b.a.entries, b.a.lastPosition)
-		}
-		if stmts[i] == nil {
-			stmts[i] = tx.StmtContext(ctx, w.upserts[i])
-		}
-		if _, err := stmts[i].ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("balances of %s and %d more: %w", rows[0].id, n-1, err)
-		}
-		rows = rows[n:]
-	}
-	return nil
+	return w.upserts.Exec(ctx, tx, len(rows), func(args []any, i int) []any {
+		b := rows[i]
+		return append(args, b.id, string(b.a.currency), canonical(b.a.balance), canonical(b.a.debits),
+			canonical(b.a.credits), b.a.entries, b.a.lastPosition)
+	}, sqlrows.Wrap(func(first, count int) string {
+		return fmt.Sprintf("balances of %s and %d more", rows[first].id, count-1)
+	}))
 }
 
 // balanceCols is the column count of one balances row.
@@ -1066,28 +1053,15 @@ const balanceCols = 7
 
 // upsertSQL builds a multi-row upsert of balances rows.
 func upsertSQL(rows int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO balances (account_id, currency, balance, debits, credits, entries, last_position) VALUES `)
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?,?)")
-	}
-	b.WriteString(` ON CONFLICT (account_id) DO UPDATE SET currency = excluded.currency, balance = excluded.balance,
+	return `INSERT INTO balances (account_id, currency, balance, debits, credits, entries, last_position) VALUES ` +
+		sqlrows.Values(rows, balanceCols) +
+		` ON CONFLICT (account_id) DO UPDATE SET currency = excluded.currency, balance = excluded.balance,
 		debits = excluded.debits, credits = excluded.credits, entries = excluded.entries,
-		last_position = excluded.last_position`)
-	return b.String()
+		last_position = excluded.last_position`
 }
 
 // entryCols is the column count of one entries row.
 const entryCols = 12
-
-// entriesPerInsert rows go into one multi-row INSERT: fewer statement
-// executions per batch, well under SQLite's 32766 bound variables. It is a
-// power of two: a batch is inserted in chunks of 64, 32, ..., 1 rows, so
-// len(writerStmts.inserts) statements cover every batch size.
-const entriesPerInsert = 64
 
 // writerStmts are prepared once, on the writer's only connection, and used
 // by every batch through Tx.StmtContext, which finds them already prepared
@@ -1095,10 +1069,8 @@ const entriesPerInsert = 64
 // itself should the connection ever be replaced). Preparing the multi-row
 // inserts anew for every live batch was a seventh of the projection's CPU.
 type writerStmts struct {
-	// inserts[i] inserts 1<<i rows.
-	inserts [7]*sql.Stmt
-	// upserts[i] upserts 1<<i balances rows.
-	upserts    [7]*sql.Stmt
+	inserts    sqlrows.Statements // entries rows
+	upserts    sqlrows.Statements // balances rows
 	flushed    *sql.Stmt
 	checkpoint *sql.Stmt
 }
@@ -1106,15 +1078,11 @@ type writerStmts struct {
 func (w *writerStmts) prepare(db *sql.DB) error {
 	ctx := context.Background()
 	var err error
-	for i := range w.inserts {
-		if w.inserts[i], err = db.PrepareContext(ctx, insertSQL(1<<i)); err != nil {
-			return fmt.Errorf("prepare entries insert: %w", err)
-		}
+	if w.inserts, err = sqlrows.Prepare(ctx, db, insertSQL); err != nil {
+		return fmt.Errorf("prepare entries insert: %w", err)
 	}
-	for i := range w.upserts {
-		if w.upserts[i], err = db.PrepareContext(ctx, upsertSQL(1<<i)); err != nil {
-			return fmt.Errorf("prepare balances upsert: %w", err)
-		}
+	if w.upserts, err = sqlrows.Prepare(ctx, db, upsertSQL); err != nil {
+		return fmt.Errorf("prepare balances upsert: %w", err)
 	}
 	if w.flushed, err = db.PrepareContext(ctx, "UPDATE balances_flushed SET position = ? WHERE id = 1"); err != nil {
 		return fmt.Errorf("prepare balances flush update: %w", err)
@@ -1126,26 +1094,13 @@ func (w *writerStmts) prepare(db *sql.DB) error {
 }
 
 func (w *writerStmts) insertEntries(ctx context.Context, tx *sql.Tx, entries []pendingEntry) error {
-	args := make([]any, 0, entriesPerInsert*entryCols)
-	var stmts [len(w.inserts)]*sql.Stmt // this transaction's handles
-	for len(entries) > 0 {
-		// The largest chunk that fits: 1<<i <= len(entries), at most 64.
-		i := min(bits.Len(uint(len(entries)))-1, len(w.inserts)-1)
-		n := 1 << i
-		args = args[:0]
-		for _, e := range entries[:n] {
-			args = append(args, e.accountID, e.timeNs, e.position, e.seq, e.eventID, e.typ, e.amount,
-				e.currency, e.counterparty, e.balanceAfter, e.description, e.ref)
-		}
-		if stmts[i] == nil {
-			stmts[i] = tx.StmtContext(ctx, w.inserts[i])
-		}
-		if _, err := stmts[i].ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("insert statement entries at position %d: %w", entries[0].position, err)
-		}
-		entries = entries[n:]
-	}
-	return nil
+	return w.inserts.Exec(ctx, tx, len(entries), func(args []any, i int) []any {
+		e := &entries[i]
+		return append(args, e.accountID, e.timeNs, e.position, e.seq, e.eventID, e.typ, e.amount,
+			e.currency, e.counterparty, e.balanceAfter, e.description, e.ref)
+	}, sqlrows.Wrap(func(first, _ int) string {
+		return fmt.Sprintf("insert statement entries at position %d", entries[first].position)
+	}))
 }
 
 // insertSQL builds a multi-row insert. OR ROLLBACK: a duplicate key can only
@@ -1153,16 +1108,8 @@ func (w *writerStmts) insertEntries(ctx context.Context, tx *sql.Tx, entries []p
 // whole batch anyway; unlike the default ABORT it also spares SQLite a
 // statement journal for every multi-row statement.
 func insertSQL(rows int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT OR ROLLBACK INTO entries (account_id, time_ns, position, seq, event_id, type, amount, currency,
-		counterparty, balance_after, description, ref) VALUES `)
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-	}
-	return b.String()
+	return `INSERT OR ROLLBACK INTO entries (account_id, time_ns, position, seq, event_id, type, amount, currency,
+		counterparty, balance_after, description, ref) VALUES ` + sqlrows.Values(rows, entryCols)
 }
 
 // canonical renders d exactly, without exponent and without trailing

@@ -39,6 +39,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/sqlrows"
 )
 
 // ErrLocked is returned by Open when another Store, in this process or
@@ -268,9 +269,9 @@ type Store struct {
 
 	// prepared on wdb
 	segInsStmt, segAtWStmt, headStmt, idGetStmt, indexTailStmt, idxGetStmt *sql.Stmt
-	// idxIns and idIns insert 1, 2, 4, ... indexInsertRows rows into
-	// stream_index and id_index (indexRows)
-	idxIns, idIns [indexInsertSizes]*sql.Stmt
+	// idxIns and idIns insert rows into stream_index and id_index
+	// (indexRows)
+	idxIns, idIns sqlrows.Statements
 	// prepared on rdb
 	fwdStmt, bwdStmt, segFromStmt, versionStmt, segAtStmt *sql.Stmt
 
@@ -476,9 +477,11 @@ func (s *Store) openDBs() error {
 	prep(s.wdb, &s.idGetStmt, sqlIDGet)
 	prep(s.wdb, &s.indexTailStmt, sqlIndexTail)
 	prep(s.wdb, &s.idxGetStmt, sqlIdxGet)
-	for i := range indexInsertSizes {
-		prep(s.wdb, &s.idxIns[i], streamRow.insertSQL(1<<i))
-		prep(s.wdb, &s.idIns[i], idRow.insertSQL(1<<i))
+	if err == nil {
+		s.idxIns, err = sqlrows.Prepare(ctx, s.wdb, streamRow.insertSQL)
+	}
+	if err == nil {
+		s.idIns, err = sqlrows.Prepare(ctx, s.wdb, idRow.insertSQL)
 	}
 	if err != nil {
 		return fmt.Errorf("prepare writer statements: %w", err)
@@ -512,14 +515,13 @@ func (s *Store) openDBs() error {
 // closeDBs closes whatever openDBs managed to open.
 func (s *Store) closeDBs() error {
 	var errs []error
-	stmts := []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt,
-		s.idxGetStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt}
-	stmts = append(append(stmts, s.idxIns[:]...), s.idIns[:]...)
-	for _, st := range stmts {
+	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt,
+		s.idxGetStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
 	}
+	errs = append(errs, s.idxIns.Close(), s.idIns.Close())
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}

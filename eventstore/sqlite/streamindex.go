@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/sqlrows"
 )
 
 // The stream index.
@@ -294,16 +293,6 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 	return nil
 }
 
-// indexInsertSizes is the number of prepared multi-row inserts per index:
-// of 1, 2, 4, ... indexInsertRows rows.
-const indexInsertSizes = 7
-
-// indexInsertRows bounds the rows of one index insert statement. One
-// statement per row spent about half of a flush's time outside SQLite's
-// B-tree (database/sql, binding, statement setup): 64 rows a statement
-// need 3 * 64 = 192 parameters, well under SQLite's limit of 32,766.
-const indexInsertRows = 1 << (indexInsertSizes - 1)
-
 // indexRow is how one index stores an event: its table and columns (the
 // key, then the position), its row's values, and, for an error, the
 // event's name under that index and what the key is.
@@ -337,59 +326,33 @@ var (
 // every multi-row statement (in a 40 s bench that journal spilled to a
 // temporary file).
 func (row indexRow) insertSQL(rows int) string {
-	tuple := "(" + strings.Repeat("?, ", row.keyCols) + "?)"
 	return "INSERT OR ROLLBACK INTO " + row.table + " (" + row.key + ", position) VALUES " +
-		strings.Repeat(tuple+", ", rows-1) + tuple + " ON CONFLICT (" + row.key + ") DO NOTHING"
+		sqlrows.Values(rows, row.keyCols+1) + " ON CONFLICT (" + row.key + ") DO NOTHING"
 }
 
-// indexRows writes one index row per entry within t, up to indexInsertRows
-// a statement (ins holds the inserts by size, see indexInsertSizes). A row
-// that is already there must name the same position (get reads it by
-// key): it was written by a flush that a crash or a failed transaction
-// cut short; one naming another position means the log holds the key
-// twice, and stops the flush. The rows of a statement that inserted fewer
-// rows than it was given are checked one by one.
-func indexRows(ctx context.Context, t *txn, ins *[indexInsertSizes]*sql.Stmt, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	var stmts [indexInsertSizes]*sql.Stmt // this transaction's handles
-	defer func() {
-		for _, st := range stmts {
-			if st != nil {
-				_ = st.Close()
-			}
-		}
-	}()
-	args := make([]any, 0, indexInsertRows*(row.keyCols+1))
-	for len(entries) > 0 {
-		// The largest statement that fits: 1<<i <= len(entries).
-		i := min(bits.Len(uint(len(entries)))-1, indexInsertSizes-1)
-		chunk := entries[:1<<i]
-		entries = entries[len(chunk):]
-		args = args[:0]
-		for _, e := range chunk {
-			args = row.values(args, e)
-		}
-		if stmts[i] == nil {
-			stmts[i] = t.tx.StmtContext(ctx, ins[i])
-		}
-		res, err := stmts[i].ExecContext(ctx, args...)
+// indexRows writes one index row per entry within t, through ins (the
+// row's inserts, see sqlrows). A row that is already there must name the
+// same position (get reads it by key): it was written by a flush that a
+// crash or a failed transaction cut short; one naming another position
+// means the log holds the key twice, and stops the flush. The rows of a
+// statement that inserted fewer rows than it was given are checked one by
+// one.
+func indexRows(ctx context.Context, t *txn, ins *sqlrows.Statements, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
+	return ins.Exec(ctx, t.tx, len(entries), func(args []any, i int) []any {
+		return row.values(args, entries[i])
+	}, func(first, count int, res sql.Result, err error) error {
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
 		if err != nil {
-			return fmt.Errorf("index %s (and %d after it): %w", row.name(chunk[0]), len(chunk)-1, err)
+			return fmt.Errorf("index %s (and %d after it): %w", row.name(entries[first]), count-1, err)
 		}
-		if int(n) == len(chunk) {
-			continue
+		if int(n) == count {
+			return nil
 		}
-		if err := checkIndexRows(ctx, t, get, chunk, row); err != nil {
-			return err
-		}
-	}
-	return nil
+		return checkIndexRows(ctx, t, get, entries[first:first+count], row)
+	})
 }
 
 // checkIndexRows checks that each entry's index row names its position.
