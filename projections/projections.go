@@ -786,7 +786,7 @@ func (r *ReadModels) Rebuild(ctx context.Context, store eventstore.Store) error 
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("projections: rebuild: commit reset: %w", err)
+		return withCause(ctx, fmt.Errorf("projections: rebuild: commit reset: %w", err))
 	}
 	r.balancesFlushed, r.stale = 0, make(map[string]struct{})
 	r.mu.Lock()
