@@ -347,20 +347,26 @@ func TestFlushChunksFollowTransactions(t *testing.T) {
 func TestFailedTransactionDuringFlush(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	opts := DefaultOptions()
-	opts.IndexBatch = 50
+	// More than one chunk, so the commit that starts the flush cannot also
+	// finish it, however soon the sort is done (with 50, it sometimes did).
+	batch := minIndexChunk + 36
+	opts.IndexBatch = batch
 	s := mustOpen(t, path, opts)
 	want := map[string][]eventstore.Event{}
 	add := func(i int) {
 		stream := []string{"a", "b"}[i%2]
 		want[stream] = append(want[stream], appendOne(t, s, stream))
 	}
-	for i := range 51 { // the 51st commit finds 50 in the tail: the flush starts
+	for i := range batch + 1 { // the last commit finds batch events in the tail: the flush starts
 		add(i)
 	}
 	// The append has returned, so the writer's commit is ordered before
 	// these reads (and the next write to them comes after the next send).
 	if s.tail.sorting == nil && len(s.tail.flushing) == 0 {
 		t.Fatal("no flush started")
+	}
+	if n := s.Stats().IndexFlushes; n != 0 {
+		t.Fatalf("%d flushes finished before the failure, want 0", n)
 	}
 	s.beforeCommit = func() error { return errors.New("disk full") }
 	if _, err := s.Append(context.Background(), "a", eventstore.Any, []eventstore.EventData{event()}); err == nil {
@@ -390,8 +396,8 @@ func TestFailedTransactionDuringFlush(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := checkIndexes(t, path); n < 51 {
-		t.Fatalf("indexes after the failure: %d indexed, want at least 51", n)
+	if n := checkIndexes(t, path); n < int64(batch)+1 {
+		t.Fatalf("indexes after the failure: %d indexed, want at least %d", n, batch+1)
 	}
 }
 
