@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -230,5 +231,55 @@ func TestBusyWindowExtends(t *testing.T) {
 	}
 	if b := balanceOf(t, r, "alice"); b.Available.Amount.IntPart() != 25 {
 		t.Fatalf("balance %s, want 25", b.Available)
+	}
+}
+
+// TestCheckpointIntervalFollowsMode: CatchUp runs with its own WAL
+// checkpoint interval and Run's live batches with theirs. With catch-up
+// never checkpointing and live checkpointing after every commit, the
+// database file stays as it was through a catch-up (everything is still in
+// the WAL) and grows once a live batch has been applied.
+func TestCheckpointIntervalFollowsMode(t *testing.T) {
+	l := newLedger(t)
+	r := newRM(t)
+	r.catchUpCheckpoint = 1 << 30
+	r.liveCheckpoint = 1
+	r.coalesce = time.Millisecond
+	size := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(r.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	const accounts = 50
+	pay := func(n int) {
+		for i := range n {
+			l.pay(fmt.Sprintf("acct-%02d", i%accounts), fmt.Sprintf("acct-%02d", (i*7+3)%accounts), "0.01", domain.CNY)
+		}
+	}
+	for i := range accounts {
+		l.open(fmt.Sprintf("acct-%02d", i), domain.CNY)
+		l.deposit(fmt.Sprintf("acct-%02d", i), "100", domain.CNY)
+	}
+	pay(2000)
+	before := size()
+	catchUp(t, r, l.store)
+	if r.Checkpoint() != l.head() {
+		t.Fatalf("caught up to %d, head %d", r.Checkpoint(), l.head())
+	}
+	if after := size(); after != before {
+		t.Fatalf("the database file went from %d to %d bytes during catch-up: it was checkpointed at the live interval", before, after)
+	}
+	runRM(t, r, l.store)
+	// Run catches up first (what it finds is applied as catch-up), so pay
+	// until a payment arrives live; each one is then a live batch.
+	for i := 0; size() == before; i++ {
+		if i == 100 {
+			t.Fatalf("the database file is still %d bytes after %d live payments: the live interval was not restored", before, i)
+		}
+		pay(1)
+		waitCheckpoint(t, r, l.head())
 	}
 }
