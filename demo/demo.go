@@ -335,7 +335,7 @@ func (r *runner) run(res *Result) error {
 		return err
 	}
 	for _, e := range st.List("entries") {
-		r.say("   %s  %-16s %-6s %9v  balance %9v  %v", e["time"], e["type"], e["direction"], e["amount"], e["balance_after"], e["description"])
+		r.say("   %-30v  %-16s %-6s %9v  balance %9v  %v", e["time"], e["type"], e["direction"], e["amount"], e["balance_after"], e["description"])
 	}
 	ops, err := r.expect(http.StatusOK, "GET", base+"/operations?limit=100", nil, "")
 	if err != nil {
