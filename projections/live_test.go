@@ -234,17 +234,37 @@ func TestBusyWindowExtends(t *testing.T) {
 	}
 }
 
-// TestCheckpointIntervalFollowsMode: CatchUp runs with its own WAL
-// checkpoint interval and Run's live batches with theirs. With catch-up
-// never checkpointing and live checkpointing after every commit, the
-// database file stays as it was through a catch-up (everything is still in
-// the WAL) and grows once a live batch has been applied.
-func TestCheckpointIntervalFollowsMode(t *testing.T) {
+// TestWriteModeFollowsCatchUp: CatchUp commits in its own write mode and
+// Run's live batches in theirs. With catch-up never checkpointing and live
+// checkpointing after every commit, the database file stays as it was
+// through a catch-up (everything is still in the WAL) and grows once a
+// live batch has been applied; the synchronous level is the live one
+// whenever no catch-up runs.
+func TestWriteModeFollowsCatchUp(t *testing.T) {
 	l := newLedger(t)
 	r := newRM(t)
-	r.catchUpCheckpoint = 1 << 30
-	r.liveCheckpoint = 1
+	r.catchUp = writeMode{synchronous: "OFF", checkpointPages: 1 << 30}
+	r.live = writeMode{synchronous: "FULL", checkpointPages: 1}
 	r.coalesce = time.Millisecond
+	// PRAGMA synchronous answers 0 for OFF, 1 NORMAL, 2 FULL.
+	checkSync := func(when string, want int) {
+		t.Helper()
+		var got int
+		if err := r.writeDB.QueryRow("PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("%s: synchronous = %d, want %d", when, got, want)
+		}
+	}
+	checkSync("after Open", 2)
+	if err := r.setWriteMode(context.Background(), r.catchUp); err != nil {
+		t.Fatal(err)
+	}
+	checkSync("in the catch-up mode", 0)
+	if err := r.setWriteMode(context.Background(), r.live); err != nil {
+		t.Fatal(err)
+	}
 	size := func() int64 {
 		t.Helper()
 		fi, err := os.Stat(r.path)
@@ -272,6 +292,7 @@ func TestCheckpointIntervalFollowsMode(t *testing.T) {
 	if after := size(); after != before {
 		t.Fatalf("the database file went from %d to %d bytes during catch-up: it was checkpointed at the live interval", before, after)
 	}
+	checkSync("after a catch-up", 2)
 	runRM(t, r, l.store)
 	// Run catches up first (what it finds is applied as catch-up), so pay
 	// until a payment arrives live; each one is then a live batch.

@@ -86,21 +86,36 @@ const (
 	// rows may lag the checkpoint (see schemaSQL), and so the entries that
 	// Open, Totals and Digest fold into them: at most two per position.
 	balancesFlushEvents = 2 * MaxBatch
-	// liveCheckpointPages is the writer's wal_autocheckpoint (4 KiB pages)
-	// while Run applies the live log, catchUpCheckpointPages while CatchUp
-	// or Rebuild replays it. A checkpoint writes the pages it copies to the
-	// database and fsyncs them there and in the WAL at once; on a shared
-	// disk the event log's own fsyncs queue behind that burst. With 16k
-	// pages under load (payledger bench --rate 5000, three runs each) a
-	// log fsync took up to 148 ms behind a checkpoint and payments' p99
-	// was 165-231 ms against a p50 of 3-5 ms; with 4k pages it was 74-96
-	// ms (2k pages: 78-85 ms). Fewer, larger checkpoints copy a page that
-	// many batches rewrite (an account's index leaf) once instead of
-	// several times, so catch-up, where no payment waits, keeps 16k:
-	// 4k pages took a fifth off BenchmarkCatchUp100k's events/s, and up
-	// to a tenth off BenchmarkRunLive100k's.
-	liveCheckpointPages    = 4096
-	catchUpCheckpointPages = 16384
+)
+
+// writeMode is the writer connection's synchronous level and WAL
+// checkpoint interval (in 4 KiB pages). A checkpoint copies pages into the
+// database and fsyncs them there, and, at synchronous=NORMAL, first the
+// WAL frames that every commit since the last one left unsynced: all in
+// one burst, on the disk the event log fsyncs every few milliseconds.
+// Under load the log's fsyncs queued behind it (one took 148 ms) and every
+// payment in that window was late: payledger bench --rate 5000 had p99
+// 165-231 ms against a p50 of 3-5 ms at NORMAL and 16k pages (three 10 s
+// runs). Live batches therefore commit at FULL, which syncs each batch's
+// WAL frames as it commits, and checkpoint every 4k pages, so each burst
+// is small. Alternating pairs: at 16k pages -> 4k, p99 at 5,000/s
+// 177/218/208 -> 72/91/85 ms (three pairs); then NORMAL -> FULL, p99 at
+// 3,000/s 43/57/57/60 -> 24/23/30/28 ms (four) and at 5,000/s 0.50-1.13x,
+// median 0.68x (six); the closed loop's payments/s 0.98-1.11x (three). A
+// crash at FULL loses no committed batch (at NORMAL it could lose the
+// last few, which Run re-applied from the log). Catch-up, where no
+// payment waits, keeps NORMAL and 16k pages: fewer, larger checkpoints
+// copy a page that many batches rewrite (an account's index leaf) once,
+// and 4k pages took a fifth off BenchmarkCatchUp100k's events/s, FULL
+// about an eighth.
+type writeMode struct {
+	synchronous     string
+	checkpointPages int
+}
+
+var (
+	liveMode    = writeMode{synchronous: "FULL", checkpointPages: 4096}
+	catchUpMode = writeMode{synchronous: "NORMAL", checkpointPages: 16384}
 )
 
 // schemaVersion is stored in PRAGMA user_version. A file with another
@@ -233,10 +248,9 @@ type ReadModels struct {
 	stale           map[string]struct{}
 	flushEvery      int64
 
-	// liveCheckpoint and catchUpCheckpoint are liveCheckpointPages and
-	// catchUpCheckpointPages (tests change them before use); guarded by
-	// applyMu.
-	liveCheckpoint, catchUpCheckpoint int
+	// live and catchUp are liveMode and catchUpMode (tests change them
+	// before use); guarded by applyMu.
+	live, catchUp writeMode
 
 	// stmts are the writer's prepared statements, guarded by applyMu.
 	// Closing writeDB closes them with its connection.
@@ -250,18 +264,18 @@ func Open(path string) (*ReadModels, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("projections: open %q: path must be non-empty and contain no '?' or '#'", path)
 	}
-	// synchronous=NORMAL, unlike the event log's FULL: in WAL mode a crash
-	// can lose the last committed batches but never tears one, and the
-	// checkpoint lives in the same transaction as the tables. What a crash
-	// loses is therefore a consistent older state, which Run catches up
-	// from the log (derived data, position-idempotent). The log itself is
-	// what must be durable, and it is fsynced on every commit.
-	base := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
+	// The checkpoint lives in the same transaction as the tables, so
+	// whatever a crash loses (only at catch-up's synchronous=NORMAL: the
+	// last committed batches, never part of one) is a consistent older
+	// state, which Run catches up from the log (derived data,
+	// position-idempotent).
+	base := "file:" + path + "?_pragma=busy_timeout(10000)"
 	// The writer: one connection, write lock taken at BEGIN, a 64 MB page
 	// cache so a batch's dirty pages are not spilled mid-transaction,
-	// temporary data in memory, and the live WAL checkpoint interval
-	// (catch-up raises it for its duration, see liveCheckpointPages).
-	w, err := sql.Open("sqlite", base+fmt.Sprintf("&_txlock=immediate&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(%d)", liveCheckpointPages))
+	// temporary data in memory, and the live write mode (catch-up changes
+	// it for its duration, see writeMode).
+	w, err := sql.Open("sqlite", base+fmt.Sprintf("&_txlock=immediate&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_pragma=synchronous(%s)&_pragma=wal_autocheckpoint(%d)",
+		liveMode.synchronous, liveMode.checkpointPages))
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
@@ -282,8 +296,8 @@ func Open(path string) (*ReadModels, error) {
 		stale:         make(map[string]struct{}),
 		flushEvery:    balancesFlushEvents,
 
-		liveCheckpoint:    liveCheckpointPages,
-		catchUpCheckpoint: catchUpCheckpointPages,
+		live:    liveMode,
+		catchUp: catchUpMode,
 	}
 	if err := r.initSchema(); err != nil {
 		_ = w.Close()
@@ -603,12 +617,12 @@ func (r *ReadModels) catchUpLocked(ctx context.Context, store eventstore.Store) 
 	if from >= head {
 		return nil
 	}
-	if err := r.setCheckpointPages(ctx, r.catchUpCheckpoint); err != nil {
+	if err := r.setWriteMode(ctx, r.catchUp); err != nil {
 		return err
 	}
 	defer func() {
-		// Back to the live interval whatever happened, even with ctx done.
-		err = errors.Join(err, r.setCheckpointPages(context.WithoutCancel(ctx), r.liveCheckpoint))
+		// Back to the live mode whatever happened, even with ctx done.
+		err = errors.Join(err, r.setWriteMode(context.WithoutCancel(ctx), r.live))
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	batches := make(chan fetched, 1)
@@ -1202,11 +1216,11 @@ func canonicalInt64(coef int64, places int) string {
 	return string(buf[i:])
 }
 
-// setCheckpointPages sets the writer connection's WAL checkpoint interval
-// (see liveCheckpointPages).
-func (r *ReadModels) setCheckpointPages(ctx context.Context, pages int) error {
-	if _, err := r.writeDB.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", pages)); err != nil {
-		return fmt.Errorf("projections: set the WAL checkpoint interval to %d pages: %w", pages, err)
+// setWriteMode sets the writer connection's write mode.
+func (r *ReadModels) setWriteMode(ctx context.Context, m writeMode) error {
+	q := fmt.Sprintf("PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = %d", m.synchronous, m.checkpointPages)
+	if _, err := r.writeDB.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("projections: set synchronous=%s and a WAL checkpoint every %d pages: %w", m.synchronous, m.checkpointPages, err)
 	}
 	return nil
 }
