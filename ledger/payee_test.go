@@ -129,10 +129,7 @@ func TestCloseWaitsForPaymentBeingConfirmed(t *testing.T) {
 	if err := <-confirmed; err != nil {
 		t.Fatalf("confirm: %v", err)
 	}
-	var de *domain.Error
-	if !errors.As(closeErr, &de) || de.Code != domain.CodeConflict || de.Details["available"] != "25.00" {
-		t.Fatalf("close during the payment to it: %v, want conflict with available 25.00", closeErr)
-	}
+	wantCloseRefused(t, "close during the payment to it", closeErr, "25.00")
 	v, err := f.svc.Account(ctx, f.payee.id)
 	if err != nil {
 		t.Fatal(err)
@@ -150,9 +147,8 @@ func TestCloseCountsUnprojectedPayments(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil)
 	pi := f.initiate(t, f.payer, f.payee, "25.00")
-	out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
-	if err != nil || out.Refusal != nil {
-		t.Fatalf("confirm: %v %v", err, out.Refusal)
+	if err := f.confirm(ctx, pi); err != nil {
+		t.Fatalf("confirm: %v", err)
 	}
 	if cp := f.e.rm.Checkpoint(); cp != 0 {
 		t.Fatalf("projection at %d before it ran", cp)
@@ -168,10 +164,16 @@ func TestCloseCountsUnprojectedPayments(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	f.e.runProjection(t)
-	closeErr := <-closed
+	wantCloseRefused(t, "close with an unprojected payment received", <-closed, "25.00")
+}
+
+// wantCloseRefused checks that err refuses a close as a conflict naming
+// the available balance.
+func wantCloseRefused(t *testing.T, what string, err error, available string) {
+	t.Helper()
 	var de *domain.Error
-	if !errors.As(closeErr, &de) || de.Code != domain.CodeConflict || de.Details["available"] != "25.00" {
-		t.Fatalf("close with an unprojected payment received: %v, want conflict with available 25.00", closeErr)
+	if !errors.As(err, &de) || de.Code != domain.CodeConflict || de.Details["available"] != available {
+		t.Fatalf("%s: %v, want conflict with available %s", what, err, available)
 	}
 }
 
