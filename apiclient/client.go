@@ -13,10 +13,19 @@ import (
 	"time"
 )
 
-// Client calls one ledger server.
+// Client calls one ledger server, as one caller: Token is the bearer
+// credential it sends (a session token or a staff key; "" for none).
 type Client struct {
-	Base string
-	HTTP *http.Client
+	Base  string
+	HTTP  *http.Client
+	Token string
+}
+
+// As returns a client for the same server that sends token.
+func (c *Client) As(token string) *Client {
+	cp := *c
+	cp.Token = token
+	return &cp
 }
 
 // New returns a client for base (e.g. "http://127.0.0.1:8080").
@@ -77,6 +86,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, idemKey 
 	}
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -27,10 +27,20 @@ type Result struct {
 	Payer string
 }
 
+// Staff are the staff API keys the scenario acts with (payledger keys
+// create): an operator who opens accounts after an identity check, and the
+// funding desk that credits matched bank transfers.
+type Staff struct {
+	Operator string
+	Funding  string
+}
+
 // runner carries the scenario's state between steps.
 type runner struct {
 	ctx    context.Context
-	c      *apiclient.Client
+	c      *apiclient.Client // the current caller
+	anon   *apiclient.Client // no credentials
+	staff  Staff
 	w      io.Writer
 	step   int
 	secret string
@@ -49,6 +59,18 @@ func (r *runner) section(title string) {
 
 func (r *runner) expect(status int, method, path string, body any, key string) (apiclient.Response, error) {
 	return r.c.Expect(r.ctx, status, method, path, body, key)
+}
+
+// as makes token the caller of the following steps.
+func (r *runner) as(token string) { r.c = r.anon.As(token) }
+
+// problem expects a refusal with status and code.
+func (r *runner) problem(status int, code, method, path string, body any) (apiclient.Response, error) {
+	resp, err := r.expect(status, method, path, body, "")
+	if err == nil && resp.Str("code") != code {
+		err = fmt.Errorf("%s %s: want %s, got %s", method, path, code, resp.Raw)
+	}
+	return resp, err
 }
 
 // otp returns a fresh TOTP code. A code is single use per 30-second step and
@@ -73,10 +95,11 @@ func (r *runner) otp() (string, error) {
 	return "", fmt.Errorf("no one-time password step became free")
 }
 
-// Run walks the scenario against the server behind c. clock is the client's
-// clock for TOTP codes (time.Now for a real server).
-func Run(ctx context.Context, c *apiclient.Client, w io.Writer, clock func() time.Time) (Result, error) {
-	r := &runner{ctx: ctx, c: c, w: w, clock: clock}
+// Run walks the scenario against the server behind c (a client without
+// credentials) with the given staff keys. clock is the client's clock for
+// TOTP codes (time.Now for a real server).
+func Run(ctx context.Context, c *apiclient.Client, staff Staff, w io.Writer, clock func() time.Time) (Result, error) {
+	r := &runner{ctx: ctx, c: c.As(""), anon: c.As(""), staff: staff, w: w, clock: clock}
 	res := Result{Balances: map[string]string{}, Names: map[string]string{}}
 	if err := r.run(&res); err != nil {
 		return res, fmt.Errorf("demo step %d: %w", r.step, err)
@@ -84,31 +107,83 @@ func Run(ctx context.Context, c *apiclient.Client, w io.Writer, clock func() tim
 	return res, nil
 }
 
+const liPassword = "correct horse battery staple"
+
+// login opens a session of id with proofs from laptop-1 and returns its token.
+func (r *runner) login(id string, proofs ...any) (string, error) {
+	r.as("")
+	sess, err := r.expect(http.StatusCreated, "POST", "/v1/accounts/"+id+"/sessions", map[string]any{"device_id": "laptop-1", "proofs": proofs}, "")
+	return sess.Str("token"), err
+}
+
+// stepUp is the authorisation of a protected change of Li's account:
+// the password and a certificate signature over the change's challenge,
+// which names the account's current version (so it verifies only once).
+func (r *runner) stepUp(id, kind, subject string, password map[string]any, certID string, priv ed25519.PrivateKey) (map[string]any, error) {
+	acct, err := r.expect(http.StatusOK, "GET", "/v1/accounts/"+id, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	version, _ := acct.Body["version"].(float64)
+	sig := ed25519.Sign(priv, domain.ChangeChallenge(kind, id, int64(version), subject))
+	return map[string]any{"device_id": "laptop-1", "version": int64(version),
+		"proofs": []any{password, map[string]any{"factor_id": certID, "signature": base64.StdEncoding.EncodeToString(sig)}}}, nil
+}
+
+// with returns body with the step-up's fields added.
+func with(body, auth map[string]any) map[string]any {
+	for k, v := range auth {
+		body[k] = v
+	}
+	return body
+}
+
 func (r *runner) run(res *Result) error {
-	r.section("Open three accounts: two customers and a merchant")
-	ids := map[string]string{}
+	r.section("An operator opens three accounts after checking each holder's identity, each with a first factor")
+	ids, pwIDs := map[string]string{}, map[string]string{}
+	r.as(r.staff.Operator)
 	for _, a := range []struct{ key, name, kind string }{
 		{"li", "Li Wei", "personal"}, {"zhang", "Zhang Min", "personal"}, {"cafe", "Harbour Coffee", "merchant"},
 	} {
-		resp, err := r.expect(http.StatusCreated, "POST", "/v1/accounts",
-			map[string]any{"holder_name": a.name, "currency": "CNY", "kind": a.kind}, "open-"+a.key+"-"+fmt.Sprint(r.clock().UnixNano()))
+		resp, err := r.expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": a.name, "currency": "CNY", "kind": a.kind,
+			"identity_check": "branch-visit-" + a.key, "factor": map[string]any{"method": "password", "password": liPassword}},
+			"open-"+a.key+"-"+fmt.Sprint(r.clock().UnixNano()))
 		if err != nil {
 			return err
 		}
 		ids[a.key] = resp.Str("id")
+		pwIDs[a.key], _ = resp.Obj("first_factor")["factor_id"].(string)
 		res.Names[ids[a.key]] = a.name
-		r.say("   %-15s %s  (%s, agreed daily limit %s CNY)", a.name, ids[a.key], a.kind, resp.Str("agreed_daily_limit"))
+		r.say("   %-15s %s  (%s, agreed daily limit %s CNY, first factor: a password)", a.name, ids[a.key], a.kind, resp.Str("agreed_daily_limit"))
 	}
 	li, zhang, cafe := ids["li"], ids["zhang"], ids["cafe"]
 	res.Payer = li
 	base := "/v1/accounts/" + li
+	pwID := pwIDs["li"]
+	password := map[string]any{"factor_id": pwID, "password": liPassword}
 
-	r.section("Li Wei enrols factors of three kinds (R5): a password, a TOTP app on phone-1, a certificate")
-	pw, err := r.expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "password", "password": "correct horse battery staple"}, "")
+	r.section("Without credentials the API answers nobody; a customer can still open an account online")
+	r.as("")
+	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "GET", base, nil); err != nil {
+		return err
+	}
+	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "POST", base+"/deposits",
+		map[string]any{"amount": "1000000.00", "currency": "CNY", "reference": "made-up"}); err != nil {
+		return err
+	}
+	self, err := r.expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Wang Fang", "currency": "CNY",
+		"factor": map[string]any{"method": "password", "password": "another long passphrase"}}, "")
 	if err != nil {
 		return err
 	}
-	totp, err := r.expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "totp", "device_id": "phone-1"}, "")
+	r.say("   reading Li Wei's account or crediting it without credentials: 401 unauthenticated")
+	r.say("   Wang Fang opens %s herself; her password can log in now and move money from %s (cooling-off, no identity check)",
+		self.Str("id"), self.Obj("first_factor")["usable_from"])
+
+	r.section("The operator enrols a TOTP app on phone-1 and a certificate for Li Wei at the branch (R5)")
+	r.as(r.staff.Operator)
+	totp, err := r.expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "branch-visit-li",
+		"factor": map[string]any{"method": "totp", "device_id": "phone-1"}}, "")
 	if err != nil {
 		return err
 	}
@@ -117,18 +192,18 @@ func (r *runner) run(res *Result) error {
 	if err != nil {
 		return err
 	}
-	cert, err := r.expect(http.StatusCreated, "POST", base+"/factors",
-		map[string]any{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}, "")
+	cert, err := r.expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "branch-visit-li",
+		"factor": map[string]any{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}}, "")
 	if err != nil {
 		return err
 	}
-	pwID, totpID, certID := pw.Str("factor_id"), totp.Str("factor_id"), cert.Str("factor_id")
-	r.say("   password    %s (%s)", pwID, pw.Str("category"))
+	totpID, certID := totp.Str("factor_id"), cert.Str("factor_id")
+	r.say("   password    %s (knowledge)", pwID)
 	r.say("   totp        %s (%s, secret shown once)", totpID, totp.Str("category"))
 	r.say("   certificate %s (%s, Ed25519 public key only)", certID, cert.Str("category"))
-	password := map[string]any{"factor_id": pwID, "password": "correct horse battery staple"}
 
 	r.section("A failed login, then a good one (R9: every attempt is an event; 5 failures lock for 30 minutes)")
+	r.as("")
 	bad, err := r.expect(http.StatusUnauthorized, "POST", base+"/sessions",
 		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": pwID, "password": "wrong guess"}}}, "")
 	if err != nil {
@@ -144,21 +219,42 @@ func (r *runner) run(res *Result) error {
 	if err != nil {
 		return err
 	}
-	r.say("   password + one-time password: session until %s", sess.Str("expires_at"))
-
-	r.section("Deposit 10,000.00 CNY from Li Wei's bank")
-	if _, err := r.expect(http.StatusCreated, "POST", base+"/deposits",
-		map[string]any{"amount": "10000.00", "currency": "CNY", "reference": "bank-transfer-123"}, "dep-"+li); err != nil {
-		return err
-	}
-	replay, err := r.expect(http.StatusCreated, "POST", base+"/deposits",
-		map[string]any{"amount": "10000.00", "currency": "CNY", "reference": "bank-transfer-123"}, "dep-"+li)
+	liToken := sess.Str("token")
+	r.say("   password + one-time password: a session token (256 random bits, only its hash is kept) until %s, ending after %v s idle",
+		sess.Str("expires_at"), sess.Body["idle_timeout_seconds"])
+	zhangToken, err := r.login(zhang, map[string]any{"factor_id": pwIDs["zhang"], "password": liPassword})
 	if err != nil {
 		return err
 	}
-	r.say("   deposited; the same request retried with its Idempotency-Key is replayed (Idempotent-Replayed: %s), not paid twice",
-		replay.Header.Get("Idempotent-Replayed"))
+	r.as(zhangToken)
+	if _, err := r.problem(http.StatusForbidden, "forbidden", "GET", base, nil); err != nil {
+		return err
+	}
+	r.say("   Zhang Min's session on Li Wei's account: 403 forbidden (a session reaches only its own account)")
 
+	r.section("The funding desk credits a 10,000.00 CNY bank transfer to Li Wei, once per bank reference")
+	deposit := map[string]any{"amount": "10000.00", "currency": "CNY", "reference": "bank-transfer-123"}
+	r.as(liToken)
+	if _, err := r.problem(http.StatusForbidden, "forbidden", "POST", base+"/deposits", deposit); err != nil {
+		return err
+	}
+	r.as(r.staff.Funding)
+	if _, err := r.expect(http.StatusCreated, "POST", base+"/deposits", deposit, "dep-"+li); err != nil {
+		return err
+	}
+	replay, err := r.expect(http.StatusCreated, "POST", base+"/deposits", deposit, "dep-"+li)
+	if err != nil {
+		return err
+	}
+	again, err := r.problem(http.StatusConflict, "bank_reference_used", "POST", base+"/deposits", deposit)
+	if err != nil {
+		return err
+	}
+	r.say("   Li Wei's own session cannot credit money: 403; the funding key can")
+	r.say("   the same request retried with its Idempotency-Key is replayed (Idempotent-Replayed: %s); the same bank reference under a new key: %s",
+		replay.Header.Get("Idempotent-Replayed"), again.Str("code"))
+
+	r.as(liToken)
 	pay := func(payee, amount, desc string, proofs func(challenge []byte) ([]any, error), device string, want int) (apiclient.Response, apiclient.Response, error) {
 		init, err := r.expect(http.StatusCreated, "POST", base+"/payments", map[string]any{"payee_account_id": payee, "amount": amount,
 			"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": device, "description": desc}, "")
@@ -192,7 +288,9 @@ func (r *runner) run(res *Result) error {
 		return err
 	}
 	d := init.Obj("details")
+	ch, _ := base64.StdEncoding.DecodeString(init.Str("challenge"))
 	r.say("   initiated: payer %v pays %v %v CNY, fee %v; status %s until %s", d["payer"], d["payee"], d["amount"], d["fee"], init.Str("status"), init.Str("expires_at"))
+	r.say("   the challenge a certificate would sign names what is paid: %q", ch)
 	r.say("   confirmed with a password: %s, %s of the %s CNY one-factor daily cap used", conf.Str("verification_level"), conf.Str("daily_used"), conf.Str("daily_limit"))
 
 	r.section("A one-factor payment of 990.00 would pass the 1,000.00 daily cap (R10): refused")
@@ -222,8 +320,37 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   %s: %s of %s CNY used today without a certificate", conf.Str("verification_level"), conf.Str("daily_used"), conf.Str("daily_limit"))
 
-	r.section("Li Wei and the institution agree a 20,000.00 daily limit; a 6,000.00 certificate payment passes")
-	lim, err := r.expect(http.StatusOK, "PUT", base+"/limits", map[string]any{"agreed_daily_limit": "20000.00"}, "")
+	r.section("Li Wei adds a TOTP app on tablet-1 herself: a step-up of two categories, then a 24-hour cooling-off")
+	if _, err := r.problem(http.StatusBadRequest, "invalid_request", "POST", base+"/factors",
+		map[string]any{"factor": map[string]any{"method": "totp", "device_id": "tablet-1"}}); err != nil {
+		return err
+	}
+	auth, err := r.stepUp(li, domain.ChangeKindEnrolment, domain.MethodTOTP, password, certID, priv)
+	if err != nil {
+		return err
+	}
+	tablet, err := r.expect(http.StatusCreated, "POST", base+"/factors", with(map[string]any{"factor": map[string]any{"method": "totp", "device_id": "tablet-1"}}, auth), "")
+	if err != nil {
+		return err
+	}
+	_, cool, err := pay(cafe, "1.00", "cookie", func([]byte) ([]any, error) {
+		return []any{password, map[string]any{"factor_id": tablet.Str("factor_id"), "code": "000000"}}, nil
+	}, "laptop-1", http.StatusUnprocessableEntity)
+	if err != nil {
+		return err
+	}
+	if cool.Str("code") != "factor_cooling_off" {
+		return fmt.Errorf("want factor_cooling_off, got %s", cool.Raw)
+	}
+	r.say("   without proofs: refused; with password + certificate: enrolled (HolderNotified in the log)")
+	r.say("   paying with it at once: %s until %s", cool.Str("code"), cool.Str("usable_from"))
+
+	r.section("Li Wei and the institution raise the agreed daily limit to 60,000.00 (a step-up); a 6,000.00 certificate payment passes")
+	auth, err = r.stepUp(li, domain.ChangeKindLimit, "60000.00", password, certID, priv)
+	if err != nil {
+		return err
+	}
+	lim, err := r.expect(http.StatusOK, "PUT", base+"/limits", with(map[string]any{"agreed_daily_limit": "60000.00"}, auth), "")
 	if err != nil {
 		return err
 	}
@@ -234,8 +361,12 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   password + certificate signature over the challenge: %s, %s of %s used", conf.Str("verification_level"), conf.Str("daily_used"), conf.Str("daily_limit"))
 
-	r.section("Withdraw 300.00 to Li Wei's own bank account (outside the daily cap)")
-	bank, err := r.expect(http.StatusCreated, "POST", base+"/bank-account", map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}, "")
+	r.section("Withdraw 300.00 to Li Wei's own bank account (bound with a step-up; outside the daily cap)")
+	auth, err = r.stepUp(li, domain.ChangeKindBankAccount, "6222020200112233445", password, certID, priv)
+	if err != nil {
+		return err
+	}
+	bank, err := r.expect(http.StatusCreated, "POST", base+"/bank-account", with(map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}, auth), "")
 	if err != nil {
 		return err
 	}
@@ -247,35 +378,24 @@ func (r *runner) run(res *Result) error {
 	r.say("   bound bank account ****%s (only a token and the last four digits are kept); withdrew %s CNY", bank.Str("bank_account_last4"), wd.Str("amount"))
 
 	r.section("A withdrawal beyond the balance is refused, and the attempt is still in the log (R1)")
-	over, err := r.expect(http.StatusUnprocessableEntity, "POST", base+"/withdrawals",
-		map[string]any{"amount": "50000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{password}}, "")
+	over, err := r.problem(http.StatusUnprocessableEntity, "insufficient_funds", "POST", base+"/withdrawals",
+		map[string]any{"amount": "50000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{password}})
 	if err != nil {
 		return err
-	}
-	if over.Str("code") != "insufficient_funds" {
-		return fmt.Errorf("want insufficient_funds, got %s", over.Raw)
 	}
 	r.say("   %s; recorded as WithdrawalRejected, no money moved", over.Str("code"))
 
 	r.section("Li Wei changes the reserved phone number (R1): a sensitive change needs two factor categories")
-	weak, err := r.expect(http.StatusUnprocessableEntity, "PUT", base+"/phone",
-		map[string]any{"phone": "+8613800138000", "device_id": "laptop-1", "proofs": []any{password}}, "")
+	weak, err := r.problem(http.StatusUnprocessableEntity, "insufficient_verification", "PUT", base+"/phone",
+		map[string]any{"phone": "+8613800138000", "device_id": "laptop-1", "proofs": []any{password}})
 	if err != nil {
 		return err
 	}
-	if weak.Str("code") != "insufficient_verification" {
-		return fmt.Errorf("want insufficient_verification, got %s", weak.Raw)
-	}
-	// The certificate signs the change's challenge, which names the
-	// account's current version (so the signature verifies only once).
-	acct, err := r.expect(http.StatusOK, "GET", base, nil, "")
+	auth, err = r.stepUp(li, domain.ChangeKindPhone, "+8613800138000", password, certID, priv)
 	if err != nil {
 		return err
 	}
-	version, _ := acct.Body["version"].(float64)
-	sig := ed25519.Sign(priv, domain.ChangeChallenge(domain.ChangeKindPhone, li, int64(version), "+8613800138000"))
-	phone, err := r.expect(http.StatusOK, "PUT", base+"/phone", map[string]any{"phone": "+8613800138000", "device_id": "laptop-1",
-		"version": int64(version), "proofs": []any{password, map[string]any{"factor_id": certID, "signature": base64.StdEncoding.EncodeToString(sig)}}}, "")
+	phone, err := r.expect(http.StatusOK, "PUT", base+"/phone", with(map[string]any{"phone": "+8613800138000"}, auth), "")
 	if err != nil {
 		return err
 	}
@@ -284,42 +404,50 @@ func (r *runner) run(res *Result) error {
 		phone.Str("phone"), phone.Body["categories"])
 
 	r.section("The coffee shop suspends its service (R14): payments to it are refused until it reactivates")
-	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/suspend", map[string]any{"reason": "renovation"}, ""); err != nil {
-		return err
-	}
-	un, err := r.expect(http.StatusConflict, "POST", base+"/payments", map[string]any{"payee_account_id": cafe, "amount": "5.00",
-		"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": "espresso"}, "")
+	cafeToken, err := r.login(cafe, map[string]any{"factor_id": pwIDs["cafe"], "password": liPassword})
 	if err != nil {
 		return err
 	}
-	if un.Str("code") != "payee_unavailable" {
-		return fmt.Errorf("want payee_unavailable, got %s", un.Raw)
+	r.as(cafeToken)
+	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/suspend", map[string]any{"reason": "renovation"}, ""); err != nil {
+		return err
 	}
+	r.as(liToken)
+	un, err := r.problem(http.StatusConflict, "payee_unavailable", "POST", base+"/payments", map[string]any{"payee_account_id": cafe, "amount": "5.00",
+		"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": "espresso"})
+	if err != nil {
+		return err
+	}
+	r.as(cafeToken)
 	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/reactivate", map[string]any{"reason": "reopened"}, ""); err != nil {
 		return err
 	}
 	r.say("   paying a %s payee: %s; reactivated afterwards", un.Str("payee_status"), un.Str("code"))
 
 	r.section("Zhang Min asks to close the account while holding the 990.00 received (R14): refused until it is empty")
-	cl, err := r.expect(http.StatusConflict, "POST", "/v1/accounts/"+zhang+"/close", map[string]any{"reason": "moving abroad"}, "")
+	r.as(zhangToken)
+	cl, err := r.problem(http.StatusConflict, "conflict", "POST", "/v1/accounts/"+zhang+"/close", map[string]any{"reason": "moving abroad"})
 	if err != nil {
 		return err
 	}
-	if cl.Str("code") != "conflict" || cl.Str("available") != "990.00" {
+	if cl.Str("available") != "990.00" {
 		return fmt.Errorf("want a conflict naming available 990.00, got %s", cl.Raw)
 	}
 	r.say("   %s: available %s CNY (a close counts every payment received, even one the balances projection has not applied yet)",
 		cl.Str("code"), cl.Str("available"))
 
 	r.section("A request carrying a card CVV is refused and nothing of it is kept (R19)")
-	fb, err := r.expect(http.StatusBadRequest, "POST", base+"/deposits", map[string]any{"amount": "1.00", "currency": "CNY", "card": map[string]any{"cvv": "123"}}, "")
+	r.as(r.staff.Funding)
+	fb, err := r.problem(http.StatusBadRequest, "forbidden_field", "POST", base+"/deposits",
+		map[string]any{"amount": "1.00", "currency": "CNY", "reference": "x", "card": map[string]any{"cvv": "123"}})
 	if err != nil {
 		return err
 	}
 	r.say("   %s: field %s", fb.Str("code"), fb.Str("field"))
 
-	r.section("Balances and Li Wei's statement")
+	r.section("Balances as the operator sees them (each read is recorded, naming the key), and Li Wei's statement")
 	res.Balances = map[string]string{li: "2697.50", zhang: "990.00", cafe: "6012.50"}
+	r.as(r.staff.Operator)
 	for _, id := range []string{li, zhang, cafe} {
 		b, err := r.expect(http.StatusOK, "GET", "/v1/accounts/"+id+"/balance", nil, "")
 		if err != nil {
@@ -330,6 +458,7 @@ func (r *runner) run(res *Result) error {
 		}
 		r.say("   %-15s %10s CNY", res.Names[id], b.Str("available"))
 	}
+	r.as(liToken)
 	st, err := r.expect(http.StatusOK, "GET", base+"/statement?limit=100", nil, "")
 	if err != nil {
 		return err
@@ -342,5 +471,14 @@ func (r *runner) run(res *Result) error {
 		return err
 	}
 	r.say("   Li Wei's own operation log holds %d hash-chained events (R1, R3)", len(ops.List("operations")))
+
+	r.section("Li Wei logs out: the token stops working at once")
+	if _, err := r.expect(http.StatusNoContent, "DELETE", "/v1/sessions/current", nil, ""); err != nil {
+		return err
+	}
+	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "GET", base+"/balance", nil); err != nil {
+		return err
+	}
+	r.say("   DELETE /v1/sessions/current: 204; the same token afterwards: 401 unauthenticated")
 	return nil
 }

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -26,7 +27,24 @@ type Factor struct {
 	// Revoked is final: a revoked factor cannot be reset back to life,
 	// unlike one reported lost, whose credential can be replaced.
 	Revoked bool
+	// UsableFrom is when the factor may first move money (cooling-off).
+	UsableFrom time.Time
 }
+
+// Session is a login session as the aggregate knows it: only the hash of
+// its token is in the log.
+type Session struct {
+	ID        string
+	TokenHash []byte
+	DeviceID  string
+	FactorIDs []string
+	Start     time.Time
+	ExpiresAt time.Time
+}
+
+// maxSessions bounds the open sessions of an account; a new login past it
+// ends the oldest.
+const maxSessions = 16
 
 // Recorded carries the store's facts about an event, needed by the
 // aggregate: where it sits in the global log (for the balance rule) and when
@@ -92,6 +110,11 @@ type Account struct {
 	movesNet    decimal.Decimal // the net of every own move added
 	usage       dayUsage
 	loc         *time.Location
+	sessions    []Session // oldest first, at most maxSessions
+	// staffSuspended is true while a suspension an operator made holds.
+	staffSuspended bool
+	// depositRefs maps each credited bank reference to its deposit.
+	depositRefs map[string]string
 }
 
 // NewAccount returns the empty aggregate for an account stream. loc is the
@@ -106,6 +129,8 @@ func NewAccount(loc *time.Location) *Account {
 		pending:  map[string]PaymentInitiated{},
 		finished: map[string]string{},
 		loc:      loc,
+
+		depositRefs: map[string]string{},
 	}
 }
 
@@ -144,6 +169,54 @@ func (a *Account) FailedAttempts() int { return a.failures }
 
 // LockedUntil returns the end of the current lock (zero when none).
 func (a *Account) LockedUntil() time.Time { return a.lockedUntil }
+
+// Session returns an open session by id.
+func (a *Account) Session(id string) (Session, bool) {
+	for _, s := range a.sessions {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Session{}, false
+}
+
+// activeCategories counts the factor categories among active factors,
+// leaving out the factor except (a credential being reset).
+func (a *Account) activeCategories(except string) int {
+	var seen [3]string
+	n := 0
+	for _, f := range a.factors {
+		if !f.Active || f.ID == except {
+			continue
+		}
+		dup := false
+		for _, c := range seen[:n] {
+			dup = dup || c == f.Category
+		}
+		if !dup && n < len(seen) {
+			seen[n] = f.Category
+			n++
+		}
+	}
+	return n
+}
+
+// activeFactors counts the active factors (R26: revoked and lost ones do
+// not count towards the limit).
+func (a *Account) activeFactors() int {
+	n := 0
+	for _, f := range a.factors {
+		if f.Active {
+			n++
+		}
+	}
+	return n
+}
+
+// endSessionsOf ends the sessions that logged in with factor id.
+func (a *Account) endSessionsOf(id string) {
+	a.sessions = slices.DeleteFunc(a.sessions, func(s Session) bool { return slices.Contains(s.FactorIDs, id) })
+}
 
 // Pending returns an initiated payment that is still awaiting confirmation.
 func (a *Account) Pending(paymentID string) (PaymentInitiated, bool) {
@@ -209,23 +282,34 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.Status, a.AgreedLimit = StatusActive, v.AgreedDailyLimit
 	case FactorEnrolled:
 		a.factors[v.FactorID] = &Factor{ID: v.FactorID, Method: v.Method, Category: v.Category, DeviceID: v.DeviceID,
-			PasswordHash: v.PasswordHash, SealedSecret: v.SealedSecret, PublicKey: v.PublicKey, Active: true}
+			PasswordHash: v.PasswordHash, SealedSecret: v.SealedSecret, PublicKey: v.PublicKey, Active: true, UsableFrom: v.UsableFrom}
+		a.authorised(v.Authorised)
 	case FactorRevoked:
 		a.retire(v.FactorID)
 		if f, ok := a.factors[v.FactorID]; ok {
 			f.Revoked = true
 		}
+		a.authorised(v.Authorised)
 	case CredentialLossReported:
 		a.retire(v.FactorID)
 	case CredentialReset:
 		if f, ok := a.factors[v.FactorID]; ok {
 			f.PasswordHash, f.SealedSecret, f.PublicKey, f.Active = v.PasswordHash, v.SealedSecret, v.PublicKey, true
+			f.UsableFrom = v.UsableFrom
 			delete(a.otpLast, v.FactorID)
 		}
+		a.endSessionsOf(v.FactorID)
 		a.authorised(v.Authorised)
 	case LoginSucceeded:
 		a.failures = 0
 		a.useOTPs(v.OTPUses)
+		if len(a.sessions) >= maxSessions {
+			a.sessions = slices.Delete(a.sessions, 0, len(a.sessions)-maxSessions+1)
+		}
+		a.sessions = append(a.sessions, Session{ID: v.SessionID, TokenHash: v.TokenHash, DeviceID: v.DeviceID,
+			FactorIDs: v.FactorIDs, Start: r.OccurredAt, ExpiresAt: v.ExpiresAt})
+	case SessionEnded:
+		a.sessions = slices.DeleteFunc(a.sessions, func(s Session) bool { return s.ID == v.SessionID })
 	case LoginFailed:
 		a.failures = v.FailedAttempts
 		a.useOTPs(v.OTPUses)
@@ -238,6 +322,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.lockedUntil, a.failures = time.Time{}, 0
 	case LimitAdjusted:
 		a.AgreedLimit = v.AgreedDailyLimit
+		a.authorised(v.Authorised)
 	case IdentityChanged:
 		a.HolderName = v.HolderName
 		a.authorised(v.Authorised)
@@ -249,8 +334,12 @@ func (a *Account) Apply(e Event, r Recorded) {
 	case BankAccountBound:
 		b := v
 		a.bank = &b
+		a.authorised(v.Authorised)
 	case FundsDeposited:
 		a.addMove(r.Position, v.Amount.Amount, false)
+		if v.Reference != "" && v.StaffKey != "" {
+			a.depositRefs[v.Reference] = v.DepositID
+		}
 	case PaymentInitiated:
 		a.pending[v.PaymentID] = v
 	case PaymentConfirmed:
@@ -270,10 +359,13 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.useOTPs(v.OTPUses)
 	case ServiceSuspended:
 		a.Status = StatusSuspended
+		a.staffSuspended = v.StaffKey != ""
 	case ServiceReactivated:
 		a.Status = StatusActive
+		a.staffSuspended = false
 	case AccountClosed:
 		a.Status = StatusClosed
+		a.sessions = nil
 	}
 }
 
@@ -291,6 +383,7 @@ func (a *Account) retire(id string) {
 	if f, ok := a.factors[id]; ok {
 		f.Active = false
 	}
+	a.endSessionsOf(id)
 }
 
 func (a *Account) useOTPs(uses []OTPUse) {

@@ -2,33 +2,64 @@ package domain
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Sensitive changes of an account (R1): each hands the account to whoever
-// makes it (a changed reserved phone, a reset password), so each must be
-// authorised by proofs, verified exactly like a withdrawal's: attempts are
-// counted and locked (R9), every attempt is an event, a one-time password
-// that verified is spent (R7) and an OTP on the sending device does not
-// count (R6). The kinds name the change in VerificationFailed.Purpose,
-// ChangeRejected.Change and the challenge.
+// Sensitive changes of an account (R1, R26): each changes how the account
+// is protected or paid out, so each hands the account to whoever makes it
+// (a new factor, a changed reserved phone, a reset password, another bank
+// account), and each must be authorised by fresh proofs (a step-up),
+// verified exactly like a withdrawal's: attempts are counted and locked
+// (R9), every attempt is an event, a one-time password that verified is
+// spent (R7) and an OTP on the sending device does not count (R6). The
+// kinds name the change in VerificationFailed.Purpose, ChangeRejected.Change,
+// HolderNotified.Change and the challenge.
 const (
 	ChangeKindIdentity        = "identity_change"
 	ChangeKindPhone           = "phone_change"
 	ChangeKindCredentialReset = "credential_reset"
+	ChangeKindEnrolment       = "factor_enrolment"
+	ChangeKindRevocation      = "factor_revocation"
+	ChangeKindLimit           = "limit_change"
+	ChangeKindBankAccount     = "bank_account_binding"
+	// Notified without a step-up: a loss report only takes access away,
+	// and an operator's unlock follows an identity check.
+	ChangeKindLossReport = "credential_loss_report"
+	ChangeKindUnlock     = "access_unlock"
 )
 
 // RequiredCategories is how many independent factor categories (R5, R6)
-// the proofs of a change must count: two for a reserved phone change and a
-// credential reset (a lost password must not be resettable with a password
-// alone), one for an identity change.
-func RequiredCategories(kind string) int {
-	if kind == ChangeKindIdentity {
-		return 1
-	}
-	return 2
+// the proofs of a change must count: two, so that no single stolen
+// credential changes how the account is protected (a lost password must
+// not be resettable with a password alone). An account whose active
+// factors span fewer categories (one just opened with a password) needs
+// proofs of every category it has; see stepUpNeed.
+func RequiredCategories(kind string) int { return 2 }
+
+// stepUpNeed is how many categories the proofs of a change of kind must
+// count on this account: RequiredCategories, or fewer when the account's
+// active factors, less the one being reset (except), span fewer.
+func (a *Account) stepUpNeed(kind, except string) int {
+	return min(RequiredCategories(kind), a.activeCategories(except))
+}
+
+// PaymentChallenge is what certificate, e-signature, biometric and device
+// proofs of a payment sign (dynamic linking: the signature covers what is
+// paid, to whom): the UTF-8 bytes of
+//
+//	"payledger/payment/v1\n" + paymentID + "\n" + payer + "\n" + payee + "\n" +
+//	amount + "\n" + fee + "\n" + currency + "\n" + base64url(nonce)
+//
+// with amount and fee as decimal strings with the currency's places
+// ("12.50") and the nonce in unpadded base64url. A client rebuilds it from
+// the payment's details to check what it signs.
+func PaymentChallenge(paymentID, payer, payee string, amount, fee Money, nonce []byte) []byte {
+	return []byte("payledger/payment/v1\n" + paymentID + "\n" + payer + "\n" + payee + "\n" +
+		amount.String() + "\n" + fee.String() + "\n" +
+		string(amount.Currency) + "\n" + base64.RawURLEncoding.EncodeToString(nonce))
 }
 
 // ChangeChallenge is what certificate, e-signature and biometric proofs of
@@ -133,14 +164,24 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 	if err != nil {
 		return a.lockedAttempt(kind, ref, auth.DeviceID, n), err
 	}
-	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, now)
+	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, false, now)
 	if bad != nil {
 		return nil, bad
 	}
 	if fail != nil {
 		return verificationFailed(p, now, pre, kind, ref, auth.DeviceID, n, fail, v.otpUses)
 	}
-	need := RequiredCategories(kind)
+	except := ""
+	if kind == ChangeKindCredentialReset {
+		except = ref
+	}
+	need := a.stepUpNeed(kind, except)
+	if need == 0 {
+		e := Errorf(CodeInsufficientVerification, "no other active factor can authorise this %s; an operator can help after checking the holder's identity",
+			strings.ReplaceAll(kind, "_", " ")).With("required_categories", RequiredCategories(kind)).With("verified_categories", len(v.categories))
+		return append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
+			Details: e.Details, OTPUses: v.otpUses}), e
+	}
 	if len(v.categories) < need {
 		what := strings.ReplaceAll(kind, "_", " ")
 		e := Errorf(CodeInsufficientVerification, "a %s needs proofs of %d independent factor categories; these count %d", what, need, len(v.categories))
@@ -152,7 +193,8 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 		return append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
 			Details: e.Details, OTPUses: v.otpUses}), e
 	}
-	return append(pre, done(Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses})), nil
+	return append(pre, done(Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses}),
+		HolderNotified{Change: kind, Reference: ref}), nil
 }
 
 // reachesWithExcluded reports whether the proofs would have counted need

@@ -17,17 +17,39 @@ type Proof struct {
 	Attestation []byte
 }
 
-// OpenAccount opens a new account.
+// Staff names the staff key behind a command an operator or the funding
+// desk made, and for an operator the reference of the identity check they
+// did (a branch visit, a video call): recorded on the event, so every
+// staff action in the log names its key (R26).
+type Staff struct {
+	StaffKey      string `json:"staff_key,omitempty"`
+	IdentityCheck string `json:"identity_check,omitempty"`
+}
+
+// IdentityChecked reports whether an operator checked the holder's
+// identity for this command.
+func (s Staff) IdentityChecked() bool { return s.StaffKey != "" && s.IdentityCheck != "" }
+
+// OpenAccount opens a new account with its first factor: an account never
+// exists without a way for its holder to prove who they are. Staff is set
+// when an operator opens it for a customer.
 type OpenAccount struct {
 	AccountID  string
 	HolderName string
 	Currency   string
 	Kind       string
+	Factor     EnrollFactor
+	Staff      Staff
 }
 
 // EnrollFactor enrols a factor. For a password, Password and Salt; for
 // TOTP, DeviceID and SealedSecret; for certificate and e-signature,
 // PublicKey; for biometric, DeviceID.
+//
+// The holder authorises it with Auth (two factor categories, see
+// StepUpCategories); an operator instead names the identity check they
+// did (Staff), and only then is the factor usable at once: otherwise it
+// waits Policy.CoolingOff before it can move money.
 type EnrollFactor struct {
 	FactorID     string
 	Method       string
@@ -36,16 +58,24 @@ type EnrollFactor struct {
 	Salt         []byte
 	SealedSecret []byte
 	PublicKey    []byte
+	Auth         Authorisation
+	Staff        Staff
 }
 
-// RevokeFactor retires a factor.
+// RevokeFactor retires a factor; Auth must prove two factor categories.
 type RevokeFactor struct {
 	FactorID string
 	Reason   string
+	Auth     Authorisation
 }
 
-// ReportCredentialLoss reports a credential lost or stolen (R1).
-type ReportCredentialLoss struct{ FactorID string }
+// ReportCredentialLoss reports a credential lost or stolen (R1). It only
+// takes access away, so the holder's session suffices; an operator
+// reports it after an identity check (Staff).
+type ReportCredentialLoss struct {
+	FactorID string
+	Staff    Staff
+}
 
 // ResetCredential replaces a factor's credential (R1 password/certificate
 // reset), for example a new password with a new salt. Auth must prove two
@@ -80,8 +110,13 @@ type Login struct {
 	Proofs    []Proof
 }
 
-// AdjustLimit sets the daily limit agreed with the customer (R10).
-type AdjustLimit struct{ Limit string }
+// AdjustLimit sets the daily limit agreed with the customer (R10). A raise
+// must be authorised by Auth (two factor categories); a lower limit only
+// protects the holder and needs none.
+type AdjustLimit struct {
+	Limit string
+	Auth  Authorisation
+}
 
 // ChangeIdentity corrects the holder's identity data; Auth must prove at
 // least one factor category.
@@ -104,14 +139,18 @@ type BindBankAccount struct {
 	Number     string
 	HolderName string
 	Token      string
+	Auth       Authorisation
 }
 
-// Deposit credits money arriving from outside.
+// Deposit credits money arriving from outside: a bank transfer the
+// funding desk (Staff) matched, named by its bank reference, which can be
+// credited once.
 type Deposit struct {
 	DepositID string
 	Amount    string
 	Currency  string
 	Reference string
+	Staff     Staff
 }
 
 // Payee is what the caller found about the payee account.
@@ -132,7 +171,9 @@ type InitiatePayment struct {
 	Terminal    string
 	DeviceID    string
 	Description string
-	Challenge   []byte
+	// Nonce makes the challenge unique; the challenge itself is
+	// PaymentChallenge of the payment's details.
+	Nonce []byte
 }
 
 // Balance is the balances projection's figure for the account at its
@@ -166,16 +207,46 @@ type Withdraw struct {
 	Balance      Balance
 }
 
-// Suspend suspends the payment service (R14).
-type Suspend struct{ Reason string }
+// Suspend suspends the payment service (R14): by the holder, or by an
+// operator for risk (Staff).
+type Suspend struct {
+	Reason string
+	Staff  Staff
+}
 
-// Reactivate lifts a suspension.
-type Reactivate struct{ Reason string }
+// Reactivate lifts a suspension. A holder may lift only a suspension the
+// holder made; one an operator made for risk is lifted by an operator.
+type Reactivate struct {
+	Reason string
+	Staff  Staff
+}
 
 // CloseAccount closes the account for good; the balance must be zero.
 type CloseAccount struct {
 	Reason  string
 	Balance Balance
+	Staff   Staff
+}
+
+// Unlock lifts R9's lock before it expires: an operator after an identity
+// check.
+type Unlock struct {
+	Reason string
+	Staff  Staff
+}
+
+// Logout ends a session.
+type Logout struct {
+	SessionID string
+	Reason    string
+}
+
+// RecordStaffRead records that a staff key read the account's personal
+// data or history (R26).
+type RecordStaffRead struct {
+	Staff Staff
+	Role  string
+	What  string
 }
 
 func (OpenAccount) isCommand()          {}
@@ -195,3 +266,6 @@ func (Withdraw) isCommand()             {}
 func (Suspend) isCommand()              {}
 func (Reactivate) isCommand()           {}
 func (CloseAccount) isCommand()         {}
+func (Unlock) isCommand()               {}
+func (Logout) isCommand()               {}
+func (RecordStaffRead) isCommand()      {}

@@ -18,43 +18,45 @@ import (
 // nothing changes.
 func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 	if open, ok := cmd.(OpenAccount); ok {
-		return decideOpen(a, open, p)
+		return decideOpen(a, open, p, now)
 	}
 	if !a.Exists() {
 		return nil, Errorf(CodeNotFound, "account not found")
+	}
+	if read, ok := cmd.(RecordStaffRead); ok {
+		// A closed account's history stays readable, and the read is recorded.
+		if read.Staff.StaffKey == "" {
+			return nil, Errorf(CodeInternal, "a staff read names no staff key")
+		}
+		return one(StaffRead{Role: read.Role, What: limitText(read.What, 100), Staff: read.Staff})
 	}
 	if a.Status == StatusClosed {
 		return nil, Errorf(CodeAccountClosed, "account %s is closed", a.ID)
 	}
 	switch c := cmd.(type) {
 	case EnrollFactor:
-		return decideEnroll(a, c)
+		return decideEnroll(a, c, p, now)
 	case RevokeFactor:
-		if err := a.activeFactor(c.FactorID); err != nil {
-			return nil, err
-		}
-		return one(FactorRevoked{FactorID: c.FactorID, Reason: limitText(c.Reason, 200)})
+		return decideRevoke(a, c, p, now)
 	case ReportCredentialLoss:
-		if err := a.activeFactor(c.FactorID); err != nil {
-			return nil, err
-		}
-		return one(CredentialLossReported{FactorID: c.FactorID, Method: a.factors[c.FactorID].Method})
+		return decideLossReport(a, c)
 	case ResetCredential:
 		return decideReset(a, c, p, now)
 	case Login:
 		return decideLogin(a, c, p, now)
-	case AdjustLimit:
-		m, err := ParseAmount(c.Limit, a.Currency, "agreed_daily_limit")
-		if err != nil {
-			return nil, err
+	case Logout:
+		if _, ok := a.Session(c.SessionID); !ok {
+			return nil, Errorf(CodeUnauthenticated, "the session has already ended")
 		}
-		return one(LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m})
+		return one(SessionEnded{SessionID: c.SessionID, Reason: limitText(c.Reason, 200)})
+	case AdjustLimit:
+		return decideLimit(a, c, p, now)
 	case ChangeIdentity:
 		return decideIdentity(a, c, p, now)
 	case ChangePhone:
 		return decidePhone(a, c, p, now)
 	case BindBankAccount:
-		return decideBind(a, c)
+		return decideBind(a, c, p, now)
 	case Deposit:
 		return decideDeposit(a, c)
 	case InitiatePayment:
@@ -67,18 +69,30 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		if a.Status == StatusSuspended {
 			return nil, Errorf(CodeAccountSuspended, "account %s is already suspended", a.ID)
 		}
-		return one(ServiceSuspended{Reason: limitText(c.Reason, 200)})
+		return one(ServiceSuspended{Reason: limitText(c.Reason, 200), Staff: c.Staff})
 	case Reactivate:
 		if a.Status != StatusSuspended {
 			return nil, Errorf(CodeConflict, "account %s is not suspended", a.ID)
 		}
-		return one(ServiceReactivated{Reason: limitText(c.Reason, 200)})
+		if a.staffSuspended && c.Staff.StaffKey == "" {
+			return nil, Errorf(CodeForbidden, "an operator suspended this account; only an operator can reactivate it")
+		}
+		return one(ServiceReactivated{Reason: limitText(c.Reason, 200), Staff: c.Staff})
 	case CloseAccount:
 		if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); !avail.Amount.IsZero() {
 			return nil, Errorf(CodeConflict, "withdraw the remaining balance %s before closing", avail).
 				With("available", avail.String())
 		}
-		return one(AccountClosed{Reason: limitText(c.Reason, 200)})
+		return one(AccountClosed{Reason: limitText(c.Reason, 200), Staff: c.Staff})
+	case Unlock:
+		if !c.Staff.IdentityChecked() {
+			return nil, Invalid("identity_check", "an operator lifts a lock only after checking the holder's identity: name the check in identity_check")
+		}
+		if a.lockedUntil.IsZero() || !now.Before(a.lockedUntil) {
+			return nil, Errorf(CodeConflict, "account %s is not locked", a.ID)
+		}
+		return []Event{AccessUnlocked{Reason: limitText(c.Reason, 200), Staff: c.Staff},
+			HolderNotified{Change: ChangeKindUnlock, Staff: c.Staff}}, nil
 	}
 	return nil, Errorf(CodeInternal, "unknown command %T", cmd)
 }
@@ -112,7 +126,7 @@ func holderName(s string) (string, error) {
 	return name, nil
 }
 
-func decideOpen(a *Account, c OpenAccount, p Policy) ([]Event, error) {
+func decideOpen(a *Account, c OpenAccount, p Policy, now time.Time) ([]Event, error) {
 	if a.Exists() {
 		return nil, Errorf(CodeConflict, "account %s already exists", a.ID)
 	}
@@ -134,30 +148,103 @@ func decideOpen(a *Account, c OpenAccount, p Policy) ([]Event, error) {
 	if kind != KindPersonal && kind != KindMerchant {
 		return nil, Invalid("kind", "kind must be personal or merchant")
 	}
-	return one(AccountOpened{AccountID: c.AccountID, HolderName: name, Currency: cur, Kind: kind, AgreedDailyLimit: p.DefaultAgreedLimit})
-}
-
-// maxFactors bounds how many factors one account may enrol.
-const maxFactors = 20
-
-func decideEnroll(a *Account, c EnrollFactor) ([]Event, error) {
-	cat, ok := CategoryOf(c.Method)
-	if !ok {
-		return nil, Invalid("method", "method must be one of password, totp, certificate, e_signature, biometric")
+	if c.Staff.StaffKey != "" && !c.Staff.IdentityChecked() {
+		return nil, Invalid("identity_check", "an operator opens an account only after checking the holder's identity: name the check in identity_check")
 	}
-	if _, dup := a.factors[c.FactorID]; dup {
-		return nil, Errorf(CodeConflict, "factor %s already exists", c.FactorID)
-	}
-	if len(a.factors) >= maxFactors {
-		return nil, Errorf(CodeConflict, "an account may enrol at most %d factors", maxFactors)
-	}
-	ev := FactorEnrolled{FactorID: c.FactorID, Method: c.Method, Category: cat, DeviceID: c.DeviceID}
-	cred, err := credential(c.Method, c.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, true)
+	opened := AccountOpened{AccountID: c.AccountID, HolderName: name, Currency: cur, Kind: kind, AgreedDailyLimit: p.DefaultAgreedLimit, Staff: c.Staff}
+	first, err := newFactor(&Account{factors: map[string]*Factor{}}, c.Factor, c.Staff, p, now)
 	if err != nil {
 		return nil, err
 	}
+	return []Event{opened, first}, nil
+}
+
+// maxFactors bounds how many active factors one account may have.
+const maxFactors = 20
+
+// newFactor validates an enrolment and returns its event, without its
+// authorisation: the first factor of an account, or one an operator
+// enrols after an identity check, or (decideEnroll) one the holder's
+// step-up authorises. Without an identity check the factor cools off.
+func newFactor(a *Account, c EnrollFactor, staff Staff, p Policy, now time.Time) (FactorEnrolled, error) {
+	cat, ok := CategoryOf(c.Method)
+	if !ok {
+		return FactorEnrolled{}, Invalid("method", "method must be one of password, totp, certificate, e_signature, biometric")
+	}
+	if _, dup := a.factors[c.FactorID]; dup {
+		return FactorEnrolled{}, Errorf(CodeConflict, "factor %s already exists", c.FactorID)
+	}
+	if a.activeFactors() >= maxFactors {
+		return FactorEnrolled{}, Errorf(CodeConflict, "an account may have at most %d active factors; revoke one first", maxFactors)
+	}
+	if len(c.DeviceID) > 100 {
+		return FactorEnrolled{}, Invalid("device_id", "device_id is at most 100 characters")
+	}
+	ev := FactorEnrolled{FactorID: c.FactorID, Method: c.Method, Category: cat, DeviceID: c.DeviceID, Staff: staff}
+	cred, err := credential(c.Method, c.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, true)
+	if err != nil {
+		return FactorEnrolled{}, err
+	}
 	ev.PasswordHash, ev.SealedSecret, ev.PublicKey = cred.PasswordHash, cred.SealedSecret, cred.PublicKey
-	return one(ev)
+	if !staff.IdentityChecked() {
+		ev.UsableFrom = now.Add(p.CoolingOff)
+	}
+	return ev, nil
+}
+
+func decideEnroll(a *Account, c EnrollFactor, p Policy, now time.Time) ([]Event, error) {
+	ev, err := newFactor(a, c, c.Staff, p, now)
+	if err != nil {
+		return nil, err
+	}
+	if c.Staff.StaffKey != "" {
+		if !c.Staff.IdentityChecked() {
+			return nil, Invalid("identity_check", "an operator enrols a factor only after checking the holder's identity: name the check in identity_check")
+		}
+		return []Event{ev, HolderNotified{Change: ChangeKindEnrolment, Reference: ev.FactorID, Staff: c.Staff}}, nil
+	}
+	return a.authoriseChange(p, now, ChangeKindEnrolment, c.Method, ev.FactorID, c.Auth, func(by Authorised) Event {
+		ev.Authorised = by
+		return ev
+	})
+}
+
+func decideRevoke(a *Account, c RevokeFactor, p Policy, now time.Time) ([]Event, error) {
+	if err := a.activeFactor(c.FactorID); err != nil {
+		return nil, err
+	}
+	if a.activeFactors() == 1 {
+		return nil, Errorf(CodeConflict, "factor %s is the account's last active factor; enrol another before revoking it", c.FactorID)
+	}
+	return a.authoriseChange(p, now, ChangeKindRevocation, c.FactorID, c.FactorID, c.Auth, func(by Authorised) Event {
+		return FactorRevoked{FactorID: c.FactorID, Reason: limitText(c.Reason, 200), Authorised: by}
+	})
+}
+
+func decideLossReport(a *Account, c ReportCredentialLoss) ([]Event, error) {
+	if err := a.activeFactor(c.FactorID); err != nil {
+		return nil, err
+	}
+	if c.Staff.StaffKey != "" && !c.Staff.IdentityChecked() {
+		return nil, Invalid("identity_check", "an operator takes a loss report only after checking the holder's identity: name the check in identity_check")
+	}
+	return []Event{CredentialLossReported{FactorID: c.FactorID, Method: a.factors[c.FactorID].Method, Staff: c.Staff},
+		HolderNotified{Change: ChangeKindLossReport, Reference: c.FactorID, Staff: c.Staff}}, nil
+}
+
+func decideLimit(a *Account, c AdjustLimit, p Policy, now time.Time) ([]Event, error) {
+	m, err := ParseAmount(c.Limit, a.Currency, "agreed_daily_limit")
+	if err != nil {
+		return nil, err
+	}
+	if !m.Amount.GreaterThan(a.AgreedLimit.Amount) {
+		// A lower limit only protects the holder: no step-up.
+		return []Event{LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m},
+			HolderNotified{Change: ChangeKindLimit, Reference: m.String()}}, nil
+	}
+	return a.authoriseChange(p, now, ChangeKindLimit, c.Limit, "", c.Auth, func(by Authorised) Event {
+		return LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m, Authorised: by}
+	})
 }
 
 // credential validates and derives the stored credential of a factor.
@@ -205,7 +292,7 @@ func (a *Account) activeFactor(id string) error {
 	return nil
 }
 
-func decideBind(a *Account, c BindBankAccount) ([]Event, error) {
+func decideBind(a *Account, c BindBankAccount, p Policy, now time.Time) ([]Event, error) {
 	if !digitsOnly(c.Number, 8, 34) {
 		return nil, Invalid("bank_account_number", "bank_account_number must be 8 to 34 digits")
 	}
@@ -216,7 +303,9 @@ func decideBind(a *Account, c BindBankAccount) ([]Event, error) {
 	if !strings.EqualFold(name, a.HolderName) {
 		return nil, Invalid("holder_name", "the bank account must be in the account holder's own name")
 	}
-	return one(BankAccountBound{BankAccountToken: c.Token, Last4: c.Number[len(c.Number)-4:], HolderName: name})
+	return a.authoriseChange(p, now, ChangeKindBankAccount, c.Number, "", c.Auth, func(by Authorised) Event {
+		return BankAccountBound{BankAccountToken: c.Token, Last4: c.Number[len(c.Number)-4:], HolderName: name, Authorised: by}
+	})
 }
 
 // moneyOf parses an amount and checks it is in the account's currency.
@@ -235,6 +324,9 @@ func (a *Account) requireActive() error {
 }
 
 func decideDeposit(a *Account, c Deposit) ([]Event, error) {
+	if c.Staff.StaffKey == "" {
+		return nil, Errorf(CodeForbidden, "only the funding desk credits money, for a bank transfer it matched")
+	}
 	if err := a.requireActive(); err != nil {
 		return nil, err
 	}
@@ -242,8 +334,16 @@ func decideDeposit(a *Account, c Deposit) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	ref := strings.TrimSpace(c.Reference)
+	if ref == "" || utf8.RuneCountInString(ref) > 140 {
+		return nil, Invalid("reference", "reference must name the bank transfer (1 to 140 characters)")
+	}
+	if id, used := a.depositRefs[ref]; used {
+		return nil, Errorf(CodeBankReferenceUsed, "bank transfer %q was already credited as deposit %s", ref, id).
+			With("deposit_id", id).With("field", "reference")
+	}
 	return one(FundsDeposited{DepositID: c.DepositID, DebitAccount: ClearingAccountID(a.Currency), CreditAccount: a.ID,
-		Amount: m, Reference: limitText(c.Reference, 140)})
+		Amount: m, Reference: ref, Staff: c.Staff})
 }
 
 // lockCheck applies R9's lock. While locked it returns access_locked. When
@@ -296,7 +396,7 @@ func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) 
 	if err != nil {
 		return []Event{LoginFailed{DeviceID: c.DeviceID, Code: CodeAccessLocked, Reason: "access locked", FailedAttempts: n, LockedUntil: a.lockedUntil}}, err
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, now)
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, false, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -351,12 +451,13 @@ func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]E
 		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
 	case utf8.RuneCountInString(c.Description) > maxDescription:
 		return nil, Invalid("description", "description is at most 140 characters")
-	case len(c.Challenge) < 16:
-		return nil, Errorf(CodeInternal, "payment challenge too short")
+	case len(c.Nonce) < 16:
+		return nil, Errorf(CodeInternal, "payment nonce too short")
 	}
-	return one(PaymentInitiated{PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: Zero(a.Currency),
+	fee := Zero(a.Currency)
+	return one(PaymentInitiated{PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: fee,
 		Channel: c.Channel, Terminal: c.Terminal, DeviceID: c.DeviceID, Description: c.Description,
-		Challenge: c.Challenge, ExpiresAt: now.Add(p.ChallengeTTL)})
+		Challenge: PaymentChallenge(c.PaymentID, a.ID, c.PayeeID, m, fee, c.Nonce), ExpiresAt: now.Add(p.ChallengeTTL)})
 }
 
 // takesPayments reports whether a payee may be paid: R14 lets a customer
@@ -409,7 +510,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	if now.After(pi.ExpiresAt) {
 		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339Nano)))
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID, pi.DeviceID}, pi.Challenge, now)
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID, pi.DeviceID}, pi.Challenge, true, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -526,7 +627,7 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	if err != nil {
 		return a.lockedAttempt("withdrawal", c.WithdrawalID, c.DeviceID, n), err
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, now)
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, true, now)
 	if bad != nil {
 		return nil, bad
 	}

@@ -35,7 +35,29 @@ const (
 	// (two for a phone change or credential reset, one for an identity
 	// change). Details: required_categories, verified_categories.
 	CodeInsufficientVerification = "insufficient_verification"
-	CodeUnauthorized             = "unauthorized"
+	// CodeUnauthenticated: the request carries no valid credentials (no
+	// session token or staff key, or one that expired or was revoked).
+	CodeUnauthenticated = "unauthenticated"
+	// CodeForbidden: the credentials are valid but may not do this here
+	// (another holder's account, a staff role without the right). An id
+	// the caller may not see answers the same whether it exists or not.
+	CodeForbidden = "forbidden"
+	// CodeMethodNotAllowed: the path exists, but not with this method.
+	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeRateLimited: too many failures from this client address or
+	// against this account, or every password-hashing slot is busy; the
+	// problem carries retry_after (seconds) and nothing was recorded.
+	CodeRateLimited = "rate_limited"
+	// CodeFactorCoolingOff: a factor enrolled or reset without an
+	// operator's identity check cannot move money before usable_from.
+	CodeFactorCoolingOff = "factor_cooling_off"
+	// CodeBankReferenceUsed: a deposit with this bank transfer reference
+	// was already credited (details: deposit_id).
+	CodeBankReferenceUsed = "bank_reference_used"
+	// CodeSecretShownOnce: an idempotent replay of a request whose reply
+	// carried a secret (a session token, a TOTP seed); the secret is not
+	// shown again, so the client must make a new request.
+	CodeSecretShownOnce = "secret_shown_once"
 	// CodeUnavailable: the request cannot be decided now because a part
 	// it depends on is behind (the balances projection, for a close or a
 	// read); nothing was recorded and the same request can be retried.

@@ -40,6 +40,9 @@ const (
 	TypeServiceSuspended       = "ServiceSuspended"
 	TypeServiceReactivated     = "ServiceReactivated"
 	TypeAccountClosed          = "AccountClosed"
+	TypeSessionEnded           = "SessionEnded"
+	TypeHolderNotified         = "HolderNotified"
+	TypeStaffRead              = "StaffRead"
 )
 
 // Account kinds.
@@ -62,6 +65,8 @@ type AccountOpened struct {
 	Currency         Currency `json:"currency"`
 	Kind             string   `json:"kind"`
 	AgreedDailyLimit Money    `json:"agreed_daily_limit"`
+	// Staff is set when an operator opened the account for a customer.
+	Staff
 }
 
 // FactorEnrolled records a new authentication factor. It never holds a
@@ -76,12 +81,21 @@ type FactorEnrolled struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 	SealedSecret []byte `json:"sealed_secret,omitempty"`
 	PublicKey    []byte `json:"public_key,omitempty"`
+	// UsableFrom is when the factor may first confirm a payment or a
+	// withdrawal (the cooling-off, R26); zero when an operator checked the
+	// holder's identity, and in events written before cooling-off existed.
+	UsableFrom time.Time `json:"usable_from,omitzero"`
+	// Authorised is the holder's step-up that authorised the enrolment;
+	// zero for the first factor and for an operator's enrolment.
+	Authorised Authorised `json:"authorised,omitzero"`
+	Staff
 }
 
 // FactorRevoked retires a factor; it can no longer prove anything.
 type FactorRevoked struct {
-	FactorID string `json:"factor_id"`
-	Reason   string `json:"reason"`
+	FactorID   string     `json:"factor_id"`
+	Reason     string     `json:"reason"`
+	Authorised Authorised `json:"authorised,omitzero"`
 }
 
 // CredentialReset replaces a factor's credential (new password hash, new
@@ -94,6 +108,8 @@ type CredentialReset struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 	SealedSecret []byte `json:"sealed_secret,omitempty"`
 	PublicKey    []byte `json:"public_key,omitempty"`
+	// UsableFrom: see FactorEnrolled.
+	UsableFrom time.Time `json:"usable_from,omitzero"`
 	Authorised
 }
 
@@ -114,6 +130,7 @@ type Authorised struct {
 type CredentialLossReported struct {
 	FactorID string `json:"factor_id"`
 	Method   string `json:"method"`
+	Staff
 }
 
 // OTPUse records that a one-time password of a factor was consumed at a
@@ -175,17 +192,20 @@ type AccessLocked struct {
 	FailedAttempts int       `json:"failed_attempts"`
 }
 
-// AccessUnlocked records the end of a lock (it expired, or was lifted).
+// AccessUnlocked records the end of a lock (it expired, or an operator
+// lifted it).
 type AccessUnlocked struct {
 	Reason string `json:"reason"`
+	Staff
 }
 
 // LimitAdjusted changes the daily limit agreed between institution and
 // customer, which applies to payments verified with a certificate or
 // e-signature plus another category (R10).
 type LimitAdjusted struct {
-	Previous         Money `json:"previous"`
-	AgreedDailyLimit Money `json:"agreed_daily_limit"`
+	Previous         Money      `json:"previous"`
+	AgreedDailyLimit Money      `json:"agreed_daily_limit"`
+	Authorised       Authorised `json:"authorised,omitzero"`
 }
 
 // IdentityChanged records a change of the holder's identity data.
@@ -204,9 +224,10 @@ type PhoneChanged struct {
 // (the fund collection method). Only a token and the last four digits of the
 // bank account number are kept (R19).
 type BankAccountBound struct {
-	BankAccountToken string `json:"bank_account_token"`
-	Last4            string `json:"last4"`
-	HolderName       string `json:"holder_name"`
+	BankAccountToken string     `json:"bank_account_token"`
+	Last4            string     `json:"last4"`
+	HolderName       string     `json:"holder_name"`
+	Authorised       Authorised `json:"authorised,omitzero"`
 }
 
 // FundsDeposited moves money from outside into the account: debit the
@@ -217,6 +238,7 @@ type FundsDeposited struct {
 	CreditAccount string `json:"credit_account"`
 	Amount        Money  `json:"amount"`
 	Reference     string `json:"reference"`
+	Staff
 }
 
 // PaymentInitiated is the first step of confirm-then-execute (R15): the
@@ -319,16 +341,48 @@ type ChangeRejected struct {
 // the payment service (R14).
 type ServiceSuspended struct {
 	Reason string `json:"reason"`
+	// Staff is set when an operator suspended it for risk; only an
+	// operator lifts such a suspension.
+	Staff
 }
 
 // ServiceReactivated lifts a suspension.
 type ServiceReactivated struct {
 	Reason string `json:"reason"`
+	Staff
 }
 
 // AccountClosed is final: no further operation is accepted.
 type AccountClosed struct {
 	Reason string `json:"reason"`
+	Staff
+}
+
+// SessionEnded ends a login session before its expiry: the holder logged
+// out. Sessions also end, without an event of their own, when they expire
+// or when a factor they logged in with is revoked, reset or reported lost.
+type SessionEnded struct {
+	SessionID string `json:"session_id"`
+	Reason    string `json:"reason"`
+}
+
+// HolderNotified is a notice owed to the holder about a change to how the
+// account is protected or paid out (a factor, the limit, the bank account,
+// the phone, the identity), for a notification channel to deliver; it
+// follows the change's event in the same append.
+type HolderNotified struct {
+	Change    string `json:"change"`
+	Reference string `json:"reference,omitempty"`
+	// Staff names the operator when an operator made the change.
+	Staff
+}
+
+// StaffRead records that a staff key read the account's personal data or
+// history (R26): who, in which role, and what.
+type StaffRead struct {
+	Role string `json:"role"`
+	What string `json:"what"`
+	Staff
 }
 
 func (AccountOpened) EventType() string          { return TypeAccountOpened }
@@ -355,6 +409,9 @@ func (ChangeRejected) EventType() string         { return TypeChangeRejected }
 func (ServiceSuspended) EventType() string       { return TypeServiceSuspended }
 func (ServiceReactivated) EventType() string     { return TypeServiceReactivated }
 func (AccountClosed) EventType() string          { return TypeAccountClosed }
+func (SessionEnded) EventType() string           { return TypeSessionEnded }
+func (HolderNotified) EventType() string         { return TypeHolderNotified }
+func (StaffRead) EventType() string              { return TypeStaffRead }
 
 // decoders maps a stored type and schema version to a decoder. Every version ever
 // written stays here: five-year retention means today's code reads
@@ -385,6 +442,9 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeServiceSuspended, 1):       decodeAs[ServiceSuspended],
 	key(TypeServiceReactivated, 1):     decodeAs[ServiceReactivated],
 	key(TypeAccountClosed, 1):          decodeAs[AccountClosed],
+	key(TypeSessionEnded, 1):           decodeAs[SessionEnded],
+	key(TypeHolderNotified, 1):         decodeAs[HolderNotified],
+	key(TypeStaffRead, 1):              decodeAs[StaffRead],
 }
 
 // CurrentSchemaVersion is the payload version new events are written with.

@@ -22,8 +22,15 @@ type Policy struct {
 	// LockDuration (R9).
 	MaxFailures  int
 	LockDuration time.Duration
-	// SessionTTL is how long a login session lasts (R9).
-	SessionTTL time.Duration
+	// SessionTTL is how long a login session lasts at most (R9), and
+	// SessionIdle how long it lasts without a request.
+	SessionTTL  time.Duration
+	SessionIdle time.Duration
+	// CoolingOff is how long a factor enrolled or reset without an
+	// operator's identity check waits before it can confirm a payment or
+	// a withdrawal, so that whoever took over a session cannot add a
+	// factor and move money before the holder hears of it (R26).
+	CoolingOff time.Duration
 	// ChallengeTTL is how long an initiated payment may be confirmed; the
 	// one-time proof it asks for expires with it (R7).
 	ChallengeTTL time.Duration
@@ -36,7 +43,8 @@ type Policy struct {
 
 // DefaultPolicy returns the defaults of REQUIREMENTS.md: Asia/Shanghai days,
 // caps of 1,000 and 5,000 CNY, an agreed limit of 50,000 CNY, 5 failures
-// lock for 30 minutes, 15-minute sessions and 5-minute challenges.
+// lock for 30 minutes, sessions of at most 8 hours that end after 15 idle
+// minutes, 5-minute challenges and a 24-hour cooling-off for new factors.
 // loc must be Asia/Shanghai or another zone loaded by the caller (the domain
 // does no I/O).
 func DefaultPolicy(loc *time.Location) Policy {
@@ -47,7 +55,9 @@ func DefaultPolicy(loc *time.Location) Policy {
 		DefaultAgreedLimit:   MustMoney("50000.00", CNY),
 		MaxFailures:          5,
 		LockDuration:         30 * time.Minute,
-		SessionTTL:           15 * time.Minute,
+		SessionTTL:           8 * time.Hour,
+		SessionIdle:          15 * time.Minute,
+		CoolingOff:           24 * time.Hour,
 		ChallengeTTL:         5 * time.Minute,
 	}
 }

@@ -28,6 +28,15 @@ func (a authJSON) auth() (domain.Authorisation, error) {
 	return domain.Authorisation{DeviceID: a.DeviceID, Version: a.Version, Proofs: proofs}, nil
 }
 
+// optionalAuth is auth() for a request that may carry no step-up (an
+// operator's enrolment, a lower limit): no device and no proofs is none.
+func (a authJSON) optionalAuth() (domain.Authorisation, error) {
+	if a.DeviceID == "" && len(a.Proofs) == 0 && a.Version == 0 {
+		return domain.Authorisation{}, nil
+	}
+	return a.auth()
+}
+
 // authorisedBy is how a change was authorised, in its reply.
 func authorisedBy(a domain.Authorised) []string {
 	if a.Categories == nil {
@@ -43,12 +52,12 @@ type identityReq struct {
 
 func (s *Server) changeIdentity(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, req identityReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req identityReq, idem ledger.Idem) (ledger.Outcome, error) {
 		auth, err := req.auth()
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.ChangeIdentity(ctx, id, idem, req.HolderName, auth)
+		return s.svc.ChangeIdentity(ctx, by, id, idem, req.HolderName, auth)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.IdentityChanged](out)
 		return map[string]any{"id": id, "holder_name": e.HolderName, "categories": authorisedBy(e.Authorised), "log": refOf(out)}, err
@@ -62,12 +71,12 @@ type phoneReq struct {
 
 func (s *Server) changePhone(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, req phoneReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req phoneReq, idem ledger.Idem) (ledger.Outcome, error) {
 		auth, err := req.auth()
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.ChangePhone(ctx, id, idem, req.Phone, auth)
+		return s.svc.ChangePhone(ctx, by, id, idem, req.Phone, auth)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.PhoneChanged](out)
 		return map[string]any{"id": id, "phone": e.Phone, "categories": authorisedBy(e.Authorised), "log": refOf(out)}, err
@@ -84,7 +93,7 @@ type resetReq struct {
 
 func (s *Server) resetCredential(w http.ResponseWriter, r *http.Request) {
 	id, fid := r.PathValue("id"), r.PathValue("fid")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, req resetReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req resetReq, idem ledger.Idem) (ledger.Outcome, error) {
 		pub, err := publicKey(req.PublicKey)
 		if err != nil {
 			return ledger.Outcome{}, err
@@ -93,7 +102,7 @@ func (s *Server) resetCredential(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.ResetCredential(ctx, id, idem, ledger.ResetRequest{FactorID: fid, Password: req.Password, PublicKey: pub, Auth: auth})
+		return s.svc.ResetCredential(ctx, by, id, idem, ledger.ResetRequest{FactorID: fid, Password: req.Password, PublicKey: pub, Auth: auth})
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.CredentialReset](out)
 		if err != nil {

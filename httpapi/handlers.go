@@ -9,38 +9,56 @@ import (
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/projections"
 )
 
 type openAccountReq struct {
-	HolderName string `json:"holder_name"`
-	Currency   string `json:"currency"`
-	Kind       string `json:"kind"`
+	HolderName    string    `json:"holder_name"`
+	Currency      string    `json:"currency"`
+	Kind          string    `json:"kind"`
+	Factor        factorReq `json:"factor"`
+	IdentityCheck string    `json:"identity_check"`
+}
+
+// factorReq is a new factor's credential, at opening or enrolment.
+type factorReq struct {
+	Method    string `json:"method"`
+	Password  string `json:"password"`
+	DeviceID  string `json:"device_id"`
+	PublicKey string `json:"public_key"`
+}
+
+func (f factorReq) request() (ledger.EnrollRequest, error) {
+	pub, err := publicKey(f.PublicKey)
+	return ledger.EnrollRequest{Method: f.Method, DeviceID: f.DeviceID, Password: f.Password, PublicKey: pub}, err
 }
 
 type accountResp struct {
-	ID               string     `json:"id"`
-	HolderName       string     `json:"holder_name"`
-	Currency         string     `json:"currency"`
-	Kind             string     `json:"kind"`
-	Status           string     `json:"status"`
-	AgreedDailyLimit string     `json:"agreed_daily_limit"`
-	Available        string     `json:"available,omitempty"`
-	BankAccountLast4 string     `json:"bank_account_last4,omitempty"`
-	LockedUntil      string     `json:"locked_until,omitempty"`
-	FailedAttempts   int        `json:"failed_attempts"`
-	Version          int64      `json:"version"`
-	Factors          []factorV  `json:"factors"`
-	DailyUsage       *usageResp `json:"daily_usage,omitempty"`
-	Log              *logRef    `json:"log,omitempty"`
+	ID               string      `json:"id"`
+	HolderName       string      `json:"holder_name"`
+	Currency         string      `json:"currency"`
+	Kind             string      `json:"kind"`
+	Status           string      `json:"status"`
+	AgreedDailyLimit string      `json:"agreed_daily_limit"`
+	Available        string      `json:"available,omitempty"`
+	BankAccountLast4 string      `json:"bank_account_last4,omitempty"`
+	LockedUntil      string      `json:"locked_until,omitempty"`
+	FailedAttempts   int         `json:"failed_attempts"`
+	Version          int64       `json:"version"`
+	Factors          []factorV   `json:"factors"`
+	DailyUsage       *usageResp  `json:"daily_usage,omitempty"`
+	FirstFactor      *enrollResp `json:"first_factor,omitempty"`
+	Log              *logRef     `json:"log,omitempty"`
 }
 
 type factorV struct {
-	FactorID string `json:"factor_id"`
-	Method   string `json:"method"`
-	Category string `json:"category"`
-	DeviceID string `json:"device_id,omitempty"`
-	Active   bool   `json:"active"`
+	FactorID   string `json:"factor_id"`
+	Method     string `json:"method"`
+	Category   string `json:"category"`
+	DeviceID   string `json:"device_id,omitempty"`
+	Active     bool   `json:"active"`
+	UsableFrom string `json:"usable_from,omitempty"`
 }
 
 type usageResp struct {
@@ -50,19 +68,45 @@ type usageResp struct {
 }
 
 func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req openAccountReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.OpenAccount(ctx, idem, req.HolderName, req.Currency, req.Kind)
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req openAccountReq, idem ledger.Idem) (ledger.Outcome, error) {
+		f, err := req.Factor.request()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.OpenAccount(ctx, by, idem, ledger.OpenRequest{HolderName: req.HolderName, Currency: req.Currency, Kind: req.Kind,
+			Factor: f, IdentityCheck: req.IdentityCheck})
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.AccountOpened](out)
+		if err != nil {
+			return nil, err
+		}
+		fe, out, err := find[domain.FactorEnrolled](out)
+		if err != nil {
+			return nil, err
+		}
+		first, err := s.enrolled(e.AccountID, fe, out)
 		ref := refOf(out)
 		return accountResp{ID: e.AccountID, HolderName: e.HolderName, Currency: string(e.Currency), Kind: e.Kind,
 			Status: domain.StatusActive, AgreedDailyLimit: e.AgreedDailyLimit.String(), Available: domain.Zero(e.Currency).String(),
-			Version: ref.Version, Factors: []factorV{}, Log: &ref}, err
+			Version: ref.Version, Factors: []factorV{factorOf(fe.FactorID, fe.Method, fe.Category, fe.DeviceID, true, fe.UsableFrom)},
+			FirstFactor: &first, Log: &ref}, err
 	})
 }
 
+func factorOf(id, method, category, device string, active bool, usable time.Time) factorV {
+	f := factorV{FactorID: id, Method: method, Category: category, DeviceID: device, Active: active}
+	if !usable.IsZero() {
+		f.UsableFrom = ts(usable)
+	}
+	return f
+}
+
+// masked replaces personal data in a view for the auditor role.
+const masked = "***"
+
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
-	v, err := s.svc.Account(r.Context(), r.PathValue("id"))
+	by := actorOf(r)
+	v, err := s.svc.Account(r.Context(), by, r.PathValue("id"))
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -75,16 +119,28 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 		resp.LockedUntil = ts(v.LockedUntil)
 	}
 	for _, f := range v.Factors {
-		resp.Factors = append(resp.Factors, factorV{FactorID: f.ID, Method: f.Method, Category: f.Category, DeviceID: f.DeviceID, Active: f.Active})
+		resp.Factors = append(resp.Factors, factorOf(f.ID, f.Method, f.Category, f.DeviceID, f.Active, f.UsableFrom))
+	}
+	if by.Role == staffkeys.RoleAuditor {
+		resp.HolderName = masked
+		if resp.BankAccountLast4 != "" {
+			resp.BankAccountLast4 = masked
+		}
+		for i := range resp.Factors {
+			if resp.Factors[i].DeviceID != "" {
+				resp.Factors[i].DeviceID = masked
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// enrollReq is a new factor and what authorises it: the holder's step-up
+// (authJSON) or an operator's identity check.
 type enrollReq struct {
-	Method    string `json:"method"`
-	Password  string `json:"password"`
-	DeviceID  string `json:"device_id"`
-	PublicKey string `json:"public_key"`
+	Factor        factorReq `json:"factor"`
+	IdentityCheck string    `json:"identity_check"`
+	authJSON
 }
 
 type enrollResp struct {
@@ -92,9 +148,28 @@ type enrollResp struct {
 	Method     string `json:"method"`
 	Category   string `json:"category"`
 	DeviceID   string `json:"device_id,omitempty"`
+	UsableFrom string `json:"usable_from,omitempty"`
 	TOTPSecret string `json:"totp_secret,omitempty"`
 	OTPAuthURL string `json:"otpauth_url,omitempty"`
 	Log        logRef `json:"log"`
+}
+
+// enrolled is the reply to an enrolment: the factor, when it can move
+// money, and a TOTP factor's seed (shown once).
+func (s *Server) enrolled(accountID string, e domain.FactorEnrolled, out ledger.Outcome) (enrollResp, error) {
+	resp := enrollResp{FactorID: e.FactorID, Method: e.Method, Category: e.Category, DeviceID: e.DeviceID, Log: refOf(out)}
+	if !e.UsableFrom.IsZero() {
+		resp.UsableFrom = ts(e.UsableFrom)
+	}
+	if e.Method == domain.MethodTOTP {
+		secret, err := s.svc.TOTPSecret(e)
+		if err != nil {
+			return resp, err
+		}
+		resp.TOTPSecret = secret
+		resp.OTPAuthURL = otpauthURL(accountID, secret)
+	}
+	return resp, nil
 }
 
 // publicKey decodes a request's base64 public key (enrolment, credential
@@ -118,27 +193,22 @@ func otpauthURL(accountID, secret string) string {
 
 func (s *Server) enrollFactor(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req enrollReq, idem ledger.Idem) (ledger.Outcome, error) {
-		pub, err := publicKey(req.PublicKey)
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req enrollReq, idem ledger.Idem) (ledger.Outcome, error) {
+		f, err := req.Factor.request()
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.EnrollFactor(ctx, id, idem, ledger.EnrollRequest{Method: req.Method, DeviceID: req.DeviceID, Password: req.Password, PublicKey: pub})
+		if f.Auth, err = req.optionalAuth(); err != nil {
+			return ledger.Outcome{}, err
+		}
+		f.IdentityCheck = req.IdentityCheck
+		return s.svc.EnrollFactor(ctx, by, id, idem, f)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.FactorEnrolled](out)
 		if err != nil {
 			return nil, err
 		}
-		resp := enrollResp{FactorID: e.FactorID, Method: e.Method, Category: e.Category, DeviceID: e.DeviceID, Log: refOf(out)}
-		if e.Method == domain.MethodTOTP {
-			secret, err := s.svc.TOTPSecret(e)
-			if err != nil {
-				return nil, err
-			}
-			resp.TOTPSecret = secret
-			resp.OTPAuthURL = otpauthURL(id, secret)
-		}
-		return resp, nil
+		return s.enrolled(id, e, out)
 	})
 }
 
@@ -146,22 +216,55 @@ type reasonReq struct {
 	Reason string `json:"reason"`
 }
 
+type revokeReq struct {
+	Reason string `json:"reason"`
+	authJSON
+}
+
 func (s *Server) revokeFactor(w http.ResponseWriter, r *http.Request) {
 	id, fid := r.PathValue("id"), r.PathValue("fid")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, req reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.RevokeFactor(ctx, id, idem, fid, req.Reason)
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req revokeReq, idem ledger.Idem) (ledger.Outcome, error) {
+		auth, err := req.auth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.RevokeFactor(ctx, by, id, idem, fid, req.Reason, auth)
 	}, func(out ledger.Outcome) (any, error) {
 		return map[string]any{"factor_id": fid, "active": false, "log": refOf(out)}, nil
 	})
 }
 
+// checkReq is an operator's action that follows an identity check.
+type checkReq struct {
+	Reason        string `json:"reason"`
+	IdentityCheck string `json:"identity_check"`
+}
+
 func (s *Server) reportLoss(w http.ResponseWriter, r *http.Request) {
 	id, fid := r.PathValue("id"), r.PathValue("fid")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, _ reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.ReportCredentialLoss(ctx, id, idem, fid)
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req checkReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.ReportCredentialLoss(ctx, by, id, idem, fid, req.IdentityCheck)
 	}, func(out ledger.Outcome) (any, error) {
 		return map[string]any{"factor_id": fid, "active": false, "log": refOf(out)}, nil
 	})
+}
+
+func (s *Server) unlock(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req checkReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.Unlock(ctx, by, id, idem, req.Reason, req.IdentityCheck)
+	}, func(out ledger.Outcome) (any, error) {
+		return map[string]any{"id": id, "locked": false, "log": refOf(out)}, nil
+	})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	by := actorOf(r)
+	if _, err := s.svc.Logout(r.Context(), by); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 type loginReq struct {
@@ -171,32 +274,41 @@ type loginReq struct {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req loginReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req loginReq, idem ledger.Idem) (ledger.Outcome, error) {
 		proofs, err := proofsOf(req.Proofs)
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.Login(ctx, id, idem, req.DeviceID, proofs)
+		return s.svc.Login(ctx, by, id, idem, req.DeviceID, proofs)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.LoginSucceeded](out)
+		if err == nil && out.Secret == "" {
+			err = domain.Errorf(domain.CodeInternal, "a login outcome carries no token")
+		}
 		cats := e.Categories
 		if cats == nil {
 			cats = []string{} // no counted category (R6): an empty list, never null
 		}
-		return map[string]any{"session_id": e.SessionID, "token": s.svc.Keys().SessionToken(e.SessionID),
-			"expires_at": ts(e.ExpiresAt), "categories": cats, "log": refOf(out)}, err
+		return map[string]any{"session_id": e.SessionID, "token": out.Secret,
+			"expires_at": ts(e.ExpiresAt), "idle_timeout_seconds": int(s.svc.Policy().SessionIdle / time.Second),
+			"categories": cats, "log": refOf(out)}, err
 	})
 }
 
 type bankReq struct {
 	BankAccountNumber string `json:"bank_account_number"`
 	HolderName        string `json:"holder_name"`
+	authJSON
 }
 
 func (s *Server) bindBank(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req bankReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.BindBankAccount(ctx, id, idem, req.BankAccountNumber, req.HolderName)
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req bankReq, idem ledger.Idem) (ledger.Outcome, error) {
+		auth, err := req.auth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.BindBankAccount(ctx, by, id, idem, req.BankAccountNumber, req.HolderName, auth)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.BankAccountBound](out)
 		return map[string]any{"bank_account_last4": e.Last4,
@@ -212,8 +324,8 @@ type depositReq struct {
 
 func (s *Server) deposit(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req depositReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.Deposit(ctx, id, idem, req.Amount, req.Currency, req.Reference)
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req depositReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.Deposit(ctx, by, id, idem, req.Amount, req.Currency, req.Reference)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.FundsDeposited](out)
 		return map[string]any{"deposit_id": e.DepositID, "account_id": e.CreditAccount, "amount": e.Amount.String(),
@@ -245,8 +357,8 @@ type paymentDetails struct {
 
 func (s *Server) initiatePayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req paymentReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.InitiatePayment(ctx, id, idem, ledger.PaymentRequest{PayeeID: req.PayeeAccountID, Amount: req.Amount,
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req paymentReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.InitiatePayment(ctx, by, id, idem, ledger.PaymentRequest{PayeeID: req.PayeeAccountID, Amount: req.Amount,
 			Currency: req.Currency, Channel: req.Channel, Terminal: req.Terminal, DeviceID: req.DeviceID, Description: req.Description})
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.PaymentInitiated](out)
@@ -269,12 +381,12 @@ type confirmReq struct {
 
 func (s *Server) confirmPayment(w http.ResponseWriter, r *http.Request) {
 	id, pid := r.PathValue("id"), r.PathValue("pid")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, req confirmReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req confirmReq, idem ledger.Idem) (ledger.Outcome, error) {
 		proofs, err := proofsOf(req.Proofs)
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.ConfirmPayment(ctx, id, pid, idem, req.DeviceID, proofs)
+		return s.svc.ConfirmPayment(ctx, by, id, pid, idem, req.DeviceID, proofs)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.PaymentConfirmed](out)
 		return map[string]any{"payment_id": e.PaymentID, "status": "completed", "verification_level": e.VerificationLevel,
@@ -292,12 +404,12 @@ type withdrawReq struct {
 
 func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusCreated, func(ctx context.Context, req withdrawReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req withdrawReq, idem ledger.Idem) (ledger.Outcome, error) {
 		proofs, err := proofsOf(req.Proofs)
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.Withdraw(ctx, id, idem, req.Amount, req.Currency, req.DeviceID, proofs)
+		return s.svc.Withdraw(ctx, by, id, idem, req.Amount, req.Currency, req.DeviceID, proofs)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.FundsWithdrawn](out)
 		return map[string]any{"withdrawal_id": e.WithdrawalID, "status": "completed", "amount": e.Amount.String(),
@@ -308,12 +420,17 @@ func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
 
 type limitReq struct {
 	AgreedDailyLimit string `json:"agreed_daily_limit"`
+	authJSON
 }
 
 func (s *Server) adjustLimit(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, req limitReq, idem ledger.Idem) (ledger.Outcome, error) {
-		return s.svc.AdjustLimit(ctx, id, idem, req.AgreedDailyLimit)
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req limitReq, idem ledger.Idem) (ledger.Outcome, error) {
+		auth, err := req.optionalAuth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.AdjustLimit(ctx, by, id, idem, req.AgreedDailyLimit, auth)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.LimitAdjusted](out)
 		return map[string]any{"agreed_daily_limit": e.AgreedDailyLimit.String(), "previous": e.Previous.String(),
@@ -323,11 +440,11 @@ func (s *Server) adjustLimit(w http.ResponseWriter, r *http.Request) {
 
 // status serves suspend, reactivate and close: a reason in, the new status
 // out.
-func (s *Server) status(op func(context.Context, string, ledger.Idem, string) (ledger.Outcome, error)) http.HandlerFunc {
+func (s *Server) status(op func(context.Context, ledger.Actor, string, ledger.Idem, string) (ledger.Outcome, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		command(s, w, r, http.StatusOK, func(ctx context.Context, req reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
-			return op(ctx, id, idem, req.Reason)
+		command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req reasonReq, idem ledger.Idem) (ledger.Outcome, error) {
+			return op(ctx, by, id, idem, req.Reason)
 		}, func(out ledger.Outcome) (any, error) {
 			st := domain.StatusActive
 			for _, e := range out.Decoded {
@@ -360,7 +477,11 @@ func (s *Server) catchUp(ctx context.Context) error {
 
 func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	v, err := s.svc.Account(r.Context(), id)
+	if err := s.svc.AuthorizeRead(r.Context(), actorOf(r), ledger.OpReadBalance, id); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	v, err := s.svc.Currency(r.Context(), id)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -384,11 +505,11 @@ func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	avail := domain.Zero(v.Currency)
+	avail := domain.Zero(v)
 	if b.Found {
 		avail = b.Available
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account_id": id, "available": avail.String(), "currency": v.Currency,
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": id, "available": avail.String(), "currency": v,
 		"as_of": ts(asOf), "as_of_position": b.AsOfPosition})
 }
 
@@ -397,7 +518,8 @@ const statementWindow = 12
 
 func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.svc.Account(r.Context(), id); err != nil {
+	by := actorOf(r)
+	if err := s.svc.AuthorizeRead(r.Context(), by, ledger.OpReadStatement, id); err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
@@ -439,6 +561,9 @@ func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
 	}
 	entries := make([]map[string]any, 0, len(page.Entries))
 	for _, e := range page.Entries {
+		if by.Role == staffkeys.RoleAuditor {
+			e.Description = masked
+		}
 		entries = append(entries, map[string]any{"event_id": e.EventID, "position": e.Position, "time": ts(e.Time),
 			"type": e.Type, "direction": e.Direction, "amount": e.Amount.String(), "currency": e.Amount.Currency,
 			"counterparty": e.Counterparty, "balance_after": e.BalanceAfter.String(), "description": e.Description, "ref": e.Ref})

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
 // redacted are payload fields that stay in the log but are never served:
@@ -14,11 +16,15 @@ import (
 // payment challenges.
 var redacted = []string{"password_hash", "sealed_secret", "token_hash", "bank_account_token", "challenge"}
 
+// personal are payload fields masked for the auditor role.
+var personal = []string{"holder_name", "phone", "last4", "bank_account_last4", "device_id", "description", "reference"}
+
 // operations serves the account's own event log (R1), oldest first, with
 // each event's hash-chain links (R3).
 func (s *Server) operations(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.svc.Account(r.Context(), id); err != nil {
+	by := actorOf(r)
+	if err := s.svc.AuthorizeRead(r.Context(), by, ledger.OpReadOperations, id); err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
@@ -57,6 +63,11 @@ func (s *Server) operations(w http.ResponseWriter, r *http.Request) {
 		for _, k := range redacted {
 			if _, ok := payload[k]; ok {
 				payload[k] = "[redacted]"
+			}
+		}
+		for _, k := range personal {
+			if _, ok := payload[k]; ok && by.Role == staffkeys.RoleAuditor {
+				payload[k] = masked
 			}
 		}
 		ops = append(ops, map[string]any{"event_id": e.ID, "version": e.Version, "position": e.Position, "type": e.Type,

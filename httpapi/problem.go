@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/payledger/payledger/domain"
 )
@@ -31,7 +32,13 @@ var statusOf = map[string]int{
 	domain.CodeProofInvalid:             http.StatusUnprocessableEntity,
 	domain.CodePaymentExpired:           http.StatusUnprocessableEntity,
 	domain.CodeAuthFailed:               http.StatusUnauthorized,
-	domain.CodeUnauthorized:             http.StatusUnauthorized,
+	domain.CodeUnauthenticated:          http.StatusUnauthorized,
+	domain.CodeForbidden:                http.StatusForbidden,
+	domain.CodeMethodNotAllowed:         http.StatusMethodNotAllowed,
+	domain.CodeRateLimited:              http.StatusTooManyRequests,
+	domain.CodeFactorCoolingOff:         http.StatusUnprocessableEntity,
+	domain.CodeBankReferenceUsed:        http.StatusConflict,
+	domain.CodeSecretShownOnce:          http.StatusConflict,
 	domain.CodeAccessLocked:             http.StatusLocked,
 	domain.CodeUnavailable:              http.StatusServiceUnavailable,
 	domain.CodeInternal:                 http.StatusInternalServerError,
@@ -56,7 +63,13 @@ var titles = map[string]string{
 	domain.CodeProofInvalid:             "Proof invalid",
 	domain.CodePaymentExpired:           "Payment expired",
 	domain.CodeAuthFailed:               "Authentication failed",
-	domain.CodeUnauthorized:             "Unauthorized",
+	domain.CodeUnauthenticated:          "Unauthenticated",
+	domain.CodeForbidden:                "Forbidden",
+	domain.CodeMethodNotAllowed:         "Method not allowed",
+	domain.CodeRateLimited:              "Too many requests",
+	domain.CodeFactorCoolingOff:         "Factor cooling off",
+	domain.CodeBankReferenceUsed:        "Bank reference already credited",
+	domain.CodeSecretShownOnce:          "Secret shown once",
 	domain.CodeAccessLocked:             "Access locked",
 	domain.CodeUnavailable:              "Temporarily unavailable",
 	domain.CodeInternal:                 "Internal error",
@@ -100,6 +113,11 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		s.log.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if code == domain.CodeRateLimited {
+		if secs, ok := domain.ErrorDetails(err)["retry_after"].(int); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+		}
+	}
 	if code == domain.CodeUnavailable {
 		// Retryable, but an operator should see the projection falling behind.
 		s.log.Warn("request not decided", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))

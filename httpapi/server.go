@@ -1,6 +1,10 @@
-// Package httpapi serves the ledger's HTTP API (shared/API.md): JSON in and
-// out, amounts as decimal strings, errors as problem+json with stable codes,
-// and Idempotency-Key on every POST.
+// Package httpapi serves the ledger's HTTP API: JSON in and out, amounts
+// as decimal strings, errors as problem+json with stable codes, bearer
+// credentials (holder sessions, staff keys) on every route but the public
+// ones, and Idempotency-Key on every POST and PUT. What a caller may do is
+// decided by the ledger (ledger.Authorize); this package authenticates and
+// slows down guessing. It must never be imported by domain, ledger or
+// eventstore.
 package httpapi
 
 import (
@@ -8,11 +12,14 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/projections"
 )
@@ -33,17 +40,178 @@ type Server struct {
 	rm    *projections.ReadModels
 	log   *slog.Logger
 	mux   *http.ServeMux
+	// byAddr and byAccount count failed authentications (a wrong login,
+	// a bad token) per client address and per account named in the path.
+	byAddr, byAccount *ratelimit.Limiter
 }
+
+// Failure budgets: an address may fail 20 times, then once a 6 s; an
+// account's logins 10 times, then once a minute. R9's lock still applies.
+const (
+	addrBurst     = 20
+	addrEvery     = 6 * time.Second
+	accountBurst  = 10
+	accountEvery  = time.Minute
+	limiterKeys   = 100000
+	maxAuthHeader = 400
+)
 
 // New returns the API server.
 func New(svc *ledger.Service, store eventstore.Store, rm *projections.ReadModels, log *slog.Logger) *Server {
-	s := &Server{svc: svc, store: store, rm: rm, log: log, mux: http.NewServeMux()}
+	s := &Server{svc: svc, store: store, rm: rm, log: log, mux: http.NewServeMux(),
+		byAddr:    ratelimit.New(addrBurst, addrEvery, limiterKeys, svc.Now),
+		byAccount: ratelimit.New(accountBurst, accountEvery, limiterKeys, svc.Now)}
 	s.routes()
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+type actorKey struct{}
+
+// actorOf returns the authenticated caller of r (the zero Actor when the
+// request carried no credentials).
+func actorOf(r *http.Request) ledger.Actor {
+	a, _ := r.Context().Value(actorKey{}).(ledger.Actor)
+	return a
+}
+
+// ServeHTTP authenticates the request, refuses it while its address or
+// account has no failures left, and routes it; a known path with another
+// method answers 405 with Allow.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/accounts") {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	addr := clientAddr(r)
+	account := pathAccount(r.URL.Path)
+	by, authErr := s.authenticate(r)
+	if !by.Holder() && !by.Staff() {
+		// Only requests without valid credentials are throttled: a
+		// holder's own session keeps working while a stranger guesses.
+		if err := s.throttled(addr, account); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+	}
+	rec := &statusWriter{ResponseWriter: w}
+	if authErr != nil {
+		s.writeProblem(rec, r, authErr)
+	} else {
+		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, by))
+		// Handler finds the route but does not set the path values, so
+		// a matched request is served by the mux itself.
+		if h, pattern := s.mux.Handler(r); pattern == "" {
+			s.unrouted(rec, r, h)
+		} else {
+			s.mux.ServeHTTP(rec, r)
+		}
+	}
+	if rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked {
+		s.byAddr.Take(addr)
+		if account != "" {
+			s.byAccount.Take(account)
+		}
+	}
+}
+
+// authenticate reads Authorization: Bearer. No header is the public
+// caller; a header that is not a valid credential is refused.
+func (s *Server) authenticate(r *http.Request) (ledger.Actor, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return ledger.Actor{}, nil
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || len(h) > maxAuthHeader {
+		return ledger.Actor{}, domain.Errorf(domain.CodeUnauthenticated, "Authorization must be \"Bearer \" and a session token or staff key")
+	}
+	return s.svc.Authenticate(r.Context(), strings.TrimSpace(tok))
+}
+
+// throttled refuses a request from an address, or naming an account, that
+// has used up its failures.
+func (s *Server) throttled(addr, account string) error {
+	wait := time.Duration(0)
+	if ok, w := s.byAddr.Allow(addr); !ok {
+		wait = w
+	}
+	if account != "" {
+		if ok, w := s.byAccount.Allow(account); !ok && w > wait {
+			wait = w
+		}
+	}
+	if wait == 0 {
+		return nil
+	}
+	secs := int((wait + time.Second - 1) / time.Second)
+	return domain.Errorf(domain.CodeRateLimited, "too many failed attempts from this address or against this account; retry in %d s", secs).
+		With("retry_after", secs)
+}
+
+// unrouted answers a request no route matched: 405 with Allow when the
+// path exists with other methods (the mux's own answer says which), else
+// 404, both as problems.
+func (s *Server) unrouted(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	probe := &probeWriter{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		s.writeProblem(w, r, domain.Errorf(domain.CodeMethodNotAllowed, "%s is not served on %s; use %s", r.Method, r.URL.Path, probe.header.Get("Allow")))
+		return
+	}
+	s.writeProblem(w, r, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+}
+
+// clientAddr is the client's IP address (the TCP peer).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// pathAccount is the account id of an /v1/accounts/{id}/... path, or "".
+func pathAccount(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v1/accounts/")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	if len(id) > 40 {
+		return ""
+	}
+	return id
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// probeWriter captures what the mux's own not-found handler would write.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header         { return p.header }
+func (p *probeWriter) WriteHeader(code int)        { p.status = code }
+func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 func (s *Server) routes() {
 	m := s.mux
@@ -61,6 +229,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/accounts/{id}/factors/{fid}/loss-report", s.reportLoss)
 	m.HandleFunc("POST /v1/accounts/{id}/factors/{fid}/reset", s.resetCredential)
 	m.HandleFunc("POST /v1/accounts/{id}/sessions", s.login)
+	m.HandleFunc("DELETE /v1/sessions/current", s.logout)
+	m.HandleFunc("POST /v1/accounts/{id}/unlock", s.unlock)
 	m.HandleFunc("POST /v1/accounts/{id}/bank-account", s.bindBank)
 	m.HandleFunc("POST /v1/accounts/{id}/deposits", s.deposit)
 	m.HandleFunc("POST /v1/accounts/{id}/payments", s.initiatePayment)
@@ -75,15 +245,42 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/accounts/{id}/balance", s.balance)
 	m.HandleFunc("GET /v1/accounts/{id}/statement", s.statement)
 	m.HandleFunc("GET /v1/accounts/{id}/operations", s.operations)
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeProblem(w, r, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
-	})
+}
+
+// Routes maps every route to the ledger operation it performs ("" for the
+// public documents), so a test can check each against the access table.
+var Routes = map[string]ledger.Op{
+	"GET /v1/openapi.json":                             "",
+	"GET /healthz":                                     "",
+	"POST /v1/accounts":                                ledger.OpOpenAccount,
+	"GET /v1/accounts/{id}":                            ledger.OpViewAccount,
+	"POST /v1/accounts/{id}/factors":                   ledger.OpEnrollFactor,
+	"POST /v1/accounts/{id}/factors/{fid}/revoke":      ledger.OpRevokeFactor,
+	"POST /v1/accounts/{id}/factors/{fid}/loss-report": ledger.OpReportLoss,
+	"POST /v1/accounts/{id}/factors/{fid}/reset":       ledger.OpResetCredential,
+	"POST /v1/accounts/{id}/sessions":                  ledger.OpLogin,
+	"DELETE /v1/sessions/current":                      ledger.OpLogout,
+	"POST /v1/accounts/{id}/unlock":                    ledger.OpUnlock,
+	"POST /v1/accounts/{id}/bank-account":              ledger.OpBindBankAccount,
+	"POST /v1/accounts/{id}/deposits":                  ledger.OpDeposit,
+	"POST /v1/accounts/{id}/payments":                  ledger.OpInitiatePayment,
+	"POST /v1/accounts/{id}/payments/{pid}/confirm":    ledger.OpConfirmPayment,
+	"POST /v1/accounts/{id}/withdrawals":               ledger.OpWithdraw,
+	"PUT /v1/accounts/{id}/limits":                     ledger.OpAdjustLimit,
+	"PUT /v1/accounts/{id}/identity":                   ledger.OpChangeIdentity,
+	"PUT /v1/accounts/{id}/phone":                      ledger.OpChangePhone,
+	"POST /v1/accounts/{id}/suspend":                   ledger.OpSuspend,
+	"POST /v1/accounts/{id}/reactivate":                ledger.OpReactivate,
+	"POST /v1/accounts/{id}/close":                     ledger.OpClose,
+	"GET /v1/accounts/{id}/balance":                    ledger.OpReadBalance,
+	"GET /v1/accounts/{id}/statement":                  ledger.OpReadStatement,
+	"GET /v1/accounts/{id}/operations":                 ledger.OpReadOperations,
 }
 
 // command runs a write: decode, idempotency, execute, render. render turns
 // the outcome into the success body; a recorded refusal becomes a problem.
 func command[T any](s *Server, w http.ResponseWriter, r *http.Request, status int,
-	run func(ctx context.Context, req T, idem ledger.Idem) (ledger.Outcome, error),
+	run func(ctx context.Context, by ledger.Actor, req T, idem ledger.Idem) (ledger.Outcome, error),
 	render func(out ledger.Outcome) (any, error)) {
 	var req T
 	body, err := decode(r, &req)
@@ -96,7 +293,7 @@ func command[T any](s *Server, w http.ResponseWriter, r *http.Request, status in
 		s.writeProblem(w, r, err)
 		return
 	}
-	out, err := run(r.Context(), req, idem)
+	out, err := run(r.Context(), actorOf(r), req, idem)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
@@ -106,6 +303,11 @@ func command[T any](s *Server, w http.ResponseWriter, r *http.Request, status in
 	}
 	if out.Refusal != nil {
 		s.writeProblem(w, r, out.Refusal)
+		return
+	}
+	if out.Replayed && shownOnce(out) {
+		s.writeProblem(w, r, domain.Errorf(domain.CodeSecretShownOnce,
+			"this Idempotency-Key already answered with a secret (a session token or a TOTP seed), which is shown only once; send the request again with a new key"))
 		return
 	}
 	resp, err := render(out)
@@ -175,3 +377,23 @@ func proofsOf(in []proofJSON) ([]domain.Proof, error) {
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// shownOnce reports whether an outcome's reply carried a secret: a session
+// or a TOTP seed.
+func shownOnce(out ledger.Outcome) bool {
+	for _, e := range out.Decoded {
+		switch v := e.(type) {
+		case domain.LoginSucceeded:
+			return true
+		case domain.FactorEnrolled:
+			if v.Method == domain.MethodTOTP {
+				return true
+			}
+		case domain.CredentialReset:
+			if v.Method == domain.MethodTOTP {
+				return true
+			}
+		}
+	}
+	return false
+}

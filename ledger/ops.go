@@ -2,54 +2,105 @@ package ledger
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/payledger/payledger/domain"
 )
 
-// ChallengeSize is the number of random bytes a payment challenge carries.
-const ChallengeSize = 32
+// NonceSize is the number of random bytes in a payment's challenge.
+const NonceSize = 32
 
-// OpenAccount opens an account. With an Idempotency-Key the account id is
-// derived from the key, so a retry after a lost reply finds the same stream
-// (its NoStream append conflicts, and the stored outcome is replayed).
-func (s *Service) OpenAccount(ctx context.Context, idem Idem, holderName, currency, kind string) (Outcome, error) {
-	id := s.cfg.NewID()
-	if idem.Key != "" {
-		var u ulid.ULID
-		sum := sha256.Sum256([]byte("payledger/open-account/" + idem.Key))
-		copy(u[:], sum[:16])
-		id = u.String()
+// OpenRequest is the input of OpenAccount: the holder, the account and its
+// first factor. IdentityCheck is the operator's reference of the identity
+// check when an operator opens the account for a customer.
+type OpenRequest struct {
+	HolderName    string
+	Currency      string
+	Kind          string
+	Factor        EnrollRequest
+	IdentityCheck string
+}
+
+// OpenAccount opens an account with its first factor under a fresh random
+// id. A retry with the same Idempotency-Key finds the account its first
+// try opened (openKeys), on this node and within a day.
+func (s *Service) OpenAccount(ctx context.Context, by Actor, idem Idem, r OpenRequest) (Outcome, error) {
+	if err := Authorize(by, OpOpenAccount, ""); err != nil {
+		return Outcome{}, err
 	}
-	return s.Execute(ctx, id, idem, func(a *domain.Account, now time.Time, _ domain.Balance) (domain.Command, error) {
-		if a.Exists() && idem.Key == "" {
-			return nil, domain.Errorf(domain.CodeConflict, "account id collision, retry")
-		}
-		return domain.OpenAccount{AccountID: id, HolderName: holderName, Currency: currency, Kind: kind}, nil
+	id := s.opens.claim(by.scope()+":"+idem.Key, idem.Key != "", s.cfg.NewID, s.cfg.Clock())
+	return s.withHashSlot(ctx, r.Factor.Password != "", func() (Outcome, error) {
+		return s.Execute(ctx, by, OpOpenAccount, id, idem, func(a *domain.Account, now time.Time, _ domain.Balance) (domain.Command, error) {
+			if a.Exists() {
+				return nil, domain.Errorf(domain.CodeConflict, "account id collision, retry")
+			}
+			f, err := s.enrollCommand(r.Factor, domain.Staff{})
+			return domain.OpenAccount{AccountID: id, HolderName: r.HolderName, Currency: r.Currency, Kind: r.Kind,
+				Factor: f, Staff: by.staff(r.IdentityCheck)}, err
+		})
 	})
 }
 
-// EnrollRequest is the input of EnrollFactor.
+// EnrollRequest is the input of EnrollFactor. A holder authorises it with
+// Auth (a step-up); an operator names the identity check instead.
 type EnrollRequest struct {
-	Method    string
-	DeviceID  string
-	Password  string
-	PublicKey []byte
+	Method        string
+	DeviceID      string
+	Password      string
+	PublicKey     []byte
+	Auth          domain.Authorisation
+	IdentityCheck string
 }
 
 // EnrollFactor enrols a factor, generating its id, the password salt or the
 // sealed TOTP seed.
-func (s *Service) EnrollFactor(ctx context.Context, accountID string, idem Idem, r EnrollRequest) (Outcome, error) {
-	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
-		cmd := domain.EnrollFactor{FactorID: s.cfg.NewID(), Method: r.Method, DeviceID: r.DeviceID, Password: r.Password, PublicKey: r.PublicKey}
-		var err error
-		cmd.Salt, cmd.SealedSecret, err = s.newSecretMaterial(r.Method)
-		return cmd, err
+func (s *Service) EnrollFactor(ctx context.Context, by Actor, accountID string, idem Idem, r EnrollRequest) (Outcome, error) {
+	return s.withHashSlot(ctx, r.Password != "" || hasPassword(r.Auth.Proofs), func() (Outcome, error) {
+		return s.Execute(ctx, by, OpEnrollFactor, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+			return s.enrollCommand(r, by.staff(r.IdentityCheck))
+		})
 	})
+}
+
+func (s *Service) enrollCommand(r EnrollRequest, staff domain.Staff) (domain.EnrollFactor, error) {
+	cmd := domain.EnrollFactor{FactorID: s.cfg.NewID(), Method: r.Method, DeviceID: r.DeviceID, Password: r.Password,
+		PublicKey: r.PublicKey, Auth: r.Auth, Staff: staff}
+	var err error
+	cmd.Salt, cmd.SealedSecret, err = s.newSecretMaterial(r.Method)
+	return cmd, err
+}
+
+// hasPassword reports whether proofs carry a password, whose check needs
+// a hashing slot.
+func hasPassword(proofs []domain.Proof) bool {
+	for _, p := range proofs {
+		if p.Password != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// withHashSlot runs fn holding one of Config.HashSlots when it computes a
+// password hash, so that memory has a ceiling under any load; it waits at
+// most Config.HashWait for a slot, and takes it before any account's lock.
+func (s *Service) withHashSlot(ctx context.Context, needed bool, fn func() (Outcome, error)) (Outcome, error) {
+	if !needed {
+		return fn()
+	}
+	t := time.NewTimer(s.cfg.HashWait)
+	defer t.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-t.C:
+		return Outcome{}, domain.Errorf(domain.CodeRateLimited, "every password check is busy; retry in a second").With("retry_after", 1)
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	}
+	defer func() { <-s.hashSlots }()
+	return fn()
 }
 
 // newSecretMaterial generates what a new credential of method needs besides
@@ -80,7 +131,7 @@ func (s *Service) random(n int) ([]byte, error) {
 }
 
 // TOTPSecret returns the plain seed of an enrolment event, shown to the
-// customer once (and again only to an idempotent replay of that request).
+// customer once: callers do not show it to an idempotent replay.
 func (s *Service) TOTPSecret(e domain.FactorEnrolled) (string, error) {
 	return s.openSeed(e.SealedSecret)
 }
@@ -94,26 +145,44 @@ func (s *Service) openSeed(sealed []byte) (string, error) {
 	return string(b), err
 }
 
-// Login verifies proofs and opens a session; the token is derived from the
-// session id (see Keys.SessionToken).
-func (s *Service) Login(ctx context.Context, accountID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
-	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
-		sid := s.cfg.NewID()
-		sum := sha256.Sum256([]byte(s.cfg.Keys.SessionToken(sid)))
-		return domain.Login{SessionID: sid, TokenHash: sum[:], DeviceID: deviceID, Proofs: proofs}, nil
+// Login verifies proofs and opens a session with a random token, returned
+// in Outcome.Secret once; the log keeps only its SHA-256, so a replay of
+// the login cannot show it again.
+func (s *Service) Login(ctx context.Context, by Actor, accountID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	var token string
+	out, err := s.withHashSlot(ctx, hasPassword(proofs), func() (Outcome, error) {
+		return s.Execute(ctx, by, OpLogin, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
+			sid := s.cfg.NewID()
+			tok, hash, err := s.newSessionToken(accountID, sid)
+			token = tok
+			return domain.Login{SessionID: sid, TokenHash: hash, DeviceID: deviceID, Proofs: proofs}, err
+		})
 	})
+	if err == nil && !out.Replayed && out.Refusal == nil {
+		out.Secret = token
+	}
+	return out, err
+}
+
+// Logout ends the actor's session.
+func (s *Service) Logout(ctx context.Context, by Actor) (Outcome, error) {
+	return s.simple(ctx, by, OpLogout, by.AccountID, Idem{}, domain.Logout{SessionID: by.SessionID, Reason: "logged out"})
 }
 
 // BindBankAccount binds the same-name bank account for withdrawals; the
 // number is tokenised before it reaches the domain's event.
-func (s *Service) BindBankAccount(ctx context.Context, accountID string, idem Idem, number, holderName string) (Outcome, error) {
-	return s.simple(ctx, accountID, idem, domain.BindBankAccount{Number: number, HolderName: holderName, Token: s.cfg.Keys.BankToken(number)})
+func (s *Service) BindBankAccount(ctx context.Context, by Actor, accountID string, idem Idem, number, holderName string, auth domain.Authorisation) (Outcome, error) {
+	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpBindBankAccount, accountID, idem,
+			domain.BindBankAccount{Number: number, HolderName: holderName, Token: s.cfg.Keys.BankToken(number), Auth: auth})
+	})
 }
 
-// Deposit credits money arriving from outside (a bank transfer in).
-func (s *Service) Deposit(ctx context.Context, accountID string, idem Idem, amount, currency, reference string) (Outcome, error) {
-	return s.Execute(ctx, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
-		return domain.Deposit{DepositID: s.cfg.NewID(), Amount: amount, Currency: currency, Reference: reference}, nil
+// Deposit credits money arriving from outside: a bank transfer the
+// funding desk matched, named by its bank reference.
+func (s *Service) Deposit(ctx context.Context, by Actor, accountID string, idem Idem, amount, currency, reference string) (Outcome, error) {
+	return s.Execute(ctx, by, OpDeposit, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		return domain.Deposit{DepositID: s.cfg.NewID(), Amount: amount, Currency: currency, Reference: reference, Staff: by.staff("")}, nil
 	})
 }
 
@@ -131,7 +200,10 @@ type PaymentRequest struct {
 // InitiatePayment is step one of confirm-then-execute (R15). The payee is
 // looked up first, under its own lock, so two accounts paying each other
 // never hold both locks.
-func (s *Service) InitiatePayment(ctx context.Context, accountID string, idem Idem, r PaymentRequest) (Outcome, error) {
+func (s *Service) InitiatePayment(ctx context.Context, by Actor, accountID string, idem Idem, r PaymentRequest) (Outcome, error) {
+	if err := Authorize(by, OpInitiatePayment, accountID); err != nil {
+		return Outcome{}, err
+	}
 	payee := domain.Payee{}
 	if r.PayeeID != accountID && r.PayeeID != "" {
 		var err error
@@ -139,14 +211,14 @@ func (s *Service) InitiatePayment(ctx context.Context, accountID string, idem Id
 			return Outcome{}, err
 		}
 	}
-	return s.Execute(ctx, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
-		challenge, err := s.random(ChallengeSize)
+	return s.Execute(ctx, by, OpInitiatePayment, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		nonce, err := s.random(NonceSize)
 		if err != nil {
 			return nil, err
 		}
 		return domain.InitiatePayment{PaymentID: s.cfg.NewID(), PayeeID: r.PayeeID, Payee: payee, Amount: r.Amount,
 			Currency: r.Currency, Channel: r.Channel, Terminal: r.Terminal, DeviceID: r.DeviceID,
-			Description: r.Description, Challenge: challenge}, nil
+			Description: r.Description, Nonce: nonce}, nil
 	})
 }
 
@@ -194,7 +266,10 @@ func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error
 // a payee closed on another node between the read and the append still
 // receives this one payment; closing that window needs a condition on the
 // payee's stream in the store's append.
-func (s *Service) ConfirmPayment(ctx context.Context, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	if err := Authorize(by, OpConfirmPayment, accountID); err != nil {
+		return Outcome{}, err
+	}
 	payeeID, err := s.pendingPayee(ctx, accountID, paymentID)
 	if err != nil {
 		return Outcome{}, err
@@ -208,9 +283,11 @@ func (s *Service) ConfirmPayment(ctx context.Context, accountID, paymentID strin
 			return Outcome{}, err
 		}
 	}
-	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-		return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal,
-			PayeeID: payeeID, Payee: payee}, nil
+	return s.withHashSlot(ctx, hasPassword(proofs), func() (Outcome, error) {
+		return s.Execute(ctx, by, OpConfirmPayment, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+			return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal,
+				PayeeID: payeeID, Payee: payee}, nil
+		})
 	})
 }
 
@@ -234,22 +311,28 @@ func (s *Service) pendingPayee(ctx context.Context, accountID, paymentID string)
 }
 
 // Withdraw pays out to the bound same-name bank account.
-func (s *Service) Withdraw(ctx context.Context, accountID string, idem Idem, amount, currency, deviceID string, proofs []domain.Proof) (Outcome, error) {
-	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-		return domain.Withdraw{WithdrawalID: s.cfg.NewID(), Amount: amount, Currency: currency, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
+func (s *Service) Withdraw(ctx context.Context, by Actor, accountID string, idem Idem, amount, currency, deviceID string, proofs []domain.Proof) (Outcome, error) {
+	return s.withHashSlot(ctx, hasPassword(proofs), func() (Outcome, error) {
+		return s.Execute(ctx, by, OpWithdraw, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+			return domain.Withdraw{WithdrawalID: s.cfg.NewID(), Amount: amount, Currency: currency, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
+		})
 	})
 }
 
-// ChangeIdentity changes the holder name, authorised by auth's proofs (at
-// least one factor category, see domain.RequiredCategories).
-func (s *Service) ChangeIdentity(ctx context.Context, accountID string, idem Idem, holderName string, auth domain.Authorisation) (Outcome, error) {
-	return s.simple(ctx, accountID, idem, domain.ChangeIdentity{HolderName: holderName, Auth: auth})
+// ChangeIdentity changes the holder name, authorised by auth's proofs (two
+// factor categories, see domain.RequiredCategories).
+func (s *Service) ChangeIdentity(ctx context.Context, by Actor, accountID string, idem Idem, holderName string, auth domain.Authorisation) (Outcome, error) {
+	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpChangeIdentity, accountID, idem, domain.ChangeIdentity{HolderName: holderName, Auth: auth})
+	})
 }
 
 // ChangePhone changes the reserved phone number, authorised by auth's
 // proofs (two factor categories).
-func (s *Service) ChangePhone(ctx context.Context, accountID string, idem Idem, phone string, auth domain.Authorisation) (Outcome, error) {
-	return s.simple(ctx, accountID, idem, domain.ChangePhone{Phone: phone, Auth: auth})
+func (s *Service) ChangePhone(ctx context.Context, by Actor, accountID string, idem Idem, phone string, auth domain.Authorisation) (Outcome, error) {
+	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpChangePhone, accountID, idem, domain.ChangePhone{Phone: phone, Auth: auth})
+	})
 }
 
 // ResetRequest is the input of ResetCredential: the new credential as for
@@ -264,44 +347,59 @@ type ResetRequest struct {
 
 // ResetCredential replaces a factor's credential, generating the password
 // salt or the sealed TOTP seed as enrolment does.
-func (s *Service) ResetCredential(ctx context.Context, accountID string, idem Idem, r ResetRequest) (Outcome, error) {
-	return s.Execute(ctx, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
-		cmd := domain.ResetCredential{FactorID: r.FactorID, Password: r.Password, PublicKey: r.PublicKey, Auth: r.Auth}
-		f, _ := a.Factor(r.FactorID) // an unknown factor is the decision's not_found
-		var err error
-		cmd.Salt, cmd.SealedSecret, err = s.newSecretMaterial(f.Method)
-		return cmd, err
+func (s *Service) ResetCredential(ctx context.Context, by Actor, accountID string, idem Idem, r ResetRequest) (Outcome, error) {
+	return s.withHashSlot(ctx, r.Password != "" || hasPassword(r.Auth.Proofs), func() (Outcome, error) {
+		return s.Execute(ctx, by, OpResetCredential, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
+			cmd := domain.ResetCredential{FactorID: r.FactorID, Password: r.Password, PublicKey: r.PublicKey, Auth: r.Auth}
+			f, _ := a.Factor(r.FactorID) // an unknown factor is the decision's not_found
+			var err error
+			cmd.Salt, cmd.SealedSecret, err = s.newSecretMaterial(f.Method)
+			return cmd, err
+		})
 	})
 }
 
 // ResetTOTPSecret returns the plain new seed of a TOTP reset, shown to the
-// customer once (and again only to an idempotent replay of that request);
-// "" for other resets.
+// customer once (callers do not show it to an idempotent replay); "" for
+// other resets.
 func (s *Service) ResetTOTPSecret(e domain.CredentialReset) (string, error) {
 	return s.openSeed(e.SealedSecret)
 }
 
-// AdjustLimit sets the agreed daily limit.
-func (s *Service) AdjustLimit(ctx context.Context, accountID string, idem Idem, limit string) (Outcome, error) {
-	return s.simple(ctx, accountID, idem, domain.AdjustLimit{Limit: limit})
+// AdjustLimit sets the agreed daily limit; a raise needs auth's step-up.
+func (s *Service) AdjustLimit(ctx context.Context, by Actor, accountID string, idem Idem, limit string, auth domain.Authorisation) (Outcome, error) {
+	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpAdjustLimit, accountID, idem, domain.AdjustLimit{Limit: limit, Auth: auth})
+	})
 }
 
 // Suspend suspends the payment service (R14). It waits for the payments
 // to the account being confirmed (see ConfirmPayment), so that none is
 // credited after the suspension.
-func (s *Service) Suspend(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+func (s *Service) Suspend(ctx context.Context, by Actor, accountID string, idem Idem, reason string) (Outcome, error) {
+	if err := Authorize(by, OpSuspend, accountID); err != nil {
+		return Outcome{}, err
+	}
 	mu := s.status.of(accountID)
 	mu.Lock()
 	defer mu.Unlock()
-	return s.simple(ctx, accountID, idem, domain.Suspend{Reason: reason})
+	return s.simple(ctx, by, OpSuspend, accountID, idem, domain.Suspend{Reason: reason, Staff: by.staff("")})
 }
 
 // Reactivate lifts a suspension.
-func (s *Service) Reactivate(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+func (s *Service) Reactivate(ctx context.Context, by Actor, accountID string, idem Idem, reason string) (Outcome, error) {
+	if err := Authorize(by, OpReactivate, accountID); err != nil {
+		return Outcome{}, err
+	}
 	mu := s.status.of(accountID)
 	mu.Lock()
 	defer mu.Unlock()
-	return s.simple(ctx, accountID, idem, domain.Reactivate{Reason: reason})
+	return s.simple(ctx, by, OpReactivate, accountID, idem, domain.Reactivate{Reason: reason, Staff: by.staff("")})
+}
+
+// Unlock lifts R9's lock early: an operator, after an identity check.
+func (s *Service) Unlock(ctx context.Context, by Actor, accountID string, idem Idem, reason, identityCheck string) (Outcome, error) {
+	return s.simple(ctx, by, OpUnlock, accountID, idem, domain.Unlock{Reason: reason, Staff: by.staff(identityCheck)})
 }
 
 // Close closes the account; its balance must be zero.
@@ -320,7 +418,10 @@ func (s *Service) Reactivate(ctx context.Context, accountID string, idem Idem, r
 // that a projection falling behind fails the close without holding up the
 // payments to the account, and once more under the lock, for what was
 // committed in between (usually nothing, or one projection batch).
-func (s *Service) Close(ctx context.Context, accountID string, idem Idem, reason string) (Outcome, error) {
+func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Idem, reason string) (Outcome, error) {
+	if err := Authorize(by, OpClose, accountID); err != nil {
+		return Outcome{}, err
+	}
 	if err := s.waitForProjection(ctx, accountID); err != nil {
 		return Outcome{}, err
 	}
@@ -330,8 +431,8 @@ func (s *Service) Close(ctx context.Context, accountID string, idem Idem, reason
 	if err := s.waitForProjection(ctx, accountID); err != nil {
 		return Outcome{}, err
 	}
-	return s.Execute(ctx, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-		return domain.CloseAccount{Reason: reason, Balance: bal}, nil
+	return s.Execute(ctx, by, OpClose, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+		return domain.CloseAccount{Reason: reason, Balance: bal, Staff: by.staff("")}, nil
 	})
 }
 
@@ -351,18 +452,21 @@ func (s *Service) waitForProjection(ctx context.Context, accountID string) error
 	return nil
 }
 
-// RevokeFactor retires a factor.
-func (s *Service) RevokeFactor(ctx context.Context, accountID string, idem Idem, factorID, reason string) (Outcome, error) {
-	return s.simple(ctx, accountID, idem, domain.RevokeFactor{FactorID: factorID, Reason: reason})
+// RevokeFactor retires a factor, authorised by auth's step-up.
+func (s *Service) RevokeFactor(ctx context.Context, by Actor, accountID string, idem Idem, factorID, reason string, auth domain.Authorisation) (Outcome, error) {
+	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpRevokeFactor, accountID, idem, domain.RevokeFactor{FactorID: factorID, Reason: reason, Auth: auth})
+	})
 }
 
-// ReportCredentialLoss reports a factor's credential lost (R1).
-func (s *Service) ReportCredentialLoss(ctx context.Context, accountID string, idem Idem, factorID string) (Outcome, error) {
-	return s.simple(ctx, accountID, idem, domain.ReportCredentialLoss{FactorID: factorID})
+// ReportCredentialLoss reports a factor's credential lost (R1): from the
+// holder's session, or by an operator after an identity check.
+func (s *Service) ReportCredentialLoss(ctx context.Context, by Actor, accountID string, idem Idem, factorID, identityCheck string) (Outcome, error) {
+	return s.simple(ctx, by, OpReportLoss, accountID, idem, domain.ReportCredentialLoss{FactorID: factorID, Staff: by.staff(identityCheck)})
 }
 
-func (s *Service) simple(ctx context.Context, accountID string, idem Idem, cmd domain.Command) (Outcome, error) {
-	return s.Execute(ctx, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+func (s *Service) simple(ctx context.Context, by Actor, op Op, accountID string, idem Idem, cmd domain.Command) (Outcome, error) {
+	return s.Execute(ctx, by, op, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
 		return cmd, nil
 	})
 }
@@ -386,8 +490,12 @@ type AccountView struct {
 	SingleUsed, NoCertUsed, AllUsed domain.Money
 }
 
-// Account returns a view of the account, or not_found.
-func (s *Service) Account(ctx context.Context, accountID string) (AccountView, error) {
+// Account returns a view of the account, or not_found, to an actor that
+// may read it (a staff read is recorded).
+func (s *Service) Account(ctx context.Context, by Actor, accountID string) (AccountView, error) {
+	if err := s.AuthorizeRead(ctx, by, OpViewAccount, accountID); err != nil {
+		return AccountView{}, err
+	}
 	ent := s.cache.lock(accountID)
 	defer ent.mu.Unlock()
 	if err := s.load(ctx, ent, accountID); err != nil {
@@ -408,4 +516,19 @@ func (s *Service) Account(ctx context.Context, accountID string) (AccountView, e
 		v.BankLast4 = b.Last4
 	}
 	return v, nil
+}
+
+// Currency returns the currency of an existing account, or not_found; for
+// reads that AuthorizeRead has already allowed.
+func (s *Service) Currency(ctx context.Context, accountID string) (domain.Currency, error) {
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return "", err
+	}
+	if !ent.acct.Exists() {
+		s.cache.drop(accountID, ent)
+		return "", domain.Errorf(domain.CodeNotFound, "account %s not found", accountID)
+	}
+	return ent.acct.Currency, nil
 }

@@ -59,13 +59,22 @@ type Config struct {
 	// command skips the stream-tail read that otherwise picks up other
 	// nodes' appends. Leave it false when several Services share a store.
 	SoleWriter bool
+	// StaffKeys authenticates staff API keys; nil accepts none.
+	StaffKeys StaffKeys
+	// HashSlots bounds the password hashes (argon2id, 19 MiB each)
+	// computed at once (default 4), and HashWait how long a command
+	// waits for a slot before it is refused as rate_limited (default 2 s).
+	HashSlots int
+	HashWait  time.Duration
 }
 
 // Service executes commands against account streams.
 type Service struct {
-	cfg    Config
-	cache  *cache
-	status statusLocks
+	cfg       Config
+	cache     *cache
+	status    statusLocks
+	hashSlots chan struct{}
+	opens     *openKeys
 }
 
 // New returns a Service. Policy.Secrets is set to cfg.Keys.
@@ -82,8 +91,15 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CloseWait <= 0 {
 		cfg.CloseWait = 10 * time.Second
 	}
+	if cfg.HashSlots <= 0 {
+		cfg.HashSlots = 4
+	}
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = 2 * time.Second
+	}
 	cfg.Policy.Secrets = cfg.Keys
-	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks()}, nil
+	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
+		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys()}, nil
 }
 
 // Policy returns the rules the service decides with.
@@ -136,19 +152,29 @@ type Outcome struct {
 	// Replayed is true when the outcome is that of an earlier request with
 	// the same Idempotency-Key and body.
 	Replayed bool
+	// Secret is the session token a login issued, shown once: a replay
+	// never carries it.
+	Secret string
 }
 
 // Builder makes the domain command from the current state. It runs under
 // the account's lock, once per attempt.
 type Builder func(a *domain.Account, now time.Time, bal domain.Balance) (domain.Command, error)
 
-// Execute runs one command against accountID's stream. It returns an error
-// when nothing was appended (bad input, a refusal that records nothing, an
-// infrastructure failure); otherwise the outcome, whose Refusal may still
-// be set.
-func (s *Service) Execute(ctx context.Context, accountID string, idem Idem, build Builder) (Outcome, error) {
+// Execute runs one command of op by the actor against accountID's stream,
+// once Authorize allows it. The Idempotency-Key is scoped to the actor. It
+// returns an error when nothing was appended (bad input, a refusal that
+// records nothing, an infrastructure failure); otherwise the outcome,
+// whose Refusal may still be set.
+func (s *Service) Execute(ctx context.Context, by Actor, op Op, accountID string, idem Idem, build Builder) (Outcome, error) {
+	if err := Authorize(by, op, accountID); err != nil {
+		return Outcome{}, err
+	}
 	if accountID == "" {
 		return Outcome{}, domain.Errorf(domain.CodeNotFound, "account not found")
+	}
+	if idem.Key != "" {
+		idem.Key = by.scope() + ":" + idem.Key
 	}
 	var lastErr error
 	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
@@ -350,6 +376,9 @@ type entry struct {
 	acct     *domain.Account
 	keys     map[string]keyRecord
 	keyOrder []string
+	// seen is when each session was last used (the idle timeout); a
+	// session missing here counts from its start.
+	seen map[string]time.Time
 	// payee is the account as a payee (existence, status, currency) as of
 	// acct, published after each load and append so that a payment to the
 	// account can read it without mu, which the account's own commands
@@ -414,6 +443,17 @@ func (c *cache) lock(id string) *entry {
 	c.mu.Unlock()
 	ent.mu.Lock()
 	return ent
+}
+
+// drop removes id's entry, held by the caller, when it is still ent: an
+// account that does not exist is not kept, so unauthenticated requests
+// naming random ids cannot fill the cache.
+func (c *cache) drop(id string, ent *entry) {
+	c.mu.Lock()
+	if c.entries[id] == ent {
+		delete(c.entries, id)
+	}
+	c.mu.Unlock()
 }
 
 // payee returns the published payee view of id's cached aggregate, or nil

@@ -20,6 +20,7 @@ import (
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	LockFor      time.Duration
 	ChallengeTTL time.Duration
 	SessionTTL   time.Duration
+	SessionIdle  time.Duration
+	CoolingOff   time.Duration
 	// Clock and Rand default to the real ones; tests and the bench inject.
 	Clock       func() time.Time
 	Rand        io.Reader
@@ -54,6 +57,8 @@ type Main struct {
 	Store   *sqlite.Store
 	RM      *projections.ReadModels
 	Service *ledger.Service
+	// StaffKeys holds the staff API keys (payledger keys).
+	StaffKeys *staffkeys.Store
 	// URL is the API's base URL once Open has bound the listener.
 	URL string
 
@@ -76,7 +81,9 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 	fs.IntVar(&c.LockAfter, "lock-after", 5, "consecutive failed logins or verifications that lock access (R9)")
 	fs.DurationVar(&c.LockFor, "lock-for", 30*time.Minute, "how long a lock lasts (R9)")
 	fs.DurationVar(&c.ChallengeTTL, "challenge-ttl", 5*time.Minute, "how long an initiated payment and its one-time proof stay valid (R7)")
-	fs.DurationVar(&c.SessionTTL, "session-ttl", 15*time.Minute, "how long a login session lasts (R9)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 8*time.Hour, "how long a login session lasts at most (R9)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", 15*time.Minute, "how long a login session lasts without a request (R9)")
+	fs.DurationVar(&c.CoolingOff, "cooling-off", 24*time.Hour, "how long a factor added without an operator's identity check waits before it can move money")
 }
 
 // applyRules puts the configured overrides into the policy, refusing values
@@ -96,12 +103,14 @@ func (c *Config) applyRules(p *domain.Policy) error {
 		{"--lock-for", c.LockFor, &p.LockDuration},
 		{"--challenge-ttl", c.ChallengeTTL, &p.ChallengeTTL},
 		{"--session-ttl", c.SessionTTL, &p.SessionTTL},
+		{"--session-idle", c.SessionIdle, &p.SessionIdle},
+		{"--cooling-off", c.CoolingOff, &p.CoolingOff},
 	} {
 		if o.v == 0 && !c.fromFlags {
 			continue
 		}
-		if o.v < time.Second || o.v > 24*time.Hour {
-			return fmt.Errorf("%s must be between 1s and 24h", o.name)
+		if o.v < time.Second || o.v > 7*24*time.Hour {
+			return fmt.Errorf("%s must be between 1s and 168h", o.name)
 		}
 		*o.dst = o.v
 	}
@@ -150,11 +159,15 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
+		return fmt.Errorf("open staff keys: %w", err)
+	}
 	if m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), c.StoreOpts); err != nil {
+		m.closeStores()
 		return fmt.Errorf("open event store: %w", err)
 	}
 	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
-		m.Store.Close()
+		m.closeStores()
 		return fmt.Errorf("open read models: %w", err)
 	}
 	if err := m.RM.CatchUp(ctx, m.Store); err != nil {
@@ -165,7 +178,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
 		// The SQLite file has one writing process, and it runs this one
 		// Service: its aggregate cache is authoritative.
-		SoleWriter: true})
+		SoleWriter: true, StaffKeys: m.StaffKeys})
 	if err != nil {
 		m.closeStores()
 		return err
@@ -235,6 +248,9 @@ func (m *Main) closeStores() error {
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
+	}
+	if m.StaffKeys != nil {
+		errs = append(errs, m.StaffKeys.Close())
 	}
 	return errors.Join(errs...)
 }

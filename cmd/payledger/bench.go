@@ -21,6 +21,7 @@ import (
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
 // benchConfig is what the bench flags set.
@@ -438,6 +439,14 @@ func benchSetup(ctx context.Context, m *Main, c benchConfig) ([]*benchAccount, e
 	return accts, nil
 }
 
+// The bench drives the ledger in process, as the operator who opens the
+// accounts after an identity check, the funding desk that credits them
+// and each holder's session; no credential crosses a network.
+var (
+	benchOperator = ledger.Actor{KeyID: "key_bench_operator", Role: staffkeys.RoleOperator}
+	benchFunding  = ledger.Actor{KeyID: "key_bench_funding", Role: staffkeys.RoleFunding}
+)
+
 func benchSetupOne(ctx context.Context, svc *ledger.Service, i int) (*benchAccount, error) {
 	check := func(op string, out ledger.Outcome, err error) error {
 		if err == nil && out.Refusal != nil {
@@ -448,15 +457,13 @@ func benchSetupOne(ctx context.Context, svc *ledger.Service, i int) (*benchAccou
 		}
 		return nil
 	}
-	out, err := svc.OpenAccount(ctx, ledger.Idem{}, fmt.Sprintf("Bench Holder %d", i), benchCurrency, domain.KindPersonal)
+	out, err := svc.OpenAccount(ctx, benchOperator, ledger.Idem{}, ledger.OpenRequest{HolderName: fmt.Sprintf("Bench Holder %d", i),
+		Currency: benchCurrency, Kind: domain.KindPersonal, IdentityCheck: "bench",
+		Factor: ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: fmt.Sprintf("token-%d", i)}})
 	if err := check("open", out, err); err != nil {
 		return nil, err
 	}
 	a := &benchAccount{index: i, id: out.AccountID}
-	out, err = svc.EnrollFactor(ctx, a.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: fmt.Sprintf("token-%d", i)})
-	if err := check("enrol", out, err); err != nil {
-		return nil, err
-	}
 	for _, e := range out.Decoded {
 		if fe, ok := e.(domain.FactorEnrolled); ok {
 			a.factorID = fe.FactorID
@@ -468,7 +475,7 @@ func benchSetupOne(ctx context.Context, svc *ledger.Service, i int) (*benchAccou
 	if a.factorID == "" || a.seed == "" {
 		return nil, errors.New("enrol: no FactorEnrolled event with a TOTP seed")
 	}
-	out, err = svc.Deposit(ctx, a.id, ledger.Idem{}, benchDeposit, benchCurrency, fmt.Sprintf("bench-%d", i))
+	out, err = svc.Deposit(ctx, benchFunding, a.id, ledger.Idem{}, benchDeposit, benchCurrency, fmt.Sprintf("bench-%d", i))
 	if err := check("deposit", out, err); err != nil {
 		return nil, err
 	}
@@ -656,7 +663,8 @@ func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAcc
 	}
 	cents := 1 + cl.rng.IntN(benchMaxCents)
 	device := fmt.Sprintf("phone-%d", a.index)
-	out, err := svc.InitiatePayment(ctx, a.id, ledger.Idem{}, ledger.PaymentRequest{
+	holder := ledger.Actor{AccountID: a.id, SessionID: "bench"}
+	out, err := svc.InitiatePayment(ctx, holder, a.id, ledger.Idem{}, ledger.PaymentRequest{
 		PayeeID: payee.id, Amount: fmt.Sprintf("%d.%02d", cents/100, cents%100), Currency: benchCurrency,
 		Channel: "app", Terminal: "mobile", DeviceID: device,
 	})
@@ -684,7 +692,7 @@ func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAcc
 		return
 	}
 	a.lastStep = step // used, or at worst skipped, whatever the outcome
-	out, err = svc.ConfirmPayment(ctx, a.id, paymentID, ledger.Idem{}, device,
+	out, err = svc.ConfirmPayment(ctx, holder, a.id, paymentID, ledger.Idem{}, device,
 		[]domain.Proof{{FactorID: a.factorID, Code: code}})
 	if cl.failed(err, out.Refusal) {
 		return

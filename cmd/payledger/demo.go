@@ -11,6 +11,7 @@ import (
 
 	"github.com/payledger/payledger/apiclient"
 	"github.com/payledger/payledger/demo"
+	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
 // cmdDemo starts the real server on a loopback port with a temporary store
@@ -38,7 +39,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer m.Close()
 	fmt.Fprintf(stdout, "payledger demo: server at %s, store in %s\n", m.URL, *dir)
-	if _, err := demo.Run(ctx, apiclient.New(m.URL), stdout, time.Now); err != nil {
+	staff, err := demoStaff(ctx, m.StaffKeys)
+	if err != nil {
+		return err
+	}
+	if _, err := demo.Run(ctx, apiclient.New(m.URL), staff, stdout, time.Now); err != nil {
 		return err
 	}
 	n, streams, digest, err := verifyLog(ctx, m.Store)
@@ -51,4 +56,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintln(stdout, "demo: ok")
 	return nil
+}
+
+// demoStaff creates the operator and funding keys the scenario acts with,
+// as `payledger keys create` would.
+func demoStaff(ctx context.Context, keys *staffkeys.Store) (demo.Staff, error) {
+	op, _, err := keys.Create(ctx, staffkeys.RoleOperator, "demo operator")
+	if err != nil {
+		return demo.Staff{}, fmt.Errorf("demo: create the operator key: %w", err)
+	}
+	fund, _, err := keys.Create(ctx, staffkeys.RoleFunding, "demo funding desk")
+	if err != nil {
+		return demo.Staff{}, fmt.Errorf("demo: create the funding key: %w", err)
+	}
+	return demo.Staff{Operator: op, Funding: fund}, nil
 }

@@ -20,6 +20,8 @@ usage:
   payledger demo    [--data DIR]                              walk a narrated scenario through the real API
   payledger rebuild [--data ./data]                           rebuild read models from position 0
   payledger verify  [--data ./data]                           prove the log's hash chains are intact (R3)
+  payledger keys    create --role ROLE [--label TEXT] | list | revoke ID  [--data ./data]
+                                                              manage staff API keys
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000]
                                                               measure confirmed payments per second
 `
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdVerify(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, args[1:], stdout, stderr)
+	case "keys":
+		return cmdKeys(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,360 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger/staffkeys"
+)
+
+// Actor is who issues a command, as authenticated at the edge: a holder
+// through a session (AccountID and SessionID), a staff key with its role
+// (KeyID and Role), or nobody (the zero value, for the public routes).
+// The ledger decides what each may do (Authorize), so every entry point
+// shares one access table.
+type Actor struct {
+	AccountID string
+	SessionID string
+	KeyID     string
+	Role      staffkeys.Role
+}
+
+// Holder reports whether the actor is an account holder's session.
+func (a Actor) Holder() bool { return a.SessionID != "" }
+
+// Staff reports whether the actor is a staff key.
+func (a Actor) Staff() bool { return a.KeyID != "" }
+
+// staff is what events record of a staff actor; identityCheck is the
+// reference of the operator's identity check, where the command needs one.
+func (a Actor) staff(identityCheck string) domain.Staff {
+	if !a.Staff() {
+		return domain.Staff{}
+	}
+	return domain.Staff{StaffKey: a.KeyID, IdentityCheck: strings.TrimSpace(identityCheck)}
+}
+
+// scope is the namespace of the actor's idempotency keys, so that one
+// caller's key never replays another caller's request.
+func (a Actor) scope() string {
+	switch {
+	case a.Holder():
+		return "h:" + a.AccountID
+	case a.Staff():
+		return "k:" + a.KeyID
+	}
+	return "p:"
+}
+
+// Op names an operation for the access table.
+type Op string
+
+// The operations of the access table; the HTTP routes map onto them.
+const (
+	OpOpenAccount     Op = "open_account"
+	OpViewAccount     Op = "view_account"
+	OpEnrollFactor    Op = "enroll_factor"
+	OpRevokeFactor    Op = "revoke_factor"
+	OpReportLoss      Op = "report_credential_loss"
+	OpResetCredential Op = "reset_credential"
+	OpLogin           Op = "login"
+	OpLogout          Op = "logout"
+	OpBindBankAccount Op = "bind_bank_account"
+	OpDeposit         Op = "deposit"
+	OpInitiatePayment Op = "initiate_payment"
+	OpConfirmPayment  Op = "confirm_payment"
+	OpWithdraw        Op = "withdraw"
+	OpAdjustLimit     Op = "adjust_limit"
+	OpChangeIdentity  Op = "change_identity"
+	OpChangePhone     Op = "change_phone"
+	OpSuspend         Op = "suspend"
+	OpReactivate      Op = "reactivate"
+	OpClose           Op = "close"
+	OpUnlock          Op = "unlock"
+	OpReadBalance     Op = "read_balance"
+	OpReadStatement   Op = "read_statement"
+	OpReadOperations  Op = "read_operations"
+	opRecordStaffRead Op = "record_staff_read"
+)
+
+// Rule says who may perform an operation: anyone (Public), the holder of
+// the account it acts on (Holder), and staff of the listed roles.
+type Rule struct {
+	Public bool
+	Holder bool
+	Roles  []staffkeys.Role
+}
+
+var (
+	operator   = staffkeys.RoleOperator
+	funding    = staffkeys.RoleFunding
+	finance    = staffkeys.RoleFinance
+	compliance = staffkeys.RoleCompliance
+	auditor    = staffkeys.RoleAuditor
+)
+
+// access is the one table of who may do what (R26). Only funding creates
+// credits; the regulator's and finance's reads are reports, not accounts.
+var access = map[Op]Rule{
+	OpOpenAccount:     {Public: true, Roles: []staffkeys.Role{operator}},
+	OpViewAccount:     {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
+	OpEnrollFactor:    {Holder: true, Roles: []staffkeys.Role{operator}},
+	OpRevokeFactor:    {Holder: true},
+	OpReportLoss:      {Holder: true, Roles: []staffkeys.Role{operator}},
+	OpResetCredential: {Holder: true},
+	OpLogin:           {Public: true, Holder: true},
+	OpLogout:          {Holder: true},
+	OpBindBankAccount: {Holder: true},
+	OpDeposit:         {Roles: []staffkeys.Role{funding}},
+	OpInitiatePayment: {Holder: true},
+	OpConfirmPayment:  {Holder: true},
+	OpWithdraw:        {Holder: true},
+	OpAdjustLimit:     {Holder: true},
+	OpChangeIdentity:  {Holder: true},
+	OpChangePhone:     {Holder: true},
+	OpSuspend:         {Holder: true, Roles: []staffkeys.Role{operator}},
+	OpReactivate:      {Holder: true, Roles: []staffkeys.Role{operator}},
+	OpClose:           {Holder: true, Roles: []staffkeys.Role{operator}},
+	OpUnlock:          {Roles: []staffkeys.Role{operator}},
+	OpReadBalance:     {Holder: true, Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
+	OpReadStatement:   {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
+	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
+	opRecordStaffRead: {Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
+}
+
+// Access returns the rule of op, for documentation and tests.
+func Access(op Op) (Rule, bool) {
+	r, ok := access[op]
+	return r, ok
+}
+
+// Authorize decides whether by may perform op on accountID. No
+// credentials where some are needed is unauthenticated; a holder acting on
+// another account, whether it exists or not, or a staff role the rule does
+// not list, is forbidden.
+func Authorize(by Actor, op Op, accountID string) error {
+	rule, ok := access[op]
+	if !ok {
+		return domain.Errorf(domain.CodeInternal, "operation %q has no access rule", op)
+	}
+	switch {
+	case by.Holder():
+		if !rule.Holder {
+			return domain.Errorf(domain.CodeForbidden, "a holder's session may not %s", opText(op))
+		}
+		if accountID != "" && accountID != by.AccountID {
+			return domain.Errorf(domain.CodeForbidden, "a session reaches only its own account")
+		}
+		return nil
+	case by.Staff():
+		if !slices.Contains(rule.Roles, by.Role) {
+			return domain.Errorf(domain.CodeForbidden, "the %s role may not %s", by.Role, opText(op))
+		}
+		return nil
+	case rule.Public:
+		return nil
+	}
+	return domain.Errorf(domain.CodeUnauthenticated, "%s needs credentials: a session token from login or a staff API key, as Authorization: Bearer", opText(op))
+}
+
+func opText(op Op) string { return strings.ReplaceAll(string(op), "_", " ") }
+
+// readOps are the reads whose staff use is recorded as an event.
+var readOps = map[Op]string{
+	OpViewAccount:     "account",
+	OpReadBalance:     "balance",
+	OpReadStatement:   "statement",
+	OpReadOperations:  "operations",
+	opRecordStaffRead: "",
+}
+
+// AuthorizeRead authorises a read of accountID's data and, for staff,
+// records the read in the account's stream (R26: every staff read of
+// personal data is an event naming the key). A staff read of an account
+// that does not exist is not_found.
+func (s *Service) AuthorizeRead(ctx context.Context, by Actor, op Op, accountID string) error {
+	what, ok := readOps[op]
+	if !ok || what == "" {
+		return domain.Errorf(domain.CodeInternal, "operation %q is not a read", op)
+	}
+	if err := Authorize(by, op, accountID); err != nil {
+		return err
+	}
+	if !by.Staff() {
+		return nil
+	}
+	_, err := s.Execute(ctx, by, opRecordStaffRead, accountID, Idem{}, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		return domain.RecordStaffRead{Staff: by.staff(""), Role: string(by.Role), What: what}, nil
+	})
+	return err
+}
+
+// StaffKeys is what the ledger needs of the staff key store.
+type StaffKeys interface {
+	Authenticate(ctx context.Context, token string) (staffkeys.Key, error)
+}
+
+// Session tokens are "pls_" + account id + "_" + session id + "_" + 32
+// random bytes in unpadded base64url: the ids say where to look, the random
+// part is the secret, and only the token's SHA-256 is in the log.
+const (
+	sessionPrefix = "pls_"
+	sessionSecret = 32
+	sessionLen    = len(sessionPrefix) + ulid.EncodedSize + 1 + ulid.EncodedSize + 1 + 43
+	staffPrefix   = "plk_"
+	maxTokenLen   = 300
+)
+
+// errBadCredentials is the one answer to every credential that is not
+// valid, so that a caller learns nothing about which part was wrong.
+var errBadCredentials = domain.Errorf(domain.CodeUnauthenticated,
+	"the credentials are not valid: the session expired, ended or never existed, or the key is unknown or revoked; log in again or use a valid key")
+
+// newSessionToken returns a fresh token and its SHA-256.
+func (s *Service) newSessionToken(accountID, sessionID string) (string, []byte, error) {
+	secret, err := s.random(sessionSecret)
+	if err != nil {
+		return "", nil, err
+	}
+	tok := sessionPrefix + accountID + "_" + sessionID + "_" + base64.RawURLEncoding.EncodeToString(secret)
+	sum := sha256.Sum256([]byte(tok))
+	return tok, sum[:], nil
+}
+
+// Authenticate turns a bearer token into an actor: a holder's session
+// (its hash matches one the account's log holds, it has not reached its
+// absolute expiry, and it was used within Policy.SessionIdle) or a staff
+// key. Anything else is unauthenticated.
+func (s *Service) Authenticate(ctx context.Context, token string) (Actor, error) {
+	if len(token) > maxTokenLen {
+		return Actor{}, errBadCredentials
+	}
+	switch {
+	case strings.HasPrefix(token, staffPrefix):
+		if s.cfg.StaffKeys == nil {
+			return Actor{}, errBadCredentials
+		}
+		k, err := s.cfg.StaffKeys.Authenticate(ctx, token)
+		if errors.Is(err, staffkeys.ErrInvalidKey) {
+			return Actor{}, errBadCredentials
+		}
+		if err != nil {
+			return Actor{}, err
+		}
+		return Actor{KeyID: k.ID, Role: k.Role}, nil
+	case strings.HasPrefix(token, sessionPrefix) && len(token) == sessionLen:
+		return s.authenticateSession(ctx, token)
+	}
+	return Actor{}, errBadCredentials
+}
+
+func (s *Service) authenticateSession(ctx context.Context, token string) (Actor, error) {
+	rest := token[len(sessionPrefix):]
+	accountID, sessionID := rest[:ulid.EncodedSize], rest[ulid.EncodedSize+1:2*ulid.EncodedSize+1]
+	if rest[ulid.EncodedSize] != '_' || rest[2*ulid.EncodedSize+1] != '_' {
+		return Actor{}, errBadCredentials
+	}
+	if _, err := ulid.ParseStrict(accountID); err != nil {
+		return Actor{}, errBadCredentials
+	}
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return Actor{}, err
+	}
+	if !ent.acct.Exists() {
+		s.cache.drop(accountID, ent)
+		return Actor{}, errBadCredentials
+	}
+	sess, ok := ent.acct.Session(sessionID)
+	sum := sha256.Sum256([]byte(token))
+	if !ok || subtle.ConstantTimeCompare(sum[:], sess.TokenHash) != 1 {
+		return Actor{}, errBadCredentials
+	}
+	now := s.cfg.Clock()
+	last, seen := ent.seen[sessionID]
+	if !seen {
+		last = sess.Start
+	}
+	if !now.Before(sess.ExpiresAt) || (s.cfg.Policy.SessionIdle > 0 && now.Sub(last) > s.cfg.Policy.SessionIdle) {
+		return Actor{}, errBadCredentials
+	}
+	ent.markSeen(sessionID, now)
+	return Actor{AccountID: accountID, SessionID: sessionID}, nil
+}
+
+// maxSeen bounds the sessions whose last use an entry remembers before it
+// forgets those that ended.
+const maxSeen = 32
+
+// markSeen records a session's last use for the idle timeout, forgetting
+// sessions the aggregate no longer holds.
+func (e *entry) markSeen(sessionID string, now time.Time) {
+	if e.seen == nil {
+		e.seen = map[string]time.Time{}
+	}
+	e.seen[sessionID] = now
+	if len(e.seen) > maxSeen {
+		for id := range e.seen {
+			if _, ok := e.acct.Session(id); !ok {
+				delete(e.seen, id)
+			}
+		}
+	}
+}
+
+// openKeys remembers which account each Idempotency-Key of an account
+// opening chose, so that a retry reaches the same account although ids
+// are random. It is bounded (maxOpenKeys, a day each) and per node: a
+// retry after a restart opens a second, empty account, which costs
+// nothing but an unused id.
+type openKeys struct {
+	mu    sync.Mutex
+	ids   map[string]openKey
+	order []string
+}
+
+type openKey struct {
+	id string
+	at time.Time
+}
+
+const (
+	maxOpenKeys = 100000
+	openKeyTTL  = 24 * time.Hour
+)
+
+func newOpenKeys() *openKeys { return &openKeys{ids: map[string]openKey{}} }
+
+// claim returns the account id for key: the one chosen before, or a new
+// one from newID, which it then remembers. Without a key it only returns
+// a new id.
+func (o *openKeys) claim(key string, keyed bool, newID func() string, now time.Time) string {
+	if !keyed {
+		return newID()
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if k, ok := o.ids[key]; ok && now.Sub(k.at) < openKeyTTL {
+		return k.id
+	}
+	for len(o.order) > 0 && (len(o.ids) >= maxOpenKeys || now.Sub(o.ids[o.order[0]].at) >= openKeyTTL) {
+		delete(o.ids, o.order[0])
+		o.order = o.order[1:]
+	}
+	id := newID()
+	if _, ok := o.ids[key]; !ok {
+		o.order = append(o.order, key)
+	}
+	o.ids[key] = openKey{id: id, at: now}
+	return id
+}
