@@ -65,6 +65,12 @@ func New(svc *ledger.Service, store eventstore.Store, rm *projections.ReadModels
 	return s
 }
 
+// SetFailureLimits replaces the failure budgets per address and per
+// account (tests that make many failures on purpose raise them).
+func (s *Server) SetFailureLimits(byAddr, byAccount *ratelimit.Limiter) {
+	s.byAddr, s.byAccount = byAddr, byAccount
+}
+
 type actorKey struct{}
 
 // actorOf returns the authenticated caller of r (the zero Actor when the
@@ -93,19 +99,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec := &statusWriter{ResponseWriter: w}
+	login := false
 	if authErr != nil {
 		s.writeProblem(rec, r, authErr)
 	} else {
 		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, by))
 		// Handler finds the route but does not set the path values, so
 		// a matched request is served by the mux itself.
-		if h, pattern := s.mux.Handler(r); pattern == "" {
+		h, pattern := s.mux.Handler(r)
+		login = Routes[pattern] == ledger.OpLogin
+		switch op, known := Routes[pattern]; {
+		case pattern == "":
 			s.unrouted(rec, r, h)
-		} else {
+		case !known:
+			s.writeProblem(rec, r, domain.Errorf(domain.CodeInternal, "route %s has no access rule", pattern))
+		case op != "":
+			// Refused callers are turned away before their body is read;
+			// the ledger checks again for every command.
+			if err := ledger.Authorize(by, op, pathAccount(r.URL.Path)); err != nil {
+				s.writeProblem(rec, r, err)
+				break
+			}
+			s.mux.ServeHTTP(rec, r)
+		default:
 			s.mux.ServeHTTP(rec, r)
 		}
 	}
-	if rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked {
+	// A failure is a credential that did not verify: a bearer token, or
+	// a login's proofs; a request with no credentials guessed nothing.
+	if authErr != nil || login && (rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked) {
 		s.byAddr.Take(addr)
 		if account != "" {
 			s.byAccount.Take(account)
