@@ -23,9 +23,14 @@ type Result struct {
 	Balances map[string]string
 	// Names maps account ids to holder names.
 	Names map[string]string
-	// Payer is the main account's id.
-	Payer string
+	// Payer is the main account's id, and PayerFactor its password
+	// factor (the password is PayerPassword), for a test to log in again.
+	Payer       string
+	PayerFactor string
 }
+
+// PayerPassword is the password of the payer's first factor.
+const PayerPassword = liPassword
 
 // Staff are the staff API keys the scenario acts with (payledger keys
 // create): an operator who opens accounts after an identity check, and the
@@ -157,7 +162,7 @@ func (r *runner) run(res *Result) error {
 		r.say("   %-15s %s  (%s, agreed daily limit %s CNY, first factor: a password)", a.name, ids[a.key], a.kind, resp.Str("agreed_daily_limit"))
 	}
 	li, zhang, cafe := ids["li"], ids["zhang"], ids["cafe"]
-	res.Payer = li
+	res.Payer, res.PayerFactor = li, pwIDs["li"]
 	base := "/v1/accounts/" + li
 	pwID := pwIDs["li"]
 	password := map[string]any{"factor_id": pwID, "password": liPassword}

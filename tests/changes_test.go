@@ -28,7 +28,8 @@ func TestSensitiveChangesOverHTTP(t *testing.T) {
 	provider := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{42}, ed25519.SeedSize))
 	dir := t.TempDir()
 	srv := start(t, dir, "--biometric-provider-key", base64.StdEncoding.EncodeToString(provider.Public().(ed25519.PublicKey)))
-	c := apiclient.New(srv.url)
+	operator := apiclient.New(srv.url).As(staffKey(t, dir, "operator"))
+	c := operator
 	expect := func(status int, method, path string, body any, key string) apiclient.Response {
 		t.Helper()
 		r, err := c.Expect(ctx, status, method, path, body, key)
@@ -37,12 +38,14 @@ func TestSensitiveChangesOverHTTP(t *testing.T) {
 		}
 		return r
 	}
-	id := expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Li Wei", "currency": "CNY"}, "").Str("id")
-	base := "/v1/accounts/" + id
 	const oldPassword, newPassword = "a long passphrase", "another long passphrase, brand new"
-	pw := expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "password", "password": oldPassword}, "").Str("factor_id")
-	totp := expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "totp", "device_id": "token-1"}, "")
-	bio := expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "biometric", "device_id": "phone-1"}, "").Str("factor_id")
+	id, pw := openAccount(t, ctx, operator, "Li Wei", "personal", oldPassword)
+	base := "/v1/accounts/" + id
+	enrol := func(factor map[string]any) apiclient.Response {
+		return expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "e2e-check", "factor": factor}, "")
+	}
+	totp := enrol(map[string]any{"method": "totp", "device_id": "token-1"})
+	bio := enrol(map[string]any{"method": "biometric", "device_id": "phone-1"}).Str("factor_id")
 	step := domain.TOTPStepAt(time.Now())
 	code := func(step int64) map[string]any {
 		t.Helper()
@@ -57,10 +60,19 @@ func TestSensitiveChangesOverHTTP(t *testing.T) {
 		return expect(status, "POST", base+"/sessions", map[string]any{"device_id": "laptop-1",
 			"proofs": []any{map[string]any{"factor_id": pw, "password": password}}}, "")
 	}
+	// The holder's session logs in with the TOTP alone, so resetting the
+	// password (which ends the sessions that used it) leaves it open.
+	c = apiclient.New(srv.url)
+	c = c.As(expect(http.StatusCreated, "POST", base+"/sessions", map[string]any{"device_id": "laptop-1",
+		"proofs": []any{code(step - 1)}}, "").Str("token"))
 	lastOp := func() map[string]any {
 		t.Helper()
 		ops := expect(http.StatusOK, "GET", base+"/operations?limit=100", nil, "").List("operations")
-		return ops[len(ops)-1]
+		// A change is followed by the notice to the holder.
+		if n := ops[len(ops)-1]; n["type"] != "HolderNotified" {
+			t.Fatalf("the last operation is %v, not the holder's notice", n["type"])
+		}
+		return ops[len(ops)-2]
 	}
 
 	// The reserved phone: a password alone is not enough; password + TOTP is.

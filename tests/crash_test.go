@@ -30,17 +30,14 @@ func TestKilledUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	srv := start(t, dir)
-	c := apiclient.New(srv.url)
+	opKey := staffKey(t, dir, "operator")
+	operator := apiclient.New(srv.url).As(opKey)
+	c := apiclient.New(srv.url).As(staffKey(t, dir, "funding"))
 
 	const accounts, perAccount = 8, 4
 	ids := make([]string, accounts)
 	for i := range ids {
-		r, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts",
-			map[string]any{"holder_name": fmt.Sprintf("Crash %d", i), "currency": "CNY", "kind": "personal"}, fmt.Sprintf("open-crash-%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = r.Str("id")
+		ids[i], _ = openAccount(t, ctx, operator, fmt.Sprintf("Crash %d", i), "personal", "a long passphrase")
 	}
 
 	var mu sync.Mutex
@@ -64,7 +61,7 @@ func TestKilledUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 					attempted[i]++
 					mu.Unlock()
 					_, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+ids[i]+"/deposits",
-						map[string]any{"amount": "1.00", "currency": "CNY", "reference": "crash"}, fmt.Sprintf("dep-%d-%d-%d", i, k, n))
+						map[string]any{"amount": "1.00", "currency": "CNY", "reference": fmt.Sprintf("crash-%d-%d-%d", i, k, n)}, fmt.Sprintf("dep-%d-%d-%d", i, k, n))
 					if err != nil {
 						return // the server is gone (or refused): this attempt's outcome is unknown
 					}
@@ -90,7 +87,7 @@ func TestKilledUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 
 	srv = start(t, dir)
 	defer srv.stop(t, syscall.SIGTERM)
-	c = apiclient.New(srv.url)
+	c = apiclient.New(srv.url).As(opKey)
 	for i, id := range ids {
 		b, err := c.Expect(ctx, http.StatusOK, "GET", "/v1/accounts/"+id+"/balance", nil, "")
 		if err != nil {

@@ -146,6 +146,44 @@ func runCmd(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+var tokenLine = regexp.MustCompile(`(?m)^(plk_\S+)$`)
+
+// staffKey creates a staff API key of role with `payledger keys create`
+// and returns its token.
+func staffKey(t *testing.T, dir, role string) string {
+	t.Helper()
+	out := runCmd(t, "keys", "create", "--role", role, "--label", "e2e "+role, "--data", dir)
+	m := tokenLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("keys create printed no token: %s", out)
+	}
+	return m[1]
+}
+
+// login opens a session with a password and returns a client acting with it.
+func login(t *testing.T, ctx context.Context, c *apiclient.Client, accountID, factorID, password string) *apiclient.Client {
+	t.Helper()
+	r, err := c.As("").Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+accountID+"/sessions",
+		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": factorID, "password": password}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.As(r.Str("token"))
+}
+
+// openAccount opens an account as the operator, after an identity check,
+// with a password as its first factor; it returns the id and factor id.
+func openAccount(t *testing.T, ctx context.Context, operator *apiclient.Client, name, kind, password string) (string, string) {
+	t.Helper()
+	r, err := operator.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
+		"kind": kind, "identity_check": "e2e-check", "factor": map[string]any{"method": "password", "password": password}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := r.Obj("first_factor")["factor_id"].(string)
+	return r.Str("id"), f
+}
+
 func checkBalances(t *testing.T, ctx context.Context, c *apiclient.Client, want map[string]string) {
 	t.Helper()
 	for id, amount := range want {
@@ -163,13 +201,19 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	srv := start(t, dir)
-	c := apiclient.New(srv.url)
+	// Keys created beside the running server, as an operator would.
+	opKey, fundKey := staffKey(t, dir, "operator"), staffKey(t, dir, "funding")
+	anon := apiclient.New(srv.url)
 
-	res, err := demo.Run(ctx, c, io.Discard, time.Now)
+	res, err := demo.Run(ctx, anon, demo.Staff{Operator: opKey, Funding: fundKey}, io.Discard, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	payer := "/v1/accounts/" + res.Payer
+	// Reads as the holder append nothing; the funding desk posts deposits.
+	c := login(t, ctx, anon, res.Payer, res.PayerFactor, demo.PayerPassword)
+	funding := anon.As(fundKey)
+	operator := anon.As(opKey)
 
 	t.Run("ForbiddenFieldsAreRefusedAndNeverStored", func(t *testing.T) {
 		before, err := c.Expect(ctx, http.StatusOK, "GET", payer+"/operations?limit=100", nil, "")
@@ -188,7 +232,7 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				r, err := c.Expect(ctx, http.StatusBadRequest, "POST", payer+"/deposits", tc.body, "forbidden-"+tc.name)
+				r, err := funding.Expect(ctx, http.StatusBadRequest, "POST", payer+"/deposits", tc.body, "forbidden-"+tc.name)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -227,18 +271,18 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 
 	t.Run("IdempotentReplay", func(t *testing.T) {
 		body := map[string]any{"amount": "1.00", "currency": "CNY", "reference": "e2e"}
-		first, err := c.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")
+		first, err := funding.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := c.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")
+		again, err := funding.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(first.Raw, again.Raw) || again.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("replay differs:\n%s\n%s", first.Raw, again.Raw)
 		}
-		other, err := c.Expect(ctx, http.StatusConflict, "POST", payer+"/deposits", map[string]any{"amount": "2.00", "currency": "CNY"}, "e2e-deposit-1")
+		other, err := funding.Expect(ctx, http.StatusConflict, "POST", payer+"/deposits", map[string]any{"amount": "2.00", "currency": "CNY", "reference": "e2e-2"}, "e2e-deposit-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,18 +290,19 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 			t.Fatalf("got %s", other.Raw)
 		}
 		res.Balances[res.Payer] = "2698.50"
-		checkBalances(t, ctx, c, map[string]string{res.Payer: "2698.50"})
+		checkBalances(t, ctx, operator, map[string]string{res.Payer: "2698.50"})
 	})
 
 	t.Run("BadInputChangesNothing", func(t *testing.T) {
 		for name, body := range map[string]map[string]any{
-			"TooManyDecimals": {"amount": "1.001", "currency": "CNY"},
-			"Negative":        {"amount": "-1.00", "currency": "CNY"},
-			"Zero":            {"amount": "0.00", "currency": "CNY"},
-			"UnknownCurrency": {"amount": "1.00", "currency": "XXX"},
-			"UnknownField":    {"amount": "1.00", "currency": "CNY", "amout": "1"},
+			"TooManyDecimals": {"amount": "1.001", "currency": "CNY", "reference": "bad-1"},
+			"Negative":        {"amount": "-1.00", "currency": "CNY", "reference": "bad-2"},
+			"Zero":            {"amount": "0.00", "currency": "CNY", "reference": "bad-3"},
+			"UnknownCurrency": {"amount": "1.00", "currency": "XXX", "reference": "bad-4"},
+			"UnknownField":    {"amount": "1.00", "currency": "CNY", "reference": "bad-5", "amout": "1"},
+			"NoReference":     {"amount": "1.00", "currency": "CNY"},
 		} {
-			r, err := c.Expect(ctx, http.StatusBadRequest, "POST", payer+"/deposits", body, "")
+			r, err := funding.Expect(ctx, http.StatusBadRequest, "POST", payer+"/deposits", body, "")
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -265,15 +310,15 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 				t.Fatalf("%s: got %s", name, r.Raw)
 			}
 		}
-		checkBalances(t, ctx, c, res.Balances)
+		checkBalances(t, ctx, operator, res.Balances)
 	})
 
 	// Acknowledged writes are durable: kill the server without warning and
 	// every balance is still there after a restart.
 	srv.stop(t, syscall.SIGKILL)
 	srv = start(t, dir)
-	c = apiclient.New(srv.url)
-	checkBalances(t, ctx, c, res.Balances)
+	operator = apiclient.New(srv.url).As(opKey)
+	checkBalances(t, ctx, operator, res.Balances)
 
 	// A graceful stop and restart, then the maintenance commands.
 	srv.stop(t, syscall.SIGTERM)
@@ -286,9 +331,9 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 		t.Fatalf("rebuild: %s", out)
 	}
 	srv = start(t, dir)
-	c = apiclient.New(srv.url)
-	checkBalances(t, ctx, c, res.Balances)
-	st, err := c.Expect(ctx, http.StatusOK, "GET", payer+"/statement", nil, "")
+	operator = apiclient.New(srv.url).As(opKey)
+	checkBalances(t, ctx, operator, res.Balances)
+	st, err := operator.Expect(ctx, http.StatusOK, "GET", payer+"/statement", nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,17 +348,18 @@ func TestLockoutOverHTTP(t *testing.T) {
 	// A short lock, configured on the command line, so the test can see it
 	// expire.
 	const lockFor = 2 * time.Second
-	srv := start(t, t.TempDir(), "--lock-for", lockFor.String())
+	dir := t.TempDir()
+	srv := start(t, dir, "--lock-for", lockFor.String())
 	c := apiclient.New(srv.url)
-	acct, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Wang Fang", "currency": "CNY"}, "")
+	operator := c.As(staffKey(t, dir, "operator"))
+	// Opened online by the holder: no credentials, the first factor inside.
+	acct, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Wang Fang", "currency": "CNY",
+		"factor": map[string]any{"method": "password", "password": "a long passphrase"}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := "/v1/accounts/" + acct.Str("id")
-	f, err := c.Expect(ctx, http.StatusCreated, "POST", base+"/factors", map[string]any{"method": "password", "password": "a long passphrase"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := apiclient.Response{Body: acct.Obj("first_factor")}
 	wrong := map[string]any{"device_id": "d1", "proofs": []any{map[string]any{"factor_id": f.Str("factor_id"), "password": "not it at all"}}}
 	for i := 1; i <= 4; i++ {
 		r, err := c.Expect(ctx, http.StatusUnauthorized, "POST", base+"/sessions", wrong, "")
@@ -335,14 +381,7 @@ func TestLockoutOverHTTP(t *testing.T) {
 	if _, err := c.Expect(ctx, http.StatusLocked, "POST", base+"/sessions", right, ""); err != nil {
 		t.Fatalf("a correct password during the lock must be refused: %v", err)
 	}
-	ops, err := c.Expect(ctx, http.StatusOK, "GET", base+"/operations", nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var types []string
-	for _, o := range ops.List("operations") {
-		types = append(types, o["type"].(string))
-	}
+	types := holderOps(t, ctx, operator, base)
 	want := "AccountOpened FactorEnrolled LoginFailed LoginFailed LoginFailed LoginFailed LoginFailed AccessLocked LoginFailed"
 	if got := strings.Join(types, " "); got != want {
 		t.Fatalf("operations:\n got %s\nwant %s", got, want)
@@ -355,15 +394,28 @@ func TestLockoutOverHTTP(t *testing.T) {
 	if _, err := c.Expect(ctx, http.StatusCreated, "POST", base+"/sessions", right, ""); err != nil {
 		t.Fatalf("login after the lock expired: %v", err)
 	}
-	ops, err = c.Expect(ctx, http.StatusOK, "GET", base+"/operations", nil, "")
+	types = holderOps(t, ctx, operator, base)
+	if tail := strings.Join(types[len(types)-2:], " "); tail != "AccessUnlocked LoginSucceeded" {
+		t.Fatalf("after expiry: %s", tail)
+	}
+	srv.stop(t, syscall.SIGTERM)
+}
+
+// holderOps lists the types of an account's operations as staff read them,
+// leaving out the staff reads themselves (each read is recorded).
+func holderOps(t *testing.T, ctx context.Context, staff *apiclient.Client, base string) []string {
+	t.Helper()
+	ops, err := staff.Expect(ctx, http.StatusOK, "GET", base+"/operations?limit=100", nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tail := ops.List("operations")[len(ops.List("operations"))-2:]
-	if tail[0]["type"] != "AccessUnlocked" || tail[1]["type"] != "LoginSucceeded" {
-		t.Fatalf("after expiry: %v then %v", tail[0]["type"], tail[1]["type"])
+	var types []string
+	for _, o := range ops.List("operations") {
+		if o["type"] != "StaffRead" {
+			types = append(types, o["type"].(string))
+		}
 	}
-	srv.stop(t, syscall.SIGTERM)
+	return types
 }
 
 // TestRefusalsAreRecordedOverHTTP drives the binary through refusals that
@@ -373,8 +425,11 @@ func TestLockoutOverHTTP(t *testing.T) {
 // payee takes no payments (R14).
 func TestRefusalsAreRecordedOverHTTP(t *testing.T) {
 	ctx := context.Background()
-	srv := start(t, t.TempDir())
-	c := apiclient.New(srv.url)
+	dir := t.TempDir()
+	srv := start(t, dir)
+	anon := apiclient.New(srv.url)
+	operator, funding := anon.As(staffKey(t, dir, "operator")), anon.As(staffKey(t, dir, "funding"))
+	var c *apiclient.Client
 	expect := func(status int, method, path string, body any) apiclient.Response {
 		t.Helper()
 		r, err := c.Expect(ctx, status, method, path, body, "")
@@ -383,19 +438,33 @@ func TestRefusalsAreRecordedOverHTTP(t *testing.T) {
 		}
 		return r
 	}
-	payer := "/v1/accounts/" + expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Li Wei", "currency": "CNY"}).Str("id")
-	payee := expect(http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Harbour Coffee", "currency": "CNY", "kind": "merchant"}).Str("id")
 	const password = "a long passphrase"
-	pw := expect(http.StatusCreated, "POST", payer+"/factors", map[string]any{"method": "password", "password": password}).Str("factor_id")
-	totp := expect(http.StatusCreated, "POST", payer+"/factors", map[string]any{"method": "totp", "device_id": "token-1"})
-	expect(http.StatusCreated, "POST", payer+"/bank-account", map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"})
-	expect(http.StatusCreated, "POST", payer+"/deposits", map[string]any{"amount": "100.00", "currency": "CNY"})
+	payerID, pw := openAccount(t, ctx, operator, "Li Wei", "personal", password)
+	payer := "/v1/accounts/" + payerID
+	payee, _ := openAccount(t, ctx, operator, "Harbour Coffee", "merchant", password)
+	c = operator
+	totp := expect(http.StatusCreated, "POST", payer+"/factors", map[string]any{"identity_check": "e2e-check",
+		"factor": map[string]any{"method": "totp", "device_id": "token-1"}})
+	c = funding
+	expect(http.StatusCreated, "POST", payer+"/deposits", map[string]any{"amount": "100.00", "currency": "CNY", "reference": "bank-1"})
+	c = operator
 	expect(http.StatusOK, "POST", "/v1/accounts/"+payee+"/suspend", map[string]any{"reason": "holiday"})
-	code, err := domain.TOTPCode(totp.Str("totp_secret"), domain.TOTPStepAt(time.Now()))
+	// The holder's session, opened before the failures the steps count.
+	c = login(t, ctx, anon, payerID, pw, password)
+	pwProof := map[string]any{"factor_id": pw, "password": password}
+	now := domain.TOTPStepAt(time.Now())
+	earlier, err := domain.TOTPCode(totp.Str("totp_secret"), now-1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pwProof := map[string]any{"factor_id": pw, "password": password}
+	// Binding the bank account is a step-up: the password and a code of
+	// the step before, so the current step's code is left for the steps.
+	expect(http.StatusCreated, "POST", payer+"/bank-account", map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei",
+		"device_id": "laptop-1", "proofs": []any{pwProof, map[string]any{"factor_id": totp.Str("factor_id"), "code": earlier}}})
+	code, err := domain.TOTPCode(totp.Str("totp_secret"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	codeProof := map[string]any{"factor_id": totp.Str("factor_id"), "code": code}
 	tooMuch := map[string]any{"amount": "1000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof}}
 
@@ -458,6 +527,6 @@ func TestRefusalsAreRecordedOverHTTP(t *testing.T) {
 			}
 		})
 	}
-	checkBalances(t, ctx, c, map[string]string{strings.TrimPrefix(payer, "/v1/accounts/"): "100.00", payee: "0.00"})
+	checkBalances(t, ctx, operator, map[string]string{payerID: "100.00", payee: "0.00"})
 	srv.stop(t, syscall.SIGTERM)
 }

@@ -22,29 +22,26 @@ func TestMaintenanceBesideLiveServer(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	srv := start(t, dir)
-	c := apiclient.New(srv.url)
-	acct, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": "Li Na", "currency": "CNY"}, "")
-	if err != nil {
+	c := apiclient.New(srv.url).As(staffKey(t, dir, "operator"))
+	id, _ := openAccount(t, ctx, c, "Li Na", "personal", "a long passphrase")
+	funding := apiclient.New(srv.url).As(staffKey(t, dir, "funding"))
+	if _, err := funding.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+id+"/deposits", map[string]any{"amount": "10.00", "currency": "CNY", "reference": "bank-1"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	id := acct.Str("id")
-	if _, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+id+"/deposits", map[string]any{"amount": "10.00", "currency": "CNY"}, ""); err != nil {
-		t.Fatal(err)
-	}
+	// The operator's read is recorded too: opening, factor, deposit, read.
+	checkBalances(t, ctx, c, map[string]string{id: "10.00"})
 
 	live := runCmd(t, "verify", "--data", dir)
-	if !strings.Contains(live, "2 events in 1 streams, every hash chain intact") {
+	if !strings.Contains(live, "4 events in 1 streams, every hash chain intact") {
 		t.Fatalf("verify beside the server: %s", live)
 	}
 	out, err := exec.Command(binary, "rebuild", "--data", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "open elsewhere") {
 		t.Fatalf("rebuild beside the server: err %v, output %s", err, out)
 	}
-	checkBalances(t, ctx, c, map[string]string{id: "10.00"})
-
 	srv.stop(t, syscall.SIGTERM)
 	stopped := runCmd(t, "verify", "--data", dir)
-	if !strings.Contains(stopped, "stream and id indexes consistent (2 events indexed on disk") {
+	if !strings.Contains(stopped, "stream and id indexes consistent (4 events indexed on disk") {
 		t.Fatalf("verify after a clean stop (the index flushed): %s", stopped)
 	}
 	a, b := digestLine.FindStringSubmatch(live), digestLine.FindStringSubmatch(stopped)
