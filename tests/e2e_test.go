@@ -72,7 +72,7 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-var servingLine = regexp.MustCompile(`serving (http://\S+)`)
+var servingLine = regexp.MustCompile(`serving (https?://\S+)`)
 
 // start runs `payledger serve --addr 127.0.0.1:0 --data dir` and waits for
 // the line that names its address.

@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -26,9 +30,15 @@ import (
 
 // Config is what a Main needs to run; flags fill it.
 type Config struct {
-	Addr     string
-	DataDir  string
-	TimeZone string
+	Addr string
+	// TLS: a certificate and key file, or a self-signed certificate made
+	// at start for local use; plain HTTP is served only on loopback unless
+	// InsecureHTTP says otherwise.
+	TLSCert, TLSKey string
+	TLSSelfSigned   bool
+	InsecureHTTP    bool
+	DataDir         string
+	TimeZone        string
 	// BiometricKey is the base64 Ed25519 public key of the biometric
 	// attestation provider; empty disables biometric proofs.
 	BiometricKey string
@@ -72,6 +82,10 @@ type Main struct {
 func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 	if withAddr {
 		fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address (loopback by default)")
+		fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
+		fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+		fs.BoolVar(&c.TLSSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate made at start (local use)")
+		fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "allow plain HTTP on an address that is not loopback")
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
@@ -190,11 +204,20 @@ func (m *Main) Open(ctx context.Context) error {
 	if c.Addr == "" {
 		return nil
 	}
+	tlsConf, err := c.tlsConfig()
+	if err != nil {
+		m.Close()
+		return err
+	}
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		m.Close()
 		return fmt.Errorf("listen %s: %w", c.Addr, err)
 	}
 	m.URL = "http://" + m.ln.Addr().String()
+	if tlsConf != nil {
+		m.ln = tls.NewListener(m.ln, tlsConf)
+		m.URL = "https://" + m.ln.Addr().String()
+	}
 	m.srv = &http.Server{Handler: httpapi.New(m.Service, m.Store, m.RM, c.Log),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	m.wg.Add(1)
@@ -205,6 +228,76 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// tlsConfig is the TLS configuration of the listener (TLS 1.2 at least),
+// or nil for plain HTTP, which only a loopback address gets unless
+// --insecure-http says so: tokens and personal data cross the network.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case c.TLSSelfSigned && (c.TLSCert != "" || c.TLSKey != ""):
+		return nil, errors.New("give either --tls-self-signed or --tls-cert and --tls-key, not both")
+	case c.TLSSelfSigned:
+		if cert, err = selfSigned(c.Clock(), c.Rand); err != nil {
+			return nil, fmt.Errorf("make a self-signed certificate: %w", err)
+		}
+	case c.TLSCert != "" || c.TLSKey != "":
+		if c.TLSCert == "" || c.TLSKey == "" {
+			return nil, errors.New("--tls-cert and --tls-key go together")
+		}
+		if cert, err = tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return nil, fmt.Errorf("load the TLS certificate: %w", err)
+		}
+	default:
+		if !c.InsecureHTTP && !loopback(c.Addr) {
+			return nil, fmt.Errorf("%s is not a loopback address: serve HTTPS (--tls-cert and --tls-key, or --tls-self-signed), or accept plain HTTP with --insecure-http", c.Addr)
+		}
+		return nil, nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// selfSigned makes a certificate for localhost and the loopback addresses,
+// valid for 90 days from now.
+func selfSigned(now time.Time, rnd io.Reader) (tls.Certificate, error) {
+	pub, priv, err := ed25519.GenerateKey(rnd)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial := make([]byte, 16)
+	if _, err := io.ReadFull(rnd, serial); err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: new(big.Int).SetBytes(serial),
+		Subject:      pkix.Name{CommonName: "payledger (self-signed)"},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(90 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rnd, tmpl, tmpl, pub, priv)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, nil
 }
 
 // project keeps the read models fed. A failure is logged and retried after
