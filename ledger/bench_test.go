@@ -234,21 +234,21 @@ func benchSetupPayers(b *testing.B, ctx context.Context, svc *ledger.Service, n 
 }
 
 func benchSetupOne(ctx context.Context, svc *ledger.Service, i int) (*benchPayer, error) {
-	out, err := svc.OpenAccount(ctx, ledger.Idem{}, fmt.Sprintf("Bench Holder %d", i), "CNY", domain.KindPersonal)
+	// Opened by an operator after an identity check, with the TOTP as its
+	// first factor: usable at once.
+	out, err := svc.OpenAccount(ctx, operatorActor, ledger.Idem{}, ledger.OpenRequest{HolderName: fmt.Sprintf("Bench Holder %d", i),
+		Currency: "CNY", Kind: domain.KindPersonal, IdentityCheck: testIdentityCheck,
+		Factor: ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: fmt.Sprintf("token-%d", i)}})
 	if err != nil {
 		return nil, err
 	}
 	p := &benchPayer{id: out.AccountID, device: fmt.Sprintf("phone-%d", i)}
-	out, err = svc.EnrollFactor(ctx, p.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: fmt.Sprintf("token-%d", i)})
-	if err != nil {
-		return nil, err
-	}
-	fe := out.Decoded[0].(domain.FactorEnrolled)
+	fe := out.Decoded[1].(domain.FactorEnrolled)
 	p.factor = fe.FactorID
 	if p.seed, err = svc.TOTPSecret(fe); err != nil {
 		return nil, err
 	}
-	if _, err := svc.Deposit(ctx, p.id, ledger.Idem{}, "1000000.00", "CNY", "bench"); err != nil {
+	if _, err := svc.Deposit(ctx, fundingActor, p.id, ledger.Idem{}, "1000000.00", "CNY", "bench"); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -260,7 +260,7 @@ func benchPay(ctx context.Context, svc *ledger.Service, clock *benchClock, rng *
 		payee = all[len(all)-1]
 	}
 	cents := 1 + rng.IntN(30)
-	out, err := svc.InitiatePayment(ctx, a.id, ledger.Idem{}, ledger.PaymentRequest{PayeeID: payee.id,
+	out, err := svc.InitiatePayment(ctx, holderOf(a.id), a.id, ledger.Idem{}, ledger.PaymentRequest{PayeeID: payee.id,
 		Amount: fmt.Sprintf("0.%02d", cents), Currency: "CNY", Channel: "app", Terminal: "mobile", DeviceID: a.device})
 	if err == nil {
 		err = out.Refusal
@@ -275,7 +275,7 @@ func benchPay(ctx context.Context, svc *ledger.Service, clock *benchClock, rng *
 		return err
 	}
 	a.lastStep = step
-	out, err = svc.ConfirmPayment(ctx, a.id, pi.PaymentID, ledger.Idem{}, a.device, []domain.Proof{{FactorID: a.factor, Code: code}})
+	out, err = svc.ConfirmPayment(ctx, holderOf(a.id), a.id, pi.PaymentID, ledger.Idem{}, a.device, []domain.Proof{{FactorID: a.factor, Code: code}})
 	if err == nil {
 		err = out.Refusal
 	}

@@ -17,7 +17,8 @@ import (
 func TestLoggedPayloadsAreEncodingJSON(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil)
-	enr, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-9"})
+	enr, err := f.svc.EnrollFactor(ctx, operatorActor, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-9",
+		IdentityCheck: testIdentityCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,18 +33,18 @@ func TestLoggedPayloadsAreEncodingJSON(t *testing.T) {
 		req := paymentReq(f.payee.id, "12.34", f.payer.device)
 		req.Description = desc
 		// A certificate proof.
-		out, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, req)
+		out, err := f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pi := initiated(t, out)
-		if out, err = f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{Key: "k" + pi.PaymentID, BodyHash: "h"},
+		if out, err = f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{Key: "k" + pi.PaymentID, BodyHash: "h"},
 			f.payer.device, f.payer.proofs(pi.Challenge)); err != nil || out.Refusal != nil {
 			t.Fatalf("confirm %d: %v / %v", i, err, out.Refusal)
 		}
 		confirmed++
 		// A TOTP proof from another device, then the same code again (refused).
-		out, err = f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, req)
+		out, err = f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,16 +55,16 @@ func TestLoggedPayloadsAreEncodingJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		proof := []domain.Proof{{FactorID: fe.FactorID, Code: code}}
-		if out, err = f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, "phone-other", proof); err != nil || out.Refusal != nil {
+		if out, err = f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, "phone-other", proof); err != nil || out.Refusal != nil {
 			t.Fatalf("confirm with TOTP %d: %v / %v", i, err, out.Refusal)
 		}
 		confirmed++
-		out, err = f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, req)
+		out, err = f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pi = initiated(t, out)
-		if out, err = f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, "phone-other", proof); err != nil ||
+		if out, err = f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, "phone-other", proof); err != nil ||
 			domain.ErrorCode(out.Refusal) != domain.CodeProofInvalid {
 			t.Fatalf("reused TOTP code %d: %v / %v, want %s", i, err, out.Refusal, domain.CodeProofInvalid)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/projections"
 )
 
@@ -187,6 +189,78 @@ func decode(t testing.TB, e eventstore.Event) domain.Event {
 	return d
 }
 
+// The actors the tests act as. Fixtures open accounts and enrol factors as
+// an operator after an identity check, so the factors are usable at once
+// (no cooling-off), credit money as the funding desk, and act on an
+// account as its holder: an in-process call needs only the session's
+// account and some session id (Authenticate is tested on its own).
+var (
+	operatorActor = ledger.Actor{KeyID: "key_test_operator", Role: staffkeys.RoleOperator}
+	fundingActor  = ledger.Actor{KeyID: "key_test_funding", Role: staffkeys.RoleFunding}
+	publicActor   = ledger.Actor{}
+)
+
+// testIdentityCheck is the identity check the test operator names.
+const testIdentityCheck = "branch visit 0042"
+
+func holderOf(accountID string) ledger.Actor {
+	return ledger.Actor{AccountID: accountID, SessionID: "test"}
+}
+
+// bankRefs makes every test deposit's bank reference unique (a reference
+// is credited once per account).
+var bankRefs atomic.Int64
+
+func nextBankRef(what string) string {
+	return fmt.Sprintf("%s #%d", what, bankRefs.Add(1))
+}
+
+// fund deposits amount into accountID as the funding desk, under a fresh
+// bank reference.
+func fund(t testing.TB, s *ledger.Service, accountID, amount string) ledger.Outcome {
+	t.Helper()
+	out, err := s.Deposit(context.Background(), fundingActor, accountID, ledger.Idem{}, amount, "CNY", nextBankRef("transfer"))
+	if err != nil {
+		t.Fatalf("deposit %s into %s: %v", amount, accountID, err)
+	}
+	return out
+}
+
+// openAccount opens an account as the operator after an identity check,
+// with the first factor f, and returns the outcome (AccountOpened and
+// FactorEnrolled).
+func openAccount(t testing.TB, s *ledger.Service, name, kind string, f ledger.EnrollRequest) ledger.Outcome {
+	t.Helper()
+	out, err := s.OpenAccount(context.Background(), operatorActor, ledger.Idem{},
+		ledger.OpenRequest{HolderName: name, Currency: "CNY", Kind: kind, Factor: f, IdentityCheck: testIdentityCheck})
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	if len(out.Decoded) != 2 {
+		t.Fatalf("open %s: %d events, want AccountOpened and FactorEnrolled", name, len(out.Decoded))
+	}
+	return out
+}
+
+// firstFactor returns the FactorEnrolled of an OpenAccount outcome.
+func firstFactor(t testing.TB, out ledger.Outcome) domain.FactorEnrolled {
+	t.Helper()
+	fe, ok := out.Decoded[1].(domain.FactorEnrolled)
+	if !ok {
+		t.Fatalf("open recorded %T second, want FactorEnrolled", out.Decoded[1])
+	}
+	return fe
+}
+
+// certKey returns a deterministic ed25519 key for seed.
+func certKey(seed byte) ed25519.PrivateKey {
+	var ks [ed25519.SeedSize]byte
+	for i := range ks {
+		ks[i] = seed ^ byte(i*7)
+	}
+	return ed25519.NewKeyFromSeed(ks[:])
+}
+
 // certHolder is an account with one certificate factor.
 type certHolder struct {
 	id     string
@@ -195,25 +269,35 @@ type certHolder struct {
 	priv   ed25519.PrivateKey
 }
 
+// openCertAccount opens an account whose first factor is a certificate,
+// as the operator after an identity check, so the certificate confirms
+// payments at once.
 func openCertAccount(t testing.TB, ctx context.Context, s *ledger.Service, name string, seed byte) certHolder {
 	t.Helper()
-	out, err := s.OpenAccount(ctx, ledger.Idem{}, name, "CNY", domain.KindPersonal)
+	return openCertAccountKind(t, s, name, domain.KindPersonal, seed)
+}
+
+func openCertAccountKind(t testing.TB, s *ledger.Service, name, kind string, seed byte) certHolder {
+	t.Helper()
+	priv := certKey(seed)
+	out := openAccount(t, s, name, kind, ledger.EnrollRequest{Method: domain.MethodCertificate, PublicKey: priv.Public().(ed25519.PublicKey)})
+	return certHolder{id: out.AccountID, device: "phone-" + name, priv: priv, factor: firstFactor(t, out).FactorID}
+}
+
+// actor is the holder's session.
+func (h certHolder) actor() ledger.Actor { return holderOf(h.id) }
+
+// stepUp is the holder's authorisation of a change of kind naming subject,
+// from "laptop": the certificate's signature over the change's challenge
+// at the account's current version, and more proofs.
+func (h certHolder) stepUp(t testing.TB, s *ledger.Service, kind, subject string, more ...domain.Proof) domain.Authorisation {
+	t.Helper()
+	v, err := s.Account(context.Background(), h.actor(), h.id)
 	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
+		t.Fatalf("read %s: %v", h.id, err)
 	}
-	var ks [ed25519.SeedSize]byte
-	for i := range ks {
-		ks[i] = seed ^ byte(i*7)
-	}
-	priv := ed25519.NewKeyFromSeed(ks[:])
-	h := certHolder{id: out.AccountID, device: "phone-" + name, priv: priv}
-	enr, err := s.EnrollFactor(ctx, h.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodCertificate,
-		PublicKey: priv.Public().(ed25519.PublicKey)})
-	if err != nil {
-		t.Fatalf("enrol certificate of %s: %v", name, err)
-	}
-	h.factor = enr.Decoded[0].(domain.FactorEnrolled).FactorID
-	return h
+	proofs := append(h.proofs(domain.ChangeChallenge(kind, h.id, v.Version, subject)), more...)
+	return domain.Authorisation{DeviceID: "laptop", Version: v.Version, Proofs: proofs}
 }
 
 func (h certHolder) proofs(challenge []byte) []domain.Proof {
@@ -277,10 +361,12 @@ func (h *hookStore) Append(ctx context.Context, stream string, expected int64, e
 // testPassword is the password enrolPassword enrols.
 const testPassword = "correct horse battery"
 
-// enrolPassword enrols a password factor on accountID and returns its id.
+// enrolPassword enrols a password factor on accountID, as the operator
+// after an identity check, and returns its id.
 func enrolPassword(t testing.TB, s *ledger.Service, accountID string) string {
 	t.Helper()
-	out, err := s.EnrollFactor(context.Background(), accountID, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodPassword, Password: testPassword})
+	out, err := s.EnrollFactor(context.Background(), operatorActor, accountID, ledger.Idem{},
+		ledger.EnrollRequest{Method: domain.MethodPassword, Password: testPassword, IdentityCheck: testIdentityCheck})
 	if err != nil {
 		t.Fatalf("enrol password: %v", err)
 	}

@@ -21,13 +21,11 @@ import (
 const KeySize = 32
 
 // Keys derives the server's secrets from one master key: the AES-GCM key
-// that seals TOTP seeds (R8: no secret in the clear in the log), the HMAC key
-// that derives session tokens (so a replayed login returns the same token
-// without storing it), and the HMAC key that tokenises bank account numbers
-// (R19).
+// that seals TOTP seeds (R8: no secret in the clear in the log), the HMAC
+// key that tokenises bank account numbers (R19) and the one that binds an
+// Idempotency-Key to its request. Session tokens are random (access.go).
 type Keys struct {
 	aead    cipher.AEAD
-	session []byte
 	bank    []byte
 	idem    []byte
 	rand    io.Reader
@@ -47,7 +45,7 @@ func NewKeys(master []byte, rnd io.Reader) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server key: %w", err)
 	}
-	return &Keys{aead: aead, session: derive(master, "session"), bank: derive(master, "bank"), idem: derive(master, "idempotency"), rand: rnd}, nil
+	return &Keys{aead: aead, bank: derive(master, "bank"), idem: derive(master, "idempotency"), rand: rnd}, nil
 }
 
 func derive(master []byte, purpose string) []byte {
@@ -115,14 +113,6 @@ func (k *Keys) Open(sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("open sealed secret: %w", err)
 	}
 	return plain, nil
-}
-
-// SessionToken derives the bearer token of a session. Only its SHA-256 is
-// stored in the log.
-func (k *Keys) SessionToken(sessionID string) string {
-	m := hmac.New(sha256.New, k.session)
-	m.Write([]byte(sessionID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // BankToken tokenises a bank account number (R19): a keyed hash, so the

@@ -28,10 +28,10 @@ type OpenRequest struct {
 // try opened (openKeys), on this node and within a day.
 func (s *Service) OpenAccount(ctx context.Context, by Actor, idem Idem, r OpenRequest) (Outcome, error) {
 	if err := Authorize(by, OpOpenAccount, ""); err != nil {
-		return Outcome{}, err
+		return Outcome{}, err // before an id is remembered for the caller's key
 	}
 	id := s.opens.claim(by.scope()+":"+idem.Key, idem.Key != "", s.cfg.NewID, s.cfg.Clock())
-	return s.withHashSlot(ctx, r.Factor.Password != "", func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpOpenAccount, "", r.Factor.Password != "", func() (Outcome, error) {
 		return s.Execute(ctx, by, OpOpenAccount, id, idem, func(a *domain.Account, now time.Time, _ domain.Balance) (domain.Command, error) {
 			if a.Exists() {
 				return nil, domain.Errorf(domain.CodeConflict, "account id collision, retry")
@@ -57,7 +57,7 @@ type EnrollRequest struct {
 // EnrollFactor enrols a factor, generating its id, the password salt or the
 // sealed TOTP seed.
 func (s *Service) EnrollFactor(ctx context.Context, by Actor, accountID string, idem Idem, r EnrollRequest) (Outcome, error) {
-	return s.withHashSlot(ctx, r.Password != "" || hasPassword(r.Auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpEnrollFactor, accountID, r.Password != "" || hasPassword(r.Auth.Proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpEnrollFactor, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
 			return s.enrollCommand(r, by.staff(r.IdentityCheck))
 		})
@@ -83,10 +83,14 @@ func hasPassword(proofs []domain.Proof) bool {
 	return false
 }
 
-// withHashSlot runs fn holding one of Config.HashSlots when it computes a
-// password hash, so that memory has a ceiling under any load; it waits at
-// most Config.HashWait for a slot, and takes it before any account's lock.
-func (s *Service) withHashSlot(ctx context.Context, needed bool, fn func() (Outcome, error)) (Outcome, error) {
+// withHashSlot runs fn, once by may perform op on accountID, holding one
+// of Config.HashSlots when it computes a password hash, so that memory has
+// a ceiling under any load; it waits at most Config.HashWait for a slot,
+// and takes it before any account's lock. A refused caller takes no slot.
+func (s *Service) withHashSlot(ctx context.Context, by Actor, op Op, accountID string, needed bool, fn func() (Outcome, error)) (Outcome, error) {
+	if err := Authorize(by, op, accountID); err != nil {
+		return Outcome{}, err
+	}
 	if !needed {
 		return fn()
 	}
@@ -150,7 +154,7 @@ func (s *Service) openSeed(sealed []byte) (string, error) {
 // the login cannot show it again.
 func (s *Service) Login(ctx context.Context, by Actor, accountID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
 	var token string
-	out, err := s.withHashSlot(ctx, hasPassword(proofs), func() (Outcome, error) {
+	out, err := s.withHashSlot(ctx, by, OpLogin, accountID, hasPassword(proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpLogin, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
 			sid := s.cfg.NewID()
 			tok, hash, err := s.newSessionToken(accountID, sid)
@@ -172,7 +176,7 @@ func (s *Service) Logout(ctx context.Context, by Actor) (Outcome, error) {
 // BindBankAccount binds the same-name bank account for withdrawals; the
 // number is tokenised before it reaches the domain's event.
 func (s *Service) BindBankAccount(ctx context.Context, by Actor, accountID string, idem Idem, number, holderName string, auth domain.Authorisation) (Outcome, error) {
-	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpBindBankAccount, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
 		return s.simple(ctx, by, OpBindBankAccount, accountID, idem,
 			domain.BindBankAccount{Number: number, HolderName: holderName, Token: s.cfg.Keys.BankToken(number), Auth: auth})
 	})
@@ -283,7 +287,7 @@ func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, payme
 			return Outcome{}, err
 		}
 	}
-	return s.withHashSlot(ctx, hasPassword(proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpConfirmPayment, accountID, hasPassword(proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpConfirmPayment, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 			return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal,
 				PayeeID: payeeID, Payee: payee}, nil
@@ -312,7 +316,7 @@ func (s *Service) pendingPayee(ctx context.Context, accountID, paymentID string)
 
 // Withdraw pays out to the bound same-name bank account.
 func (s *Service) Withdraw(ctx context.Context, by Actor, accountID string, idem Idem, amount, currency, deviceID string, proofs []domain.Proof) (Outcome, error) {
-	return s.withHashSlot(ctx, hasPassword(proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpWithdraw, accountID, hasPassword(proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpWithdraw, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 			return domain.Withdraw{WithdrawalID: s.cfg.NewID(), Amount: amount, Currency: currency, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
 		})
@@ -322,7 +326,7 @@ func (s *Service) Withdraw(ctx context.Context, by Actor, accountID string, idem
 // ChangeIdentity changes the holder name, authorised by auth's proofs (two
 // factor categories, see domain.RequiredCategories).
 func (s *Service) ChangeIdentity(ctx context.Context, by Actor, accountID string, idem Idem, holderName string, auth domain.Authorisation) (Outcome, error) {
-	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpChangeIdentity, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
 		return s.simple(ctx, by, OpChangeIdentity, accountID, idem, domain.ChangeIdentity{HolderName: holderName, Auth: auth})
 	})
 }
@@ -330,7 +334,7 @@ func (s *Service) ChangeIdentity(ctx context.Context, by Actor, accountID string
 // ChangePhone changes the reserved phone number, authorised by auth's
 // proofs (two factor categories).
 func (s *Service) ChangePhone(ctx context.Context, by Actor, accountID string, idem Idem, phone string, auth domain.Authorisation) (Outcome, error) {
-	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpChangePhone, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
 		return s.simple(ctx, by, OpChangePhone, accountID, idem, domain.ChangePhone{Phone: phone, Auth: auth})
 	})
 }
@@ -348,7 +352,7 @@ type ResetRequest struct {
 // ResetCredential replaces a factor's credential, generating the password
 // salt or the sealed TOTP seed as enrolment does.
 func (s *Service) ResetCredential(ctx context.Context, by Actor, accountID string, idem Idem, r ResetRequest) (Outcome, error) {
-	return s.withHashSlot(ctx, r.Password != "" || hasPassword(r.Auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpResetCredential, accountID, r.Password != "" || hasPassword(r.Auth.Proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpResetCredential, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
 			cmd := domain.ResetCredential{FactorID: r.FactorID, Password: r.Password, PublicKey: r.PublicKey, Auth: r.Auth}
 			f, _ := a.Factor(r.FactorID) // an unknown factor is the decision's not_found
@@ -368,7 +372,7 @@ func (s *Service) ResetTOTPSecret(e domain.CredentialReset) (string, error) {
 
 // AdjustLimit sets the agreed daily limit; a raise needs auth's step-up.
 func (s *Service) AdjustLimit(ctx context.Context, by Actor, accountID string, idem Idem, limit string, auth domain.Authorisation) (Outcome, error) {
-	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpAdjustLimit, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
 		return s.simple(ctx, by, OpAdjustLimit, accountID, idem, domain.AdjustLimit{Limit: limit, Auth: auth})
 	})
 }
@@ -454,7 +458,7 @@ func (s *Service) waitForProjection(ctx context.Context, accountID string) error
 
 // RevokeFactor retires a factor, authorised by auth's step-up.
 func (s *Service) RevokeFactor(ctx context.Context, by Actor, accountID string, idem Idem, factorID, reason string, auth domain.Authorisation) (Outcome, error) {
-	return s.withHashSlot(ctx, hasPassword(auth.Proofs), func() (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpRevokeFactor, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
 		return s.simple(ctx, by, OpRevokeFactor, accountID, idem, domain.RevokeFactor{FactorID: factorID, Reason: reason, Auth: auth})
 	})
 }

@@ -23,15 +23,15 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 	ctx := context.Background()
 	type change func(s *ledger.Service, payee string) error
 	suspend := func(s *ledger.Service, payee string) error {
-		_, err := s.Suspend(ctx, payee, ledger.Idem{}, "holiday")
+		_, err := s.Suspend(ctx, holderOf(payee), payee, ledger.Idem{}, "holiday")
 		return err
 	}
 	closeAcct := func(s *ledger.Service, payee string) error {
-		_, err := s.Close(ctx, payee, ledger.Idem{}, "moving")
+		_, err := s.Close(ctx, holderOf(payee), payee, ledger.Idem{}, "moving")
 		return err
 	}
 	reactivate := func(s *ledger.Service, payee string) error {
-		_, err := s.Reactivate(ctx, payee, ledger.Idem{}, "back")
+		_, err := s.Reactivate(ctx, holderOf(payee), payee, ledger.Idem{}, "back")
 		return err
 	}
 	cases := []struct {
@@ -56,7 +56,7 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 			other := f.e.node(t, nil)
 			// The confirming node has both accounts cached as they are now.
 			for _, id := range []string{f.payer.id, f.payee.id} {
-				if _, err := f.svc.Account(ctx, id); err != nil {
+				if _, err := f.svc.Account(ctx, holderOf(id), id); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -70,7 +70,7 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 					t.Fatalf("change the payee: %v", err)
 				}
 			}
-			out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+			out, err := f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
 			if err != nil {
 				t.Fatalf("confirm: %v", err)
 			}
@@ -88,7 +88,7 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 				// Initiating another payment to it is refused at once, and
 				// records nothing.
 				head := f.e.head(t)
-				_, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "1.00", f.payer.device))
+				_, err := f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "1.00", f.payer.device))
 				if domain.ErrorCode(err) != tc.refusal {
 					t.Errorf("initiate to the unavailable payee: %v, want %s", err, tc.refusal)
 				}
@@ -98,7 +98,7 @@ func TestPayeeStatusAtConfirmation(t *testing.T) {
 			} else if _, ok := last.(domain.PaymentConfirmed); !ok {
 				t.Fatalf("recorded %#v, want PaymentConfirmed", last)
 			}
-			v, err := f.svc.Account(ctx, f.payer.id)
+			v, err := f.svc.Account(ctx, f.payer.actor(), f.payer.id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,13 +124,13 @@ func TestCloseWaitsForPaymentBeingConfirmed(t *testing.T) {
 	confirmed := make(chan error, 1)
 	go func() { confirmed <- f.confirm(ctx, pi) }()
 	<-reached
-	_, closeErr := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+	_, closeErr := f.svc.Close(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "moving")
 	close(closed)
 	if err := <-confirmed; err != nil {
 		t.Fatalf("confirm: %v", err)
 	}
 	wantCloseRefused(t, "close during the payment to it", closeErr, "25.00")
-	v, err := f.svc.Account(ctx, f.payee.id)
+	v, err := f.svc.Account(ctx, f.payee.actor(), f.payee.id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestCloseCountsUnprojectedPayments(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	go func() {
-		_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+		_, err := f.svc.Close(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "moving")
 		closed <- err
 	}()
 	select {
@@ -184,7 +184,7 @@ func TestCloseGivesUpOnStalledProjection(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, func(c *ledger.Config) { c.CloseWait = 50 * time.Millisecond })
 	head := f.e.head(t)
-	_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+	_, err := f.svc.Close(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "moving")
 	if domain.ErrorCode(err) != domain.CodeUnavailable || !strings.Contains(err.Error(), "balances projection has not reached position") {
 		t.Fatalf("close with no projection: %v", err)
 	}
@@ -202,7 +202,7 @@ func TestStalledCloseDoesNotHoldUpPayments(t *testing.T) {
 	pi := f.initiate(t, f.payer, f.payee, "5.00")
 	closed := make(chan error, 1)
 	go func() {
-		_, err := f.svc.Close(ctx, f.payee.id, ledger.Idem{}, "moving")
+		_, err := f.svc.Close(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "moving")
 		closed <- err
 	}()
 	time.Sleep(50 * time.Millisecond) // let the close start waiting
@@ -234,13 +234,13 @@ func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
 	held := holdFirstAppend(hook, domain.AccountStream(f.payee.id), release, 5*time.Second)
 	deposited := make(chan error, 1)
 	go func() {
-		_, err := f.svc.Deposit(ctx, f.payee.id, ledger.Idem{}, "1.00", "CNY", "refund")
+		_, err := f.svc.Deposit(ctx, fundingActor, f.payee.id, ledger.Idem{}, "1.00", "CNY", "refund")
 		deposited <- err
 	}()
 	<-held
 	paid := make(chan error, 1)
 	go func() {
-		pi, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "5.00", f.payer.device))
+		pi, err := f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "5.00", f.payer.device))
 		if err != nil {
 			paid <- err
 			return
@@ -266,10 +266,10 @@ func TestPaymentDoesNotWaitForPayeesAppend(t *testing.T) {
 	}
 	// The payee suspends: its published view follows, and a new payment
 	// to it is refused at once.
-	if _, err := f.svc.Suspend(ctx, f.payee.id, ledger.Idem{}, "holiday"); err != nil {
+	if _, err := f.svc.Suspend(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "holiday"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.svc.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "1.00", f.payer.device))
+	_, err := f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "1.00", f.payer.device))
 	if domain.ErrorCode(err) != domain.CodePayeeUnavailable {
 		t.Fatalf("payment to the suspended payee: %v", err)
 	}
@@ -312,7 +312,7 @@ func holdFirstAppend(hook *hookStore, stream string, release <-chan struct{}, bo
 // confirm confirms pi as the fixture's payer; a recorded refusal is
 // returned as the error.
 func (f *fixture) confirm(ctx context.Context, pi domain.PaymentInitiated) error {
-	out, err := f.svc.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+	out, err := f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
 	if err == nil && out.Refusal != nil {
 		err = out.Refusal
 	}
@@ -338,24 +338,20 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 	payers := make([]certHolder, numPayers)
 	for i := range payers {
 		payers[i] = openCertAccount(t, ctx, svc, fmt.Sprintf("payer-%d", i), byte(10+i))
-		if _, err := svc.Deposit(ctx, payers[i].id, ledger.Idem{}, "500.00", "CNY", "initial"); err != nil {
+		if _, err := svc.Deposit(ctx, fundingActor, payers[i].id, ledger.Idem{}, "500.00", "CNY", "initial"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	payees := make([]string, numPayees)
 	for i := range payees {
-		out, err := svc.OpenAccount(ctx, ledger.Idem{}, fmt.Sprintf("Payee %d", i), "CNY", domain.KindMerchant)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payees[i] = out.AccountID
+		payees[i] = openCertAccountKind(t, svc, fmt.Sprintf("Payee %d", i), domain.KindMerchant, byte(40+i)).id
 	}
 	var wg sync.WaitGroup
 	for i, p := range payers {
 		wg.Go(func() {
 			for n := range payments {
 				payee := payees[(i+n)%numPayees]
-				out, err := svc.InitiatePayment(ctx, p.id, ledger.Idem{}, paymentReq(payee, "1.00", p.device))
+				out, err := svc.InitiatePayment(ctx, p.actor(), p.id, ledger.Idem{}, paymentReq(payee, "1.00", p.device))
 				if err != nil {
 					continue // the payee is suspended or closed: refused at once
 				}
@@ -364,7 +360,7 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := svc.ConfirmPayment(ctx, p.id, pi.PaymentID, ledger.Idem{}, p.device, p.proofs(pi.Challenge)); err != nil {
+				if _, err := svc.ConfirmPayment(ctx, p.actor(), p.id, pi.PaymentID, ledger.Idem{}, p.device, p.proofs(pi.Challenge)); err != nil {
 					t.Errorf("confirm: %v", err)
 				}
 			}
@@ -373,15 +369,15 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 	for i, id := range payees {
 		wg.Go(func() {
 			for n := range toggles {
-				if _, err := svc.Suspend(ctx, id, ledger.Idem{}, "pause"); err != nil {
+				if _, err := svc.Suspend(ctx, holderOf(id), id, ledger.Idem{}, "pause"); err != nil {
 					return // closed
 				}
-				if _, err := svc.Reactivate(ctx, id, ledger.Idem{}, "resume"); err != nil {
+				if _, err := svc.Reactivate(ctx, holderOf(id), id, ledger.Idem{}, "resume"); err != nil {
 					t.Errorf("reactivate %s: %v", id, err)
 					return
 				}
 				if i == 0 || n%10 == 9 {
-					_, _ = svc.Close(ctx, id, ledger.Idem{}, "done") // refused unless empty
+					_, _ = svc.Close(ctx, holderOf(id), id, ledger.Idem{}, "done") // refused unless empty
 				}
 			}
 		})

@@ -251,7 +251,7 @@ func TestConcurrentPaymentsKeepLedgerConsistent(t *testing.T) {
 			continue
 		}
 		for n, node := range nodes {
-			v, err := node.Account(ctx, id)
+			v, err := node.Account(ctx, holderOf(id), id)
 			if err != nil {
 				t.Fatalf("node %d account %s: %v", n, id, err)
 			}
@@ -317,7 +317,8 @@ func sortedCounts(m map[string]int) string {
 func tolerated(err error) bool { return domain.ErrorCode(err) == domain.CodeVersionConflict }
 
 func deposit(t *testing.T, ctx context.Context, s *ledger.Service, id, amount string, res *propertyResults) {
-	out, err := s.Deposit(ctx, id, ledger.Idem{}, amount, "CNY", "top up")
+	// Each bank transfer is credited once: a fresh reference per deposit.
+	out, err := s.Deposit(ctx, fundingActor, id, ledger.Idem{}, amount, "CNY", nextBankRef("top up"))
 	res.mu.Lock()
 	defer res.mu.Unlock()
 	if err != nil {
@@ -336,7 +337,7 @@ func deposit(t *testing.T, ctx context.Context, s *ledger.Service, id, amount st
 }
 
 func pay(t *testing.T, ctx context.Context, initNode, confirmNode *ledger.Service, payer, payee certHolder, amount string, res *propertyResults) {
-	out, err := initNode.InitiatePayment(ctx, payer.id, ledger.Idem{}, paymentReq(payee.id, amount, payer.device))
+	out, err := initNode.InitiatePayment(ctx, payer.actor(), payer.id, ledger.Idem{}, paymentReq(payee.id, amount, payer.device))
 	if err != nil {
 		if !tolerated(err) {
 			t.Errorf("initiate %s -> %s %s: %v", payer.id, payee.id, amount, err)
@@ -355,7 +356,7 @@ func pay(t *testing.T, ctx context.Context, initNode, confirmNode *ledger.Servic
 	res.initiated[pi.PaymentID] = payer.id
 	res.mu.Unlock()
 
-	conf, err := confirmNode.ConfirmPayment(ctx, payer.id, pi.PaymentID, ledger.Idem{}, payer.device, payer.proofs(pi.Challenge))
+	conf, err := confirmNode.ConfirmPayment(ctx, payer.actor(), payer.id, pi.PaymentID, ledger.Idem{}, payer.device, payer.proofs(pi.Challenge))
 	res.mu.Lock()
 	defer res.mu.Unlock()
 	if err != nil {

@@ -38,7 +38,7 @@ func newFixture(t *testing.T, mod func(*ledger.Config)) *fixture {
 	f := &fixture{e: e, svc: e.node(t, mod)}
 	f.payer = openCertAccount(t, ctx, f.svc, payerName, 1)
 	f.payee = openCertAccount(t, ctx, f.svc, "Payee Person", 2)
-	if _, err := f.svc.Deposit(ctx, f.payer.id, ledger.Idem{}, "500.00", "CNY", "initial"); err != nil {
+	if _, err := f.svc.Deposit(ctx, fundingActor, f.payer.id, ledger.Idem{}, "500.00", "CNY", "initial"); err != nil {
 		t.Fatalf("deposit: %v", err)
 	}
 	return f
@@ -47,7 +47,7 @@ func newFixture(t *testing.T, mod func(*ledger.Config)) *fixture {
 // initiate starts a payment from payer to payee without an idempotency key.
 func (f *fixture) initiate(t *testing.T, payer, payee certHolder, amount string) domain.PaymentInitiated {
 	t.Helper()
-	out, err := f.svc.InitiatePayment(context.Background(), payer.id, ledger.Idem{}, paymentReq(payee.id, amount, payer.device))
+	out, err := f.svc.InitiatePayment(context.Background(), payer.actor(), payer.id, ledger.Idem{}, paymentReq(payee.id, amount, payer.device))
 	if err != nil {
 		t.Fatalf("initiate: %v", err)
 	}
@@ -77,84 +77,115 @@ func TestIdempotentReplay(t *testing.T) {
 		prepare func(t *testing.T, f *fixture) command
 		// refusal is the code of the recorded refusal, "" for success.
 		refusal string
+		// nodeLocal: only the node that answered first replays it. An
+		// account opening's id is random and its key is remembered by the
+		// node (openKeys): on another node the same key opens another
+		// account (see TestOpenAccountKeyIsPerNode).
+		nodeLocal bool
 	}{
-		{name: "open account", prepare: func(t *testing.T, f *fixture) command {
+		{name: "open account", nodeLocal: true, prepare: func(t *testing.T, f *fixture) command {
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.OpenAccount(ctx, idem, "New Holder", "CNY", domain.KindPersonal)
+				return s.OpenAccount(ctx, operatorActor, idem, ledger.OpenRequest{HolderName: "New Holder", Currency: "CNY",
+					Kind: domain.KindPersonal, Factor: ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-new"},
+					IdentityCheck: testIdentityCheck})
+			}
+		}},
+		{name: "public open account", nodeLocal: true, prepare: func(t *testing.T, f *fixture) command {
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.OpenAccount(ctx, publicActor, idem, ledger.OpenRequest{HolderName: "Self Service", Currency: "CNY",
+					Kind: domain.KindPersonal, Factor: ledger.EnrollRequest{Method: domain.MethodPassword, Password: testPassword}})
 			}
 		}},
 		{name: "deposit", prepare: func(t *testing.T, f *fixture) command {
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.Deposit(ctx, f.payer.id, idem, "12.34", "CNY", "salary")
+				return s.Deposit(ctx, fundingActor, f.payer.id, idem, "12.34", "CNY", "salary")
 			}
 		}},
 		{name: "enrol totp factor", prepare: func(t *testing.T, f *fixture) command {
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.EnrollFactor(ctx, f.payer.id, idem, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-1"})
+				return s.EnrollFactor(ctx, operatorActor, f.payer.id, idem, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-1",
+					IdentityCheck: testIdentityCheck})
+			}
+		}},
+		{name: "holder enrols a totp factor with a step-up", prepare: func(t *testing.T, f *fixture) command {
+			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindEnrolment, domain.MethodTOTP)
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.EnrollFactor(ctx, f.payer.actor(), f.payer.id, idem, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-1", Auth: auth})
 			}
 		}},
 		{name: "adjust limit", prepare: func(t *testing.T, f *fixture) command {
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.AdjustLimit(ctx, f.payer.id, idem, "20000.00")
+				return s.AdjustLimit(ctx, f.payer.actor(), f.payer.id, idem, "20000.00", domain.Authorisation{})
 			}
 		}},
 		{name: "bind bank account", prepare: func(t *testing.T, f *fixture) command {
+			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, "6222020200112233445")
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.BindBankAccount(ctx, f.payer.id, idem, "6222020200112233445", payerName)
+				return s.BindBankAccount(ctx, f.payer.actor(), f.payer.id, idem, "6222020200112233445", payerName, auth)
 			}
 		}},
 		{name: "initiate payment", prepare: func(t *testing.T, f *fixture) command {
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.InitiatePayment(ctx, f.payer.id, idem, paymentReq(f.payee.id, "10.00", f.payer.device))
+				return s.InitiatePayment(ctx, f.payer.actor(), f.payer.id, idem, paymentReq(f.payee.id, "10.00", f.payer.device))
 			}
 		}},
 		{name: "confirm payment", prepare: func(t *testing.T, f *fixture) command {
 			pi := f.initiate(t, f.payer, f.payee, "25.00")
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
+				return s.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
 			}
 		}},
 		{name: "refused payment records its rejection", refusal: domain.CodeInsufficientFunds, prepare: func(t *testing.T, f *fixture) command {
 			pi := f.initiate(t, f.payee, f.payer, "400.00") // the payee has nothing
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ConfirmPayment(ctx, f.payee.id, pi.PaymentID, idem, f.payee.device, f.payee.proofs(pi.Challenge))
+				return s.ConfirmPayment(ctx, f.payee.actor(), f.payee.id, pi.PaymentID, idem, f.payee.device, f.payee.proofs(pi.Challenge))
 			}
 		}},
 		{name: "refused withdrawal records its rejection", refusal: domain.CodeInsufficientFunds, prepare: func(t *testing.T, f *fixture) command {
 			pw := enrolPassword(t, f.svc, f.payer.id)
-			if _, err := f.svc.BindBankAccount(ctx, f.payer.id, ledger.Idem{}, "6222020200112233445", payerName); err != nil {
+			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, "6222020200112233445", byPassword(pw).Proofs...)
+			if _, err := f.svc.BindBankAccount(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, "6222020200112233445", payerName, auth); err != nil {
 				t.Fatalf("bind: %v", err)
 			}
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.Withdraw(ctx, f.payer.id, idem, "500.01", "CNY", "laptop", []domain.Proof{{FactorID: pw, Password: testPassword}})
+				return s.Withdraw(ctx, f.payer.actor(), f.payer.id, idem, "500.01", "CNY", "laptop", []domain.Proof{{FactorID: pw, Password: testPassword}})
 			}
 		}},
 		{name: "payment to a suspended payee records its rejection", refusal: domain.CodePayeeUnavailable, prepare: func(t *testing.T, f *fixture) command {
 			pi := f.initiate(t, f.payer, f.payee, "25.00")
-			if _, err := f.svc.Suspend(ctx, f.payee.id, ledger.Idem{}, "holiday"); err != nil {
+			if _, err := f.svc.Suspend(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "holiday"); err != nil {
 				t.Fatalf("suspend payee: %v", err)
 			}
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
+				return s.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
 			}
 		}},
 		{name: "change identity", prepare: func(t *testing.T, f *fixture) command {
+			// An identity change is a protected change: two categories
+			// (the password and the certificate), no longer one.
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindIdentity, "Payer P. Person", byPassword(pw).Proofs...)
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.ChangeIdentity(ctx, f.payer.actor(), f.payer.id, idem, "Payer P. Person", auth)
+			}
+		}},
+		{name: "identity change with one category records its rejection", refusal: domain.CodeInsufficientVerification, prepare: func(t *testing.T, f *fixture) command {
 			pw := enrolPassword(t, f.svc, f.payer.id)
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ChangeIdentity(ctx, f.payer.id, idem, "Payer P. Person", byPassword(pw))
+				return s.ChangeIdentity(ctx, f.payer.actor(), f.payer.id, idem, "Payer P. Person", byPassword(pw))
 			}
 		}},
 		{name: "change phone", prepare: func(t *testing.T, f *fixture) command {
 			pw := enrolPassword(t, f.svc, f.payer.id)
 			otp := enrolTOTP(t, f, "token-1")
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ChangePhone(ctx, f.payer.id, idem, "+8613800138000", withProofs(byPassword(pw), otp.proof(t, f)))
+				return s.ChangePhone(ctx, f.payer.actor(), f.payer.id, idem, "+8613800138000", withProofs(byPassword(pw), otp.proof(t, f)))
 			}
 		}},
 		{name: "refused phone change records its rejection", refusal: domain.CodeInsufficientVerification, prepare: func(t *testing.T, f *fixture) command {
 			pw := enrolPassword(t, f.svc, f.payer.id)
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ChangePhone(ctx, f.payer.id, idem, "+8613800138000", byPassword(pw))
+				return s.ChangePhone(ctx, f.payer.actor(), f.payer.id, idem, "+8613800138000", byPassword(pw))
 			}
 		}},
 		{name: "phone change with a wrong password records its failure", refusal: domain.CodeProofInvalid, prepare: func(t *testing.T, f *fixture) command {
@@ -163,39 +194,50 @@ func TestIdempotentReplay(t *testing.T) {
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
 				auth := withProofs(byPassword(pw), otp.proof(t, f))
 				auth.Proofs[0].Password = "wrong battery"
-				return s.ChangePhone(ctx, f.payer.id, idem, "+8613800138000", auth)
+				return s.ChangePhone(ctx, f.payer.actor(), f.payer.id, idem, "+8613800138000", auth)
 			}
 		}},
 		{name: "reset totp with password and certificate", prepare: func(t *testing.T, f *fixture) command {
 			pw := enrolPassword(t, f.svc, f.payer.id)
 			otp := enrolTOTP(t, f, "token-1")
-			v, err := f.svc.Account(ctx, f.payer.id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			challenge := domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, otp.id)
-			auth := withProofs(byPassword(pw), f.payer.proofs(challenge)...)
-			auth.Version = v.Version
+			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindCredentialReset, otp.id, byPassword(pw).Proofs...)
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
+				return s.ResetCredential(ctx, f.payer.actor(), f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
 			}
 		}},
 		{name: "self reset is refused without a record", refusal: domain.CodeFactorNotIndependent, prepare: func(t *testing.T, f *fixture) command {
 			pw := enrolPassword(t, f.svc, f.payer.id)
 			otp := enrolTOTP(t, f, "token-1")
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: pw, Password: "a new long password",
+				return s.ResetCredential(ctx, f.payer.actor(), f.payer.id, idem, ledger.ResetRequest{FactorID: pw, Password: "a new long password",
 					Auth: withProofs(byPassword(pw), otp.proof(t, f))})
 			}
 		}},
 		{name: "wrong password login records its failure", refusal: domain.CodeAuthFailed, prepare: func(t *testing.T, f *fixture) command {
-			enr, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodPassword, Password: "correct horse"})
+			enr, err := f.svc.EnrollFactor(ctx, operatorActor, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodPassword,
+				Password: "correct horse", IdentityCheck: testIdentityCheck})
 			if err != nil {
 				t.Fatalf("enrol password: %v", err)
 			}
 			fid := enr.Decoded[0].(domain.FactorEnrolled).FactorID
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.Login(ctx, f.payer.id, idem, "laptop", []domain.Proof{{FactorID: fid, Password: "wrong battery"}})
+				return s.Login(ctx, publicActor, f.payer.id, idem, "laptop", []domain.Proof{{FactorID: fid, Password: "wrong battery"}})
+			}
+		}},
+		{name: "logout", prepare: func(t *testing.T, f *fixture) command {
+			// A replay of a logout: Logout takes no key itself, so the
+			// command runs through Execute as the session.
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			login, err := f.svc.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", byPassword(pw).Proofs)
+			if err != nil || login.Refusal != nil {
+				t.Fatalf("login: %v / %v", err, login.Refusal)
+			}
+			sid := login.Decoded[0].(domain.LoginSucceeded).SessionID
+			by := ledger.Actor{AccountID: f.payer.id, SessionID: sid}
+			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
+				return s.Execute(ctx, by, ledger.OpLogout, f.payer.id, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+					return domain.Logout{SessionID: sid, Reason: "logged out"}, nil
+				})
 			}
 		}},
 	}
@@ -233,10 +275,14 @@ func TestIdempotentReplay(t *testing.T) {
 			// The same request on the same node, and on another node whose
 			// cache has never seen the account, replays the first outcome.
 			other := f.e.node(t, nil)
-			for _, n := range []struct {
+			nodes := []struct {
 				name string
 				svc  *ledger.Service
-			}{{"same node", f.svc}, {"other node", other}} {
+			}{{"same node", f.svc}, {"other node", other}}
+			if tc.nodeLocal {
+				nodes = nodes[:1]
+			}
+			for _, n := range nodes {
 				again, err := run(n.svc, idem)
 				if err != nil {
 					t.Fatalf("%s: replay: %v", n.name, err)
@@ -264,8 +310,13 @@ func TestIdempotentReplay(t *testing.T) {
 				}
 			}
 
-			// The same key with another request is refused, on both nodes.
-			for _, s := range []*ledger.Service{f.svc, other} {
+			// The same key with another request is refused, on both nodes
+			// (for an opening, on the node that remembers the key).
+			refusing := []*ledger.Service{f.svc, other}
+			if tc.nodeLocal {
+				refusing = refusing[:1]
+			}
+			for _, s := range refusing {
 				_, err := run(s, idemFor(idem.Key, tc.name+" but different"))
 				if code := domain.ErrorCode(err); code != domain.CodeIdempotencyReused {
 					t.Errorf("same key, other body: %v, want %s", err, domain.CodeIdempotencyReused)
@@ -285,33 +336,59 @@ func refusalCode(err error) string {
 	return domain.ErrorCode(err)
 }
 
-func TestOpenAccountWithSameKeyOnTwoNodesConcurrently(t *testing.T) {
+// TestOpenAccountWithSameKeyConcurrently: concurrent retries of an
+// opening with one Idempotency-Key on one node open one account, which
+// every retry reaches (one appends, the others replay it). On two nodes
+// the key is not shared (account ids are random and each node remembers
+// its own keys): each node opens its own account, once, however many
+// retries reach it.
+func TestOpenAccountWithSameKeyConcurrently(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 3)
 	nodes := []*ledger.Service{e.node(t, nil), e.node(t, nil)}
+	const perNode = 3
 	for i := range 10 {
 		idem := idemFor(fmt.Sprintf("open-%d", i), "open")
 		var wg sync.WaitGroup
-		outs := make([]ledger.Outcome, len(nodes))
-		errs := make([]error, len(nodes))
-		for n, s := range nodes {
+		outs := make([]ledger.Outcome, len(nodes)*perNode)
+		errs := make([]error, len(nodes)*perNode)
+		for k := range outs {
+			s := nodes[k%len(nodes)]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				outs[n], errs[n] = s.OpenAccount(ctx, idem, "Twin Holder", "CNY", domain.KindPersonal)
+				outs[k], errs[k] = s.OpenAccount(ctx, operatorActor, idem, ledger.OpenRequest{HolderName: "Twin Holder", Currency: "CNY",
+					Kind: domain.KindPersonal, Factor: ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone"},
+					IdentityCheck: testIdentityCheck})
 			}()
 		}
 		wg.Wait()
-		for n, err := range errs {
+		for k, err := range errs {
 			if err != nil {
-				t.Fatalf("round %d node %d: %v", i, n, err)
+				t.Fatalf("round %d call %d: %v", i, k, err)
 			}
 		}
-		if outs[0].AccountID != outs[1].AccountID || eventIDs(outs[0])[0] != eventIDs(outs[1])[0] {
-			t.Fatalf("round %d: nodes opened %s (%v) and %s (%v)", i, outs[0].AccountID, eventIDs(outs[0]), outs[1].AccountID, eventIDs(outs[1]))
+		for n := range nodes {
+			first := outs[n]
+			fresh := 0
+			for k := n; k < len(outs); k += len(nodes) {
+				if !outs[k].Replayed {
+					fresh++
+				}
+				if outs[k].AccountID != first.AccountID || eventIDs(outs[k])[0] != eventIDs(first)[0] {
+					t.Fatalf("round %d node %d: retries opened %s (%v) and %s (%v)", i, n, outs[k].AccountID, eventIDs(outs[k]),
+						first.AccountID, eventIDs(first))
+				}
+			}
+			if fresh != 1 {
+				t.Errorf("round %d node %d: %d of %d retries were not replays, want 1", i, n, fresh, perNode)
+			}
+			if got := len(readStream(t, e.store, first.AccountID)); got != 2 {
+				t.Fatalf("round %d node %d: stream has %d events, want 2", i, n, got)
+			}
 		}
-		if n := len(readStream(t, e.store, outs[0].AccountID)); n != 1 {
-			t.Fatalf("round %d: stream has %d events, want 1", i, n)
+		if outs[0].AccountID == outs[1].AccountID {
+			t.Fatalf("round %d: two nodes derived the same account %s from the key", i, outs[0].AccountID)
 		}
 	}
 }
@@ -323,7 +400,7 @@ func TestVersionConflictFromAnotherNodeIsRetried(t *testing.T) {
 	hs := &hookStore{Store: e.store}
 	nodeB := e.node(t, func(c *ledger.Config) { c.Store = hs })
 	h := openCertAccount(t, ctx, nodeA, "Contended Holder", 5)
-	if _, err := nodeB.Account(ctx, h.id); err != nil { // warm B's cache
+	if _, err := nodeB.Account(ctx, h.actor(), h.id); err != nil { // warm B's cache
 		t.Fatal(err)
 	}
 
@@ -333,15 +410,16 @@ func TestVersionConflictFromAnotherNodeIsRetried(t *testing.T) {
 	var builds atomic.Int64
 	hs.before = func(stream string, expected int64) error {
 		if interfered.CompareAndSwap(false, true) {
-			if _, err := nodeA.Deposit(ctx, h.id, ledger.Idem{}, "7.00", "CNY", "from node A"); err != nil {
+			if _, err := nodeA.Deposit(ctx, fundingActor, h.id, ledger.Idem{}, "7.00", "CNY", "from node A"); err != nil {
 				t.Errorf("node A deposit: %v", err)
 			}
 		}
 		return nil
 	}
-	out, err := nodeB.Execute(ctx, h.id, ledger.Idem{}, func(a *domain.Account, now time.Time, bal domain.Balance) (domain.Command, error) {
+	out, err := nodeB.Execute(ctx, fundingActor, ledger.OpDeposit, h.id, ledger.Idem{}, func(a *domain.Account, now time.Time, bal domain.Balance) (domain.Command, error) {
 		builds.Add(1)
-		return domain.Deposit{DepositID: "dep-from-b", Amount: "3.00", Currency: "CNY"}, nil
+		return domain.Deposit{DepositID: "dep-from-b", Amount: "3.00", Currency: "CNY", Reference: "from node B",
+			Staff: domain.Staff{StaffKey: fundingActor.KeyID}}, nil
 	})
 	if err != nil {
 		t.Fatalf("node B: %v", err)
@@ -366,7 +444,7 @@ func TestVersionConflictFromAnotherNodeIsRetried(t *testing.T) {
 		t.Errorf("B's outcome %s v%d, stream ends with %s v%d", out.Events[0].ID, out.Events[0].Version, last.ID, last.Version)
 	}
 	for _, s := range []*ledger.Service{nodeA, nodeB} {
-		v, err := s.Account(ctx, h.id)
+		v, err := s.Account(ctx, h.actor(), h.id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -386,45 +464,50 @@ func TestStaleNodeSeesOtherNodesWrites(t *testing.T) {
 	// Warm the other node's cache for both accounts and for an account id
 	// that does not exist yet.
 	for _, id := range []string{f.payer.id, f.payee.id} {
-		if _, err := other.Account(ctx, id); err != nil {
+		if _, err := other.Account(ctx, holderOf(id), id); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Run("payment initiated on one node is confirmed on another", func(t *testing.T) {
 		pi := f.initiate(t, f.payer, f.payee, "5.00")
-		out, err := other.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
+		out, err := other.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device, f.payer.proofs(pi.Challenge))
 		if err != nil || out.Refusal != nil {
 			t.Fatalf("confirm on the other node: %v / %v", err, out.Refusal)
 		}
 	})
 	t.Run("payee opened on one node is found by another", func(t *testing.T) {
-		idem := idemFor("late-payee", "open")
-		// Learn the id the key derives to, in a scratch deployment.
-		scratch, err := newEnv(t, 11).node(t, nil).OpenAccount(ctx, idem, "Late Payee", "CNY", domain.KindPersonal)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payeeID := scratch.AccountID
+		// Account ids are random: a third node, whose next id is known in
+		// advance, opens the payee.
+		payeeID := f.e.newID()
+		var given atomic.Bool
+		opener := f.e.node(t, func(c *ledger.Config) {
+			c.NewID = func() string {
+				if given.CompareAndSwap(false, true) {
+					return payeeID
+				}
+				return f.e.newID()
+			}
+		})
 		// The other node looks the payee up before it exists (and caches
 		// the empty account) ...
-		if _, err := other.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(payeeID, "1.00", f.payer.device)); domain.ErrorCode(err) != domain.CodeNotFound {
+		if _, err := other.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(payeeID, "1.00", f.payer.device)); domain.ErrorCode(err) != domain.CodeNotFound {
 			t.Fatalf("payee not opened yet: %v, want not_found", err)
 		}
-		// ... then this node opens it ...
-		opened, err := f.svc.OpenAccount(ctx, idem, "Late Payee", "CNY", domain.KindPersonal)
-		if err != nil || opened.AccountID != payeeID {
-			t.Fatalf("open: %s, %v; want %s", opened.AccountID, err, payeeID)
+		// ... then the opener opens it ...
+		opened := openCertAccount(t, ctx, opener, "Late Payee", 12)
+		if opened.id != payeeID {
+			t.Fatalf("opened %s, want %s", opened.id, payeeID)
 		}
 		// ... and the other node finds it.
-		if _, err := other.InitiatePayment(ctx, f.payer.id, ledger.Idem{}, paymentReq(payeeID, "1.00", f.payer.device)); err != nil {
+		if _, err := other.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(payeeID, "1.00", f.payer.device)); err != nil {
 			t.Fatalf("payee opened on another node: %v", err)
 		}
 	})
 	t.Run("account view reflects the other node's writes", func(t *testing.T) {
-		if _, err := f.svc.Suspend(ctx, f.payee.id, ledger.Idem{}, "holiday"); err != nil {
+		if _, err := f.svc.Suspend(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "holiday"); err != nil {
 			t.Fatal(err)
 		}
-		v, err := other.Account(ctx, f.payee.id)
+		v, err := other.Account(ctx, f.payee.actor(), f.payee.id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -455,7 +538,7 @@ func TestConcurrentConfirmOnTwoNodesMovesMoneyOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				outs[n], errs[n] = s.ConfirmPayment(ctx, f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
+				outs[n], errs[n] = s.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, idem, f.payer.device, f.payer.proofs(pi.Challenge))
 			}()
 		}
 		wg.Wait()
@@ -487,7 +570,7 @@ func TestConcurrentConfirmOnTwoNodesMovesMoneyOnce(t *testing.T) {
 	if confirmed != rounds {
 		t.Errorf("%d PaymentConfirmed in the payer's stream, want %d", confirmed, rounds)
 	}
-	v, err := other.Account(ctx, f.payer.id)
+	v, err := other.Account(ctx, f.payer.actor(), f.payer.id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,12 +585,17 @@ func TestRetryBounds(t *testing.T) {
 	deposit := func(builds *atomic.Int64) ledger.Builder {
 		return func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
 			builds.Add(1)
-			return domain.Deposit{DepositID: fmt.Sprintf("dep-%d", builds.Load()), Amount: "1.00", Currency: "CNY"}, nil
+			n := builds.Load()
+			return domain.Deposit{DepositID: fmt.Sprintf("dep-%d", n), Amount: "1.00", Currency: "CNY", Reference: fmt.Sprintf("ref-%d", n),
+				Staff: domain.Staff{StaffKey: fundingActor.KeyID}}, nil
 		}
 	}
 	cases := []struct {
 		name       string
 		maxRetries int
+		// op is the operation, by the holder (default: a deposit by the
+		// funding desk).
+		op ledger.Op
 		// before intercepts every append of the node under test.
 		before  func(stream string, expected int64) error
 		builder func(builds *atomic.Int64) ledger.Builder
@@ -524,7 +612,7 @@ func TestRetryBounds(t *testing.T) {
 				}
 			},
 			wantErr: func(err error) bool { return errors.Is(err, errBoom) }, wantAppends: 0, wantBuilds: 1},
-		{name: "domain refusal without events is not retried", maxRetries: 5,
+		{name: "domain refusal without events is not retried", maxRetries: 5, op: ledger.OpAdjustLimit,
 			builder: func(builds *atomic.Int64) ledger.Builder {
 				return func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
 					builds.Add(1)
@@ -572,7 +660,11 @@ func TestRetryBounds(t *testing.T) {
 			s := e.node(t, func(c *ledger.Config) { c.Store = hs; c.MaxRetries = tc.maxRetries })
 			headBefore := e.head(t)
 			var builds atomic.Int64
-			_, err := s.Execute(ctx, h.id, ledger.Idem{}, tc.builder(&builds))
+			op, by := ledger.OpDeposit, fundingActor
+			if tc.op != "" {
+				op, by = tc.op, holderOf(h.id)
+			}
+			_, err := s.Execute(ctx, by, op, h.id, ledger.Idem{}, tc.builder(&builds))
 			if !tc.wantErr(err) {
 				t.Errorf("error %v (code %s) is not the expected one", err, domain.ErrorCode(err))
 			}
@@ -588,14 +680,14 @@ func TestRetryBounds(t *testing.T) {
 			}
 			// The node recovers once the store behaves.
 			hs.before = nil
-			if _, err := s.Deposit(ctx, h.id, ledger.Idem{}, "2.00", "CNY", "after"); err != nil {
+			if _, err := s.Deposit(ctx, fundingActor, h.id, ledger.Idem{}, "2.00", "CNY", "after"); err != nil {
 				t.Errorf("deposit after the failure: %v", err)
 			}
 		})
 	}
 	t.Run("empty account id", func(t *testing.T) {
 		s := newEnv(t, 6).node(t, nil)
-		_, err := s.Execute(ctx, "", ledger.Idem{}, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		_, err := s.Execute(ctx, fundingActor, ledger.OpDeposit, "", ledger.Idem{}, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
 			t.Error("builder called for an empty account id")
 			return nil, nil
 		})
@@ -612,18 +704,15 @@ func TestTinyCacheStaysCorrect(t *testing.T) {
 	const accounts, rounds = 12, 3
 	ids := make([]string, accounts)
 	for i := range ids {
-		out, err := s.OpenAccount(ctx, ledger.Idem{}, fmt.Sprintf("Small Cache %d", i), "CNY", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = out.AccountID
+		ids[i] = openAccount(t, s, fmt.Sprintf("Small Cache %d", i), "",
+			ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone"}).AccountID
 	}
 	first := map[string][]string{}
 	// Sequential round robin: every command finds its account evicted.
 	for r := range rounds {
 		for i, id := range ids {
 			key := fmt.Sprintf("dep-%d-%d", r, i)
-			out, err := s.Deposit(ctx, id, idemFor(key, key), fmt.Sprintf("%d.00", i+1), "CNY", "")
+			out, err := s.Deposit(ctx, fundingActor, id, idemFor(key, key), fmt.Sprintf("%d.00", i+1), "CNY", key)
 			if err != nil {
 				t.Fatalf("deposit %s: %v", key, err)
 			}
@@ -637,7 +726,7 @@ func TestTinyCacheStaysCorrect(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for _, id := range ids {
-				if _, err := s.Deposit(ctx, id, ledger.Idem{}, "0.50", "CNY", fmt.Sprintf("w%d", w)); err != nil {
+				if _, err := s.Deposit(ctx, fundingActor, id, ledger.Idem{}, "0.50", "CNY", fmt.Sprintf("w%d", w)); err != nil {
 					t.Errorf("concurrent deposit: %v", err)
 				}
 			}
@@ -649,7 +738,7 @@ func TestTinyCacheStaysCorrect(t *testing.T) {
 	for r := range rounds {
 		for i, id := range ids {
 			key := fmt.Sprintf("dep-%d-%d", r, i)
-			out, err := s.Deposit(ctx, id, idemFor(key, key), fmt.Sprintf("%d.00", i+1), "CNY", "")
+			out, err := s.Deposit(ctx, fundingActor, id, idemFor(key, key), fmt.Sprintf("%d.00", i+1), "CNY", key)
 			if err != nil || !out.Replayed || strings.Join(eventIDs(out), ",") != strings.Join(first[key], ",") {
 				t.Errorf("replay %s: %v replayed=%v events %v, first %v", key, err, out.Replayed, eventIDs(out), first[key])
 			}
@@ -659,13 +748,14 @@ func TestTinyCacheStaysCorrect(t *testing.T) {
 		t.Errorf("replays appended: head %d -> %d", head, h)
 	}
 	for i, id := range ids {
-		v, err := s.Account(ctx, id)
+		v, err := s.Account(ctx, holderOf(id), id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := decimal.NewFromInt(int64((i + 1) * rounds)).Add(decimal.RequireFromString("4")) // 8 x 0.50
-		if !v.Available.Amount.Equal(want) || v.Version != 1+rounds+8 {
-			t.Errorf("account %d: available %s version %d, want %s and %d", i, v.Available.Amount, v.Version, want, 1+rounds+8)
+		// Opened with its first factor (2 events), then the deposits.
+		if !v.Available.Amount.Equal(want) || v.Version != 2+rounds+8 {
+			t.Errorf("account %d: available %s version %d, want %s and %d", i, v.Available.Amount, v.Version, want, 2+rounds+8)
 		}
 	}
 }
@@ -673,7 +763,8 @@ func TestTinyCacheStaysCorrect(t *testing.T) {
 func TestTOTPSecretIsSealedInTheLog(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil)
-	out, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-7"})
+	out, err := f.svc.EnrollFactor(ctx, operatorActor, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: "token-7",
+		IdentityCheck: testIdentityCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,11 +803,11 @@ func TestTOTPSecretIsSealedInTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	proof := []domain.Proof{{FactorID: fe.FactorID, Code: code}}
-	login, err := other.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", proof)
+	login, err := other.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", proof)
 	if err != nil || login.Refusal != nil {
 		t.Fatalf("login with the TOTP code: %v / %v", err, login.Refusal)
 	}
-	again, err := f.svc.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", proof)
+	again, err := f.svc.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", proof)
 	if err != nil || domain.ErrorCode(again.Refusal) != domain.CodeAuthFailed {
 		t.Errorf("reusing the TOTP code: %v / %v, want %s", err, again.Refusal, domain.CodeAuthFailed)
 	}
@@ -727,10 +818,16 @@ func TestBankAccountNumberNeverInTheLog(t *testing.T) {
 	f := newFixture(t, nil)
 	const number = "6222020200112233445"
 	// A refused bind (not the holder's name) records nothing.
-	if _, err := f.svc.BindBankAccount(ctx, f.payer.id, ledger.Idem{}, number, "Somebody Else"); domain.ErrorCode(err) != domain.CodeInvalid {
+	head := f.e.head(t)
+	if _, err := f.svc.BindBankAccount(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, number, "Somebody Else",
+		f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, number)); domain.ErrorCode(err) != domain.CodeInvalid {
 		t.Fatalf("bind in another name: %v", err)
 	}
-	out, err := f.svc.BindBankAccount(ctx, f.payer.id, ledger.Idem{}, number, payerName)
+	if h := f.e.head(t); h != head {
+		t.Fatalf("the refused bind appended: head %d -> %d", head, h)
+	}
+	out, err := f.svc.BindBankAccount(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, number, payerName,
+		f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, number))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -753,7 +850,7 @@ func TestBankAccountNumberNeverInTheLog(t *testing.T) {
 	if !found {
 		t.Errorf("BankAccountBound does not carry the token and last4")
 	}
-	v, err := f.e.node(t, nil).Account(ctx, f.payer.id)
+	v, err := f.e.node(t, nil).Account(ctx, f.payer.actor(), f.payer.id)
 	if err != nil || v.BankLast4 != "3445" {
 		t.Errorf("view: last4 %q, %v", v.BankLast4, err)
 	}
@@ -774,7 +871,8 @@ type totpFactor struct{ id, secret string }
 
 func enrolTOTP(t *testing.T, f *fixture, device string) totpFactor {
 	t.Helper()
-	out, err := f.svc.EnrollFactor(context.Background(), f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: device})
+	out, err := f.svc.EnrollFactor(context.Background(), operatorActor, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodTOTP, DeviceID: device,
+		IdentityCheck: testIdentityCheck})
 	if err != nil {
 		t.Fatalf("enrol totp: %v", err)
 	}
@@ -806,7 +904,8 @@ func TestCredentialResets(t *testing.T) {
 	f := newFixture(t, func(c *ledger.Config) { c.Policy.BiometricProviderKey = provider.Public().(ed25519.PublicKey) })
 	pw := enrolPassword(t, f.svc, f.payer.id)
 	otp := enrolTOTP(t, f, "token-1")
-	enr, err := f.svc.EnrollFactor(ctx, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone-9"})
+	enr, err := f.svc.EnrollFactor(ctx, operatorActor, f.payer.id, ledger.Idem{}, ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone-9",
+		IdentityCheck: testIdentityCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,26 +914,26 @@ func TestCredentialResets(t *testing.T) {
 	// The password, reset with the TOTP (possession) and a biometric
 	// attestation (inherence) over the change's challenge at the current
 	// version. The certificate and the TOTP alone are one category.
-	v, err := f.svc.Account(ctx, f.payer.id)
+	v, err := f.svc.Account(ctx, f.payer.actor(), f.payer.id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	challenge := domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
 	const newPassword = "an entirely new passphrase"
 	weak := domain.Authorisation{DeviceID: "laptop", Version: v.Version, Proofs: append(f.payer.proofs(challenge), otp.proof(t, f))}
-	out, err := f.svc.ResetCredential(ctx, f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: weak})
+	out, err := f.svc.ResetCredential(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: weak})
 	if err != nil || domain.ErrorCode(out.Refusal) != domain.CodeInsufficientVerification {
 		t.Fatalf("reset password with two possession factors: %v / %v", err, out.Refusal)
 	}
 	f.e.clock.Advance(domain.TOTPStep)
-	v, err = f.svc.Account(ctx, f.payer.id)
+	v, err = f.svc.Account(ctx, f.payer.actor(), f.payer.id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	challenge = domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
 	auth := domain.Authorisation{DeviceID: "laptop", Version: v.Version,
 		Proofs: []domain.Proof{otp.proof(t, f), {FactorID: bio, Attestation: ed25519.Sign(provider, challenge)}}}
-	out, err = f.svc.ResetCredential(ctx, f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: auth})
+	out, err = f.svc.ResetCredential(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: auth})
 	if err != nil || out.Refusal != nil {
 		t.Fatalf("reset password: %v / %v", err, out.Refusal)
 	}
@@ -845,11 +944,11 @@ func TestCredentialResets(t *testing.T) {
 	}
 	other := f.e.node(t, nil)
 	for _, s := range []*ledger.Service{f.svc, other} {
-		old, err := s.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", byPassword(pw).Proofs)
+		old, err := s.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", byPassword(pw).Proofs)
 		if err != nil || domain.ErrorCode(old.Refusal) != domain.CodeAuthFailed {
 			t.Errorf("old password: %v / %v", err, old.Refusal)
 		}
-		good, err := s.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{{FactorID: pw, Password: newPassword}})
+		good, err := s.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{{FactorID: pw, Password: newPassword}})
 		if err != nil || good.Refusal != nil {
 			t.Errorf("new password: %v / %v", err, good.Refusal)
 		}
@@ -857,7 +956,7 @@ func TestCredentialResets(t *testing.T) {
 
 	// The TOTP seed, reset with the new password and the certificate.
 	f.e.clock.Advance(domain.TOTPStep)
-	v, err = f.svc.Account(ctx, f.payer.id)
+	v, err = f.svc.Account(ctx, f.payer.actor(), f.payer.id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -865,7 +964,7 @@ func TestCredentialResets(t *testing.T) {
 		Proofs: append(f.payer.proofs(domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, otp.id)),
 			domain.Proof{FactorID: pw, Password: newPassword})}
 	idem := idemFor("reset-totp", "reset-totp")
-	out, err = f.svc.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
+	out, err = f.svc.ResetCredential(ctx, f.payer.actor(), f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
 	if err != nil || out.Refusal != nil {
 		t.Fatalf("reset totp: %v / %v", err, out.Refusal)
 	}
@@ -874,7 +973,7 @@ func TestCredentialResets(t *testing.T) {
 	if err != nil || seed == "" || seed == otp.secret || strings.Contains(string(out.Events[0].Payload), seed) {
 		t.Fatalf("new seed %q, %v", seed, err)
 	}
-	replay, err := other.ResetCredential(ctx, f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
+	replay, err := other.ResetCredential(ctx, f.payer.actor(), f.payer.id, idem, ledger.ResetRequest{FactorID: otp.id, Auth: auth})
 	if err != nil || !replay.Replayed {
 		t.Fatalf("replay: %v, replayed %v", err, replay.Replayed)
 	}
@@ -883,14 +982,14 @@ func TestCredentialResets(t *testing.T) {
 	}
 	// The old seed no longer logs in; the new one does.
 	f.e.clock.Advance(domain.TOTPStep)
-	if out, err := f.svc.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{otp.proof(t, f)}); err != nil || out.Refusal == nil {
+	if out, err := f.svc.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{otp.proof(t, f)}); err != nil || out.Refusal == nil {
 		t.Errorf("old seed: %v / %v", err, out.Refusal)
 	}
 	code, err := domain.TOTPCode(seed, domain.TOTPStepAt(f.e.clock.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := f.svc.Login(ctx, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{{FactorID: otp.id, Code: code}}); err != nil || out.Refusal != nil {
+	if out, err := f.svc.Login(ctx, publicActor, f.payer.id, ledger.Idem{}, "laptop", []domain.Proof{{FactorID: otp.id, Code: code}}); err != nil || out.Refusal != nil {
 		t.Errorf("new seed: %v / %v", err, out.Refusal)
 	}
 }

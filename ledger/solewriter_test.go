@@ -2,9 +2,11 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
+	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/ledger"
 )
@@ -37,24 +39,22 @@ func TestSoleWriterSkipsTailReads(t *testing.T) {
 			counter := &readCounter{Store: e.store}
 			svc := e.node(t, func(c *ledger.Config) { c.Store = counter; c.SoleWriter = tc.sole })
 			ctx := context.Background()
-			out, err := svc.OpenAccount(ctx, ledger.Idem{}, "Chen Jie", "CNY", "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := openAccount(t, svc, "Chen Jie", "", ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone"})
 			for i := 0; i < 5; i++ {
-				if _, err := svc.Deposit(ctx, out.AccountID, ledger.Idem{}, "1.00", "CNY", "r"); err != nil {
+				if _, err := svc.Deposit(ctx, fundingActor, out.AccountID, ledger.Idem{}, "1.00", "CNY", fmt.Sprintf("r%d", i)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if got := counter.reads.Load(); got != tc.wantReads {
 				t.Fatalf("stream reads = %d, want %d", got, tc.wantReads)
 			}
-			v, err := svc.Account(ctx, out.AccountID)
+			v, err := svc.Account(ctx, holderOf(out.AccountID), out.AccountID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.Version != 6 {
-				t.Fatalf("version %d, want 6", v.Version)
+			// AccountOpened, FactorEnrolled and five deposits.
+			if v.Version != 7 {
+				t.Fatalf("version %d, want 7", v.Version)
 			}
 		})
 	}
