@@ -14,6 +14,8 @@ import (
 )
 
 func TestOpenAccount(t *testing.T) {
+	// Every opening carries its first factor (an account never exists
+	// without one); the table's commands get it below.
 	tests := []struct {
 		name     string
 		cmd      OpenAccount
@@ -41,6 +43,7 @@ func TestOpenAccount(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
+			tc.cmd.Factor = firstFactor
 			if tc.code != "" {
 				e, evs := h.refuse(tc.cmd, tc.code)
 				if e.Details["field"] != tc.field {
@@ -52,7 +55,7 @@ func TestOpenAccount(t *testing.T) {
 				return
 			}
 			evs := h.must(tc.cmd)
-			wantTypes(t, evs, TypeAccountOpened)
+			wantTypes(t, evs, TypeAccountOpened, TypeFactorEnrolled)
 			ev := evs[0].(AccountOpened)
 			want := AccountOpened{AccountID: accountID, HolderName: tc.wantName, Currency: CNY, Kind: tc.wantKind, AgreedDailyLimit: MustMoney("50000.00", CNY)}
 			if !sameValue(reflect.ValueOf(ev), reflect.ValueOf(want)) {
@@ -60,16 +63,96 @@ func TestOpenAccount(t *testing.T) {
 			}
 			a := h.a
 			if !a.Exists() || a.ID != accountID || a.Status != StatusActive || a.Kind != tc.wantKind || a.HolderName != tc.wantName ||
-				a.Currency != CNY || a.AgreedLimit.String() != "50000.00" || a.Version != 1 {
+				a.Currency != CNY || a.AgreedLimit.String() != "50000.00" || a.Version != 2 {
 				t.Errorf("state after open: %+v", a)
+			}
+			if f, ok := a.Factor(fBio); !ok || !f.Active || f.Category != CategoryInherence {
+				t.Errorf("first factor %+v, %v", f, ok)
 			}
 		})
 	}
 }
 
+// TestOpenAccountFirstFactor: the first factor is enrolled with the
+// account; it cools off unless an operator who checked the holder's
+// identity opened the account; an operator who names no identity check
+// opens nothing, and neither does an invalid first factor.
+func TestOpenAccountFirstFactor(t *testing.T) {
+	open := func(f EnrollFactor, staff Staff) OpenAccount {
+		return OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Factor: f, Staff: staff}
+	}
+	tests := []struct {
+		name       string
+		cmd        OpenAccount
+		code       string
+		field      string
+		usableFrom time.Time
+	}{
+		{"ByHolderCoolsOff", open(firstFactor, Staff{}), "", "", t0.Add(24 * time.Hour)},
+		{"ByOperatorUsableAtOnce", open(firstFactor, operator), "", "", time.Time{}},
+		{"IdentityCheckWithoutStaffKeyCoolsOff", open(firstFactor, Staff{IdentityCheck: "selfie"}), "", "", t0.Add(24 * time.Hour)},
+		{"OperatorWithoutIdentityCheck", open(firstFactor, uncheckedOp), CodeInvalid, "identity_check", time.Time{}},
+		{"NoFactor", open(EnrollFactor{}, operator), CodeInvalid, "method", time.Time{}},
+		{"FactorUnknownMethod", open(EnrollFactor{FactorID: "f", Method: "sms"}, Staff{}), CodeInvalid, "method", time.Time{}},
+		{"FactorWithoutDevice", open(EnrollFactor{FactorID: "f", Method: MethodBiometric}, Staff{}), CodeInvalid, "device_id", time.Time{}},
+		{"FactorShortPassword", open(EnrollFactor{FactorID: "f", Method: MethodPassword, Password: "short", Salt: make([]byte, SaltLength)}, Staff{}),
+			CodeInvalid, "password", time.Time{}},
+		{"FactorDevice101", open(EnrollFactor{FactorID: "f", Method: MethodBiometric, DeviceID: strings.Repeat("d", 101)}, Staff{}),
+			CodeInvalid, "device_id", time.Time{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.code != "" {
+				e, evs := h.refuse(tc.cmd, tc.code)
+				if e.Details["field"] != tc.field || len(evs) != 0 || h.a.Exists() {
+					t.Errorf("details %v, events %v, exists %v", e.Details, types(evs), h.a.Exists())
+				}
+				return
+			}
+			evs := h.must(tc.cmd)
+			wantTypes(t, evs, TypeAccountOpened, TypeFactorEnrolled)
+			opened, fe := evs[0].(AccountOpened), evs[1].(FactorEnrolled)
+			if opened.Staff != tc.cmd.Staff || fe.Staff != tc.cmd.Staff {
+				t.Errorf("staff recorded %+v and %+v, want %+v", opened.Staff, fe.Staff, tc.cmd.Staff)
+			}
+			if fe.FactorID != tc.cmd.Factor.FactorID || fe.Category != CategoryInherence || !fe.UsableFrom.Equal(tc.usableFrom) ||
+				len(fe.Authorised.FactorIDs) != 0 {
+				t.Errorf("first factor %+v, want usable from %v", fe, tc.usableFrom)
+			}
+			for _, a := range []*Account{h.a, h.replay()} {
+				if f, ok := a.Factor(fe.FactorID); !ok || !f.Active || !f.UsableFrom.Equal(tc.usableFrom) {
+					t.Errorf("factor %+v, %v", f, ok)
+				}
+			}
+		})
+	}
+	t.Run("PasswordWithRealHash", func(t *testing.T) {
+		h := newHarness(t)
+		salt := bytes.Repeat([]byte{7}, SaltLength)
+		evs := h.must(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY",
+			Factor: EnrollFactor{FactorID: fPassword, Method: MethodPassword, Password: "correct horse battery staple", Salt: salt}})
+		fe := evs[1].(FactorEnrolled)
+		if fe.Category != CategoryKnowledge || !strings.HasPrefix(fe.PasswordHash, "$argon2id$") || !fe.UsableFrom.Equal(t0.Add(h.p.CoolingOff)) {
+			t.Errorf("event %+v", fe)
+		}
+		if ok, err := VerifyPassword(fe.PasswordHash, "correct horse battery staple"); err != nil || !ok {
+			t.Errorf("enrolled hash does not verify: %v %v", ok, err)
+		}
+	})
+	t.Run("CustomCoolingOff", func(t *testing.T) {
+		h := newHarness(t)
+		h.p.CoolingOff = time.Hour
+		evs := h.must(open(firstFactor, Staff{}))
+		if fe := evs[1].(FactorEnrolled); !fe.UsableFrom.Equal(t0.Add(time.Hour)) {
+			t.Errorf("usable from %v", fe.UsableFrom)
+		}
+	})
+}
+
 func TestOpenTwiceConflicts(t *testing.T) {
 	h := newHarness(t).open()
-	_, evs := h.refuse(OpenAccount{AccountID: accountID, HolderName: "Other", Currency: "CNY"}, CodeConflict)
+	_, evs := h.refuse(OpenAccount{AccountID: accountID, HolderName: "Other", Currency: "CNY", Factor: firstFactor}, CodeConflict)
 	if len(evs) != 0 || h.a.HolderName != holder {
 		t.Error("second open changed the account")
 	}
@@ -80,8 +163,9 @@ func TestCommandsOnMissingAccount(t *testing.T) {
 	for _, cmd := range []Command{
 		Login{DeviceID: deviceApp, Proofs: []Proof{{FactorID: fPassword, Password: testPassword}}},
 		EnrollFactor{FactorID: "f", Method: MethodBiometric, DeviceID: deviceApp},
-		Deposit{DepositID: "d", Amount: "1.00"},
-		Suspend{}, CloseAccount{},
+		Deposit{DepositID: "d", Amount: "1.00", Reference: "r", Staff: fundingDesk},
+		Suspend{}, CloseAccount{}, Unlock{Staff: operator}, Logout{SessionID: "s"},
+		RecordStaffRead{Staff: operator, Role: "support", What: "history"},
 	} {
 		t.Run(fmt.Sprintf("%T", cmd), func(t *testing.T) {
 			if _, evs := h.refuse(cmd, CodeNotFound); len(evs) != 0 {
@@ -92,9 +176,13 @@ func TestCommandsOnMissingAccount(t *testing.T) {
 }
 
 func TestEnrollFactorWithRealHash(t *testing.T) {
+	// The holder enrols it, authorised by the account's only factor (a
+	// biometric: one category).
 	h := newHarness(t).open()
 	salt := bytes.Repeat([]byte{7}, SaltLength)
-	evs := h.must(EnrollFactor{FactorID: "pw", Method: MethodPassword, Password: "correct horse battery staple", Salt: salt})
+	evs := h.must(EnrollFactor{FactorID: "pw", Method: MethodPassword, Password: "correct horse battery staple", Salt: salt,
+		Auth: h.auth(ChangeKindEnrolment, MethodPassword, deviceApp, fBio)})
+	wantTypes(t, evs, TypeFactorEnrolled, TypeHolderNotified)
 	ev := evs[0].(FactorEnrolled)
 	if ev.Category != CategoryKnowledge || ev.Method != MethodPassword || !strings.HasPrefix(ev.PasswordHash, "$argon2id$") {
 		t.Errorf("event %+v", ev)
@@ -111,7 +199,7 @@ func TestEnrollFactorWithRealHash(t *testing.T) {
 		t.Errorf("enrolled hash does not verify: %v %v", ok, err)
 	}
 	t.Run("BadSalt", func(t *testing.T) {
-		h.refuse(EnrollFactor{FactorID: "pw2", Method: MethodPassword, Password: "long enough pass", Salt: []byte("short")}, CodeInternal)
+		h.refuse(EnrollFactor{FactorID: "pw2", Method: MethodPassword, Password: "long enough pass", Salt: []byte("short"), Staff: operator}, CodeInternal)
 	})
 }
 
@@ -143,52 +231,86 @@ func TestEnrollFactor(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// Enrolled by an operator after an identity check: the input
+			// is validated before any authorisation.
 			h := newHarness(t).open()
+			tc.cmd.Staff = operator
 			if tc.code != "" {
 				e, evs := h.refuse(tc.cmd, tc.code)
 				if tc.field != "" && e.Details["field"] != tc.field {
 					t.Errorf("field = %v, want %q", e.Details["field"], tc.field)
 				}
-				if len(evs) != 0 || len(h.a.Factors()) != 0 {
+				if len(evs) != 0 || len(h.a.Factors()) != 1 {
 					t.Errorf("refused enrolment recorded %v", types(evs))
 				}
 				return
 			}
 			evs := h.must(tc.cmd)
+			wantTypes(t, evs, TypeFactorEnrolled, TypeHolderNotified)
 			ev := evs[0].(FactorEnrolled)
 			if ev.FactorID != "f" || ev.Method != tc.cmd.Method || ev.Category != tc.category || ev.DeviceID != tc.cmd.DeviceID ||
 				!bytes.Equal(ev.PublicKey, tc.cmd.PublicKey) || !bytes.Equal(ev.SealedSecret, tc.cmd.SealedSecret) || ev.PasswordHash != "" {
 				t.Errorf("event %+v", ev)
 			}
-			fs := h.a.Factors()
-			if len(fs) != 1 || !fs[0].Active || fs[0].Category != tc.category {
-				t.Errorf("factors after enrolment: %+v", fs)
+			f, ok := h.a.Factor("f")
+			if len(h.a.Factors()) != 2 || !ok || !f.Active || f.Category != tc.category {
+				t.Errorf("factors after enrolment: %+v", h.a.Factors())
 			}
 		})
 	}
 }
 
 func TestEnrollDuplicateAndMaximum(t *testing.T) {
-	h := newHarness(t).open()
-	h.must(EnrollFactor{FactorID: "f0", Method: MethodBiometric, DeviceID: deviceApp})
+	h := newHarness(t).open() // fBio
+	enrol := func(id string) EnrollFactor {
+		return EnrollFactor{FactorID: id, Method: MethodBiometric, DeviceID: deviceApp, Staff: operator}
+	}
+	// Revocations are authorised by a biometric attestation: the account's
+	// factors are all biometric, one category.
+	revoke := func(id string) RevokeFactor {
+		return RevokeFactor{FactorID: id, Reason: "lost phone", Auth: h.auth(ChangeKindRevocation, id, deviceApp, fBio)}
+	}
+	h.must(enrol("f0"))
 	t.Run("DuplicateID", func(t *testing.T) {
-		h.refuse(EnrollFactor{FactorID: "f0", Method: MethodCertificate, PublicKey: pubOf(certKey)}, CodeConflict)
+		h.refuse(EnrollFactor{FactorID: "f0", Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator}, CodeConflict)
+		h.refuse(EnrollFactor{FactorID: fBio, Method: MethodBiometric, DeviceID: deviceApp, Staff: operator}, CodeConflict)
 	})
 	t.Run("DuplicateOfRevoked", func(t *testing.T) {
-		h.must(EnrollFactor{FactorID: "gone", Method: MethodBiometric, DeviceID: deviceApp})
-		h.must(RevokeFactor{FactorID: "gone", Reason: "lost phone"})
-		h.refuse(EnrollFactor{FactorID: "gone", Method: MethodBiometric, DeviceID: deviceApp}, CodeConflict)
+		h.must(enrol("gone"))
+		h.must(revoke("gone"))
+		h.refuse(enrol("gone"), CodeConflict)
 	})
-	t.Run("AtMost20", func(t *testing.T) {
-		for i := len(h.a.Factors()); i < 20; i++ {
-			h.must(EnrollFactor{FactorID: fmt.Sprintf("f%d", i+1), Method: MethodBiometric, DeviceID: deviceApp})
+	t.Run("AtMost20Active", func(t *testing.T) {
+		for i := 1; h.a.activeFactors() < 20; i++ {
+			h.must(enrol(fmt.Sprintf("f%d", i)))
 		}
-		if n := len(h.a.Factors()); n != 20 {
-			t.Fatalf("%d factors enrolled, want 20", n)
+		if n := len(h.a.Factors()); n != 21 { // 20 active and "gone"
+			t.Fatalf("%d factors enrolled, want 21", n)
 		}
-		_, evs := h.refuse(EnrollFactor{FactorID: "f21", Method: MethodBiometric, DeviceID: deviceApp}, CodeConflict)
-		if len(evs) != 0 || len(h.a.Factors()) != 20 {
-			t.Error("21st factor was recorded")
+		_, evs := h.refuse(enrol("f21"), CodeConflict)
+		if len(evs) != 0 || len(h.a.Factors()) != 21 {
+			t.Error("21st active factor was recorded")
+		}
+		// The holder's own enrolment is refused before any proof is checked.
+		_, evs = h.refuse(EnrollFactor{FactorID: "f21", Method: MethodBiometric, DeviceID: deviceApp,
+			Auth: h.auth(ChangeKindEnrolment, MethodBiometric, deviceApp, fBio)}, CodeConflict)
+		if len(evs) != 0 {
+			t.Errorf("recorded %v", types(evs))
+		}
+	})
+	t.Run("RetiredFactorsDoNotCount", func(t *testing.T) {
+		// R26: a revoked or lost factor frees its place.
+		h.must(revoke("f1"))
+		h.must(enrol("f21"))
+		h.refuse(enrol("f22"), CodeConflict)
+		h.must(ReportCredentialLoss{FactorID: "f2"})
+		h.must(enrol("f22"))
+		h.refuse(enrol("f23"), CodeConflict)
+		if n, all := h.a.activeFactors(), len(h.a.Factors()); n != 20 || all != 23 {
+			t.Errorf("%d active of %d factors, want 20 of 23", n, all)
+		}
+		if n := h.replay().activeFactors(); n != 20 {
+			t.Errorf("replayed: %d active factors", n)
 		}
 	})
 }
@@ -202,8 +324,8 @@ func TestRevokeReportResetFactor(t *testing.T) {
 		}
 	})
 	t.Run("RevokedCannotProve", func(t *testing.T) {
-		h.must(RevokeFactor{FactorID: fCert, Reason: "expired"})
-		h.refuse(RevokeFactor{FactorID: fCert}, CodeConflict)
+		h.mustAuthorised(RevokeFactor{FactorID: fCert, Reason: "expired"})
+		h.refuse(h.authorised(RevokeFactor{FactorID: fCert}), CodeConflict)
 		h.refuse(ReportCredentialLoss{FactorID: fCert}, CodeConflict)
 		pi := h.initiate("10.00")
 		_, evs := h.refuse(h.confirmCmd(pi.PaymentID, fPassword, fCert), CodeProofInvalid)
@@ -219,6 +341,8 @@ func TestRevokeReportResetFactor(t *testing.T) {
 	})
 	t.Run("ResetReactivates", func(t *testing.T) {
 		h.must(ResetCredential{FactorID: fESig, PublicKey: pubOf(strangerKey), Auth: h.auth(ChangeKindCredentialReset, fESig, deviceApp, fPassword, fOTP)})
+		// The reset credential cools off before it moves money.
+		h.now = h.now.Add(h.p.CoolingOff)
 		pi := h.initiate("10.00")
 		cmd := h.confirmCmd(pi.PaymentID, fPassword)
 		cmd.Proofs = append(cmd.Proofs, Proof{FactorID: fESig, Signature: ed25519.Sign(strangerKey, pi.Challenge)})
@@ -243,7 +367,7 @@ func TestRevokeReportResetFactor(t *testing.T) {
 
 func TestSuspendReactivateClose(t *testing.T) {
 	h := baseAccount(t)
-	h.must(BindBankAccount{Number: "6222020200112233445", HolderName: holder, Token: "tok"})
+	h.bind("6222020200112233445", holder, "tok")
 	pending := h.initiate("10.00")
 
 	evs := h.must(Suspend{Reason: "travelling"})
@@ -252,11 +376,12 @@ func TestSuspendReactivateClose(t *testing.T) {
 		t.Fatalf("status %s", h.a.Status)
 	}
 	refusedWhileSuspended := map[string]Command{
-		"Initiate": h.payCmd("10.00"),
-		"Confirm":  h.confirmCmd(pending.PaymentID, fPassword),
-		"Withdraw": Withdraw{WithdrawalID: "w1", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
-		"Deposit":  Deposit{DepositID: "dx", Amount: "10.00"},
-		"Suspend":  Suspend{Reason: "again"},
+		"Initiate":          h.payCmd("10.00"),
+		"Confirm":           h.confirmCmd(pending.PaymentID, fPassword),
+		"Withdraw":          Withdraw{WithdrawalID: "w1", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
+		"Deposit":           Deposit{DepositID: "dx", Amount: "10.00", Reference: "bank transfer x", Staff: fundingDesk},
+		"Suspend":           Suspend{Reason: "again"},
+		"SuspendByOperator": Suspend{Reason: "risk", Staff: operator},
 	}
 	for name, cmd := range refusedWhileSuspended {
 		t.Run("Suspended/"+name, func(t *testing.T) {
@@ -296,17 +421,25 @@ func TestSuspendReactivateClose(t *testing.T) {
 		if h.available() != "0.00" {
 			t.Fatalf("available %s", h.available())
 		}
+		if _, ok := h.a.Session("s1"); !ok {
+			t.Fatal("session s1 not open before the close")
+		}
 		wantTypes(t, h.must(CloseAccount{Reason: "moving"}), TypeAccountClosed)
 		if h.a.Status != StatusClosed {
 			t.Fatalf("status %s", h.a.Status)
+		}
+		// Closing ends every session.
+		if _, ok := h.a.Session("s1"); ok {
+			t.Error("session s1 outlived the close")
 		}
 	})
 	refusedWhenClosed := []Command{
 		Login{SessionID: "s2", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
 		h.payCmd("1.00"),
 		Withdraw{WithdrawalID: "w2", Amount: "1.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
-		Deposit{DepositID: "d-late", Amount: "1.00"},
+		Deposit{DepositID: "d-late", Amount: "1.00", Reference: "late transfer", Staff: fundingDesk},
 		EnrollFactor{FactorID: "late", Method: MethodBiometric, DeviceID: deviceApp},
+		EnrollFactor{FactorID: "late", Method: MethodBiometric, DeviceID: deviceApp, Staff: operator},
 		RevokeFactor{FactorID: fPassword},
 		ReportCredentialLoss{FactorID: fPassword},
 		ResetCredential{FactorID: fCert, PublicKey: pubOf(certKey)},
@@ -315,16 +448,23 @@ func TestSuspendReactivateClose(t *testing.T) {
 		ChangePhone{Phone: "+8613800138000"},
 		BindBankAccount{Number: "6222020200112233445", HolderName: holder},
 		Suspend{}, Reactivate{}, CloseAccount{},
+		Suspend{Staff: operator}, Reactivate{Staff: operator}, CloseAccount{Staff: operator},
+		Unlock{Staff: operator}, Logout{SessionID: "s1"},
 	}
-	for _, cmd := range refusedWhenClosed {
-		t.Run(fmt.Sprintf("Closed/%T", cmd), func(t *testing.T) {
+	for i, cmd := range refusedWhenClosed {
+		t.Run(fmt.Sprintf("Closed/%d-%T", i, cmd), func(t *testing.T) {
 			if _, evs := h.refuse(cmd, CodeAccountClosed); len(evs) != 0 {
 				t.Errorf("recorded %v", types(evs))
 			}
 		})
 	}
 	t.Run("Closed/OpenAgain", func(t *testing.T) {
-		h.refuse(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY"}, CodeConflict)
+		h.refuse(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Factor: firstFactor}, CodeConflict)
+	})
+	t.Run("Closed/StaffReadAllowed", func(t *testing.T) {
+		// The history of a closed account stays readable, and each read is
+		// recorded.
+		wantTypes(t, h.must(RecordStaffRead{Staff: operator, Role: "auditor", What: "statement"}), TypeStaffRead)
 	})
 }
 
@@ -362,7 +502,8 @@ func TestBindBankAccount(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t).open()
-			cmd := BindBankAccount{Number: tc.number, HolderName: tc.holder, Token: "tok-" + tc.name}
+			cmd := BindBankAccount{Number: tc.number, HolderName: tc.holder, Token: "tok-" + tc.name,
+				Auth: h.auth(ChangeKindBankAccount, tc.number, deviceApp, fBio)}
 			if tc.code != "" {
 				e, evs := h.refuse(cmd, tc.code)
 				if e.Details["field"] != tc.field || len(evs) != 0 {
@@ -373,14 +514,17 @@ func TestBindBankAccount(t *testing.T) {
 				}
 				return
 			}
-			ev := h.must(cmd)[0].(BankAccountBound)
-			if ev.Last4 != tc.last4 || ev.BankAccountToken != cmd.Token {
+			evs := h.must(cmd)
+			wantTypes(t, evs, TypeBankAccountBound, TypeHolderNotified)
+			ev := evs[0].(BankAccountBound)
+			if ev.Last4 != tc.last4 || ev.BankAccountToken != cmd.Token || !reflect.DeepEqual(ev.Authorised.FactorIDs, []string{fBio}) {
 				t.Errorf("event %+v", ev)
 			}
 			// R19: only the token and the last four digits are kept.
-			_, _, payload, _ := EncodeEvent(ev)
-			if bytes.Contains(payload, []byte(tc.number)) {
-				t.Errorf("full account number stored: %s", payload)
+			for _, e := range evs {
+				if _, _, payload, _ := EncodeEvent(e); bytes.Contains(payload, []byte(tc.number)) {
+					t.Errorf("full account number stored: %s", payload)
+				}
 			}
 			b, ok := h.a.BankAccount()
 			if !ok || b.Last4 != tc.last4 {
@@ -402,7 +546,7 @@ func TestWithdraw(t *testing.T) {
 		}
 	})
 	h := baseAccount(t)
-	h.must(BindBankAccount{Number: "6222020200112233445", HolderName: holder, Token: "tok"})
+	h.bind("6222020200112233445", holder, "tok")
 	t.Run("Succeeds", func(t *testing.T) {
 		h.now = h.now.Add(time.Minute)
 		evs := h.must(withdraw(h, "w1", "300.00", fPassword, fOTP))
@@ -473,13 +617,13 @@ func TestWithdraw(t *testing.T) {
 	t.Run("IdentityChangeKeepsBinding", func(t *testing.T) {
 		// A new identity does not silently rebind; the stored binding keeps
 		// the holder name it was checked against.
-		h.must(ChangeIdentity{HolderName: "Li Wei Jr.", Auth: byPassword()})
+		h.mustAuthorised(ChangeIdentity{HolderName: "Li Wei Jr."})
 		b, _ := h.a.BankAccount()
 		if b.HolderName != holder {
 			t.Errorf("binding holder %q", b.HolderName)
 		}
-		h.refuse(BindBankAccount{Number: "6222020200112233445", HolderName: holder}, CodeInvalid)
-		h.must(BindBankAccount{Number: "6222020200998877665", HolderName: "Li Wei Jr.", Token: "tok2"})
+		h.refuse(h.authorised(BindBankAccount{Number: "6222020200112233445", HolderName: holder}), CodeInvalid)
+		h.bind("6222020200998877665", "Li Wei Jr.", "tok2")
 		if b, _ := h.a.BankAccount(); b.Last4 != "7665" {
 			t.Errorf("rebinding kept %q", b.Last4)
 		}
@@ -501,7 +645,7 @@ func TestProfileChanges(t *testing.T) {
 		{"PhoneLong", ChangePhone{Phone: strings.Repeat("1", 21)}, CodeInvalid, "phone"},
 		{"Identity", ChangeIdentity{HolderName: " Wang Fang "}, "", ""},
 		{"IdentityEmpty", ChangeIdentity{HolderName: "  "}, CodeInvalid, "holder_name"},
-		{"LimitValid", AdjustLimit{Limit: "20000.00"}, "", ""},
+		{"LimitValid", AdjustLimit{Limit: "20000.00"}, "", ""}, // lower: no step-up
 		{"LimitZero", AdjustLimit{Limit: "0"}, CodeInvalid, "agreed_daily_limit"},
 		{"LimitThreePlaces", AdjustLimit{Limit: "1.234"}, CodeInvalid, "agreed_daily_limit"},
 	}
@@ -521,7 +665,7 @@ func TestProfileChanges(t *testing.T) {
 				c.Auth = h.auth(ChangeKindPhone, c.Phone, deviceApp, fPassword, fOTP)
 				tc.cmd = c
 			case ChangeIdentity:
-				c.Auth = byPassword()
+				c.Auth = h.stepUp(ChangeKindIdentity, c.HolderName)
 				tc.cmd = c
 			}
 			h.must(tc.cmd)
@@ -543,12 +687,12 @@ func TestProfileChanges(t *testing.T) {
 
 func TestAvailableAndForget(t *testing.T) {
 	h := newHarness(t).open()
-	h.deposit("100.00") // position 120
+	h.deposit("100.00") // position 130
 	p1 := h.pos
-	h.deposit("50.00") // position 130
+	h.deposit("50.00") // position 140
 	p2 := h.pos
 	h.apply(PaymentConfirmed{PaymentID: "px", DebitAccount: accountID, CreditAccount: payeeID, Amount: MustMoney("30.00", CNY),
-		VerificationLevel: LevelSingleFactor}) // position 140
+		VerificationLevel: LevelSingleFactor}) // position 150
 	p3 := h.pos
 	// Events without money do not count.
 	h.apply(PhoneChanged{Phone: "12345"}, LoginFailed{FailedAttempts: 1})
@@ -650,10 +794,17 @@ func TestAvailableMatchesFold(t *testing.T) {
 
 func TestDepositValidation(t *testing.T) {
 	h := newHarness(t).open()
+	deposit := func(id, amount, currency, ref string) Deposit {
+		return Deposit{DepositID: id, Amount: amount, Currency: currency, Reference: ref, Staff: fundingDesk}
+	}
 	t.Run("Valid", func(t *testing.T) {
-		evs := h.must(Deposit{DepositID: "d1", Amount: "10.50", Currency: "CNY", Reference: strings.Repeat("r", 200)})
+		// The bank reference is kept as the funding desk matched it, less
+		// surrounding space; it is at most 140 characters (it used to be
+		// cut there, it is refused beyond now: see Reference141Runes).
+		evs := h.must(deposit("d1", "10.50", "CNY", " "+strings.Repeat("参", 140)+" "))
 		d := evs[0].(FundsDeposited)
-		if d.DebitAccount != "clearing-CNY" || d.CreditAccount != accountID || d.Amount.String() != "10.50" || len([]rune(d.Reference)) != 140 {
+		if d.DebitAccount != "clearing-CNY" || d.CreditAccount != accountID || d.Amount.String() != "10.50" ||
+			d.Reference != strings.Repeat("参", 140) || d.Staff != fundingDesk {
 			t.Errorf("event %+v", d)
 		}
 		if h.available() != "10.50" {
@@ -661,16 +812,24 @@ func TestDepositValidation(t *testing.T) {
 		}
 	})
 	t.Run("CurrencyOptional", func(t *testing.T) {
-		h.must(Deposit{DepositID: "d2", Amount: "1"})
+		h.must(deposit("d2", "1", "", "ref-2"))
 	})
 	for name, cmd := range map[string]Deposit{
-		"OtherCurrency": {DepositID: "d3", Amount: "10.00", Currency: "USD"},
-		"Negative":      {DepositID: "d3", Amount: "-10.00"},
-		"Zero":          {DepositID: "d3", Amount: "0.00"},
-		"ThreePlaces":   {DepositID: "d3", Amount: "1.001"},
+		"OtherCurrency":     deposit("d3", "10.00", "USD", "ref-3"),
+		"Negative":          deposit("d3", "-10.00", "", "ref-3"),
+		"Zero":              deposit("d3", "0.00", "", "ref-3"),
+		"ThreePlaces":       deposit("d3", "1.001", "", "ref-3"),
+		"NoReference":       deposit("d3", "10.00", "", ""),
+		"BlankReference":    deposit("d3", "10.00", "", " \t "),
+		"Reference141Runes": deposit("d3", "10.00", "", strings.Repeat("参", 141)),
 	} {
 		t.Run(name, func(t *testing.T) {
-			h.refuse(cmd, CodeInvalid)
+			if _, evs := h.refuse(cmd, CodeInvalid); len(evs) != 0 {
+				t.Errorf("recorded %v", types(evs))
+			}
 		})
+	}
+	if h.available() != "11.50" {
+		t.Errorf("available %s", h.available())
 	}
 }

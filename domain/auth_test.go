@@ -70,8 +70,15 @@ func TestLoginLevels(t *testing.T) {
 	if !reflect.DeepEqual(ls.FactorIDs, []string{fOTP, fOTPApp, fPassword}) {
 		t.Errorf("factor ids %v", ls.FactorIDs)
 	}
-	if !ls.ExpiresAt.Equal(h.now.Add(15*time.Minute)) || ls.SessionID != "s1" || ls.DeviceID != deviceApp {
+	// Sessions last at most 8 hours now (SessionIdle, 15 minutes, is the
+	// ledger's to apply between requests).
+	if !ls.ExpiresAt.Equal(h.now.Add(8*time.Hour)) || ls.SessionID != "s1" || ls.DeviceID != deviceApp {
 		t.Errorf("session %+v", ls)
+	}
+	s, ok := h.a.Session("s1")
+	if !ok || !s.ExpiresAt.Equal(ls.ExpiresAt) || !s.Start.Equal(h.now) || s.DeviceID != deviceApp ||
+		!reflect.DeepEqual(s.FactorIDs, ls.FactorIDs) || !reflect.DeepEqual(s.TokenHash, []byte{1}) {
+		t.Errorf("Session(s1) = %+v, %v", s, ok)
 	}
 	// Both OTPs were consumed, the excluded one included.
 	if len(ls.OTPUses) != 2 {

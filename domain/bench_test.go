@@ -39,11 +39,13 @@ func BenchmarkPaymentDecideApplyEncode(b *testing.B) {
 		}
 		return evs
 	}
-	apply(decide(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY"}))
-	apply(decide(EnrollFactor{FactorID: "01JTOTPFACTOR0000000000000", Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretApp)}))
-	apply(decide(Deposit{DepositID: "d1", Amount: "1000000.00", Currency: "CNY"}))
+	// Opened by an operator after an identity check, so that the TOTP
+	// factor enrolled with it pays at once.
+	apply(decide(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Staff: operator,
+		Factor: EnrollFactor{FactorID: "01JTOTPFACTOR0000000000000", Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretApp)}}))
+	apply(decide(Deposit{DepositID: "d1", Amount: "1000000.00", Currency: "CNY", Reference: "bank transfer 1", Staff: fundingDesk}))
 	projected, checkpoint := decimal.Zero, int64(0)
-	challenge := make([]byte, 32)
+	nonce := make([]byte, 32)
 	ids := make([]string, 4096)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("01JPAYMENT%016d", i)
@@ -56,7 +58,7 @@ func BenchmarkPaymentDecideApplyEncode(b *testing.B) {
 		a.Forget(checkpoint)
 		id := ids[i%len(ids)]
 		apply(decide(InitiatePayment{PaymentID: id, PayeeID: payeeID, Payee: activePayee,
-			Amount: "0.17", Currency: "CNY", Channel: "app", Terminal: "mobile", DeviceID: deviceApp, Challenge: challenge}))
+			Amount: "0.17", Currency: "CNY", Channel: "app", Terminal: "mobile", DeviceID: deviceApp, Nonce: nonce}))
 		code, err := TOTPCode(secretApp, TOTPStepAt(now))
 		if err != nil {
 			b.Fatal(err)

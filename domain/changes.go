@@ -122,6 +122,9 @@ func decideReset(a *Account, c ResetCredential, p Policy, now time.Time) ([]Even
 		return nil, err
 	}
 	cred.FactorID, cred.Method = c.FactorID, f.Method
+	// A reset credential is a new one: like a factor enrolled without an
+	// operator's identity check, it cools off before it can move money.
+	cred.UsableFrom = now.Add(p.CoolingOff)
 	return a.authoriseChange(p, now, ChangeKindCredentialReset, c.FactorID, c.FactorID, c.Auth, func(by Authorised) Event {
 		cred.Authorised = by
 		return cred
@@ -143,6 +146,18 @@ func signsChallenge(method string) bool {
 // the challenge names; ref is the factor being reset, if any. done makes
 // the change's event from how it was authorised.
 func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref string, auth Authorisation, done func(Authorised) Event) ([]Event, error) {
+	except := ""
+	if kind == ChangeKindCredentialReset {
+		except = ref
+	}
+	need := a.stepUpNeed(kind, except)
+	if need == 0 {
+		// No other active factor: no proof could authorise the change (a
+		// verified proof is of an active factor, so this cannot be found
+		// after verifying), so it is refused before any proof is checked.
+		return nil, Errorf(CodeInsufficientVerification, "no other active factor can authorise this %s; an operator can help after checking the holder's identity",
+			strings.ReplaceAll(kind, "_", " ")).With("required_categories", RequiredCategories(kind)).With("verified_categories", 0)
+	}
 	if auth.DeviceID == "" || len(auth.DeviceID) > 100 {
 		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
 	}
@@ -170,17 +185,6 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 	}
 	if fail != nil {
 		return verificationFailed(p, now, pre, kind, ref, auth.DeviceID, n, fail, v.otpUses)
-	}
-	except := ""
-	if kind == ChangeKindCredentialReset {
-		except = ref
-	}
-	need := a.stepUpNeed(kind, except)
-	if need == 0 {
-		e := Errorf(CodeInsufficientVerification, "no other active factor can authorise this %s; an operator can help after checking the holder's identity",
-			strings.ReplaceAll(kind, "_", " ")).With("required_categories", RequiredCategories(kind)).With("verified_categories", len(v.categories))
-		return append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
-			Details: e.Details, OTPUses: v.otpUses}), e
 	}
 	if len(v.categories) < need {
 		what := strings.ReplaceAll(kind, "_", " ")

@@ -24,9 +24,11 @@ func certReset(auth Authorisation) Command {
 }
 
 // TestSensitiveChangeRules is the table of R1's sensitive changes: which
-// proofs authorise each, and what a refusal records. Identity changes need
-// one counted factor category, reserved phone changes and credential
-// resets two, never counting the factor being reset.
+// proofs authorise each, and what a refusal records. Identity changes,
+// reserved phone changes and credential resets all need two counted factor
+// categories on this account (identity changes needed one before R26's
+// step-up), never counting the factor being reset; a success is followed
+// by a HolderNotified.
 func TestSensitiveChangeRules(t *testing.T) {
 	wrongPW := Proof{FactorID: fPassword, Password: "wrong password"}
 	tests := []struct {
@@ -39,21 +41,26 @@ func TestSensitiveChangeRules(t *testing.T) {
 		// precedes every case).
 		failures int
 	}{
-		// Success: the change's event, and the run of failures ends.
-		{"IdentityWithPassword", func(h *harness) Command { return identityChange(byPassword()) },
-			"", []string{TypeIdentityChanged}, 0},
+		// Success: the change's event, the notice to the holder, and the run
+		// of failures ends.
+		{"IdentityWithPasswordAndBiometric", func(h *harness) Command {
+			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fBio))
+		}, "", []string{TypeIdentityChanged, TypeHolderNotified}, 0},
+		{"IdentityWithPasswordAndOTP", func(h *harness) Command {
+			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTP))
+		}, "", []string{TypeIdentityChanged, TypeHolderNotified}, 0},
 		{"PhoneWithPasswordAndOTP", func(h *harness) Command {
 			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
-		}, "", []string{TypePhoneChanged}, 0},
+		}, "", []string{TypePhoneChanged, TypeHolderNotified}, 0},
 		{"PasswordResetWithOTPAndBiometric", func(h *harness) Command {
 			return passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fBio))
-		}, "", []string{TypeCredentialReset}, 0},
+		}, "", []string{TypeCredentialReset, TypeHolderNotified}, 0},
 		{"CertificateResetWithPasswordAndOTP", func(h *harness) Command {
 			return certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP))
-		}, "", []string{TypeCredentialReset}, 0},
+		}, "", []string{TypeCredentialReset, TypeHolderNotified}, 0},
 		{"PhoneWithCertificateAndBiometric", func(h *harness) Command {
 			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fCert, fBio))
-		}, "", []string{TypePhoneChanged}, 0},
+		}, "", []string{TypePhoneChanged, TypeHolderNotified}, 0},
 
 		// Missing or malformed authorisation: nothing recorded or counted.
 		{"PhoneWithoutProofs", func(h *harness) Command { return phoneChange(Authorisation{DeviceID: deviceApp}) },
@@ -76,6 +83,13 @@ func TestSensitiveChangeRules(t *testing.T) {
 		// ChangeRejected, not counted.
 		{"PhoneWithPasswordOnly", func(h *harness) Command { return phoneChange(byPassword()) },
 			CodeInsufficientVerification, []string{TypeChangeRejected}, 1},
+		// Changed on purpose: one category authorised an identity change
+		// before R26; it now needs two like the others.
+		{"IdentityWithPasswordOnly", func(h *harness) Command { return identityChange(byPassword()) },
+			CodeInsufficientVerification, []string{TypeChangeRejected}, 1},
+		{"IdentityWithTwoPossessionFactors", func(h *harness) Command {
+			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fOTP, fCert))
+		}, CodeInsufficientVerification, []string{TypeChangeRejected}, 1},
 		{"PasswordResetWithOTPOnly", func(h *harness) Command {
 			return passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP))
 		}, CodeInsufficientVerification, []string{TypeChangeRejected}, 1},
@@ -87,7 +101,7 @@ func TestSensitiveChangeRules(t *testing.T) {
 			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTPApp))
 		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
 		{"IdentityWithOTPOfSendingDevice", func(h *harness) Command {
-			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fOTPApp))
+			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTPApp))
 		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
 
 		// A wrong proof: VerificationFailed, counted (R9).
@@ -176,7 +190,7 @@ func TestSensitiveChangeEffects(t *testing.T) {
 	})
 	t.Run("IdentityChangesTheHolder", func(t *testing.T) {
 		h := baseAccount(t)
-		h.must(ChangeIdentity{HolderName: " Wang Fang ", Auth: byPassword()})
+		h.mustAuthorised(ChangeIdentity{HolderName: " Wang Fang "})
 		if h.a.HolderName != "Wang Fang" {
 			t.Errorf("holder %q", h.a.HolderName)
 		}
@@ -199,11 +213,29 @@ func TestSensitiveChangeEffects(t *testing.T) {
 	t.Run("LostCertificateIsResetAndProvesAgain", func(t *testing.T) {
 		h := baseAccount(t)
 		h.must(ReportCredentialLoss{FactorID: fCert})
-		h.must(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP)))
-		pi := h.initiate("10.00")
-		cmd := h.confirmCmd(pi.PaymentID, fPassword)
-		cmd.Proofs = append(cmd.Proofs, Proof{FactorID: fCert, Signature: ed25519.Sign(strangerKey, pi.Challenge)})
-		if c := confirmed(t, h.must(cmd)); c.VerificationLevel != LevelTwoFactorCertificate {
+		evs := h.must(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP)))
+		if cr := evs[0].(CredentialReset); !cr.UsableFrom.Equal(h.now.Add(h.p.CoolingOff)) {
+			t.Errorf("reset usable from %v", cr.UsableFrom)
+		}
+		pay := func() ([]Event, error) {
+			pi := h.initiate("10.00")
+			cmd := h.confirmCmd(pi.PaymentID, fPassword)
+			cmd.Proofs = append(cmd.Proofs, Proof{FactorID: fCert, Signature: ed25519.Sign(strangerKey, pi.Challenge)})
+			return h.decide(cmd)
+		}
+		// A reset credential cools off like a new factor: it proves again
+		// for a login or a change at once, and moves money a day later.
+		evs, err := pay()
+		wantCode(t, err, CodeFactorCoolingOff)
+		if len(evs) != 0 {
+			t.Errorf("recorded %v", types(evs))
+		}
+		h.now = h.now.Add(h.p.CoolingOff)
+		evs, err = pay()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := confirmed(t, evs); c.VerificationLevel != LevelTwoFactorCertificate {
 			t.Errorf("level %s", c.VerificationLevel)
 		}
 	})
@@ -278,7 +310,7 @@ func TestSensitiveChangeLock(t *testing.T) {
 	// After the lock: an AccessUnlocked first, then the change.
 	h.now = h.now.Add(31 * time.Minute)
 	evs = h.must(phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP)))
-	wantTypes(t, evs, TypeAccessUnlocked, TypePhoneChanged)
+	wantTypes(t, evs, TypeAccessUnlocked, TypePhoneChanged, TypeHolderNotified)
 }
 
 // TestSensitiveChangeSignatureIsSingleUse: a biometric attestation over a
@@ -302,7 +334,9 @@ func TestSensitiveChangeSignatureIsSingleUse(t *testing.T) {
 // proof is checked.
 func TestSensitiveChangesAndStatus(t *testing.T) {
 	cmds := map[string]func(h *harness) Command{
-		"Identity": func(h *harness) Command { return identityChange(byPassword()) },
+		"Identity": func(h *harness) Command {
+			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTP))
+		},
 		"Phone": func(h *harness) Command {
 			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
 		},
@@ -314,15 +348,15 @@ func TestSensitiveChangesAndStatus(t *testing.T) {
 		t.Run("Suspended/"+name, func(t *testing.T) {
 			h := baseAccount(t)
 			h.must(Suspend{Reason: "travelling"})
-			if evs := h.must(cmd(h)); len(evs) != 1 {
+			if evs := h.must(cmd(h)); len(evs) != 2 || evs[1].EventType() != TypeHolderNotified {
 				t.Errorf("events %v", types(evs))
 			}
 		})
 		t.Run("Closed/"+name, func(t *testing.T) {
 			h := newHarness(t).open()
 			h.apply(FactorEnrolled{FactorID: fPassword, Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: cheapHash(testPassword)})
-			h.must(EnrollFactor{FactorID: fOTP, Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretOther)})
-			h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey)})
+			h.must(EnrollFactor{FactorID: fOTP, Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretOther), Staff: operator})
+			h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
 			h.must(CloseAccount{Reason: "moving"})
 			c := cmd(h)
 			if _, evs := h.refuse(c, CodeAccountClosed); len(evs) != 0 {

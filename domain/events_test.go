@@ -2,6 +2,7 @@ package domain
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -11,20 +12,28 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// sampleEvents has one fully populated event of every type.
+// sampleEvents has one fully populated event of every type (some types
+// twice: with and without their optional parts).
 func sampleEvents() []Event {
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	amt := MustMoney("12.50", CNY)
+	staff := Staff{StaffKey: "staff-op-1", IdentityCheck: "branch-visit-42"}
+	byHolder := Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f2", "f4"}, Categories: []string{CategoryInherence, CategoryKnowledge},
+		OTPUses: []OTPUse{{FactorID: "f1", Step: 58999980}}}
 	return []Event{
 		AccountOpened{AccountID: "acc-1", HolderName: "Li Wei", Currency: CNY, Kind: KindPersonal, AgreedDailyLimit: MustMoney("50000.00", CNY)},
-		FactorEnrolled{FactorID: "f1", Method: MethodTOTP, Category: CategoryPossession, DeviceID: "phone-1", SealedSecret: []byte{1, 2, 3}},
-		FactorEnrolled{FactorID: "f2", Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$a2V5"},
-		FactorEnrolled{FactorID: "f3", Method: MethodCertificate, Category: CategoryPossession, PublicKey: bytes.Repeat([]byte{7}, 32)},
-		FactorRevoked{FactorID: "f1", Reason: "phone replaced"},
-		CredentialReset{FactorID: "f2", Method: MethodPassword, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$bmV3",
+		AccountOpened{AccountID: "acc-3", HolderName: "Wang Fang", Currency: CNY, Kind: KindMerchant, AgreedDailyLimit: MustMoney("50000.00", CNY), Staff: staff},
+		FactorEnrolled{FactorID: "f1", Method: MethodTOTP, Category: CategoryPossession, DeviceID: "phone-1", SealedSecret: []byte{1, 2, 3}, Staff: staff},
+		FactorEnrolled{FactorID: "f2", Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$a2V5",
+			UsableFrom: at.Add(24 * time.Hour)},
+		FactorEnrolled{FactorID: "f3", Method: MethodCertificate, Category: CategoryPossession, PublicKey: bytes.Repeat([]byte{7}, 32),
+			UsableFrom: at.Add(24 * time.Hour), Authorised: byHolder},
+		FactorRevoked{FactorID: "f1", Reason: "phone replaced", Authorised: byHolder},
+		CredentialReset{FactorID: "f2", Method: MethodPassword, PasswordHash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$bmV3", UsableFrom: at.Add(24 * time.Hour),
 			Authorised: Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f1", "f4"}, Categories: []string{CategoryInherence, CategoryPossession},
 				OTPUses: []OTPUse{{FactorID: "f1", Step: 58999990}}}},
 		CredentialLossReported{FactorID: "f3", Method: MethodCertificate},
+		CredentialLossReported{FactorID: "f4", Method: MethodBiometric, Staff: staff},
 		LoginSucceeded{SessionID: "s1", TokenHash: []byte{9, 9}, DeviceID: "laptop-1", FactorIDs: []string{"f1", "f2"},
 			Categories: []string{CategoryKnowledge, CategoryPossession}, ExpiresAt: at.Add(15 * time.Minute),
 			OTPUses: []OTPUse{{FactorID: "f1", Step: 59000000}}},
@@ -34,12 +43,15 @@ func sampleEvents() []Event {
 			LockedUntil: at.Add(time.Minute), OTPUses: []OTPUse{{FactorID: "f1", Step: 58999998}}},
 		AccessLocked{Until: at.Add(30 * time.Minute), FailedAttempts: 5},
 		AccessUnlocked{Reason: "lock expired"},
+		AccessUnlocked{Reason: "called the branch", Staff: staff},
 		LimitAdjusted{Previous: MustMoney("50000.00", CNY), AgreedDailyLimit: MustMoney("20000.00", CNY)},
+		LimitAdjusted{Previous: MustMoney("20000.00", CNY), AgreedDailyLimit: MustMoney("80000.00", CNY), Authorised: byHolder},
 		IdentityChanged{HolderName: "Li Wei Jr.", Authorised: Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f2"}, Categories: []string{CategoryKnowledge}}},
 		PhoneChanged{Phone: "+8613800138000", Authorised: Authorised{DeviceID: "laptop-1", FactorIDs: []string{"f1", "f2"},
 			Categories: []string{CategoryKnowledge, CategoryPossession}, OTPUses: []OTPUse{{FactorID: "f1", Step: 58999991}}}},
-		BankAccountBound{BankAccountToken: "tok-abc", Last4: "3445", HolderName: "Li Wei"},
-		FundsDeposited{DepositID: "d1", DebitAccount: ClearingAccountID(CNY), CreditAccount: "acc-1", Amount: amt, Reference: "bank-transfer-123"},
+		BankAccountBound{BankAccountToken: "tok-abc", Last4: "3445", HolderName: "Li Wei", Authorised: byHolder},
+		FundsDeposited{DepositID: "d1", DebitAccount: ClearingAccountID(CNY), CreditAccount: "acc-1", Amount: amt, Reference: "bank-transfer-123",
+			Staff: Staff{StaffKey: "staff-funding-1"}},
 		PaymentInitiated{PaymentID: "p1", Payer: "acc-1", Payee: "acc-2", Amount: amt, Fee: Zero(CNY), Channel: "app", Terminal: "mobile",
 			DeviceID: "phone-1", Description: "咖啡 coffee", Challenge: bytes.Repeat([]byte{5}, 32), ExpiresAt: at.Add(5 * time.Minute)},
 		PaymentConfirmed{PaymentID: "p1", DebitAccount: "acc-1", CreditAccount: "acc-2", Amount: amt, Fee: Zero(CNY), Description: "coffee",
@@ -58,16 +70,22 @@ func sampleEvents() []Event {
 			Reason:  "a credential reset needs proofs of 2 independent factor categories; these count 1",
 			Details: map[string]any{"required": "2"}, OTPUses: []OTPUse{{FactorID: "f1", Step: 59000004}}},
 		ServiceSuspended{Reason: "customer request"},
+		ServiceSuspended{Reason: "risk review", Staff: staff},
 		ServiceReactivated{Reason: "customer request"},
-		AccountClosed{Reason: "customer request"},
+		ServiceReactivated{Reason: "risk cleared", Staff: staff},
+		AccountClosed{Reason: "customer request", Staff: staff},
+		SessionEnded{SessionID: "s1", Reason: "logout"},
+		HolderNotified{Change: ChangeKindEnrolment, Reference: "f3"},
+		HolderNotified{Change: ChangeKindUnlock, Staff: staff},
+		StaffRead{Role: "support", What: "history", Staff: staff},
 	}
 }
 
 func TestEventRoundTrip(t *testing.T) {
 	covered := map[string]bool{}
-	for _, e := range sampleEvents() {
+	for i, e := range sampleEvents() {
 		covered[e.EventType()] = true
-		t.Run(e.EventType(), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%d", e.EventType(), i), func(t *testing.T) {
 			typ, v, payload, err := EncodeEvent(e)
 			if err != nil {
 				t.Fatal(err)
@@ -156,7 +174,8 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 	want := []string{"AccountOpened", "FactorEnrolled", "FactorRevoked", "CredentialReset", "CredentialLossReported",
 		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
 		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
-		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ChangeRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed"}
+		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ChangeRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed",
+		"SessionEnded", "HolderNotified", "StaffRead"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

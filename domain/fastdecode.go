@@ -90,6 +90,10 @@ func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 				return once(3) && s.str(nil)
 			case "agreed_daily_limit":
 				return once(4) && s.money(nil)
+			case "staff_key":
+				return once(5) && s.str(nil)
+			case "identity_check":
+				return once(6) && s.str(nil)
 			}
 			return false
 		})
@@ -108,6 +112,10 @@ func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 				return once(3) && s.money(&v.Amount)
 			case "reference":
 				return once(4) && s.str(&v.Reference)
+			case "staff_key":
+				return once(5) && s.str(nil)
+			case "identity_check":
+				return once(6) && s.str(nil)
 			}
 			return false
 		})

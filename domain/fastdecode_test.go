@@ -119,15 +119,30 @@ func factsGenOTPUses(r *rand.Rand) []OTPUse {
 	return out
 }
 
+// factsGenStaff returns no staff (an event of a holder, or one written
+// before staff were recorded), a staff key alone (the funding desk), or an
+// operator with an identity check.
+func factsGenStaff(r *rand.Rand) Staff {
+	switch r.IntN(3) {
+	case 0:
+		return Staff{}
+	case 1:
+		return Staff{StaffKey: factsGenString(r)}
+	}
+	return Staff{StaffKey: factsGenString(r), IdentityCheck: factsGenString(r)}
+}
+
 // factsGenEvent returns an event of one of the money-related types with every
 // field set, or now and then another type.
 func factsGenEvent(r *rand.Rand) Event {
 	s := func() string { return factsGenString(r) }
 	switch r.IntN(9) {
 	case 0, 1:
-		return AccountOpened{AccountID: s(), HolderName: s(), Currency: factsGenCurrency(r), Kind: s(), AgreedDailyLimit: factsGenMoney(r)}
+		return AccountOpened{AccountID: s(), HolderName: s(), Currency: factsGenCurrency(r), Kind: s(), AgreedDailyLimit: factsGenMoney(r),
+			Staff: factsGenStaff(r)}
 	case 2, 3:
-		return FundsDeposited{DepositID: s(), DebitAccount: s(), CreditAccount: s(), Amount: factsGenMoney(r), Reference: s()}
+		return FundsDeposited{DepositID: s(), DebitAccount: s(), CreditAccount: s(), Amount: factsGenMoney(r), Reference: s(),
+			Staff: factsGenStaff(r)}
 	case 4, 5:
 		return PaymentConfirmed{PaymentID: s(), DebitAccount: s(), CreditAccount: s(), Amount: factsGenMoney(r), Fee: factsGenMoney(r),
 			Description: s(), VerificationLevel: s(), Categories: factsGenStrings(r), FactorIDs: factsGenStrings(r), DeviceID: s(),
@@ -335,7 +350,14 @@ func TestDecodeLedgerFactsCases(t *testing.T) {
 		{"TopLevelNull", TypePaymentConfirmed, `null`, false, "0"}, // a zero event: no error here, the projection refuses it
 		{"Withdrawal", TypeFundsWithdrawn, `{"withdrawal_id":"w","debit_account":"a","credit_account":"clearing-CNY","amount":{"amount":"3.00","currency":"CNY"},"bank_account_last4":"3445"}`, true, "3"},
 		{"Deposit", TypeFundsDeposited, `{"deposit_id":"d","debit_account":"clearing-CNY","credit_account":"a","amount":{"amount":"100","currency":"USD"},"reference":"r"}`, true, "100"},
+		// Deposits name the funding desk's staff key (R26), and an account an
+		// operator opened names the operator and the identity check.
+		{"DepositByStaff", TypeFundsDeposited, `{"deposit_id":"d","debit_account":"clearing-CNY","credit_account":"a","amount":{"amount":"100.00","currency":"CNY"},"reference":"r","staff_key":"staff-funding-1"}`, true, "100"},
+		{"DepositStaffNull", TypeFundsDeposited, `{"deposit_id":"d","debit_account":"clearing-CNY","credit_account":"a","amount":{"amount":"1","currency":"CNY"},"staff_key":null,"identity_check":null}`, true, "1"},
+		{"DepositStaffNumber", TypeFundsDeposited, `{"deposit_id":"d","debit_account":"clearing-CNY","credit_account":"a","amount":{"amount":"1","currency":"CNY"},"staff_key":7}`, false, ""},
+		{"DepositStaffTwice", TypeFundsDeposited, `{"deposit_id":"d","debit_account":"clearing-CNY","credit_account":"a","amount":{"amount":"1","currency":"CNY"},"staff_key":"a","staff_key":"b"}`, false, "1"},
 		{"Opened", TypeAccountOpened, `{"account_id":"a","holder_name":"Li","currency":"JPY","kind":"personal","agreed_daily_limit":{"amount":"50000","currency":"JPY"}}`, true, "0"},
+		{"OpenedByOperator", TypeAccountOpened, `{"account_id":"a","holder_name":"Li","currency":"CNY","kind":"personal","agreed_daily_limit":{"amount":"50000.00","currency":"CNY"},"staff_key":"staff-op-1","identity_check":"branch-visit-42"}`, true, "0"},
 		{"NotMoney", TypePaymentInitiated, `{"payment_id":"p"}`, false, "0"},
 		{"Unknown", "PaymentTeleported", `{}`, false, ""},
 	}

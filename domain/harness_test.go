@@ -143,34 +143,82 @@ func (h *harness) replay() *Account {
 	return a
 }
 
-// open opens the account without factors.
+// Staff of the tests: an operator who checked the holder's identity, one
+// who did not say how, and the funding desk that credits deposits.
+var (
+	operator    = Staff{StaffKey: "staff-op-1", IdentityCheck: "branch-visit-42"}
+	uncheckedOp = Staff{StaffKey: "staff-op-2"}
+	fundingDesk = Staff{StaffKey: "staff-funding-1"}
+)
+
+// firstFactor is the factor open enrols with the account: a biometric on
+// deviceApp (no password hashing, so harnesses stay cheap).
+var firstFactor = EnrollFactor{FactorID: fBio, Method: MethodBiometric, DeviceID: deviceApp}
+
+// open opens the account with its first factor (firstFactor), as an
+// operator who checked the holder's identity does, so that the factor is
+// usable at once.
 func (h *harness) open() *harness {
 	h.t.Helper()
-	h.must(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY"})
+	h.must(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Factor: firstFactor, Staff: operator})
+	return h
+}
+
+// openWith decides cmd and applies its events with the hash of a password
+// factor replaced by cheapHash(testPassword) when the command's password
+// is testPassword: the events are Decide's (UsableFrom, Staff and all),
+// only cheaper to verify.
+func (h *harness) openWith(cmd OpenAccount) []Event {
+	h.t.Helper()
+	evs, err := Decide(h.a, cmd, h.p, h.now)
+	if err != nil {
+		h.t.Fatalf("open: %v", err)
+	}
+	for i, e := range evs {
+		if f, ok := e.(FactorEnrolled); ok && f.Method == MethodPassword && cmd.Factor.Password == testPassword {
+			f.PasswordHash = cheapHash(testPassword)
+			evs[i] = f
+		}
+	}
+	h.apply(evs...)
+	return evs
+}
+
+// passwordOnly returns an account the holder opened alone with a password
+// (fPassword): one factor category, in its cooling-off.
+func passwordOnly(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.openWith(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY",
+		Factor: EnrollFactor{FactorID: fPassword, Method: MethodPassword, Password: testPassword, Salt: make([]byte, SaltLength)}})
 	return h
 }
 
 // baseAccount returns an open account with one factor of every kind and
-// 100,000.00 deposited. The password factor is recorded with a low-cost
-// argon2id hash so that tests stay fast; enrolment through Decide with the
-// real parameters is tested separately.
+// 100,000.00 deposited. The factors are enrolled by an operator after an
+// identity check, so none of them cools off. The password factor is
+// recorded with a low-cost argon2id hash so that tests stay fast;
+// enrolment through Decide with the real parameters is tested separately.
 func baseAccount(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t).open()
 	h.apply(FactorEnrolled{FactorID: fPassword, Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: cheapHash(testPassword)})
-	h.must(EnrollFactor{FactorID: fOTP, Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretOther)})
-	h.must(EnrollFactor{FactorID: fOTPApp, Method: MethodTOTP, DeviceID: deviceApp, SealedSecret: []byte(secretApp)})
-	h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey)})
-	h.must(EnrollFactor{FactorID: fESig, Method: MethodESignature, PublicKey: pubOf(esigKey)})
-	h.must(EnrollFactor{FactorID: fBio, Method: MethodBiometric, DeviceID: deviceApp})
+	h.must(EnrollFactor{FactorID: fOTP, Method: MethodTOTP, DeviceID: deviceToken, SealedSecret: []byte(secretOther), Staff: operator})
+	h.must(EnrollFactor{FactorID: fOTPApp, Method: MethodTOTP, DeviceID: deviceApp, SealedSecret: []byte(secretApp), Staff: operator})
+	h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
+	h.must(EnrollFactor{FactorID: fESig, Method: MethodESignature, PublicKey: pubOf(esigKey), Staff: operator})
 	h.deposit("100000.00")
 	return h
 }
 
-func (h *harness) deposit(amount string) {
+// deposit credits amount as the funding desk, with a bank reference of its
+// own.
+func (h *harness) deposit(amount string) FundsDeposited {
 	h.t.Helper()
 	h.seq++
-	h.must(Deposit{DepositID: fmt.Sprintf("d%d", h.seq), Amount: amount, Currency: "CNY", Reference: "bank transfer"})
+	evs := h.must(Deposit{DepositID: fmt.Sprintf("d%d", h.seq), Amount: amount, Currency: "CNY",
+		Reference: fmt.Sprintf("bank transfer %d", h.seq), Staff: fundingDesk})
+	return evs[0].(FundsDeposited)
 }
 
 // code returns the TOTP code of secret at h.now.
@@ -214,7 +262,7 @@ func (h *harness) payCmd(amount string) InitiatePayment {
 	id := fmt.Sprintf("p%d", h.seq)
 	return InitiatePayment{PaymentID: id, PayeeID: payeeID, Payee: activePayee,
 		Amount: amount, Currency: "CNY", Channel: "app", Terminal: "mobile", DeviceID: deviceApp,
-		Description: "payment " + id, Challenge: []byte("challenge-for-" + id + "-0123456789")}
+		Description: "payment " + id, Nonce: []byte("nonce-for-" + id + "-0123456789")}
 }
 
 // initiate starts a payment and returns its PaymentInitiated event.
@@ -292,8 +340,9 @@ func (h *harness) available() string {
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
-// byPassword authorises a change from deviceApp with the password alone
-// (enough for an identity change).
+// byPassword authorises a change from deviceApp with the password alone:
+// one factor category, enough only on an account whose active factors
+// span one category.
 func byPassword() Authorisation {
 	return Authorisation{DeviceID: deviceApp, Proofs: []Proof{{FactorID: fPassword, Password: testPassword}}}
 }
@@ -305,4 +354,53 @@ func (h *harness) auth(kind, subject, device string, factors ...string) Authoris
 	h.t.Helper()
 	return Authorisation{DeviceID: device, Version: h.a.Version,
 		Proofs: h.proofs(ChangeChallenge(kind, accountID, h.a.Version, subject), factors...)}
+}
+
+// stepUp is a two-category step-up of the base account for a change of kind
+// with subject (the password and the biometric, from deviceApp): no
+// one-time password, so it spends nothing a test may use next.
+func (h *harness) stepUp(kind, subject string) Authorisation {
+	h.t.Helper()
+	return h.auth(kind, subject, deviceApp, fPassword, fBio)
+}
+
+// authorised returns cmd with a stepUp over its challenge when it is a
+// protected change (the subject each kind's challenge names), at the
+// account's version when it is decided: call it right before deciding.
+func (h *harness) authorised(cmd Command) Command {
+	h.t.Helper()
+	switch c := cmd.(type) {
+	case EnrollFactor:
+		c.Auth = h.stepUp(ChangeKindEnrolment, c.Method)
+		return c
+	case RevokeFactor:
+		c.Auth = h.stepUp(ChangeKindRevocation, c.FactorID)
+		return c
+	case AdjustLimit:
+		c.Auth = h.stepUp(ChangeKindLimit, c.Limit)
+		return c
+	case BindBankAccount:
+		c.Auth = h.stepUp(ChangeKindBankAccount, c.Number)
+		return c
+	case ChangeIdentity:
+		c.Auth = h.stepUp(ChangeKindIdentity, c.HolderName)
+		return c
+	case ChangePhone:
+		c.Auth = h.stepUp(ChangeKindPhone, c.Phone)
+		return c
+	}
+	return cmd
+}
+
+// mustAuthorised runs cmd with a stepUp (authorised) and fails the test on
+// an error.
+func (h *harness) mustAuthorised(cmd Command) []Event {
+	h.t.Helper()
+	return h.must(h.authorised(cmd))
+}
+
+// bind binds the holder's same-name bank account number with a stepUp.
+func (h *harness) bind(number, name, token string) BankAccountBound {
+	h.t.Helper()
+	return h.mustAuthorised(BindBankAccount{Number: number, HolderName: name, Token: token})[0].(BankAccountBound)
 }

@@ -186,14 +186,19 @@ func TestDailyLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := baseAccount(t)
 			h.deposit("900000.00")
-			h.must(BindBankAccount{Number: "6222020200112233445", HolderName: holder, Token: "tok"})
+			h.bind("6222020200112233445", holder, "tok")
 			for i, s := range tc.steps {
 				if !s.at.IsZero() {
 					h.now = s.at
 				}
 				switch {
 				case s.limit != "":
-					h.must(AdjustLimit{Limit: s.limit})
+					// A raise needs a step-up, a lower limit none.
+					cmd := AdjustLimit{Limit: s.limit}
+					if dec(s.limit).GreaterThan(h.a.AgreedLimit.Amount) {
+						cmd = h.authorised(cmd).(AdjustLimit)
+					}
+					h.must(cmd)
 					continue
 				case s.withdraw != "":
 					h.must(Withdraw{WithdrawalID: "w", Amount: s.withdraw, DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)})

@@ -18,7 +18,8 @@ func TestInitiatePayment(t *testing.T) {
 		pi := evs[0].(PaymentInitiated)
 		want := PaymentInitiated{PaymentID: cmd.PaymentID, Payer: accountID, Payee: payeeID, Amount: MustMoney("12.50", CNY),
 			Fee: Zero(CNY), Channel: "app", Terminal: "mobile", DeviceID: deviceApp, Description: cmd.Description,
-			Challenge: cmd.Challenge, ExpiresAt: h.now.Add(5 * time.Minute)}
+			Challenge: PaymentChallenge(cmd.PaymentID, accountID, payeeID, MustMoney("12.50", CNY), Zero(CNY), cmd.Nonce),
+			ExpiresAt: h.now.Add(5 * time.Minute)}
 		if !sameValue(reflect.ValueOf(pi), reflect.ValueOf(want)) {
 			t.Errorf("event\n got %+v\nwant %+v", pi, want)
 		}
@@ -57,7 +58,8 @@ func TestInitiatePayment(t *testing.T) {
 		{"DeviceEmpty", mod(func(c *InitiatePayment) { c.DeviceID = "" }), CodeInvalid, "device_id"},
 		{"DeviceTooLong", mod(func(c *InitiatePayment) { c.DeviceID = strings.Repeat("d", 101) }), CodeInvalid, "device_id"},
 		{"Description141Runes", mod(func(c *InitiatePayment) { c.Description = strings.Repeat("咖", 141) }), CodeInvalid, "description"},
-		{"ChallengeTooShort", mod(func(c *InitiatePayment) { c.Challenge = make([]byte, 15) }), CodeInternal, ""},
+		{"NonceTooShort", mod(func(c *InitiatePayment) { c.Nonce = make([]byte, 15) }), CodeInternal, ""},
+		{"NonceMissing", mod(func(c *InitiatePayment) { c.Nonce = nil }), CodeInternal, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +84,7 @@ func TestInitiatePayment(t *testing.T) {
 		"ChannelAPIServer":    mod(func(c *InitiatePayment) { c.Channel, c.Terminal = "api", "server" }),
 		"ChannelPOS":          mod(func(c *InitiatePayment) { c.Channel, c.Terminal = "pos", "pos" }),
 		"AboveBalance":        mod(func(c *InitiatePayment) { c.Amount = "999999.00" }), // checked at confirmation
+		"Nonce16Bytes":        mod(func(c *InitiatePayment) { c.Nonce = make([]byte, 16) }),
 	}
 	for name, cmd := range accepted {
 		t.Run(name, func(t *testing.T) {
@@ -221,7 +224,8 @@ func TestInsufficientFunds(t *testing.T) {
 // twin rebuilt from the same log until the events are applied.
 func TestDecideIsPure(t *testing.T) {
 	h := baseAccount(t)
-	h.must(BindBankAccount{Number: "6222020200112233445", HolderName: holder, Token: "tok"})
+	h.bind("6222020200112233445", holder, "tok")
+	h.must(Login{SessionID: "s1", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)})
 	if _, err := h.pay("900.00", fPassword); err != nil {
 		t.Fatal(err)
 	}
@@ -238,11 +242,21 @@ func TestDecideIsPure(t *testing.T) {
 		"LoginSucceeds":       Login{DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword, fOTP)},
 		"Withdraw":            Withdraw{WithdrawalID: "w", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)},
 		"Initiate":            h.payCmd("10.00"),
-		"Enroll":              EnrollFactor{FactorID: "new", Method: MethodBiometric, DeviceID: deviceApp},
+		"Enroll":              h.authorised(EnrollFactor{FactorID: "new", Method: MethodBiometric, DeviceID: deviceApp}),
+		"EnrollByOperator":    EnrollFactor{FactorID: "new", Method: MethodBiometric, DeviceID: deviceApp, Staff: operator},
+		"Revoke":              h.authorised(RevokeFactor{FactorID: fESig, Reason: "replaced"}),
+		"ReportLoss":          ReportCredentialLoss{FactorID: fCert},
+		"Bind":                h.authorised(BindBankAccount{Number: "6222020200998877665", HolderName: holder, Token: "tok2"}),
 		"Suspend":             Suspend{},
+		"SuspendByOperator":   Suspend{Reason: "risk", Staff: operator},
 		"Close":               CloseAccount{},
 		"AdjustLimit":         AdjustLimit{Limit: "1.00"},
-		"Deposit":             Deposit{DepositID: "d", Amount: "1.00"},
+		"RaiseLimit":          h.authorised(AdjustLimit{Limit: "60000.00"}),
+		"Deposit":             Deposit{DepositID: "d", Amount: "1.00", Reference: "bank transfer x", Staff: fundingDesk},
+		"DepositSameRef":      Deposit{DepositID: "d", Amount: "1.00", Reference: "bank transfer 1", Staff: fundingDesk},
+		"Unlock":              Unlock{Reason: "called in", Staff: operator},
+		"Logout":              Logout{SessionID: "s1"},
+		"StaffRead":           RecordStaffRead{Staff: operator, Role: "support", What: "history"},
 		"ResetCredential":     ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.auth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fBio)},
 		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}, PayeeID: payeeID, Payee: activePayee},
 		"FactorNotIndependnt": h.confirmCmd(pending.PaymentID, fOTPApp),
@@ -286,14 +300,14 @@ func TestDecideIsPure(t *testing.T) {
 }
 
 func TestRecordedFacts(t *testing.T) {
-	h := newHarness(t).open()
+	h := newHarness(t).open() // AccountOpened, FactorEnrolled
 	h.deposit("1.00")
-	if h.a.Version != 2 || h.a.LastPosition != h.pos {
+	if h.a.Version != 3 || h.a.LastPosition != h.pos {
 		t.Errorf("version %d position %d", h.a.Version, h.a.LastPosition)
 	}
 	// A lower position (replayed out of order) never moves LastPosition back.
-	h.a.Apply(PhoneChanged{Phone: "12345"}, Recorded{Version: 3, Position: 1, OccurredAt: t0})
-	if h.a.LastPosition != h.pos || h.a.Version != 3 {
+	h.a.Apply(PhoneChanged{Phone: "12345"}, Recorded{Version: 4, Position: 1, OccurredAt: t0})
+	if h.a.LastPosition != h.pos || h.a.Version != 4 {
 		t.Errorf("version %d position %d", h.a.Version, h.a.LastPosition)
 	}
 }
