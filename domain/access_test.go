@@ -100,7 +100,7 @@ func TestStepUpForEveryProtectedChange(t *testing.T) {
 				return RevokeFactor{FactorID: "extra", Reason: "sold the tablet", Auth: a}
 			},
 			func(h *harness) bool { f, _ := h.a.Factor("extra"); return f.Revoked && !f.Active }},
-		{"LimitRaise", ChangeKindLimit, "60000.00", "", TypeLimitAdjusted,
+		{"LimitRaise", ChangeKindLimit, "60000.00", "60000.00", TypeLimitAdjusted,
 			func(a Authorisation) Command { return AdjustLimit{Limit: "60000.00", Auth: a} },
 			func(h *harness) bool { return h.a.AgreedLimit.String() == "60000.00" }},
 		{"BankAccount", ChangeKindBankAccount, bankNumber, "", TypeBankAccountBound,
@@ -400,11 +400,19 @@ func TestCoolingOff(t *testing.T) {
 		h.now = h.now.Add(TOTPStep)
 		wantTypes(t, h.must(withdraw(pw, otp2Proof(h))), TypeFundsWithdrawn)
 	})
-	t.Run("LoginAndChangesAtOnce", func(t *testing.T) {
+	t.Run("LoginAndEnrolmentAtOnceOtherChangesLater", func(t *testing.T) {
 		h := setup(t)
 		h.must(Login{SessionID: "s1", DeviceID: deviceApp, Proofs: []Proof{otp2Proof(h)}})
 		h.now = h.now.Add(TOTPStep)
-		h.must(ChangePhone{Phone: newPhone, Auth: Authorisation{DeviceID: deviceApp, Proofs: []Proof{pw, otp2Proof(h)}}})
+		// A fresh factor authorises no change that redirects money or
+		// notices: refused as input, nothing recorded or spent.
+		version := h.a.Version
+		if _, evs := h.refuse(ChangePhone{Phone: newPhone, Auth: Authorisation{DeviceID: deviceApp, Proofs: []Proof{pw, otp2Proof(h)}}},
+			CodeFactorCoolingOff); len(evs) != 0 || h.a.Version != version {
+			t.Errorf("refused phone change recorded %v", types(evs))
+		}
+		h.must(EnrollFactor{FactorID: "otp3", Method: MethodTOTP, DeviceID: "tablet-9", SealedSecret: []byte("sealed"),
+			Auth: Authorisation{DeviceID: deviceApp, Proofs: []Proof{pw, otp2Proof(h)}}})
 	})
 	t.Run("OperatorEnrolmentPaysAtOnce", func(t *testing.T) {
 		h := baseAccount(t)
@@ -592,7 +600,7 @@ func TestLimitChange(t *testing.T) {
 	})
 	t.Run("RaiseWithStepUp", func(t *testing.T) {
 		evs := h.mustAuthorised(AdjustLimit{Limit: "90000.00"})
-		wantNotified(t, evs, TypeLimitAdjusted, HolderNotified{Change: ChangeKindLimit})
+		wantNotified(t, evs, TypeLimitAdjusted, HolderNotified{Change: ChangeKindLimit, Reference: "90000.00"})
 		if h.a.AgreedLimit.String() != "90000.00" {
 			t.Errorf("limit %s", h.a.AgreedLimit)
 		}

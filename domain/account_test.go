@@ -380,8 +380,7 @@ func TestSuspendReactivateClose(t *testing.T) {
 		"Confirm":           h.confirmCmd(pending.PaymentID, fPassword),
 		"Withdraw":          Withdraw{WithdrawalID: "w1", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
 		"Deposit":           Deposit{DepositID: "dx", Amount: "10.00", Reference: "bank transfer x", Staff: fundingDesk},
-		"Suspend":           Suspend{Reason: "again"},
-		"SuspendByOperator": Suspend{Reason: "risk", Staff: operator},
+		"Suspend": Suspend{Reason: "again"},
 	}
 	for name, cmd := range refusedWhileSuspended {
 		t.Run("Suspended/"+name, func(t *testing.T) {

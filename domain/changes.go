@@ -108,6 +108,9 @@ func decideReset(a *Account, c ResetCredential, p Policy, now time.Time) ([]Even
 	if f.Method == MethodBiometric {
 		return nil, Invalid("factor_id", "a biometric factor has no credential to reset; enrol it again")
 	}
+	if !f.Active && a.activeFactors() >= maxFactors {
+		return nil, Errorf(CodeConflict, "an account may have at most %d active factors; revoke one before restoring this one", maxFactors)
+	}
 	// The factor being reset proves nothing about its own reset: whoever
 	// knows a password must not be able to replace it with that password
 	// alone. Refused before any proof is checked, so nothing is spent.
@@ -179,7 +182,10 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 	if err != nil {
 		return a.lockedAttempt(kind, ref, auth.DeviceID, n), err
 	}
-	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, false, now)
+	// A factor still cooling off may enrol further factors (a holder who
+	// opened the account online has only such factors), but authorises no
+	// other change, which could redirect the money or the notices.
+	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, kind != ChangeKindEnrolment, now)
 	if bad != nil {
 		return nil, bad
 	}

@@ -66,7 +66,9 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 	case Withdraw:
 		return decideWithdraw(a, c, p, now)
 	case Suspend:
-		if a.Status == StatusSuspended {
+		// An operator's suspension for risk replaces the holder's own, so
+		// that the holder cannot lift it.
+		if a.Status == StatusSuspended && (c.Staff.StaffKey == "" || a.staffSuspended) {
 			return nil, Errorf(CodeAccountSuspended, "account %s is already suspended", a.ID)
 		}
 		return one(ServiceSuspended{Reason: limitText(c.Reason, 200), Staff: c.Staff})
@@ -242,7 +244,7 @@ func decideLimit(a *Account, c AdjustLimit, p Policy, now time.Time) ([]Event, e
 		return []Event{LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m},
 			HolderNotified{Change: ChangeKindLimit, Reference: m.String()}}, nil
 	}
-	return a.authoriseChange(p, now, ChangeKindLimit, c.Limit, "", c.Auth, func(by Authorised) Event {
+	return a.authoriseChange(p, now, ChangeKindLimit, c.Limit, m.String(), c.Auth, func(by Authorised) Event {
 		return LimitAdjusted{Previous: a.AgreedLimit, AgreedDailyLimit: m, Authorised: by}
 	})
 }

@@ -54,10 +54,11 @@ type proofFailure struct{ reason string }
 // with a *proofFailure v still carries the OTP uses the failed attempt
 // must record (and nothing else).
 //
-// money is true for an instruction that moves money: a factor still in its
-// cooling-off (Factor.UsableFrom) is then refused as input, before any
-// proof is checked.
-func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, challenge []byte, money bool, now time.Time) (verified, *Error, *proofFailure) {
+// cooled is true for an instruction that moves money or changes how the
+// account is protected or paid out: a factor still in its cooling-off
+// (Factor.UsableFrom) is then refused as input, before any proof is
+// checked.
+func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, challenge []byte, cooled bool, now time.Time) (verified, *Error, *proofFailure) {
 	var v verified
 	if len(proofs) == 0 {
 		return v, Invalid("proofs", "at least one proof is required"), nil
@@ -77,9 +78,9 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 			if bad := shapeError(f.Method, pr, challenge != nil); bad != nil {
 				return v, bad, nil
 			}
-			if money && now.Before(f.UsableFrom) {
+			if cooled && now.Before(f.UsableFrom) {
 				until := f.UsableFrom.UTC().Format(time.RFC3339Nano)
-				return v, Errorf(CodeFactorCoolingOff, "factor %s was added without an identity check and can move money from %s", f.ID, until).
+				return v, Errorf(CodeFactorCoolingOff, "factor %s was added or reset without an identity check and can move money or authorise this change from %s", f.ID, until).
 					With("factor_id", f.ID).With("usable_from", until).With("field", "proofs"), nil
 			}
 		}

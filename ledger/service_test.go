@@ -954,8 +954,10 @@ func TestCredentialResets(t *testing.T) {
 		}
 	}
 
-	// The TOTP seed, reset with the new password and the certificate.
-	f.e.clock.Advance(domain.TOTPStep)
+	// The TOTP seed, reset with the new password and the certificate,
+	// once the reset password has cooled off (a fresh credential
+	// authorises no change before then).
+	f.e.clock.Advance(f.e.policy.CoolingOff)
 	v, err = f.svc.Account(ctx, f.payer.actor(), f.payer.id)
 	if err != nil {
 		t.Fatal(err)
