@@ -6,19 +6,16 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
-	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	_ "time/tzdata" // the policy's Asia/Shanghai day, on hosts without zoneinfo
@@ -29,13 +26,11 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/payledger/payledger/domain"
-	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger"
-	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
-// loadDoc parses the embedded document and validates it as OpenAPI 3.0.
 func loadDoc(t *testing.T) *openapi3.T {
 	t.Helper()
 	doc, err := openapi3.NewLoader().LoadFromData(httpapi.OpenAPI)
@@ -239,114 +234,102 @@ func TestOpenAPIForbiddenFieldNames(t *testing.T) {
 	}
 }
 
-// clock is the injected time: fixed at start, then 1 ms later at every
-// read, and moved on explicitly for TOTP steps.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// api sends requests to the real server and checks each request and
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Millisecond)
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *clock) Peek() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// lockedRand is a deterministic, concurrency-safe random source.
-type lockedRand struct {
-	mu sync.Mutex
-	r  *rand.ChaCha8
-}
-
-func (l *lockedRand) Read(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.r.Read(p)
-}
-
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-// newStack wires the real store, read models, write path and HTTP API the
-// way cmd/payledger's Main.Open does, with an injected clock and entropy.
-func newStack(t *testing.T, clk *clock) string {
-	t.Helper()
-	return newStackWith(t, clk, true, 0)
-}
-
-// newStackWith is newStack with the projection running live or not, and
-// the write path's CloseWait (0: the default).
-func newStackWith(t *testing.T, clk *clock, live bool, closeWait time.Duration) string {
-	t.Helper()
-	dir := t.TempDir()
-	rnd := &lockedRand{r: rand.NewChaCha8([32]byte{'p', 'a', 'y', 'l', 'e', 'd', 'g', 'e', 'r'})}
-	loc, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
+// TestOpenAPIAccessMatchesTable: every operation's x-access is the
+// server's access table (ledger.Access of the route's httpapi.Routes
+// operation), its security alternatives are the kinds of caller that
+// table admits, and it documents the refusals access control can give.
+func TestOpenAPIAccessMatchesTable(t *testing.T) {
+	doc := loadDoc(t)
+	routeOps := map[string]ledger.Op{}
+	for pattern, op := range httpapi.Routes {
+		routeOps[pathParam.ReplaceAllString(pattern, "{}")] = op
 	}
-	master, err := ledger.LoadOrCreateKey(filepath.Join(dir, "server.key"), rnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := ledger.NewKeys(master, rnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlite.Open(filepath.Join(dir, "events.db"), sqlite.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rm, err := projections.Open(filepath.Join(dir, "readmodels.db"))
-	if err != nil {
-		store.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := rm.CatchUp(ctx, store); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := ledger.New(ledger.Config{Store: store, Balances: rm, Policy: domain.DefaultPolicy(loc), Keys: keys,
-		Clock: clk.Now, NewID: ledger.NewULIDSource(clk.Now, rnd), Rand: rnd, CloseWait: closeWait})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if live {
-			_ = rm.Run(ctx, store)
+	for _, name := range []string{"session", "staffKey"} {
+		s := doc.Components.SecuritySchemes[name]
+		if s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
+			t.Fatalf("security scheme %s: want an http bearer scheme", name)
 		}
-	}()
-	srv := httptest.NewServer(httpapi.New(svc, store, rm, slog.New(slog.NewTextHandler(testLogWriter{t}, nil))))
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-done
-		if err := rm.Close(); err != nil {
-			t.Error(err)
+		if p, _ := s.Value.Extensions["x-token-pattern"].(string); p == "" {
+			t.Errorf("security scheme %s has no x-token-pattern", name)
+		} else if _, err := regexp.Compile(p); err != nil {
+			t.Errorf("security scheme %s: x-token-pattern: %v", name, err)
 		}
-		if err := store.Close(); err != nil {
-			t.Error(err)
+	}
+	if got, want := doc.Components.Schemas["Session"].Value.Properties["token"].Value.Pattern,
+		doc.Components.SecuritySchemes["session"].Value.Extensions["x-token-pattern"]; got != want {
+		t.Errorf("Session.token pattern %q, session scheme's x-token-pattern %v", got, want)
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			where := method + " " + path
+			ledgerOp, served := routeOps[method+" "+pathParam.ReplaceAllString(path, "{}")]
+			if !served {
+				t.Errorf("%s: not in httpapi.Routes", where)
+				continue
+			}
+			rule := ledger.Rule{Public: true}
+			if ledgerOp != "" {
+				var known bool
+				if rule, known = ledger.Access(ledgerOp); !known {
+					t.Errorf("%s: operation %q has no access rule", where, ledgerOp)
+					continue
+				}
+			}
+			x, _ := op.Extensions["x-access"].(map[string]any)
+			if x == nil {
+				t.Errorf("%s: no x-access", where)
+				continue
+			}
+			var roles, wantRoles []string
+			for _, r := range x["roles"].([]any) {
+				roles = append(roles, r.(string))
+			}
+			for _, r := range rule.Roles {
+				wantRoles = append(wantRoles, string(r))
+			}
+			sort.Strings(roles)
+			sort.Strings(wantRoles)
+			if x["public"] != rule.Public || x["holder"] != rule.Holder || !slices.Equal(roles, wantRoles) {
+				t.Errorf("%s: x-access %v, want the access table's %+v", where, x, rule)
+			}
+			sec := doc.Security
+			if op.Security != nil {
+				sec = *op.Security
+			}
+			anonymous, session, staff := false, false, false
+			for _, req := range sec {
+				if len(req) > 1 {
+					t.Errorf("%s: a security requirement combines %v; each alternative is one credential", where, req)
+				}
+				anonymous = anonymous || len(req) == 0
+				_, s := req["session"]
+				_, k := req["staffKey"]
+				session, staff = session || s, staff || k
+			}
+			if ledgerOp == "" {
+				if len(sec) != 0 {
+					t.Errorf("%s: a public document route has security %v, want []", where, sec)
+				}
+			} else if anonymous != rule.Public || session != rule.Holder || staff != (len(rule.Roles) > 0) {
+				t.Errorf("%s: security %v does not match the access table's %+v", where, sec, rule)
+			}
+			// Any invalid credential is 401, and a caller without valid
+			// ones may be throttled, on every route.
+			for _, status := range []string{"401", "429"} {
+				if op.Responses.Value(status) == nil {
+					t.Errorf("%s: no %s response", where, status)
+				}
+			}
+			if ledgerOp != "" && op.Responses.Value("403") == nil {
+				t.Errorf("%s: no 403 response", where)
+			}
+			if !strings.Contains(op.Description, "Access: ") {
+				t.Errorf("%s: the description does not say who may call it", where)
+			}
 		}
-	})
-	return srv.URL
+	}
 }
 
 // api sends requests to the real server and checks each request and
@@ -359,15 +342,53 @@ type api struct {
 	client *http.Client
 }
 
+// newAPI checks requests to the server at base against the document.
+func newAPI(t *testing.T, base string) *api {
+	t.Helper()
+	doc := loadDoc(t)
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api{t: t, base: base, doc: doc, router: router, client: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// bearer is the document's side of authentication, for request
+// validation: a security requirement is met by an Authorization: Bearer
+// header whose token has the format the scheme documents
+// (x-token-pattern). Whether the server accepts the token is the
+// server's business.
+func bearer(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	s := in.SecurityScheme
+	if s.Type != "http" || s.Scheme != "bearer" {
+		return fmt.Errorf("security scheme %s is not http bearer", in.SecuritySchemeName)
+	}
+	tok, found := strings.CutPrefix(in.RequestValidationInput.Request.Header.Get("Authorization"), "Bearer ")
+	if !found {
+		return in.NewError(errors.New("no Authorization: Bearer header"))
+	}
+	pattern, _ := s.Extensions["x-token-pattern"].(string)
+	re, err := regexp.Compile(pattern)
+	if pattern == "" || err != nil {
+		return fmt.Errorf("security scheme %s: x-token-pattern %q: %v", in.SecuritySchemeName, pattern, err)
+	}
+	if !re.MatchString(tok) {
+		return in.NewError(fmt.Errorf("the token is not a %s token", in.SecuritySchemeName))
+	}
+	return nil
+}
+
 // call is one request of the scenario.
 type call struct {
 	method, path string
-	body         any // marshalled; a json.RawMessage is sent as is
+	token        string // the bearer credential; "" sends none
+	body         any    // marshalled; a json.RawMessage is sent as is
 	key          string
 	status       int
 	// docRejects marks a request the document itself forbids (unknown or
-	// forbidden fields, out-of-range query): request validation must fail
-	// for it, and the server must refuse it too.
+	// forbidden fields, out-of-range query, missing or malformed
+	// credentials): request validation must fail for it, and the server
+	// must refuse it too.
 	docRejects bool
 }
 
@@ -392,6 +413,28 @@ func (r reply) list(key string) []any {
 	return l
 }
 
+func (a *api) newRequest(c call, payload []byte) *http.Request {
+	a.t.Helper()
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequest(c.method, a.base+c.path, body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header.Set("Idempotency-Key", c.key)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req
+}
+
 func (a *api) do(c call) reply {
 	a.t.Helper()
 	var payload []byte
@@ -405,29 +448,16 @@ func (a *api) do(c call) reply {
 			a.t.Fatal(err)
 		}
 	}
-	newReq := func() *http.Request {
-		req, err := http.NewRequest(c.method, a.base+c.path, bytes.NewReader(payload))
-		if err != nil {
-			a.t.Fatal(err)
-		}
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if c.key != "" {
-			req.Header.Set("Idempotency-Key", c.key)
-		}
-		return req
-	}
 	where := c.method + " " + c.path
 	ctx := context.Background()
 
-	vreq := newReq()
+	vreq := a.newRequest(c, payload)
 	route, params, err := a.router.FindRoute(vreq)
 	if err != nil {
 		a.t.Fatalf("%s: not in the document: %v", where, err)
 	}
 	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{MultiError: true}}
+		Options: &openapi3filter.Options{MultiError: true, AuthenticationFunc: bearer}}
 	err = openapi3filter.ValidateRequest(ctx, in)
 	switch {
 	case err != nil && !c.docRejects:
@@ -436,7 +466,7 @@ func (a *api) do(c call) reply {
 		a.t.Fatalf("%s: the document accepts a request it should forbid (body %s)", where, payload)
 	}
 
-	resp, err := a.client.Do(newReq())
+	resp, err := a.client.Do(a.newRequest(c, payload))
 	if err != nil {
 		a.t.Fatalf("%s: %v", where, err)
 	}
@@ -454,7 +484,16 @@ func (a *api) do(c call) reply {
 	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
 		a.t.Fatalf("%s: reply %d does not match the document: %v\n%s", where, resp.StatusCode, err, raw)
 	}
+	if strings.HasPrefix(c.path, "/v1/accounts") && resp.Header.Get("Cache-Control") != "no-store" {
+		a.t.Errorf("%s: Cache-Control %q, want no-store", where, resp.Header.Get("Cache-Control"))
+	}
 	r := reply{status: resp.StatusCode, header: resp.Header}
+	if resp.StatusCode == http.StatusNoContent {
+		if len(raw) != 0 {
+			a.t.Errorf("%s: 204 with a body: %s", where, raw)
+		}
+		return r
+	}
 	if err := json.Unmarshal(raw, &r.body); err != nil {
 		a.t.Fatalf("%s: reply is not a JSON object: %v", where, err)
 	}
@@ -465,7 +504,8 @@ func (a *api) do(c call) reply {
 }
 
 // checkProblem checks what the schema cannot: the status member and the
-// code agree with the HTTP status and with the server's one table.
+// code agree with the HTTP status and with the server's one table, and a
+// rate_limited problem's retry_after is its Retry-After.
 func (a *api) checkProblem(where string, r reply) {
 	a.t.Helper()
 	code := r.str("code")
@@ -477,6 +517,11 @@ func (a *api) checkProblem(where string, r reply) {
 	}
 	if r.str("type") != "/problems/"+code {
 		a.t.Errorf("%s: type %q for code %q", where, r.str("type"), code)
+	}
+	if code == "rate_limited" {
+		if secs, _ := r.body["retry_after"].(float64); r.header.Get("Retry-After") != fmt.Sprint(int(secs)) || secs < 1 {
+			a.t.Errorf("%s: retry_after %v with Retry-After %q", where, r.body["retry_after"], r.header.Get("Retry-After"))
+		}
 	}
 }
 
@@ -495,6 +540,38 @@ func (a *api) problem(c call, code string, members map[string]any) reply {
 	return r
 }
 
+// undocumented sends a request the document has no operation for (an
+// unknown path, or a known path with another method) and checks the
+// problem it gets against the Problem schema; allow is the Allow header a
+// 405 must carry.
+func (a *api) undocumented(method, path, token string, status int, allow string) {
+	a.t.Helper()
+	req, _ := http.NewRequest(method, a.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if _, _, err := a.router.FindRoute(req); err == nil {
+		a.t.Fatalf("%s %s unexpectedly documented", method, path)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		a.t.Fatal(err)
+	}
+	where := method + " " + path
+	want(a.t, where+" status", resp.StatusCode, status)
+	want(a.t, where+" content type", resp.Header.Get("Content-Type"), "application/problem+json")
+	want(a.t, where+" Allow", resp.Header.Get("Allow"), allow)
+	if err := a.doc.Components.Schemas["Problem"].Value.VisitJSON(body); err != nil {
+		a.t.Errorf("%s: reply does not match Problem: %v", where, err)
+	}
+	a.checkProblem(where, reply{status: resp.StatusCode, header: resp.Header, body: body.(map[string]any)})
+}
+
 func want[T comparable](t *testing.T, what string, got, want T) {
 	t.Helper()
 	if got != want {
@@ -504,69 +581,103 @@ func want[T comparable](t *testing.T, what string, got, want T) {
 
 type obj = map[string]any
 
+// checked is an operator's identity check reference.
+const checked = "branch-0451/passport-check"
+
 // TestOpenAPIUnavailable: with the projection stopped, a close cannot know
 // the balance to close on. It answers 503 unavailable with Retry-After,
 // validated against the document, and records nothing.
 func TestOpenAPIUnavailable(t *testing.T) {
-	doc := loadDoc(t)
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)}
-	a := &api{t: t, base: newStackWith(t, clk, false, 50*time.Millisecond), doc: doc, router: router,
-		client: &http.Client{Timeout: 10 * time.Second}}
-	id := a.do(call{method: "POST", path: "/v1/accounts", status: 201,
-		body: obj{"holder_name": "Zhang Min", "currency": "CNY"}}).str("id")
-	r := a.problem(call{method: "POST", path: "/v1/accounts/" + id + "/close", key: "close-1", status: 503,
+	st := newStackWith(t, clk, false, 50*time.Millisecond)
+	a := newAPI(t, st.URL)
+	operator := st.key(t, staffkeys.RoleOperator)
+	id := a.do(call{method: "POST", path: "/v1/accounts", token: operator, status: 201,
+		body: obj{"holder_name": "Zhang Min", "currency": "CNY", "identity_check": checked,
+			"factor": obj{"method": "password", "password": "correct horse battery staple"}}}).str("id")
+	r := a.problem(call{method: "POST", path: "/v1/accounts/" + id + "/close", token: operator, key: "close-1", status: 503,
 		body: obj{"reason": "moving"}}, "unavailable", nil)
 	want(t, "Retry-After", r.header.Get("Retry-After"), "1")
-	ops := a.do(call{method: "GET", path: "/v1/accounts/" + id + "/operations", status: 200}).list("operations")
-	want(t, "operations after the refused close", len(ops), 1)
-	want(t, "status after the refused close", a.do(call{method: "GET", path: "/v1/accounts/" + id, status: 200}).str("status"), "active")
+	var types []string
+	for _, op := range a.do(call{method: "GET", path: "/v1/accounts/" + id + "/operations", token: operator, status: 200}).list("operations") {
+		types = append(types, op.(map[string]any)["type"].(string))
+	}
+	want(t, "operations after the refused close", strings.Join(types, " "), "AccountOpened FactorEnrolled StaffRead")
+	want(t, "status after the refused close", a.do(call{method: "GET", path: "/v1/accounts/" + id, token: operator, status: 200}).str("status"), "active")
 }
 
-// TestOpenAPIScenario drives the real handlers through a realistic day and
-// validates every request and reply against the document.
+// TestOpenAPIScenario drives the real handlers through a realistic day,
+// with real credentials (an operator opens accounts and enrols factors,
+// the funding desk deposits, holders act through their sessions, staff
+// read), and validates every request and reply against the document,
+// refusals of access control included.
 func TestOpenAPIScenario(t *testing.T) {
-	doc := loadDoc(t)
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)} // 09:00:05 in Shanghai
-	a := &api{t: t, base: newStack(t, clk), doc: doc, router: router, client: &http.Client{Timeout: 10 * time.Second}}
+	st := newStack(t, clk)
+	a := newAPI(t, st.URL)
+	operator, funding := st.key(t, staffkeys.RoleOperator), st.key(t, staffkeys.RoleFunding)
+	finance, compliance := st.key(t, staffkeys.RoleFinance), st.key(t, staffkeys.RoleCompliance)
+	auditor, regulator := st.key(t, staffkeys.RoleAuditor), st.key(t, staffkeys.RoleRegulator)
 	const password = "correct horse battery staple"
 
 	a.do(call{method: "GET", path: "/v1/openapi.json", status: 200})
 	a.do(call{method: "GET", path: "/healthz", status: 200})
+	a.do(call{method: "GET", path: "/healthz", token: auditor, status: 200})
 
-	// Accounts; opening is idempotent with a key.
-	openAlice := call{method: "POST", path: "/v1/accounts", key: "open-alice", status: 201,
-		body: obj{"holder_name": "Li Wei", "currency": "CNY", "kind": "personal"}}
-	alice := a.do(openAlice).str("id")
+	// Accounts: an operator opens them for customers after an identity
+	// check, with their first factor; opening is idempotent with a key.
+	open := func(name, kind, key string) call {
+		return call{method: "POST", path: "/v1/accounts", token: operator, key: key, status: 201,
+			body: obj{"holder_name": name, "currency": "CNY", "kind": kind, "identity_check": checked,
+				"factor": obj{"method": "password", "password": password}}}
+	}
+	openAlice := open("Li Wei", "personal", "open-alice")
+	opened := a.do(openAlice)
+	alice, pw := opened.str("id"), opened.obj("first_factor")["factor_id"].(string)
+	want(t, "first factor method", opened.obj("first_factor")["method"], any("password"))
+	want(t, "an operator's first factor cools off", opened.obj("first_factor")["usable_from"], nil)
 	again := a.do(openAlice)
 	want(t, "replayed open id", again.str("id"), alice)
 	want(t, "Idempotent-Replayed", again.header.Get("Idempotent-Replayed"), "true")
-	bob := a.do(call{method: "POST", path: "/v1/accounts", status: 201,
-		body: obj{"holder_name": "Wang Fang", "currency": "CNY", "kind": "merchant"}}).str("id")
-	carol := a.do(call{method: "POST", path: "/v1/accounts", status: 201,
-		body: obj{"holder_name": "Zhang Min", "currency": "CNY"}}).str("id")
+	bobOpened := a.do(open("Wang Fang", "merchant", ""))
+	bob, bobPW := bobOpened.str("id"), bobOpened.obj("first_factor")["factor_id"].(string)
+	carolOpened := a.do(open("Zhang Min", "personal", ""))
+	carol, carolPW := carolOpened.str("id"), carolOpened.obj("first_factor")["factor_id"].(string)
+	noCheck := open("Chen Jie", "personal", "")
+	delete(noCheck.body.(obj), "identity_check")
+	noCheck.status = 400
+	a.problem(noCheck, "invalid_request", obj{"field": "identity_check"})
+	wrongRole := open("Chen Jie", "personal", "")
+	wrongRole.token, wrongRole.status = funding, 403
+	a.problem(wrongRole, "forbidden", nil)
 	acct := "/v1/accounts/" + alice
-	a.do(call{method: "GET", path: acct, status: 200})
 
-	// Factors: password, TOTP on the phone, certificate.
-	pw := a.do(call{method: "POST", path: acct + "/factors", status: 201,
-		body: obj{"method": "password", "password": password}}).str("factor_id")
-	totpReply := a.do(call{method: "POST", path: acct + "/factors", key: "enrol-totp", status: 201,
-		body: obj{"method": "totp", "device_id": "phone-1"}})
+	// Anyone may open an account without credentials; its first factor
+	// then cools off, and a TOTP seed is shown once.
+	openDave := call{method: "POST", path: "/v1/accounts", key: "open-dave", status: 201,
+		body: obj{"holder_name": "Liu Yang", "currency": "CNY", "factor": obj{"method": "totp", "device_id": "phone-d"}}}
+	daveOpened := a.do(openDave)
+	dave, daveFirst := daveOpened.str("id"), daveOpened.obj("first_factor")
+	if daveFirst["totp_secret"] == nil || daveFirst["usable_from"] == nil {
+		t.Fatalf("a self-opened account's TOTP factor: %v", daveFirst)
+	}
+	openDave.status = 409
+	want(t, "replayed TOTP opening Idempotent-Replayed", a.problem(openDave, "secret_shown_once", nil).header.Get("Idempotent-Replayed"), "true")
+
+	// Factors enrolled by the operator after an identity check are usable
+	// at once: TOTP on the phone, a certificate.
+	totpReply := a.do(call{method: "POST", path: acct + "/factors", token: operator, key: "enrol-totp", status: 201,
+		body: obj{"factor": obj{"method": "totp", "device_id": "phone-1"}, "identity_check": checked}})
 	totp, secret := totpReply.str("factor_id"), totpReply.str("totp_secret")
+	want(t, "operator-enrolled usable_from", totpReply.str("usable_from"), "")
 	pub, priv, err := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{7}, 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := a.do(call{method: "POST", path: acct + "/factors", status: 201,
-		body: obj{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}}).str("factor_id")
+	cert := a.do(call{method: "POST", path: acct + "/factors", token: operator, status: 201,
+		body: obj{"factor": obj{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}, "identity_check": checked}}).str("factor_id")
+	a.problem(call{method: "POST", path: acct + "/factors", token: operator, status: 400,
+		body: obj{"factor": obj{"method": "password", "password": "another passphrase"}}}, "invalid_request", obj{"field": "identity_check"})
 	code := func() string {
 		t.Helper()
 		c, err := domain.TOTPCode(secret, domain.TOTPStepAt(clk.Peek()))
@@ -577,10 +688,16 @@ func TestOpenAPIScenario(t *testing.T) {
 	}
 	pwProof := obj{"factor_id": pw, "password": password}
 
-	// Login: password + TOTP from another device; then a wrong password.
-	login := a.do(call{method: "POST", path: acct + "/sessions", status: 201,
-		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+	// Login: password + TOTP from another device opens a session, whose
+	// token is shown once; then a wrong password.
+	loginAlice := call{method: "POST", path: acct + "/sessions", key: "login-alice", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}}
+	login := a.do(loginAlice)
 	want(t, "login categories", len(login.list("categories")), 2)
+	want(t, "idle_timeout_seconds", login.body["idle_timeout_seconds"], any(900.0))
+	aliceTok := login.str("token")
+	loginAlice.status = 409
+	a.problem(loginAlice, "secret_shown_once", nil)
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
 		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}},
 		"authentication_failed", obj{"attempts_remaining": 4.0})
@@ -589,19 +706,49 @@ func TestOpenAPIScenario(t *testing.T) {
 		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": cert, "signature": base64.StdEncoding.EncodeToString(make([]byte, 64))}}}},
 		"invalid_request", obj{"field": "proofs"})
 
-	// Bank account and deposit.
-	bank := a.do(call{method: "POST", path: acct + "/bank-account", status: 201,
-		body: obj{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}})
+	// Access control: no credentials, a malformed token, another account,
+	// a role the route does not admit; 405 names the methods served.
+	const nobody = "01JD8X3Q4Z5Y6W7V8T9S0R1P2N"
+	a.problem(call{method: "GET", path: acct, status: 401, docRejects: true}, "unauthenticated", nil)
+	a.problem(call{method: "GET", path: acct, token: "pls_garbage", status: 401, docRejects: true}, "unauthenticated", nil)
+	a.problem(call{method: "GET", path: "/v1/accounts/" + bob, token: aliceTok, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/accounts/" + nobody, token: aliceTok, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: acct, token: funding, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: acct + "/balance", token: regulator, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: acct, token: finance, status: 403}, "forbidden", nil)
+	// A session where the document admits only staff keys (and the
+	// reverse) is a request the document forbids as well.
+	for _, tok := range []string{operator, auditor, aliceTok} {
+		a.problem(call{method: "POST", path: acct + "/deposits", token: tok, status: 403, docRejects: tok == aliceTok,
+			body: obj{"amount": "1.00", "reference": "not-mine-to-credit"}}, "forbidden", nil)
+	}
+	a.problem(call{method: "POST", path: acct + "/unlock", token: aliceTok, status: 403, docRejects: true,
+		body: obj{"identity_check": checked}}, "forbidden", nil)
+	a.undocumented("GET", "/v1/accounts", "", http.StatusMethodNotAllowed, "POST")
+	a.undocumented("PUT", "/v1/sessions/current", aliceTok, http.StatusMethodNotAllowed, "DELETE")
+
+	// Bank account (a step-up of two categories) and a deposit by the
+	// funding desk, once per bank reference.
+	clk.Advance(domain.TOTPStep)
+	a.problem(call{method: "POST", path: acct + "/bank-account", token: aliceTok, status: 400, docRejects: true,
+		body: obj{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}}, "invalid_request", obj{"field": "device_id"})
+	bank := a.do(call{method: "POST", path: acct + "/bank-account", token: aliceTok, status: 201,
+		body: obj{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei", "device_id": "laptop-1",
+			"proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
 	want(t, "bank last4", bank.str("bank_account_last4"), "3445")
-	deposit := call{method: "POST", path: acct + "/deposits", key: "deposit-1", status: 201,
+	deposit := call{method: "POST", path: acct + "/deposits", token: funding, key: "deposit-1", status: 201,
 		body: obj{"amount": "10000.00", "currency": "CNY", "reference": "bank-transfer-123"}}
-	a.do(deposit)
+	depositID := a.do(deposit).str("deposit_id")
 	afterDeposit := clk.Peek()
 	clk.Advance(time.Second)
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, key: "deposit-again", status: 409,
+		body: obj{"amount": "10000.00", "reference": "bank-transfer-123"}}, "bank_reference_used", obj{"deposit_id": depositID, "field": "reference"})
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 400, docRejects: true,
+		body: obj{"amount": "10.00"}}, "invalid_request", obj{"field": "reference"})
 
 	pay := func(amount string) reply {
 		t.Helper()
-		return a.do(call{method: "POST", path: acct + "/payments", status: 201,
+		return a.do(call{method: "POST", path: acct + "/payments", token: aliceTok, status: 201,
 			body: obj{"payee_account_id": bob, "amount": amount, "currency": "CNY", "channel": "app",
 				"terminal": "desktop", "device_id": "laptop-1", "description": "coffee beans"}})
 	}
@@ -610,25 +757,25 @@ func TestOpenAPIScenario(t *testing.T) {
 	// Single factor within the 1,000.00 cap.
 	p1 := pay("500.00")
 	want(t, "payment total", p1.obj("details")["total"], any("500.00"))
-	c1 := a.do(call{method: "POST", path: confirmPath(p1), status: 200, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}})
+	c1 := a.do(call{method: "POST", path: confirmPath(p1), token: aliceTok, status: 200, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}})
 	want(t, "p1 level", c1.str("verification_level"), "single_factor")
 	want(t, "p1 daily_limit", c1.str("daily_limit"), "1000.00")
 	want(t, "p1 daily_used", c1.str("daily_used"), "500.00")
 
 	// Single factor past the cap: refused, and the refusal replays.
 	p2 := pay("600.00")
-	refused := call{method: "POST", path: confirmPath(p2), key: "confirm-p2", status: 422,
+	refused := call{method: "POST", path: confirmPath(p2), token: aliceTok, key: "confirm-p2", status: 422,
 		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}
 	limits := obj{"limit": "1000.00", "used": "500.00", "remaining": "500.00", "cap": "single_factor_daily", "verification_level": "single_factor"}
 	a.problem(refused, "daily_limit_exceeded", limits)
 	replayed := a.problem(refused, "daily_limit_exceeded", limits)
 	want(t, "refusal Idempotent-Replayed", replayed.header.Get("Idempotent-Replayed"), "true")
-	a.problem(call{method: "POST", path: confirmPath(p2), status: 409, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}, "conflict", nil)
+	a.problem(call{method: "POST", path: confirmPath(p2), token: aliceTok, status: 409, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}, "conflict", nil)
 
 	// A wrong password leaves the payment pending; password + certificate
 	// signature over the challenge then confirms it at the agreed limit.
 	p3 := pay("600.00")
-	a.problem(call{method: "POST", path: confirmPath(p3), status: 422,
+	a.problem(call{method: "POST", path: confirmPath(p3), token: aliceTok, status: 422,
 		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}},
 		"proof_invalid", obj{"attempts_remaining": 4.0})
 	challenge, err := base64.StdEncoding.DecodeString(p3.str("challenge"))
@@ -636,27 +783,28 @@ func TestOpenAPIScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(priv, challenge))
-	c3 := a.do(call{method: "POST", path: confirmPath(p3), status: 200,
+	c3 := a.do(call{method: "POST", path: confirmPath(p3), token: aliceTok, status: 200,
 		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": cert, "signature": sig}}}})
 	want(t, "p3 level", c3.str("verification_level"), "two_factor_certificate")
 	want(t, "p3 daily_limit", c3.str("daily_limit"), "50000.00")
 	want(t, "p3 daily_used", c3.str("daily_used"), "1100.00")
 
-	// Withdrawal with password + a fresh TOTP step (the login used this one).
+	// Withdrawal with password + a fresh TOTP step (the binding used the
+	// last one).
 	clk.Advance(domain.TOTPStep)
-	w := a.do(call{method: "POST", path: acct + "/withdrawals", status: 201,
+	w := a.do(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 201,
 		body: obj{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
 	want(t, "withdrawal level", w.str("verification_level"), "two_factor")
 	// A withdrawal refused after its proofs verified is recorded, and its
 	// replay answers the same problem.
-	tooMuch := call{method: "POST", path: acct + "/withdrawals", key: "withdraw-too-much", status: 422,
+	tooMuch := call{method: "POST", path: acct + "/withdrawals", token: aliceTok, key: "withdraw-too-much", status: 422,
 		body: obj{"amount": "99999.00", "device_id": "laptop-1", "proofs": []any{pwProof}}}
 	funds := obj{"available": "8600.00", "required": "99999.00"}
 	a.problem(tooMuch, "insufficient_funds", funds)
 	want(t, "withdrawal refusal Idempotent-Replayed", a.problem(tooMuch, "insufficient_funds", funds).header.Get("Idempotent-Replayed"), "true")
 	lastOp := func() map[string]any {
 		t.Helper()
-		ops := a.do(call{method: "GET", path: acct + "/operations", status: 200}).list("operations")
+		ops := a.do(call{method: "GET", path: acct + "/operations", token: aliceTok, status: 200}).list("operations")
 		if len(ops) == 0 {
 			t.Fatal("no operations")
 		}
@@ -675,92 +823,137 @@ func TestOpenAPIScenario(t *testing.T) {
 		"authentication_failed", obj{"attempts_remaining": 3.0})
 
 	// R14: a suspended payee takes no payments, at confirmation (the
-	// payment is rejected, recorded, and the refusal replays) or initiation.
+	// payment is rejected, recorded, and the refusal replays) or
+	// initiation. An operator's suspension is lifted by an operator only.
 	p4 := pay("10.00")
-	want(t, "bob suspended", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/suspend", status: 200, body: obj{}}).str("status"), "suspended")
+	want(t, "bob suspended", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/suspend", token: operator, status: 200,
+		body: obj{"reason": "risk review"}}).str("status"), "suspended")
 	unavailable := obj{"field": "payee_account_id", "payee_status": "suspended"}
-	toSuspended := call{method: "POST", path: confirmPath(p4), key: "confirm-p4", status: 409, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}
+	toSuspended := call{method: "POST", path: confirmPath(p4), token: aliceTok, key: "confirm-p4", status: 409, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}
 	a.problem(toSuspended, "payee_unavailable", unavailable)
 	want(t, "payee refusal Idempotent-Replayed", a.problem(toSuspended, "payee_unavailable", unavailable).header.Get("Idempotent-Replayed"), "true")
 	want(t, "rejected payment recorded as", lastOp()["type"], any("PaymentRejected"))
-	a.problem(call{method: "POST", path: acct + "/payments", status: 409,
+	a.problem(call{method: "POST", path: acct + "/payments", token: aliceTok, status: 409,
 		body: obj{"payee_account_id": bob, "amount": "10.00", "channel": "app", "terminal": "desktop", "device_id": "laptop-1"}},
 		"payee_unavailable", unavailable)
-	want(t, "bob reactivated", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/reactivate", status: 200}).str("status"), "active")
+	bobTok := a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/sessions", status: 201,
+		body: obj{"device_id": "till-1", "proofs": []any{obj{"factor_id": bobPW, "password": password}}}}).str("token")
+	a.problem(call{method: "POST", path: "/v1/accounts/" + bob + "/reactivate", token: bobTok, status: 403}, "forbidden", nil)
+	want(t, "bob reactivated", a.do(call{method: "POST", path: "/v1/accounts/" + bob + "/reactivate", token: operator, status: 200}).str("status"), "active")
 
-	// Sensitive changes (R1): proofs verified like a withdrawal's; an
-	// identity change needs one category, a phone change two.
+	// Cooling-off: the factor of an account its holder opened logs in at
+	// once but moves no money for 24 hours.
+	daveSecret := daveFirst["totp_secret"].(string)
+	daveCode := func() string {
+		t.Helper()
+		c, err := domain.TOTPCode(daveSecret, domain.TOTPStepAt(clk.Peek()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	daveProof := func() obj { return obj{"factor_id": daveFirst["factor_id"], "code": daveCode()} }
+	daveTok := a.do(call{method: "POST", path: "/v1/accounts/" + dave + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-d", "proofs": []any{daveProof()}}}).str("token")
+	dp := a.do(call{method: "POST", path: "/v1/accounts/" + dave + "/payments", token: daveTok, status: 201,
+		body: obj{"payee_account_id": bob, "amount": "1.00", "channel": "web", "terminal": "desktop", "device_id": "laptop-d"}})
 	clk.Advance(domain.TOTPStep)
-	idc := a.do(call{method: "PUT", path: acct + "/identity", key: "identity-1", status: 200,
-		body: obj{"holder_name": "Li Wei", "device_id": "laptop-1", "proofs": []any{pwProof}}})
-	want(t, "identity categories", len(idc.list("categories")), 1)
+	a.problem(call{method: "POST", path: "/v1/accounts/" + dave + "/payments/" + dp.str("payment_id") + "/confirm", token: daveTok, status: 422,
+		body: obj{"device_id": "laptop-d", "proofs": []any{daveProof()}}},
+		"factor_cooling_off", obj{"factor_id": daveFirst["factor_id"], "usable_from": daveFirst["usable_from"], "field": "proofs"})
+
+	// Sensitive changes (R1): a step-up of two categories, verified like a
+	// withdrawal's.
+	idc := a.do(call{method: "PUT", path: acct + "/identity", token: aliceTok, key: "identity-1", status: 200,
+		body: obj{"holder_name": "Li Wei", "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+	want(t, "identity categories", len(idc.list("categories")), 2)
+	want(t, "a change is followed by", lastOp()["type"], any("HolderNotified"))
 	const newPhone = "+8613800138000"
-	weakPhone := call{method: "PUT", path: acct + "/phone", key: "phone-weak", status: 422,
+	weakPhone := call{method: "PUT", path: acct + "/phone", token: aliceTok, key: "phone-weak", status: 422,
 		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof}}}
 	weak := obj{"required_categories": 2.0, "verified_categories": 1.0}
 	a.problem(weakPhone, "insufficient_verification", weak)
 	want(t, "weak phone change Idempotent-Replayed", a.problem(weakPhone, "insufficient_verification", weak).header.Get("Idempotent-Replayed"), "true")
 	want(t, "weak phone change recorded as", lastOp()["type"], any("ChangeRejected"))
-	a.problem(call{method: "PUT", path: acct + "/phone", status: 422,
+	clk.Advance(domain.TOTPStep)
+	a.problem(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 422,
 		body: obj{"phone": newPhone, "device_id": "phone-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}},
 		"factor_not_independent", weak)
 	clk.Advance(domain.TOTPStep)
-	ph := a.do(call{method: "PUT", path: acct + "/phone", status: 200,
+	ph := a.do(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 200,
 		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
 	want(t, "phone", ph.str("phone"), newPhone)
 	want(t, "phone categories", len(ph.list("categories")), 2)
-	a.problem(call{method: "PUT", path: acct + "/phone", status: 422,
+	a.problem(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 422,
 		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}},
 		"proof_invalid", obj{"attempts_remaining": 4.0})
 	want(t, "wrong proof on a change recorded as", lastOp()["type"], any("VerificationFailed"))
-	a.problem(call{method: "PUT", path: acct + "/phone", status: 400, docRejects: true,
+	a.problem(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 400, docRejects: true,
 		body: json.RawMessage(`{"phone":"` + newPhone + `","device_id":"laptop-1","proofs":[{"factor_id":"` + pw + `","password":"x","pin":"1234"}]}`)},
 		"forbidden_field", obj{"field": "proofs[0].pin"})
 
-	// Credential resets: two categories, never the factor being reset;
-	// certificate signatures sign the change's challenge at a version.
+	// Credential resets: never the factor being reset; certificate
+	// signatures sign the change's challenge at a version. A reset ends
+	// the sessions that logged in with the factor.
 	version := func() int64 {
 		t.Helper()
-		v, _ := a.do(call{method: "GET", path: acct, status: 200}).body["version"].(float64)
+		v, _ := a.do(call{method: "GET", path: acct, token: aliceTok, status: 200}).body["version"].(float64)
 		return int64(v)
 	}
 	changeSig := func(kind, subject string, v int64) string {
 		return base64.StdEncoding.EncodeToString(ed25519.Sign(priv, domain.ChangeChallenge(kind, alice, v, subject)))
 	}
-	resetPW := acct + "/factors/" + pw + "/reset"
-	a.problem(call{method: "POST", path: resetPW, status: 422,
+	a.problem(call{method: "POST", path: acct + "/factors/" + pw + "/reset", token: aliceTok, status: 422,
 		body: obj{"password": "a brand new passphrase", "device_id": "laptop-1", "proofs": []any{pwProof}}},
 		"factor_not_independent", obj{"field": "proofs"})
+	resetTOTP := acct + "/factors/" + totp + "/reset"
 	v := version()
-	certOnly := obj{"password": "a brand new passphrase", "device_id": "laptop-1", "version": v,
-		"proofs": []any{obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindCredentialReset, pw, v)}}}
-	a.problem(call{method: "POST", path: resetPW, status: 422, body: certOnly}, "insufficient_verification", obj{"required_categories": 2.0, "verified_categories": 1.0})
-	a.problem(call{method: "POST", path: resetPW, status: 409, body: certOnly}, "version_conflict", obj{"current_version": float64(v + 1)})
+	certOnly := obj{"device_id": "laptop-1", "version": v,
+		"proofs": []any{obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindCredentialReset, totp, v)}}}
+	a.problem(call{method: "POST", path: resetTOTP, token: aliceTok, status: 422, body: certOnly}, "insufficient_verification", obj{"required_categories": 2.0, "verified_categories": 1.0})
+	a.problem(call{method: "POST", path: resetTOTP, token: aliceTok, status: 409, body: certOnly}, "version_conflict", obj{"current_version": float64(v + 1)})
 	delete(certOnly, "version")
-	a.problem(call{method: "POST", path: resetPW, status: 400, body: certOnly}, "invalid_request", obj{"field": "version"})
+	a.problem(call{method: "POST", path: resetTOTP, token: aliceTok, status: 400, body: certOnly}, "invalid_request", obj{"field": "version"})
 	v = version()
-	rt := a.do(call{method: "POST", path: acct + "/factors/" + totp + "/reset", key: "reset-totp", status: 200,
-		body: obj{"device_id": "laptop-1", "version": v, "proofs": []any{pwProof, obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindCredentialReset, totp, v)}}}})
+	resetCall := call{method: "POST", path: resetTOTP, token: aliceTok, key: "reset-totp", status: 200,
+		body: obj{"device_id": "laptop-1", "version": v, "proofs": []any{pwProof, obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindCredentialReset, totp, v)}}}}
+	rt := a.do(resetCall)
 	want(t, "reset method", rt.str("method"), "totp")
 	if rt.str("totp_secret") == "" || rt.str("totp_secret") == secret {
 		t.Fatalf("TOTP reset returned seed %q", rt.str("totp_secret"))
 	}
 	secret = rt.str("totp_secret")
-	a.do(call{method: "POST", path: acct + "/sessions", status: 201,
-		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+	a.problem(call{method: "GET", path: acct, token: aliceTok, status: 401}, "unauthenticated", nil)
+	clk.Advance(domain.TOTPStep)
+	aliceTok = a.do(call{method: "POST", path: acct + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}}).str("token")
+	// The holder's keys are the account's, whichever session sends them:
+	// the reset's replay shows no seed.
+	resetCall.token, resetCall.status = aliceTok, 409
+	a.problem(resetCall, "secret_shown_once", nil)
 
-	// Limits, suspension.
-	lim := a.do(call{method: "PUT", path: acct + "/limits", key: "limit-1", status: 200, body: obj{"agreed_daily_limit": "20000.00"}})
+	// Limits: a lower limit needs no step-up; a raise does.
+	lim := a.do(call{method: "PUT", path: acct + "/limits", token: aliceTok, key: "limit-1", status: 200, body: obj{"agreed_daily_limit": "20000.00"}})
 	want(t, "previous limit", lim.str("previous"), "50000.00")
-	want(t, "suspended", a.do(call{method: "POST", path: acct + "/suspend", status: 200, body: obj{"reason": "travelling"}}).str("status"), "suspended")
-	a.problem(call{method: "POST", path: acct + "/deposits", status: 409, body: obj{"amount": "1.00"}}, "account_suspended", nil)
-	want(t, "reactivated", a.do(call{method: "POST", path: acct + "/reactivate", status: 200}).str("status"), "active")
+	a.problem(call{method: "PUT", path: acct + "/limits", token: aliceTok, status: 400, body: obj{"agreed_daily_limit": "30000.00"}},
+		"invalid_request", obj{"field": "device_id"})
+	v = version()
+	raised := a.do(call{method: "PUT", path: acct + "/limits", token: aliceTok, status: 200,
+		body: obj{"agreed_daily_limit": "30000.00", "device_id": "laptop-1", "version": v,
+			"proofs": []any{pwProof, obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindLimit, "30000.00", v)}}}})
+	want(t, "raised limit", raised.str("agreed_daily_limit"), "30000.00")
 
-	// Reads.
-	want(t, "balance", a.do(call{method: "GET", path: acct + "/balance", status: 200}).str("available"), "8600.00")
+	// Suspension by the holder, lifted by the holder.
+	want(t, "suspended", a.do(call{method: "POST", path: acct + "/suspend", token: aliceTok, status: 200, body: obj{"reason": "travelling"}}).str("status"), "suspended")
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 409, body: obj{"amount": "1.00", "reference": "bank-transfer-456"}}, "account_suspended", nil)
+	want(t, "reactivated", a.do(call{method: "POST", path: acct + "/reactivate", token: aliceTok, status: 200}).str("status"), "active")
+
+	// Reads, by the holder and by staff; the auditor sees personal data
+	// masked.
+	want(t, "balance", a.do(call{method: "GET", path: acct + "/balance", token: aliceTok, status: 200}).str("available"), "8600.00")
 	asOf := url.QueryEscape(afterDeposit.Format(time.RFC3339Nano))
-	want(t, "balance as_of", a.do(call{method: "GET", path: acct + "/balance?as_of=" + asOf, status: 200}).str("available"), "10000.00")
-	want(t, "bob balance", a.do(call{method: "GET", path: "/v1/accounts/" + bob + "/balance", status: 200}).str("available"), "1100.00")
+	want(t, "balance as_of", a.do(call{method: "GET", path: acct + "/balance?as_of=" + asOf, token: aliceTok, status: 200}).str("available"), "10000.00")
+	want(t, "bob balance (finance)", a.do(call{method: "GET", path: "/v1/accounts/" + bob + "/balance", token: finance, status: 200}).str("available"), "1100.00")
 	var entries []any
 	cursor := ""
 	for page := 0; page < 5; page++ {
@@ -768,49 +961,91 @@ func TestOpenAPIScenario(t *testing.T) {
 		if cursor != "" {
 			q += "&cursor=" + cursor
 		}
-		st := a.do(call{method: "GET", path: acct + "/statement" + q, status: 200})
-		entries = append(entries, st.list("entries")...)
-		if cursor = st.str("next_cursor"); cursor == "" {
+		sp := a.do(call{method: "GET", path: acct + "/statement" + q, token: aliceTok, status: 200})
+		entries = append(entries, sp.list("entries")...)
+		if cursor = sp.str("next_cursor"); cursor == "" {
 			break
 		}
 	}
 	want(t, "statement entries", len(entries), 4)
 	if len(entries) == 4 {
 		want(t, "last balance_after", entries[3].(map[string]any)["balance_after"], any("8600.00"))
+		want(t, "a payment's description", entries[1].(map[string]any)["description"], any("coffee beans"))
 	}
-	a.problem(call{method: "GET", path: acct + "/statement?limit=0", status: 400, docRejects: true}, "invalid_request", obj{"field": "limit"})
-	ops := a.do(call{method: "GET", path: acct + "/operations?limit=5", status: 200})
+	a.problem(call{method: "GET", path: acct + "/statement?limit=0", token: aliceTok, status: 400, docRejects: true}, "invalid_request", obj{"field": "limit"})
+	ops := a.do(call{method: "GET", path: acct + "/operations?limit=5", token: aliceTok, status: 200})
 	want(t, "operations page", len(ops.list("operations")), 5)
 	want(t, "operations next_cursor", ops.str("next_cursor"), "6")
-	a.do(call{method: "GET", path: acct + "/operations?cursor=6", status: 200})
-	usage := a.do(call{method: "GET", path: acct, status: 200}).obj("daily_usage")
+	a.do(call{method: "GET", path: acct + "/operations?cursor=6", token: aliceTok, status: 200})
+	usage := a.do(call{method: "GET", path: acct, token: aliceTok, status: 200}).obj("daily_usage")
 	want(t, "usage single_factor", usage["single_factor"], any("500.00"))
 	want(t, "usage all", usage["all"], any("1100.00"))
+	want(t, "holder name (compliance)", a.do(call{method: "GET", path: acct, token: compliance, status: 200}).str("holder_name"), "Li Wei")
+	audited := a.do(call{method: "GET", path: acct, token: auditor, status: 200})
+	want(t, "holder name (auditor)", audited.str("holder_name"), "***")
+	want(t, "bank digits (auditor)", audited.str("bank_account_last4"), "***")
+	for _, f := range audited.list("factors") {
+		if d, _ := f.(map[string]any)["device_id"].(string); d != "" && d != "***" {
+			t.Errorf("the auditor sees device id %q", d)
+		}
+	}
+	for _, e := range a.do(call{method: "GET", path: acct + "/statement", token: auditor, status: 200}).list("entries") {
+		want(t, "statement description (auditor)", e.(map[string]any)["description"], any("***"))
+	}
+	auditedOps := a.do(call{method: "GET", path: acct + "/operations", token: auditor, status: 200}).list("operations")
+	for _, op := range auditedOps {
+		payload := op.(map[string]any)["payload"].(map[string]any)
+		for _, k := range []string{"holder_name", "phone", "device_id", "description", "reference"} {
+			if v, found := payload[k]; found && v != "***" {
+				t.Errorf("the auditor sees %s %v in a %v", k, v, op.(map[string]any)["type"])
+			}
+		}
+	}
+	if last := auditedOps[len(auditedOps)-1].(map[string]any); last["type"] != "StaffRead" {
+		t.Errorf("the auditor's read of the operations is not recorded: last %v", last["type"])
+	}
 
-	// Factor loss and revocation.
-	a.do(call{method: "POST", path: acct + "/factors/" + totp + "/loss-report", status: 200})
-	a.do(call{method: "POST", path: acct + "/factors/" + cert + "/revoke", status: 200, body: obj{"reason": "rotated"}})
-	a.problem(call{method: "POST", path: acct + "/factors/" + cert + "/revoke", status: 409, body: obj{}}, "conflict", nil)
+	// Factor loss and revocation: a loss report by the operator after an
+	// identity check ends the sessions that used the factor; revoking
+	// needs the holder's step-up.
+	a.problem(call{method: "POST", path: acct + "/factors/" + totp + "/loss-report", token: operator, status: 400,
+		body: obj{"reason": "phone stolen"}}, "invalid_request", obj{"field": "identity_check"})
+	a.do(call{method: "POST", path: acct + "/factors/" + totp + "/loss-report", token: operator, status: 200,
+		body: obj{"reason": "phone stolen", "identity_check": checked}})
+	a.problem(call{method: "GET", path: acct, token: aliceTok, status: 401}, "unauthenticated", nil)
+	aliceTok = a.do(call{method: "POST", path: acct + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}).str("token")
+	revokeCert := acct + "/factors/" + cert + "/revoke"
+	a.problem(call{method: "POST", path: revokeCert, token: aliceTok, status: 400, docRejects: true, body: obj{"reason": "rotated"}},
+		"invalid_request", obj{"field": "device_id"})
+	v = version()
+	revocation := obj{"reason": "rotated", "device_id": "laptop-1", "version": v,
+		"proofs": []any{pwProof, obj{"factor_id": cert, "signature": changeSig(domain.ChangeKindRevocation, cert, v)}}}
+	a.do(call{method: "POST", path: revokeCert, token: aliceTok, status: 200, body: revocation})
+	a.problem(call{method: "POST", path: revokeCert, token: aliceTok, status: 409, body: revocation}, "conflict", nil)
 
 	// R19 and strict decoding: the document forbids these bodies too.
-	a.problem(call{method: "POST", path: acct + "/deposits", status: 400, docRejects: true,
-		body: json.RawMessage(`{"amount":"1.00","card":{"cvv":"123"}}`)}, "forbidden_field", obj{"field": "card.cvv"})
-	a.problem(call{method: "POST", path: acct + "/payments", status: 400, docRejects: true,
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 400, docRejects: true,
+		body: json.RawMessage(`{"amount":"1.00","reference":"r","card":{"cvv":"123"}}`)}, "forbidden_field", obj{"field": "card.cvv"})
+	a.problem(call{method: "POST", path: acct + "/payments", token: aliceTok, status: 400, docRejects: true,
 		body: json.RawMessage(`{"payee_account_id":"` + bob + `","amount":"1.00","channel":"app","terminal":"mobile","device_id":"phone-1","PIN-Code":"1234"}`)},
 		"forbidden_field", obj{"field": "PIN-Code"})
-	a.problem(call{method: "POST", path: acct + "/deposits", status: 400, docRejects: true,
-		body: json.RawMessage(`{"amount":"1.00","colour":"red"}`)}, "invalid_request", obj{"field": "colour"})
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 400, docRejects: true,
+		body: json.RawMessage(`{"amount":"1.00","reference":"r","colour":"red"}`)}, "invalid_request", obj{"field": "colour"})
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, key: "bad|key", status: 400, docRejects: true,
+		body: obj{"amount": "1.00", "reference": "r"}}, "invalid_request", obj{"field": "Idempotency-Key"})
 
 	// Idempotency: the same key and body replays; another body is refused.
 	d := a.do(deposit)
 	want(t, "deposit Idempotent-Replayed", d.header.Get("Idempotent-Replayed"), "true")
-	a.problem(call{method: "POST", path: acct + "/deposits", key: "deposit-1", status: 409, body: obj{"amount": "5.00"}}, "idempotency_key_reused", nil)
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, key: "deposit-1", status: 409,
+		body: obj{"amount": "5.00", "reference": "bank-transfer-789"}}, "idempotency_key_reused", nil)
 
-	// Lockout (R9) on carol, then closing.
+	// Lockout (R9) on carol, lifted by an operator after an identity
+	// check; logout; then closing.
 	cacct := "/v1/accounts/" + carol
-	cpw := a.do(call{method: "POST", path: cacct + "/factors", status: 201, body: obj{"method": "password", "password": password}}).str("factor_id")
 	wrong := call{method: "POST", path: cacct + "/sessions", status: 401,
-		body: obj{"device_id": "laptop-2", "proofs": []any{obj{"factor_id": cpw, "password": "guess guess"}}}}
+		body: obj{"device_id": "laptop-2", "proofs": []any{obj{"factor_id": carolPW, "password": "guess guess"}}}}
 	for left := 4.0; left >= 1; left-- {
 		a.problem(wrong, "authentication_failed", obj{"attempts_remaining": left})
 	}
@@ -818,43 +1053,191 @@ func TestOpenAPIScenario(t *testing.T) {
 	if r := a.problem(wrong, "access_locked", nil); r.str("locked_until") == "" {
 		t.Error("access_locked without locked_until")
 	}
-	a.problem(call{method: "POST", path: cacct + "/sessions", status: 423,
-		body: obj{"device_id": "laptop-2", "proofs": []any{obj{"factor_id": cpw, "password": password}}}}, "access_locked", nil)
-	want(t, "locked_until on the account", a.do(call{method: "GET", path: cacct, status: 200}).str("locked_until") != "", true)
-	want(t, "closed", a.do(call{method: "POST", path: cacct + "/close", status: 200, body: obj{"reason": "moving abroad"}}).str("status"), "closed")
-	a.problem(call{method: "POST", path: cacct + "/deposits", status: 409, body: obj{"amount": "1.00"}}, "account_closed", nil)
-	a.problem(call{method: "POST", path: "/v1/accounts/" + bob + "/close", status: 409, body: obj{}}, "conflict", obj{"available": "1100.00"})
+	carolLogin := call{method: "POST", path: cacct + "/sessions", status: 423,
+		body: obj{"device_id": "laptop-2", "proofs": []any{obj{"factor_id": carolPW, "password": password}}}}
+	a.problem(carolLogin, "access_locked", nil)
+	want(t, "locked_until on the account", a.do(call{method: "GET", path: cacct, token: operator, status: 200}).str("locked_until") != "", true)
+	a.problem(call{method: "POST", path: cacct + "/unlock", token: operator, status: 400, docRejects: true, body: obj{"reason": "called in"}},
+		"invalid_request", obj{"field": "identity_check"})
+	unlocked := a.do(call{method: "POST", path: cacct + "/unlock", token: operator, key: "unlock-carol", status: 200,
+		body: obj{"reason": "called in", "identity_check": checked}})
+	want(t, "unlocked", unlocked.body["locked"], any(false))
+	a.problem(call{method: "POST", path: cacct + "/unlock", token: operator, status: 409,
+		body: obj{"reason": "again", "identity_check": checked}}, "conflict", nil)
+	carolLogin.status = 201
+	carolTok := a.do(carolLogin).str("token")
+	a.do(call{method: "DELETE", path: "/v1/sessions/current", token: carolTok, status: 204})
+	a.problem(call{method: "DELETE", path: "/v1/sessions/current", token: carolTok, status: 401}, "unauthenticated", nil)
+	a.problem(call{method: "DELETE", path: "/v1/sessions/current", token: operator, status: 403, docRejects: true}, "forbidden", nil)
+	want(t, "closed", a.do(call{method: "POST", path: cacct + "/close", token: operator, status: 200, body: obj{"reason": "moving abroad"}}).str("status"), "closed")
+	a.problem(call{method: "POST", path: cacct + "/deposits", token: funding, status: 409, body: obj{"amount": "1.00", "reference": "late-transfer"}}, "account_closed", nil)
+	a.problem(call{method: "POST", path: "/v1/accounts/" + bob + "/close", token: bobTok, status: 409, body: obj{}}, "conflict", obj{"available": "1100.00"})
 
-	// Not found.
-	const nobody = "01JD8X3Q4Z5Y6W7V8T9S0R1P2N"
-	a.problem(call{method: "GET", path: "/v1/accounts/" + nobody, status: 404}, "not_found", nil)
-	a.problem(call{method: "GET", path: "/v1/accounts/" + nobody + "/balance", status: 404}, "not_found", nil)
-	a.problem(call{method: "POST", path: acct + "/payments/" + nobody + "/confirm", status: 404,
+	// Not found: staff learn that an account does not exist; a session
+	// only that it is not its own.
+	a.problem(call{method: "GET", path: "/v1/accounts/" + nobody, token: operator, status: 404}, "not_found", nil)
+	a.problem(call{method: "GET", path: "/v1/accounts/" + nobody + "/balance", token: compliance, status: 404}, "not_found", nil)
+	a.problem(call{method: "POST", path: acct + "/payments/" + nobody + "/confirm", token: aliceTok, status: 404,
 		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}, "not_found", nil)
-	a.unknownRoute("/v1/nothing-here")
+	a.undocumented("GET", "/v1/nothing-here", "", http.StatusNotFound, "")
 }
 
-// unknownRoute checks the catch-all: an undocumented path is a not_found
-// problem that still matches the Problem schema.
-func (a *api) unknownRoute(path string) {
-	a.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, a.base+path, nil)
-	if _, _, err := a.router.FindRoute(req); err == nil {
-		a.t.Fatalf("%s unexpectedly documented", path)
+// TestOpenAPIRateLimited: failed authentications use up the budgets of
+// the account in the path and of the client address; then requests
+// without valid credentials are 429 rate_limited with Retry-After, as the
+// document says, while valid credentials still work.
+func TestOpenAPIRateLimited(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)}
+	st := newStack(t, clk)
+	a := newAPI(t, st.URL)
+	operator := st.key(t, staffkeys.RoleOperator)
+	const password = "correct horse battery staple"
+	openAccount := func(name string) (id, factor string) {
+		r := a.do(call{method: "POST", path: "/v1/accounts", token: operator, status: 201,
+			body: obj{"holder_name": name, "currency": "CNY", "identity_check": checked, "factor": obj{"method": "password", "password": password}}})
+		return r.str("id"), r.obj("first_factor")["factor_id"].(string)
 	}
-	resp, err := a.client.Do(req)
+	x, xpw := openAccount("Li Wei")
+	y, _ := openAccount("Wang Fang")
+	tok := a.do(call{method: "POST", path: "/v1/accounts/" + x + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": xpw, "password": password}}}}).str("token")
+	// Well-formed session tokens that name no session: the document
+	// accepts them, the server does not.
+	forged := func(account string) string {
+		return "pls_" + account + "_01JD8X3Q4Z5Y6W7V8T9S0R1P2N_" + strings.Repeat("A", 43)
+	}
+	for i := 0; i < 10; i++ {
+		a.problem(call{method: "GET", path: "/v1/accounts/" + x + "/balance", token: forged(x), status: 401}, "unauthenticated", nil)
+	}
+	a.problem(call{method: "GET", path: "/v1/accounts/" + x + "/balance", token: forged(x), status: 429}, "rate_limited", nil)
+	a.problem(call{method: "POST", path: "/v1/accounts/" + x + "/sessions", status: 429,
+		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": xpw, "password": password}}}}, "rate_limited", nil)
+	want(t, "the holder's own session while throttled",
+		a.do(call{method: "GET", path: "/v1/accounts/" + x + "/balance", token: tok, status: 200}).str("available"), "0.00")
+	// The address's budget: ten more failures against another account.
+	for i := 0; i < 10; i++ {
+		a.problem(call{method: "GET", path: "/v1/accounts/" + y, token: forged(y), status: 401}, "unauthenticated", nil)
+	}
+	a.problem(call{method: "POST", path: "/v1/accounts", status: 429,
+		body: obj{"holder_name": "Zhang Min", "currency": "CNY", "factor": obj{"method": "password", "password": password}}}, "rate_limited", nil)
+	openAccount("Zhang Min") // an operator's key is never throttled
+}
+
+// TestOpenAPIPaymentChallenge writes the client side of dynamic linking
+// from the document alone: the challenge template of initiatePayment's
+// x-payment-challenge, filled from the reply, must match the challenge
+// the server issued up to a nonce of the documented form; a certificate
+// signature over it confirms the payment, and a signature over the same
+// challenge with another amount or payee does not.
+func TestOpenAPIPaymentChallenge(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)}
+	st := newStack(t, clk)
+	a := newAPI(t, st.URL)
+	operator, funding := st.key(t, staffkeys.RoleOperator), st.key(t, staffkeys.RoleFunding)
+	const password = "correct horse battery staple"
+	openAccount := func(name string) (id, factor string) {
+		r := a.do(call{method: "POST", path: "/v1/accounts", token: operator, status: 201,
+			body: obj{"holder_name": name, "currency": "CNY", "identity_check": checked, "factor": obj{"method": "password", "password": password}}})
+		return r.str("id"), r.obj("first_factor")["factor_id"].(string)
+	}
+	payer, pw := openAccount("Li Wei")
+	payee, _ := openAccount("Wang Fang")
+	other, _ := openAccount("Zhang Min")
+	acct := "/v1/accounts/" + payer
+	pub, priv, err := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{9}, 32)))
 	if err != nil {
-		a.t.Fatal(err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var body any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		a.t.Fatal(err)
+	cert := a.do(call{method: "POST", path: acct + "/factors", token: operator, status: 201,
+		body: obj{"factor": obj{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}, "identity_check": checked}}).str("factor_id")
+	tok := a.do(call{method: "POST", path: acct + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": password}}}}).str("token")
+	a.do(call{method: "POST", path: acct + "/deposits", token: funding, status: 201, body: obj{"amount": "100.00", "reference": "transfer-1"}})
+
+	// What the document says.
+	ext, _ := a.doc.Paths.Find("/v1/accounts/{id}/payments").Post.Extensions["x-payment-challenge"].(map[string]any)
+	template, _ := ext["template"].(string)
+	nonceRE, err := regexp.Compile(fmt.Sprint(ext["nonce_pattern"]))
+	if template == "" || err != nil {
+		t.Fatalf("x-payment-challenge: template %q, nonce_pattern: %v", template, err)
 	}
-	want(a.t, "unknown route status", resp.StatusCode, http.StatusNotFound)
-	want(a.t, "unknown route content type", resp.Header.Get("Content-Type"), "application/problem+json")
-	if err := a.doc.Components.Schemas["Problem"].Value.VisitJSON(body); err != nil {
-		a.t.Errorf("unknown route reply does not match Problem: %v", err)
+	before, found := strings.CutSuffix(template, "{nonce}")
+	if !found {
+		t.Fatalf("the template %q does not end with {nonce}", template)
 	}
-	a.checkProblem("GET "+path, reply{status: resp.StatusCode, body: body.(map[string]any)})
+	placeholder := regexp.MustCompile(`\{([a-z_.]+)\}`)
+	// fill replaces the placeholders of s from the initiation reply, with
+	// details overridden by change.
+	fill := func(s string, p reply, change map[string]string) string {
+		return placeholder.ReplaceAllStringFunc(s, func(m string) string {
+			name := m[1 : len(m)-1]
+			if v, ok := change[name]; ok {
+				return v
+			}
+			if d, ok := strings.CutPrefix(name, "details."); ok {
+				return fmt.Sprint(p.obj("details")[d])
+			}
+			if v := p.str(name); v != "" {
+				return v
+			}
+			t.Fatalf("placeholder %s of the template is not in the reply %v", m, p.body)
+			return ""
+		})
+	}
+	// challengeOf checks the server's challenge against the document and
+	// returns what to sign for the payment with change applied.
+	challengeOf := func(p reply, change map[string]string) []byte {
+		t.Helper()
+		issued, err := base64.StdEncoding.DecodeString(p.str("challenge"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := fill(before, p, nil)
+		nonce, found := strings.CutPrefix(string(issued), prefix)
+		if !found || !nonceRE.MatchString(nonce) {
+			t.Fatalf("the challenge %q is not %q and a nonce", issued, prefix)
+		}
+		if rebuilt := fill(before, p, nil) + nonce; rebuilt != string(issued) {
+			t.Fatalf("rebuilt %q, issued %q", rebuilt, issued)
+		}
+		// The document's template is the domain's encoding.
+		raw, err := base64.RawURLEncoding.DecodeString(nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := p.obj("details")
+		cur := domain.Currency(d["currency"].(string))
+		canonical := domain.PaymentChallenge(p.str("payment_id"), d["payer"].(string), d["payee"].(string),
+			domain.MustMoney(d["amount"].(string), cur), domain.MustMoney(d["fee"].(string), cur), raw)
+		if !bytes.Equal(canonical, issued) {
+			t.Fatalf("domain.PaymentChallenge %q, issued %q", canonical, issued)
+		}
+		return []byte(fill(before, p, change) + nonce)
+	}
+	pay := func(amount string) reply {
+		return a.do(call{method: "POST", path: acct + "/payments", token: tok, status: 201,
+			body: obj{"payee_account_id": payee, "amount": amount, "currency": "CNY", "channel": "app",
+				"terminal": "mobile", "device_id": "phone-1", "description": "tea"}})
+	}
+	confirm := func(p reply, signed []byte, withPassword bool, status int) reply {
+		proofs := []any{obj{"factor_id": cert, "signature": base64.StdEncoding.EncodeToString(ed25519.Sign(priv, signed))}}
+		if withPassword {
+			proofs = append(proofs, obj{"factor_id": pw, "password": password})
+		}
+		return a.do(call{method: "POST", path: acct + "/payments/" + p.str("payment_id") + "/confirm", token: tok, status: status,
+			body: obj{"device_id": "phone-1", "proofs": proofs}})
+	}
+
+	p1 := pay("12.50")
+	c1 := confirm(p1, challengeOf(p1, nil), true, 200)
+	want(t, "level", c1.str("verification_level"), "two_factor_certificate")
+
+	p2 := pay("12.50")
+	for i, change := range []map[string]string{{"details.amount": "99.00"}, {"details.payee": other}} {
+		r := confirm(p2, challengeOf(p2, change), false, 422)
+		want(t, fmt.Sprintf("tampered challenge %v", change), r.str("code"), "proof_invalid")
+		want(t, "attempts_remaining", r.body["attempts_remaining"], any(float64(4-i)))
+	}
+	want(t, "the pending payment, properly signed", confirm(p2, challengeOf(p2, nil), false, 200).str("status"), "completed")
+	want(t, "payer balance", a.do(call{method: "GET", path: acct + "/balance", token: tok, status: 200}).str("available"), "75.00")
 }
