@@ -961,27 +961,6 @@ func slicesContains(ss []string, s string) bool {
 	return false
 }
 
-// TestRecordStaffRead: every read of personal data by a staff key is an
-// event, on an open or a closed account.
-func TestRecordStaffRead(t *testing.T) {
-	h := newHarness(t).open()
-	evs := h.must(RecordStaffRead{Staff: operator, Role: "support", What: strings.Repeat("史", 101)})
-	wantTypes(t, evs, TypeStaffRead)
-	if r := evs[0].(StaffRead); r.Staff != operator || r.Role != "support" || r.What != strings.Repeat("史", 100) {
-		t.Errorf("event %+v", r)
-	}
-	funding := h.must(RecordStaffRead{Staff: fundingDesk, Role: "funding", What: "balance"})[0].(StaffRead)
-	if funding.StaffKey != fundingDesk.StaffKey {
-		t.Errorf("event %+v", funding)
-	}
-	h.refuse(RecordStaffRead{Staff: Staff{IdentityCheck: "x"}, Role: "support"}, CodeInternal)
-	h.must(CloseAccount{})
-	wantTypes(t, h.must(RecordStaffRead{Staff: operator, Role: "auditor", What: "history"}), TypeStaffRead)
-	if h.a.Status != StatusClosed {
-		t.Errorf("status %s", h.a.Status)
-	}
-}
-
 // TestPaymentChallengeFormat pins PaymentChallenge to the bytes its doc
 // comment gives, which clients rebuild to check what they sign.
 func TestPaymentChallengeFormat(t *testing.T) {

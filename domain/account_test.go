@@ -165,7 +165,6 @@ func TestCommandsOnMissingAccount(t *testing.T) {
 		EnrollFactor{FactorID: "f", Method: MethodBiometric, DeviceID: deviceApp},
 		Deposit{DepositID: "d", Amount: "1.00", Reference: "r", Staff: fundingDesk},
 		Suspend{}, CloseAccount{}, Unlock{Staff: operator}, Logout{SessionID: "s"},
-		RecordStaffRead{Staff: operator, Role: "support", What: "history"},
 	} {
 		t.Run(fmt.Sprintf("%T", cmd), func(t *testing.T) {
 			if _, evs := h.refuse(cmd, CodeNotFound); len(evs) != 0 {
@@ -376,11 +375,11 @@ func TestSuspendReactivateClose(t *testing.T) {
 		t.Fatalf("status %s", h.a.Status)
 	}
 	refusedWhileSuspended := map[string]Command{
-		"Initiate":          h.payCmd("10.00"),
-		"Confirm":           h.confirmCmd(pending.PaymentID, fPassword),
-		"Withdraw":          Withdraw{WithdrawalID: "w1", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
-		"Deposit":           Deposit{DepositID: "dx", Amount: "10.00", Reference: "bank transfer x", Staff: fundingDesk},
-		"Suspend": Suspend{Reason: "again"},
+		"Initiate": h.payCmd("10.00"),
+		"Confirm":  h.confirmCmd(pending.PaymentID, fPassword),
+		"Withdraw": Withdraw{WithdrawalID: "w1", Amount: "10.00", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)},
+		"Deposit":  Deposit{DepositID: "dx", Amount: "10.00", Reference: "bank transfer x", Staff: fundingDesk},
+		"Suspend":  Suspend{Reason: "again"},
 	}
 	for name, cmd := range refusedWhileSuspended {
 		t.Run("Suspended/"+name, func(t *testing.T) {
@@ -459,11 +458,6 @@ func TestSuspendReactivateClose(t *testing.T) {
 	}
 	t.Run("Closed/OpenAgain", func(t *testing.T) {
 		h.refuse(OpenAccount{AccountID: accountID, HolderName: holder, Currency: "CNY", Factor: firstFactor}, CodeConflict)
-	})
-	t.Run("Closed/StaffReadAllowed", func(t *testing.T) {
-		// The history of a closed account stays readable, and each read is
-		// recorded.
-		wantTypes(t, h.must(RecordStaffRead{Staff: operator, Role: "auditor", What: "statement"}), TypeStaffRead)
 	})
 }
 

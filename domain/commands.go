@@ -241,14 +241,6 @@ type Logout struct {
 	Reason    string
 }
 
-// RecordStaffRead records that a staff key read the account's personal
-// data or history (R26).
-type RecordStaffRead struct {
-	Staff Staff
-	Role  string
-	What  string
-}
-
 func (OpenAccount) isCommand()          {}
 func (EnrollFactor) isCommand()         {}
 func (RevokeFactor) isCommand()         {}
@@ -268,4 +260,3 @@ func (Reactivate) isCommand()           {}
 func (CloseAccount) isCommand()         {}
 func (Unlock) isCommand()               {}
 func (Logout) isCommand()               {}
-func (RecordStaffRead) isCommand()      {}

@@ -377,13 +377,19 @@ type HolderNotified struct {
 	Staff
 }
 
-// StaffRead records that a staff key read the account's personal data or
-// history (R26): who, in which role, and what.
+// StaffRead records that a staff key read an account's personal data or
+// history (R26): who, in which role, which account and what. It lives in
+// the key's own stream (StaffStream), so a staff read never moves the
+// account's version, which a holder's signed change names.
 type StaffRead struct {
-	Role string `json:"role"`
-	What string `json:"what"`
+	AccountID string `json:"account_id"`
+	Role      string `json:"role"`
+	What      string `json:"what"`
 	Staff
 }
+
+// StaffStream is the stream of a staff key's recorded reads.
+func StaffStream(keyID string) string { return "staff-" + keyID }
 
 func (AccountOpened) EventType() string          { return TypeAccountOpened }
 func (FactorEnrolled) EventType() string         { return TypeFactorEnrolled }

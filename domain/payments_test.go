@@ -256,7 +256,6 @@ func TestDecideIsPure(t *testing.T) {
 		"DepositSameRef":      Deposit{DepositID: "d", Amount: "1.00", Reference: "bank transfer 1", Staff: fundingDesk},
 		"Unlock":              Unlock{Reason: "called in", Staff: operator},
 		"Logout":              Logout{SessionID: "s1"},
-		"StaffRead":           RecordStaffRead{Staff: operator, Role: "support", What: "history"},
 		"ResetCredential":     ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.auth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fBio)},
 		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}, PayeeID: payeeID, Payee: activePayee},
 		"FactorNotIndependnt": h.confirmCmd(pending.PaymentID, fOTPApp),

@@ -602,7 +602,7 @@ func TestOpenAPIUnavailable(t *testing.T) {
 	for _, op := range a.do(call{method: "GET", path: "/v1/accounts/" + id + "/operations", token: operator, status: 200}).list("operations") {
 		types = append(types, op.(map[string]any)["type"].(string))
 	}
-	want(t, "operations after the refused close", strings.Join(types, " "), "AccountOpened FactorEnrolled StaffRead")
+	want(t, "operations after the refused close", strings.Join(types, " "), "AccountOpened FactorEnrolled")
 	want(t, "status after the refused close", a.do(call{method: "GET", path: "/v1/accounts/" + id, token: operator, status: 200}).str("status"), "active")
 }
 
@@ -1001,8 +1001,10 @@ func TestOpenAPIScenario(t *testing.T) {
 			}
 		}
 	}
-	if last := auditedOps[len(auditedOps)-1].(map[string]any); last["type"] != "StaffRead" {
-		t.Errorf("the auditor's read of the operations is not recorded: last %v", last["type"])
+	for _, op := range auditedOps {
+		if op.(map[string]any)["type"] == "StaffRead" {
+			t.Errorf("a staff read is among the account's operations: %v", op)
+		}
 	}
 
 	// Factor loss and revocation: a loss report by the operator after an

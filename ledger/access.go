@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
@@ -83,7 +85,6 @@ const (
 	OpReadBalance     Op = "read_balance"
 	OpReadStatement   Op = "read_statement"
 	OpReadOperations  Op = "read_operations"
-	opRecordStaffRead Op = "record_staff_read"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -128,7 +129,6 @@ var access = map[Op]Rule{
 	OpReadBalance:     {Holder: true, Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
 	OpReadStatement:   {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
-	opRecordStaffRead: {Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
 }
 
 // Access returns the rule of op, for documentation and tests.
@@ -170,20 +170,19 @@ func opText(op Op) string { return strings.ReplaceAll(string(op), "_", " ") }
 
 // readOps are the reads whose staff use is recorded as an event.
 var readOps = map[Op]string{
-	OpViewAccount:     "account",
-	OpReadBalance:     "balance",
-	OpReadStatement:   "statement",
-	OpReadOperations:  "operations",
-	opRecordStaffRead: "",
+	OpViewAccount:    "account",
+	OpReadBalance:    "balance",
+	OpReadStatement:  "statement",
+	OpReadOperations: "operations",
 }
 
 // AuthorizeRead authorises a read of accountID's data and, for staff,
-// records the read in the account's stream (R26: every staff read of
-// personal data is an event naming the key). A staff read of an account
-// that does not exist is not_found.
+// records the read in the key's stream (R26: every staff read of personal
+// data is an event naming the key) before the data is served. A staff
+// read of an account that does not exist is not_found and records nothing.
 func (s *Service) AuthorizeRead(ctx context.Context, by Actor, op Op, accountID string) error {
 	what, ok := readOps[op]
-	if !ok || what == "" {
+	if !ok {
 		return domain.Errorf(domain.CodeInternal, "operation %q is not a read", op)
 	}
 	if err := Authorize(by, op, accountID); err != nil {
@@ -192,10 +191,18 @@ func (s *Service) AuthorizeRead(ctx context.Context, by Actor, op Op, accountID 
 	if !by.Staff() {
 		return nil
 	}
-	_, err := s.Execute(ctx, by, opRecordStaffRead, accountID, Idem{}, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
-		return domain.RecordStaffRead{Staff: by.staff(""), Role: string(by.Role), What: what}, nil
-	})
-	return err
+	if _, err := s.Currency(ctx, accountID); err != nil {
+		return err
+	}
+	now := s.cfg.Clock()
+	data, err := s.encode([]domain.Event{domain.StaffRead{AccountID: accountID, Role: string(by.Role), What: what, Staff: by.staff("")}}, now, Idem{})
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Store.Append(ctx, domain.StaffStream(by.KeyID), eventstore.Any, data); err != nil {
+		return fmt.Errorf("record the staff read of account %s: %w", accountID, err)
+	}
+	return nil
 }
 
 // StaffKeys is what the ledger needs of the staff key store.

@@ -62,7 +62,6 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpReadBalance:     {holder: true, roles: roles(roleOperator, roleFinance, roleCompliance, roleAuditor)},
 	ledger.OpReadStatement:   {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
 	ledger.OpReadOperations:  {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
-	ledger.OpRecordStaffRead: {roles: roles(roleOperator, roleFinance, roleCompliance, roleAuditor)},
 }
 
 func staffActor(r staffkeys.Role) ledger.Actor {
@@ -304,7 +303,7 @@ func TestAccessThroughService(t *testing.T) {
 			return svc.AuthorizeRead(ctx, by, op, id)
 		}})
 	}
-	covered := map[ledger.Op]bool{ledger.OpRecordStaffRead: true} // only through the reads
+	covered := map[ledger.Op]bool{}
 	for _, c := range calls {
 		covered[c.op] = true
 		t.Run(string(c.op), func(t *testing.T) {
@@ -857,15 +856,19 @@ func TestOpenAccountKeyIsPerNode(t *testing.T) {
 }
 
 // TestStaffReadsAreRecorded: a staff key's read of an account appends a
-// StaffRead naming the key, its role and what it read; a holder's own
+// StaffRead to the key's stream naming the account, the key, its role and
+// what it read, and leaves the account's version alone; a holder's own
 // read and a refused read append nothing.
 func TestStaffReadsAreRecorded(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 28)
 	svc := e.node(t, nil)
 	h := openCertAccount(t, ctx, svc, "Read Holder", 1)
-	last := func() domain.Event {
-		evs := readStream(t, e.store, h.id)
+	last := func(by ledger.Actor) domain.Event {
+		evs := readNamed(t, e.store, domain.StaffStream(by.KeyID))
+		if len(evs) == 0 {
+			t.Fatalf("nothing recorded for %s", by.KeyID)
+		}
 		return decode(t, evs[len(evs)-1])
 	}
 	head := e.head(t)
@@ -882,12 +885,12 @@ func TestStaffReadsAreRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := domain.StaffRead{Role: "operator", What: "account", Staff: domain.Staff{StaffKey: operatorActor.KeyID}}
-	if got := last(); jsonOf(t, got) != jsonOf(t, want) {
+	want := domain.StaffRead{AccountID: h.id, Role: "operator", What: "account", Staff: domain.Staff{StaffKey: operatorActor.KeyID}}
+	if got := last(operatorActor); jsonOf(t, got) != jsonOf(t, want) {
 		t.Errorf("operator's read recorded %#v, want %#v", got, want)
 	}
-	if v.Version != 3 {
-		t.Errorf("the view is at version %d, want 3 (opening, factor, the read itself)", v.Version)
+	if v.Version != 2 {
+		t.Errorf("the view is at version %d, want 2 (opening, factor): a staff read is not in the account's stream", v.Version)
 	}
 	for _, c := range []struct {
 		by   ledger.Actor
@@ -901,8 +904,8 @@ func TestStaffReadsAreRecorded(t *testing.T) {
 		if err := svc.AuthorizeRead(ctx, c.by, c.op, h.id); err != nil {
 			t.Fatalf("%s reads %s: %v", c.by.Role, c.what, err)
 		}
-		want := domain.StaffRead{Role: string(c.by.Role), What: c.what, Staff: domain.Staff{StaffKey: c.by.KeyID}}
-		if got := last(); jsonOf(t, got) != jsonOf(t, want) {
+		want := domain.StaffRead{AccountID: h.id, Role: string(c.by.Role), What: c.what, Staff: domain.Staff{StaffKey: c.by.KeyID}}
+		if got := last(c.by); jsonOf(t, got) != jsonOf(t, want) {
 			t.Errorf("%s's read recorded %#v, want %#v", c.by.Role, got, want)
 		}
 	}
@@ -927,8 +930,8 @@ func TestStaffReadsAreRecorded(t *testing.T) {
 	if err := svc.AuthorizeRead(ctx, staffActor(roleAuditor), ledger.OpReadStatement, h.id); err != nil {
 		t.Fatalf("auditor reads a closed account: %v", err)
 	}
-	if got, ok := last().(domain.StaffRead); !ok || got.StaffKey != staffActor(roleAuditor).KeyID {
-		t.Errorf("read of the closed account recorded %#v", last())
+	if got, ok := last(staffActor(roleAuditor)).(domain.StaffRead); !ok || got.StaffKey != staffActor(roleAuditor).KeyID || got.What != "statement" {
+		t.Errorf("read of the closed account recorded %#v", got)
 	}
 }
 

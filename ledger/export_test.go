@@ -2,10 +2,6 @@ package ledger
 
 // What the external tests (package ledger_test) need of the internals.
 
-// OpRecordStaffRead is the internal operation under which a staff read is
-// recorded.
-const OpRecordStaffRead = opRecordStaffRead
-
 // AccessOps returns every operation the access table has a rule for, so
 // that a test can check it covers all of them.
 func AccessOps() []Op {

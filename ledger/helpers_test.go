@@ -173,9 +173,14 @@ func readAll(t testing.TB, s eventstore.Store) []eventstore.Event {
 
 func readStream(t testing.TB, s eventstore.Store, accountID string) []eventstore.Event {
 	t.Helper()
-	evs, err := s.ReadStream(context.Background(), domain.AccountStream(accountID), 1, eventstore.MaxReadBatch)
+	return readNamed(t, s, domain.AccountStream(accountID))
+}
+
+func readNamed(t testing.TB, s eventstore.Store, stream string) []eventstore.Event {
+	t.Helper()
+	evs, err := s.ReadStream(context.Background(), stream, 1, eventstore.MaxReadBatch)
 	if err != nil {
-		t.Fatalf("read stream %s: %v", accountID, err)
+		t.Fatalf("read stream %s: %v", stream, err)
 	}
 	return evs
 }

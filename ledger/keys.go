@@ -25,10 +25,10 @@ const KeySize = 32
 // key that tokenises bank account numbers (R19) and the one that binds an
 // Idempotency-Key to its request. Session tokens are random (access.go).
 type Keys struct {
-	aead    cipher.AEAD
-	bank    []byte
-	idem    []byte
-	rand    io.Reader
+	aead cipher.AEAD
+	bank []byte
+	idem []byte
+	rand io.Reader
 }
 
 // NewKeys derives the sub-keys from master. rnd supplies nonces; tests pass
