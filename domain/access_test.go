@@ -141,6 +141,16 @@ func TestStepUpForEveryProtectedChange(t *testing.T) {
 				h := p.account(t)
 				before := h.a.Version
 				cmd := c.cmd(h.auth(c.kind, c.subject, deviceApp, p.factors...))
+				if p.name == "OneCategoryAccount/ItsCategory" && c.kind != ChangeKindEnrolment {
+					// Only an enrolment may make do with fewer than two
+					// categories: refused before any proof is checked.
+					e, evs := h.refuse(cmd, CodeInsufficientVerification)
+					if len(evs) != 0 || h.a.Version != before || c.done(h) {
+						t.Errorf("refused up front, but recorded %v", types(evs))
+					}
+					wantDetails(t, e, map[string]any{"required_categories": 2, "verified_categories": 0})
+					return
+				}
 				if p.code != "" {
 					e, evs := h.refuse(cmd, p.code)
 					wantTypes(t, evs, TypeChangeRejected)
@@ -496,7 +506,7 @@ func TestRevocation(t *testing.T) {
 	})
 	t.Run("LastActiveFactor", func(t *testing.T) {
 		h := bioOnly(t)
-		h.must(RevokeFactor{FactorID: "extra", Auth: h.auth(ChangeKindRevocation, "extra", deviceApp, fBio)})
+		h.must(ReportCredentialLoss{FactorID: "extra"})
 		e, evs := h.refuse(RevokeFactor{FactorID: fBio, Auth: h.auth(ChangeKindRevocation, fBio, deviceApp, fBio)}, CodeConflict)
 		if len(evs) != 0 || !strings.Contains(e.Message, "last active factor") {
 			t.Errorf("%v, events %v", e, types(evs))
@@ -520,7 +530,7 @@ func TestRevocation(t *testing.T) {
 		// The last-factor refusal comes before the proofs: a wrong proof
 		// beside it is not counted.
 		h := bioOnly(t)
-		h.must(RevokeFactor{FactorID: "extra", Auth: h.auth(ChangeKindRevocation, "extra", deviceApp, fBio)})
+		h.must(ReportCredentialLoss{FactorID: "extra"})
 		h.refuse(RevokeFactor{FactorID: fBio, Auth: Authorisation{DeviceID: deviceApp, Proofs: []Proof{{FactorID: "nope", Password: "x"}}}}, CodeConflict)
 		if h.a.FailedAttempts() != 0 {
 			t.Errorf("failed attempts %d", h.a.FailedAttempts())
@@ -538,9 +548,20 @@ func TestResetStepUp(t *testing.T) {
 		h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
 		return h
 	}
-	t.Run("OneOtherCategoryIsEnough", func(t *testing.T) {
+	t.Run("OneOtherCategoryIsNotEnough", func(t *testing.T) {
+		// With the certificate reported lost, a stolen biometric alone
+		// must not give the thief a new certificate.
 		h := bioAndCert(t)
-		evs := h.must(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fBio)))
+		e, evs := h.refuse(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fBio)), CodeInsufficientVerification)
+		if len(evs) != 0 || h.a.FailedAttempts() != 0 {
+			t.Errorf("refused up front, but recorded %v", types(evs))
+		}
+		wantDetails(t, e, map[string]any{"required_categories": 2, "verified_categories": 0})
+	})
+	t.Run("TwoOtherCategories", func(t *testing.T) {
+		h := bioAndCert(t)
+		h.apply(FactorEnrolled{FactorID: fPassword, Method: MethodPassword, Category: CategoryKnowledge, PasswordHash: cheapHash(testPassword)})
+		evs := h.must(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fBio, fPassword)))
 		wantNotified(t, evs, TypeCredentialReset, HolderNotified{Change: ChangeKindCredentialReset, Reference: fCert})
 	})
 	t.Run("OtherFactorLost", func(t *testing.T) {
@@ -1097,4 +1118,38 @@ func TestOldEventShapesDecode(t *testing.T) {
 		t.Errorf("level %s", c.VerificationLevel)
 	}
 	h.must(Deposit{DepositID: "d2", Amount: "1.00", Reference: "bank transfer", Staff: fundingDesk})
+}
+
+// TestLossReportDoesNotLowerTheStepUp: a thief with one credential reports
+// the holder's other factor lost; enrolling a replacement still needs two
+// categories, which the thief does not have (the review's attack).
+func TestLossReportDoesNotLowerTheStepUp(t *testing.T) {
+	h := newHarness(t).open() // fBio
+	h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
+	h.must(ReportCredentialLoss{FactorID: fCert})
+	before := h.a.Version
+	e, evs := h.refuse(EnrollFactor{FactorID: "thief", Method: MethodCertificate, PublicKey: pubOf(strangerKey),
+		Auth: h.auth(ChangeKindEnrolment, MethodCertificate, deviceApp, fBio)}, CodeInsufficientVerification)
+	if len(evs) != 0 || h.a.Version != before {
+		t.Errorf("recorded %v", types(evs))
+	}
+	wantDetails(t, e, map[string]any{"required_categories": 2, "verified_categories": 0})
+	// Nor can the lost factor be reset with the one left.
+	h.refuse(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fBio)), CodeInsufficientVerification)
+	// An operator, after checking the holder's identity, can.
+	h.must(EnrollFactor{FactorID: "new-cert", Method: MethodCertificate, PublicKey: pubOf(strangerKey), Staff: operator})
+}
+
+// TestOperatorSuspensionOverridesTheHolders: an operator's risk suspension
+// of an account the holder already suspended replaces the holder's, so the
+// holder can neither lift it nor close the account meanwhile.
+func TestOperatorSuspensionOverridesTheHolders(t *testing.T) {
+	h := newHarness(t).open()
+	h.must(Suspend{Reason: "holiday"})
+	wantTypes(t, h.must(Suspend{Reason: "AML alert", Staff: operator}), TypeServiceSuspended)
+	h.refuse(Suspend{Reason: "again", Staff: operator}, CodeAccountSuspended)
+	h.refuse(Reactivate{Reason: "back"}, CodeForbidden)
+	h.refuse(CloseAccount{}, CodeForbidden)
+	h.must(Reactivate{Reason: "cleared", Staff: operator})
+	h.must(CloseAccount{})
 }

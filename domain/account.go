@@ -180,13 +180,13 @@ func (a *Account) Session(id string) (Session, bool) {
 	return Session{}, false
 }
 
-// activeCategories counts the factor categories among active factors,
-// leaving out the factor except (a credential being reset).
-func (a *Account) activeCategories(except string) int {
+// categories counts the factor categories among the factors that include
+// accepts, leaving out the factor except (a credential being reset).
+func (a *Account) categories(except string, include func(*Factor) bool) int {
 	var seen [3]string
 	n := 0
 	for _, f := range a.factors {
-		if !f.Active || f.ID == except {
+		if !include(f) || f.ID == except {
 			continue
 		}
 		dup := false
@@ -338,7 +338,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 	case FundsDeposited:
 		a.addMove(r.Position, v.Amount.Amount, false)
 		if v.Reference != "" && v.StaffKey != "" {
-			a.depositRefs[v.Reference] = v.DepositID
+			a.depositRefs[bankRefKey(v.Reference)] = v.DepositID
 		}
 	case PaymentInitiated:
 		a.pending[v.PaymentID] = v

@@ -261,13 +261,14 @@ func TestEnrollFactor(t *testing.T) {
 
 func TestEnrollDuplicateAndMaximum(t *testing.T) {
 	h := newHarness(t).open() // fBio
+	h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
 	enrol := func(id string) EnrollFactor {
 		return EnrollFactor{FactorID: id, Method: MethodBiometric, DeviceID: deviceApp, Staff: operator}
 	}
-	// Revocations are authorised by a biometric attestation: the account's
-	// factors are all biometric, one category.
+	// Revocations are authorised by a biometric attestation and the
+	// certificate: two categories.
 	revoke := func(id string) RevokeFactor {
-		return RevokeFactor{FactorID: id, Reason: "lost phone", Auth: h.auth(ChangeKindRevocation, id, deviceApp, fBio)}
+		return RevokeFactor{FactorID: id, Reason: "lost phone", Auth: h.auth(ChangeKindRevocation, id, deviceApp, fBio, fCert)}
 	}
 	h.must(enrol("f0"))
 	t.Run("DuplicateID", func(t *testing.T) {
@@ -495,8 +496,9 @@ func TestBindBankAccount(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t).open()
+			h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
 			cmd := BindBankAccount{Number: tc.number, HolderName: tc.holder, Token: "tok-" + tc.name,
-				Auth: h.auth(ChangeKindBankAccount, tc.number, deviceApp, fBio)}
+				Auth: h.auth(ChangeKindBankAccount, tc.number, deviceApp, fBio, fCert)}
 			if tc.code != "" {
 				e, evs := h.refuse(cmd, tc.code)
 				if e.Details["field"] != tc.field || len(evs) != 0 {
@@ -510,7 +512,7 @@ func TestBindBankAccount(t *testing.T) {
 			evs := h.must(cmd)
 			wantTypes(t, evs, TypeBankAccountBound, TypeHolderNotified)
 			ev := evs[0].(BankAccountBound)
-			if ev.Last4 != tc.last4 || ev.BankAccountToken != cmd.Token || !reflect.DeepEqual(ev.Authorised.FactorIDs, []string{fBio}) {
+			if ev.Last4 != tc.last4 || ev.BankAccountToken != cmd.Token || !reflect.DeepEqual(ev.Authorised.FactorIDs, []string{fBio, fCert}) {
 				t.Errorf("event %+v", ev)
 			}
 			// R19: only the token and the last four digits are kept.

@@ -33,17 +33,30 @@ const (
 
 // RequiredCategories is how many independent factor categories (R5, R6)
 // the proofs of a change must count: two, so that no single stolen
-// credential changes how the account is protected (a lost password must
-// not be resettable with a password alone). An account whose active
-// factors span fewer categories (one just opened with a password) needs
-// proofs of every category it has; see stepUpNeed.
+// credential changes how the account is protected or paid out (a lost
+// password must not be resettable with a password alone).
 func RequiredCategories(kind string) int { return 2 }
 
 // stepUpNeed is how many categories the proofs of a change of kind must
-// count on this account: RequiredCategories, or fewer when the account's
-// active factors, less the one being reset (except), span fewer.
-func (a *Account) stepUpNeed(kind, except string) int {
-	return min(RequiredCategories(kind), a.activeCategories(except))
+// count on this account: RequiredCategories, except that an account whose
+// factors span fewer categories (one opened with a password) may enrol
+// with every category it has, so that its holder can add a second one,
+// which then cools off. Factors reported lost still count there: a loss
+// report must not lower what a new enrolment needs.
+func (a *Account) stepUpNeed(kind string) int {
+	if kind != ChangeKindEnrolment {
+		return RequiredCategories(kind)
+	}
+	return min(RequiredCategories(kind), a.categories("", func(f *Factor) bool { return !f.Revoked }))
+}
+
+// usableCategories counts the categories the proofs of a change of kind
+// can come from: active factors other than the one being reset (except),
+// and for any change but an enrolment only those past their cooling-off.
+func (a *Account) usableCategories(kind, except string, now time.Time) int {
+	return a.categories(except, func(f *Factor) bool {
+		return f.Active && (kind == ChangeKindEnrolment || !now.Before(f.UsableFrom))
+	})
 }
 
 // PaymentChallenge is what certificate, e-signature, biometric and device
@@ -153,13 +166,12 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 	if kind == ChangeKindCredentialReset {
 		except = ref
 	}
-	need := a.stepUpNeed(kind, except)
-	if need == 0 {
-		// No other active factor: no proof could authorise the change (a
-		// verified proof is of an active factor, so this cannot be found
-		// after verifying), so it is refused before any proof is checked.
-		return nil, Errorf(CodeInsufficientVerification, "no other active factor can authorise this %s; an operator can help after checking the holder's identity",
-			strings.ReplaceAll(kind, "_", " ")).With("required_categories", RequiredCategories(kind)).With("verified_categories", 0)
+	need := a.stepUpNeed(kind)
+	if usable := a.usableCategories(kind, except, now); usable < need {
+		// No proofs could authorise the change, so it is refused before
+		// any proof is checked.
+		return nil, Errorf(CodeInsufficientVerification, "this %s needs proofs of %d factor categories, and the account's usable factors span %d; enrol another factor (a new one cools off first) or ask an operator, who checks the holder's identity",
+			strings.ReplaceAll(kind, "_", " "), need, usable).With("required_categories", need).With("verified_categories", 0)
 	}
 	if auth.DeviceID == "" || len(auth.DeviceID) > 100 {
 		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")

@@ -74,6 +74,9 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		}
 		return one(ServiceReactivated{Reason: limitText(c.Reason, 200), Staff: c.Staff})
 	case CloseAccount:
+		if a.staffSuspended && c.Staff.StaffKey == "" {
+			return nil, Errorf(CodeForbidden, "an operator suspended this account; only an operator can close it")
+		}
 		if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); !avail.Amount.IsZero() {
 			return nil, Errorf(CodeConflict, "withdraw the remaining balance %s before closing", avail).
 				With("available", avail.String())
@@ -311,6 +314,11 @@ func (a *Account) moneyOf(amount, currency string) (Money, error) {
 	return ParseAmount(amount, a.Currency, "amount")
 }
 
+// bankRefKey is the form a bank reference is compared in: banks print
+// references with varying case and spacing, and one transfer is credited
+// once however it is typed.
+func bankRefKey(ref string) string { return strings.ToUpper(strings.Join(strings.Fields(ref), "")) }
+
 func (a *Account) requireActive() error {
 	if a.Status == StatusSuspended {
 		return Errorf(CodeAccountSuspended, "account %s is suspended", a.ID)
@@ -333,7 +341,7 @@ func decideDeposit(a *Account, c Deposit) ([]Event, error) {
 	if ref == "" || utf8.RuneCountInString(ref) > 140 {
 		return nil, Invalid("reference", "reference must name the bank transfer (1 to 140 characters)")
 	}
-	if id, used := a.depositRefs[ref]; used {
+	if id, used := a.depositRefs[bankRefKey(ref)]; used {
 		return nil, Errorf(CodeBankReferenceUsed, "bank transfer %q was already credited as deposit %s", ref, id).
 			With("deposit_id", id).With("field", "reference")
 	}

@@ -529,3 +529,96 @@ func TestParallelWrongLoginsHaveAMemoryCeiling(t *testing.T) {
 		t.Fatal("no login reached the password check")
 	}
 }
+
+// TestStolenPasswordAlone: a thief with the holder's password (one factor
+// category) can log in, but not change the name, bind a bank account,
+// raise the limit or take the money out (the review's first attack).
+func TestStolenPasswordAlone(t *testing.T) {
+	f := newFixture(t)
+	funding := f.st.key(t, staffkeys.RoleFunding)
+	if s, b := hit(t, f.st.URL, "POST", "/v1/accounts/"+f.a+"/deposits", funding,
+		map[string]any{"amount": "10000.00", "currency": "CNY", "reference": "bank-1"}); s != http.StatusCreated {
+		t.Fatalf("deposit: %d %v", s, b)
+	}
+	thief := f.login(t, f.a, f.pwA)
+	base := "/v1/accounts/" + f.a
+	pw := []any{map[string]any{"factor_id": f.pwA, "password": testPassword}}
+	head := f.st.head(t)
+	for _, c := range []struct {
+		method, path string
+		body         map[string]any
+	}{
+		{"PUT", base + "/identity", map[string]any{"holder_name": "Mallory Thief", "device_id": "x", "proofs": pw}},
+		{"POST", base + "/bank-account", map[string]any{"bank_account_number": "6222999900001111", "holder_name": "Li Wei", "device_id": "x", "proofs": pw}},
+		{"PUT", base + "/limits", map[string]any{"agreed_daily_limit": "900000.00", "device_id": "x", "proofs": pw}},
+		{"PUT", base + "/phone", map[string]any{"phone": "+8613900000000", "device_id": "x", "proofs": pw}},
+		{"POST", base + "/factors/" + f.pwA + "/reset", map[string]any{"password": "mallory owns it now", "device_id": "x", "proofs": pw}},
+	} {
+		s, b := hit(t, f.st.URL, c.method, c.path, thief, c.body)
+		if s != http.StatusUnprocessableEntity || (b["code"] != "insufficient_verification" && b["code"] != "factor_not_independent") {
+			t.Errorf("%s %s with the password alone: %d %v", c.method, c.path, s, b)
+		}
+	}
+	if s, b := hit(t, f.st.URL, "POST", base+"/withdrawals", thief, map[string]any{"amount": "10000.00", "currency": "CNY",
+		"device_id": "x", "proofs": pw}); s != http.StatusConflict {
+		t.Errorf("withdrawal without a bound bank account: %d %v", s, b)
+	}
+	if h := f.st.head(t); h != head {
+		t.Errorf("the thief's refused changes appended %d events", h-head)
+	}
+	// A second factor the thief adds with the password cools off, and
+	// authorises nothing but further enrolments meanwhile.
+	s, b := hit(t, f.st.URL, "POST", base+"/factors", thief, map[string]any{"device_id": "x", "proofs": pw,
+		"factor": map[string]any{"method": "certificate", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}})
+	if s != http.StatusCreated || b["usable_from"] == nil {
+		t.Fatalf("the thief's enrolment: %d %v", s, b)
+	}
+	if s, b := hit(t, f.st.URL, "GET", base+"/balance", thief, nil); s != http.StatusOK || b["available"] != "10000.00" {
+		t.Errorf("balance after the attempts: %d %v", s, b)
+	}
+}
+
+// TestBadTokensDoNotLockTheHolderOut: invalid tokens naming an account
+// count against the sender's address, not against the account's logins
+// (the review's fifth finding).
+func TestBadTokensDoNotLockTheHolderOut(t *testing.T) {
+	f := newFixture(t)
+	for i := 0; i < 15; i++ {
+		if s, _ := hit(t, f.st.URL, "GET", "/v1/accounts/"+f.a+"/balance", "nope-"+fmt.Sprint(i), nil); s != http.StatusUnauthorized {
+			t.Fatalf("bad token %d: %d", i, s)
+		}
+	}
+	// The address has 5 of its 20 failures left; the account's 10 are
+	// untouched, so the holder's login goes through (it was 429 when bad
+	// tokens counted against the account).
+	f.login(t, f.a, f.pwA)
+}
+
+// TestHolderDoesNotSeeStaffDetails: the holder's operations omit which
+// staff key acted and the reason an operator gave for a suspension.
+func TestHolderDoesNotSeeStaffDetails(t *testing.T) {
+	f := newFixture(t)
+	if s, b := hit(t, f.st.URL, "POST", "/v1/accounts/"+f.a+"/suspend", f.operator, map[string]any{"reason": "AML alert 7781"}); s != http.StatusOK {
+		t.Fatalf("suspend: %d %v", s, b)
+	}
+	tok := f.login(t, f.a, f.pwA)
+	s, b := hit(t, f.st.URL, "GET", "/v1/accounts/"+f.a+"/operations", tok, nil)
+	if s != http.StatusOK {
+		t.Fatalf("operations: %d %v", s, b)
+	}
+	raw, _ := json.Marshal(b)
+	for _, leak := range []string{"AML alert", "staff_key", "identity_check", "branch-"} {
+		if strings.Contains(string(raw), leak) {
+			t.Errorf("the holder's operations show %q: %s", leak, raw)
+		}
+	}
+	if !strings.Contains(string(raw), "[withheld]") {
+		t.Errorf("the suspension's reason is not marked withheld: %s", raw)
+	}
+	// The operator sees them.
+	_, b = hit(t, f.st.URL, "GET", "/v1/accounts/"+f.a+"/operations", f.operator, nil)
+	raw, _ = json.Marshal(b)
+	if !strings.Contains(string(raw), "AML alert 7781") || !strings.Contains(string(raw), "staff_key") {
+		t.Errorf("the operator's view lacks the staff details: %s", raw)
+	}
+}

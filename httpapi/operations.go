@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/payledger/payledger/domain"
@@ -16,8 +17,60 @@ import (
 // payment challenges.
 var redacted = []string{"password_hash", "sealed_secret", "token_hash", "bank_account_token", "challenge"}
 
-// personal are payload fields masked for the auditor role.
-var personal = []string{"holder_name", "phone", "last4", "bank_account_last4", "device_id", "description", "reference"}
+// personal are payload fields masked for the auditor role, at any depth;
+// a deposit's reference names the customer's bank transfer.
+var personal = []string{"holder_name", "phone", "last4", "bank_account_last4", "device_id", "description", "identity_check", "reason"}
+
+// staffOnly are the fields a holder does not see of the staff's actions:
+// which key acted and its identity check; and of an action a staff key
+// made, its reason, which may name an investigation the holder must not
+// be tipped off about.
+var staffOnly = []string{"staff_key", "identity_check"}
+
+// withheld replaces what a holder is not shown.
+const withheld = "[withheld]"
+
+// scrub redacts secrets for everyone, staff-only fields for the holder and
+// personal data for the auditor, at any depth of an event's payload.
+func scrub(payload map[string]any, eventType string, by ledger.Actor) {
+	if by.Holder() {
+		if _, byStaff := payload["staff_key"]; byStaff {
+			if _, ok := payload["reason"]; ok {
+				payload["reason"] = withheld
+			}
+		}
+		for _, k := range staffOnly {
+			delete(payload, k)
+		}
+	}
+	auditor := by.Role == staffkeys.RoleAuditor
+	if auditor && eventType == domain.TypeFundsDeposited {
+		if _, ok := payload["reference"]; ok {
+			payload["reference"] = masked
+		}
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, child := range t {
+				switch {
+				case slices.Contains(redacted, k):
+					t[k] = "[redacted]"
+				case auditor && slices.Contains(personal, k):
+					t[k] = masked
+				default:
+					walk(child)
+				}
+			}
+		case []any:
+			for _, child := range t {
+				walk(child)
+			}
+		}
+	}
+	walk(payload)
+}
 
 // operations serves the account's own event log (R1), oldest first, with
 // each event's hash-chain links (R3).
@@ -60,16 +113,7 @@ func (s *Server) operations(w http.ResponseWriter, r *http.Request) {
 			s.writeProblem(w, r, domain.Errorf(domain.CodeInternal, "event at position %d has a malformed payload", e.Position))
 			return
 		}
-		for _, k := range redacted {
-			if _, ok := payload[k]; ok {
-				payload[k] = "[redacted]"
-			}
-		}
-		for _, k := range personal {
-			if _, ok := payload[k]; ok && by.Role == staffkeys.RoleAuditor {
-				payload[k] = masked
-			}
-		}
+		scrub(payload, e.Type, by)
 		ops = append(ops, map[string]any{"event_id": e.ID, "version": e.Version, "position": e.Position, "type": e.Type,
 			"schema_version": e.SchemaVersion, "occurred_at": ts(e.OccurredAt), "correlation_id": e.CorrelationID,
 			"payload": payload, "prev_hash": hex.EncodeToString(e.PrevHash[:]), "hash": hex.EncodeToString(e.Hash[:])})

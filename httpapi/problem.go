@@ -113,6 +113,9 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		s.log.Error("request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="payledger"`)
+	}
 	if code == domain.CodeRateLimited {
 		if secs, ok := domain.ErrorDetails(err)["retry_after"].(int); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))

@@ -80,19 +80,26 @@ func actorOf(r *http.Request) ledger.Actor {
 	return a
 }
 
-// ServeHTTP authenticates the request, refuses it while its address or
-// account has no failures left, and routes it; a known path with another
-// method answers 405 with Allow.
+// ServeHTTP authenticates the request, refuses it while its address (or,
+// for a login, its account) has no failures left, and routes it; a known
+// path with another method answers 405 with Allow.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/v1/accounts") {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	addr := clientAddr(r)
-	account := pathAccount(r.URL.Path)
+	// Only a login's failures count against the account it names: a bad
+	// token naming an account must not lock its holder out.
+	_, pattern := s.mux.Handler(r)
+	account := ""
+	if Routes[pattern] == ledger.OpLogin {
+		account = pathAccount(r.URL.Path)
+	}
 	by, authErr := s.authenticate(r)
-	if !by.Holder() && !by.Staff() {
-		// Only requests without valid credentials are throttled: a
-		// holder's own session keeps working while a stranger guesses.
+	if !by.Holder() && !by.Staff() && Routes[pattern] != "" {
+		// Only requests without valid credentials are throttled, and
+		// never the public documents: a holder's own session keeps
+		// working while a stranger guesses.
 		if err := s.throttled(addr, account); err != nil {
 			s.writeProblem(w, r, err)
 			return
@@ -107,7 +114,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Handler finds the route but does not set the path values, so
 		// a matched request is served by the mux itself.
 		h, pattern := s.mux.Handler(r)
-		login = Routes[pattern] == ledger.OpLogin
+		login = account != ""
 		switch op, known := Routes[pattern]; {
 		case pattern == "":
 			s.unrouted(rec, r, h)
@@ -127,7 +134,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A failure is a credential that did not verify: a bearer token, or
 	// a login's proofs; a request with no credentials guessed nothing.
-	if authErr != nil || login && (rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked) {
+	// A login to an account that does not exist counts too, so that ids
+	// cannot be probed at the rate of the server.
+	if authErr != nil || login && (rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked || rec.status == http.StatusNotFound) {
 		s.byAddr.Take(addr)
 		if account != "" {
 			s.byAccount.Take(account)
@@ -142,8 +151,8 @@ func (s *Server) authenticate(r *http.Request) (ledger.Actor, error) {
 	if h == "" {
 		return ledger.Actor{}, nil
 	}
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || len(h) > maxAuthHeader {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || len(h) > maxAuthHeader {
 		return ledger.Actor{}, domain.Errorf(domain.CodeUnauthenticated, "Authorization must be \"Bearer \" and a session token or staff key")
 	}
 	return s.svc.Authenticate(r.Context(), strings.TrimSpace(tok))

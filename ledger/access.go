@@ -288,35 +288,60 @@ func (s *Service) authenticateSession(ctx context.Context, token string) (Actor,
 		return Actor{}, errBadCredentials
 	}
 	now := s.cfg.Clock()
-	last, seen := ent.seen[sessionID]
+	last, seen := s.lastUse.get(sessionID)
 	if !seen {
 		last = sess.Start
 	}
 	if !now.Before(sess.ExpiresAt) || (s.cfg.Policy.SessionIdle > 0 && now.Sub(last) > s.cfg.Policy.SessionIdle) {
 		return Actor{}, errBadCredentials
 	}
-	ent.markSeen(sessionID, now)
+	s.lastUse.set(sessionID, now)
 	return Actor{AccountID: accountID, SessionID: sessionID}, nil
 }
 
-// maxSeen bounds the sessions whose last use an entry remembers before it
-// forgets those that ended.
-const maxSeen = 32
+// lastUse keeps when each session was last used, for the idle timeout,
+// apart from the aggregate cache so that evicting an account does not end
+// its holder's sessions. A session it does not know counts from its start.
+// It is bounded: when full it forgets the sessions idle past the timeout,
+// and if that is not enough, a tenth of the rest (which then count from
+// their start, failing closed).
+type lastUse struct {
+	mu   sync.Mutex
+	at   map[string]time.Time
+	max  int
+	idle time.Duration
+}
 
-// markSeen records a session's last use for the idle timeout, forgetting
-// sessions the aggregate no longer holds.
-func (e *entry) markSeen(sessionID string, now time.Time) {
-	if e.seen == nil {
-		e.seen = map[string]time.Time{}
-	}
-	e.seen[sessionID] = now
-	if len(e.seen) > maxSeen {
-		for id := range e.seen {
-			if _, ok := e.acct.Session(id); !ok {
-				delete(e.seen, id)
+const maxLastUse = 1 << 18
+
+func newLastUse(idle time.Duration) *lastUse {
+	return &lastUse{at: map[string]time.Time{}, max: maxLastUse, idle: idle}
+}
+
+func (l *lastUse) get(sessionID string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.at[sessionID]
+	return t, ok
+}
+
+func (l *lastUse) set(sessionID string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.at[sessionID]; !ok && len(l.at) >= l.max {
+		for id, t := range l.at {
+			if now.Sub(t) > l.idle {
+				delete(l.at, id)
 			}
 		}
+		for id := range l.at {
+			if len(l.at) < l.max-l.max/10 {
+				break
+			}
+			delete(l.at, id)
+		}
 	}
+	l.at[sessionID] = now
 }
 
 // openKeys remembers which account each Idempotency-Key of an account

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"time"
 
@@ -86,7 +87,9 @@ func hasPassword(proofs []domain.Proof) bool {
 // withHashSlot runs fn, once by may perform op on accountID, holding one
 // of Config.HashSlots when it computes a password hash, so that memory has
 // a ceiling under any load; it waits at most Config.HashWait for a slot,
-// and takes it before any account's lock. A refused caller takes no slot.
+// and takes it before any account's lock. One account's commands queue for
+// their account's turn first, so that one holder cannot take every slot.
+// A refused caller takes no slot.
 func (s *Service) withHashSlot(ctx context.Context, by Actor, op Op, accountID string, needed bool, fn func() (Outcome, error)) (Outcome, error) {
 	if err := Authorize(by, op, accountID); err != nil {
 		return Outcome{}, err
@@ -96,10 +99,22 @@ func (s *Service) withHashSlot(ctx context.Context, by Actor, op Op, accountID s
 	}
 	t := time.NewTimer(s.cfg.HashWait)
 	defer t.Stop()
+	busy := domain.Errorf(domain.CodeRateLimited, "every password check is busy; retry in a second").With("retry_after", 1)
+	if accountID != "" {
+		turn := s.hashTurns[maphash.String(s.status.seed, accountID)%statusStripes]
+		select {
+		case turn <- struct{}{}:
+		case <-t.C:
+			return Outcome{}, busy
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		}
+		defer func() { <-turn }()
+	}
 	select {
 	case s.hashSlots <- struct{}{}:
 	case <-t.C:
-		return Outcome{}, domain.Errorf(domain.CodeRateLimited, "every password check is busy; retry in a second").With("retry_after", 1)
+		return Outcome{}, busy
 	case <-ctx.Done():
 		return Outcome{}, ctx.Err()
 	}
@@ -248,7 +263,11 @@ func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error
 		return domain.Payee{}, err
 	}
 	ent.publish()
-	return *ent.payee.Load(), nil
+	p := *ent.payee.Load()
+	if !p.Exists {
+		s.cache.drop(id, ent)
+	}
+	return p, nil
 }
 
 // ConfirmPayment is step two: proofs over the challenge; on success the
@@ -507,6 +526,7 @@ func (s *Service) Account(ctx context.Context, by Actor, accountID string) (Acco
 	}
 	a := ent.acct
 	if !a.Exists() {
+		s.cache.drop(accountID, ent)
 		return AccountView{}, domain.Errorf(domain.CodeNotFound, "account %s not found", accountID)
 	}
 	proj, cp := s.cfg.Balances.Snapshot(accountID)

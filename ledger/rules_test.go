@@ -58,7 +58,10 @@ func TestCoolingOffThroughTheService(t *testing.T) {
 	if h := f.e.head(t); h != head {
 		t.Errorf("the refused payment appended: head %d -> %d", head, h)
 	}
-	bindAuth := f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, "6222020200112233445")
+	// Binding needs two categories past their cooling-off: the certificate
+	// and a password the operator enrols (the new TOTP does not count yet).
+	pw := enrolPassword(t, f.svc, f.payer.id)
+	bindAuth := f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, "6222020200112233445", byPassword(pw).Proofs...)
 	if _, err := f.svc.BindBankAccount(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, "6222020200112233445", payerName, bindAuth); err != nil {
 		t.Fatalf("bind: %v", err)
 	}

@@ -75,6 +75,10 @@ type Service struct {
 	status    statusLocks
 	hashSlots chan struct{}
 	opens     *openKeys
+	lastUse   *lastUse
+	// hashTurns lets one password command per account stripe wait for a
+	// hashing slot at a time.
+	hashTurns []chan struct{}
 }
 
 // New returns a Service. Policy.Secrets is set to cfg.Keys.
@@ -98,8 +102,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.HashWait = 2 * time.Second
 	}
 	cfg.Policy.Secrets = cfg.Keys
-	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
-		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys()}, nil
+	turns := make([]chan struct{}, statusStripes)
+	for i := range turns {
+		turns[i] = make(chan struct{}, 1)
+	}
+	return &Service{hashTurns: turns, cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
+		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys(), lastUse: newLastUse(cfg.Policy.SessionIdle)}, nil
 }
 
 // Policy returns the rules the service decides with.
@@ -216,6 +224,9 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 	if len(events) == 0 {
 		if refusal == nil {
 			refusal = domain.Errorf(domain.CodeInternal, "command produced no events")
+		}
+		if !ent.acct.Exists() {
+			s.cache.drop(accountID, ent) // requests naming random ids do not fill the cache
 		}
 		return Outcome{}, false, refusal
 	}
@@ -376,9 +387,6 @@ type entry struct {
 	acct     *domain.Account
 	keys     map[string]keyRecord
 	keyOrder []string
-	// seen is when each session was last used (the idle timeout); a
-	// session missing here counts from its start.
-	seen map[string]time.Time
 	// payee is the account as a payee (existence, status, currency) as of
 	// acct, published after each load and append so that a payment to the
 	// account can read it without mu, which the account's own commands

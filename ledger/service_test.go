@@ -119,7 +119,8 @@ func TestIdempotentReplay(t *testing.T) {
 			}
 		}},
 		{name: "bind bank account", prepare: func(t *testing.T, f *fixture) command {
-			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, "6222020200112233445")
+			pw := enrolPassword(t, f.svc, f.payer.id)
+			auth := f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, "6222020200112233445", byPassword(pw).Proofs...)
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
 				return s.BindBankAccount(ctx, f.payer.actor(), f.payer.id, idem, "6222020200112233445", payerName, auth)
 			}
@@ -818,16 +819,17 @@ func TestBankAccountNumberNeverInTheLog(t *testing.T) {
 	f := newFixture(t, nil)
 	const number = "6222020200112233445"
 	// A refused bind (not the holder's name) records nothing.
+	pw := byPassword(enrolPassword(t, f.svc, f.payer.id)).Proofs
 	head := f.e.head(t)
 	if _, err := f.svc.BindBankAccount(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, number, "Somebody Else",
-		f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, number)); domain.ErrorCode(err) != domain.CodeInvalid {
+		f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, number, pw...)); domain.ErrorCode(err) != domain.CodeInvalid {
 		t.Fatalf("bind in another name: %v", err)
 	}
 	if h := f.e.head(t); h != head {
 		t.Fatalf("the refused bind appended: head %d -> %d", head, h)
 	}
 	out, err := f.svc.BindBankAccount(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, number, payerName,
-		f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, number))
+		f.payer.stepUp(t, f.svc, domain.ChangeKindBankAccount, number, pw...))
 	if err != nil {
 		t.Fatal(err)
 	}
