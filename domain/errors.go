@@ -42,6 +42,9 @@ const (
 	// (another holder's account, a staff role without the right). An id
 	// the caller may not see answers the same whether it exists or not.
 	CodeForbidden = "forbidden"
+	// CodeUnsupportedMediaType: a request body that is not sent as
+	// application/json.
+	CodeUnsupportedMediaType = "unsupported_media_type"
 	// CodeMethodNotAllowed: the path exists, but not with this method.
 	CodeMethodNotAllowed = "method_not_allowed"
 	// CodeRateLimited: too many failures from this client address or

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
@@ -82,10 +85,12 @@ func scanForbidden(v any, path string, depth int) (string, error) {
 	return "", nil
 }
 
-// decode reads the body into dst: bounded size, no forbidden fields (R19),
-// no unknown fields, exactly one JSON value. It returns the raw body for
-// the idempotency hash. A forbidden field's value is never echoed, logged
-// or stored.
+// decode reads the body into dst: application/json, bounded size, valid
+// UTF-8, no key twice in an object (also when they differ only in case,
+// which Go's decoder would otherwise merge), no forbidden fields and no
+// card number in free text (R19), no unknown fields, exactly one JSON
+// value. It returns the raw body for the idempotency hash. A forbidden
+// field's value is never echoed, logged or stored.
 func decode(r *http.Request, dst any) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
@@ -96,6 +101,14 @@ func decode(r *http.Request, dst any) ([]byte, error) {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
+	} else if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, domain.Errorf(domain.CodeUnsupportedMediaType, "send the request body as JSON with Content-Type: application/json")
+	}
+	if !utf8.Valid(body) {
+		return nil, domain.Invalid("body", "request body is not valid UTF-8")
+	}
+	if err := checkKeys(body); err != nil {
+		return nil, err
 	}
 	var generic any
 	if err := json.Unmarshal(body, &generic); err != nil {
@@ -108,6 +121,13 @@ func decode(r *http.Request, dst any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if field == "" {
+		if field = scanCardNumbers(generic, ""); field != "" {
+			return nil, domain.Errorf(domain.CodeForbiddenField,
+				"field %q holds what looks like a card number; the ledger does not take card numbers in free text (R19): nothing of this request was stored", field).
+				With("field", field)
+		}
+	}
 	if field != "" {
 		return nil, domain.Errorf(domain.CodeForbiddenField,
 			"field %q must never be sent: the ledger does not accept card verification codes, PINs, card expiry dates or bank-account passwords (R19); nothing of this request was stored", field).
@@ -116,21 +136,181 @@ func decode(r *http.Request, dst any) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return nil, decodeError(err)
+		return nil, decodeError(err, dst)
 	}
 	return body, nil
 }
 
-func decodeError(err error) error {
+func decodeError(err error, dst any) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return domain.Invalid(te.Field, fmt.Sprintf("field %q must be a %s", te.Field, jsonKind(te.Type.Kind().String())))
+		field := jsonPath(te.Field, dst)
+		return domain.Invalid(field, fmt.Sprintf("field %q must be a %s", field, jsonKind(te.Type.Kind().String())))
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
 		f := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
 		return domain.Invalid(f, fmt.Sprintf("unknown field %q", f))
 	}
 	return domain.Invalid("body", "request body does not match the expected shape")
+}
+
+// jsonPath turns the decoder's path of a field, which names the Go types
+// of embedded structs ("authJSON.version"), into the request's JSON path
+// ("version").
+func jsonPath(goPath string, dst any) string {
+	embedded := map[string]bool{}
+	var collect func(t reflect.Type, depth int)
+	collect = func(t reflect.Type, depth int) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || depth > maxDepth {
+			return
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous {
+				embedded[f.Type.Name()] = true
+			}
+			collect(f.Type, depth+1)
+		}
+	}
+	collect(reflect.TypeOf(dst), 0)
+	parts := strings.Split(goPath, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if !embedded[p] {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
+}
+
+// checkKeys refuses a body with a key twice in one object, compared
+// without case: which of the two counted would be the decoder's choice.
+func checkKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	return checkValue(dec, "", 0)
+}
+
+func checkValue(dec *json.Decoder, path string, depth int) error {
+	if depth > maxDepth {
+		return domain.Invalid("body", "request nests deeper than 32 levels")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return domain.Invalid("body", "request body is not valid JSON")
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return domain.Invalid("body", "request body is not valid JSON")
+			}
+			name, _ := kt.(string)
+			p := name
+			if path != "" {
+				p = path + "." + name
+			}
+			if lower := strings.ToLower(name); seen[lower] {
+				return domain.Invalid(p, fmt.Sprintf("key %q appears twice in one object (keys are compared without case)", p))
+			} else {
+				seen[lower] = true
+			}
+			if err := checkValue(dec, p, depth+1); err != nil {
+				return err
+			}
+		}
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			if err := checkValue(dec, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return domain.Invalid("body", "request body is not valid JSON")
+	}
+	return nil
+}
+
+// freeText are the fields a customer or an operator types free text in,
+// where a card number must not be stored (R19).
+var freeText = map[string]bool{"reference": true, "description": true, "reason": true, "holder_name": true,
+	"identity_check": true, "label": true}
+
+// scanCardNumbers returns the path of the first free-text field holding a
+// card number: a run of 13 to 19 digits, optionally grouped by single
+// spaces or dashes, that passes the Luhn check.
+func scanCardNumbers(v any, path string) string {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, child := range t {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if s, ok := child.(string); ok && freeText[strings.ToLower(k)] && hasCardNumber(s) {
+				return p
+			}
+			if f := scanCardNumbers(child, p); f != "" {
+				return f
+			}
+		}
+	case []any:
+		for i, child := range t {
+			if f := scanCardNumbers(child, path+"["+strconv.Itoa(i)+"]"); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+// hasCardNumber reports whether s holds a Luhn-valid run of 13 to 19
+// digits, single spaces and dashes between digits allowed.
+func hasCardNumber(s string) bool {
+	var run []byte
+	end := func() bool {
+		ok := len(run) >= 13 && len(run) <= 19 && luhn(run)
+		run = run[:0]
+		return ok
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			run = append(run, c)
+		case (c == ' ' || c == '-') && len(run) > 0 && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
+			// a separator inside a grouped number
+		default:
+			if end() {
+				return true
+			}
+		}
+	}
+	return end()
+}
+
+// luhn reports whether digits pass the Luhn (mod 10) check.
+func luhn(digits []byte) bool {
+	sum := 0
+	for i := range digits {
+		d := int(digits[len(digits)-1-i] - '0')
+		if i%2 == 1 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return sum%10 == 0
 }
 
 func jsonKind(k string) string {
