@@ -115,6 +115,7 @@ type Account struct {
 	staffSuspended bool
 	// depositRefs maps each credited bank reference to its deposit.
 	depositRefs map[string]string
+	devices     map[string]*Device
 }
 
 // NewAccount returns the empty aggregate for an account stream. loc is the
@@ -131,6 +132,7 @@ func NewAccount(loc *time.Location) *Account {
 		loc:      loc,
 
 		depositRefs: map[string]string{},
+		devices:     map[string]*Device{},
 	}
 }
 
@@ -308,6 +310,13 @@ func (a *Account) Apply(e Event, r Recorded) {
 		}
 		a.sessions = append(a.sessions, Session{ID: v.SessionID, TokenHash: v.TokenHash, DeviceID: v.DeviceID,
 			FactorIDs: v.FactorIDs, Start: r.OccurredAt, ExpiresAt: v.ExpiresAt})
+	case DeviceRegistered:
+		a.devices[v.DeviceID] = &Device{ID: v.DeviceID, PublicKey: v.PublicKey, Label: v.Label, LastSignedAt: v.SignedAt}
+		a.authorised(v.Authorised)
+	case DeviceUsed:
+		if d, ok := a.devices[v.DeviceID]; ok && v.SignedAt.After(d.LastSignedAt) {
+			d.LastSignedAt = v.SignedAt
+		}
 	case SessionEnded:
 		a.sessions = slices.DeleteFunc(a.sessions, func(s Session) bool { return s.ID == v.SessionID })
 	case LoginFailed:

@@ -25,6 +25,7 @@ const (
 	ChangeKindRevocation      = "factor_revocation"
 	ChangeKindLimit           = "limit_change"
 	ChangeKindBankAccount     = "bank_account_binding"
+	ChangeKindDevice          = "device_registration"
 	// Notified without a step-up: a loss report only takes access away,
 	// and an operator's unlock follows an identity check.
 	ChangeKindLossReport = "credential_loss_report"
@@ -197,7 +198,14 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 	// A factor still cooling off may enrol further factors (a holder who
 	// opened the account online has only such factors), but authorises no
 	// other change, which could redirect the money or the notices.
-	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, kind != ChangeKindEnrolment, now)
+	dv, bad, fail := a.verifyDevice(auth.DeviceID, auth.Device, kind, subject, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return verificationFailed(p, now, pre, kind, ref, auth.DeviceID, n, fail, nil)
+	}
+	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, challenge, kind != ChangeKindEnrolment, dv.proven, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -208,15 +216,15 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 		what := strings.ReplaceAll(kind, "_", " ")
 		e := Errorf(CodeInsufficientVerification, "a %s needs proofs of %d independent factor categories; these count %d", what, need, len(v.categories))
 		if v.reachesWithExcluded(need) {
-			e = Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device sending the %s does not count as a factor (R6); without it the proofs count %d of the %d categories it needs",
+			e = Errorf(CodeFactorNotIndependent, "a one-time password counts as a second factor only when a registered device other than the one it is delivered to signs the %s (R6); without it the proofs count %d of the %d categories it needs",
 				what, len(v.categories), need)
 		}
 		e = e.With("required_categories", need).With("verified_categories", len(v.categories))
 		return append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
 			Details: e.Details, OTPUses: v.otpUses}), e
 	}
-	return append(pre, done(Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses}),
-		HolderNotified{Change: kind, Reference: ref}), nil
+	return dv.withUse(append(pre, done(Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses}),
+		HolderNotified{Change: kind, Reference: ref})), nil
 }
 
 // reachesWithExcluded reports whether the proofs would have counted need

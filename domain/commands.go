@@ -1,6 +1,10 @@
 package domain
 
-import "github.com/shopspring/decimal"
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+)
 
 // Command is a request to change one account. Commands are plain data; the
 // caller fills in ids, salts, tokens and sealed secrets (the domain has no
@@ -98,6 +102,7 @@ type ResetCredential struct {
 // current version.
 type Authorisation struct {
 	DeviceID string
+	Device   DeviceProof
 	Version  int64
 	Proofs   []Proof
 }
@@ -107,7 +112,20 @@ type Login struct {
 	SessionID string
 	TokenHash []byte
 	DeviceID  string
+	Device    DeviceProof
 	Proofs    []Proof
+}
+
+// RegisterDevice registers a device's Ed25519 key: Signature, by that key
+// over DeviceChallenge("device_registration", ...) at SignedAt, proves the
+// holder has it. The first device needs no step-up; any other needs Auth.
+type RegisterDevice struct {
+	DeviceID  string
+	PublicKey []byte
+	Label     string
+	SignedAt  time.Time
+	Signature []byte
+	Auth      Authorisation
 }
 
 // AdjustLimit sets the daily limit agreed with the customer (R10). A raise
@@ -190,6 +208,7 @@ type Balance struct {
 type ConfirmPayment struct {
 	PaymentID string
 	DeviceID  string
+	Device    DeviceProof
 	Proofs    []Proof
 	Balance   Balance
 	PayeeID   string
@@ -203,6 +222,7 @@ type Withdraw struct {
 	Amount       string
 	Currency     string
 	DeviceID     string
+	Device       DeviceProof
 	Proofs       []Proof
 	Balance      Balance
 }
@@ -259,4 +279,5 @@ func (Suspend) isCommand()              {}
 func (Reactivate) isCommand()           {}
 func (CloseAccount) isCommand()         {}
 func (Unlock) isCommand()               {}
+func (RegisterDevice) isCommand()       {}
 func (Logout) isCommand()               {}

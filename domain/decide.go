@@ -37,6 +37,8 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		return decideReset(a, c, p, now)
 	case Login:
 		return decideLogin(a, c, p, now)
+	case RegisterDevice:
+		return decideRegisterDevice(a, c, p, now)
 	case Logout:
 		if _, ok := a.Session(c.SessionID); !ok {
 			return nil, Errorf(CodeUnauthenticated, "the session has already ended")
@@ -399,7 +401,15 @@ func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) 
 	if err != nil {
 		return []Event{LoginFailed{DeviceID: c.DeviceID, Code: CodeAccessLocked, Reason: "access locked", FailedAttempts: n, LockedUntil: a.lockedUntil}}, err
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, false, now)
+	dv, bad, fail := a.verifyDevice(c.DeviceID, c.Device, "login", "", now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeAuthFailed, Reason: fail.reason, FailedAttempts: n + 1},
+			n+1, CodeAuthFailed, fail.reason)
+	}
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, false, dv.proven, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -416,8 +426,8 @@ func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) 
 		return append(pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeFactorNotIndependent, Reason: err.Message, FailedAttempts: n,
 			OTPUses: v.otpUses}), err
 	}
-	return append(pre, LoginSucceeded{SessionID: c.SessionID, TokenHash: c.TokenHash, DeviceID: c.DeviceID,
-		FactorIDs: v.factorIDs, Categories: v.categories, ExpiresAt: now.Add(p.SessionTTL), OTPUses: v.otpUses}), nil
+	return dv.withUse(append(pre, LoginSucceeded{SessionID: c.SessionID, TokenHash: c.TokenHash, DeviceID: c.DeviceID,
+		FactorIDs: v.factorIDs, Categories: v.categories, ExpiresAt: now.Add(p.SessionTTL), OTPUses: v.otpUses})), nil
 }
 
 // maxDescription bounds free text on a payment.
@@ -513,7 +523,14 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	if now.After(pi.ExpiresAt) {
 		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339Nano)))
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID, pi.DeviceID}, pi.Challenge, true, now)
+	dv, bad, fail := a.verifyDevice(c.DeviceID, c.Device, "payment", pi.PaymentID, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return verificationFailed(p, now, pre, "payment", pi.PaymentID, c.DeviceID, n, fail, nil)
+	}
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID, pi.DeviceID}, pi.Challenge, true, dv.proven, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -531,7 +548,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	total := pi.Amount.Add(pi.Fee)
 	if lerr := a.checkLimits(p, now, v.level(), total.Amount); lerr != nil {
 		if v.excluded && a.checkLimits(p, now, v.levelWithExcluded, total.Amount) == nil {
-			return reject(Errorf(CodeFactorNotIndependent, "the one-time password came from the device issuing the payment, so it does not count as a second factor (R6); %s", lerr.Message).
+			return reject(Errorf(CodeFactorNotIndependent, "a one-time password counts as a second factor only when a registered device other than the one it is delivered to signs the payment (R6); %s", lerr.Message).
 				With("verification_level", v.level()))
 		}
 		return reject(lerr)
@@ -541,10 +558,10 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 			With("available", avail.String()).With("required", total.String()))
 	}
 	limit, used := a.DailyCap(p, now, v.level())
-	return append(pre, PaymentConfirmed{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: pi.Payee,
+	return dv.withUse(append(pre, PaymentConfirmed{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: pi.Payee,
 		Amount: pi.Amount, Fee: pi.Fee, Description: pi.Description, VerificationLevel: v.level(),
 		Categories: v.categories, FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses,
-		DailyLimit: limit, DailyUsed: used.Add(total)}), nil
+		DailyLimit: limit, DailyUsed: used.Add(total)})), nil
 }
 
 // capCheck is one nested daily cap of R10.
@@ -630,7 +647,14 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	if err != nil {
 		return a.lockedAttempt("withdrawal", c.WithdrawalID, c.DeviceID, n), err
 	}
-	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, true, now)
+	dv, bad, fail := a.verifyDevice(c.DeviceID, c.Device, "withdrawal", c.Amount, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return verificationFailed(p, now, pre, "withdrawal", c.WithdrawalID, c.DeviceID, n, fail, nil)
+	}
+	v, bad, fail := a.verifyProofs(p, c.Proofs, []string{c.DeviceID}, nil, true, dv.proven, now)
 	if bad != nil {
 		return nil, bad
 	}
@@ -650,7 +674,7 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 		return reject(Errorf(CodeInsufficientFunds, "available balance %s is less than %s", avail, m).
 			With("available", avail.String()).With("required", m.String()))
 	}
-	return append(pre, FundsWithdrawn{WithdrawalID: c.WithdrawalID, DebitAccount: a.ID, CreditAccount: ClearingAccountID(a.Currency),
+	return dv.withUse(append(pre, FundsWithdrawn{WithdrawalID: c.WithdrawalID, DebitAccount: a.ID, CreditAccount: ClearingAccountID(a.Currency),
 		Amount: m, BankAccountLast4: a.bank.Last4, VerificationLevel: v.level(), Categories: v.categories,
-		FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses}), nil
+		FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses})), nil
 }

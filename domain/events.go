@@ -43,6 +43,8 @@ const (
 	TypeSessionEnded           = "SessionEnded"
 	TypeHolderNotified         = "HolderNotified"
 	TypeStaffRead              = "StaffRead"
+	TypeDeviceRegistered       = "DeviceRegistered"
+	TypeDeviceUsed             = "DeviceUsed"
 )
 
 // Account kinds.
@@ -388,6 +390,26 @@ type StaffRead struct {
 	Staff
 }
 
+// DeviceRegistered records a holder's device and its Ed25519 public key
+// (R6): instructions it signs are proven to come from it. SignedAt is the
+// time of the registration's own signature, the first the device used.
+type DeviceRegistered struct {
+	DeviceID   string     `json:"device_id"`
+	PublicKey  []byte     `json:"public_key"`
+	Label      string     `json:"label,omitempty"`
+	SignedAt   time.Time  `json:"signed_at"`
+	Authorised Authorised `json:"authorised,omitzero"`
+}
+
+// DeviceUsed records that an instruction was proven to come from a
+// registered device by its signature at SignedAt, which no later
+// instruction of the device may use again. It follows the instruction's
+// event in the same append.
+type DeviceUsed struct {
+	DeviceID string    `json:"device_id"`
+	SignedAt time.Time `json:"signed_at"`
+}
+
 // StaffStream is the stream of a staff key's recorded reads.
 func StaffStream(keyID string) string { return "staff-" + keyID }
 
@@ -418,6 +440,8 @@ func (AccountClosed) EventType() string          { return TypeAccountClosed }
 func (SessionEnded) EventType() string           { return TypeSessionEnded }
 func (HolderNotified) EventType() string         { return TypeHolderNotified }
 func (StaffRead) EventType() string              { return TypeStaffRead }
+func (DeviceRegistered) EventType() string       { return TypeDeviceRegistered }
+func (DeviceUsed) EventType() string             { return TypeDeviceUsed }
 
 // decoders maps a stored type and schema version to a decoder. Every version ever
 // written stays here: five-year retention means today's code reads
@@ -451,6 +475,8 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeSessionEnded, 1):           decodeAs[SessionEnded],
 	key(TypeHolderNotified, 1):         decodeAs[HolderNotified],
 	key(TypeStaffRead, 1):              decodeAs[StaffRead],
+	key(TypeDeviceRegistered, 1):       decodeAs[DeviceRegistered],
+	key(TypeDeviceUsed, 1):             decodeAs[DeviceUsed],
 }
 
 // CurrentSchemaVersion is the payload version new events are written with.

@@ -58,7 +58,13 @@ type proofFailure struct{ reason string }
 // account is protected or paid out: a factor still in its cooling-off
 // (Factor.UsableFrom) is then refused as input, before any proof is
 // checked.
-func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, challenge []byte, cooled bool, now time.Time) (verified, *Error, *proofFailure) {
+//
+// proven is true when the instruction's device signed it (verifyDevice): a
+// one-time password then counts when it is delivered to another device.
+// From a device that is only claimed, it counts only as the one factor of
+// an instruction, never as a second one, since the claim may hide that it
+// is delivered to the very device sending the instruction (R6).
+func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, challenge []byte, cooled, proven bool, now time.Time) (verified, *Error, *proofFailure) {
 	var v verified
 	if len(proofs) == 0 {
 		return v, Invalid("proofs", "at least one proof is required"), nil
@@ -86,7 +92,7 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 		}
 	}
 	var fail *proofFailure
-	allCert := false
+	allCert, unproven := false, false
 	for _, pr := range proofs {
 		f, ok := a.factors[pr.FactorID]
 		if !ok || !f.Active {
@@ -115,6 +121,10 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 			v.excluded = true // R6: same device as the instruction, not independent
 			continue
 		}
+		if f.Method == MethodTOTP && !proven {
+			unproven = true // independence unknown: it may only stand alone
+			continue
+		}
 		if !slices.Contains(cats, f.Category) {
 			cats = append(cats, f.Category)
 		}
@@ -122,6 +132,13 @@ func (a *Account) verifyProofs(p Policy, proofs []Proof, devices []string, chall
 	}
 	if fail != nil {
 		return verified{otpUses: v.otpUses}, nil, fail
+	}
+	if unproven {
+		if len(cats) == 0 {
+			cats = append(cats, CategoryPossession)
+		} else if !slices.Contains(cats, CategoryPossession) {
+			v.excluded = true
+		}
 	}
 	if len(cats) > 0 {
 		v.categories = slices.Clone(cats)

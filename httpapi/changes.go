@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
+	"time"
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
@@ -15,6 +17,29 @@ type authJSON struct {
 	DeviceID string      `json:"device_id"`
 	Version  int64       `json:"version"`
 	Proofs   []proofJSON `json:"proofs"`
+	deviceSig
+}
+
+// deviceSig is a registered device's signature over an instruction
+// (domain.DeviceChallenge): base64 Ed25519 and the RFC 3339 time signed.
+type deviceSig struct {
+	DeviceSignature string `json:"device_signature"`
+	SignedAt        string `json:"signed_at"`
+}
+
+func (d deviceSig) proof() (domain.DeviceProof, error) {
+	if d.DeviceSignature == "" && d.SignedAt == "" {
+		return domain.DeviceProof{}, nil
+	}
+	sig, err := base64.StdEncoding.DecodeString(d.DeviceSignature)
+	if err != nil || len(sig) == 0 {
+		return domain.DeviceProof{}, domain.Invalid("device_signature", "device_signature must be a base64 Ed25519 signature")
+	}
+	at, err := time.Parse(time.RFC3339Nano, d.SignedAt)
+	if err != nil {
+		return domain.DeviceProof{}, domain.Invalid("signed_at", "signed_at must be the RFC 3339 time the device signed at")
+	}
+	return domain.DeviceProof{SignedAt: at, Signature: sig}, nil
 }
 
 func (a authJSON) auth() (domain.Authorisation, error) {
@@ -25,13 +50,17 @@ func (a authJSON) auth() (domain.Authorisation, error) {
 	if err != nil {
 		return domain.Authorisation{}, err
 	}
-	return domain.Authorisation{DeviceID: a.DeviceID, Version: a.Version, Proofs: proofs}, nil
+	dev, err := a.deviceSig.proof()
+	if err != nil {
+		return domain.Authorisation{}, err
+	}
+	return domain.Authorisation{DeviceID: a.DeviceID, Device: dev, Version: a.Version, Proofs: proofs}, nil
 }
 
 // optionalAuth is auth() for a request that may carry no step-up (an
 // operator's enrolment, a lower limit): no device and no proofs is none.
 func (a authJSON) optionalAuth() (domain.Authorisation, error) {
-	if a.DeviceID == "" && len(a.Proofs) == 0 && a.Version == 0 {
+	if a.DeviceID == "" && len(a.Proofs) == 0 && a.Version == 0 && a.DeviceSignature == "" {
 		return domain.Authorisation{}, nil
 	}
 	return a.auth()

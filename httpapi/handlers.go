@@ -47,6 +47,7 @@ type accountResp struct {
 	FailedAttempts   int         `json:"failed_attempts"`
 	Version          int64       `json:"version"`
 	Factors          []factorV   `json:"factors"`
+	Devices          []deviceV   `json:"devices"`
 	DailyUsage       *usageResp  `json:"daily_usage,omitempty"`
 	FirstFactor      *enrollResp `json:"first_factor,omitempty"`
 	Log              *logRef     `json:"log,omitempty"`
@@ -59,6 +60,11 @@ type factorV struct {
 	DeviceID   string `json:"device_id,omitempty"`
 	Active     bool   `json:"active"`
 	UsableFrom string `json:"usable_from,omitempty"`
+}
+
+type deviceV struct {
+	DeviceID string `json:"device_id"`
+	Label    string `json:"label,omitempty"`
 }
 
 type usageResp struct {
@@ -88,7 +94,7 @@ func (s *Server) openAccount(w http.ResponseWriter, r *http.Request) {
 		ref := refOf(out)
 		return accountResp{ID: e.AccountID, HolderName: e.HolderName, Currency: string(e.Currency), Kind: e.Kind,
 			Status: domain.StatusActive, AgreedDailyLimit: e.AgreedDailyLimit.String(), Available: domain.Zero(e.Currency).String(),
-			Version: ref.Version, Factors: []factorV{factorOf(fe.FactorID, fe.Method, fe.Category, fe.DeviceID, true, fe.UsableFrom)},
+			Version: ref.Version, Factors: []factorV{factorOf(fe.FactorID, fe.Method, fe.Category, fe.DeviceID, true, fe.UsableFrom)}, Devices: []deviceV{},
 			FirstFactor: &first, Log: &ref}, err
 	})
 }
@@ -121,6 +127,10 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 	for _, f := range v.Factors {
 		resp.Factors = append(resp.Factors, factorOf(f.ID, f.Method, f.Category, f.DeviceID, f.Active, f.UsableFrom))
 	}
+	resp.Devices = []deviceV{}
+	for _, d := range v.Devices {
+		resp.Devices = append(resp.Devices, deviceV{DeviceID: d.ID, Label: d.Label})
+	}
 	if by.Role == staffkeys.RoleAuditor {
 		resp.HolderName = masked
 		if resp.BankAccountLast4 != "" {
@@ -130,6 +140,9 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 			if resp.Factors[i].DeviceID != "" {
 				resp.Factors[i].DeviceID = masked
 			}
+		}
+		for i := range resp.Devices {
+			resp.Devices[i] = deviceV{DeviceID: masked}
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -258,6 +271,48 @@ func (s *Server) unlock(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// deviceReq registers a device: its key and the key's signature over the
+// registration's challenge, and the holder's step-up for any device but
+// the first.
+type deviceReq struct {
+	Device struct {
+		DeviceID  string `json:"device_id"`
+		PublicKey string `json:"public_key"`
+		Label     string `json:"label"`
+		SignedAt  string `json:"signed_at"`
+		Signature string `json:"signature"`
+	} `json:"device"`
+	authJSON
+}
+
+func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req deviceReq, idem ledger.Idem) (ledger.Outcome, error) {
+		d := req.Device
+		pub, err := base64.StdEncoding.DecodeString(d.PublicKey)
+		if err != nil {
+			return ledger.Outcome{}, domain.Invalid("device.public_key", "public_key must be a base64 Ed25519 public key")
+		}
+		sig, err := base64.StdEncoding.DecodeString(d.Signature)
+		if err != nil {
+			return ledger.Outcome{}, domain.Invalid("device.signature", "signature must be base64")
+		}
+		at, err := time.Parse(time.RFC3339Nano, d.SignedAt)
+		if err != nil {
+			return ledger.Outcome{}, domain.Invalid("device.signed_at", "signed_at must be the RFC 3339 time the device signed at")
+		}
+		auth, err := req.optionalAuth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.RegisterDevice(ctx, by, id, idem, ledger.DeviceRequest{DeviceID: d.DeviceID, PublicKey: pub, Label: d.Label,
+			SignedAt: at, Signature: sig, Auth: auth})
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.DeviceRegistered](out)
+		return map[string]any{"device_id": e.DeviceID, "label": e.Label, "categories": authorisedBy(e.Authorised), "log": refOf(out)}, err
+	})
+}
+
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	by := actorOf(r)
 	if _, err := s.svc.Logout(r.Context(), by); err != nil {
@@ -270,6 +325,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 type loginReq struct {
 	DeviceID string      `json:"device_id"`
 	Proofs   []proofJSON `json:"proofs"`
+	deviceSig
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -279,7 +335,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.Login(ctx, by, id, idem, req.DeviceID, proofs)
+		dev, err := req.proof()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.Login(ctx, by, id, idem, req.DeviceID, proofs, dev)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.LoginSucceeded](out)
 		if err == nil && out.Secret == "" {
@@ -377,6 +437,7 @@ func (s *Server) initiatePayment(w http.ResponseWriter, r *http.Request) {
 type confirmReq struct {
 	DeviceID string      `json:"device_id"`
 	Proofs   []proofJSON `json:"proofs"`
+	deviceSig
 }
 
 func (s *Server) confirmPayment(w http.ResponseWriter, r *http.Request) {
@@ -386,7 +447,11 @@ func (s *Server) confirmPayment(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.ConfirmPayment(ctx, by, id, pid, idem, req.DeviceID, proofs)
+		dev, err := req.proof()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.ConfirmPayment(ctx, by, id, pid, idem, req.DeviceID, proofs, dev)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.PaymentConfirmed](out)
 		return map[string]any{"payment_id": e.PaymentID, "status": "completed", "verification_level": e.VerificationLevel,
@@ -400,6 +465,7 @@ type withdrawReq struct {
 	Currency string      `json:"currency"`
 	DeviceID string      `json:"device_id"`
 	Proofs   []proofJSON `json:"proofs"`
+	deviceSig
 }
 
 func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
@@ -409,7 +475,11 @@ func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return ledger.Outcome{}, err
 		}
-		return s.svc.Withdraw(ctx, by, id, idem, req.Amount, req.Currency, req.DeviceID, proofs)
+		dev, err := req.proof()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.Withdraw(ctx, by, id, idem, req.Amount, req.Currency, req.DeviceID, proofs, dev)
 	}, func(out ledger.Outcome) (any, error) {
 		e, out, err := find[domain.FundsWithdrawn](out)
 		return map[string]any{"withdrawal_id": e.WithdrawalID, "status": "completed", "amount": e.Amount.String(),

@@ -85,6 +85,7 @@ const (
 	OpReadBalance     Op = "read_balance"
 	OpReadStatement   Op = "read_statement"
 	OpReadOperations  Op = "read_operations"
+	OpRegisterDevice  Op = "register_device"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -129,6 +130,7 @@ var access = map[Op]Rule{
 	OpReadBalance:     {Holder: true, Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
 	OpReadStatement:   {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
+	OpRegisterDevice:  {Holder: true},
 }
 
 // Access returns the rule of op, for documentation and tests.

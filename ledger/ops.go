@@ -167,20 +167,49 @@ func (s *Service) openSeed(sealed []byte) (string, error) {
 // Login verifies proofs and opens a session with a random token, returned
 // in Outcome.Secret once; the log keeps only its SHA-256, so a replay of
 // the login cannot show it again.
-func (s *Service) Login(ctx context.Context, by Actor, accountID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+// device is the device's signature, when it is registered (at most one).
+func (s *Service) Login(ctx context.Context, by Actor, accountID string, idem Idem, deviceID string, proofs []domain.Proof, device ...domain.DeviceProof) (Outcome, error) {
 	var token string
 	out, err := s.withHashSlot(ctx, by, OpLogin, accountID, hasPassword(proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpLogin, accountID, idem, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
 			sid := s.cfg.NewID()
 			tok, hash, err := s.newSessionToken(accountID, sid)
 			token = tok
-			return domain.Login{SessionID: sid, TokenHash: hash, DeviceID: deviceID, Proofs: proofs}, err
+			return domain.Login{SessionID: sid, TokenHash: hash, DeviceID: deviceID, Device: first(device), Proofs: proofs}, err
 		})
 	})
 	if err == nil && !out.Replayed && out.Refusal == nil {
 		out.Secret = token
 	}
 	return out, err
+}
+
+// first is the optional device proof of an instruction.
+func first(device []domain.DeviceProof) domain.DeviceProof {
+	if len(device) == 0 {
+		return domain.DeviceProof{}
+	}
+	return device[0]
+}
+
+// DeviceRequest is the input of RegisterDevice: the device, its key, the
+// key's signature over the registration's challenge, and the step-up any
+// device but the first needs.
+type DeviceRequest struct {
+	DeviceID  string
+	PublicKey []byte
+	Label     string
+	SignedAt  time.Time
+	Signature []byte
+	Auth      domain.Authorisation
+}
+
+// RegisterDevice registers a holder's device (R6).
+func (s *Service) RegisterDevice(ctx context.Context, by Actor, accountID string, idem Idem, r DeviceRequest) (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpRegisterDevice, accountID, hasPassword(r.Auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpRegisterDevice, accountID, idem, domain.RegisterDevice{DeviceID: r.DeviceID, PublicKey: r.PublicKey,
+			Label: r.Label, SignedAt: r.SignedAt, Signature: r.Signature, Auth: r.Auth})
+	})
 }
 
 // Logout ends the actor's session.
@@ -289,7 +318,8 @@ func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error
 // a payee closed on another node between the read and the append still
 // receives this one payment; closing that window needs a condition on the
 // payee's stream in the store's append.
-func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof) (Outcome, error) {
+// device is the device's signature, when it is registered (at most one).
+func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof, device ...domain.DeviceProof) (Outcome, error) {
 	if err := Authorize(by, OpConfirmPayment, accountID); err != nil {
 		return Outcome{}, err
 	}
@@ -308,7 +338,7 @@ func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, payme
 	}
 	return s.withHashSlot(ctx, by, OpConfirmPayment, accountID, hasPassword(proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpConfirmPayment, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-			return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Proofs: proofs, Balance: bal,
+			return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Device: first(device), Proofs: proofs, Balance: bal,
 				PayeeID: payeeID, Payee: payee}, nil
 		})
 	})
@@ -334,10 +364,12 @@ func (s *Service) pendingPayee(ctx context.Context, accountID, paymentID string)
 }
 
 // Withdraw pays out to the bound same-name bank account.
-func (s *Service) Withdraw(ctx context.Context, by Actor, accountID string, idem Idem, amount, currency, deviceID string, proofs []domain.Proof) (Outcome, error) {
+// device is the device's signature, when it is registered (at most one).
+func (s *Service) Withdraw(ctx context.Context, by Actor, accountID string, idem Idem, amount, currency, deviceID string, proofs []domain.Proof, device ...domain.DeviceProof) (Outcome, error) {
 	return s.withHashSlot(ctx, by, OpWithdraw, accountID, hasPassword(proofs), func() (Outcome, error) {
 		return s.Execute(ctx, by, OpWithdraw, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-			return domain.Withdraw{WithdrawalID: s.cfg.NewID(), Amount: amount, Currency: currency, DeviceID: deviceID, Proofs: proofs, Balance: bal}, nil
+			return domain.Withdraw{WithdrawalID: s.cfg.NewID(), Amount: amount, Currency: currency, DeviceID: deviceID, Device: first(device),
+				Proofs: proofs, Balance: bal}, nil
 		})
 	})
 }
@@ -505,6 +537,7 @@ type AccountView struct {
 	Version     int64
 	Factors     []domain.Factor
 	BankLast4   string
+	Devices     []domain.Device
 	LockedUntil time.Time
 	Failures    int
 	// Available is the spendable balance now (projection + own tail).
@@ -532,7 +565,7 @@ func (s *Service) Account(ctx context.Context, by Actor, accountID string) (Acco
 	proj, cp := s.cfg.Balances.Snapshot(accountID)
 	single, noCert, all := a.DayUsage(s.cfg.Clock())
 	v := AccountView{ID: a.ID, HolderName: a.HolderName, Currency: a.Currency, Kind: a.Kind, Status: a.Status,
-		AgreedLimit: a.AgreedLimit, Version: a.Version, Factors: a.Factors(), LockedUntil: a.LockedUntil(),
+		AgreedLimit: a.AgreedLimit, Version: a.Version, Factors: a.Factors(), Devices: a.Devices(), LockedUntil: a.LockedUntil(),
 		Failures: a.FailedAttempts(), Available: a.Available(proj, cp),
 		SingleUsed: domain.Money{Amount: single, Currency: a.Currency}, NoCertUsed: domain.Money{Amount: noCert, Currency: a.Currency},
 		AllUsed: domain.Money{Amount: all, Currency: a.Currency}}

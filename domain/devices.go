@@ -1,0 +1,136 @@
+package domain
+
+import (
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
+
+// Devices (R6, R26): a holder registers a device with an Ed25519 public
+// key, and an instruction from it carries the device's signature over
+// DeviceChallenge, so the device that sends an instruction is proven, not
+// claimed. A one-time password counts as an independent second factor only
+// when the instruction comes from a proven device other than the one the
+// password is delivered to.
+
+// DeviceSkew is how far a device signature's time may be from the ledger's
+// clock.
+const DeviceSkew = 2 * time.Minute
+
+// maxDevices bounds the devices an account may register.
+const maxDevices = 10
+
+// DeviceProof is a device's signature over an instruction: the registered
+// device, when it signed, and its Ed25519 signature over DeviceChallenge.
+// The zero value proves nothing (the device is then only claimed).
+type DeviceProof struct {
+	SignedAt  time.Time
+	Signature []byte
+}
+
+// DeviceChallenge is what a device signs for an instruction: the UTF-8 text
+//
+//	"payledger/device/v1\n" + purpose + "\n" + accountID + "\n" + deviceID + "\n" + signedAt + "\n" + subject
+//
+// with signedAt in RFC 3339 UTC with nanoseconds as the client sends it.
+// Purposes and subjects: "login" and ""; "payment" and the payment id;
+// "withdrawal" and the amount as sent; "device_registration" and the new
+// key in standard base64; a change's kind and the subject its
+// ChangeChallenge names. A signature is accepted once per device: its time
+// must be later than the last one the device's instructions used.
+func DeviceChallenge(purpose, accountID, deviceID string, signedAt time.Time, subject string) []byte {
+	return []byte("payledger/device/v1\n" + purpose + "\n" + accountID + "\n" + deviceID + "\n" +
+		signedAt.UTC().Format(time.RFC3339Nano) + "\n" + subject)
+}
+
+// Device is a registered device as the aggregate knows it.
+type Device struct {
+	ID        string
+	PublicKey []byte
+	Label     string
+	// LastSignedAt is the time of the last signature an instruction of
+	// the device used; an older or equal one is a replay.
+	LastSignedAt time.Time
+}
+
+// Devices returns the registered devices.
+func (a *Account) Devices() []Device {
+	out := make([]Device, 0, len(a.devices))
+	for _, d := range a.devices {
+		out = append(out, *d)
+	}
+	return out
+}
+
+// deviceCheck is the outcome of checking an instruction's device proof.
+type deviceCheck struct {
+	proven bool
+	used   *DeviceUsed
+}
+
+// verifyDevice checks the proof that deviceID sent an instruction of
+// purpose about subject. No signature leaves the device claimed, not
+// proven. A signature from a device that is not registered, or at a time
+// too far from now, is malformed input; a wrong or replayed signature is a
+// failed proof (R9).
+func (a *Account) verifyDevice(deviceID string, dp DeviceProof, purpose, subject string, now time.Time) (deviceCheck, *Error, *proofFailure) {
+	if len(dp.Signature) == 0 {
+		return deviceCheck{}, nil, nil
+	}
+	d, ok := a.devices[deviceID]
+	if !ok {
+		return deviceCheck{}, Invalid("device_id", "device "+deviceID+" is not registered on this account: register it first, or send no device signature"), nil
+	}
+	if dp.SignedAt.Before(now.Add(-DeviceSkew)) || dp.SignedAt.After(now.Add(DeviceSkew)) {
+		return deviceCheck{}, Invalid("signed_at", "signed_at must be within 2 minutes of the ledger's clock; sign again"), nil
+	}
+	if !dp.SignedAt.After(d.LastSignedAt) {
+		return deviceCheck{}, nil, &proofFailure{"the device signature was already used; sign again"}
+	}
+	if !VerifySignature(d.PublicKey, DeviceChallenge(purpose, a.ID, deviceID, dp.SignedAt, subject), dp.Signature) {
+		return deviceCheck{}, nil, &proofFailure{"device signature does not verify"}
+	}
+	return deviceCheck{proven: true, used: &DeviceUsed{DeviceID: deviceID, SignedAt: dp.SignedAt}}, nil, nil
+}
+
+// withUse appends the device's use to events that record a success.
+func (c deviceCheck) withUse(events []Event) []Event {
+	if c.used != nil {
+		events = append(events, *c.used)
+	}
+	return events
+}
+
+func decideRegisterDevice(a *Account, c RegisterDevice, p Policy, now time.Time) ([]Event, error) {
+	switch {
+	case c.DeviceID == "" || len(c.DeviceID) > 100:
+		return nil, Invalid("device.device_id", "device_id is required (at most 100 characters)")
+	case len(c.PublicKey) != 32:
+		return nil, Invalid("device.public_key", "public_key must be a base64 Ed25519 public key (32 bytes)")
+	case utf8.RuneCountInString(c.Label) > 100:
+		return nil, Invalid("device.label", "label is at most 100 characters")
+	}
+	if _, dup := a.devices[c.DeviceID]; dup {
+		return nil, Errorf(CodeConflict, "device %s is already registered", c.DeviceID)
+	}
+	if len(a.devices) >= maxDevices {
+		return nil, Errorf(CodeConflict, "an account may register at most %d devices", maxDevices)
+	}
+	if c.SignedAt.Before(now.Add(-DeviceSkew)) || c.SignedAt.After(now.Add(DeviceSkew)) {
+		return nil, Invalid("device.signed_at", "signed_at must be within 2 minutes of the ledger's clock; sign again")
+	}
+	subject := base64.StdEncoding.EncodeToString(c.PublicKey)
+	if !VerifySignature(c.PublicKey, DeviceChallenge(ChangeKindDevice, a.ID, c.DeviceID, c.SignedAt, subject), c.Signature) {
+		return nil, Invalid("device.signature", "the signature does not verify with public_key: sign the registration's challenge with the device's key")
+	}
+	ev := DeviceRegistered{DeviceID: c.DeviceID, PublicKey: c.PublicKey, Label: c.Label, SignedAt: c.SignedAt}
+	if len(a.devices) == 0 {
+		// The first device needs only the session: there is no device yet
+		// to prove anything with, and the holder is told.
+		return []Event{ev, HolderNotified{Change: ChangeKindDevice, Reference: c.DeviceID}}, nil
+	}
+	return a.authoriseChange(p, now, ChangeKindDevice, c.DeviceID, c.DeviceID, c.Auth, func(by Authorised) Event {
+		ev.Authorised = by
+		return ev
+	})
+}
