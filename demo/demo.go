@@ -215,17 +215,13 @@ func (r *runner) run(res *Result) error {
 		return err
 	}
 	r.say("   wrong password: %d %s, attempts remaining %v", bad.Status, bad.Str("code"), bad.Body["attempts_remaining"])
-	code, err := r.otp()
-	if err != nil {
-		return err
-	}
 	sess, err := r.expect(http.StatusCreated, "POST", base+"/sessions", map[string]any{"device_id": "laptop-1",
-		"proofs": []any{password, map[string]any{"factor_id": totpID, "code": code}}}, "")
+		"proofs": []any{password}}, "")
 	if err != nil {
 		return err
 	}
 	liToken := sess.Str("token")
-	r.say("   password + one-time password: a session token (256 random bits, only its hash is kept) until %s, ending after %v s idle",
+	r.say("   the right password: a session token (256 random bits, only its hash is kept) until %s, ending after %v s idle",
 		sess.Str("expires_at"), sess.Body["idle_timeout_seconds"])
 	zhangToken, err := r.login(zhang, map[string]any{"factor_id": pwIDs["zhang"], "password": liPassword})
 	if err != nil {
@@ -259,7 +255,28 @@ func (r *runner) run(res *Result) error {
 	r.say("   the same request retried with its Idempotency-Key is replayed (Idempotent-Replayed: %s); the same bank reference under a new key: %s",
 		replay.Header.Get("Idempotent-Replayed"), again.Str("code"))
 
+	r.section("Li Wei registers laptop-1, her first device, with its Ed25519 key (R6: a device is proven, not claimed)")
 	r.as(liToken)
+	_, laptop, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	laptopPub := base64.StdEncoding.EncodeToString(laptop.Public().(ed25519.PublicKey))
+	at := r.clock().UTC()
+	reg := base64.StdEncoding.EncodeToString(ed25519.Sign(laptop, domain.DeviceChallenge(domain.ChangeKindDevice, li, "laptop-1", at, laptopPub)))
+	if _, err := r.expect(http.StatusCreated, "POST", base+"/devices", map[string]any{"device": map[string]any{"device_id": "laptop-1",
+		"public_key": laptopPub, "label": "work laptop", "signed_at": at.Format(time.RFC3339Nano), "signature": reg}}, ""); err != nil {
+		return err
+	}
+	r.say("   registered with the session alone (a later device needs a step-up); instructions from laptop-1 now carry its signature")
+	// signed adds laptop-1's signature over an instruction to body.
+	signed := func(body map[string]any, purpose, subject string) map[string]any {
+		at := r.clock().UTC()
+		body["signed_at"] = at.Format(time.RFC3339Nano)
+		body["device_signature"] = base64.StdEncoding.EncodeToString(ed25519.Sign(laptop, domain.DeviceChallenge(purpose, li, "laptop-1", at, subject)))
+		return body
+	}
+
 	pay := func(payee, amount, desc string, proofs func(challenge []byte) ([]any, error), device string, want int) (apiclient.Response, apiclient.Response, error) {
 		init, err := r.expect(http.StatusCreated, "POST", base+"/payments", map[string]any{"payee_account_id": payee, "amount": amount,
 			"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": device, "description": desc}, "")
@@ -274,7 +291,11 @@ func (r *runner) run(res *Result) error {
 		if err != nil {
 			return init, apiclient.Response{}, err
 		}
-		conf, err := r.expect(want, "POST", base+"/payments/"+init.Str("payment_id")+"/confirm", map[string]any{"device_id": device, "proofs": ps}, "")
+		body := map[string]any{"device_id": device, "proofs": ps}
+		if device == "laptop-1" {
+			body = signed(body, "payment", init.Str("payment_id"))
+		}
+		conf, err := r.expect(want, "POST", base+"/payments/"+init.Str("payment_id")+"/confirm", body, "")
 		return init, conf, err
 	}
 	onlyPassword := func([]byte) ([]any, error) { return []any{password}, nil }
@@ -317,8 +338,16 @@ func (r *runner) run(res *Result) error {
 		return fmt.Errorf("want factor_not_independent, got %s", ref.Raw)
 	}
 	r.say("   paying from phone-1 with phone-1's OTP: %s", ref.Str("code"))
+	_, ref, err = pay(zhang, "990.00", "rent share", withOTP, "laptop-9", http.StatusUnprocessableEntity)
+	if err != nil {
+		return err
+	}
+	if ref.Str("code") != "factor_not_independent" {
+		return fmt.Errorf("want factor_not_independent, got %s", ref.Raw)
+	}
+	r.say("   the same phone calling itself laptop-9, without a registered device's signature: %s", ref.Str("code"))
 
-	r.section("The same 990.00 from laptop-1 with password + OTP: a two-factor payment (cap 5,000.00)")
+	r.section("The same 990.00 from laptop-1, signed by its key, with password + OTP: a two-factor payment (cap 5,000.00)")
 	_, conf, err = pay(zhang, "990.00", "rent share", withOTP, "laptop-1", http.StatusOK)
 	if err != nil {
 		return err

@@ -62,6 +62,7 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpReadBalance:     {holder: true, roles: roles(roleOperator, roleFinance, roleCompliance, roleAuditor)},
 	ledger.OpReadStatement:   {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
 	ledger.OpReadOperations:  {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
+	ledger.OpRegisterDevice:  {holder: true},
 }
 
 func staffActor(r staffkeys.Role) ledger.Actor {
@@ -295,6 +296,12 @@ func TestAccessThroughService(t *testing.T) {
 		}},
 		{op: ledger.OpUnlock, run: func(by ledger.Actor, id string) error {
 			_, err := svc.Unlock(ctx, by, id, idem, "not locked", testIdentityCheck)
+			return err
+		}},
+		{op: ledger.OpRegisterDevice, run: func(by ledger.Actor, id string) error {
+			// Malformed on purpose: refused by access control first, or
+			// as invalid input once past it.
+			_, err := svc.RegisterDevice(ctx, by, id, idem, ledger.DeviceRequest{DeviceID: "phone"})
 			return err
 		}},
 	}

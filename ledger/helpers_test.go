@@ -1,8 +1,10 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -376,4 +378,34 @@ func enrolPassword(t testing.TB, s *ledger.Service, accountID string) string {
 		t.Fatalf("enrol password: %v", err)
 	}
 	return out.Decoded[0].(domain.FactorEnrolled).FactorID
+}
+
+// device is a holder's registered device and its key.
+type device struct {
+	id    string
+	priv  ed25519.PrivateKey
+	clock func() time.Time
+}
+
+// registerDevice registers deviceID on the account as its holder, with a
+// key from seed, as the account's first device (no step-up).
+func registerDevice(t testing.TB, s *ledger.Service, clock func() time.Time, accountID, deviceID string, seed byte) device {
+	t.Helper()
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+	pub := priv.Public().(ed25519.PublicKey)
+	at := clock()
+	sig := ed25519.Sign(priv, domain.DeviceChallenge(domain.ChangeKindDevice, accountID, deviceID, at, base64.StdEncoding.EncodeToString(pub)))
+	out, err := s.RegisterDevice(context.Background(), holderOf(accountID), accountID, ledger.Idem{},
+		ledger.DeviceRequest{DeviceID: deviceID, PublicKey: pub, SignedAt: at, Signature: sig})
+	if err != nil || out.Refusal != nil {
+		t.Fatalf("register device %s: %v / %v", deviceID, err, out.Refusal)
+	}
+	return device{id: deviceID, priv: priv, clock: clock}
+}
+
+// sign is the device's proof of an instruction of purpose about subject,
+// signed now (the clock moves on, so each proof is newer than the last).
+func (d device) sign(accountID, purpose, subject string) domain.DeviceProof {
+	at := d.clock()
+	return domain.DeviceProof{SignedAt: at, Signature: ed25519.Sign(d.priv, domain.DeviceChallenge(purpose, accountID, d.id, at, subject))}
 }

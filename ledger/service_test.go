@@ -177,10 +177,15 @@ func TestIdempotentReplay(t *testing.T) {
 			}
 		}},
 		{name: "change phone", prepare: func(t *testing.T, f *fixture) command {
+			// Password + a TOTP delivered to token-1, sent from the
+			// registered laptop that signs it: two categories (R6).
 			pw := enrolPassword(t, f.svc, f.payer.id)
 			otp := enrolTOTP(t, f, "token-1")
+			laptop := registerDevice(t, f.svc, f.e.clock.Now, f.payer.id, "laptop", 7)
+			auth := withProofs(byPassword(pw), otp.proof(t, f))
+			auth.Device = laptop.sign(f.payer.id, domain.ChangeKindPhone, "+8613800138000")
 			return func(s *ledger.Service, idem ledger.Idem) (ledger.Outcome, error) {
-				return s.ChangePhone(ctx, f.payer.actor(), f.payer.id, idem, "+8613800138000", withProofs(byPassword(pw), otp.proof(t, f)))
+				return s.ChangePhone(ctx, f.payer.actor(), f.payer.id, idem, "+8613800138000", auth)
 			}
 		}},
 		{name: "refused phone change records its rejection", refusal: domain.CodeInsufficientVerification, prepare: func(t *testing.T, f *fixture) command {
@@ -933,7 +938,15 @@ func TestCredentialResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	challenge = domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
-	auth := domain.Authorisation{DeviceID: "laptop", Version: v.Version,
+	// The TOTP counts beside the attestation only from a registered device
+	// that signs the reset (R6).
+	laptop := registerDevice(t, f.svc, f.e.clock.Now, f.payer.id, "laptop", 9)
+	v, err = f.svc.Account(ctx, f.payer.actor(), f.payer.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	challenge = domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
+	auth := domain.Authorisation{DeviceID: "laptop", Version: v.Version, Device: laptop.sign(f.payer.id, domain.ChangeKindCredentialReset, pw),
 		Proofs: []domain.Proof{otp.proof(t, f), {FactorID: bio, Attestation: ed25519.Sign(provider, challenge)}}}
 	out, err = f.svc.ResetCredential(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.ResetRequest{FactorID: pw, Password: newPassword, Auth: auth})
 	if err != nil || out.Refusal != nil {

@@ -68,7 +68,11 @@ func TestSensitiveChangesOverHTTP(t *testing.T) {
 	lastOp := func() map[string]any {
 		t.Helper()
 		ops := expect(http.StatusOK, "GET", base+"/operations?limit=100", nil, "").List("operations")
-		// A change is followed by the notice to the holder.
+		// A change is followed by the notice to the holder (and by the
+		// use of the device signature that sent it).
+		if ops[len(ops)-1]["type"] == "DeviceUsed" {
+			ops = ops[:len(ops)-1]
+		}
 		if n := ops[len(ops)-1]; n["type"] != "HolderNotified" {
 			t.Fatalf("the last operation is %v, not the holder's notice", n["type"])
 		}
@@ -81,8 +85,11 @@ func TestSensitiveChangesOverHTTP(t *testing.T) {
 	if weak.Str("code") != "insufficient_verification" || weak.Body["required_categories"] != float64(2) {
 		t.Fatalf("password-only phone change: %s", weak.Raw)
 	}
-	ph := expect(http.StatusOK, "PUT", base+"/phone", map[string]any{"phone": "+8613800138000", "device_id": "laptop-1",
-		"proofs": []any{map[string]any{"factor_id": pw, "password": oldPassword}, code(step)}}, "")
+	// The TOTP is the second factor because the registered laptop signs
+	// the change (R6); the demo shows the refusal from a claimed device.
+	lap := registerLaptop(t, ctx, c, id, "laptop-1")
+	ph := expect(http.StatusOK, "PUT", base+"/phone", lap.sign(map[string]any{"phone": "+8613800138000",
+		"proofs": []any{map[string]any{"factor_id": pw, "password": oldPassword}, code(step)}}, domain.ChangeKindPhone, "+8613800138000"), "")
 	if ph.Str("phone") != "+8613800138000" {
 		t.Fatalf("phone change: %s", ph.Raw)
 	}
@@ -107,8 +114,9 @@ func TestSensitiveChangesOverHTTP(t *testing.T) {
 	// change's challenge at the account's current version reset it.
 	version := int64(expect(http.StatusOK, "GET", base, nil, "").Body["version"].(float64))
 	challenge := domain.ChangeChallenge(domain.ChangeKindCredentialReset, id, version, pw)
-	body := map[string]any{"password": newPassword, "device_id": "laptop-1", "version": version,
-		"proofs": []any{code(step + 1), map[string]any{"factor_id": bio, "attestation": base64.StdEncoding.EncodeToString(ed25519.Sign(provider, challenge))}}}
+	body := lap.sign(map[string]any{"password": newPassword, "version": version,
+		"proofs": []any{code(step + 1), map[string]any{"factor_id": bio, "attestation": base64.StdEncoding.EncodeToString(ed25519.Sign(provider, challenge))}}},
+		domain.ChangeKindCredentialReset, pw)
 	reset := expect(http.StatusOK, "POST", base+"/factors/"+pw+"/reset", body, "reset-password-1")
 	if reset.Str("method") != "password" || len(reset.Body["categories"].([]any)) != 2 {
 		t.Fatalf("reset: %s", reset.Raw)

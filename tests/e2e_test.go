@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -457,8 +459,11 @@ func TestRefusalsAreRecordedOverHTTP(t *testing.T) {
 	}
 	// Binding the bank account is a step-up: the password and a code of
 	// the step before, so the current step's code is left for the steps.
-	expect(http.StatusCreated, "POST", payer+"/bank-account", map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei",
-		"device_id": "laptop-1", "proofs": []any{pwProof, map[string]any{"factor_id": totp.Str("factor_id"), "code": earlier}}})
+	// The TOTP counts as the second factor only from a registered device
+	// that signs the binding (R6).
+	lap := registerLaptop(t, ctx, c, payerID, "laptop-1")
+	expect(http.StatusCreated, "POST", payer+"/bank-account", lap.sign(map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei",
+		"proofs": []any{pwProof, map[string]any{"factor_id": totp.Str("factor_id"), "code": earlier}}}, domain.ChangeKindBankAccount, "6222020200112233445"))
 	code, err := domain.TOTPCode(totp.Str("totp_secret"), now)
 	if err != nil {
 		t.Fatal(err)
@@ -527,4 +532,37 @@ func TestRefusalsAreRecordedOverHTTP(t *testing.T) {
 	}
 	checkBalances(t, ctx, operator, map[string]string{payerID: "100.00", payee: "0.00"})
 	srv.stop(t, syscall.SIGTERM)
+}
+
+// laptop is a holder's registered device: its key signs instructions.
+type laptop struct {
+	account, id string
+	priv        ed25519.PrivateKey
+}
+
+// registerLaptop registers device id on the account through the holder's
+// session c, as its first device (no step-up).
+func registerLaptop(t *testing.T, ctx context.Context, c *apiclient.Client, accountID, id string) laptop {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+	at := time.Now().UTC()
+	sig := ed25519.Sign(priv, domain.DeviceChallenge(domain.ChangeKindDevice, accountID, id, at, pub))
+	if _, err := c.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+accountID+"/devices", map[string]any{"device": map[string]any{
+		"device_id": id, "public_key": pub, "signed_at": at.Format(time.RFC3339Nano), "signature": base64.StdEncoding.EncodeToString(sig)}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	return laptop{account: accountID, id: id, priv: priv}
+}
+
+// sign adds the device's signature over an instruction to body.
+func (l laptop) sign(body map[string]any, purpose, subject string) map[string]any {
+	at := time.Now().UTC()
+	body["device_id"] = l.id
+	body["signed_at"] = at.Format(time.RFC3339Nano)
+	body["device_signature"] = base64.StdEncoding.EncodeToString(ed25519.Sign(l.priv, domain.DeviceChallenge(purpose, l.account, l.id, at, subject)))
+	return body
 }
