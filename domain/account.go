@@ -329,6 +329,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.lockedUntil, a.failures = v.Until, v.FailedAttempts
 	case AccessUnlocked:
 		a.lockedUntil, a.failures = time.Time{}, 0
+		a.useOTPs(v.Authorised.OTPUses)
 	case LimitAdjusted:
 		a.AgreedLimit = v.AgreedDailyLimit
 		a.authorised(v.Authorised)

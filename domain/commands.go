@@ -250,9 +250,13 @@ type CloseAccount struct {
 
 // Unlock lifts R9's lock before it expires: an operator after an identity
 // check.
+//
+// Or the holder, early: with a step-up of two factor categories from a
+// registered device that signs it (Auth, Auth.Device).
 type Unlock struct {
 	Reason string
 	Staff  Staff
+	Auth   Authorisation
 }
 
 // Logout ends a session.

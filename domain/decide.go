@@ -85,6 +85,9 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		}
 		return one(AccountClosed{Reason: limitText(c.Reason, 200), Staff: c.Staff})
 	case Unlock:
+		if c.Staff.StaffKey == "" {
+			return decideHolderUnlock(a, c, p, now)
+		}
 		if !c.Staff.IdentityChecked() {
 			return nil, Invalid("identity_check", "an operator lifts a lock only after checking the holder's identity: name the check in identity_check")
 		}

@@ -101,6 +101,56 @@ func (c deviceCheck) withUse(events []Event) []Event {
 	return events
 }
 
+// decideHolderUnlock lifts R9's lock before it expires at the holder's
+// request: only from a registered device that signs it, whose key a
+// guesser does not have, and with proofs of two factor categories. Its
+// proofs are checked during the lock, which is the point; a failure is
+// recorded like any verification and the lock stays.
+func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event, error) {
+	if a.lockedUntil.IsZero() || !now.Before(a.lockedUntil) {
+		return nil, Errorf(CodeConflict, "account %s is not locked", a.ID)
+	}
+	auth := c.Auth
+	if auth.DeviceID == "" || len(auth.DeviceID) > 100 {
+		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	}
+	if len(auth.Device.Signature) == 0 {
+		return nil, Invalid("device_signature", "an early unlock must come from a registered device that signs it; otherwise wait for the lock to end or ask an operator")
+	}
+	n := a.failures
+	locked := func(fail *proofFailure, spent []OTPUse) ([]Event, error) {
+		until := a.lockedUntil.UTC().Format(time.RFC3339Nano)
+		return []Event{VerificationFailed{Purpose: ChangeKindUnlock, DeviceID: auth.DeviceID, Reason: fail.reason, FailedAttempts: n + 1,
+				LockedUntil: a.lockedUntil, OTPUses: spent}},
+			Errorf(CodeAccessLocked, "%s; access stays locked until %s", fail.reason, until).With("locked_until", until)
+	}
+	dv, bad, fail := a.verifyDevice(auth.DeviceID, auth.Device, ChangeKindUnlock, "", now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return locked(fail, nil)
+	}
+	if usable := a.usableCategories(ChangeKindUnlock, "", now); usable < RequiredCategories(ChangeKindUnlock) {
+		return nil, Errorf(CodeInsufficientVerification, "an early unlock needs proofs of 2 factor categories, and the account's usable factors span %d; wait for the lock to end or ask an operator", usable).
+			With("required_categories", 2).With("verified_categories", 0)
+	}
+	v, bad, fail := a.verifyProofs(p, auth.Proofs, []string{auth.DeviceID}, nil, true, dv.proven, now)
+	if bad != nil {
+		return nil, bad
+	}
+	if fail != nil {
+		return locked(fail, v.otpUses)
+	}
+	if len(v.categories) < RequiredCategories(ChangeKindUnlock) {
+		e := Errorf(CodeInsufficientVerification, "an early unlock needs proofs of 2 independent factor categories; these count %d", len(v.categories)).
+			With("required_categories", 2).With("verified_categories", len(v.categories))
+		return []Event{ChangeRejected{Change: ChangeKindUnlock, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: v.otpUses}}, e
+	}
+	by := Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses}
+	return dv.withUse([]Event{AccessUnlocked{Reason: limitText(c.Reason, 200), Authorised: by}, HolderNotified{Change: ChangeKindUnlock}}), nil
+}
+
 func decideRegisterDevice(a *Account, c RegisterDevice, p Policy, now time.Time) ([]Event, error) {
 	switch {
 	case c.DeviceID == "" || len(c.DeviceID) > 100:

@@ -199,6 +199,8 @@ type AccessLocked struct {
 type AccessUnlocked struct {
 	Reason string `json:"reason"`
 	Staff
+	// Authorised is the holder's step-up when the holder lifted the lock.
+	Authorised Authorised `json:"authorised,omitzero"`
 }
 
 // LimitAdjusted changes the daily limit agreed between institution and

@@ -136,7 +136,7 @@ var accessMatrix = map[string][12]int{
 	"POST /v1/accounts/{id}/sessions":                  {ok, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
 	"DELETE /v1/sessions/current":                      {u401, u401, ok, ok, f403, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/devices":                   {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
-	"POST /v1/accounts/{id}/unlock":                    {u401, u401, f403, f403, ok, f403, f403, f403, f403, f403, u401, u401},
+	"POST /v1/accounts/{id}/unlock":                    {u401, u401, f403, ok, ok, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/bank-account":              {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/deposits":                  {u401, u401, f403, f403, f403, ok, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/payments":                  {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},

@@ -253,6 +253,14 @@ type checkReq struct {
 	IdentityCheck string `json:"identity_check"`
 }
 
+// unlockReq is an operator's unlock after an identity check, or the
+// holder's early one with a step-up from a registered device.
+type unlockReq struct {
+	Reason        string `json:"reason"`
+	IdentityCheck string `json:"identity_check"`
+	authJSON
+}
+
 func (s *Server) reportLoss(w http.ResponseWriter, r *http.Request) {
 	id, fid := r.PathValue("id"), r.PathValue("fid")
 	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req checkReq, idem ledger.Idem) (ledger.Outcome, error) {
@@ -264,7 +272,14 @@ func (s *Server) reportLoss(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) unlock(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req checkReq, idem ledger.Idem) (ledger.Outcome, error) {
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req unlockReq, idem ledger.Idem) (ledger.Outcome, error) {
+		if by.Holder() {
+			auth, err := req.auth()
+			if err != nil {
+				return ledger.Outcome{}, err
+			}
+			return s.svc.UnlockEarly(ctx, by, id, idem, req.Reason, auth)
+		}
 		return s.svc.Unlock(ctx, by, id, idem, req.Reason, req.IdentityCheck)
 	}, func(out ledger.Outcome) (any, error) {
 		return map[string]any{"id": id, "locked": false, "log": refOf(out)}, nil

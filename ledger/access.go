@@ -126,7 +126,7 @@ var access = map[Op]Rule{
 	OpSuspend:         {Holder: true, Roles: []staffkeys.Role{operator}},
 	OpReactivate:      {Holder: true, Roles: []staffkeys.Role{operator}},
 	OpClose:           {Holder: true, Roles: []staffkeys.Role{operator}},
-	OpUnlock:          {Roles: []staffkeys.Role{operator}},
+	OpUnlock:          {Holder: true, Roles: []staffkeys.Role{operator}},
 	OpReadBalance:     {Holder: true, Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
 	OpReadStatement:   {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},

@@ -58,7 +58,7 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpSuspend:         {holder: true, roles: roles(roleOperator)},
 	ledger.OpReactivate:      {holder: true, roles: roles(roleOperator)},
 	ledger.OpClose:           {holder: true, roles: roles(roleOperator)},
-	ledger.OpUnlock:          {roles: roles(roleOperator)},
+	ledger.OpUnlock:          {holder: true, roles: roles(roleOperator)},
 	ledger.OpReadBalance:     {holder: true, roles: roles(roleOperator, roleFinance, roleCompliance, roleAuditor)},
 	ledger.OpReadStatement:   {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
 	ledger.OpReadOperations:  {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},

@@ -457,6 +457,14 @@ func (s *Service) Unlock(ctx context.Context, by Actor, accountID string, idem I
 	return s.simple(ctx, by, OpUnlock, accountID, idem, domain.Unlock{Reason: reason, Staff: by.staff(identityCheck)})
 }
 
+// UnlockEarly lifts R9's lock at the holder's request: a step-up of two
+// factor categories from a registered device that signs it.
+func (s *Service) UnlockEarly(ctx context.Context, by Actor, accountID string, idem Idem, reason string, auth domain.Authorisation) (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpUnlock, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpUnlock, accountID, idem, domain.Unlock{Reason: reason, Auth: auth})
+	})
+}
+
 // Close closes the account; its balance must be zero.
 //
 // An account's available balance counts its own events after the

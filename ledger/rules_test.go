@@ -189,8 +189,9 @@ func TestOperatorSuspensionAndUnlock(t *testing.T) {
 	if out, err := svc.Login(ctx, publicActor, id, ledger.Idem{}, "laptop", right); err != nil || domain.ErrorCode(out.Refusal) != domain.CodeAccessLocked {
 		t.Fatalf("login while locked: %v / %v", err, out.Refusal)
 	}
+	// A holder's early unlock needs a registered device's signature.
 	_, err = svc.Unlock(ctx, holder, id, ledger.Idem{}, "let me in", testIdentityCheck)
-	wantCode(t, "holder unlocks", err, domain.CodeForbidden)
+	wantCode(t, "holder unlocks without a device", err, domain.CodeInvalid)
 	_, err = svc.Unlock(ctx, operatorActor, id, ledger.Idem{}, "called in", "")
 	wantCode(t, "operator unlocks without an identity check", err, domain.CodeInvalid)
 	out, err = svc.Unlock(ctx, operatorActor, id, ledger.Idem{}, "called in", testIdentityCheck)
@@ -204,4 +205,66 @@ func TestOperatorSuspensionAndUnlock(t *testing.T) {
 		t.Errorf("unlock notified %#v", lastOf(out))
 	}
 	login(t, svc, id, pw)
+}
+
+// TestHolderUnlocksEarlyFromARegisteredDevice: a locked holder lifts the
+// lock with a step-up of two categories sent from a registered device that
+// signs it; without the device's signature, with one category or with a
+// wrong signature the lock stays, and each attempt is recorded.
+func TestHolderUnlocksEarlyFromARegisteredDevice(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	id := f.payer.id
+	pw := enrolPassword(t, f.svc, id)
+	otp := enrolTOTP(t, f, "token-1")
+	laptop := registerDevice(t, f.svc, f.e.clock.Now, id, "laptop", 11)
+	holder := f.payer.actor()
+	wrong := []domain.Proof{{FactorID: pw, Password: "not the password"}}
+	for i := 0; i < f.e.policy.MaxFailures; i++ {
+		if _, err := f.svc.Login(ctx, publicActor, id, ledger.Idem{}, "laptop", wrong); err != nil {
+			t.Fatal(err)
+		}
+	}
+	early := func(a domain.Authorisation) (ledger.Outcome, error) {
+		return f.svc.UnlockEarly(ctx, holder, id, ledger.Idem{}, "it was me", a)
+	}
+	both := func() []domain.Proof { return append(byPassword(pw).Proofs, otp.proof(t, f)) }
+	// No device signature: refused as input, nothing recorded.
+	head := f.e.head(t)
+	_, err := early(domain.Authorisation{DeviceID: "laptop", Proofs: both()})
+	wantCode(t, "early unlock without a device signature", err, domain.CodeInvalid)
+	if h := f.e.head(t); h != head {
+		t.Errorf("refused unlock appended: head %d -> %d", head, h)
+	}
+	// A wrong device signature: recorded, the lock stays.
+	bad := laptop.sign(id, domain.ChangeKindUnlock, "")
+	bad.Signature[0] ^= 1
+	out, err := early(domain.Authorisation{DeviceID: "laptop", Device: bad, Proofs: byPassword(pw).Proofs})
+	if err != nil || domain.ErrorCode(out.Refusal) != domain.CodeAccessLocked {
+		t.Fatalf("early unlock with a wrong device signature: %v / %v", err, out.Refusal)
+	}
+	// One category from the device: recorded as refused, the lock stays.
+	f.e.clock.Advance(domain.TOTPStep)
+	out, err = early(domain.Authorisation{DeviceID: "laptop", Device: laptop.sign(id, domain.ChangeKindUnlock, ""), Proofs: byPassword(pw).Proofs})
+	if err != nil || domain.ErrorCode(out.Refusal) != domain.CodeInsufficientVerification {
+		t.Fatalf("early unlock with one category: %v / %v", err, out.Refusal)
+	}
+	if out, err := f.svc.Login(ctx, publicActor, id, ledger.Idem{}, "laptop", byPassword(pw).Proofs); err != nil || domain.ErrorCode(out.Refusal) != domain.CodeAccessLocked {
+		t.Fatalf("still locked: %v / %v", err, out.Refusal)
+	}
+	// The password and a TOTP delivered to another device, signed by the
+	// laptop: unlocked, the holder told, the device's signature spent.
+	f.e.clock.Advance(domain.TOTPStep)
+	proof := laptop.sign(id, domain.ChangeKindUnlock, "")
+	out, err = early(domain.Authorisation{DeviceID: "laptop", Device: proof, Proofs: both()})
+	if err != nil || out.Refusal != nil {
+		t.Fatalf("early unlock: %v / %v", err, out.Refusal)
+	}
+	if u, ok := out.Decoded[0].(domain.AccessUnlocked); !ok || len(u.Authorised.Categories) != 2 || u.StaffKey != "" {
+		t.Errorf("unlock recorded %#v", out.Decoded[0])
+	}
+	if used, ok := lastOf(out).(domain.DeviceUsed); !ok || !used.SignedAt.Equal(proof.SignedAt) {
+		t.Errorf("the device's use recorded %#v", lastOf(out))
+	}
+	login(t, f.svc, id, pw)
 }
