@@ -35,11 +35,23 @@ func (d deviceSig) proof() (domain.DeviceProof, error) {
 	if err != nil || len(sig) == 0 {
 		return domain.DeviceProof{}, domain.Invalid("device_signature", "device_signature must be a base64 Ed25519 signature")
 	}
-	at, err := time.Parse(time.RFC3339Nano, d.SignedAt)
+	at, err := signedAt(d.SignedAt, "signed_at")
 	if err != nil {
-		return domain.DeviceProof{}, domain.Invalid("signed_at", "signed_at must be the RFC 3339 time the device signed at")
+		return domain.DeviceProof{}, err
 	}
 	return domain.DeviceProof{SignedAt: at, Signature: sig}, nil
+}
+
+// signedAt parses the time a device signed at. The device signs the text,
+// and the ledger checks the signature over its own rendering of the time,
+// so only that rendering is accepted: RFC 3339 in UTC ("Z") with the
+// fraction's trailing zeros dropped, as Go's time.RFC3339Nano writes it.
+func signedAt(text, field string) (time.Time, error) {
+	at, err := time.Parse(time.RFC3339Nano, text)
+	if err != nil || at.UTC().Format(time.RFC3339Nano) != text {
+		return time.Time{}, domain.Invalid(field, field+" must be the time the device signed at, in RFC 3339 UTC with no trailing zeros in the fraction (e.g. 2026-03-02T01:00:05.25Z), exactly as signed")
+	}
+	return at, nil
 }
 
 func (a authJSON) auth() (domain.Authorisation, error) {
@@ -60,7 +72,7 @@ func (a authJSON) auth() (domain.Authorisation, error) {
 // optionalAuth is auth() for a request that may carry no step-up (an
 // operator's enrolment, a lower limit): no device and no proofs is none.
 func (a authJSON) optionalAuth() (domain.Authorisation, error) {
-	if a.DeviceID == "" && len(a.Proofs) == 0 && a.Version == 0 && a.DeviceSignature == "" {
+	if a.DeviceID == "" && len(a.Proofs) == 0 && a.Version == 0 && a.DeviceSignature == "" && a.SignedAt == "" {
 		return domain.Authorisation{}, nil
 	}
 	return a.auth()

@@ -312,9 +312,9 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return ledger.Outcome{}, domain.Invalid("device.signature", "signature must be base64")
 		}
-		at, err := time.Parse(time.RFC3339Nano, d.SignedAt)
+		at, err := signedAt(d.SignedAt, "device.signed_at")
 		if err != nil {
-			return ledger.Outcome{}, domain.Invalid("device.signed_at", "signed_at must be the RFC 3339 time the device signed at")
+			return ledger.Outcome{}, err
 		}
 		auth, err := req.optionalAuth()
 		if err != nil {

@@ -687,17 +687,35 @@ func TestOpenAPIScenario(t *testing.T) {
 		return c
 	}
 	pwProof := obj{"factor_id": pw, "password": password}
+	totpProof := func() obj { return obj{"factor_id": totp, "code": code()} }
 
-	// Login: password + TOTP from another device opens a session, whose
-	// token is shown once; then a wrong password.
-	loginAlice := call{method: "POST", path: acct + "/sessions", key: "login-alice", status: 201,
-		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}}
-	login := a.do(loginAlice)
-	want(t, "login categories", len(login.list("categories")), 2)
-	want(t, "idle_timeout_seconds", login.body["idle_timeout_seconds"], any(900.0))
-	aliceTok := login.str("token")
-	loginAlice.status = 409
-	a.problem(loginAlice, "secret_shown_once", nil)
+	// Device signatures (R6), built from the document's x-device-challenge
+	// alone: signed has a registered device sign an instruction of
+	// operation op on alice's account (params: the other path parameters)
+	// as of now.
+	dc := deviceChallengesOf(t, a.doc)
+	laptop, tablet := newDevice(t, "laptop-1", 11), newDevice(t, "tablet-1", 12)
+	signedAt := func() string { return clk.Peek().UTC().Format(time.RFC3339Nano) }
+	pathOf := func(params map[string]string) map[string]string {
+		out := map[string]string{"id": alice}
+		for k, v := range params {
+			out[k] = v
+		}
+		return out
+	}
+	signed := func(op string, d device, params map[string]string, body obj) obj {
+		t.Helper()
+		body["signed_at"] = signedAt()
+		return dc.sign(t, op, "device_signature", d.priv, pathOf(params), body)
+	}
+
+	// Login: a password and a TOTP from a device that is only claimed
+	// open a session on one category (R6: the TOTP is no second factor
+	// there); then a wrong password.
+	claimed := a.do(call{method: "POST", path: acct + "/sessions", status: 201,
+		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}}})
+	want(t, "login categories from a claimed device", strings.Join(anyStrings(claimed.list("categories")), " "), "knowledge")
+	aliceTok := claimed.str("token")
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
 		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}},
 		"authentication_failed", obj{"attempts_remaining": 4.0})
@@ -705,6 +723,67 @@ func TestOpenAPIScenario(t *testing.T) {
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 400,
 		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": cert, "signature": base64.StdEncoding.EncodeToString(make([]byte, 64))}}}},
 		"invalid_request", obj{"field": "proofs"})
+
+	// Devices: the first needs only the session; the new key signs its own
+	// registration, which proves the device holds it.
+	devices := acct + "/devices"
+	newDeviceBody := func(d device, label string) obj {
+		t.Helper()
+		body := obj{"device": obj{"device_id": d.id, "public_key": d.publicKey(), "label": label, "signed_at": signedAt()}}
+		return dc.sign(t, "registerDevice", "device.signature", d.priv, pathOf(nil), body)
+	}
+	forged := newDeviceBody(tablet, "Li Wei's laptop")
+	forged["device"].(obj)["device_id"] = "laptop-1"
+	a.problem(call{method: "POST", path: devices, token: aliceTok, status: 400, body: forged}, "invalid_request", obj{"field": "device.signature"})
+	a.problem(call{method: "POST", path: devices, token: aliceTok, status: 400, docRejects: true, body: newDeviceBody(laptop, strings.Repeat("x", 101))},
+		"invalid_request", obj{"field": "device.label"})
+	registerLaptop := call{method: "POST", path: devices, token: aliceTok, key: "register-laptop", status: 201, body: newDeviceBody(laptop, "Li Wei's laptop")}
+	reg := a.do(registerLaptop)
+	want(t, "registered", reg.str("device_id"), "laptop-1")
+	want(t, "first device's categories", len(reg.list("categories")), 0)
+	want(t, "registration Idempotent-Replayed", a.do(registerLaptop).header.Get("Idempotent-Replayed"), "true")
+	registerLaptop.key, registerLaptop.status = "", 409
+	a.problem(registerLaptop, "conflict", nil)
+
+	// Login from the registered laptop, which signs it: the TOTP delivered
+	// to phone-1 is a second factor. The token is shown once, and the same
+	// signature on another login (a password alone would do) is a replay,
+	// refused like a wrong proof.
+	clk.Advance(domain.TOTPStep)
+	loginAlice := call{method: "POST", path: acct + "/sessions", key: "login-alice", status: 201,
+		body: signed("login", laptop, nil, obj{"device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})}
+	login := a.do(loginAlice)
+	want(t, "login categories", len(login.list("categories")), 2)
+	want(t, "idle_timeout_seconds", login.body["idle_timeout_seconds"], any(900.0))
+	aliceTok = login.str("token")
+	loginAlice.status = 409
+	a.problem(loginAlice, "secret_shown_once", nil)
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 401, body: replaced(loginAlice.body, "proofs", []any{pwProof})},
+		"authentication_failed", obj{"attempts_remaining": 4.0})
+	// A signature from a device that is not registered is malformed input.
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 400,
+		body: signed("login", tablet, nil, obj{"device_id": "tablet-1", "proofs": []any{pwProof}})}, "invalid_request", obj{"field": "device_id"})
+
+	// A second device needs a step-up of two categories: none is
+	// malformed; a password and a TOTP without a registered device's
+	// signature count one (R6); signed by the laptop they count two.
+	second := newDeviceBody(tablet, "Li Wei's tablet")
+	a.problem(call{method: "POST", path: devices, token: aliceTok, status: 400, body: second}, "invalid_request", obj{"field": "device_id"})
+	clk.Advance(domain.TOTPStep)
+	second["device_id"], second["proofs"] = "laptop-1", []any{pwProof, totpProof()}
+	a.problem(call{method: "POST", path: devices, token: aliceTok, status: 422, body: second},
+		"factor_not_independent", obj{"required_categories": 2.0, "verified_categories": 1.0})
+	clk.Advance(domain.TOTPStep)
+	second["proofs"] = []any{pwProof, totpProof()}
+	tab := a.do(call{method: "POST", path: devices, token: aliceTok, status: 201, body: signed("registerDevice", laptop, nil, second)})
+	want(t, "second device's categories", strings.Join(anyStrings(tab.list("categories")), " "), "knowledge possession")
+	want(t, "second device's label", tab.str("label"), "Li Wei's tablet")
+	var registered []string
+	for _, d := range a.do(call{method: "GET", path: acct, token: aliceTok, status: 200}).list("devices") {
+		registered = append(registered, fmt.Sprint(d.(map[string]any)["device_id"], "/", d.(map[string]any)["label"]))
+	}
+	sort.Strings(registered)
+	want(t, "devices", strings.Join(registered, ", "), "laptop-1/Li Wei's laptop, tablet-1/Li Wei's tablet")
 
 	// Access control: no credentials, a malformed token, another account,
 	// a role the route does not admit; 405 names the methods served.
@@ -722,8 +801,9 @@ func TestOpenAPIScenario(t *testing.T) {
 		a.problem(call{method: "POST", path: acct + "/deposits", token: tok, status: 403, docRejects: tok == aliceTok,
 			body: obj{"amount": "1.00", "reference": "not-mine-to-credit"}}, "forbidden", nil)
 	}
-	a.problem(call{method: "POST", path: acct + "/unlock", token: aliceTok, status: 403, docRejects: true,
-		body: obj{"identity_check": checked}}, "forbidden", nil)
+	// The holder may lift a lock early (below), but there is none.
+	a.problem(call{method: "POST", path: acct + "/unlock", token: aliceTok, status: 409,
+		body: obj{"identity_check": checked}}, "conflict", nil)
 	a.undocumented("GET", "/v1/accounts", "", http.StatusMethodNotAllowed, "POST")
 	a.undocumented("PUT", "/v1/sessions/current", aliceTok, http.StatusMethodNotAllowed, "DELETE")
 
@@ -733,8 +813,8 @@ func TestOpenAPIScenario(t *testing.T) {
 	a.problem(call{method: "POST", path: acct + "/bank-account", token: aliceTok, status: 400, docRejects: true,
 		body: obj{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}}, "invalid_request", obj{"field": "device_id"})
 	bank := a.do(call{method: "POST", path: acct + "/bank-account", token: aliceTok, status: 201,
-		body: obj{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei", "device_id": "laptop-1",
-			"proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+		body: signed("bindBankAccount", laptop, nil, obj{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei",
+			"device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})})
 	want(t, "bank last4", bank.str("bank_account_last4"), "3445")
 	deposit := call{method: "POST", path: acct + "/deposits", token: funding, key: "deposit-1", status: 201,
 		body: obj{"amount": "10000.00", "currency": "CNY", "reference": "bank-transfer-123"}}
@@ -772,6 +852,27 @@ func TestOpenAPIScenario(t *testing.T) {
 	want(t, "refusal Idempotent-Replayed", replayed.header.Get("Idempotent-Replayed"), "true")
 	a.problem(call{method: "POST", path: confirmPath(p2), token: aliceTok, status: 409, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}, "conflict", nil)
 
+	// R6, the review's attack: the phone the TOTP is delivered to pays
+	// past the single-factor cap with the password and its own TOTP,
+	// calling itself laptop-9. It cannot sign as a registered device, so
+	// its TOTP is no second factor: refused, and the payment rejected.
+	clk.Advance(domain.TOTPStep)
+	attack := a.do(call{method: "POST", path: acct + "/payments", token: aliceTok, status: 201,
+		body: obj{"payee_account_id": bob, "amount": "1500.00", "currency": "CNY", "channel": "app", "terminal": "mobile", "device_id": "laptop-9"}})
+	a.problem(call{method: "POST", path: confirmPath(attack), token: aliceTok, status: 422,
+		body: obj{"device_id": "laptop-9", "proofs": []any{pwProof, totpProof()}}},
+		"factor_not_independent", obj{"verification_level": "single_factor"})
+	// The same password and a TOTP delivered to phone-1, from the
+	// registered laptop that signs the confirmation: two factors.
+	clk.Advance(domain.TOTPStep)
+	p5 := pay("1500.00")
+	c5 := a.do(call{method: "POST", path: confirmPath(p5), token: aliceTok, status: 200,
+		body: signed("confirmPayment", laptop, map[string]string{"payment_id": p5.str("payment_id")},
+			obj{"device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})})
+	want(t, "p5 level", c5.str("verification_level"), "two_factor")
+	want(t, "p5 daily_limit", c5.str("daily_limit"), "5000.00")
+	want(t, "p5 daily_used", c5.str("daily_used"), "2000.00")
+
 	// A wrong password leaves the payment pending; password + certificate
 	// signature over the challenge then confirms it at the agreed limit.
 	p3 := pay("600.00")
@@ -787,29 +888,62 @@ func TestOpenAPIScenario(t *testing.T) {
 		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": cert, "signature": sig}}}})
 	want(t, "p3 level", c3.str("verification_level"), "two_factor_certificate")
 	want(t, "p3 daily_limit", c3.str("daily_limit"), "50000.00")
-	want(t, "p3 daily_used", c3.str("daily_used"), "1100.00")
+	want(t, "p3 daily_used", c3.str("daily_used"), "2600.00")
+
+	// The account's log as token reads it, every page of it.
+	opsOf := func(token string) []any {
+		t.Helper()
+		var ops []any
+		for cursor := ""; ; {
+			q := ""
+			if cursor != "" {
+				q = "?cursor=" + cursor
+			}
+			page := a.do(call{method: "GET", path: acct + "/operations" + q, token: token, status: 200})
+			ops = append(ops, page.list("operations")...)
+			if cursor = page.str("next_cursor"); cursor == "" {
+				break
+			}
+		}
+		if len(ops) == 0 {
+			t.Fatal("no operations")
+		}
+		return ops
+	}
+	lastOp := func() map[string]any {
+		t.Helper()
+		ops := opsOf(aliceTok)
+		return ops[len(ops)-1].(map[string]any)
+	}
+	lastTypes := func(n int) string {
+		t.Helper()
+		var types []string
+		for _, op := range opsOf(aliceTok) {
+			types = append(types, op.(map[string]any)["type"].(string))
+		}
+		return strings.Join(types[max(0, len(types)-n):], " ")
+	}
 
 	// Withdrawal with password + a fresh TOTP step (the binding used the
-	// last one).
+	// last one), signed by the laptop; the signature's use is recorded,
+	// and the same signature on the same withdrawal with the password
+	// alone is a replay, a failed proof: it moves no money again.
 	clk.Advance(domain.TOTPStep)
-	w := a.do(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 201,
-		body: obj{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+	withdrawal := call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 201,
+		body: signed("withdraw", laptop, nil, obj{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})}
+	w := a.do(withdrawal)
 	want(t, "withdrawal level", w.str("verification_level"), "two_factor")
+	want(t, "a signed withdrawal recorded as", lastTypes(2), "FundsWithdrawn DeviceUsed")
+	a.problem(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 422, body: replaced(withdrawal.body, "proofs", []any{pwProof})},
+		"proof_invalid", obj{"attempts_remaining": 4.0})
+	want(t, "a replayed signature recorded as", lastOp()["type"], any("VerificationFailed"))
 	// A withdrawal refused after its proofs verified is recorded, and its
 	// replay answers the same problem.
 	tooMuch := call{method: "POST", path: acct + "/withdrawals", token: aliceTok, key: "withdraw-too-much", status: 422,
 		body: obj{"amount": "99999.00", "device_id": "laptop-1", "proofs": []any{pwProof}}}
-	funds := obj{"available": "8600.00", "required": "99999.00"}
+	funds := obj{"available": "7100.00", "required": "99999.00"}
 	a.problem(tooMuch, "insufficient_funds", funds)
 	want(t, "withdrawal refusal Idempotent-Replayed", a.problem(tooMuch, "insufficient_funds", funds).header.Get("Idempotent-Replayed"), "true")
-	lastOp := func() map[string]any {
-		t.Helper()
-		ops := a.do(call{method: "GET", path: acct + "/operations", token: aliceTok, status: 200}).list("operations")
-		if len(ops) == 0 {
-			t.Fatal("no operations")
-		}
-		return ops[len(ops)-1].(map[string]any)
-	}
 	want(t, "refused withdrawal recorded as", lastOp()["type"], any("WithdrawalRejected"))
 
 	// R7: a code that verified beside a wrong password is spent.
@@ -817,10 +951,10 @@ func TestOpenAPIScenario(t *testing.T) {
 	spent := obj{"factor_id": totp, "code": code()}
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
 		body: obj{"device_id": "laptop-1", "proofs": []any{spent, obj{"factor_id": pw, "password": "not my password"}}}},
-		"authentication_failed", obj{"attempts_remaining": 4.0})
+		"authentication_failed", obj{"attempts_remaining": 3.0})
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
 		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof, spent}}},
-		"authentication_failed", obj{"attempts_remaining": 3.0})
+		"authentication_failed", obj{"attempts_remaining": 2.0})
 
 	// R14: a suspended payee takes no payments, at confirmation (the
 	// payment is rejected, recorded, and the refusal replays) or
@@ -863,11 +997,12 @@ func TestOpenAPIScenario(t *testing.T) {
 		"factor_cooling_off", obj{"factor_id": daveFirst["factor_id"], "usable_from": daveFirst["usable_from"], "field": "proofs"})
 
 	// Sensitive changes (R1): a step-up of two categories, verified like a
-	// withdrawal's.
+	// withdrawal's; a password and a TOTP count two when the registered
+	// laptop signs the step-up.
 	idc := a.do(call{method: "PUT", path: acct + "/identity", token: aliceTok, key: "identity-1", status: 200,
-		body: obj{"holder_name": "Li Wei", "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+		body: signed("changeIdentity", laptop, nil, obj{"holder_name": "Li Wei", "device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})})
 	want(t, "identity categories", len(idc.list("categories")), 2)
-	want(t, "a change is followed by", lastOp()["type"], any("HolderNotified"))
+	want(t, "a change is followed by", lastTypes(3), "IdentityChanged HolderNotified DeviceUsed")
 	const newPhone = "+8613800138000"
 	weakPhone := call{method: "PUT", path: acct + "/phone", token: aliceTok, key: "phone-weak", status: 422,
 		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof}}}
@@ -881,13 +1016,30 @@ func TestOpenAPIScenario(t *testing.T) {
 		"factor_not_independent", weak)
 	clk.Advance(domain.TOTPStep)
 	ph := a.do(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 200,
-		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof, obj{"factor_id": totp, "code": code()}}}})
+		body: signed("changePhone", laptop, nil, obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})})
 	want(t, "phone", ph.str("phone"), newPhone)
 	want(t, "phone categories", len(ph.list("categories")), 2)
 	a.problem(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 422,
 		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}},
 		"proof_invalid", obj{"attempts_remaining": 4.0})
 	want(t, "wrong proof on a change recorded as", lastOp()["type"], any("VerificationFailed"))
+
+	// R9: four more wrong proofs lock access. The holder's session lifts
+	// the lock early with a step-up of two categories only from a
+	// registered device that signs it.
+	wrongPhone := call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 422,
+		body: obj{"phone": newPhone, "device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": "not my password"}}}}
+	for left := 3.0; left >= 1; left-- {
+		a.problem(wrongPhone, "proof_invalid", obj{"attempts_remaining": left})
+	}
+	wrongPhone.status = 423
+	a.problem(wrongPhone, "access_locked", nil)
+	clk.Advance(domain.TOTPStep)
+	early := obj{"reason": "it was me, typing", "device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}}
+	a.problem(call{method: "POST", path: acct + "/unlock", token: aliceTok, status: 400, body: early}, "invalid_request", obj{"field": "device_signature"})
+	unlockedEarly := a.do(call{method: "POST", path: acct + "/unlock", token: aliceTok, status: 200, body: signed("unlockAccount", laptop, nil, early)})
+	want(t, "unlocked early", unlockedEarly.body["locked"], any(false))
+	want(t, "an early unlock recorded as", lastTypes(3), "AccessUnlocked HolderNotified DeviceUsed")
 	a.problem(call{method: "PUT", path: acct + "/phone", token: aliceTok, status: 400, docRejects: true,
 		body: json.RawMessage(`{"phone":"` + newPhone + `","device_id":"laptop-1","proofs":[{"factor_id":"` + pw + `","password":"x","pin":"1234"}]}`)},
 		"forbidden_field", obj{"field": "proofs[0].pin"})
@@ -950,10 +1102,10 @@ func TestOpenAPIScenario(t *testing.T) {
 
 	// Reads, by the holder and by staff; the auditor sees personal data
 	// masked.
-	want(t, "balance", a.do(call{method: "GET", path: acct + "/balance", token: aliceTok, status: 200}).str("available"), "8600.00")
+	want(t, "balance", a.do(call{method: "GET", path: acct + "/balance", token: aliceTok, status: 200}).str("available"), "7100.00")
 	asOf := url.QueryEscape(afterDeposit.Format(time.RFC3339Nano))
 	want(t, "balance as_of", a.do(call{method: "GET", path: acct + "/balance?as_of=" + asOf, token: aliceTok, status: 200}).str("available"), "10000.00")
-	want(t, "bob balance (finance)", a.do(call{method: "GET", path: "/v1/accounts/" + bob + "/balance", token: finance, status: 200}).str("available"), "1100.00")
+	want(t, "bob balance (finance)", a.do(call{method: "GET", path: "/v1/accounts/" + bob + "/balance", token: finance, status: 200}).str("available"), "2600.00")
 	var entries []any
 	cursor := ""
 	for page := 0; page < 5; page++ {
@@ -967,9 +1119,9 @@ func TestOpenAPIScenario(t *testing.T) {
 			break
 		}
 	}
-	want(t, "statement entries", len(entries), 4)
-	if len(entries) == 4 {
-		want(t, "last balance_after", entries[3].(map[string]any)["balance_after"], any("8600.00"))
+	want(t, "statement entries", len(entries), 5)
+	if len(entries) == 5 {
+		want(t, "last balance_after", entries[4].(map[string]any)["balance_after"], any("7100.00"))
 		want(t, "a payment's description", entries[1].(map[string]any)["description"], any("coffee beans"))
 	}
 	a.problem(call{method: "GET", path: acct + "/statement?limit=0", token: aliceTok, status: 400, docRejects: true}, "invalid_request", obj{"field": "limit"})
@@ -979,7 +1131,7 @@ func TestOpenAPIScenario(t *testing.T) {
 	a.do(call{method: "GET", path: acct + "/operations?cursor=6", token: aliceTok, status: 200})
 	usage := a.do(call{method: "GET", path: acct, token: aliceTok, status: 200}).obj("daily_usage")
 	want(t, "usage single_factor", usage["single_factor"], any("500.00"))
-	want(t, "usage all", usage["all"], any("1100.00"))
+	want(t, "usage all", usage["all"], any("2600.00"))
 	want(t, "holder name (compliance)", a.do(call{method: "GET", path: acct, token: compliance, status: 200}).str("holder_name"), "Li Wei")
 	audited := a.do(call{method: "GET", path: acct, token: auditor, status: 200})
 	want(t, "holder name (auditor)", audited.str("holder_name"), "***")
@@ -989,10 +1141,16 @@ func TestOpenAPIScenario(t *testing.T) {
 			t.Errorf("the auditor sees device id %q", d)
 		}
 	}
+	want(t, "devices (auditor)", len(audited.list("devices")), 2)
+	for _, d := range audited.list("devices") {
+		if d.(map[string]any)["device_id"] != "***" || d.(map[string]any)["label"] != nil {
+			t.Errorf("the auditor sees device %v", d)
+		}
+	}
 	for _, e := range a.do(call{method: "GET", path: acct + "/statement", token: auditor, status: 200}).list("entries") {
 		want(t, "statement description (auditor)", e.(map[string]any)["description"], any("***"))
 	}
-	auditedOps := a.do(call{method: "GET", path: acct + "/operations", token: auditor, status: 200}).list("operations")
+	auditedOps := opsOf(auditor)
 	for _, op := range auditedOps {
 		payload := op.(map[string]any)["payload"].(map[string]any)
 		keys := []string{"holder_name", "phone", "device_id", "description", "identity_check", "reason"}
@@ -1063,7 +1221,7 @@ func TestOpenAPIScenario(t *testing.T) {
 		body: obj{"device_id": "laptop-2", "proofs": []any{obj{"factor_id": carolPW, "password": password}}}}
 	a.problem(carolLogin, "access_locked", nil)
 	want(t, "locked_until on the account", a.do(call{method: "GET", path: cacct, token: operator, status: 200}).str("locked_until") != "", true)
-	a.problem(call{method: "POST", path: cacct + "/unlock", token: operator, status: 400, docRejects: true, body: obj{"reason": "called in"}},
+	a.problem(call{method: "POST", path: cacct + "/unlock", token: operator, status: 400, body: obj{"reason": "called in"}},
 		"invalid_request", obj{"field": "identity_check"})
 	unlocked := a.do(call{method: "POST", path: cacct + "/unlock", token: operator, key: "unlock-carol", status: 200,
 		body: obj{"reason": "called in", "identity_check": checked}})
@@ -1077,7 +1235,7 @@ func TestOpenAPIScenario(t *testing.T) {
 	a.problem(call{method: "DELETE", path: "/v1/sessions/current", token: operator, status: 403, docRejects: true}, "forbidden", nil)
 	want(t, "closed", a.do(call{method: "POST", path: cacct + "/close", token: operator, status: 200, body: obj{"reason": "moving abroad"}}).str("status"), "closed")
 	a.problem(call{method: "POST", path: cacct + "/deposits", token: funding, status: 409, body: obj{"amount": "1.00", "reference": "late-transfer"}}, "account_closed", nil)
-	a.problem(call{method: "POST", path: "/v1/accounts/" + bob + "/close", token: bobTok, status: 409, body: obj{}}, "conflict", obj{"available": "1100.00"})
+	a.problem(call{method: "POST", path: "/v1/accounts/" + bob + "/close", token: bobTok, status: 409, body: obj{}}, "conflict", obj{"available": "2600.00"})
 
 	// Not found: staff learn that an account does not exist; a session
 	// only that it is not its own.
@@ -1257,4 +1415,253 @@ func TestOpenAPIPaymentChallenge(t *testing.T) {
 	}
 	want(t, "the pending payment, properly signed", confirm(p2, challengeOf(p2, nil), false, 200).str("status"), "completed")
 	want(t, "payer balance", a.do(call{method: "GET", path: acct + "/balance", token: tok, status: 200}).str("available"), "75.00")
+}
+
+// device is a holder's device with its Ed25519 key pair.
+type device struct {
+	id   string
+	pub  ed25519.PublicKey
+	priv ed25519.PrivateKey
+}
+
+func newDevice(t *testing.T, id string, seed byte) device {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return device{id: id, pub: pub, priv: priv}
+}
+
+func (d device) publicKey() string { return base64.StdEncoding.EncodeToString(d.pub) }
+
+// deviceChallenges is the client side of device signatures written from
+// the document alone: the template of x-device-challenge and, for each
+// operation and signature member, what fills it.
+type deviceChallenges struct {
+	template string
+	skew     float64
+	entries  []map[string]any
+}
+
+var (
+	templatePlaceholder = regexp.MustCompile(`\{([a-z_]+)\}`)
+	requestPlaceholder  = regexp.MustCompile(`^\{(path|body)\.([a-z_.]+)\}$`)
+)
+
+func deviceChallengesOf(t *testing.T, doc *openapi3.T) deviceChallenges {
+	t.Helper()
+	ext, _ := doc.Extensions["x-device-challenge"].(map[string]any)
+	template, _ := ext["template"].(string)
+	skew, _ := ext["skew_seconds"].(float64)
+	raw, _ := ext["signatures"].([]any)
+	if template == "" || skew == 0 || len(raw) == 0 {
+		t.Fatalf("x-device-challenge: template %q, skew_seconds %v, %d signatures", template, ext["skew_seconds"], len(raw))
+	}
+	dc := deviceChallenges{template: template, skew: skew}
+	for _, e := range raw {
+		m, _ := e.(map[string]any)
+		for _, k := range []string{"operation", "purpose", "account_id", "device_id", "signed_at", "subject", "signature"} {
+			if _, ok := m[k].(string); !ok {
+				t.Fatalf("x-device-challenge entry %v has no %s", e, k)
+			}
+		}
+		dc.entries = append(dc.entries, m)
+	}
+	return dc
+}
+
+// entry is the signature of operation that goes in the member field.
+func (dc deviceChallenges) entry(t *testing.T, operation, field string) map[string]any {
+	t.Helper()
+	for _, e := range dc.entries {
+		if e["operation"] == operation && e["signature"] == field {
+			return e
+		}
+	}
+	t.Fatalf("x-device-challenge has no %s signature for %s", field, operation)
+	return nil
+}
+
+// lookup is the string at a dotted JSON path of body.
+func lookup(body map[string]any, path string) (string, bool) {
+	var v any = body
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		v = m[k]
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+// set puts v at a dotted JSON path of body.
+func set(body map[string]any, path string, v string) {
+	keys := strings.Split(path, ".")
+	for _, k := range keys[:len(keys)-1] {
+		body = body[k].(map[string]any)
+	}
+	body[keys[len(keys)-1]] = v
+}
+
+// challenge fills the template for the entry of operation and field from
+// the request's path parameters and body, and checks the result against
+// domain.DeviceChallenge.
+func (dc deviceChallenges) challenge(t *testing.T, operation, field string, params map[string]string, body obj) []byte {
+	t.Helper()
+	e := dc.entry(t, operation, field)
+	value := func(k string) string {
+		spec := e[k].(string)
+		m := requestPlaceholder.FindStringSubmatch(spec)
+		switch {
+		case m == nil:
+			return spec // literal
+		case m[1] == "path":
+			if v, ok := params[m[2]]; ok {
+				return v
+			}
+		default:
+			if v, ok := lookup(body, m[2]); ok {
+				return v
+			}
+		}
+		t.Fatalf("%s %s: %s = %s is not in the request (path %v, body %v)", operation, field, k, spec, params, body)
+		return ""
+	}
+	filled := templatePlaceholder.ReplaceAllStringFunc(dc.template, func(p string) string { return value(p[1 : len(p)-1]) })
+	at, err := time.Parse(time.RFC3339Nano, value("signed_at"))
+	if err != nil {
+		t.Fatalf("%s %s: signed_at: %v", operation, field, err)
+	}
+	canonical := domain.DeviceChallenge(value("purpose"), value("account_id"), value("device_id"), at, value("subject"))
+	if string(canonical) != filled {
+		t.Fatalf("%s %s: the document's challenge %q, domain.DeviceChallenge %q", operation, field, filled, canonical)
+	}
+	return []byte(filled)
+}
+
+// sign puts priv's signature over the challenge of operation's field
+// signature into body (at field) and returns body.
+func (dc deviceChallenges) sign(t *testing.T, operation, field string, priv ed25519.PrivateKey, params map[string]string, body obj) obj {
+	t.Helper()
+	set(body, field, base64.StdEncoding.EncodeToString(ed25519.Sign(priv, dc.challenge(t, operation, field, params, body))))
+	return body
+}
+
+// TestOpenAPIDeviceChallenge: x-device-challenge names, for every
+// operation that takes a device signature, where each part of the
+// challenge comes from, in members and path parameters the operation has;
+// its template is domain.DeviceChallenge and its skew domain.DeviceSkew.
+func TestOpenAPIDeviceChallenge(t *testing.T) {
+	doc := loadDoc(t)
+	dc := deviceChallengesOf(t, doc)
+	want(t, "skew_seconds", dc.skew, domain.DeviceSkew.Seconds())
+	type opInfo struct {
+		path string
+		op   *openapi3.Operation
+		item *openapi3.PathItem
+	}
+	ops := map[string]opInfo{}
+	for path, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			ops[op.OperationID] = opInfo{path, op, item}
+		}
+	}
+	// hasMember reports whether the request schema has the dotted member.
+	var hasMember func(s *openapi3.SchemaRef, path string) bool
+	hasMember = func(s *openapi3.SchemaRef, path string) bool {
+		if s == nil || s.Value == nil {
+			return false
+		}
+		for _, sub := range s.Value.AllOf {
+			if hasMember(sub, path) {
+				return true
+			}
+		}
+		head, rest, nested := strings.Cut(path, ".")
+		p := s.Value.Properties[head]
+		if !nested {
+			return p != nil
+		}
+		return hasMember(p, rest)
+	}
+	signed := map[string]bool{}
+	for _, e := range dc.entries {
+		name, field := e["operation"].(string), e["signature"].(string)
+		info, ok := ops[name]
+		if !ok {
+			t.Errorf("x-device-challenge names operation %s, which the document does not have", name)
+			continue
+		}
+		signed[name+" "+field] = true
+		schema := info.op.RequestBody.Value.Content.Get("application/json").Schema
+		for _, k := range []string{"account_id", "device_id", "signed_at", "subject", "signature"} {
+			spec := e[k].(string)
+			if k == "signature" {
+				spec = "{body." + spec + "}"
+			}
+			m := requestPlaceholder.FindStringSubmatch(spec)
+			switch {
+			case m == nil && strings.ContainsAny(spec, "{}"):
+				t.Errorf("%s %s: %s %q is neither literal nor a placeholder", name, field, k, spec)
+			case m == nil:
+			case m[1] == "path":
+				if !strings.Contains(info.path, "{"+m[2]+"}") {
+					t.Errorf("%s %s: %s names path parameter %s, not in %s", name, field, k, m[2], info.path)
+				}
+			default:
+				if !hasMember(schema, m[2]) {
+					t.Errorf("%s %s: %s names body member %s, which its request does not have", name, field, k, m[2])
+				}
+			}
+		}
+	}
+	// Every request that takes device_signature says what it signs.
+	for name, info := range ops {
+		if info.op.RequestBody == nil {
+			continue
+		}
+		if hasMember(info.op.RequestBody.Value.Content.Get("application/json").Schema, "device_signature") && !signed[name+" device_signature"] {
+			t.Errorf("%s takes device_signature, but x-device-challenge does not say what it signs", name)
+		}
+	}
+	// The template is the domain's encoding, for a time with a fraction.
+	at := time.Date(2026, 3, 2, 1, 0, 5, 250_000_000, time.UTC)
+	got := dc.challenge(t, "withdraw", "device_signature", map[string]string{"id": "01JD8X3Q4Z5Y6W7V8T9S0R1P2N"},
+		obj{"device_id": "laptop-1", "signed_at": at.Format(time.RFC3339Nano), "amount": "300.00"})
+	want(t, "challenge", string(got), "payledger/device/v1\nwithdrawal\n01JD8X3Q4Z5Y6W7V8T9S0R1P2N\nlaptop-1\n2026-03-02T01:00:05.25Z\n300.00")
+	// SignedAt's pattern admits exactly the server's rendering.
+	re := regexp.MustCompile(doc.Components.Schemas["SignedAt"].Value.Pattern)
+	for _, tm := range []time.Time{at, at.Truncate(time.Second), at.Add(123456789), at.Add(-250_000_000 + 1)} {
+		if s := tm.UTC().Format(time.RFC3339Nano); !re.MatchString(s) {
+			t.Errorf("SignedAt pattern refuses %s", s)
+		}
+	}
+	for _, s := range []string{"2026-03-02T09:00:05+08:00", "2026-03-02T01:00:05.250Z", "2026-03-02T01:00:05.Z", "2026-03-02T01:00:05.0Z"} {
+		if re.MatchString(s) {
+			t.Errorf("SignedAt pattern admits %s, which the server renders otherwise", s)
+		}
+	}
+}
+
+// anyStrings is a JSON array of strings.
+func anyStrings(l []any) []string {
+	out := make([]string, 0, len(l))
+	for _, v := range l {
+		s, _ := v.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+// replaced is a copy of a request body with member k set to v.
+func replaced(body any, k string, v any) obj {
+	out := obj{}
+	for mk, mv := range body.(obj) {
+		out[mk] = mv
+	}
+	out[k] = v
+	return out
 }

@@ -19,7 +19,7 @@ var redacted = []string{"password_hash", "sealed_secret", "token_hash", "bank_ac
 
 // personal are payload fields masked for the auditor role, at any depth;
 // a deposit's reference names the customer's bank transfer.
-var personal = []string{"holder_name", "phone", "last4", "bank_account_last4", "device_id", "description", "identity_check", "reason"}
+var personal = []string{"holder_name", "phone", "last4", "bank_account_last4", "device_id", "label", "description", "identity_check", "reason"}
 
 // staffOnly are the fields a holder does not see of the staff's actions:
 // which key acted and its identity check; and of an action a staff key
