@@ -128,19 +128,30 @@ func TestStepUpForEveryProtectedChange(t *testing.T) {
 		factors  []string
 		code     string // "" for success
 		verified int
+		// signed is true when deviceApp signs the change (a proven
+		// device, R6): a success then ends with its DeviceUsed.
+		signed bool
 	}{
-		{"TwoCategoryAccount/OneCategory", base, []string{fBio}, CodeInsufficientVerification, 1},
-		{"TwoCategoryAccount/PasswordOnly", base, []string{fPassword}, CodeInsufficientVerification, 1},
-		{"TwoCategoryAccount/TwoCategories", base, []string{fPassword, fBio}, "", 2},
-		{"TwoCategoryAccount/ThreeCategories", base, []string{fPassword, fOTP, fBio}, "", 3},
-		{"OneCategoryAccount/ItsCategory", bioOnly, []string{fBio}, "", 1},
+		{"TwoCategoryAccount/OneCategory", base, []string{fBio}, CodeInsufficientVerification, 1, false},
+		{"TwoCategoryAccount/PasswordOnly", base, []string{fPassword}, CodeInsufficientVerification, 1, false},
+		{"TwoCategoryAccount/TwoCategories", base, []string{fPassword, fBio}, "", 2, false},
+		{"TwoCategoryAccount/ThreeCategories", base, []string{fPassword, fOTP, fBio}, "", 3, true},
+		// R6: from a device that is only claimed, the TOTP is no second
+		// category; from a proven one other than its own, it is.
+		{"TwoCategoryAccount/PasswordAndTOTPFromClaimedDevice", base, []string{fPassword, fOTP}, CodeFactorNotIndependent, 1, false},
+		{"TwoCategoryAccount/PasswordAndTOTPFromProvenDevice", base, []string{fPassword, fOTP}, "", 2, true},
+		{"OneCategoryAccount/ItsCategory", bioOnly, []string{fBio}, "", 1, false},
 	}
 	for _, c := range changes {
 		for _, p := range proofs {
 			t.Run(c.name+"/"+p.name, func(t *testing.T) {
 				h := p.account(t)
 				before := h.a.Version
-				cmd := c.cmd(h.auth(c.kind, c.subject, deviceApp, p.factors...))
+				auth := h.auth(c.kind, c.subject, deviceApp, p.factors...)
+				if p.signed {
+					auth = h.signedAuth(c.kind, c.subject, deviceApp, p.factors...)
+				}
+				cmd := c.cmd(auth)
 				if p.name == "OneCategoryAccount/ItsCategory" && c.kind != ChangeKindEnrolment {
 					// Only an enrolment may make do with fewer than two
 					// categories: refused before any proof is checked.
@@ -165,12 +176,19 @@ func TestStepUpForEveryProtectedChange(t *testing.T) {
 					return
 				}
 				evs := h.must(cmd)
+				if p.signed {
+					evs = wantDeviceUsed(t, evs, deviceApp, auth.Device.SignedAt)
+				}
 				wantNotified(t, evs, c.event, HolderNotified{Change: c.kind, Reference: c.ref})
 				by, ok := authorisedOf(evs[0])
 				if !ok || by.DeviceID != deviceApp || len(by.FactorIDs) != len(p.factors) || len(by.Categories) != p.verified {
 					t.Errorf("the change records its authorisation as %+v", by)
 				}
-				if !c.done(h) || h.a.Version != before+2 {
+				recorded := int64(2)
+				if p.signed {
+					recorded = 3
+				}
+				if !c.done(h) || h.a.Version != before+recorded {
 					t.Errorf("change not applied (version %d, was %d)", h.a.Version, before)
 				}
 				if !reflect.DeepEqual(h.replay(), h.a) {
@@ -247,9 +265,14 @@ func TestEnrolment(t *testing.T) {
 			// The challenge names the method being enrolled.
 			return newCert(h.auth(ChangeKindEnrolment, MethodESignature, deviceApp, fPassword, fBio), Staff{})
 		}, CodeProofInvalid, []string{TypeVerificationFailed}, false, 1},
+		// R6: the TOTP on deviceToken is a second category only when
+		// deviceApp proves it sent the enrolment (its signature).
 		{"HolderWithPasswordAndOTP", baseAccount, func(h *harness) EnrollFactor {
+			return newCert(h.signedAuth(ChangeKindEnrolment, MethodCertificate, deviceApp, fPassword, fOTP), Staff{})
+		}, "", []string{TypeFactorEnrolled, TypeHolderNotified, TypeDeviceUsed}, true, 0},
+		{"HolderWithPasswordAndOTPFromClaimedDevice", baseAccount, func(h *harness) EnrollFactor {
 			return newCert(h.auth(ChangeKindEnrolment, MethodCertificate, deviceApp, fPassword, fOTP), Staff{})
-		}, "", []string{TypeFactorEnrolled, TypeHolderNotified}, true, 0},
+		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, false, 0},
 		{"HolderWithPasswordAloneOnPasswordOnlyAccount", passwordOnly, func(h *harness) EnrollFactor {
 			return newCert(byPassword(), Staff{})
 		}, "", []string{TypeFactorEnrolled, TypeHolderNotified}, true, 0},
@@ -294,6 +317,9 @@ func TestEnrolment(t *testing.T) {
 				return
 			}
 			fe := evs[0].(FactorEnrolled)
+			if len(cmd.Auth.Device.Signature) > 0 {
+				evs = wantDeviceUsed(t, evs, cmd.Auth.DeviceID, cmd.Auth.Device.SignedAt)
+			}
 			wantNotified(t, evs, TypeFactorEnrolled, HolderNotified{Change: ChangeKindEnrolment, Reference: "cert2", Staff: cmd.Staff})
 			var want time.Time
 			if tc.coolsOff {
@@ -400,7 +426,8 @@ func TestCoolingOff(t *testing.T) {
 		h.refuse(confirm(h, otp2Proof(h)), CodeFactorCoolingOff)
 		h.refuse(withdraw(pw, otp2Proof(h)), CodeFactorCoolingOff)
 		h.now = usableFrom
-		evs, err := h.decide(confirm(h, otp2Proof(h)))
+		// From deviceApp, which signs (R6): otp2 on token3 counts.
+		evs, err := h.decide(h.prove(confirm(h, otp2Proof(h))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +435,7 @@ func TestCoolingOff(t *testing.T) {
 			t.Errorf("confirmed %+v", c)
 		}
 		h.now = h.now.Add(TOTPStep)
-		wantTypes(t, h.must(withdraw(pw, otp2Proof(h))), TypeFundsWithdrawn)
+		wantTypes(t, h.mustProven(withdraw(pw, otp2Proof(h))), TypeFundsWithdrawn)
 	})
 	t.Run("LoginAndEnrolmentAtOnceOtherChangesLater", func(t *testing.T) {
 		h := setup(t)
@@ -421,7 +448,8 @@ func TestCoolingOff(t *testing.T) {
 			CodeFactorCoolingOff); len(evs) != 0 || h.a.Version != version {
 			t.Errorf("refused phone change recorded %v", types(evs))
 		}
-		h.must(EnrollFactor{FactorID: "otp3", Method: MethodTOTP, DeviceID: "tablet-9", SealedSecret: []byte("sealed"),
+		// From deviceApp, which signs (R6): otp2 is the second category.
+		h.mustProven(EnrollFactor{FactorID: "otp3", Method: MethodTOTP, DeviceID: "tablet-9", SealedSecret: []byte("sealed"),
 			Auth: Authorisation{DeviceID: deviceApp, Proofs: []Proof{pw, otp2Proof(h)}}})
 	})
 	t.Run("OperatorEnrolmentPaysAtOnce", func(t *testing.T) {
@@ -701,13 +729,24 @@ func TestUnlock(t *testing.T) {
 		// The next attempt records the expiry as before.
 		wantTypes(t, h.must(Login{DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)}), TypeAccessUnlocked, TypeLoginSucceeded)
 	})
-	for name, staff := range map[string]Staff{"Holder": {}, "OperatorWithoutIdentityCheck": uncheckedOp, "IdentityCheckWithoutKey": {IdentityCheck: "x"}} {
+	// Without a staff key the unlock is the holder's early one, which needs
+	// a registered device that signs it (TestHolderUnlock): a holder
+	// without one, or naming an identity check as if an operator, is
+	// refused as input like an operator who names no check.
+	for name, tc := range map[string]struct {
+		staff Staff
+		field string
+	}{
+		"Holder":                       {Staff{}, "device_id"},
+		"OperatorWithoutIdentityCheck": {uncheckedOp, "identity_check"},
+		"IdentityCheckWithoutKey":      {Staff{IdentityCheck: "x"}, "device_id"},
+	} {
 		t.Run("Refused/"+name, func(t *testing.T) {
 			h := baseAccount(t)
 			lockOut(h)
 			until := h.a.LockedUntil()
-			e, evs := h.refuse(Unlock{Staff: staff}, CodeInvalid)
-			if len(evs) != 0 || e.Details["field"] != "identity_check" || !h.a.LockedUntil().Equal(until) {
+			e, evs := h.refuse(Unlock{Staff: tc.staff}, CodeInvalid)
+			if len(evs) != 0 || e.Details["field"] != tc.field || !h.a.LockedUntil().Equal(until) {
 				t.Errorf("details %v events %v", e.Details, types(evs))
 			}
 		})
@@ -1110,7 +1149,10 @@ func TestOldEventShapesDecode(t *testing.T) {
 	}
 	h.must(Reactivate{})
 	h.now = h.now.Add(time.Minute)
-	evs, err := h.pay("10.00", fPassword, fOTP)
+	// The old TOTP counts as a second factor from a registered device that
+	// signs the confirmation (R6), like a new one.
+	h.registerDevice(deviceApp)
+	evs, err := h.signedPay("10.00", fPassword, fOTP)
 	if err != nil {
 		t.Fatal(err)
 	}

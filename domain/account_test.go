@@ -340,7 +340,7 @@ func TestRevokeReportResetFactor(t *testing.T) {
 		h.refuse(h.confirmCmd(pi.PaymentID, fPassword, fESig), CodeProofInvalid)
 	})
 	t.Run("ResetReactivates", func(t *testing.T) {
-		h.must(ResetCredential{FactorID: fESig, PublicKey: pubOf(strangerKey), Auth: h.auth(ChangeKindCredentialReset, fESig, deviceApp, fPassword, fOTP)})
+		h.mustProven(ResetCredential{FactorID: fESig, PublicKey: pubOf(strangerKey), Auth: h.auth(ChangeKindCredentialReset, fESig, deviceApp, fPassword, fOTP)})
 		// The reset credential cools off before it moves money.
 		h.now = h.now.Add(h.p.CoolingOff)
 		pi := h.initiate("10.00")
@@ -544,7 +544,9 @@ func TestWithdraw(t *testing.T) {
 	h.bind("6222020200112233445", holder, "tok")
 	t.Run("Succeeds", func(t *testing.T) {
 		h.now = h.now.Add(time.Minute)
-		evs := h.must(withdraw(h, "w1", "300.00", fPassword, fOTP))
+		// From deviceApp, which signs the withdrawal: the TOTP on
+		// deviceToken is a second category (R6).
+		evs := h.mustProven(withdraw(h, "w1", "300.00", fPassword, fOTP))
 		wantTypes(t, evs, TypeFundsWithdrawn)
 		w := evs[0].(FundsWithdrawn)
 		want := FundsWithdrawn{WithdrawalID: "w1", DebitAccount: accountID, CreditAccount: "clearing-CNY", Amount: MustMoney("300.00", CNY),
@@ -657,7 +659,9 @@ func TestProfileChanges(t *testing.T) {
 			h.now = h.now.Add(TOTPStep)
 			switch c := tc.cmd.(type) {
 			case ChangePhone:
-				c.Auth = h.auth(ChangeKindPhone, c.Phone, deviceApp, fPassword, fOTP)
+				// Signed by deviceApp, so that the TOTP on deviceToken
+				// counts (R6).
+				c.Auth = h.signedAuth(ChangeKindPhone, c.Phone, deviceApp, fPassword, fOTP)
 				tc.cmd = c
 			case ChangeIdentity:
 				c.Auth = h.stepUp(ChangeKindIdentity, c.HolderName)

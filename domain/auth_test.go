@@ -10,7 +10,9 @@ import (
 
 // TestVerificationLevels checks R5 (categories) and R6 (independence):
 // proofs count by category, and an OTP shown on the device that issues the
-// instruction does not count.
+// instruction does not count. The payments are confirmed from deviceApp,
+// which signs them (a proven device), so that a TOTP on another device is
+// independent; TestR6Matrix has the claimed device.
 func TestVerificationLevels(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -40,7 +42,7 @@ func TestVerificationLevels(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := baseAccount(t)
-			evs, err := h.pay("10.00", tc.factors...)
+			evs, err := h.signedPay("10.00", tc.factors...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +63,9 @@ func TestVerificationLevels(t *testing.T) {
 func TestLoginLevels(t *testing.T) {
 	h := baseAccount(t)
 	h.now = h.now.Add(time.Second)
-	evs := h.must(Login{SessionID: "s1", TokenHash: []byte{1}, DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword, fOTP, fOTPApp)})
+	// Signed by deviceApp: the TOTP on deviceToken counts (R6), the one on
+	// deviceApp itself does not.
+	evs := h.mustProven(Login{SessionID: "s1", TokenHash: []byte{1}, DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword, fOTP, fOTPApp)})
 	wantTypes(t, evs, TypeLoginSucceeded)
 	ls := evs[0].(LoginSucceeded)
 	if !reflect.DeepEqual(ls.Categories, []string{CategoryKnowledge, CategoryPossession}) {
@@ -137,7 +141,9 @@ func TestFactorNotIndependent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := baseAccount(t)
 			pi := h.initiate(tc.amount)
-			evs, err := h.confirm(pi.PaymentID, tc.factors...)
+			// deviceApp signs (a proven device): only the TOTP on it is
+			// not independent.
+			evs, err := h.decide(h.signedConfirm(pi.PaymentID, tc.factors...))
 			if tc.code == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -232,7 +238,7 @@ func TestOTPSingleUse(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				h := baseAccount(t)
 				pi := h.initiate(c.amount)
-				cmd := h.confirmCmd(pi.PaymentID, c.factors...)
+				cmd := h.signedConfirm(pi.PaymentID, c.factors...)
 				if c.projected != "" {
 					cmd.Balance.Projected = dec(c.projected)
 				}
@@ -265,7 +271,8 @@ func TestOTPSingleUse(t *testing.T) {
 	t.Run("ResetClearsUsedSteps", func(t *testing.T) {
 		h := baseAccount(t)
 		h.must(Login{SessionID: "s1", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)})
-		h.must(ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.auth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fOTPApp)})
+		// From deviceToken, which signs: the TOTP on deviceApp counts (R6).
+		h.must(ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.signedAuth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fOTPApp)})
 		// The new seed's current code is accepted although its step was used
 		// with the old seed.
 		h.must(Login{SessionID: "s2", DeviceID: deviceApp, Proofs: []Proof{{FactorID: fOTP, Code: h.code(secretApp)}}})

@@ -46,18 +46,20 @@ func TestSensitiveChangeRules(t *testing.T) {
 		{"IdentityWithPasswordAndBiometric", func(h *harness) Command {
 			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fBio))
 		}, "", []string{TypeIdentityChanged, TypeHolderNotified}, 0},
+		// A TOTP is a second category from a proven device other than its
+		// own (R6): deviceApp signs these, and its use is recorded last.
 		{"IdentityWithPasswordAndOTP", func(h *harness) Command {
-			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTP))
-		}, "", []string{TypeIdentityChanged, TypeHolderNotified}, 0},
+			return identityChange(h.signedAuth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTP))
+		}, "", []string{TypeIdentityChanged, TypeHolderNotified, TypeDeviceUsed}, 0},
 		{"PhoneWithPasswordAndOTP", func(h *harness) Command {
-			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
-		}, "", []string{TypePhoneChanged, TypeHolderNotified}, 0},
+			return phoneChange(h.signedAuth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
+		}, "", []string{TypePhoneChanged, TypeHolderNotified, TypeDeviceUsed}, 0},
 		{"PasswordResetWithOTPAndBiometric", func(h *harness) Command {
-			return passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fBio))
-		}, "", []string{TypeCredentialReset, TypeHolderNotified}, 0},
+			return passwordReset(h.signedAuth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fBio))
+		}, "", []string{TypeCredentialReset, TypeHolderNotified, TypeDeviceUsed}, 0},
 		{"CertificateResetWithPasswordAndOTP", func(h *harness) Command {
-			return certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP))
-		}, "", []string{TypeCredentialReset, TypeHolderNotified}, 0},
+			return certReset(h.signedAuth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP))
+		}, "", []string{TypeCredentialReset, TypeHolderNotified, TypeDeviceUsed}, 0},
 		{"PhoneWithCertificateAndBiometric", func(h *harness) Command {
 			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fCert, fBio))
 		}, "", []string{TypePhoneChanged, TypeHolderNotified}, 0},
@@ -96,9 +98,21 @@ func TestSensitiveChangeRules(t *testing.T) {
 		{"PasswordResetWithTwoPossessionFactors", func(h *harness) Command {
 			return passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fCert))
 		}, CodeInsufficientVerification, []string{TypeChangeRejected}, 1},
-		// R6: the OTP of the device sending the change does not count.
+		// R6: the OTP of the device sending the change does not count,
+		// proven or not.
 		{"PhoneWithOTPOfSendingDevice", func(h *harness) Command {
 			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTPApp))
+		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
+		{"PhoneWithOTPOfSendingProvenDevice", func(h *harness) Command {
+			return phoneChange(h.signedAuth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTPApp))
+		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
+		// R6: nor is a TOTP on another device a second category when the
+		// sending device is only claimed (no signature).
+		{"PhoneWithPasswordAndOTPFromClaimedDevice", func(h *harness) Command {
+			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
+		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
+		{"PasswordResetWithOTPAndBiometricFromClaimedDevice", func(h *harness) Command {
+			return passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fBio))
 		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
 		{"IdentityWithOTPOfSendingDevice", func(h *harness) Command {
 			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTPApp))
@@ -181,7 +195,7 @@ func TestSensitiveChangeRules(t *testing.T) {
 func TestSensitiveChangeEffects(t *testing.T) {
 	t.Run("PhoneRecordsItsAuthorisation", func(t *testing.T) {
 		h := baseAccount(t)
-		evs := h.must(phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP)))
+		evs := h.mustProven(phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP)))
 		pc := evs[0].(PhoneChanged)
 		if h.a.Phone != newPhone || pc.DeviceID != deviceApp || len(pc.OTPUses) != 1 ||
 			pc.Categories[0] != CategoryKnowledge || pc.Categories[1] != CategoryPossession {
@@ -197,7 +211,7 @@ func TestSensitiveChangeEffects(t *testing.T) {
 	})
 	t.Run("PasswordResetReplacesThePassword", func(t *testing.T) {
 		h := baseAccount(t)
-		evs := h.must(passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fBio)))
+		evs := h.mustProven(passwordReset(h.auth(ChangeKindCredentialReset, fPassword, deviceApp, fOTP, fBio)))
 		cr := evs[0].(CredentialReset)
 		if cr.FactorID != fPassword || cr.Method != MethodPassword || cr.PasswordHash == "" || len(cr.FactorIDs) != 2 {
 			t.Errorf("event %+v", cr)
@@ -213,7 +227,7 @@ func TestSensitiveChangeEffects(t *testing.T) {
 	t.Run("LostCertificateIsResetAndProvesAgain", func(t *testing.T) {
 		h := baseAccount(t)
 		h.must(ReportCredentialLoss{FactorID: fCert})
-		evs := h.must(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP)))
+		evs := h.mustProven(certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP)))
 		if cr := evs[0].(CredentialReset); !cr.UsableFrom.Equal(h.now.Add(h.p.CoolingOff)) {
 			t.Errorf("reset usable from %v", cr.UsableFrom)
 		}
@@ -254,7 +268,9 @@ func TestSensitiveChangeSpendsOTPs(t *testing.T) {
 		spent bool
 	}{
 		{"Succeeded", func(h *harness, code Proof) Command {
-			return phoneChange(Authorisation{DeviceID: deviceApp, Proofs: []Proof{code, {FactorID: fPassword, Password: testPassword}}})
+			// Signed by deviceApp, so that the code counts (R6) and the
+			// change succeeds.
+			return h.prove(phoneChange(Authorisation{DeviceID: deviceApp, Proofs: []Proof{code, {FactorID: fPassword, Password: testPassword}}}))
 		}, true},
 		{"TooFewCategories", func(h *harness, code Proof) Command {
 			return passwordReset(Authorisation{DeviceID: deviceApp, Proofs: []Proof{code}})
@@ -270,7 +286,10 @@ func TestSensitiveChangeSpendsOTPs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := baseAccount(t)
 			code := h.proofs(nil, fOTP)[0]
-			_, _ = h.decide(tc.cmd(h, code))
+			_, err := h.decide(tc.cmd(h, code))
+			if succeeded := err == nil; succeeded != (tc.name == "Succeeded") {
+				t.Fatalf("decided: %v", err)
+			}
 			for _, a := range []*Account{h.a, h.replay()} {
 				_, err := Decide(a, Login{SessionID: "s", DeviceID: deviceApp, Proofs: []Proof{code}}, h.p, h.now)
 				if spent := err != nil; spent != tc.spent {
@@ -309,7 +328,7 @@ func TestSensitiveChangeLock(t *testing.T) {
 	}
 	// After the lock: an AccessUnlocked first, then the change.
 	h.now = h.now.Add(31 * time.Minute)
-	evs = h.must(phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP)))
+	evs = h.mustProven(phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP)))
 	wantTypes(t, evs, TypeAccessUnlocked, TypePhoneChanged, TypeHolderNotified)
 }
 
@@ -333,22 +352,23 @@ func TestSensitiveChangeSignatureIsSingleUse(t *testing.T) {
 // accepted while suspended; a closed account accepts none, before any
 // proof is checked.
 func TestSensitiveChangesAndStatus(t *testing.T) {
+	// Signed by deviceApp, so that the TOTP on deviceToken counts (R6).
 	cmds := map[string]func(h *harness) Command{
 		"Identity": func(h *harness) Command {
-			return identityChange(h.auth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTP))
+			return identityChange(h.signedAuth(ChangeKindIdentity, "Li Wei Jr.", deviceApp, fPassword, fOTP))
 		},
 		"Phone": func(h *harness) Command {
-			return phoneChange(h.auth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
+			return phoneChange(h.signedAuth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTP))
 		},
 		"Reset": func(h *harness) Command {
-			return certReset(h.auth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP))
+			return certReset(h.signedAuth(ChangeKindCredentialReset, fCert, deviceApp, fPassword, fOTP))
 		},
 	}
 	for name, cmd := range cmds {
 		t.Run("Suspended/"+name, func(t *testing.T) {
 			h := baseAccount(t)
 			h.must(Suspend{Reason: "travelling"})
-			if evs := h.must(cmd(h)); len(evs) != 2 || evs[1].EventType() != TypeHolderNotified {
+			if evs := h.must(cmd(h)); len(evs) != 3 || evs[1].EventType() != TypeHolderNotified || evs[2].EventType() != TypeDeviceUsed {
 				t.Errorf("events %v", types(evs))
 			}
 		})

@@ -78,6 +78,12 @@ func sampleEvents() []Event {
 		HolderNotified{Change: ChangeKindEnrolment, Reference: "f3"},
 		HolderNotified{Change: ChangeKindUnlock, Staff: staff},
 		StaffRead{Role: "support", What: "history", Staff: staff},
+		// The first device (no step-up), and another one authorised by a
+		// step-up from a proven device.
+		DeviceRegistered{DeviceID: "phone-1", PublicKey: bytes.Repeat([]byte{0xfb}, 32), Label: "Li Wei's phone 手机", SignedAt: at.Add(-time.Second)},
+		DeviceRegistered{DeviceID: "laptop-1", PublicKey: bytes.Repeat([]byte{8}, 32), SignedAt: at.Add(time.Minute + 123456789*time.Nanosecond),
+			Authorised: byHolder},
+		DeviceUsed{DeviceID: "laptop-1", SignedAt: at.Add(2*time.Minute + time.Nanosecond)},
 	}
 }
 
@@ -175,7 +181,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
 		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
 		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ChangeRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed",
-		"SessionEnded", "HolderNotified", "StaffRead"}
+		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 )
@@ -154,7 +155,11 @@ func factsGenEvent(r *rand.Rand) Event {
 	others := []Event{PaymentInitiated{PaymentID: s(), Payer: s(), Payee: s(), Amount: factsGenMoney(r), Fee: factsGenMoney(r), Description: s()},
 		PaymentRejected{PaymentID: s(), Code: s(), Reason: s()}, LimitAdjusted{Previous: factsGenMoney(r), AgreedDailyLimit: factsGenMoney(r)},
 		// An amount, but no movement: a refused withdrawal moves nothing.
-		WithdrawalRejected{WithdrawalID: s(), Amount: factsGenMoney(r), DeviceID: s(), Code: s(), Reason: s(), OTPUses: factsGenOTPUses(r)}}
+		WithdrawalRejected{WithdrawalID: s(), Amount: factsGenMoney(r), DeviceID: s(), Code: s(), Reason: s(), OTPUses: factsGenOTPUses(r)},
+		// Device events hold no money, and names ("device_id",
+		// "signed_at") the money events' do not.
+		DeviceRegistered{DeviceID: s(), PublicKey: []byte(s()), Label: s(), SignedAt: time.Unix(int64(r.IntN(1<<31)), int64(r.IntN(1e9))).UTC()},
+		DeviceUsed{DeviceID: s(), SignedAt: time.Unix(int64(r.IntN(1<<31)), int64(r.IntN(1e9))).UTC()}}
 	return others[r.IntN(len(others))]
 }
 

@@ -3,6 +3,7 @@ package domain
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"testing"
 	"time"
@@ -89,6 +90,9 @@ type harness struct {
 	log []applied
 	pos int64
 	seq int
+	// sigs counts the device signatures made (sign), so that each is
+	// later than the one before (a device signature is single use).
+	sigs int
 }
 
 func newHarness(t *testing.T) *harness {
@@ -194,8 +198,9 @@ func passwordOnly(t *testing.T) *harness {
 	return h
 }
 
-// baseAccount returns an open account with one factor of every kind and
-// 100,000.00 deposited. The factors are enrolled by an operator after an
+// baseAccount returns an open account with one factor of every kind, its
+// devices deviceApp and deviceToken registered with their keys
+// (deviceKeys), and 100,000.00 deposited. The factors are enrolled by an operator after an
 // identity check, so none of them cools off. The password factor is
 // recorded with a low-cost argon2id hash so that tests stay fast;
 // enrolment through Decide with the real parameters is tested separately.
@@ -207,6 +212,8 @@ func baseAccount(t *testing.T) *harness {
 	h.must(EnrollFactor{FactorID: fOTPApp, Method: MethodTOTP, DeviceID: deviceApp, SealedSecret: []byte(secretApp), Staff: operator})
 	h.must(EnrollFactor{FactorID: fCert, Method: MethodCertificate, PublicKey: pubOf(certKey), Staff: operator})
 	h.must(EnrollFactor{FactorID: fESig, Method: MethodESignature, PublicKey: pubOf(esigKey), Staff: operator})
+	h.registerDevice(deviceApp)
+	h.registerDevice(deviceToken)
 	h.deposit("100000.00")
 	return h
 }
@@ -403,4 +410,276 @@ func (h *harness) mustAuthorised(cmd Command) []Event {
 func (h *harness) bind(number, name, token string) BankAccountBound {
 	h.t.Helper()
 	return h.mustAuthorised(BindBankAccount{Number: number, HolderName: name, Token: token})[0].(BankAccountBound)
+}
+
+// deviceLaptop is a device of the holder with no factor on it: a TOTP on
+// deviceApp or deviceToken is independent of it.
+const deviceLaptop = "laptop-1"
+
+// deviceKeys are the Ed25519 keys of the harness's devices, fixed so that
+// runs are repeatable.
+var deviceKeys = map[string]ed25519.PrivateKey{
+	deviceApp:    ed25519.NewKeyFromSeed(bytes.Repeat([]byte{11}, ed25519.SeedSize)),
+	deviceToken:  ed25519.NewKeyFromSeed(bytes.Repeat([]byte{12}, ed25519.SeedSize)),
+	deviceLaptop: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{13}, ed25519.SeedSize)),
+	"laptop-9":   ed25519.NewKeyFromSeed(bytes.Repeat([]byte{14}, ed25519.SeedSize)),
+}
+
+// deviceKey returns the key of one of the harness's devices.
+func (h *harness) deviceKey(device string) ed25519.PrivateKey {
+	h.t.Helper()
+	key, ok := deviceKeys[device]
+	if !ok {
+		h.t.Fatalf("no key for device %q", device)
+	}
+	return key
+}
+
+// signedAt returns the time of the next device signature: h.now plus one
+// millisecond per signature made so far, so that every signature is later
+// than the one before and well within DeviceSkew of h.now.
+func (h *harness) signedAt() time.Time {
+	h.sigs++
+	return h.now.Add(time.Duration(h.sigs) * time.Millisecond)
+}
+
+// sign returns device's proof that it sent an instruction of purpose about
+// subject: its signature over DeviceChallenge at the next signedAt.
+func (h *harness) sign(purpose, device, subject string) DeviceProof {
+	h.t.Helper()
+	return h.signAt(purpose, device, subject, h.signedAt())
+}
+
+// signAt is sign at a given time.
+func (h *harness) signAt(purpose, device, subject string, at time.Time) DeviceProof {
+	h.t.Helper()
+	return signWith(h.deviceKey(device), purpose, device, subject, at)
+}
+
+// signWith returns key's signature, as device's, over the DeviceChallenge
+// of purpose and subject at at.
+func signWith(key ed25519.PrivateKey, purpose, device, subject string, at time.Time) DeviceProof {
+	return DeviceProof{SignedAt: at, Signature: ed25519.Sign(key, DeviceChallenge(purpose, accountID, device, at, subject))}
+}
+
+// registerCmd is the registration of device with its key, signed by that
+// key over the registration's challenge (its subject is the key in
+// standard base64), without a step-up.
+func (h *harness) registerCmd(device string) RegisterDevice {
+	h.t.Helper()
+	return h.registerKeyCmd(device, h.deviceKey(device))
+}
+
+// registerKeyCmd is registerCmd with key as the device's.
+func (h *harness) registerKeyCmd(device string, key ed25519.PrivateKey) RegisterDevice {
+	pub := pubOf(key)
+	at := h.signedAt()
+	sig := ed25519.Sign(key, DeviceChallenge(ChangeKindDevice, accountID, device, at, base64.StdEncoding.EncodeToString(pub)))
+	return RegisterDevice{DeviceID: device, PublicKey: pub, Label: "device " + device, SignedAt: at, Signature: sig}
+}
+
+// registerDevice registers device through Decide: the account's first
+// device without a step-up, any other with a stepUp (the password and the
+// biometric from deviceApp).
+func (h *harness) registerDevice(device string) []Event {
+	h.t.Helper()
+	cmd := h.registerCmd(device)
+	if len(h.a.Devices()) > 0 {
+		cmd = h.withStepUp(cmd)
+	}
+	return h.must(cmd)
+}
+
+// withStepUp returns the registration cmd with a stepUp over its
+// change's challenge at the account's current version.
+func (h *harness) withStepUp(cmd RegisterDevice) RegisterDevice {
+	h.t.Helper()
+	cmd.Auth = h.stepUp(ChangeKindDevice, cmd.DeviceID)
+	return cmd
+}
+
+// deviceChallengeOf returns what the device of an instruction signs for
+// it (DeviceChallenge): the purpose, the device the instruction (or its
+// authorisation) names, and the subject: "" for a login, the payment id
+// of a confirmation, the amount of a withdrawal as sent, and the subject
+// a change's ChangeChallenge names (for a device registration's step-up,
+// the id of the device registered).
+func deviceChallengeOf(cmd Command) (purpose, device, subject string, ok bool) {
+	switch c := cmd.(type) {
+	case Login:
+		return "login", c.DeviceID, "", true
+	case ConfirmPayment:
+		return "payment", c.DeviceID, c.PaymentID, true
+	case Withdraw:
+		return "withdrawal", c.DeviceID, c.Amount, true
+	case EnrollFactor:
+		return ChangeKindEnrolment, c.Auth.DeviceID, c.Method, true
+	case RevokeFactor:
+		return ChangeKindRevocation, c.Auth.DeviceID, c.FactorID, true
+	case ResetCredential:
+		return ChangeKindCredentialReset, c.Auth.DeviceID, c.FactorID, true
+	case AdjustLimit:
+		return ChangeKindLimit, c.Auth.DeviceID, c.Limit, true
+	case BindBankAccount:
+		return ChangeKindBankAccount, c.Auth.DeviceID, c.Number, true
+	case ChangeIdentity:
+		return ChangeKindIdentity, c.Auth.DeviceID, c.HolderName, true
+	case ChangePhone:
+		return ChangeKindPhone, c.Auth.DeviceID, c.Phone, true
+	case RegisterDevice:
+		return ChangeKindDevice, c.Auth.DeviceID, c.DeviceID, true
+	case Unlock:
+		return ChangeKindUnlock, c.Auth.DeviceID, "", true
+	}
+	return "", "", "", false
+}
+
+// withDevice returns cmd carrying the device proof dp (in its
+// authorisation for a change).
+func withDevice(cmd Command, dp DeviceProof) Command {
+	switch c := cmd.(type) {
+	case Login:
+		c.Device = dp
+		return c
+	case ConfirmPayment:
+		c.Device = dp
+		return c
+	case Withdraw:
+		c.Device = dp
+		return c
+	case EnrollFactor:
+		c.Auth.Device = dp
+		return c
+	case RevokeFactor:
+		c.Auth.Device = dp
+		return c
+	case ResetCredential:
+		c.Auth.Device = dp
+		return c
+	case AdjustLimit:
+		c.Auth.Device = dp
+		return c
+	case BindBankAccount:
+		c.Auth.Device = dp
+		return c
+	case ChangeIdentity:
+		c.Auth.Device = dp
+		return c
+	case ChangePhone:
+		c.Auth.Device = dp
+		return c
+	case RegisterDevice:
+		c.Auth.Device = dp
+		return c
+	case Unlock:
+		c.Auth.Device = dp
+		return c
+	}
+	panic(fmt.Sprintf("%T carries no device proof", cmd))
+}
+
+// deviceProofOf returns the device proof an instruction carries.
+func deviceProofOf(cmd Command) DeviceProof {
+	switch c := cmd.(type) {
+	case Login:
+		return c.Device
+	case ConfirmPayment:
+		return c.Device
+	case Withdraw:
+		return c.Device
+	case EnrollFactor:
+		return c.Auth.Device
+	case RevokeFactor:
+		return c.Auth.Device
+	case ResetCredential:
+		return c.Auth.Device
+	case AdjustLimit:
+		return c.Auth.Device
+	case BindBankAccount:
+		return c.Auth.Device
+	case ChangeIdentity:
+		return c.Auth.Device
+	case ChangePhone:
+		return c.Auth.Device
+	case RegisterDevice:
+		return c.Auth.Device
+	case Unlock:
+		return c.Auth.Device
+	}
+	return DeviceProof{}
+}
+
+// prove returns cmd signed by the device it names (sign) over its
+// DeviceChallenge (deviceChallengeOf).
+func (h *harness) prove(cmd Command) Command {
+	h.t.Helper()
+	purpose, device, subject, ok := deviceChallengeOf(cmd)
+	if !ok {
+		h.t.Fatalf("%T carries no device proof", cmd)
+	}
+	return withDevice(cmd, h.sign(purpose, device, subject))
+}
+
+// signedAuth is auth from a proven device: its proofs, and device's
+// signature over the change's DeviceChallenge.
+func (h *harness) signedAuth(kind, subject, device string, factors ...string) Authorisation {
+	h.t.Helper()
+	a := h.auth(kind, subject, device, factors...)
+	a.Device = h.sign(kind, device, subject)
+	return a
+}
+
+// signedConfirm is confirmCmd signed by deviceApp (a proven device).
+func (h *harness) signedConfirm(id string, factors ...string) ConfirmPayment {
+	h.t.Helper()
+	return h.prove(h.confirmCmd(id, factors...)).(ConfirmPayment)
+}
+
+// signedPay is pay with the confirmation signed by deviceApp.
+func (h *harness) signedPay(amount string, factors ...string) ([]Event, error) {
+	h.t.Helper()
+	pi := h.initiate(amount)
+	return h.decide(h.signedConfirm(pi.PaymentID, factors...))
+}
+
+// wantDeviceUsed asserts that evs end with exactly one DeviceUsed, the
+// use of device's signature at signedAt, and returns the events before it.
+func wantDeviceUsed(t *testing.T, evs []Event, device string, signedAt time.Time) []Event {
+	t.Helper()
+	n := len(evs)
+	if n < 2 {
+		t.Fatalf("events %v, want the instruction's then %s", types(evs), TypeDeviceUsed)
+	}
+	du, ok := evs[n-1].(DeviceUsed)
+	if !ok || du.DeviceID != device || !du.SignedAt.Equal(signedAt) {
+		t.Fatalf("last event %#v, want DeviceUsed of %s at %v", evs[n-1], device, signedAt)
+	}
+	for _, e := range evs[:n-1] {
+		if e.EventType() == TypeDeviceUsed {
+			t.Fatalf("events %v record the device's use twice", types(evs))
+		}
+	}
+	return evs[:n-1]
+}
+
+// mustProven runs cmd signed by its device (prove), fails the test on an
+// error, checks that the events end with the signature's DeviceUsed and
+// returns the events before it.
+func (h *harness) mustProven(cmd Command) []Event {
+	h.t.Helper()
+	cmd = h.prove(cmd)
+	_, device, _, _ := deviceChallengeOf(cmd)
+	return wantDeviceUsed(h.t, h.must(cmd), device, deviceProofOf(cmd).SignedAt)
+}
+
+// lastSignedAt returns the LastSignedAt of a registered device.
+func lastSignedAt(t *testing.T, a *Account, device string) time.Time {
+	t.Helper()
+	for _, d := range a.Devices() {
+		if d.ID == device {
+			return d.LastSignedAt
+		}
+	}
+	t.Fatalf("device %s is not registered", device)
+	return time.Time{}
 }

@@ -97,11 +97,15 @@ func TestConfirmPayment(t *testing.T) {
 	h := baseAccount(t)
 	pi := h.initiate("250.00")
 	h.now = h.now.Add(time.Minute)
-	evs, err := h.confirm(pi.PaymentID, fPassword, fOTP)
+	// Signed by deviceApp: the TOTP on deviceToken is a second category
+	// (R6), and the signature's use is recorded after the payment.
+	cmd := h.signedConfirm(pi.PaymentID, fPassword, fOTP)
+	evs, err := h.decide(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTypes(t, evs, TypePaymentConfirmed)
+	wantTypes(t, evs, TypePaymentConfirmed, TypeDeviceUsed)
+	wantDeviceUsed(t, evs, deviceApp, cmd.Device.SignedAt)
 	c := evs[0].(PaymentConfirmed)
 	t.Run("Event", func(t *testing.T) {
 		if c.PaymentID != pi.PaymentID || c.DebitAccount != accountID || c.CreditAccount != payeeID ||
@@ -235,7 +239,7 @@ func TestDecideIsPure(t *testing.T) {
 	}
 	wrong := []Proof{{FactorID: fPassword, Password: "wrong password"}}
 	cmds := map[string]Command{
-		"ConfirmSucceeds":     h.confirmCmd(pending.PaymentID, fPassword, fOTP),
+		"ConfirmSucceeds":     h.signedConfirm(pending.PaymentID, fPassword, fOTP),
 		"ConfirmOverLimit":    h.confirmCmd(pending.PaymentID, fPassword),
 		"ConfirmLocks":        ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: wrong, PayeeID: payeeID, Payee: activePayee},
 		"LoginLocks":          Login{DeviceID: deviceApp, Proofs: wrong},
@@ -257,8 +261,15 @@ func TestDecideIsPure(t *testing.T) {
 		"Unlock":              Unlock{Reason: "called in", Staff: operator},
 		"Logout":              Logout{SessionID: "s1"},
 		"ResetCredential":     ResetCredential{FactorID: fOTP, SealedSecret: []byte(secretApp), Auth: h.auth(ChangeKindCredentialReset, fOTP, deviceToken, fPassword, fBio)},
-		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}, PayeeID: payeeID, Payee: activePayee},
+		"InsufficientFunds":   ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword, fOTP), Balance: Balance{Projected: dec("-99000"), Checkpoint: 0}, PayeeID: payeeID, Payee: activePayee, Device: h.sign("payment", deviceApp, pending.PaymentID)},
 		"FactorNotIndependnt": h.confirmCmd(pending.PaymentID, fOTPApp),
+		"ClaimedDevice":       h.confirmCmd(pending.PaymentID, fPassword, fOTP),
+		"SignedLogin":         h.prove(Login{DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword, fOTP)}),
+		"WrongDeviceSignature": ConfirmPayment{PaymentID: pending.PaymentID, DeviceID: deviceApp, Proofs: h.proofs(pending.Challenge, fPassword),
+			PayeeID: payeeID, Payee: activePayee, Device: h.sign("payment", deviceApp, "another payment")},
+		"UnregisteredDevice": h.prove(Login{DeviceID: deviceLaptop, Proofs: h.proofs(nil, fPassword)}),
+		"RegisterDevice":     h.prove(h.withStepUp(h.registerCmd(deviceLaptop))),
+		"RegisterDuplicate":  h.registerCmd(deviceApp),
 	}
 	times := []time.Time{h.now, h.now.Add(6 * time.Minute), h.now.Add(24 * time.Hour)}
 	for name, cmd := range cmds {
