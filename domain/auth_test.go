@@ -157,7 +157,7 @@ func TestFactorNotIndependent(t *testing.T) {
 			if e.Details["verification_level"] != tc.level {
 				t.Errorf("verification_level %v, want %s", e.Details["verification_level"], tc.level)
 			}
-			wantTypes(t, evs, TypePaymentRejected)
+			wantTypes(t, evs, TypePaymentRejected, TypeDeviceUsed) // the signature is spent too
 			if r := evs[0].(PaymentRejected); r.Code != tc.code || r.PaymentID != pi.PaymentID {
 				t.Errorf("rejection %+v", r)
 			}
@@ -243,7 +243,7 @@ func TestOTPSingleUse(t *testing.T) {
 					cmd.Balance.Projected = dec(c.projected)
 				}
 				_, evs := h.refuse(cmd, c.code)
-				wantTypes(t, evs, TypePaymentRejected)
+				wantTypes(t, evs, TypePaymentRejected, TypeDeviceUsed)
 				if r := evs[0].(PaymentRejected); len(r.OTPUses) != 1 || r.OTPUses[0].FactorID != c.reuse {
 					t.Errorf("rejection records otp uses %v", r.OTPUses)
 				}

@@ -210,7 +210,8 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 		return nil, bad
 	}
 	if fail != nil {
-		return verificationFailed(p, now, pre, kind, ref, auth.DeviceID, n, fail, v.otpUses)
+		evs, err := verificationFailed(p, now, pre, kind, ref, auth.DeviceID, n, fail, v.otpUses)
+		return dv.withUse(evs), err // a device signature that verified is spent too
 	}
 	if len(v.categories) < need {
 		what := strings.ReplaceAll(kind, "_", " ")
@@ -220,8 +221,8 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 				what, len(v.categories), need)
 		}
 		e = e.With("required_categories", need).With("verified_categories", len(v.categories))
-		return append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
-			Details: e.Details, OTPUses: v.otpUses}), e
+		return dv.withUse(append(pre, ChangeRejected{Change: kind, Reference: ref, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message,
+			Details: e.Details, OTPUses: v.otpUses})), e
 	}
 	return dv.withUse(append(pre, done(Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses}),
 		HolderNotified{Change: kind, Reference: ref})), nil

@@ -105,7 +105,7 @@ func TestSensitiveChangeRules(t *testing.T) {
 		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
 		{"PhoneWithOTPOfSendingProvenDevice", func(h *harness) Command {
 			return phoneChange(h.signedAuth(ChangeKindPhone, newPhone, deviceApp, fPassword, fOTPApp))
-		}, CodeFactorNotIndependent, []string{TypeChangeRejected}, 1},
+		}, CodeFactorNotIndependent, []string{TypeChangeRejected, TypeDeviceUsed}, 1},
 		// R6: nor is a TOTP on another device a second category when the
 		// sending device is only claimed (no signature).
 		{"PhoneWithPasswordAndOTPFromClaimedDevice", func(h *harness) Command {

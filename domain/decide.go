@@ -418,16 +418,19 @@ func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) 
 	}
 	// A one-time password that verified is spent even when the login fails
 	// (R7): the failure event records it.
+	// From here a device signature that verified is spent, whatever the
+	// outcome, so a refused instruction's signature cannot be sent again.
 	if fail != nil {
-		return failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeAuthFailed, Reason: fail.reason, FailedAttempts: n + 1,
+		evs, err := failed(p, now, pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeAuthFailed, Reason: fail.reason, FailedAttempts: n + 1,
 			OTPUses: v.otpUses}, n+1, CodeAuthFailed, fail.reason)
+		return dv.withUse(evs), err
 	}
 	if len(v.categories) == 0 {
 		// Not a wrong proof, so it does not count towards the lock, but the
 		// attempt is recorded like every other (R9).
 		err := Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device that is logging in does not count as a factor (R6)")
-		return append(pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeFactorNotIndependent, Reason: err.Message, FailedAttempts: n,
-			OTPUses: v.otpUses}), err
+		return dv.withUse(append(pre, LoginFailed{DeviceID: c.DeviceID, Code: CodeFactorNotIndependent, Reason: err.Message, FailedAttempts: n,
+			OTPUses: v.otpUses})), err
 	}
 	return dv.withUse(append(pre, LoginSucceeded{SessionID: c.SessionID, TokenHash: c.TokenHash, DeviceID: c.DeviceID,
 		FactorIDs: v.factorIDs, Categories: v.categories, ExpiresAt: now.Add(p.SessionTTL), OTPUses: v.otpUses})), nil
@@ -520,8 +523,9 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return a.lockedAttempt("payment", pi.PaymentID, c.DeviceID, n), err
 	}
 	var spent []OTPUse // one-time passwords that verified are spent even on refusal (R7)
+	var dv deviceCheck // and so is a device signature that verified
 	reject := func(e *Error) ([]Event, error) {
-		return append(pre, PaymentRejected{PaymentID: pi.PaymentID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: spent}), e
+		return dv.withUse(append(pre, PaymentRejected{PaymentID: pi.PaymentID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: spent})), e
 	}
 	if now.After(pi.ExpiresAt) {
 		return reject(Errorf(CodePaymentExpired, "payment %s expired at %s", pi.PaymentID, pi.ExpiresAt.UTC().Format(time.RFC3339Nano)))
@@ -538,7 +542,8 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		return nil, bad
 	}
 	if fail != nil {
-		return verificationFailed(p, now, pre, "payment", pi.PaymentID, c.DeviceID, n, fail, v.otpUses)
+		evs, err := verificationFailed(p, now, pre, "payment", pi.PaymentID, c.DeviceID, n, fail, v.otpUses)
+		return dv.withUse(evs), err
 	}
 	spent = v.otpUses
 	if len(v.categories) == 0 {
@@ -662,13 +667,14 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 		return nil, bad
 	}
 	if fail != nil {
-		return verificationFailed(p, now, pre, "withdrawal", c.WithdrawalID, c.DeviceID, n, fail, v.otpUses)
+		evs, err := verificationFailed(p, now, pre, "withdrawal", c.WithdrawalID, c.DeviceID, n, fail, v.otpUses)
+		return dv.withUse(evs), err
 	}
 	// From here the proofs verified: a refusal is recorded, with the
 	// one-time passwords it spent (R1, R7, R9).
 	reject := func(e *Error) ([]Event, error) {
-		return append(pre, WithdrawalRejected{WithdrawalID: c.WithdrawalID, Amount: m, DeviceID: c.DeviceID,
-			Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: v.otpUses}), e
+		return dv.withUse(append(pre, WithdrawalRejected{WithdrawalID: c.WithdrawalID, Amount: m, DeviceID: c.DeviceID,
+			Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: v.otpUses})), e
 	}
 	if len(v.categories) == 0 {
 		return reject(Errorf(CodeFactorNotIndependent, "a one-time password delivered to the device issuing the withdrawal does not count as a factor (R6)"))

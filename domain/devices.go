@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/base64"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -118,6 +119,18 @@ func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event,
 		return nil, Invalid("device_signature", "an early unlock must come from a registered device that signs it; otherwise wait for the lock to end or ask an operator")
 	}
 	n := a.failures
+	// The lock exists to stop guessing, so an early unlock gets as many
+	// tries as a login had before the lock, and no more until it ends.
+	if n >= 2*p.MaxFailures {
+		until := a.lockedUntil.UTC().Format(time.RFC3339Nano)
+		return a.lockedAttempt(ChangeKindUnlock, "", auth.DeviceID, n),
+			Errorf(CodeAccessLocked, "too many failed attempts to unlock early; access stays locked until %s", until).With("locked_until", until)
+	}
+	// Proofs naming fewer than two categories are refused before any is
+	// checked, so that a refusal never tells which proof was right.
+	if a.namedCategories(auth.Proofs) < RequiredCategories(ChangeKindUnlock) {
+		return nil, Invalid("proofs", "an early unlock needs proofs of two factor categories")
+	}
 	locked := func(fail *proofFailure, spent []OTPUse) ([]Event, error) {
 		until := a.lockedUntil.UTC().Format(time.RFC3339Nano)
 		return []Event{VerificationFailed{Purpose: ChangeKindUnlock, DeviceID: auth.DeviceID, Reason: fail.reason, FailedAttempts: n + 1,
@@ -131,6 +144,9 @@ func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event,
 	if fail != nil {
 		return locked(fail, nil)
 	}
+	if !dv.proven {
+		return nil, Invalid("device_signature", "an early unlock must come from a registered device that signs it")
+	}
 	if usable := a.usableCategories(ChangeKindUnlock, "", now); usable < RequiredCategories(ChangeKindUnlock) {
 		return nil, Errorf(CodeInsufficientVerification, "an early unlock needs proofs of 2 factor categories, and the account's usable factors span %d; wait for the lock to end or ask an operator", usable).
 			With("required_categories", 2).With("verified_categories", 0)
@@ -140,15 +156,28 @@ func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event,
 		return nil, bad
 	}
 	if fail != nil {
-		return locked(fail, v.otpUses)
+		evs, err := locked(fail, v.otpUses)
+		return dv.withUse(evs), err
 	}
 	if len(v.categories) < RequiredCategories(ChangeKindUnlock) {
 		e := Errorf(CodeInsufficientVerification, "an early unlock needs proofs of 2 independent factor categories; these count %d", len(v.categories)).
 			With("required_categories", 2).With("verified_categories", len(v.categories))
-		return []Event{ChangeRejected{Change: ChangeKindUnlock, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: v.otpUses}}, e
+		return dv.withUse([]Event{ChangeRejected{Change: ChangeKindUnlock, DeviceID: auth.DeviceID, Code: e.Code, Reason: e.Message, Details: e.Details, OTPUses: v.otpUses}}), e
 	}
 	by := Authorised{DeviceID: auth.DeviceID, FactorIDs: v.factorIDs, Categories: v.categories, OTPUses: v.otpUses}
 	return dv.withUse([]Event{AccessUnlocked{Reason: limitText(c.Reason, 200), Authorised: by}, HolderNotified{Change: ChangeKindUnlock}}), nil
+}
+
+// namedCategories counts the categories of the active factors proofs name,
+// before any proof is checked.
+func (a *Account) namedCategories(proofs []Proof) int {
+	var seen []string
+	for _, pr := range proofs {
+		if f, ok := a.factors[pr.FactorID]; ok && f.Active && !slices.Contains(seen, f.Category) {
+			seen = append(seen, f.Category)
+		}
+	}
+	return len(seen)
 }
 
 func decideRegisterDevice(a *Account, c RegisterDevice, p Policy, now time.Time) ([]Event, error) {

@@ -763,19 +763,19 @@ func TestR6Matrix(t *testing.T) {
 				if e.Details["verification_level"] != "none" {
 					t.Errorf("details %v", e.Details)
 				}
-				wantTypes(t, evs, TypePaymentRejected)
+				wantTypes(t, evs, spent(r.signed, TypePaymentRejected)...)
 			case r.excluded && all >= 2:
 				e := wantCode(t, err, CodeFactorNotIndependent)
 				if e.Details["verification_level"] != LevelSingleFactor || !strings.Contains(e.Message, "R6") {
 					t.Errorf("%v, details %v", e, e.Details)
 				}
-				wantTypes(t, evs, TypePaymentRejected)
+				wantTypes(t, evs, spent(r.signed, TypePaymentRejected)...)
 			default:
 				e := wantCode(t, err, CodeDailyLimitExceeded)
 				if e.Details["cap"] != "single_factor_daily" {
 					t.Errorf("details %v", e.Details)
 				}
-				wantTypes(t, evs, TypePaymentRejected)
+				wantTypes(t, evs, spent(r.signed, TypePaymentRejected)...)
 			}
 		})
 	}
@@ -811,7 +811,7 @@ func checkR6(t *testing.T, h *harness, in instruction, cmd Command, cats []strin
 		}
 		e := wantCode(t, err, code)
 		rejected := map[string]string{"Login": TypeLoginFailed, "Payment": TypePaymentRejected, "Withdrawal": TypeWithdrawalRejected, "Change": TypeChangeRejected}
-		wantTypes(t, evs, rejected[in.name])
+		wantTypes(t, evs, spent(signed, rejected[in.name])...)
 		if in.name == "Change" && e.Details["verified_categories"] != len(cats) {
 			t.Errorf("details %v", e.Details)
 		}
@@ -903,7 +903,7 @@ func TestR6AttackFromTheIssue(t *testing.T) {
 	reg := h.registerKeyCmd("laptop-9", keyOfSeed(99))
 	reg.Auth = h.signedAuth(ChangeKindDevice, "laptop-9", deviceApp, fPassword, fOTPApp)
 	_, evs = h.refuse(reg, CodeFactorNotIndependent)
-	wantTypes(t, evs, TypeChangeRejected)
+	wantTypes(t, evs, TypeChangeRejected, TypeDeviceUsed)
 	h.now = h.now.Add(TOTPStep)
 	reg = h.registerKeyCmd("laptop-9", keyOfSeed(99))
 	reg.Auth = h.auth(ChangeKindDevice, "laptop-9", "laptop-9", fPassword, fOTPApp)
@@ -1051,13 +1051,15 @@ func TestHolderUnlock(t *testing.T) {
 			return c
 		}, CodeAccessLocked, "", []string{TypeVerificationFailed}, false},
 		{"WrongPassword", func(h *harness) Unlock { return h.prove(unlock(deviceApp, wrongPW, otp(h))).(Unlock) },
-			CodeAccessLocked, "", []string{TypeVerificationFailed}, true},
+			CodeAccessLocked, "", []string{TypeVerificationFailed, TypeDeviceUsed}, true},
+		// Proofs naming one category are refused before any is checked,
+		// so the refusal does not tell whether the password was right.
 		{"OneCategory", func(h *harness) Unlock { return h.prove(unlock(deviceApp, pw)).(Unlock) },
-			CodeInsufficientVerification, "", []string{TypeChangeRejected}, false},
+			CodeInvalid, "proofs", nil, false},
 		// R6: the TOTP delivered to the sending device is no second
 		// category, signed or not.
 		{"TOTPOfTheSendingDevice", func(h *harness) Unlock { return h.prove(unlock(deviceToken, pw, otp(h))).(Unlock) },
-			CodeInsufficientVerification, "", []string{TypeChangeRejected}, true},
+			CodeInsufficientVerification, "", []string{TypeChangeRejected, TypeDeviceUsed}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1136,4 +1138,52 @@ func TestHolderUnlock(t *testing.T) {
 		h.now = h.a.LockedUntil()
 		h.refuse(h.prove(unlock(deviceApp, pw, otp(h))), CodeConflict)
 	})
+}
+
+// spent is the events of a refusal: a signed instruction's refusal after
+// its device signature verified spends it too, so DeviceUsed follows.
+func spent(signed bool, types ...string) []string {
+	if signed {
+		return append(types, TypeDeviceUsed)
+	}
+	return types
+}
+
+// TestRefusedInstructionSpendsTheDeviceSignature: a device signature that
+// verified is spent even when the instruction is refused, so a refused
+// withdrawal cannot be sent again once money arrives (the review's third
+// finding).
+func TestRefusedInstructionSpendsTheDeviceSignature(t *testing.T) {
+	h := withBank(t)
+	cmd := h.prove(Withdraw{WithdrawalID: "w1", Amount: "500000.00", Currency: "CNY", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)})
+	_, evs := h.refuse(cmd, CodeInsufficientFunds)
+	wantTypes(t, evs, TypeWithdrawalRejected, TypeDeviceUsed)
+	h.deposit("500000.00")
+	_, evs = h.refuse(cmd, CodeProofInvalid)
+	wantTypes(t, evs, TypeVerificationFailed)
+	if bal := h.a.Available(dec("0"), 0); !bal.Amount.Equal(dec("600000.00")) {
+		t.Errorf("available %s after the replay, want 600000.00", bal)
+	}
+}
+
+// TestEarlyUnlockAttemptsAreBounded: during a lock, failed attempts to
+// unlock early from a registered device are counted, and once they reach
+// twice the lock's threshold no further attempt is checked.
+func TestEarlyUnlockAttemptsAreBounded(t *testing.T) {
+	h := baseAccount(t)
+	lockOut(h)
+	wrong := []Proof{{FactorID: fPassword, Password: "still guessing"}, {FactorID: fOTP, Code: "000000"}}
+	for i := 0; i < h.p.MaxFailures; i++ {
+		h.now = h.now.Add(time.Second)
+		cmd := h.prove(Unlock{Reason: "me", Auth: Authorisation{DeviceID: deviceApp, Proofs: wrong}}).(Unlock)
+		_, evs := h.refuse(cmd, CodeAccessLocked)
+		wantTypes(t, evs, TypeVerificationFailed, TypeDeviceUsed)
+	}
+	h.now = h.now.Add(time.Second)
+	cmd := h.prove(Unlock{Reason: "me", Auth: Authorisation{DeviceID: deviceApp, Proofs: wrong}}).(Unlock)
+	_, evs := h.refuse(cmd, CodeAccessLocked)
+	wantTypes(t, evs, TypeVerificationFailed)
+	if v := evs[0].(VerificationFailed); v.Reason != "access locked" {
+		t.Errorf("the attempt past the bound was checked: %+v", v)
+	}
 }
