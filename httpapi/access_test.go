@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/ledger/staffkeys"
@@ -621,5 +623,33 @@ func TestHolderDoesNotSeeStaffDetails(t *testing.T) {
 	raw, _ = json.Marshal(b)
 	if !strings.Contains(string(raw), "AML alert 7781") || !strings.Contains(string(raw), "staff_key") {
 		t.Errorf("the operator's view lacks the staff details: %s", raw)
+	}
+}
+
+// TestAccountIDsAreNotDerivedFromKeys: an account id is random, so nobody
+// can open, first, the account a victim's Idempotency-Key would name; a
+// retry with the same key and body reaches the same account, and the same
+// key from another caller (an operator) opens another one.
+func TestAccountIDsAreNotDerivedFromKeys(t *testing.T) {
+	f := newFixture(t)
+	body := map[string]any{"holder_name": "Wang Fang", "currency": "CNY", "factor": map[string]any{"method": "password", "password": testPassword}}
+	first := post(t, f.st.URL, "/v1/accounts", "", "victim-key-1", body)
+	again := post(t, f.st.URL, "/v1/accounts", "", "victim-key-1", body)
+	if first.status != http.StatusCreated || again.status != http.StatusCreated || again.header.Get("Idempotent-Replayed") != "true" ||
+		first.body["id"] != again.body["id"] {
+		t.Fatalf("retry: %d %v / %d %v", first.status, first.body["id"], again.status, again.body["id"])
+	}
+	staffBody := map[string]any{"holder_name": "Wang Fang", "currency": "CNY", "identity_check": "branch-1",
+		"factor": map[string]any{"method": "password", "password": testPassword}}
+	other := post(t, f.st.URL, "/v1/accounts", f.operator, "victim-key-1", staffBody)
+	if other.status != http.StatusCreated || other.body["id"] == first.body["id"] {
+		t.Fatalf("another caller's request under the same key: %d %v", other.status, other.body)
+	}
+	// The old derivation: the first 16 bytes of SHA-256 of the key.
+	sum := sha256.Sum256([]byte("payledger/open-account/victim-key-1"))
+	var derived ulid.ULID
+	copy(derived[:], sum[:16])
+	if first.body["id"] == derived.String() || other.body["id"] == derived.String() {
+		t.Fatal("the account id is derived from the Idempotency-Key")
 	}
 }
