@@ -933,11 +933,6 @@ func TestCredentialResets(t *testing.T) {
 		t.Fatalf("reset password with two possession factors: %v / %v", err, out.Refusal)
 	}
 	f.e.clock.Advance(domain.TOTPStep)
-	v, err = f.svc.Account(ctx, f.payer.actor(), f.payer.id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	challenge = domain.ChangeChallenge(domain.ChangeKindCredentialReset, f.payer.id, v.Version, pw)
 	// The TOTP counts beside the attestation only from a registered device
 	// that signs the reset (R6).
 	laptop := registerDevice(t, f.svc, f.e.clock.Now, f.payer.id, "laptop", 9)
