@@ -376,22 +376,9 @@ func post(t *testing.T, base, path, token, key string, body any) result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest("POST", base+path, bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := result{status: resp.StatusCode, header: resp.Header}
-	if err := json.NewDecoder(resp.Body).Decode(&out.body); err != nil {
+	status, header, reply := send(t, base, "POST", path, token, "application/json", key, string(raw))
+	out := result{status: status, header: header}
+	if err := json.Unmarshal([]byte(reply), &out.body); err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
 	return out

@@ -56,10 +56,11 @@ func normalise(name string) string {
 }
 
 // scanForbidden walks a decoded JSON value and returns the path of the
-// first forbidden field name, at any depth.
-func scanForbidden(v any, path string, depth int) (string, error) {
+// first field the ledger must never receive (R19), at any depth: a
+// forbidden field name, or a card number in a free-text field (card).
+func scanForbidden(v any, path string, depth int) (field string, card bool, err error) {
 	if depth > maxDepth {
-		return "", domain.Invalid(path, "request nests deeper than 32 levels")
+		return "", false, domain.Invalid(path, "request nests deeper than 32 levels")
 	}
 	switch t := v.(type) {
 	case map[string]any:
@@ -69,20 +70,23 @@ func scanForbidden(v any, path string, depth int) (string, error) {
 				p = path + "." + k
 			}
 			if forbidden[normalise(k)] {
-				return p, nil
+				return p, false, nil
 			}
-			if f, err := scanForbidden(child, p, depth+1); f != "" || err != nil {
-				return f, err
+			if s, ok := child.(string); ok && freeText[strings.ToLower(k)] && hasCardNumber(s) {
+				return p, true, nil
+			}
+			if f, c, err := scanForbidden(child, p, depth+1); f != "" || err != nil {
+				return f, c, err
 			}
 		}
 	case []any:
 		for i, child := range t {
-			if f, err := scanForbidden(child, path+"["+strconv.Itoa(i)+"]", depth+1); f != "" || err != nil {
-				return f, err
+			if f, c, err := scanForbidden(child, path+"["+strconv.Itoa(i)+"]", depth+1); f != "" || err != nil {
+				return f, c, err
 			}
 		}
 	}
-	return "", nil
+	return "", false, nil
 }
 
 // decode reads the body into dst: application/json, bounded size, valid
@@ -117,16 +121,14 @@ func decode(r *http.Request, dst any) ([]byte, error) {
 	if _, ok := generic.(map[string]any); !ok {
 		return nil, domain.Invalid("body", "request body must be a JSON object")
 	}
-	field, err := scanForbidden(generic, "", 0)
+	field, card, err := scanForbidden(generic, "", 0)
 	if err != nil {
 		return nil, err
 	}
-	if field == "" {
-		if field = scanCardNumbers(generic, ""); field != "" {
-			return nil, domain.Errorf(domain.CodeForbiddenField,
-				"field %q holds what looks like a card number; the ledger does not take card numbers in free text (R19): nothing of this request was stored", field).
-				With("field", field)
-		}
+	if card {
+		return nil, domain.Errorf(domain.CodeForbiddenField,
+			"field %q holds what looks like a card number; the ledger does not take card numbers in free text (R19): nothing of this request was stored", field).
+			With("field", field)
 	}
 	if field != "" {
 		return nil, domain.Errorf(domain.CodeForbiddenField,
@@ -243,34 +245,6 @@ func checkValue(dec *json.Decoder, path string, depth int) error {
 // where a card number must not be stored (R19).
 var freeText = map[string]bool{"reference": true, "description": true, "reason": true, "holder_name": true,
 	"identity_check": true, "label": true}
-
-// scanCardNumbers returns the path of the first free-text field holding a
-// card number: a run of 13 to 19 digits, optionally grouped by single
-// spaces or dashes, that passes the Luhn check.
-func scanCardNumbers(v any, path string) string {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, child := range t {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			if s, ok := child.(string); ok && freeText[strings.ToLower(k)] && hasCardNumber(s) {
-				return p
-			}
-			if f := scanCardNumbers(child, p); f != "" {
-				return f
-			}
-		}
-	case []any:
-		for i, child := range t {
-			if f := scanCardNumbers(child, path+"["+strconv.Itoa(i)+"]"); f != "" {
-				return f
-			}
-		}
-	}
-	return ""
-}
 
 // hasCardNumber reports whether s holds a Luhn-valid run of 13 to 19
 // digits, single spaces and dashes between digits allowed.

@@ -12,12 +12,22 @@ import (
 // raw sends body as is with the given Content-Type.
 func raw(t *testing.T, base, method, path, token, contentType, body string) (int, http.Header, string) {
 	t.Helper()
+	return send(t, base, method, path, token, contentType, "", body)
+}
+
+// send sends body as is with the given Content-Type and Idempotency-Key
+// ("" for none) and returns the status, headers and reply.
+func send(t *testing.T, base, method, path, token, contentType, key, body string) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
