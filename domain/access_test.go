@@ -739,7 +739,8 @@ func TestUnlock(t *testing.T) {
 	}{
 		"Holder":                       {Staff{}, "device_id"},
 		"OperatorWithoutIdentityCheck": {uncheckedOp, "identity_check"},
-		"IdentityCheckWithoutKey":      {Staff{IdentityCheck: "x"}, "device_id"},
+		// An identity check no staff key names is refused as such.
+		"IdentityCheckWithoutKey": {Staff{IdentityCheck: "x"}, "identity_check"},
 	} {
 		t.Run("Refused/"+name, func(t *testing.T) {
 			h := baseAccount(t)
@@ -820,8 +821,11 @@ func TestDepositRules(t *testing.T) {
 	}
 	t.Run("WithoutStaff", func(t *testing.T) {
 		h := newHarness(t).open()
-		for name, staff := range map[string]Staff{"None": {}, "IdentityCheckOnly": {IdentityCheck: "x"}} {
-			if _, evs := h.refuse(deposit("d1", "REF-1", staff), CodeForbidden); len(evs) != 0 || h.available() != "0.00" {
+		for name, c := range map[string]struct {
+			staff Staff
+			code  string
+		}{"None": {Staff{}, CodeForbidden}, "IdentityCheckOnly": {Staff{IdentityCheck: "x"}, CodeInvalid}} {
+			if _, evs := h.refuse(deposit("d1", "REF-1", c.staff), c.code); len(evs) != 0 || h.available() != "0.00" {
 				t.Errorf("%s: recorded %v", name, types(evs))
 			}
 		}

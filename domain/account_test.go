@@ -90,7 +90,8 @@ func TestOpenAccountFirstFactor(t *testing.T) {
 	}{
 		{"ByHolderCoolsOff", open(firstFactor, Staff{}), "", "", t0.Add(24 * time.Hour)},
 		{"ByOperatorUsableAtOnce", open(firstFactor, operator), "", "", time.Time{}},
-		{"IdentityCheckWithoutStaffKeyCoolsOff", open(firstFactor, Staff{IdentityCheck: "selfie"}), "", "", t0.Add(24 * time.Hour)},
+		{"IdentityCheckWithoutStaffKey", open(firstFactor, Staff{IdentityCheck: "selfie"}), CodeInvalid, "identity_check", time.Time{}},
+		{"IdentityCheckTooLong", open(firstFactor, Staff{StaffKey: operator.StaffKey, IdentityCheck: strings.Repeat("x", 101)}), CodeInvalid, "identity_check", time.Time{}},
 		{"OperatorWithoutIdentityCheck", open(firstFactor, uncheckedOp), CodeInvalid, "identity_check", time.Time{}},
 		{"NoFactor", open(EnrollFactor{}, operator), CodeInvalid, "method", time.Time{}},
 		{"FactorUnknownMethod", open(EnrollFactor{FactorID: "f", Method: "sms"}, Staff{}), CodeInvalid, "method", time.Time{}},

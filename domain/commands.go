@@ -2,6 +2,7 @@ package domain
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 )
@@ -33,6 +34,41 @@ type Staff struct {
 // IdentityChecked reports whether an operator checked the holder's
 // identity for this command.
 func (s Staff) IdentityChecked() bool { return s.StaffKey != "" && s.IdentityCheck != "" }
+
+// validate refuses an identity check that no staff key names, and one
+// longer than 100 characters: it is stored in the event.
+func (s Staff) validate() *Error {
+	if s.IdentityCheck != "" && s.StaffKey == "" {
+		return Invalid("identity_check", "identity_check is named by the operator who checked the holder's identity; leave it out")
+	}
+	if utf8.RuneCountInString(s.IdentityCheck) > 100 {
+		return Invalid("identity_check", "identity_check is at most 100 characters")
+	}
+	return nil
+}
+
+// staffOf returns the Staff of a command that carries one.
+func staffOf(cmd Command) (Staff, bool) {
+	switch c := cmd.(type) {
+	case OpenAccount:
+		return c.Staff, true
+	case EnrollFactor:
+		return c.Staff, true
+	case ReportCredentialLoss:
+		return c.Staff, true
+	case Deposit:
+		return c.Staff, true
+	case Suspend:
+		return c.Staff, true
+	case Reactivate:
+		return c.Staff, true
+	case CloseAccount:
+		return c.Staff, true
+	case Unlock:
+		return c.Staff, true
+	}
+	return Staff{}, false
+}
 
 // OpenAccount opens a new account with its first factor: an account never
 // exists without a way for its holder to prove who they are. Staff is set

@@ -17,6 +17,11 @@ import (
 // an operation the log records (R1, R9, R15). With no events and an error,
 // nothing changes.
 func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
+	if staff, ok := staffOf(cmd); ok {
+		if err := staff.validate(); err != nil {
+			return nil, err
+		}
+	}
 	if open, ok := cmd.(OpenAccount); ok {
 		return decideOpen(a, open, p, now)
 	}
