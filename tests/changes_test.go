@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/payledger/payledger/apiclient"
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/internal/apiclient"
 )
 
 // TestSensitiveChangesOverHTTP drives the binary through R1's sensitive

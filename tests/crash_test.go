@@ -12,7 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/payledger/payledger/apiclient"
+	"github.com/payledger/payledger/internal/apiclient"
 )
 
 // TestKilledUnderLoadKeepsAcknowledgedWrites kills the server (SIGKILL, no

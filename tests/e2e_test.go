@@ -21,9 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/payledger/payledger/apiclient"
-	"github.com/payledger/payledger/demo"
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/internal/apiclient"
+	"github.com/payledger/payledger/internal/demo"
 )
 
 var binary string

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/payledger/payledger/apiclient"
+	"github.com/payledger/payledger/internal/apiclient"
 )
 
 var digestLine = regexp.MustCompile(`verify: log digest ([0-9a-f]{64})`)

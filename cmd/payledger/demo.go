@@ -9,8 +9,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/payledger/payledger/apiclient"
-	"github.com/payledger/payledger/demo"
+	"github.com/payledger/payledger/internal/apiclient"
+	"github.com/payledger/payledger/internal/demo"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 

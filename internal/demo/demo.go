@@ -13,8 +13,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/payledger/payledger/apiclient"
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/internal/apiclient"
 )
 
 // Result is what the scenario leaves behind, for checks after it.
