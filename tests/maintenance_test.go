@@ -12,7 +12,7 @@ import (
 	"github.com/payledger/payledger/internal/apiclient"
 )
 
-var digestLine = regexp.MustCompile(`verify: log digest ([0-9a-f]{64})`)
+var digestLine = regexp.MustCompile(`verify: event-log digest ([0-9a-f]{64})`)
 
 // TestMaintenanceBesideLiveServer: verify only reads, so it runs while the
 // server writes and gives the same digest as after the server stopped;
@@ -37,7 +37,7 @@ func TestMaintenanceBesideLiveServer(t *testing.T) {
 		t.Fatalf("verify beside the server: %s", live)
 	}
 	out, err := exec.Command(binary, "rebuild", "--data", dir).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "open elsewhere") {
+	if err == nil || !strings.Contains(string(out), "open elsewhere") || !strings.Contains(string(out), "stop the server") {
 		t.Fatalf("rebuild beside the server: err %v, output %s", err, out)
 	}
 	srv.stop(t, syscall.SIGTERM)

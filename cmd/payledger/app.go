@@ -178,7 +178,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	if m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), c.StoreOpts); err != nil {
 		m.closeStores()
-		return fmt.Errorf("open event store: %w", err)
+		return lockedHint(err)
 	}
 	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
 		m.closeStores()

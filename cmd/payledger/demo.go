@@ -50,7 +50,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("verify after demo: %w", err)
 	}
-	fmt.Fprintf(stdout, "\nThe log: %d events in %d streams, every hash chain intact, digest %s\n", n, streams, digest)
+	fmt.Fprintf(stdout, "\nThe log: %d events in %d streams, every hash chain intact, event-log digest %s\n", n, streams, digest)
 	if keep {
 		fmt.Fprintf(stdout, "The store is kept in %s: try `payledger verify --data %s` or `payledger serve --data %s`.\n", *dir, *dir, *dir)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,7 +32,16 @@ func openDataDir(name string, args []string, stderr io.Writer) (string, *sqlite.
 		return "", nil, fmt.Errorf("no event store at %s: %w", path, err)
 	}
 	store, err := sqlite.Open(path, sqlite.DefaultOptions())
-	return *dir, store, err
+	return *dir, store, lockedHint(err)
+}
+
+// lockedHint adds what to do when the event store is held by another
+// process (a running server): the one case an operator meets most.
+func lockedHint(err error) error {
+	if errors.Is(err, sqlite.ErrLocked) {
+		return fmt.Errorf("%w: stop the server that uses this data directory first (verify can run beside it)", err)
+	}
+	return err
 }
 
 // cmdRebuild empties the read models and replays the log from position 0
@@ -71,7 +81,7 @@ func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("ledger does not balance after rebuild: %w", err)
 	}
 	fmt.Fprintf(stdout, "rebuild: replayed to position %d in %s\n", rm.Checkpoint(), time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(stdout, "rebuild: digest before %s\nrebuild: digest after  %s\n", before, after)
+	fmt.Fprintf(stdout, "rebuild: read-model digest before %s\nrebuild: read-model digest after  %s\n", before, after)
 	if before != after {
 		return fmt.Errorf("rebuild produced different read models: the stored ones were stale or damaged and are now replaced")
 	}
@@ -104,8 +114,14 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("verify: %w", err)
 	}
 	fmt.Fprintf(stdout, "verify: %d events in %d streams, every hash chain intact\n", n, streams)
-	fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk, the rest indexed in memory by the writer)\n", indexed)
-	fmt.Fprintf(stdout, "verify: log digest %s\n", digest)
+	rest := ""
+	if int64(indexed) < n {
+		// A running server keeps the newest events' index entries in
+		// memory and writes them in batches; a stopped one has flushed.
+		rest = fmt.Sprintf(", %d newer ones indexed in the running server's memory", n-int64(indexed))
+	}
+	fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk%s)\n", indexed, rest)
+	fmt.Fprintf(stdout, "verify: event-log digest %s (keep it: the same log always gives the same digest)\n", digest)
 	return nil
 }
 
