@@ -16,14 +16,23 @@ import (
 const usage = `payledger: an event-sourced payment-account ledger
 
 usage:
-  payledger serve   [--addr 127.0.0.1:8080] [--data ./data]   run the HTTP API on the embedded store
-  payledger demo    [--data DIR]                              walk a narrated scenario through the real API
-  payledger rebuild [--data ./data]                           rebuild read models from position 0
-  payledger verify  [--data ./data]                           prove the log's hash chains are intact (R3)
-  payledger keys    create --role ROLE [--label TEXT] | list | revoke ID  [--data ./data]
-                                                              manage staff API keys
-  payledger bench   [--duration 10s] [--clients 256] [--accounts 2000]
-                                                              measure confirmed payments per second
+  payledger serve   [--addr 127.0.0.1:8080] [--data ./data] [--tls-cert F --tls-key F | --tls-self-signed]
+                    [--insecure-http] [--tz Asia/Shanghai] [--biometric-provider-key B64]
+                    [--lock-after 5] [--lock-for 30m] [--challenge-ttl 5m] [--session-ttl 8h]
+                    [--session-idle 15m] [--cooling-off 24h]
+                        run the HTTP API on the embedded store
+  payledger demo    [--data DIR]
+                        walk a narrated scenario through the real API on a temporary store
+  payledger keys    create --role ROLE [--label TEXT] | list | revoke ID   [--data ./data]
+                        manage staff API keys (roles: operator, funding, finance, compliance, regulator, auditor)
+  payledger verify  [--data ./data]
+                        prove every hash chain and index of the log intact; runs beside a server
+  payledger rebuild [--data ./data]
+                        replay the log into fresh read models and check them; stop the server first
+  payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]
+                        measure confirmed payments per second (docs/performance.md)
+
+Run "payledger COMMAND -h" for a command's flags.
 `
 
 func main() {
