@@ -59,7 +59,7 @@ func hit(t *testing.T, base, method, path, token string, body any) (int, map[str
 		t.Fatal(err)
 	}
 	var out map[string]any
-	if len(bytes.TrimSpace(raw)) > 0 && json.Unmarshal(raw, &out) != nil && resp.Header.Get("Content-Type") != "application/json" {
+	if len(bytes.TrimSpace(raw)) > 0 && json.Unmarshal(raw, &out) != nil && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("%s %s: reply is not JSON: %s", method, path, raw)
 	}
 	return resp.StatusCode, out
@@ -129,6 +129,7 @@ var accessMatrix = map[string][12]int{
 	//                                          none logout other own  oper fund fin  comp reg  aud  rkey exp
 	"GET /v1/openapi.json":                             {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
 	"GET /healthz":                                     {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
+	"GET /metrics":                                     {u401, u401, f403, f403, ok, ok, ok, ok, ok, ok, u401, u401},
 	"POST /v1/accounts":                                {ok, u401, f403, f403, ok, f403, f403, f403, f403, f403, u401, u401},
 	"GET /v1/accounts/{id}":                            {u401, u401, f403, ok, ok, f403, f403, ok, f403, ok, u401, u401},
 	"POST /v1/accounts/{id}/factors":                   {u401, u401, f403, ok, ok, f403, f403, f403, f403, f403, u401, u401},
@@ -638,5 +639,44 @@ func TestAccountIDsAreNotDerivedFromKeys(t *testing.T) {
 	copy(derived[:], sum[:16])
 	if first.body["id"] == derived.String() || other.body["id"] == derived.String() {
 		t.Fatal("the account id is derived from the Idempotency-Key")
+	}
+}
+
+// TestMetrics: GET /metrics needs a staff key (unless the deployment makes
+// it public) and counts requests by route and status, failed
+// authentications and lockouts, naming no account or holder.
+func TestMetrics(t *testing.T) {
+	f := newFixture(t)
+	hit(t, f.st.URL, "GET", "/v1/accounts/"+f.a, "not-a-token", nil)
+	for range 5 {
+		hit(t, f.st.URL, "POST", "/v1/accounts/"+f.a+"/sessions", "", map[string]any{"device_id": "x",
+			"proofs": []any{map[string]any{"factor_id": f.pwA, "password": "wrong guess!"}}})
+	}
+	if s, _ := hit(t, f.st.URL, "GET", "/metrics", "", nil); s != http.StatusUnauthorized {
+		t.Fatalf("metrics without credentials: %d", s)
+	}
+	status, _, body := raw(t, f.st.URL, "GET", "/metrics", f.st.key(t, staffkeys.RoleAuditor), "", "")
+	if status != http.StatusOK {
+		t.Fatalf("metrics: %d %s", status, body)
+	}
+	for _, want := range []string{
+		`payledger_http_request_duration_seconds_count{route="POST /v1/accounts",status="201"} 2`,
+		`payledger_auth_failures_total{kind="credentials"} 1`,
+		`payledger_auth_failures_total{kind="login"} 5`,
+		`payledger_lockouts_total 1`,
+		`payledger_projection_lag_events`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, leak := range []string{f.a, "Li Wei", testPassword} {
+		if strings.Contains(body, leak) {
+			t.Errorf("metrics name %q", leak)
+		}
+	}
+	f.st.api.SetMetricsPublic(true)
+	if s, _, _ := raw(t, f.st.URL, "GET", "/metrics", "", "", ""); s != http.StatusOK {
+		t.Fatalf("public metrics: %d", s)
 	}
 }

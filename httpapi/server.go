@@ -43,6 +43,8 @@ type Server struct {
 	// byAddr and byAccount count failed authentications (a wrong login,
 	// a bad token) per client address and per account named in the path.
 	byAddr, byAccount *ratelimit.Limiter
+	metrics           *metrics
+	metricsPublic     bool
 }
 
 // Failure budgets: an address may fail 20 times, then once a 6 s; an
@@ -61,6 +63,7 @@ func New(svc *ledger.Service, store eventstore.Store, rm *projections.ReadModels
 	s := &Server{svc: svc, store: store, rm: rm, log: log, mux: http.NewServeMux(),
 		byAddr:    ratelimit.New(addrBurst, addrEvery, limiterKeys, svc.Now),
 		byAccount: ratelimit.New(accountBurst, accountEvery, limiterKeys, svc.Now)}
+	s.metrics = newMetrics(s)
 	s.routes()
 	return s
 }
@@ -84,59 +87,66 @@ func actorOf(r *http.Request) ledger.Actor {
 // for a login, its account) has no failures left, and routes it; a known
 // path with another method answers 405 with Allow.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if strings.HasPrefix(r.URL.Path, "/v1/accounts") {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	addr := clientAddr(r)
+	// Handler finds the route but does not set the path values, so a
+	// matched request is served by the mux itself below.
+	h, pattern := s.mux.Handler(r)
+	op, known := Routes[pattern]
 	// Only a login's failures count against the account it names: a bad
 	// token naming an account must not lock its holder out.
-	_, pattern := s.mux.Handler(r)
 	account := ""
-	if Routes[pattern] == ledger.OpLogin {
+	if op == ledger.OpLogin {
 		account = pathAccount(r.URL.Path)
 	}
 	by, authErr := s.authenticate(r)
-	if !by.Holder() && !by.Staff() && Routes[pattern] != "" {
+	rec := &statusWriter{ResponseWriter: w}
+	defer func() { s.observe(r, pattern, rec.status, time.Since(start), by) }()
+	if !by.Holder() && !by.Staff() && op != "" {
 		// Only requests without valid credentials are throttled, and
 		// never the public documents: a holder's own session keeps
 		// working while a stranger guesses.
 		if err := s.throttled(addr, account); err != nil {
-			s.writeProblem(w, r, err)
+			s.metrics.authFailures.WithLabelValues("throttled").Inc()
+			s.writeProblem(rec, r, err)
 			return
 		}
 	}
-	rec := &statusWriter{ResponseWriter: w}
-	login := false
-	if authErr != nil {
+	switch {
+	case authErr != nil:
 		s.writeProblem(rec, r, authErr)
-	} else {
+	case pattern == "":
+		s.unrouted(rec, r, h)
+	case !known:
+		s.writeProblem(rec, r, domain.Errorf(domain.CodeInternal, "route %s has no access rule", pattern))
+	case op == ledger.OpReadMetrics && s.metricsPublic:
+		s.mux.ServeHTTP(rec, r)
+	default:
 		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, by))
-		// Handler finds the route but does not set the path values, so
-		// a matched request is served by the mux itself.
-		h, pattern := s.mux.Handler(r)
-		login = account != ""
-		switch op, known := Routes[pattern]; {
-		case pattern == "":
-			s.unrouted(rec, r, h)
-		case !known:
-			s.writeProblem(rec, r, domain.Errorf(domain.CodeInternal, "route %s has no access rule", pattern))
-		case op != "":
+		if op != "" {
 			// Refused callers are turned away before their body is read;
 			// the ledger checks again for every command.
 			if err := ledger.Authorize(by, op, pathAccount(r.URL.Path)); err != nil {
 				s.writeProblem(rec, r, err)
 				break
 			}
-			s.mux.ServeHTTP(rec, r)
-		default:
-			s.mux.ServeHTTP(rec, r)
 		}
+		s.mux.ServeHTTP(rec, r)
 	}
 	// A failure is a credential that did not verify: a bearer token, or
 	// a login's proofs; a request with no credentials guessed nothing.
 	// A login to an account that does not exist counts too, so that ids
 	// cannot be probed at the rate of the server.
-	if authErr != nil || login && (rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked || rec.status == http.StatusNotFound) {
+	loginFailed := account != "" && (rec.status == http.StatusUnauthorized || rec.status == http.StatusLocked || rec.status == http.StatusNotFound)
+	if authErr != nil || loginFailed {
+		kind := "credentials"
+		if loginFailed {
+			kind = "login"
+		}
+		s.metrics.authFailures.WithLabelValues(kind).Inc()
 		s.byAddr.Take(addr)
 		if account != "" {
 			s.byAccount.Take(account)
@@ -250,6 +260,7 @@ func (s *Server) routes() {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
 	})
+	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checkpoint": s.rm.Checkpoint()})
 	})
@@ -284,6 +295,7 @@ func (s *Server) routes() {
 var Routes = map[string]ledger.Op{
 	"GET /v1/openapi.json":                             "",
 	"GET /healthz":                                     "",
+	"GET /metrics":                                     ledger.OpReadMetrics,
 	"POST /v1/accounts":                                ledger.OpOpenAccount,
 	"GET /v1/accounts/{id}":                            ledger.OpViewAccount,
 	"POST /v1/accounts/{id}/factors":                   ledger.OpEnrollFactor,

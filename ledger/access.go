@@ -85,6 +85,7 @@ const (
 	OpReadStatement   Op = "read_statement"
 	OpReadOperations  Op = "read_operations"
 	OpRegisterDevice  Op = "register_device"
+	OpReadMetrics     Op = "read_metrics"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -130,6 +131,8 @@ var access = map[Op]Rule{
 	OpReadStatement:   {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpRegisterDevice:  {Holder: true},
+	// Operational metrics name no account: any staff key may read them.
+	OpReadMetrics: {Roles: staffkeys.Roles()},
 }
 
 // Access returns the rule of op, for documentation and tests.

@@ -271,6 +271,20 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 		}
 	})
 
+	t.Run("LogsNameRoutesNotPeople", func(t *testing.T) {
+		// One structured line per request: the route, the status and the
+		// kind of caller; no credential, account id, name or password.
+		logs := srv.stderr.String()
+		if !strings.Contains(logs, `msg=request route="POST /v1/accounts/{id}/payments/{pid}/confirm" status=200`) {
+			t.Fatalf("no request line for a confirmed payment in the log:\n%s", logs)
+		}
+		for _, leak := range []string{"pls_", opKey, fundKey, res.Payer, "Li Wei", demo.PayerPassword} {
+			if strings.Contains(logs, leak) {
+				t.Errorf("the server log contains %q", leak)
+			}
+		}
+	})
+
 	t.Run("IdempotentReplay", func(t *testing.T) {
 		body := map[string]any{"amount": "1.00", "currency": "CNY", "reference": "e2e"}
 		first, err := funding.Expect(ctx, http.StatusCreated, "POST", payer+"/deposits", body, "e2e-deposit-1")

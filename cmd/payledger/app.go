@@ -26,6 +26,7 @@ import (
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/projections"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is what a Main needs to run; flags fill it.
@@ -37,8 +38,10 @@ type Config struct {
 	TLSCert, TLSKey string
 	TLSSelfSigned   bool
 	InsecureHTTP    bool
-	DataDir         string
-	TimeZone        string
+	// MetricsPublic serves GET /metrics without a staff key.
+	MetricsPublic bool
+	DataDir       string
+	TimeZone      string
 	// BiometricKey is the base64 Ed25519 public key of the biometric
 	// attestation provider; empty disables biometric proofs.
 	BiometricKey string
@@ -86,6 +89,7 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 		fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 		fs.BoolVar(&c.TLSSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate made at start (local use)")
 		fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "allow plain HTTP on an address that is not loopback")
+		fs.BoolVar(&c.MetricsPublic, "metrics-public", false, "serve GET /metrics without a staff key (when the network keeps it private)")
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
@@ -218,7 +222,13 @@ func (m *Main) Open(ctx context.Context) error {
 		m.ln = tls.NewListener(m.ln, tlsConf)
 		m.URL = "https://" + m.ln.Addr().String()
 	}
-	m.srv = &http.Server{Handler: httpapi.New(m.Service, m.Store, m.RM, c.Log),
+	api := httpapi.New(m.Service, m.Store, m.RM, c.Log)
+	api.SetMetricsPublic(c.MetricsPublic)
+	if err := api.Register(storeMetrics(m.Store)...); err != nil {
+		m.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
+	m.srv = &http.Server{Handler: api,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	m.wg.Add(1)
 	go func() {
@@ -298,6 +308,22 @@ func selfSigned(now time.Time, rnd io.Reader) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, nil
+}
+
+// storeMetrics exposes the event log's writer counters: their rates give
+// appends, events and transactions per second, and events per
+// transaction (the group commit's batch size).
+func storeMetrics(st *sqlite.Store) []prometheus.Collector {
+	counter := func(name, help string, read func(sqlite.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(read(st.Stats())) })
+	}
+	return []prometheus.Collector{
+		counter("payledger_log_transactions_total", "Transactions the event log's writer committed (each fsynced before it is acknowledged).",
+			func(s sqlite.Stats) int64 { return s.Transactions }),
+		counter("payledger_log_appends_total", "Appends the event log's writer committed.", func(s sqlite.Stats) int64 { return s.Appends }),
+		counter("payledger_log_events_total", "Events the event log's writer committed.", func(s sqlite.Stats) int64 { return s.Events }),
+		counter("payledger_log_index_flushes_total", "Batches of stream-index entries the writer wrote to disk.", func(s sqlite.Stats) int64 { return s.IndexFlushes }),
+	}
 }
 
 // project keeps the read models fed. A failure is logged and retried after
