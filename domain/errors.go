@@ -65,7 +65,14 @@ const (
 	// it depends on is behind (the balances projection, for a close or a
 	// read); nothing was recorded and the same request can be retried.
 	CodeUnavailable = "unavailable"
-	CodeInternal    = "internal"
+	// CodeStorageUnavailable: the log cannot be written now (its disk is
+	// full or read-only, or failing); nothing was recorded, the request
+	// can be retried, and GET /healthz says why.
+	CodeStorageUnavailable = "storage_unavailable"
+	// CodeDegraded: the health check's answer when something an operator
+	// must act on keeps the ledger from working (details: reasons).
+	CodeDegraded = "degraded"
+	CodeInternal = "internal"
 )
 
 // Error is the one coded error type of the ledger. Typed details (the

@@ -14,7 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -53,6 +55,11 @@ var (
 	// ErrIDReused means an event id already stored is being appended again
 	// with different content or in a different place.
 	ErrIDReused = errors.New("eventstore: event id reused with other content")
+	// ErrUnavailable: the store cannot write now for a reason of its
+	// storage (the disk is full or read-only, an I/O error, a failed
+	// fsync); nothing of the append was acknowledged, and an operator can
+	// act on it.
+	ErrUnavailable = errors.New("eventstore: storage unavailable for writes")
 )
 
 // EventData is what a writer hands to Append: everything about an event that
@@ -260,4 +267,26 @@ func VerifyChain(prev [32]byte, events []Event) ([32]byte, error) {
 		prev = e.Hash
 	}
 	return prev, nil
+}
+
+// storageFailures are the SQLite results (in the messages of the drivers)
+// that say the storage, not the request, is at fault.
+var storageFailures = []string{"database or disk is full", "attempt to write a readonly database", "disk I/O error"}
+
+// MarkStorageError marks an error of the storage (a disk full, read-only or
+// failing) as ErrUnavailable, so that callers can answer it as such and an
+// operator be told; other errors are returned unchanged.
+func MarkStorageError(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, m := range storageFailures {
+		if strings.Contains(err.Error(), m) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return err
 }

@@ -42,6 +42,8 @@ var statusOf = map[string]int{
 	domain.CodeSecretShownOnce:          http.StatusConflict,
 	domain.CodeAccessLocked:             http.StatusLocked,
 	domain.CodeUnavailable:              http.StatusServiceUnavailable,
+	domain.CodeStorageUnavailable:       http.StatusServiceUnavailable,
+	domain.CodeDegraded:                 http.StatusServiceUnavailable,
 	domain.CodeInternal:                 http.StatusInternalServerError,
 }
 
@@ -74,6 +76,8 @@ var titles = map[string]string{
 	domain.CodeSecretShownOnce:          "Secret shown once",
 	domain.CodeAccessLocked:             "Access locked",
 	domain.CodeUnavailable:              "Temporarily unavailable",
+	domain.CodeStorageUnavailable:       "Storage unavailable",
+	domain.CodeDegraded:                 "Degraded",
 	domain.CodeInternal:                 "Internal error",
 }
 
@@ -122,6 +126,10 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		if secs, ok := domain.ErrorDetails(err)["retry_after"].(int); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 		}
+	}
+	if code == domain.CodeStorageUnavailable {
+		s.log.Error("write refused: storage unavailable", slog.String("method", r.Method), slog.String("error", s.svc.StorageProblem()))
+		w.Header().Set("Retry-After", "5")
 	}
 	if code == domain.CodeUnavailable {
 		// Retryable, but an operator should see the projection falling behind.

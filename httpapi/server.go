@@ -11,6 +11,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -261,9 +262,7 @@ func (s *Server) routes() {
 		_, _ = w.Write(OpenAPI)
 	})
 	m.HandleFunc("GET /metrics", s.serveMetrics)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checkpoint": s.rm.Checkpoint()})
-	})
+	m.HandleFunc("GET /healthz", s.health)
 	m.HandleFunc("POST /v1/accounts", s.openAccount)
 	m.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
 	m.HandleFunc("POST /v1/accounts/{id}/factors", s.enrollFactor)
@@ -441,4 +440,35 @@ func shownOnce(out ledger.Outcome) bool {
 		}
 	}
 	return false
+}
+
+// maxHealthyLag is how far the read models may be behind the log before
+// the server reports itself degraded: reads wait for them, and they fail
+// (503 unavailable) when the wait is too long.
+const maxHealthyLag = 100000
+
+// health answers 200 ok, or 503 degraded with the reasons an operator can
+// act on: the log could not be written (disk full, read-only, failing) and
+// has not been since, or the read models are far behind the log.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	var reasons []string
+	if p := s.svc.StorageProblem(); p != "" {
+		reasons = append(reasons, "storage: the event log cannot be written: "+p)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	cp := s.rm.Checkpoint()
+	head, err := s.store.Head(ctx)
+	switch {
+	case err != nil:
+		reasons = append(reasons, "storage: the event log cannot be read: "+err.Error())
+	case head-cp > maxHealthyLag:
+		reasons = append(reasons, fmt.Sprintf("projection: the read models are %d events behind the log", head-cp))
+	}
+	if len(reasons) > 0 {
+		s.writeProblem(w, r, domain.Errorf(domain.CodeDegraded, "%s", strings.Join(reasons, "; ")).
+			With("reasons", reasons).With("checkpoint", cp))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "checkpoint": cp})
 }

@@ -258,6 +258,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Actor, error)
 		if errors.Is(err, staffkeys.ErrInvalidKey) {
 			return Actor{}, errBadCredentials
 		}
+		if errors.Is(eventstore.MarkStorageError(err), eventstore.ErrUnavailable) {
+			// Every use of a key is recorded; while that cannot be
+			// written, the key is not accepted.
+			s.storage.failed(err)
+			return Actor{}, domain.Errorf(domain.CodeStorageUnavailable,
+				"staff key uses cannot be recorded now (their storage is full, read-only or failing); retry later")
+		}
 		if err != nil {
 			return Actor{}, err
 		}

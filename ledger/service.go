@@ -79,6 +79,35 @@ type Service struct {
 	// hashTurns lets one password command per account stripe wait for a
 	// hashing slot at a time.
 	hashTurns []chan struct{}
+	storage   storageHealth
+}
+
+// storageHealth remembers the last append that failed for a reason of the
+// storage, until an append succeeds again.
+type storageHealth struct {
+	reason atomic.Pointer[string]
+}
+
+func (h *storageHealth) failed(err error) {
+	r := err.Error()
+	h.reason.Store(&r)
+}
+
+// succeeded clears a failure; the load keeps the append path free of
+// writes to shared memory while all is well.
+func (h *storageHealth) succeeded() {
+	if h.reason.Load() != nil {
+		h.reason.Store(nil)
+	}
+}
+
+// StorageProblem returns why the last append failed for a reason of the
+// storage, or "" when the log has been written since (or never failed).
+func (s *Service) StorageProblem() string {
+	if r := s.storage.reason.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // New returns a Service. Policy.Secrets is set to cfg.Keys.
@@ -239,10 +268,17 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 		ent.reset()
 		return Outcome{}, true, err
 	}
+	if errors.Is(err, eventstore.ErrUnavailable) {
+		ent.reset() // the append may or may not have landed: reload next time
+		s.storage.failed(err)
+		return Outcome{}, false, domain.Errorf(domain.CodeStorageUnavailable,
+			"the event log cannot be written now (its storage is full, read-only or failing); nothing was recorded: retry later")
+	}
 	if err != nil {
 		ent.reset() // the append may or may not have landed: reload next time
 		return Outcome{}, false, fmt.Errorf("append to account %s: %w", accountID, err)
 	}
+	s.storage.succeeded()
 	for i, e := range res.Events {
 		ent.apply(events[i], e)
 	}

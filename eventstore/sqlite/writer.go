@@ -131,7 +131,7 @@ func (s *Store) take(cur *open, r *appendReq) *open {
 	if cur == nil {
 		t, err := s.begin(ctx)
 		if err != nil {
-			r.err = err
+			r.err = mapStorageError(err)
 			close(r.done)
 			return nil
 		}
@@ -183,7 +183,7 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 func (s *Store) abandon(t *txn, batch []*appendReq, err error) {
 	_ = t.tx.Rollback()
 	s.stale = true
-	err = MapRetentionError(err)
+	err = mapStorageError(MapRetentionError(err))
 	for _, r := range batch {
 		if !r.skipped {
 			r.res, r.err = eventstore.AppendResult{}, err
@@ -255,7 +255,7 @@ func (s *Store) land(fl *flight, err error) {
 		}
 	}()
 	if err != nil {
-		s.broken = fmt.Errorf("the log's durability is unknown after a failed fsync; reopen the store: %w", err)
+		s.broken = fmt.Errorf("%w: the log's durability is unknown after a failed fsync; restart the server once the disk is healthy: %w", eventstore.ErrUnavailable, err)
 		for _, r := range fl.batch {
 			if !r.skipped && r.err == nil {
 				r.res, r.err = eventstore.AppendResult{}, s.broken
@@ -332,3 +332,6 @@ func (w *walFile) close() {
 		w.f = nil
 	}
 }
+
+// mapStorageError marks an error of the storage as eventstore.ErrUnavailable.
+func mapStorageError(err error) error { return eventstore.MarkStorageError(err) }
