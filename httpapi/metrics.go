@@ -9,6 +9,7 @@ import (
 
 	"github.com/payledger/payledger/ledger"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -50,7 +51,7 @@ func newMetrics(s *Server) *metrics {
 		return float64(head - s.rm.Checkpoint())
 	})
 	m.reg.MustRegister(m.requests, m.authFailures, m.lockouts, lag,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
