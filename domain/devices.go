@@ -71,25 +71,26 @@ type deviceCheck struct {
 
 // verifyDevice checks the proof that deviceID sent an instruction of
 // purpose about subject. No signature leaves the device claimed, not
-// proven. A signature from a device that is not registered, or at a time
-// too far from now, is malformed input; a wrong or replayed signature is a
-// failed proof (R9).
+// proven. A time too far from now is malformed input, checked before the
+// device is looked up; a signature that does not verify, or comes from a
+// device that is not registered, is one failed proof (R9), so that nobody
+// learns an account's devices by trying names. A signature that verifies
+// but was already used (or an older one) is malformed input, not counted:
+// only the device's key can make it, so it is a client's retry, not a
+// guess.
 func (a *Account) verifyDevice(deviceID string, dp DeviceProof, purpose, subject string, now time.Time) (deviceCheck, *Error, *proofFailure) {
 	if len(dp.Signature) == 0 {
 		return deviceCheck{}, nil, nil
 	}
-	d, ok := a.devices[deviceID]
-	if !ok {
-		return deviceCheck{}, Invalid("device_id", "device "+deviceID+" is not registered on this account: register it first, or send no device signature"), nil
-	}
 	if dp.SignedAt.Before(now.Add(-DeviceSkew)) || dp.SignedAt.After(now.Add(DeviceSkew)) {
 		return deviceCheck{}, Invalid("signed_at", "signed_at must be within 2 minutes of the ledger's clock; sign again"), nil
 	}
-	if !dp.SignedAt.After(d.LastSignedAt) {
-		return deviceCheck{}, nil, &proofFailure{"the device signature was already used; sign again"}
+	d, ok := a.devices[deviceID]
+	if !ok || !VerifySignature(d.PublicKey, DeviceChallenge(purpose, a.ID, deviceID, dp.SignedAt, subject), dp.Signature) {
+		return deviceCheck{}, nil, &proofFailure{"the device signature does not verify for a device registered on this account"}
 	}
-	if !VerifySignature(d.PublicKey, DeviceChallenge(purpose, a.ID, deviceID, dp.SignedAt, subject), dp.Signature) {
-		return deviceCheck{}, nil, &proofFailure{"device signature does not verify"}
+	if !dp.SignedAt.After(d.LastSignedAt) {
+		return deviceCheck{}, Invalid("signed_at", "the device has already signed an instruction at this time or later: sign again"), nil
 	}
 	return deviceCheck{proven: true, used: &DeviceUsed{DeviceID: deviceID, SignedAt: dp.SignedAt}}, nil, nil
 }
@@ -112,7 +113,7 @@ func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event,
 		return nil, Errorf(CodeConflict, "account %s is not locked", a.ID)
 	}
 	auth := c.Auth
-	if auth.DeviceID == "" || len(auth.DeviceID) > 100 {
+	if auth.DeviceID == "" || utf8.RuneCountInString(auth.DeviceID) > 100 {
 		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
 	}
 	if len(auth.Device.Signature) == 0 {
@@ -156,7 +157,9 @@ func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event,
 		return nil, bad
 	}
 	if fail != nil {
-		evs, err := locked(fail, v.otpUses)
+		// One reason for whichever proof failed: the early unlock is tried
+		// during a lock, and must not confirm a guessed password.
+		evs, err := locked(&proofFailure{"the proofs did not verify"}, v.otpUses)
 		return dv.withUse(evs), err
 	}
 	if len(v.categories) < RequiredCategories(ChangeKindUnlock) {
@@ -182,7 +185,7 @@ func (a *Account) namedCategories(proofs []Proof) int {
 
 func decideRegisterDevice(a *Account, c RegisterDevice, p Policy, now time.Time) ([]Event, error) {
 	switch {
-	case c.DeviceID == "" || len(c.DeviceID) > 100:
+	case c.DeviceID == "" || utf8.RuneCountInString(c.DeviceID) > 100:
 		return nil, Invalid("device.device_id", "device_id is required (at most 100 characters)")
 	case len(c.PublicKey) != 32:
 		return nil, Invalid("device.public_key", "public_key must be a base64 Ed25519 public key (32 bytes)")

@@ -396,6 +396,24 @@ var instructions = []instruction{
 	}},
 }
 
+// unregisteredOrWrong is the reason, and message, of a device signature
+// that does not verify, whether its device is registered or not.
+const unregisteredOrWrong = "the device signature does not verify for a device registered on this account"
+
+// withoutDevice returns a failed attempt's event (LoginFailed or
+// VerificationFailed) without the device it names.
+func withoutDevice(e Event) Event {
+	switch v := e.(type) {
+	case LoginFailed:
+		v.DeviceID = ""
+		return v
+	case VerificationFailed:
+		v.DeviceID = ""
+		return v
+	}
+	return e
+}
+
 // failedAttempt returns the failed attempt among evs (LoginFailed or
 // VerificationFailed): its count and the one-time passwords it spent.
 func failedAttempt(t *testing.T, evs []Event) (int, []OTPUse) {
@@ -412,27 +430,119 @@ func failedAttempt(t *testing.T, evs []Event) (int, []OTPUse) {
 	return 0, nil
 }
 
-// TestDeviceProofs: an instruction may carry its device's signature. From
-// a device the account does not know, or at a time too far from the clock,
-// that is malformed input (nothing recorded, counted or spent); a wrong,
-// replayed or older signature is a failed attempt that counts towards the
-// lock (R9); a right one records DeviceUsed after the instruction's event
-// and moves the device's LastSignedAt.
+// TestDeviceProofs: an instruction may carry its device's signature. At a
+// time too far from the clock that is malformed input (nothing recorded,
+// counted or spent), whatever the device; a wrong signature, or one from a
+// device the account does not know, is a failed attempt that counts
+// towards the lock (R9), the same answer either way so that nobody learns
+// the account's devices by trying names; a signature that verifies but is
+// replayed or older is malformed input again (only the device's key makes
+// it: a client's retry, not a guess); a right one records DeviceUsed after
+// the instruction's event and moves the device's LastSignedAt.
 func TestDeviceProofs(t *testing.T) {
 	for _, in := range instructions {
 		t.Run(in.name+"/UnregisteredDevice", func(t *testing.T) {
+			// Was 400 invalid_request (field device_id), nothing recorded:
+			// that told whoever tried a name whether the account has the
+			// device. Now a failed proof like a wrong signature.
 			h := withBank(t)
 			cmd := in.build(h, "laptop-9", fPassword, fOTP)
 			version := h.a.Version
-			e, evs := h.refuse(h.prove(cmd), CodeInvalid)
-			if e.Details["field"] != "device_id" || len(evs) != 0 || h.a.Version != version || h.a.FailedAttempts() != 0 {
-				t.Errorf("details %v, recorded %v, %d failures", e.Details, types(evs), h.a.FailedAttempts())
+			e, evs := h.refuse(h.prove(cmd), in.code)
+			wantTypes(t, evs, in.failed)
+			n, spent := failedAttempt(t, evs)
+			if n != 1 || len(spent) != 0 || h.a.FailedAttempts() != 1 || e.Details["attempts_remaining"] != 4 || e.Details["field"] != nil {
+				t.Errorf("recorded attempt %d spending %v, %d failures, details %v", n, spent, h.a.FailedAttempts(), e.Details)
+			}
+			if e.Message != unregisteredOrWrong || strings.Contains(e.Message, "laptop-9") {
+				t.Errorf("message %q, want %q", e.Message, unregisteredOrWrong)
+			}
+			if h.a.Version != version+int64(len(evs)) {
+				t.Errorf("version %d, was %d, %d events", h.a.Version, version, len(evs))
 			}
 			if _, ok := deviceOf(h.a, "laptop-9"); ok {
 				t.Error("the device got registered")
 			}
-			// Nothing was spent: the same TOTP code still logs in.
+			for _, ev := range evs {
+				if ev.EventType() == TypeDeviceUsed {
+					t.Errorf("recorded a use of the unregistered device: %v", types(evs))
+				}
+			}
+			// The proofs were not checked, so the TOTP code is unspent.
 			h.must(Login{SessionID: "after", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)})
+		})
+		t.Run(in.name+"/UnregisteredDeviceAnswersLikeAWrongSignature", func(t *testing.T) {
+			// Side by side on two like accounts: a signature from a device
+			// the account does not know, and a wrong signature from one it
+			// knows, get the same code, message and details, and record the
+			// same failed attempt (but for the device it names).
+			outcome := func(device string, sign func(h *harness, purpose, device, subject string) DeviceProof) (*Error, Event) {
+				t.Helper()
+				h := withBank(t)
+				cmd := in.build(h, device, fPassword, fOTP)
+				purpose, device, subject, _ := deviceChallengeOf(cmd)
+				e, evs := h.refuse(withDevice(cmd, sign(h, purpose, device, subject)), in.code)
+				wantTypes(t, evs, in.failed)
+				return e, evs[0]
+			}
+			unknownSigned, unknownEv := outcome("laptop-9", func(h *harness, purpose, device, subject string) DeviceProof {
+				return h.sign(purpose, device, subject) // laptop-9's own key, over the right challenge
+			})
+			unknownGarbage, _ := outcome("laptop-9", func(h *harness, purpose, device, subject string) DeviceProof {
+				return DeviceProof{SignedAt: h.signedAt(), Signature: make([]byte, ed25519.SignatureSize)}
+			})
+			wrong, wrongEv := outcome(deviceApp, func(h *harness, purpose, device, subject string) DeviceProof {
+				return signWith(strangerKey, purpose, device, subject, h.signedAt())
+			})
+			for name, e := range map[string]*Error{"unregistered, signed": unknownSigned, "unregistered, garbage": unknownGarbage} {
+				if e.Code != wrong.Code || e.Message != wrong.Message || !reflect.DeepEqual(e.Details, wrong.Details) {
+					t.Errorf("%s: %v %v\nwrong signature: %v %v", name, e, e.Details, wrong, wrong.Details)
+				}
+			}
+			if !sameValue(reflect.ValueOf(withoutDevice(unknownEv)), reflect.ValueOf(withoutDevice(wrongEv))) {
+				t.Errorf("recorded %+v\nfor a wrong signature %+v", unknownEv, wrongEv)
+			}
+		})
+		t.Run(in.name+"/UnregisteredAndWrongSignaturesLockTogether", func(t *testing.T) {
+			// Both count towards the same lock (R9).
+			h := withBank(t)
+			for i := 1; i <= 5; i++ {
+				device, key := "laptop-9", deviceKeys["laptop-9"]
+				if i%2 == 0 {
+					device, key = deviceApp, strangerKey
+				}
+				cmd := in.build(h, device, fPassword)
+				purpose, device, subject, _ := deviceChallengeOf(cmd)
+				cmd = withDevice(cmd, signWith(key, purpose, device, subject, h.signedAt()))
+				code := in.code
+				if i == 5 {
+					code = CodeAccessLocked
+				}
+				_, evs := h.refuse(cmd, code)
+				if n, _ := failedAttempt(t, evs); n != i || h.a.FailedAttempts() != i {
+					t.Errorf("attempt %d recorded as %d, %d failures", i, n, h.a.FailedAttempts())
+				}
+			}
+			for _, a := range []*Account{h.a, h.replay()} {
+				if a.LockedUntil().IsZero() {
+					t.Error("not locked")
+				}
+			}
+		})
+		t.Run(in.name+"/UnregisteredDeviceOutsideSkew", func(t *testing.T) {
+			// The time is checked before the device is looked up: too far
+			// from the clock is the same malformed input whether the device
+			// is registered or not.
+			for _, device := range []string{"laptop-9", deviceApp} {
+				h := withBank(t)
+				cmd := in.build(h, device, fPassword)
+				purpose, device, subject, _ := deviceChallengeOf(cmd)
+				version := h.a.Version
+				e, evs := h.refuse(withDevice(cmd, h.signAt(purpose, device, subject, h.now.Add(-DeviceSkew-time.Second))), CodeInvalid)
+				if e.Details["field"] != "signed_at" || len(evs) != 0 || h.a.Version != version || h.a.FailedAttempts() != 0 {
+					t.Errorf("%s: details %v, recorded %v, %d failures", device, e.Details, types(evs), h.a.FailedAttempts())
+				}
+			}
 		})
 		t.Run(in.name+"/SignedAtOutsideSkew", func(t *testing.T) {
 			for _, off := range []time.Duration{-DeviceSkew - time.Nanosecond, DeviceSkew + time.Nanosecond} {
@@ -571,24 +681,62 @@ func TestDeviceProofs(t *testing.T) {
 			}
 		})
 		t.Run(in.name+"/ReplayedOrOlder", func(t *testing.T) {
+			// Was a failed proof (counted, VerificationFailed/LoginFailed).
+			// A signature that verifies is the device key's own, so one at
+			// a spent time is a client's retry: 400 invalid_request
+			// (signed_at), nothing recorded, counted or spent.
 			h := withBank(t)
 			first := h.prove(in.build(h, deviceApp, fPassword, fOTP))
 			at := deviceProofOf(first).SignedAt
 			h.must(first)
+			// A fresh TOTP step, so that a code the refusals spent would
+			// show.
+			h.now = h.now.Add(TOTPStep)
 			// A signature at the time of the last one, or before it, is
-			// spent: a failed attempt each, whatever it signs.
-			for i, when := range []time.Time{at, at.Add(-time.Millisecond), at.Add(-time.Second)} {
-				cmd := in.build(h, deviceApp, fPassword)
+			// spent, whatever it signs; more of them than the lock's
+			// threshold lock nothing.
+			whens := []time.Time{at, at.Add(-time.Millisecond), at.Add(-time.Second)}
+			for len(whens) <= h.p.MaxFailures {
+				whens = append(whens, whens...)
+			}
+			for i, when := range whens {
+				cmd := in.build(h, deviceApp, fPassword, fOTP)
+				version := h.a.Version // after a payment's initiation
 				purpose, device, subject, _ := deviceChallengeOf(cmd)
-				_, evs := h.refuse(withDevice(cmd, h.signAt(purpose, device, subject, when)), in.code)
-				wantTypes(t, evs, in.failed)
-				if n, _ := failedAttempt(t, evs); n != i+1 {
-					t.Errorf("attempt %d recorded as %d", i+1, n)
+				e, evs := h.refuse(withDevice(cmd, h.signAt(purpose, device, subject, when)), CodeInvalid)
+				if e.Details["field"] != "signed_at" || len(evs) != 0 || h.a.FailedAttempts() != 0 {
+					t.Errorf("replay %d: details %v, recorded %v, %d failures", i+1, e.Details, types(evs), h.a.FailedAttempts())
 				}
 				if got := lastSignedAt(t, h.a, deviceApp); !got.Equal(at) {
 					t.Errorf("LastSignedAt moved to %v", got)
 				}
+				if p, ok := cmd.(ConfirmPayment); ok {
+					if _, pending := h.a.Pending(p.PaymentID); !pending {
+						t.Error("the payment is no longer pending")
+					}
+				}
+				if h.a.Version != version {
+					t.Errorf("version %d, was %d", h.a.Version, version)
+				}
 			}
+			for _, a := range []*Account{h.a, h.replay()} {
+				if !a.LockedUntil().IsZero() || a.FailedAttempts() != 0 {
+					t.Errorf("locked until %v, %d failures", a.LockedUntil(), a.FailedAttempts())
+				}
+			}
+			// A wrong signature at a spent time is still a failed proof: the
+			// replay rule is no free guess.
+			{
+				cmd := in.build(h, deviceApp, fPassword)
+				purpose, device, subject, _ := deviceChallengeOf(cmd)
+				_, evs := h.refuse(withDevice(cmd, signWith(strangerKey, purpose, device, subject, at)), in.code)
+				wantTypes(t, evs, in.failed)
+				if n, _ := failedAttempt(t, evs); n != 1 {
+					t.Errorf("a wrong signature at a spent time recorded as attempt %d", n)
+				}
+			}
+			// Nothing was spent: this step's TOTP code still logs in.
+			h.must(Login{SessionID: "after", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)})
 			// Any later time is fresh.
 			h.now = h.now.Add(TOTPStep)
 			cmd := in.build(h, deviceApp, fPassword, fOTP)
@@ -601,15 +749,19 @@ func TestDeviceProofs(t *testing.T) {
 			}
 		})
 		t.Run(in.name+"/OwnRegistrationTimeIsSpent", func(t *testing.T) {
-			// The registration's own signature is the first the device used.
+			// The registration's own signature is the first the device used:
+			// an instruction signed at its time is a replay (400 signed_at,
+			// nothing recorded or counted; it was a failed proof).
 			h := noDevices(t)
 			h.apply(BankAccountBound{BankAccountToken: "tok", Last4: "3445", HolderName: holder})
 			reg := h.registerCmd(deviceApp)
 			h.must(reg)
 			cmd := in.build(h, deviceApp, fPassword)
 			purpose, device, subject, _ := deviceChallengeOf(cmd)
-			_, evs := h.refuse(withDevice(cmd, h.signAt(purpose, device, subject, reg.SignedAt)), in.code)
-			wantTypes(t, evs, in.failed)
+			e, evs := h.refuse(withDevice(cmd, h.signAt(purpose, device, subject, reg.SignedAt)), CodeInvalid)
+			if e.Details["field"] != "signed_at" || len(evs) != 0 || h.a.FailedAttempts() != 0 {
+				t.Errorf("details %v, recorded %v, %d failures", e.Details, types(evs), h.a.FailedAttempts())
+			}
 		})
 	}
 }
@@ -864,8 +1016,10 @@ func checkR6(t *testing.T, h *harness, in instruction, cmd Command, cats []strin
 // TestR6AttackFromTheIssue: the phone, where the TOTP is delivered, sends
 // the password and the TOTP claiming to be another device. Claimed, it
 // reaches one factor only; it cannot sign as a device the account does not
-// know, nor as a registered one whose key it does not have; and a second
-// device it registers itself needs a step-up it cannot give.
+// know, nor as a registered one whose key it does not have (a failed
+// attempt either way, with the same answer, so it does not learn which
+// devices are registered); and a second device it registers itself needs
+// a step-up it cannot give.
 func TestR6AttackFromTheIssue(t *testing.T) {
 	h := withBank(t)
 	h.registerDevice(deviceLaptop)
@@ -886,18 +1040,24 @@ func TestR6AttackFromTheIssue(t *testing.T) {
 	}
 	h.now = h.now.Add(TOTPStep)
 	// Signed with the phone's key as "laptop-9", which is not registered:
-	// malformed, nothing recorded.
+	// a failed attempt (it was malformed input, nothing recorded, which
+	// told the phone that laptop-9 is not registered).
 	c := attack()
 	c.Device = signWith(deviceKeys[deviceApp], "payment", "laptop-9", c.PaymentID, h.signedAt())
-	if _, evs := h.refuse(c, CodeInvalid); len(evs) != 0 {
-		t.Errorf("recorded %v", types(evs))
-	}
+	unknown, evs := h.refuse(c, CodeProofInvalid)
+	wantTypes(t, evs, TypeVerificationFailed)
 	// Signed with the phone's key as the registered laptop: a failed
-	// attempt.
+	// attempt, answered alike but for the count.
 	c.DeviceID = deviceLaptop
 	c.Device = signWith(deviceKeys[deviceApp], "payment", deviceLaptop, c.PaymentID, h.signedAt())
-	_, evs = h.refuse(c, CodeProofInvalid)
+	registered, evs := h.refuse(c, CodeProofInvalid)
 	wantTypes(t, evs, TypeVerificationFailed)
+	if unknown.Message != registered.Message || unknown.Details["attempts_remaining"] != 4 || registered.Details["attempts_remaining"] != 3 {
+		t.Errorf("unregistered %v %v, registered %v %v", unknown, unknown.Details, registered, registered.Details)
+	}
+	if _, pending := h.a.Pending(c.PaymentID); !pending {
+		t.Error("the attacked payment is no longer pending")
+	}
 	// Registering "laptop-9" with a key of the phone's own needs two
 	// categories; the phone's password and its own TOTP are one.
 	reg := h.registerKeyCmd("laptop-9", keyOfSeed(99))
@@ -1004,10 +1164,11 @@ func TestDeviceEvents(t *testing.T) {
 
 // TestHolderUnlock: a locked holder lifts the lock early with proofs of
 // two categories sent from a registered device that signs the unlock.
-// Without the device's signature (or from a device the account does not
-// know) that is malformed input; a wrong signature or proof is recorded
-// and the lock holds; too few categories (a TOTP on the sending device
-// does not count, R6) are refused and recorded.
+// Without the device's signature, or with one at a time already used,
+// that is malformed input; a wrong signature (or one from a device the
+// account does not know) or a wrong proof is recorded and counted, and
+// the lock holds; too few categories (a TOTP on the sending device does
+// not count, R6) are refused and recorded.
 func TestHolderUnlock(t *testing.T) {
 	unlock := func(device string, proofs ...Proof) Unlock {
 		return Unlock{Reason: "it was me", Auth: Authorisation{DeviceID: device, Proofs: proofs}}
@@ -1015,6 +1176,7 @@ func TestHolderUnlock(t *testing.T) {
 	pw := Proof{FactorID: fPassword, Password: testPassword}
 	wrongPW := Proof{FactorID: fPassword, Password: "wrong password"}
 	otp := func(h *harness) Proof { return h.proofs(nil, fOTP)[0] }
+	wrongOTP := func(h *harness) Proof { return Proof{FactorID: fOTP, Code: wrongCode(h.proofs(nil, fOTP)[0].Code)} }
 	tests := []struct {
 		name  string
 		cmd   func(h *harness) Unlock
@@ -1028,8 +1190,10 @@ func TestHolderUnlock(t *testing.T) {
 			"", "", []string{TypeAccessUnlocked, TypeHolderNotified, TypeDeviceUsed}, true},
 		{"NoDevice", func(h *harness) Unlock { return unlock("", pw, otp(h)) }, CodeInvalid, "device_id", nil, false},
 		{"ClaimedDevice", func(h *harness) Unlock { return unlock(deviceApp, pw, otp(h)) }, CodeInvalid, "device_signature", nil, false},
+		// Was 400 invalid_request (device_id): now a failed proof like a
+		// wrong signature, so it does not tell which devices exist.
 		{"UnregisteredDevice", func(h *harness) Unlock { return h.prove(unlock("laptop-9", pw, otp(h))).(Unlock) },
-			CodeInvalid, "device_id", nil, false},
+			CodeAccessLocked, "", []string{TypeVerificationFailed}, false},
 		{"SignedTooLongAgo", func(h *harness) Unlock {
 			c := unlock(deviceApp, pw, otp(h))
 			c.Auth.Device = h.signAt(ChangeKindUnlock, deviceApp, "", h.now.Add(-DeviceSkew-time.Second))
@@ -1045,13 +1209,22 @@ func TestHolderUnlock(t *testing.T) {
 			c.Auth.Device = h.sign("login", deviceApp, "")
 			return c
 		}, CodeAccessLocked, "", []string{TypeVerificationFailed}, false},
+		// Was a failed proof: a signature that verifies at a spent time is
+		// the device's own retry, malformed input, not counted.
 		{"ReplayedDeviceSignature", func(h *harness) Unlock {
 			c := unlock(deviceApp, pw, otp(h))
 			c.Auth.Device = h.signAt(ChangeKindUnlock, deviceApp, "", lastSignedAt(h.t, h.a, deviceApp))
 			return c
+		}, CodeInvalid, "signed_at", nil, false},
+		{"WrongSignatureAtSpentTime", func(h *harness) Unlock {
+			c := unlock(deviceApp, pw, otp(h))
+			c.Auth.Device = signWith(strangerKey, ChangeKindUnlock, deviceApp, "", lastSignedAt(h.t, h.a, deviceApp))
+			return c
 		}, CodeAccessLocked, "", []string{TypeVerificationFailed}, false},
 		{"WrongPassword", func(h *harness) Unlock { return h.prove(unlock(deviceApp, wrongPW, otp(h))).(Unlock) },
 			CodeAccessLocked, "", []string{TypeVerificationFailed, TypeDeviceUsed}, true},
+		{"WrongTOTP", func(h *harness) Unlock { return h.prove(unlock(deviceApp, pw, wrongOTP(h))).(Unlock) },
+			CodeAccessLocked, "", []string{TypeVerificationFailed, TypeDeviceUsed}, false},
 		// Proofs naming one category are refused before any is checked,
 		// so the refusal does not tell whether the password was right.
 		{"OneCategory", func(h *harness) Unlock { return h.prove(unlock(deviceApp, pw)).(Unlock) },
@@ -1104,8 +1277,8 @@ func TestHolderUnlock(t *testing.T) {
 			if tc.field != "" && e.Details["field"] != tc.field {
 				t.Errorf("details %v, want field %s", e.Details, tc.field)
 			}
-			if len(evs) == 0 && h.a.Version != version {
-				t.Errorf("version %d, was %d", h.a.Version, version)
+			if len(evs) == 0 && (h.a.Version != version || h.a.FailedAttempts() != failures) {
+				t.Errorf("version %d, was %d; %d failures, were %d", h.a.Version, version, h.a.FailedAttempts(), failures)
 			}
 			wantNoNotice(t, evs)
 			for _, ev := range evs {
@@ -1138,6 +1311,55 @@ func TestHolderUnlock(t *testing.T) {
 		h.now = h.a.LockedUntil()
 		h.refuse(h.prove(unlock(deviceApp, pw, otp(h))), CodeConflict)
 	})
+	t.Run("OneReasonForAnyFailedProof", func(t *testing.T) {
+		// The early unlock is tried during a lock, which is there to stop
+		// guessing: whichever proof failed, the answer and the recorded
+		// reason are the same, so a guessed password is not confirmed by a
+		// refusal that blames only the TOTP.
+		type outcome struct {
+			err    *Error
+			reason string
+		}
+		try := func(proofs func(h *harness) []Proof) outcome {
+			t.Helper()
+			h := baseAccount(t)
+			lockOut(h)
+			h.now = h.now.Add(time.Minute)
+			e, evs := h.refuse(h.prove(unlock(deviceApp, proofs(h)...)), CodeAccessLocked)
+			wantTypes(t, evs, TypeVerificationFailed, TypeDeviceUsed)
+			return outcome{e, evs[0].(VerificationFailed).Reason}
+		}
+		cases := map[string]outcome{
+			"WrongPassword":     try(func(h *harness) []Proof { return []Proof{wrongPW, otp(h)} }),
+			"WrongTOTP":         try(func(h *harness) []Proof { return []Proof{pw, wrongOTP(h)} }),
+			"BothWrong":         try(func(h *harness) []Proof { return []Proof{wrongPW, wrongOTP(h)} }),
+			"WrongTOTPFirst":    try(func(h *harness) []Proof { return []Proof{wrongOTP(h), pw} }),
+			"WrongPasswordLast": try(func(h *harness) []Proof { return []Proof{otp(h), wrongPW} }),
+		}
+		base := cases["WrongPassword"]
+		if base.reason != "the proofs did not verify" || !strings.HasPrefix(base.err.Message, base.reason+";") {
+			t.Errorf("reason %q, message %q", base.reason, base.err.Message)
+		}
+		for name, o := range cases {
+			if o.reason != base.reason || o.err.Code != base.err.Code || o.err.Message != base.err.Message ||
+				!reflect.DeepEqual(o.err.Details, base.err.Details) {
+				t.Errorf("%s: %v %v (recorded %q)\nwrong password: %v %v (recorded %q)", name, o.err, o.err.Details, o.reason,
+					base.err, base.err.Details, base.reason)
+			}
+			for _, word := range []string{"password", "totp", "code", fPassword, fOTP} {
+				if strings.Contains(strings.ToLower(o.err.Message), word) || strings.Contains(strings.ToLower(o.reason), word) {
+					t.Errorf("%s: %q (recorded %q) names %q", name, o.err.Message, o.reason, word)
+				}
+			}
+		}
+	})
+}
+
+// wrongCode returns a code of code's length other than code.
+func wrongCode(code string) string {
+	b := []byte(code)
+	b[len(b)-1] = '0' + (b[len(b)-1]-'0'+1)%10
+	return string(b)
 }
 
 // spent is the events of a refusal: a signed instruction's refusal after
@@ -1152,18 +1374,90 @@ func spent(signed bool, types ...string) []string {
 // TestRefusedInstructionSpendsTheDeviceSignature: a device signature that
 // verified is spent even when the instruction is refused, so a refused
 // withdrawal cannot be sent again once money arrives (the review's third
-// finding).
+// finding). Sent again, it is malformed input (400 signed_at: only the
+// device's key makes it, so it is a retry, not a guess), not a failed
+// proof as it was: nothing recorded or counted.
 func TestRefusedInstructionSpendsTheDeviceSignature(t *testing.T) {
 	h := withBank(t)
 	cmd := h.prove(Withdraw{WithdrawalID: "w1", Amount: "500000.00", Currency: "CNY", DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)})
 	_, evs := h.refuse(cmd, CodeInsufficientFunds)
 	wantTypes(t, evs, TypeWithdrawalRejected, TypeDeviceUsed)
 	h.deposit("500000.00")
-	_, evs = h.refuse(cmd, CodeProofInvalid)
-	wantTypes(t, evs, TypeVerificationFailed)
+	version := h.a.Version
+	e, evs := h.refuse(cmd, CodeInvalid)
+	if e.Details["field"] != "signed_at" || len(evs) != 0 || h.a.Version != version || h.a.FailedAttempts() != 0 {
+		t.Errorf("details %v, recorded %v, %d failures", e.Details, types(evs), h.a.FailedAttempts())
+	}
 	if bal := h.a.Available(dec("0"), 0); !bal.Amount.Equal(dec("600000.00")) {
 		t.Errorf("available %s after the replay, want 600000.00", bal)
 	}
+}
+
+// TestDeviceIDAtMost100: the device id of a login, a payment confirmation,
+// a withdrawal, a change's step-up and an early unlock is 1 to 100
+// characters, like a registered device's: a longer one is malformed input
+// (400 invalid_request, field device_id), refused before anything is
+// checked, recorded, counted or spent.
+func TestDeviceIDAtMost100(t *testing.T) {
+	long, longest := strings.Repeat("d", 101), strings.Repeat("d", 100)
+	builds := []struct {
+		name  string
+		build func(h *harness, device string) Command
+	}{
+		{"Login", func(h *harness, device string) Command {
+			return Login{SessionID: "s1", TokenHash: []byte{1}, DeviceID: device, Proofs: h.proofs(nil, fPassword, fOTP)}
+		}},
+		{"Confirm", func(h *harness, device string) Command {
+			// Initiated from a valid device: only the confirmation's is long.
+			c := h.confirmCmd(h.initiate("10.00").PaymentID, fPassword, fOTP)
+			c.DeviceID = device
+			return c
+		}},
+		{"Withdrawal", func(h *harness, device string) Command {
+			return Withdraw{WithdrawalID: "w1", Amount: "10.00", Currency: "CNY", DeviceID: device, Proofs: h.proofs(nil, fPassword, fOTP)}
+		}},
+		{"Change", func(h *harness, device string) Command {
+			return ChangePhone{Phone: newPhone, Auth: h.auth(ChangeKindPhone, newPhone, device, fPassword, fBio)}
+		}},
+	}
+	for _, b := range builds {
+		t.Run(b.name+"/Of101", func(t *testing.T) {
+			h := withBank(t)
+			cmd := b.build(h, long)
+			version := h.a.Version
+			e, evs := h.refuse(cmd, CodeInvalid)
+			if e.Details["field"] != "device_id" || len(evs) != 0 || h.a.Version != version || h.a.FailedAttempts() != 0 {
+				t.Errorf("details %v, recorded %v, %d failures", e.Details, types(evs), h.a.FailedAttempts())
+			}
+			// Signed or not: the length is checked first.
+			if _, evs := h.refuse(withDevice(cmd, signWith(strangerKey, "login", long, "", h.signedAt())), CodeInvalid); len(evs) != 0 {
+				t.Errorf("signed: recorded %v", types(evs))
+			}
+			// Nothing was spent: the same TOTP code still logs in.
+			h.must(Login{SessionID: "after", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)})
+		})
+		t.Run(b.name+"/Of100", func(t *testing.T) {
+			h := withBank(t)
+			h.must(b.build(h, longest))
+		})
+		t.Run(b.name+"/Empty", func(t *testing.T) {
+			h := withBank(t)
+			if e, evs := h.refuse(b.build(h, ""), CodeInvalid); e.Details["field"] != "device_id" || len(evs) != 0 {
+				t.Errorf("details %v, recorded %v", e.Details, types(evs))
+			}
+		})
+	}
+	t.Run("Unlock/Of101", func(t *testing.T) {
+		h := baseAccount(t)
+		lockOut(h)
+		failures, version := h.a.FailedAttempts(), h.a.Version
+		cmd := Unlock{Reason: "me", Auth: Authorisation{DeviceID: long, Proofs: h.proofs(nil, fPassword, fOTP),
+			Device: signWith(deviceKeys[deviceApp], ChangeKindUnlock, long, "", h.signedAt())}}
+		e, evs := h.refuse(cmd, CodeInvalid)
+		if e.Details["field"] != "device_id" || len(evs) != 0 || h.a.Version != version || h.a.FailedAttempts() != failures {
+			t.Errorf("details %v, recorded %v, %d failures", e.Details, types(evs), h.a.FailedAttempts())
+		}
+	})
 }
 
 // TestEarlyUnlockAttemptsAreBounded: during a lock, failed attempts to

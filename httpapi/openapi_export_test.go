@@ -12,3 +12,6 @@ func ForbiddenFieldNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+// HasCardNumber is hasCardNumber, for the tests of other scripts.
+var HasCardNumber = hasCardNumber

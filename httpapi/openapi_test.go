@@ -747,8 +747,9 @@ func TestOpenAPIScenario(t *testing.T) {
 
 	// Login from the registered laptop, which signs it: the TOTP delivered
 	// to phone-1 is a second factor. The token is shown once, and the same
-	// signature on another login (a password alone would do) is a replay,
-	// refused like a wrong proof.
+	// signature on another login (a password alone would do) is a replay:
+	// only the laptop's key makes it, so it is a client's retry, refused as
+	// malformed input (field signed_at) and not counted.
 	clk.Advance(domain.TOTPStep)
 	loginAlice := call{method: "POST", path: acct + "/sessions", key: "login-alice", status: 201,
 		body: signed("login", laptop, nil, obj{"device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})}
@@ -758,11 +759,22 @@ func TestOpenAPIScenario(t *testing.T) {
 	aliceTok = login.str("token")
 	loginAlice.status = 409
 	a.problem(loginAlice, "secret_shown_once", nil)
-	a.problem(call{method: "POST", path: acct + "/sessions", status: 401, body: replaced(loginAlice.body, "proofs", []any{pwProof})},
-		"authentication_failed", obj{"attempts_remaining": 4.0})
-	// A signature from a device that is not registered is malformed input.
-	a.problem(call{method: "POST", path: acct + "/sessions", status: 400,
-		body: signed("login", tablet, nil, obj{"device_id": "tablet-1", "proofs": []any{pwProof}})}, "invalid_request", obj{"field": "device_id"})
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 400, body: replaced(loginAlice.body, "proofs", []any{pwProof})},
+		"invalid_request", obj{"field": "signed_at"})
+	// A signature from a device that is not registered is a failed proof,
+	// answered exactly like a wrong signature from a registered one and
+	// counted alike, so that nobody learns which devices the account has.
+	unregistered := a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
+		body: signed("login", tablet, nil, obj{"device_id": "tablet-1", "proofs": []any{pwProof}})}, "authentication_failed", obj{"attempts_remaining": 4.0})
+	wrongSig := a.problem(call{method: "POST", path: acct + "/sessions", status: 401,
+		body: signed("login", tablet, nil, obj{"device_id": "laptop-1", "proofs": []any{pwProof}})}, "authentication_failed", obj{"attempts_remaining": 3.0})
+	want(t, "an unregistered device's detail", unregistered.str("detail"), wrongSig.str("detail"))
+	if _, named := unregistered.body["field"]; named || strings.Contains(unregistered.str("detail"), "tablet-1") {
+		t.Errorf("the refusal of an unregistered device names it: %v", unregistered.body)
+	}
+	// A device id is 1 to 100 characters on a login too.
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 400, docRejects: true,
+		body: obj{"device_id": strings.Repeat("d", 101), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
 
 	// A second device needs a step-up of two categories: none is
 	// malformed; a password and a TOTP without a registered device's
@@ -834,9 +846,12 @@ func TestOpenAPIScenario(t *testing.T) {
 	}
 	confirmPath := func(p reply) string { return acct + "/payments/" + p.str("payment_id") + "/confirm" }
 
-	// Single factor within the 1,000.00 cap.
+	// Single factor within the 1,000.00 cap. A confirmation's device id
+	// is at most 100 characters.
 	p1 := pay("500.00")
 	want(t, "payment total", p1.obj("details")["total"], any("500.00"))
+	a.problem(call{method: "POST", path: confirmPath(p1), token: aliceTok, status: 400, docRejects: true,
+		body: obj{"device_id": strings.Repeat("d", 101), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
 	c1 := a.do(call{method: "POST", path: confirmPath(p1), token: aliceTok, status: 200, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}})
 	want(t, "p1 level", c1.str("verification_level"), "single_factor")
 	want(t, "p1 daily_limit", c1.str("daily_limit"), "1000.00")
@@ -927,16 +942,25 @@ func TestOpenAPIScenario(t *testing.T) {
 	// Withdrawal with password + a fresh TOTP step (the binding used the
 	// last one), signed by the laptop; the signature's use is recorded,
 	// and the same signature on the same withdrawal with the password
-	// alone is a replay, a failed proof: it moves no money again.
+	// alone is a replay: malformed input (field signed_at), recorded and
+	// counted as nothing, and it moves no money again. A signature the
+	// tablet makes as the laptop is a failed proof. A device id is at most
+	// 100 characters.
 	clk.Advance(domain.TOTPStep)
+	a.problem(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 400, docRejects: true,
+		body: obj{"amount": "300.00", "device_id": strings.Repeat("d", 101), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
 	withdrawal := call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 201,
 		body: signed("withdraw", laptop, nil, obj{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{pwProof, totpProof()}})}
 	w := a.do(withdrawal)
 	want(t, "withdrawal level", w.str("verification_level"), "two_factor")
 	want(t, "a signed withdrawal recorded as", lastTypes(2), "FundsWithdrawn DeviceUsed")
-	a.problem(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 422, body: replaced(withdrawal.body, "proofs", []any{pwProof})},
+	a.problem(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 400, body: replaced(withdrawal.body, "proofs", []any{pwProof})},
+		"invalid_request", obj{"field": "signed_at"})
+	want(t, "after a replayed signature, the last operation", lastTypes(2), "FundsWithdrawn DeviceUsed")
+	a.problem(call{method: "POST", path: acct + "/withdrawals", token: aliceTok, status: 422,
+		body: signed("withdraw", tablet, nil, obj{"amount": "300.00", "device_id": "laptop-1", "proofs": []any{pwProof}})},
 		"proof_invalid", obj{"attempts_remaining": 4.0})
-	want(t, "a replayed signature recorded as", lastOp()["type"], any("VerificationFailed"))
+	want(t, "a wrong signature recorded as", lastOp()["type"], any("VerificationFailed"))
 	// A withdrawal refused after its proofs verified is recorded, and its
 	// replay answers the same problem.
 	tooMuch := call{method: "POST", path: acct + "/withdrawals", token: aliceTok, key: "withdraw-too-much", status: 422,
@@ -1196,6 +1220,13 @@ func TestOpenAPIScenario(t *testing.T) {
 		"forbidden_field", obj{"field": "PIN-Code"})
 	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 400, docRejects: true,
 		body: json.RawMessage(`{"amount":"1.00","reference":"r","colour":"red"}`)}, "invalid_request", obj{"field": "colour"})
+	// Keys are ASCII: Go's decoder would fold "referenſe" onto "reference".
+	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 400, docRejects: true,
+		body: json.RawMessage(`{"amount":"1.00","reference":"r","referen\u017fe":"s"}`)}, "invalid_request", obj{"field": "referen\u017fe"})
+	// A device id is free text a card number must not be stored in; the
+	// document cannot tell, the server does.
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 400,
+		body: obj{"device_id": "4111 1111 1111 1111", "proofs": []any{pwProof}}}, "forbidden_field", obj{"field": "device_id"})
 	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, key: "bad|key", status: 400, docRejects: true,
 		body: obj{"amount": "1.00", "reference": "r"}}, "invalid_request", obj{"field": "Idempotency-Key"})
 

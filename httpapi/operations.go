@@ -44,7 +44,9 @@ func scrub(payload map[string]any, eventType string, by ledger.Actor) {
 		}
 	}
 	auditor := by.Role == staffkeys.RoleAuditor
-	if auditor && eventType == domain.TypeFundsDeposited {
+	// A deposit's reference names the customer's bank transfer, and a
+	// device registration's the device.
+	if auditor && (eventType == domain.TypeFundsDeposited || payload["change"] == domain.ChangeKindDevice || payload["purpose"] == domain.ChangeKindDevice) {
 		if _, ok := payload["reference"]; ok {
 			payload["reference"] = masked
 		}

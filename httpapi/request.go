@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/payledger/payledger/domain"
@@ -217,6 +218,14 @@ func checkValue(dec *json.Decoder, path string, depth int) error {
 			if path != "" {
 				p = path + "." + name
 			}
+			for i := 0; i < len(name); i++ {
+				if name[i] >= utf8.RuneSelf {
+					// Go's decoder folds some non-ASCII letters onto ASCII
+					// ones ("ſ" onto "s"), which would slip a second key
+					// past the checks below; every field name is ASCII.
+					return domain.Invalid(p, fmt.Sprintf("field name %q is not ASCII; the API's field names are", p))
+				}
+			}
 			if lower := strings.ToLower(name); seen[lower] {
 				return domain.Invalid(p, fmt.Sprintf("key %q appears twice in one object (keys are compared without case)", p))
 			} else {
@@ -244,24 +253,31 @@ func checkValue(dec *json.Decoder, path string, depth int) error {
 // freeText are the fields a customer or an operator types free text in,
 // where a card number must not be stored (R19).
 var freeText = map[string]bool{"reference": true, "description": true, "reason": true, "holder_name": true,
-	"identity_check": true, "label": true}
+	"identity_check": true, "label": true, "device_id": true}
 
-// hasCardNumber reports whether s holds a Luhn-valid run of 13 to 19
-// digits, single spaces and dashes between digits allowed.
+// hasCardNumber reports whether s holds a card number: a run of 13 to 19
+// digits (any Unicode decimal digits) passing the Luhn check, which
+// separators (spaces of any kind, invisible format characters, dashes,
+// dots, slashes) may break up. Only whole runs are checked: a tenth of
+// all digit strings pass Luhn, so windows of longer runs would refuse most
+// long numeric references.
 func hasCardNumber(s string) bool {
 	var run []byte
 	end := func() bool {
-		ok := len(run) >= 13 && len(run) <= 19 && luhn(run)
+		found := len(run) >= 13 && len(run) <= 19 && luhn(run)
 		run = run[:0]
-		return ok
+		return found
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for _, r := range s {
 		switch {
-		case c >= '0' && c <= '9':
-			run = append(run, c)
-		case (c == ' ' || c == '-') && len(run) > 0 && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
-			// a separator inside a grouped number
+		case unicode.IsDigit(r):
+			if d := unicode.ToLower(r); d >= '0' && d <= '9' {
+				run = append(run, byte(d))
+			} else {
+				run = append(run, byte('0'+digitValue(r)))
+			}
+		case unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Pd, r) || strings.ContainsRune("./\u2212\uff0e\uff0f", r):
+			// a separator inside a grouped number, or around one
 		default:
 			if end() {
 				return true
@@ -269,6 +285,17 @@ func hasCardNumber(s string) bool {
 		}
 	}
 	return end()
+}
+
+// digitValue is the value of a Unicode decimal digit: decimal digits come
+// in blocks of ten from zero, some blocks right after another, so its
+// distance from the first digit of its run, modulo ten.
+func digitValue(r rune) int {
+	z := r
+	for n := 0; n < 100 && unicode.IsDigit(z-1); n++ {
+		z--
+	}
+	return int(r-z) % 10
 }
 
 // luhn reports whether digits pass the Luhn (mod 10) check.

@@ -1,11 +1,13 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
@@ -97,5 +99,67 @@ func TestRequestHardening(t *testing.T) {
 	status, header, body := raw(t, f.st.URL, "GET", "/v1/accounts", "", "", "")
 	if status != http.StatusMethodNotAllowed || header.Get("Allow") != "POST" || !strings.Contains(body, `"code":"method_not_allowed"`) {
 		t.Fatalf("GET /v1/accounts: %d Allow %q %s", status, header.Get("Allow"), body)
+	}
+}
+
+// TestCardNumbersInFreeText: what counts as a card number in free text,
+// however it is typed, and what does not.
+func TestCardNumbersInFreeText(t *testing.T) {
+	f := newFixture(t)
+	funding := f.st.key(t, staffkeys.RoleFunding)
+	deposits := "/v1/accounts/" + f.a + "/deposits"
+	for i, c := range []struct {
+		reference string
+		card      bool
+	}{
+		{"4111111111111111", true},
+		{"4111  1111 1111 1111", true},
+		{"4111.1111.1111.1111", true},
+		{"4111/1111/1111/1111", true},
+		{"4111\u00a01111\u00a01111\u00a01111", true},
+		{"4111\u200b1111\u200b1111\u200b1111", true},
+		{"\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11", true},
+		{"refund to 378282246310005 please", true},
+		{"4111 1111 1111 1112", false},
+		{"transfer 2026-03-02 no. 88120", false},
+		{"123456789012", false},
+	} {
+		body := `{"amount":"1.00","currency":"CNY","reference":` + strconvQuote(c.reference) + `}`
+		status, _, reply := raw(t, f.st.URL, "POST", deposits, funding, "application/json", body)
+		if c.card && (status != http.StatusBadRequest || !strings.Contains(reply, `"code":"forbidden_field"`)) {
+			t.Errorf("%d %q: %d %s, want forbidden_field", i, c.reference, status, reply)
+		}
+		if !c.card && status != http.StatusCreated {
+			t.Errorf("%d %q: %d %s, want accepted", i, c.reference, status, reply)
+		}
+	}
+	// A key Go's decoder would fold onto an ASCII one ("ſ" onto "s").
+	status, _, reply := raw(t, f.st.URL, "POST", deposits, funding, "application/json",
+		`{"amount":"1.00","currency":"CNY","reference":"r-9","referen\u017fe":"4111111111111111"}`)
+	if status != http.StatusBadRequest || !strings.Contains(reply, `"code":"invalid_request"`) {
+		t.Errorf("a non-ASCII key: %d %s", status, reply)
+	}
+}
+
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// TestCardNumbersInOtherScripts: digits of other scripts, the nine
+// included, and their dashes and dots count as the card number they spell.
+func TestCardNumbersInOtherScripts(t *testing.T) {
+	for _, s := range []string{
+		"\uff14\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff16",                   // fullwidth 4999999999999996
+		"\u0664\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0666",                   // Arabic-Indic
+		"\uff14\uff11\uff11\uff11\uff0d\uff11\uff11\uff11\uff11\uff0d\uff11\uff11\uff11\uff11\uff0d\uff11\uff11\uff11\uff11", // fullwidth dashes
+		"4111\u20141111\u20141111\u20141111", // em dashes
+	} {
+		if !httpapi.HasCardNumber(s) {
+			t.Errorf("%q is a card number", s)
+		}
+	}
+	if httpapi.HasCardNumber("\uff14\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff17") {
+		t.Error("a fullwidth number failing Luhn counted as a card")
 	}
 }
