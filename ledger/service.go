@@ -272,7 +272,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 		ent.reset() // the append may or may not have landed: reload next time
 		s.storage.failed(err)
 		return Outcome{}, false, domain.Errorf(domain.CodeStorageUnavailable,
-			"the event log cannot be written now (its storage is full, read-only or failing); nothing was recorded: retry later")
+			"the event log cannot be written now (its storage is full, read-only or failing); the request was not acknowledged: retry later")
 	}
 	if err != nil {
 		ent.reset() // the append may or may not have landed: reload next time
