@@ -313,6 +313,9 @@ func (a *Account) Apply(e Event, r Recorded) {
 	case DeviceRegistered:
 		a.devices[v.DeviceID] = &Device{ID: v.DeviceID, PublicKey: v.PublicKey, Label: v.Label, LastSignedAt: v.SignedAt}
 		a.authorised(v.Authorised)
+	case DeviceRevoked:
+		delete(a.devices, v.DeviceID)
+		a.authorised(v.Authorised)
 	case DeviceUsed:
 		if d, ok := a.devices[v.DeviceID]; ok && v.SignedAt.After(d.LastSignedAt) {
 			d.LastSignedAt = v.SignedAt

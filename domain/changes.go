@@ -27,6 +27,7 @@ const (
 	ChangeKindLimit           = "limit_change"
 	ChangeKindBankAccount     = "bank_account_binding"
 	ChangeKindDevice          = "device_registration"
+	ChangeKindDeviceRevoke    = "device_revocation"
 	// Notified without a step-up: a loss report only takes access away,
 	// and an operator's unlock follows an identity check.
 	ChangeKindLossReport = "credential_loss_report"

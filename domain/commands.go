@@ -66,6 +66,8 @@ func staffOf(cmd Command) (Staff, bool) {
 		return c.Staff, true
 	case Unlock:
 		return c.Staff, true
+	case RevokeDevice:
+		return c.Staff, true
 	}
 	return Staff{}, false
 }
@@ -150,6 +152,17 @@ type Login struct {
 	DeviceID  string
 	Device    DeviceProof
 	Proofs    []Proof
+}
+
+// RevokeDevice removes a registered device: its signatures prove nothing
+// more. The holder authorises it with a step-up (Auth); an operator, after
+// checking the holder's identity (Staff), can too, which is how a holder
+// who lost every device starts again.
+type RevokeDevice struct {
+	DeviceID string
+	Reason   string
+	Auth     Authorisation
+	Staff    Staff
 }
 
 // RegisterDevice registers a device's Ed25519 key: Signature, by that key
@@ -320,4 +333,5 @@ func (Reactivate) isCommand()           {}
 func (CloseAccount) isCommand()         {}
 func (Unlock) isCommand()               {}
 func (RegisterDevice) isCommand()       {}
+func (RevokeDevice) isCommand()         {}
 func (Logout) isCommand()               {}

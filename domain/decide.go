@@ -44,6 +44,8 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		return decideLogin(a, c, p, now)
 	case RegisterDevice:
 		return decideRegisterDevice(a, c, p, now)
+	case RevokeDevice:
+		return decideRevokeDevice(a, c, p, now)
 	case Logout:
 		if _, ok := a.Session(c.SessionID); !ok {
 			return nil, Errorf(CodeUnauthenticated, "the session has already ended")

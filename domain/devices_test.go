@@ -1481,3 +1481,42 @@ func TestEarlyUnlockAttemptsAreBounded(t *testing.T) {
 		t.Errorf("the attempt past the bound was checked: %+v", v)
 	}
 }
+
+// TestRevokeDevice: the holder revokes a device with a step-up, an
+// operator after an identity check; a revoked device's signature proves
+// nothing more, and an account whose devices are all revoked registers a
+// first device again with the session alone.
+func TestRevokeDevice(t *testing.T) {
+	t.Run("HolderWithStepUp", func(t *testing.T) {
+		h := baseAccount(t) // phone-1 and token-2 registered
+		h.refuse(RevokeDevice{DeviceID: deviceToken, Auth: Authorisation{DeviceID: deviceApp, Proofs: h.proofs(nil, fPassword)}},
+			CodeInsufficientVerification)
+		evs := h.must(RevokeDevice{DeviceID: deviceToken, Reason: "lost", Auth: h.signedAuth(ChangeKindDeviceRevoke, deviceToken, deviceApp, fPassword, fBio)})
+		if evs[len(evs)-1].EventType() == TypeDeviceUsed {
+			evs = evs[:len(evs)-1]
+		}
+		wantNotified(t, evs, TypeDeviceRevoked, HolderNotified{Change: ChangeKindDeviceRevoke, Reference: deviceToken})
+		if len(h.a.Devices()) != 1 {
+			t.Fatalf("devices after the revocation: %+v", h.a.Devices())
+		}
+		// The revoked device's signature is now a failed proof.
+		_, evs = h.refuse(Login{DeviceID: deviceToken, Device: h.sign("login", deviceToken, ""), Proofs: h.proofs(nil, fPassword)}, CodeAuthFailed)
+		wantTypes(t, evs, TypeLoginFailed)
+		h.refuse(RevokeDevice{DeviceID: deviceToken, Auth: h.signedAuth(ChangeKindDeviceRevoke, deviceToken, deviceApp, fPassword, fBio)}, CodeNotFound)
+	})
+	t.Run("OperatorAfterIdentityCheck", func(t *testing.T) {
+		h := baseAccount(t)
+		h.refuse(RevokeDevice{DeviceID: deviceApp, Staff: uncheckedOp}, CodeInvalid)
+		wantTypes(t, h.must(RevokeDevice{DeviceID: deviceApp, Reason: "stolen phone", Staff: operator}), TypeDeviceRevoked, TypeHolderNotified)
+		wantTypes(t, h.must(RevokeDevice{DeviceID: deviceToken, Staff: operator}), TypeDeviceRevoked, TypeHolderNotified)
+		// No device left: the holder registers a first one with the
+		// session alone.
+		if len(h.a.Devices()) != 0 {
+			t.Fatalf("devices: %+v", h.a.Devices())
+		}
+		h.registerDevice(deviceLaptop)
+		if len(h.a.Devices()) != 1 {
+			t.Fatalf("devices after a new first one: %+v", h.a.Devices())
+		}
+	})
+}

@@ -45,6 +45,7 @@ const (
 	TypeStaffRead              = "StaffRead"
 	TypeDeviceRegistered       = "DeviceRegistered"
 	TypeDeviceUsed             = "DeviceUsed"
+	TypeDeviceRevoked          = "DeviceRevoked"
 )
 
 // Account kinds.
@@ -403,6 +404,15 @@ type DeviceRegistered struct {
 	Authorised Authorised `json:"authorised,omitzero"`
 }
 
+// DeviceRevoked removes a registered device: its signatures prove nothing
+// more. Authorised is the holder's step-up, or Staff the operator's.
+type DeviceRevoked struct {
+	DeviceID   string     `json:"device_id"`
+	Reason     string     `json:"reason,omitempty"`
+	Authorised Authorised `json:"authorised,omitzero"`
+	Staff
+}
+
 // DeviceUsed records that an instruction was proven to come from a
 // registered device by its signature at SignedAt, which no later
 // instruction of the device may use again. It follows the instruction's
@@ -444,6 +454,7 @@ func (HolderNotified) EventType() string         { return TypeHolderNotified }
 func (StaffRead) EventType() string              { return TypeStaffRead }
 func (DeviceRegistered) EventType() string       { return TypeDeviceRegistered }
 func (DeviceUsed) EventType() string             { return TypeDeviceUsed }
+func (DeviceRevoked) EventType() string          { return TypeDeviceRevoked }
 
 // decoders maps a stored type and schema version to a decoder. Every version ever
 // written stays here: five-year retention means today's code reads
@@ -479,6 +490,7 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeStaffRead, 1):              decodeAs[StaffRead],
 	key(TypeDeviceRegistered, 1):       decodeAs[DeviceRegistered],
 	key(TypeDeviceUsed, 1):             decodeAs[DeviceUsed],
+	key(TypeDeviceRevoked, 1):          decodeAs[DeviceRevoked],
 }
 
 // CurrentSchemaVersion is the payload version new events are written with.

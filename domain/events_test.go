@@ -84,6 +84,8 @@ func sampleEvents() []Event {
 		DeviceRegistered{DeviceID: "laptop-1", PublicKey: bytes.Repeat([]byte{8}, 32), SignedAt: at.Add(time.Minute + 123456789*time.Nanosecond),
 			Authorised: byHolder},
 		DeviceUsed{DeviceID: "laptop-1", SignedAt: at.Add(2*time.Minute + time.Nanosecond)},
+		DeviceRevoked{DeviceID: "laptop-1", Reason: "stolen", Authorised: byHolder},
+		DeviceRevoked{DeviceID: "phone-1", Staff: staff},
 	}
 }
 
@@ -181,7 +183,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
 		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
 		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ChangeRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed",
-		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed"}
+		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed", "DeviceRevoked"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

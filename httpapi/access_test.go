@@ -3,7 +3,9 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/internal/ratelimit"
 	"github.com/payledger/payledger/ledger/staffkeys"
@@ -139,6 +142,7 @@ var accessMatrix = map[string][12]int{
 	"POST /v1/accounts/{id}/sessions":                  {ok, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
 	"DELETE /v1/sessions/current":                      {u401, u401, ok, ok, f403, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/devices":                   {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
+	"POST /v1/accounts/{id}/devices/{did}/revoke":      {u401, u401, f403, ok, ok, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/unlock":                    {u401, u401, f403, ok, ok, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/bank-account":              {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
 	"POST /v1/accounts/{id}/deposits":                  {u401, u401, f403, f403, f403, ok, f403, f403, f403, f403, u401, u401},
@@ -218,7 +222,7 @@ func TestAccessMatrix(t *testing.T) {
 		for _, route := range routes {
 			want := accessMatrix[route][col]
 			method, path, _ := strings.Cut(route, " ")
-			path = strings.NewReplacer("{id}", f.a, "{fid}", f.pwA, "{pid}", "01J00000000000000000000000").Replace(path)
+			path = strings.NewReplacer("{id}", f.a, "{fid}", f.pwA, "{pid}", "01J00000000000000000000000", "{did}", "laptop-1").Replace(path)
 			var body any
 			if method != "GET" && method != "DELETE" {
 				body = "[]"
@@ -679,4 +683,46 @@ func TestMetrics(t *testing.T) {
 	if s, _, _ := raw(t, f.st.URL, "GET", "/metrics", "", "", ""); s != http.StatusOK {
 		t.Fatalf("public metrics: %d", s)
 	}
+}
+
+// TestRevokeDeviceOverHTTP: an operator revokes a holder's device after an
+// identity check (the way back for a holder who lost it); the device's
+// signature then proves nothing, and the holder registers a new first
+// device with the session alone.
+func TestRevokeDeviceOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	tok := f.login(t, f.a, f.pwA)
+	register := func(id string) ed25519.PrivateKey {
+		t.Helper()
+		_, priv, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+		at := f.clk.Peek().UTC()
+		sig := ed25519.Sign(priv, domain.DeviceChallenge(domain.ChangeKindDevice, f.a, id, at, pub))
+		s, b := hit(t, f.st.URL, "POST", "/v1/accounts/"+f.a+"/devices", tok, map[string]any{"device": map[string]any{"device_id": id,
+			"public_key": pub, "signed_at": at.Format(time.RFC3339Nano), "signature": base64.StdEncoding.EncodeToString(sig)}})
+		if s != http.StatusCreated {
+			t.Fatalf("register %s: %d %v", id, s, b)
+		}
+		return priv
+	}
+	laptop := register("laptop-1")
+	path := "/v1/accounts/" + f.a + "/devices/laptop-1/revoke"
+	if s, b := hit(t, f.st.URL, "POST", path, f.operator, map[string]any{"reason": "stolen"}); s != http.StatusBadRequest || b["field"] != "identity_check" {
+		t.Fatalf("operator revocation without an identity check: %d %v", s, b)
+	}
+	if s, b := hit(t, f.st.URL, "POST", path, f.operator, map[string]any{"reason": "stolen", "identity_check": "branch-7"}); s != http.StatusOK || b["revoked"] != true {
+		t.Fatalf("operator revocation: %d %v", s, b)
+	}
+	at := f.clk.Peek().UTC()
+	sig := ed25519.Sign(laptop, domain.DeviceChallenge("login", f.a, "laptop-1", at, ""))
+	s, b := hit(t, f.st.URL, "POST", "/v1/accounts/"+f.a+"/sessions", "", map[string]any{"device_id": "laptop-1",
+		"signed_at": at.Format(time.RFC3339Nano), "device_signature": base64.StdEncoding.EncodeToString(sig),
+		"proofs": []any{map[string]any{"factor_id": f.pwA, "password": testPassword}}})
+	if s != http.StatusUnauthorized {
+		t.Fatalf("login signed by the revoked laptop: %d %v", s, b)
+	}
+	register("laptop-2") // no device left: a first one again, with the session alone
 }

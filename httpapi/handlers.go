@@ -328,6 +328,27 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// revokeDeviceReq is the holder's step-up, or an operator's identity check.
+type revokeDeviceReq struct {
+	Reason        string `json:"reason"`
+	IdentityCheck string `json:"identity_check"`
+	authJSON
+}
+
+func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request) {
+	id, did := r.PathValue("id"), r.PathValue("did")
+	command(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req revokeDeviceReq, idem ledger.Idem) (ledger.Outcome, error) {
+		auth, err := req.optionalAuth()
+		if err != nil {
+			return ledger.Outcome{}, err
+		}
+		return s.svc.RevokeDevice(ctx, by, id, idem, did, req.Reason, auth, req.IdentityCheck)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.DeviceRevoked](out)
+		return map[string]any{"device_id": e.DeviceID, "revoked": true, "log": refOf(out)}, err
+	})
+}
+
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	by := actorOf(r)
 	if _, err := s.svc.Logout(r.Context(), by); err != nil {

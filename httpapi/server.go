@@ -272,6 +272,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/accounts/{id}/sessions", s.login)
 	m.HandleFunc("DELETE /v1/sessions/current", s.logout)
 	m.HandleFunc("POST /v1/accounts/{id}/devices", s.registerDevice)
+	m.HandleFunc("POST /v1/accounts/{id}/devices/{did}/revoke", s.revokeDevice)
 	m.HandleFunc("POST /v1/accounts/{id}/unlock", s.unlock)
 	m.HandleFunc("POST /v1/accounts/{id}/bank-account", s.bindBank)
 	m.HandleFunc("POST /v1/accounts/{id}/deposits", s.deposit)
@@ -304,6 +305,7 @@ var Routes = map[string]ledger.Op{
 	"POST /v1/accounts/{id}/sessions":                  ledger.OpLogin,
 	"DELETE /v1/sessions/current":                      ledger.OpLogout,
 	"POST /v1/accounts/{id}/devices":                   ledger.OpRegisterDevice,
+	"POST /v1/accounts/{id}/devices/{did}/revoke":      ledger.OpRevokeDevice,
 	"POST /v1/accounts/{id}/unlock":                    ledger.OpUnlock,
 	"POST /v1/accounts/{id}/bank-account":              ledger.OpBindBankAccount,
 	"POST /v1/accounts/{id}/deposits":                  ledger.OpDeposit,

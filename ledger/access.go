@@ -86,6 +86,7 @@ const (
 	OpReadOperations  Op = "read_operations"
 	OpRegisterDevice  Op = "register_device"
 	OpReadMetrics     Op = "read_metrics"
+	OpRevokeDevice    Op = "revoke_device"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -131,6 +132,7 @@ var access = map[Op]Rule{
 	OpReadStatement:   {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpRegisterDevice:  {Holder: true},
+	OpRevokeDevice:    {Holder: true, Roles: []staffkeys.Role{operator}},
 	// Operational metrics name no account: any staff key may read them.
 	OpReadMetrics: {Roles: staffkeys.Roles()},
 }

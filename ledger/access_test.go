@@ -63,6 +63,7 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpReadStatement:   {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
 	ledger.OpReadOperations:  {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
 	ledger.OpRegisterDevice:  {holder: true},
+	ledger.OpRevokeDevice:    {holder: true, roles: roles(roleOperator)},
 	ledger.OpReadMetrics:     {roles: roles(roleOperator, roleFunding, roleFinance, roleCompliance, staffkeys.RoleRegulator, roleAuditor)},
 }
 
@@ -297,6 +298,12 @@ func TestAccessThroughService(t *testing.T) {
 		}},
 		{op: ledger.OpUnlock, run: func(by ledger.Actor, id string) error {
 			_, err := svc.Unlock(ctx, by, id, idem, "not locked", testIdentityCheck)
+			return err
+		}},
+		{op: ledger.OpRevokeDevice, run: func(by ledger.Actor, id string) error {
+			// No such device: refused by access control first, or as
+			// not_found once past it.
+			_, err := svc.RevokeDevice(ctx, by, id, idem, "nope", "", domain.Authorisation{}, testIdentityCheck)
 			return err
 		}},
 		{op: ledger.OpRegisterDevice, run: func(by ledger.Actor, id string) error {

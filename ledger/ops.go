@@ -212,6 +212,15 @@ func (s *Service) RegisterDevice(ctx context.Context, by Actor, accountID string
 	})
 }
 
+// RevokeDevice removes a registered device: the holder with a step-up, or
+// an operator after an identity check.
+func (s *Service) RevokeDevice(ctx context.Context, by Actor, accountID string, idem Idem, deviceID, reason string, auth domain.Authorisation, identityCheck string) (Outcome, error) {
+	return s.withHashSlot(ctx, by, OpRevokeDevice, accountID, hasPassword(auth.Proofs), func() (Outcome, error) {
+		return s.simple(ctx, by, OpRevokeDevice, accountID, idem, domain.RevokeDevice{DeviceID: deviceID, Reason: reason, Auth: auth,
+			Staff: by.staff(identityCheck)})
+	})
+}
+
 // Logout ends the actor's session.
 func (s *Service) Logout(ctx context.Context, by Actor) (Outcome, error) {
 	return s.simple(ctx, by, OpLogout, by.AccountID, Idem{}, domain.Logout{SessionID: by.SessionID, Reason: "logged out"})
