@@ -2,7 +2,11 @@
 // pure domain decide, appends the events under optimistic concurrency and
 // retries a bounded number of times on conflict. HTTP handlers, the demo
 // and the bench all go through it, so every entry point obeys the same
-// rules.
+// rules. It also decides who may do what (Authorize, the one access table)
+// and authenticates sessions and staff keys.
+//
+// It depends on the domain, the eventstore port and its own staffkeys; it
+// must never import httpapi, a store adapter or cmd, which depend on it.
 package ledger
 
 import (

@@ -11,6 +11,9 @@
 // events at or below the checkpoint are ignored, so redelivery (after a
 // crash, a reconnect or a rebuild racing a live subscription) cannot count
 // money twice.
+//
+// It reads events through the eventstore port and decodes them with the
+// domain; it must never import the ledger, httpapi or a store adapter.
 package projections
 
 import (

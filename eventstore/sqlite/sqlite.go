@@ -1,6 +1,9 @@
 // Package sqlite is the embedded default event-log adapter: SQLite through
-// the pure-Go driver modernc.org/sqlite (no cgo), in WAL mode with
-// synchronous=FULL so that an acknowledged append survives a power cut.
+// the pure-Go driver modernc.org/sqlite (no cgo), in WAL mode. An append is
+// acknowledged only once the WAL holding it has been fsynced, so it
+// survives a power cut: the writer commits at synchronous=NORMAL and a
+// syncer goroutine fsyncs each commit before it is acknowledged or visible
+// (see writer.go).
 //
 // Throughput comes from group commit, not from weaker durability: one writer
 // goroutine owns the only write connection, takes the queued append requests
@@ -21,6 +24,9 @@
 // from which a subscriber whose next position is still held there takes its
 // events. A subscriber that falls behind the tail, or catches up from older
 // positions, reads SQLite as before.
+//
+// It implements the eventstore port and must never import the domain, the
+// ledger or any other package above the port.
 package sqlite
 
 import (

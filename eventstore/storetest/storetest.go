@@ -16,6 +16,9 @@
 //     this must relax the suite, not silently skip the check.
 //   - Subscribe on a closed store, or a subscription whose store is closed,
 //     ends with an error wrapping eventstore.ErrClosed.
+//
+// It imports only the eventstore port: never an adapter, so that each
+// adapter's tests can import it.
 package storetest
 
 import (

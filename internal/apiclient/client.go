@@ -1,6 +1,7 @@
 // Package apiclient is a small HTTP client for the ledger's API, used by
 // the demo and the end-to-end tests so both speak to the server exactly as
-// an outside client would.
+// an outside client would. It is not product API, and imports nothing of
+// the project.
 package apiclient
 
 import (

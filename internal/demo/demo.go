@@ -1,7 +1,9 @@
 // Package demo is the narrated scenario that `payledger demo` walks and the
 // end-to-end test replays against the built binary: every step goes through
 // the public HTTP API and checks the reply, so the demo cannot drift from
-// what the server really does.
+// what the server really does. It is not product API: it talks to the
+// server only through internal/apiclient (and uses the domain's challenge
+// builders), and must never import the ledger, httpapi or a store.
 package demo
 
 import (

@@ -4,6 +4,9 @@
 // per row spent most of a batch's time outside SQLite's B-tree
 // (database/sql, binding, statement setup), for the read models' rows and
 // for the event log's index rows alike.
+//
+// It imports nothing of the project, so both the log and the read models
+// can use it.
 package sqlrows
 
 import (
