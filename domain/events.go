@@ -592,3 +592,18 @@ func MovementOf(e Event) (Movement, bool) {
 
 // AccountStream is the name of an account's event stream.
 func AccountStream(accountID string) string { return "account-" + accountID }
+
+// Refusal is the error the client got when the payment was rejected.
+func (e PaymentRejected) Refusal() *Error {
+	return &Error{Code: e.Code, Message: e.Reason, Details: e.Details}
+}
+
+// Refusal is the error the client got when the withdrawal was rejected.
+func (e WithdrawalRejected) Refusal() *Error {
+	return &Error{Code: e.Code, Message: e.Reason, Details: e.Details}
+}
+
+// Refusal is the error the client got when the change was rejected.
+func (e ChangeRejected) Refusal() *Error {
+	return &Error{Code: e.Code, Message: e.Reason, Details: e.Details}
+}

@@ -328,14 +328,17 @@ func (s *Service) outcome(accountID string, evs []eventstore.Event) (Outcome, er
 // RefusalOf reconstructs the error that a recorded refusal returned, so an
 // idempotent replay of a refused command answers exactly as the first time.
 func RefusalOf(events []domain.Event, p domain.Policy) error {
+	locked := func(until time.Time) error {
+		u := until.UTC().Format(time.RFC3339Nano)
+		return domain.Errorf(domain.CodeAccessLocked, "access is locked until %s", u).With("locked_until", u)
+	}
 	var refusal error
 	for _, e := range events {
 		switch v := e.(type) {
 		case domain.LoginFailed:
 			switch {
 			case !v.LockedUntil.IsZero():
-				until := v.LockedUntil.UTC().Format(time.RFC3339Nano)
-				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked until %s", until).With("locked_until", until)
+				refusal = locked(v.LockedUntil)
 			case v.Code == domain.CodeFactorNotIndependent:
 				refusal = domain.Errorf(domain.CodeFactorNotIndependent, "%s", v.Reason)
 			default:
@@ -343,8 +346,7 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 			}
 		case domain.VerificationFailed:
 			if !v.LockedUntil.IsZero() {
-				until := v.LockedUntil.UTC().Format(time.RFC3339Nano)
-				refusal = domain.Errorf(domain.CodeAccessLocked, "access is locked until %s", until).With("locked_until", until)
+				refusal = locked(v.LockedUntil)
 				break
 			}
 			refusal = domain.Errorf(domain.CodeProofInvalid, "%s", v.Reason).With("attempts_remaining", p.MaxFailures-v.FailedAttempts)
@@ -352,16 +354,16 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 			until := v.Until.UTC().Format(time.RFC3339Nano)
 			refusal = domain.Errorf(domain.CodeAccessLocked, "%d failed attempts lock access until %s", v.FailedAttempts, until).
 				With("locked_until", until)
-		case domain.PaymentRejected:
-			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
-		case domain.WithdrawalRejected:
-			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
-		case domain.ChangeRejected:
-			refusal = &domain.Error{Code: v.Code, Message: v.Reason, Details: v.Details}
+		case recordedRefusal:
+			refusal = v.Refusal()
 		}
 	}
 	return refusal
 }
+
+// recordedRefusal is an event that records the refusal its client got
+// (a rejected payment, withdrawal or change).
+type recordedRefusal interface{ Refusal() *domain.Error }
 
 // load brings the cached aggregate up to date: from scratch when the entry
 // is new or was reset, otherwise by reading the stream's tail after the
