@@ -134,8 +134,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	// A shared disk's fsync can change within a run, and the baseline's
-	// rate follows it (on one VM: p50 169 us at the start, then a baseline
-	// of 752 payments/s against 1,169 in the run before): measure it again.
+	// rate follows it, so measure it again just before the baseline (the
+	// figures that showed it are in docs/performance.md).
 	if err := printDisk(stdout, "disk before the baseline", root); err != nil {
 		return err
 	}

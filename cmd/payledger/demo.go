@@ -46,7 +46,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if _, err := demo.Run(ctx, apiclient.New(m.URL), staff, stdout, time.Now); err != nil {
 		return err
 	}
-	n, streams, digest, err := verifyLog(ctx, m.Store)
+	n, streams, digest, err := verifyLog(ctx, m.Store, nil)
 	if err != nil {
 		return fmt.Errorf("verify after demo: %w", err)
 	}

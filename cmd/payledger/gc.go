@@ -10,9 +10,9 @@ const (
 	// ledger allocates many short-lived objects per command (decoded
 	// events, SQL arguments) and keeps a modest live heap (the aggregate
 	// cache, the live log tail), so collecting when the heap has grown by
-	// 400% instead of 100% costs memory it can afford and saves CPU:
-	// payledger bench measured 0.91x the CPU per payment and +9% payments/s
-	// (two alternating pairs).
+	// 400% instead of 100% costs memory it can afford and saves CPU per
+	// payment (measured with payledger bench, GOGC unset against GOGC=100,
+	// in alternating pairs; figures in docs/performance.md).
 	defaultGCPercent = 400
 	// defaultMemoryLimit is the soft memory limit set when GOMEMLIMIT is
 	// not: near it the collector runs as often as it must, whatever the

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/payledger/payledger/eventstore"
@@ -66,7 +67,14 @@ func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	start := time.Now()
-	if err := rm.Rebuild(ctx, store); err != nil {
+	head, err := store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	stop := showProgress(stderr, head, "rebuild: events replayed", rm.Checkpoint)
+	err = rm.Rebuild(ctx, store)
+	stop()
+	if err != nil {
 		return err
 	}
 	after, err := rm.Digest(ctx)
@@ -105,7 +113,14 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("verify: %w", err)
 	}
 	defer log.Close()
-	n, streams, digest, err := verifyLog(ctx, log)
+	var checked atomic.Int64
+	head, err := log.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	stop := showProgress(stderr, head, "verify: events checked", checked.Load)
+	n, streams, digest, err := verifyLog(ctx, log, &checked)
+	stop()
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -139,7 +154,8 @@ type chainState struct {
 // verifyLog checks the global log from position 1 and returns the event
 // count, stream count and the digest (SHA-256 chained over event hashes in
 // position order).
-func verifyLog(ctx context.Context, store logReader) (int64, int, string, error) {
+// progress, when not nil, is kept at the position checked so far.
+func verifyLog(ctx context.Context, store logReader, progress *atomic.Int64) (int64, int, string, error) {
 	head, err := store.Head(ctx)
 	if err != nil {
 		return 0, 0, "", err
@@ -170,6 +186,9 @@ func verifyLog(ctx context.Context, store logReader) (int64, int, string, error)
 			digest = sha256.Sum256(append(digest[:], e.Hash[:]...))
 			pos = e.Position
 			n++
+		}
+		if progress != nil {
+			progress.Store(pos)
 		}
 	}
 	return n, len(chains), hex.EncodeToString(digest[:]), nil

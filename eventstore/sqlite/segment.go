@@ -17,11 +17,12 @@ import (
 // holds up to segmentMaxEvents consecutive events (at most segmentMaxBytes),
 // keyed by the position of its first event. A group-commit transaction
 // writes a few segment rows instead of one row (and one id-index entry) per
-// event: in payledger bench the writer's insert work fell from about 14 to
-// about 6 us of CPU per payment (two events). Segments are small (three to
-// a 16 KiB page) so that reading one event, as a stream read does through
-// the stream index, loads at most a few KiB and decodes only that event
-// (the offset table locates it).
+// event, which cuts the writer's insert work per payment (measured with
+// payledger bench --cpuprofile; BenchmarkInsertFloor is the
+// one-row-per-event floor to compare BenchmarkAppendGroupCommit with).
+// Segments are small (three to a 16 KiB page) so that reading one event,
+// as a stream read does through the stream index, loads at most a few KiB
+// and decodes only that event (the offset table locates it).
 //
 // Format (version 1), all integers little-endian or varint:
 //
@@ -46,9 +47,9 @@ const (
 	// segmentMaxBytes gets a segment of its own). Three segments of at
 	// most 5,300 bytes fit one 16 KiB page (SQLite keeps rows of up to
 	// about 16,300 bytes in the page and adds some 10 bytes of cell header
-	// each): segments of up to 12 KiB took a page each, and a 4 s bench
-	// log was 0.75 full (958 bytes of file per event against 810 with one
-	// row per event).
+	// each). Larger segments (up to 12 KiB) took a page each and left the
+	// rest of it empty, so the file grew faster than with one row per
+	// event (file bytes per event of a payledger bench log).
 	segmentMaxEvents = 64
 	segmentMaxBytes  = 5300
 )

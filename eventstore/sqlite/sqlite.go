@@ -74,10 +74,9 @@ const (
 	writerCacheKiB = -65536
 	// readerMmapBytes is each reader connection's mmap_size: pages of the
 	// database file are read through a memory map instead of one read call
-	// each (the WAL is still read with read calls). Reading a 300-event
-	// stream scattered over the log (BenchmarkReadStreamScattered) took
-	// 1.34 ms without it and 0.70-0.77 ms with it. It reserves address
-	// space, not memory.
+	// each (the WAL is still read with read calls), which makes reading a
+	// stream scattered over the log faster (BenchmarkReadStreamScattered).
+	// It reserves address space, not memory.
 	readerMmapBytes = 256 << 20
 	// defaultIndexBatch is the default Options.IndexBatch.
 	defaultIndexBatch = 65536
@@ -103,19 +102,20 @@ const (
 	// commit writes each dirty page to the WAL as its own frame (two write
 	// calls each), and a group-commit transaction appends tens of rows to
 	// the right edge of the log, so larger pages mean a quarter of the
-	// frames and calls for the same bytes (payledger bench, three
-	// alternating pairs: 1.06x the payments/s, 0.93x the CPU per payment).
+	// frames and calls for the same bytes, for more payments/s and less CPU
+	// per payment (payledger bench, in alternating pairs).
 	pageSize = 16384
-	// walAutoCheckpoint is the writer's wal_autocheckpoint, in pages (16 MiB
-	// of WAL at the 16 KiB page), instead of SQLite's 1000 (4 MiB). The
-	// automatic checkpoint runs inside the commit on the writer goroutine,
-	// and the pages a busy log rewrites (the rightmost leaves and the index
-	// pages many streams share) are copied into the database once per
-	// checkpoint, however often they were committed since: checkpointing
-	// less often cut the writer's time per transaction (payledger bench
-	// +~15%). Durability is unchanged (every commit is fsynced before it is
-	// acknowledged, writer.go); the cost is a larger WAL file and a longer
-	// replay after a crash.
+	// walAutoCheckpoint is the writer's wal_autocheckpoint, in pages:
+	// SQLite's default count, which at a new log's 16 KiB page (pageSize)
+	// is 16 MiB of WAL rather than the 4 MiB it is at SQLite's 4 KiB page.
+	// The automatic checkpoint runs inside the commit on the writer
+	// goroutine, and the pages a busy log rewrites (the rightmost leaves
+	// and the index pages many streams share) are copied into the database
+	// once per checkpoint, however often they were committed since:
+	// checkpointing less often cuts the writer's time per transaction
+	// (payledger bench). Durability is unchanged (every commit is fsynced
+	// before it is acknowledged, writer.go); the cost is a larger WAL file
+	// and a longer replay after a crash.
 	walAutoCheckpoint = 1000
 )
 
@@ -210,9 +210,9 @@ type Options struct {
 	// IndexBatch is how many committed events may wait in memory before
 	// they are written to the stream index in one sorted pass (default
 	// 65536; see streamindex.go). Larger batches write fewer index pages
-	// per event (a 60 s bench: 65536 gave 6% more payments/s than 16384);
-	// the tail is rebuilt by a scan of up to that many events on Open, and
-	// costs about 100 bytes of memory an event.
+	// per event, which shows as payments/s in long runs of payledger bench
+	// (--duration 60s); the tail is rebuilt by a scan of up to that many
+	// events on Open, and costs about 100 bytes of memory an event.
 	IndexBatch int
 }
 
