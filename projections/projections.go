@@ -40,17 +40,15 @@ import (
 const (
 	// MaxBatch is the largest number of events applied in one SQLite
 	// transaction. Every batch rewrites the tail page of each account it
-	// touches, so larger batches put more entries on each written page:
-	// measured on 100k payments over 1,000 accounts, 1,000-event batches
-	// wrote 933 MB, 10,000-event batches 153 MB. Under payledger bench's
-	// load (about 55,000 events/s) a 10,000-event bound cut the 300 ms
-	// window (busyCoalesceWindow) short at about 190 ms; with this bound
-	// the window decides, and 10 s runs gave a median 1.11x more payments
-	// per second (seven alternating pairs, 1.02x to 1.23x). A batch
-	// this size holds about 16 MB and takes a few hundred ms to apply;
-	// under light load batches are small and applied within milliseconds,
-	// and the batch grows only as far as events arrive. Catch-up reads the
-	// log eventstore.MaxReadBatch events at a time.
+	// touches, so larger batches put more entries on each written page and
+	// write far fewer bytes in all. The bound is high enough that under
+	// payledger bench's load the busy window (busyCoalesceWindow), not the
+	// bound, ends a batch, which gave more payments/s than a 10,000-event
+	// bound in alternating runs of payledger bench. A batch this size holds
+	// about 16 MB and takes a few hundred ms to apply; under light load
+	// batches are small and applied within milliseconds, and the batch
+	// grows only as far as events arrive. Catch-up reads the log
+	// eventstore.MaxReadBatch events at a time.
 	MaxBatch = 40000
 	// queueSize bounds the events waiting between the subscription and the
 	// applier. The applier drains it at least every drainEvery while it
@@ -70,13 +68,11 @@ const (
 	// collecting until busyCoalesceWindow has passed since the batch's
 	// first event. Under that load the projection's CPU is taken from the
 	// write path, and larger batches cost less per event (fewer commits,
-	// several entries per dirtied index page): in BenchmarkApplyBatch,
-	// 1,600-payment batches take about a fifth less CPU per payment than
-	// 400-payment ones, in BenchmarkRunTrickle a 100 ms window
-	// takes 10-20% off the CPU per payment of a 20 ms one, and in 30 s
-	// runs of payledger bench a 300 ms window gave 7-11% more payments/s
-	// than 100 ms (the statement index grows, so each batch's dirtied
-	// pages cost more the longer the ledger runs).
+	// several entries per dirtied index page), the more so the longer the
+	// ledger runs (the statement index grows, so each batch's dirtied pages
+	// cost more). BenchmarkApplyBatch measures the CPU per payment by batch
+	// size, BenchmarkRunTrickle by window, and payledger bench --duration
+	// 30s the payments/s by window.
 	busyEvents = 128
 	// busyCoalesceWindow bounds a busy batch's collection, and so how long
 	// Snapshot can lag the log under load when nobody waits in WaitFor:
@@ -96,21 +92,18 @@ const (
 // database and fsyncs them there, and, at synchronous=NORMAL, first the
 // WAL frames that every commit since the last one left unsynced: all in
 // one burst, on the disk the event log fsyncs every few milliseconds.
-// Under load the log's fsyncs queued behind it (one took 148 ms) and every
-// payment in that window was late: payledger bench --rate 5000 had p99
-// 165-231 ms against a p50 of 3-5 ms at NORMAL and 16k pages (three 10 s
-// runs). Live batches therefore commit at FULL, which syncs each batch's
-// WAL frames as it commits, and checkpoint every 4k pages, so each burst
-// is small. Alternating pairs: at 16k pages -> 4k, p99 at 5,000/s
-// 177/218/208 -> 72/91/85 ms (three pairs); then NORMAL -> FULL, p99 at
-// 3,000/s 43/57/57/60 -> 24/23/30/28 ms (four) and at 5,000/s 0.50-1.13x,
-// median 0.68x (six); the closed loop's payments/s 0.98-1.11x (three). A
-// crash at FULL loses no committed batch (at NORMAL it could lose the
-// last few, which Run re-applied from the log). Catch-up, where no
+// Under load the log's fsyncs queued behind it and every payment in that
+// window was late: at NORMAL and 16k pages, payledger bench --rate 5000
+// showed a tail latency far above its median. Live batches therefore
+// commit at FULL, which syncs each batch's WAL frames as it commits, and
+// checkpoint every 4k pages, so each burst is small; each step lowered
+// the tail latency at payledger bench --rate 3000 or --rate 5000 in
+// alternating pairs, and FULL left the closed loop's payments/s within the
+// noise. A crash at FULL loses no committed batch (at NORMAL it could lose
+// the last few, which Run re-applied from the log). Catch-up, where no
 // payment waits, keeps NORMAL and 16k pages: fewer, larger checkpoints
 // copy a page that many batches rewrite (an account's index leaf) once,
-// and 4k pages took a fifth off BenchmarkCatchUp100k's events/s, FULL
-// about an eighth.
+// and both 4k pages and FULL lower BenchmarkCatchUp100k's events/s.
 type writeMode struct {
 	synchronous     string
 	checkpointPages int
@@ -742,9 +735,9 @@ func (r *ReadModels) Run(ctx context.Context, store eventstore.Store) error {
 // live load the store commits every few milliseconds and each commit would
 // otherwise become a transaction of its own, paying again for the pages it
 // dirties (the index pages of every account it touches) and the commit
-// itself: in BenchmarkRunTrickle a 20 ms window takes 10-15% off the CPU
-// per event. WaitFor cuts a window short, so read-your-writes waits no
-// longer than without coalescing.
+// itself, so even a short window cuts the CPU per event
+// (BenchmarkRunTrickle). WaitFor cuts a window short, so read-your-writes
+// waits no longer than without coalescing.
 func (r *ReadModels) applyLoop(ctx context.Context, queue <-chan item) error {
 	var batch []item // grows with the load, and is reused
 	timer := time.NewTimer(time.Hour)

@@ -103,7 +103,7 @@ const (
 	// calls each), and a group-commit transaction appends tens of rows to
 	// the right edge of the log, so larger pages mean a quarter of the
 	// frames and calls for the same bytes, for more payments/s and less CPU
-	// per payment (payledger bench, in alternating pairs).
+	// per payment in alternating runs of payledger bench.
 	pageSize = 16384
 	// walAutoCheckpoint is the writer's wal_autocheckpoint, in pages:
 	// SQLite's default count, which at a new log's 16 KiB page (pageSize)

@@ -21,9 +21,10 @@ import (
 // index on the events table of schema 1, it was the writer's largest cost:
 // every event inserts into the B-tree page that holds its stream's range,
 // so a commit of N events over N accounts dirties N index pages, each
-// written to the WAL in full (4 KiB) and again at the checkpoint. Measured
-// with 100-event transactions over 2,000 streams, the log took 19-29k
-// events/s with the index inline and 71-87k without it.
+// written to the WAL in full (4 KiB) and again at the checkpoint. The
+// log's events/s with the index inline and without it showed the cost
+// (docs/performance.md; BenchmarkAppendGroupCommit measures the log's
+// events/s).
 //
 // So the index is kept in two parts. The table stream_index holds (stream,
 // version, position) for every event at or below the position recorded in
@@ -34,16 +35,16 @@ import (
 // following group-commit transaction, sized to that transaction's own
 // events (see flushIndex); the transaction that writes the last chunk also
 // moves indexed_upto. A stream with several events in the tail then costs
-// one page instead of one per event (39-47k events/s in the same
-// measurement with 8-32k-event flushes), and since each chunk is a
-// contiguous key range of the sorted set, chunking keeps that locality
-// while no transaction carries more than a small multiple of its own work
-// (a whole 16k flush held one transaction for ~75 ms). Until indexed_upto
-// moves, readers ignore the rows already written (they read stream_index
-// only at or below indexed_upto) and use the in-memory tail. Nothing is
-// lost in a crash: the tail is rebuilt on Open by scanning the events after
-// indexed_upto, and rows a half-finished flush wrote are recognised when
-// the flush runs again.
+// one page instead of one per event, and since each chunk is a contiguous
+// key range of the sorted set, chunking keeps that locality while no
+// transaction carries more than a small multiple of its own work (a whole
+// flush in one transaction held it long enough to show as tail latency in
+// payledger bench --rate). Until indexed_upto moves, readers ignore the
+// rows already written (they read stream_index only at or below
+// indexed_upto) and use the in-memory tail. Nothing is lost in a crash:
+// the tail is rebuilt on Open by scanning the events after indexed_upto,
+// and rows a half-finished flush wrote are recognised when the flush runs
+// again.
 //
 // The id index (id_index: id -> position, which idempotent re-appends and
 // the refusal of a reused id need) is kept the same way: the tail's ids are
@@ -100,8 +101,8 @@ type sortedFlush struct {
 
 // sortFlush sorts a copy of entries (a prefix of pending) by (stream,
 // version) and by id on another goroutine. In the writer, the two sorts
-// of a 65,536-event flush held one transaction for 20-27 ms, long enough
-// to show as a latency spike under an open-loop load.
+// of a flush held one transaction long enough to show as a latency spike
+// under an open-loop load (payledger bench --rate).
 func sortFlush(entries []pendingEntry) chan sortedFlush {
 	done := make(chan sortedFlush, 1)
 	go func() {
@@ -237,13 +238,13 @@ func (s *Store) loadTail(ctx context.Context) error {
 // for them). A chunk is at most twice the events t appends itself (at
 // least 64, at most indexChunk rows; all of them with all), so a flush
 // keeps ahead of the tail while no transaction carries more than a small
-// multiple of its own work. With the sort in the writer and 1,024-row
-// chunks, a flush stalled the writer for 20-27 ms and then made a run of
-// transactions several ms slower each: under an open load of 20,000
-// payments/s (payledger bench --rate) p99 was 160-246 ms, and 69-100 ms
-// this way (p50 1.1 ms before, 1.3-2.2 ms now). The transaction that
-// writes the last chunk also moves indexed_upto. The in-memory tail changes
-// only once t commits (streamTail.commit).
+// multiple of its own work. With the sort in the writer and fixed
+// indexChunk-row chunks, a flush stalled the writer and then made a run of
+// transactions slower each, which raised the tail latency under an open
+// load (payledger bench --rate 20000); sorting elsewhere and sizing chunks
+// to t lowered it for a slightly higher median. The transaction that writes
+// the last chunk also moves indexed_upto. The in-memory tail changes only
+// once t commits (streamTail.commit).
 func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 	tl := s.tail
 	if len(tl.flushing) == 0 {
@@ -323,8 +324,8 @@ var (
 // whose key is already there. OR ROLLBACK: any other failure fails the
 // whole transaction, as a failed flush does anyway (the writer abandons
 // it); unlike the default ABORT it spares SQLite a statement journal for
-// every multi-row statement (in a 40 s bench that journal spilled to a
-// temporary file).
+// every multi-row statement (in long payledger bench runs that journal
+// spilled to a temporary file).
 func (row indexRow) insertSQL(rows int) string {
 	return "INSERT OR ROLLBACK INTO " + row.table + " (" + row.key + ", position) VALUES " +
 		sqlrows.Values(rows, row.keyCols+1) + " ON CONFLICT (" + row.key + ") DO NOTHING"

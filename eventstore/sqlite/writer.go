@@ -18,8 +18,8 @@ import (
 // transaction. That next transaction commits once the flight has landed, so
 // at most one commit is ever waiting for its fsync, and the writer's time
 // per cycle is the larger of its own work and one fsync instead of their
-// sum (in payledger bench the writer spent about 45% of its time blocked in
-// fsync before).
+// sum (before, in payledger bench the writer spent a large share of its
+// time blocked in fsync; the figure is in docs/performance.md).
 //
 // Nothing of a flight is visible before its fsync returns: the head, the
 // live buffer, the in-memory index tail (and so every stream read) and the
