@@ -230,6 +230,20 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 		HolderNotified{Change: kind, Reference: ref})), nil
 }
 
+// operatorOrStepUp authorises a change that an operator may make after
+// checking the holder's identity (staff), and the holder with a step-up
+// (auth); either way a HolderNotified follows.
+func (a *Account) operatorOrStepUp(p Policy, now time.Time, kind, subject, ref string, staff Staff, auth Authorisation, done func(Authorised) Event) ([]Event, error) {
+	if staff.StaffKey == "" {
+		return a.authoriseChange(p, now, kind, subject, ref, auth, done)
+	}
+	if !staff.IdentityChecked() {
+		return nil, Invalid("identity_check", "an operator makes a "+strings.ReplaceAll(kind, "_", " ")+
+			" only after checking the holder's identity: name the check in identity_check")
+	}
+	return []Event{done(Authorised{}), HolderNotified{Change: kind, Reference: ref, Staff: staff}}, nil
+}
+
 // reachesWithExcluded reports whether the proofs would have counted need
 // categories had the OTP excluded by R6 counted.
 func (v verified) reachesWithExcluded(need int) bool {

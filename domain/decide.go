@@ -207,13 +207,7 @@ func decideEnroll(a *Account, c EnrollFactor, p Policy, now time.Time) ([]Event,
 	if err != nil {
 		return nil, err
 	}
-	if c.Staff.StaffKey != "" {
-		if !c.Staff.IdentityChecked() {
-			return nil, Invalid("identity_check", "an operator enrols a factor only after checking the holder's identity: name the check in identity_check")
-		}
-		return []Event{ev, HolderNotified{Change: ChangeKindEnrolment, Reference: ev.FactorID, Staff: c.Staff}}, nil
-	}
-	return a.authoriseChange(p, now, ChangeKindEnrolment, c.Method, ev.FactorID, c.Auth, func(by Authorised) Event {
+	return a.operatorOrStepUp(p, now, ChangeKindEnrolment, c.Method, ev.FactorID, c.Staff, c.Auth, func(by Authorised) Event {
 		ev.Authorised = by
 		return ev
 	})

@@ -222,13 +222,7 @@ func decideRevokeDevice(a *Account, c RevokeDevice, p Policy, now time.Time) ([]
 		return nil, Errorf(CodeNotFound, "device %s is not registered on this account", c.DeviceID).With("field", "device_id")
 	}
 	ev := DeviceRevoked{DeviceID: c.DeviceID, Reason: limitText(c.Reason, 200), Staff: c.Staff}
-	if c.Staff.StaffKey != "" {
-		if !c.Staff.IdentityChecked() {
-			return nil, Invalid("identity_check", "an operator revokes a device only after checking the holder's identity: name the check in identity_check")
-		}
-		return []Event{ev, HolderNotified{Change: ChangeKindDeviceRevoke, Reference: c.DeviceID, Staff: c.Staff}}, nil
-	}
-	return a.authoriseChange(p, now, ChangeKindDeviceRevoke, c.DeviceID, c.DeviceID, c.Auth, func(by Authorised) Event {
+	return a.operatorOrStepUp(p, now, ChangeKindDeviceRevoke, c.DeviceID, c.DeviceID, c.Staff, c.Auth, func(by Authorised) Event {
 		ev.Authorised = by
 		return ev
 	})
