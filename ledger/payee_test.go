@@ -346,6 +346,11 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 	for i := range payees {
 		payees[i] = openCertAccountKind(t, svc, fmt.Sprintf("Payee %d", i), domain.KindMerchant, byte(40+i)).id
 	}
+	// The payees start toggling once a first payment went through: on a
+	// loaded machine they could otherwise close, empty, before any payer
+	// ran, and the run would exercise nothing.
+	credited := make(chan struct{})
+	var firstCredit sync.Once
 	var wg sync.WaitGroup
 	for i, p := range payers {
 		wg.Go(func() {
@@ -360,14 +365,21 @@ func TestPayeeStatusUnderConcurrentPayments(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := svc.ConfirmPayment(ctx, p.actor(), p.id, pi.PaymentID, ledger.Idem{}, p.device, p.proofs(pi.Challenge)); err != nil {
+				out, err = svc.ConfirmPayment(ctx, p.actor(), p.id, pi.PaymentID, ledger.Idem{}, p.device, p.proofs(pi.Challenge))
+				if err != nil {
 					t.Errorf("confirm: %v", err)
+				} else if out.Refusal == nil {
+					firstCredit.Do(func() { close(credited) })
 				}
 			}
 		})
 	}
 	for i, id := range payees {
 		wg.Go(func() {
+			select {
+			case <-credited:
+			case <-time.After(10 * time.Second): // bounded: the check below reports a run without credits
+			}
 			for n := range toggles {
 				if _, err := svc.Suspend(ctx, holderOf(id), id, ledger.Idem{}, "pause"); err != nil {
 					return // closed
