@@ -41,10 +41,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/sqlitedsn"
 	"github.com/payledger/payledger/internal/sqlrows"
 )
 
@@ -328,12 +330,6 @@ type Store struct {
 	closeErr  error
 }
 
-// fileURI is path as a SQLite file URI, escaping the characters URIs
-// reserve.
-func fileURI(path string) string {
-	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-}
-
 // dsn builds the modernc DSN for path. The pragmas are set on every new
 // connection: WAL so readers never block the writer, the synchronous level
 // (FULL: a commit is on disk before it returns; the pipelined writer uses
@@ -341,14 +337,13 @@ func fileURI(path string) string {
 // another connection to the same file waits instead of failing. The writer
 // also checkpoints less often than SQLite's default (see walAutoCheckpoint).
 func dsn(path string, readOnly bool, synchronous string) string {
-	d := fileURI(path) +
-		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous + ")"
+	d := sqlitedsn.File(path).BusyTimeout(10 * time.Second).JournalMode("WAL").Synchronous(synchronous)
 	if readOnly {
-		d += fmt.Sprintf("&_pragma=query_only(1)&_pragma=mmap_size(%d)", readerMmapBytes)
+		d = d.QueryOnly().MmapSize(readerMmapBytes)
 	} else {
-		d += fmt.Sprintf("&_txlock=immediate&_pragma=wal_autocheckpoint(%d)&_pragma=cache_size(%d)", walAutoCheckpoint, writerCacheKiB)
+		d = d.TxLockImmediate().WALAutocheckpoint(walAutoCheckpoint).CacheSize(writerCacheKiB)
 	}
-	return d
+	return d.String()
 }
 
 // Open opens (creating if needed) the event database at path, for example
@@ -412,7 +407,7 @@ func createFile(ctx context.Context, path string) error {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stat %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", fileURI(path)+fmt.Sprintf("?_pragma=page_size(%d)", pageSize))
+	db, err := sql.Open("sqlite", sqlitedsn.File(path).PageSize(pageSize).String())
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
