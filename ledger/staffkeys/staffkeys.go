@@ -29,6 +29,8 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/payledger/payledger/internal/sqlitedsn"
 )
 
 // Role is what a key is allowed to do; each key has exactly one.
@@ -141,8 +143,8 @@ func Open(path string, clock func() time.Time, rnd io.Reader) (*Store, error) {
 	// makes one wait for the other's write instead of failing, FULL makes a
 	// revocation durable before it is reported, and immediate transactions
 	// take the write lock at BEGIN so two writers never deadlock on upgrade.
-	dsn := fileURI(path) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	dsn := sqlitedsn.File(path).BusyTimeout(10 * time.Second).JournalMode("WAL").Synchronous("FULL").TxLockImmediate()
+	db, err := sql.Open("sqlite", dsn.String())
 	if err != nil {
 		return nil, fmt.Errorf("staffkeys: open %s: %w", path, err)
 	}
@@ -154,11 +156,6 @@ func Open(path string, clock func() time.Time, rnd io.Reader) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// fileURI is path as a SQLite file URI, escaping the characters URIs reserve.
-func fileURI(path string) string {
-	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 func (s *Store) initSchema() error {
