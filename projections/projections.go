@@ -33,6 +33,7 @@ import (
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/sqlitedsn"
 	"github.com/payledger/payledger/internal/sqlrows"
 )
 
@@ -265,13 +266,13 @@ func Open(path string) (*ReadModels, error) {
 	// last committed batches, never part of one) is a consistent older
 	// state, which Run catches up from the log (derived data,
 	// position-idempotent).
-	base := "file:" + path + "?_pragma=busy_timeout(10000)"
+	base := sqlitedsn.File(path).BusyTimeout(10 * time.Second)
 	// The writer: one connection, write lock taken at BEGIN, a 64 MB page
 	// cache so a batch's dirty pages are not spilled mid-transaction,
 	// temporary data in memory, and the live write mode (catch-up changes
 	// it for its duration, see writeMode).
-	w, err := sql.Open("sqlite", base+fmt.Sprintf("&_txlock=immediate&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)&_pragma=synchronous(%s)&_pragma=wal_autocheckpoint(%d)",
-		liveMode.synchronous, liveMode.checkpointPages))
+	w, err := sql.Open("sqlite", base.TxLockImmediate().CacheSize(-65536).TempStore("MEMORY").
+		Synchronous(liveMode.synchronous).WALAutocheckpoint(liveMode.checkpointPages).String())
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
@@ -303,7 +304,7 @@ func Open(path string) (*ReadModels, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
-	rd, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	rd, err := sql.Open("sqlite", base.QueryOnly().String())
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("projections: open %s for reading: %w", path, err)
