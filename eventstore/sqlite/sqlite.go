@@ -428,11 +428,28 @@ func (s *Store) openDBs() error {
 	if err := createFile(ctx, s.path); err != nil {
 		return err
 	}
-	var err error
+	if err := s.openWriter(); err != nil {
+		return err
+	}
+	if err := s.initSchema(ctx); err != nil {
+		return err
+	}
+	if err := s.prepareWriter(ctx); err != nil {
+		return err
+	}
+	if err := s.loadHead(ctx); err != nil {
+		return err
+	}
+	return s.openReaders(ctx)
+}
+
+// openWriter opens the writer's pool of one connection.
+func (s *Store) openWriter() error {
 	sync := "FULL"
 	if s.opts.GroupCommit {
 		sync = "NORMAL" // the syncer makes every commit durable (writer.go)
 	}
+	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn(s.path, false, sync)); err != nil {
 		return err
 	}
@@ -442,7 +459,13 @@ func (s *Store) openDBs() error {
 	s.wdb.SetMaxIdleConns(1)
 	s.wdb.SetConnMaxLifetime(0)
 	s.wdb.SetConnMaxIdleTime(0)
+	return nil
+}
 
+// initSchema checks that the file is in WAL mode, creates the schema if it
+// is missing and migrates an older one, refusing a version it does not
+// know.
+func (s *Store) initSchema(ctx context.Context) error {
 	var mode string
 	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return fmt.Errorf("query journal mode: %w", err)
@@ -466,18 +489,35 @@ func (s *Store) openDBs() error {
 	if v != schemaVersion {
 		return fmt.Errorf("schema version %s, this build understands %s", v, schemaVersion)
 	}
+	return nil
+}
 
-	prep := func(db *sql.DB, dst **sql.Stmt, q string) {
-		if err == nil {
-			*dst, err = db.PrepareContext(ctx, q)
+// stmt is a query to prepare and where its statement goes.
+type stmt struct {
+	dst **sql.Stmt
+	q   string
+}
+
+// prepareAll prepares each query on db, stopping at the first failure.
+func prepareAll(ctx context.Context, db *sql.DB, stmts ...stmt) error {
+	for _, st := range stmts {
+		var err error
+		if *st.dst, err = db.PrepareContext(ctx, st.q); err != nil {
+			return err
 		}
 	}
-	prep(s.wdb, &s.segInsStmt, sqlInsertSegment)
-	prep(s.wdb, &s.segAtWStmt, sqlSegmentAt)
-	prep(s.wdb, &s.headStmt, sqlHead)
-	prep(s.wdb, &s.idGetStmt, sqlIDGet)
-	prep(s.wdb, &s.indexTailStmt, sqlIndexTail)
-	prep(s.wdb, &s.idxGetStmt, sqlIdxGet)
+	return nil
+}
+
+// prepareWriter prepares the writer's statements.
+func (s *Store) prepareWriter(ctx context.Context) error {
+	err := prepareAll(ctx, s.wdb,
+		stmt{&s.segInsStmt, sqlInsertSegment},
+		stmt{&s.segAtWStmt, sqlSegmentAt},
+		stmt{&s.headStmt, sqlHead},
+		stmt{&s.idGetStmt, sqlIDGet},
+		stmt{&s.indexTailStmt, sqlIndexTail},
+		stmt{&s.idxGetStmt, sqlIdxGet})
 	if err == nil {
 		s.idxIns, err = sqlrows.Prepare(ctx, s.wdb, streamRow.insertSQL)
 	}
@@ -487,27 +527,35 @@ func (s *Store) openDBs() error {
 	if err != nil {
 		return fmt.Errorf("prepare writer statements: %w", err)
 	}
+	return nil
+}
+
+// loadHead reads the committed head and rebuilds the index tail of the
+// events after indexed_upto.
+func (s *Store) loadHead(ctx context.Context) error {
 	var head int64
 	if err := s.headStmt.QueryRowContext(ctx).Scan(&head); err != nil {
 		return fmt.Errorf("read head: %w", err)
 	}
 	s.head.Store(head)
-	if err := s.loadTail(ctx); err != nil {
-		return err
-	}
+	return s.loadTail(ctx)
+}
 
+// openReaders opens the readers' pool and prepares their statements.
+func (s *Store) openReaders(ctx context.Context) error {
+	var err error
 	if s.rdb, err = sql.Open("sqlite", dsn(s.path, true, "FULL")); err != nil {
 		return err
 	}
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	s.rdb.SetMaxOpenConns(n)
 	s.rdb.SetMaxIdleConns(n)
-	prep(s.rdb, &s.fwdStmt, sqlForward)
-	prep(s.rdb, &s.bwdStmt, sqlBackward)
-	prep(s.rdb, &s.segFromStmt, sqlSegmentsFrom)
-	prep(s.rdb, &s.versionStmt, sqlVersion)
-	prep(s.rdb, &s.segAtStmt, sqlSegmentAt)
-	if err != nil {
+	if err := prepareAll(ctx, s.rdb,
+		stmt{&s.fwdStmt, sqlForward},
+		stmt{&s.bwdStmt, sqlBackward},
+		stmt{&s.segFromStmt, sqlSegmentsFrom},
+		stmt{&s.versionStmt, sqlVersion},
+		stmt{&s.segAtStmt, sqlSegmentAt}); err != nil {
 		return fmt.Errorf("prepare reader statements: %w", err)
 	}
 	return nil
