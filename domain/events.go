@@ -517,18 +517,9 @@ func decodeAs[T Event](b []byte) (Event, error) {
 }
 
 // EncodeEvent returns the stored form of e: its type name, schema version
-// and JSON payload.
+// and JSON payload, as JSONCodec writes it.
 func EncodeEvent(e Event) (typ string, schemaVersion int, payload []byte, err error) {
-	if n := encSize(e); n > 0 {
-		if b, ok := encAppendEvent(make([]byte, 0, n), e); ok {
-			return e.EventType(), CurrentSchemaVersion, b, nil
-		}
-	}
-	payload, err = json.Marshal(e)
-	if err != nil {
-		return "", 0, nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
-	}
-	return e.EventType(), CurrentSchemaVersion, payload, nil
+	return JSONCodec{}.Encode(e)
 }
 
 // EventTypes returns every stored type name with the schema versions it
@@ -551,18 +542,11 @@ func KnownEventType(typ string, schemaVersion int) bool {
 	return ok
 }
 
-// DecodeEvent turns a stored event back into its domain type. An unknown
-// type or version is an error, never a panic: the caller adds the position.
+// DecodeEvent turns a stored event back into its domain type with
+// JSONCodec. An unknown type or version is an error, never a panic: the
+// caller adds the position.
 func DecodeEvent(typ string, schemaVersion int, payload []byte) (Event, error) {
-	dec, ok := decoders[key(typ, schemaVersion)]
-	if !ok {
-		return nil, fmt.Errorf("unknown event type %s version %d", typ, schemaVersion)
-	}
-	e, err := dec(payload)
-	if err != nil {
-		return nil, fmt.Errorf("decode %s v%d: %w", typ, schemaVersion, err)
-	}
-	return e, nil
+	return JSONCodec{}.Decode(typ, schemaVersion, payload)
 }
 
 // Movement is the double entry carried by a money event.

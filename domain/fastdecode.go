@@ -43,16 +43,7 @@ func LedgerFactsOf(e Event) LedgerFacts {
 // where a string belongs, another type or version) goes to DecodeEvent,
 // so the answer is always the full decoder's.
 func DecodeLedgerFacts(typ string, schemaVersion int, payload []byte) (LedgerFacts, error) {
-	if schemaVersion == 1 {
-		if f, ok := fastLedgerFacts(typ, payload); ok {
-			return f, nil
-		}
-	}
-	e, err := DecodeEvent(typ, schemaVersion, payload)
-	if err != nil {
-		return LedgerFacts{}, err
-	}
-	return LedgerFactsOf(e), nil
+	return JSONCodec{}.LedgerFacts(typ, schemaVersion, payload)
 }
 
 // fastLedgerFacts is DecodeLedgerFacts's fast path for version 1 payloads;
