@@ -931,61 +931,97 @@ func (r *ReadModels) stage(it item, get func(string) (account, bool), staged map
 		return fmt.Errorf("projections: event at position %d (id %s, stream %s): %w", e.Position, e.ID, e.Stream, it.err)
 	}
 	if f.Opened {
-		// An opened account has a zero balance in its currency, so its
-		// balance is found (and its currency known) before any deposit.
-		if _, exists := get(f.AccountID); !exists && f.AccountID != "" {
-			staged[f.AccountID] = account{
-				currency: f.Currency, balance: decimal.Zero, debits: decimal.Zero,
-				credits: decimal.Zero, lastPosition: e.Position,
-			}
-		}
+		stageOpened(e.Position, f, get, staged)
 		return nil
 	}
 	if !f.Moves {
 		return nil
 	}
 	m := f.Movement
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("projections: %s event at position %d (id %s): %s", e.Type, e.Position, e.ID, fmt.Sprintf(format, args...))
+	if err := checkMovement(e, m); err != nil {
+		return err
 	}
-	cur := m.Amount.Currency
+	// Both sides are validated before either is staged, so a failing event
+	// leaves no trace in the batch.
+	deb, cred, err := movementSides(e, m, get)
+	if err != nil {
+		return err
+	}
+	deb, cred = post(m, e.Position, deb, cred)
+	staged[m.Debit] = deb
+	staged[m.Credit] = cred
+	d, c := movementEntries(e, m, deb, cred)
+	*entries = append(*entries, d, c)
+	return nil
+}
+
+// stageOpened stages an opened account with a zero balance in its
+// currency, so its balance is found (and its currency known) before any
+// deposit.
+func stageOpened(position int64, f domain.LedgerFacts, get func(string) (account, bool), staged map[string]account) {
+	if _, exists := get(f.AccountID); !exists && f.AccountID != "" {
+		staged[f.AccountID] = account{
+			currency: f.Currency, balance: decimal.Zero, debits: decimal.Zero,
+			credits: decimal.Zero, lastPosition: position,
+		}
+	}
+}
+
+// movementError is the error of a money event the read models cannot apply.
+func movementError(e eventstore.Event, format string, args ...any) error {
+	return fmt.Errorf("projections: %s event at position %d (id %s): %s", e.Type, e.Position, e.ID, fmt.Sprintf(format, args...))
+}
+
+// checkMovement refuses a movement that names no account on a side, has no
+// currency or no positive amount, or a time a statement row cannot hold.
+func checkMovement(e eventstore.Event, m domain.Movement) error {
 	switch {
 	case m.Debit == "" || m.Credit == "":
-		return fail("missing debit or credit account")
-	case cur == "":
-		return fail("amount has no currency")
+		return movementError(e, "missing debit or credit account")
+	case m.Amount.Currency == "":
+		return movementError(e, "amount has no currency")
 	case !m.Amount.Amount.IsPositive():
-		return fail("amount %s is not positive", m.Amount.Amount)
+		return movementError(e, "amount %s is not positive", m.Amount.Amount)
 	case e.OccurredAt.Before(minTime) || e.OccurredAt.After(maxTime):
-		return fail("occurred_at %s out of range", e.OccurredAt)
+		return movementError(e, "occurred_at %s out of range", e.OccurredAt)
 	}
+	return nil
+}
+
+// movementSides returns the current state of the debited and the credited
+// account (the same one twice for a transfer to itself), refusing a side
+// in another currency; an account not seen yet starts at zero.
+func movementSides(e eventstore.Event, m domain.Movement, get func(string) (account, bool)) (deb, cred account, err error) {
+	cur := m.Amount.Currency
 	side := func(id string) (account, error) {
 		a, ok := get(id)
 		if !ok {
 			return account{currency: cur, balance: decimal.Zero, debits: decimal.Zero, credits: decimal.Zero}, nil
 		}
 		if a.currency != cur {
-			return a, fail("amount in %s but account %s is in %s", cur, id, a.currency)
+			return a, movementError(e, "amount in %s but account %s is in %s", cur, id, a.currency)
 		}
 		return a, nil
 	}
-	// Both sides are validated before either is staged, so a failing event
-	// leaves no trace in the batch.
-	deb, err := side(m.Debit)
-	if err != nil {
-		return err
+	if deb, err = side(m.Debit); err != nil {
+		return deb, cred, err
 	}
-	cred := deb
+	cred = deb
 	if m.Credit != m.Debit {
 		if cred, err = side(m.Credit); err != nil {
-			return err
+			return deb, cred, err
 		}
 	}
+	return deb, cred, nil
+}
+
+// post moves the amount from deb to cred at position.
+func post(m domain.Movement, position int64, deb, cred account) (account, account) {
 	amount := m.Amount.Amount
 	deb.balance = deb.balance.Sub(amount)
 	deb.debits = deb.debits.Add(amount)
 	deb.entries++
-	deb.lastPosition = e.Position
+	deb.lastPosition = position
 	if m.Credit == m.Debit {
 		// A transfer to the same account: the credit follows the debit.
 		cred = deb
@@ -993,21 +1029,21 @@ func (r *ReadModels) stage(it item, get func(string) (account, bool), staged map
 	cred.balance = cred.balance.Add(amount)
 	cred.credits = cred.credits.Add(amount)
 	cred.entries++
-	cred.lastPosition = e.Position
-	staged[m.Debit] = deb
-	staged[m.Credit] = cred
+	cred.lastPosition = position
+	return deb, cred
+}
 
-	ts := e.OccurredAt.UnixNano()
-	amt := canonical(amount)
+// movementEntries are the statement rows of a movement, debit side first,
+// each with the balance its account had after it.
+func movementEntries(e eventstore.Event, m domain.Movement, deb, cred account) (debit, credit pendingEntry) {
 	common := pendingEntry{
-		timeNs: ts, position: e.Position, eventID: e.ID, typ: e.Type, amount: amt,
-		currency: string(cur), description: m.Description, ref: m.Ref,
+		timeNs: e.OccurredAt.UnixNano(), position: e.Position, eventID: e.ID, typ: e.Type, amount: canonical(m.Amount.Amount),
+		currency: string(m.Amount.Currency), description: m.Description, ref: m.Ref,
 	}
 	d, c := common, common
 	d.accountID, d.seq, d.counterparty, d.balanceAfter = m.Debit, seqDebit, m.Credit, canonical(deb.balance)
 	c.accountID, c.seq, c.counterparty, c.balanceAfter = m.Credit, seqCredit, m.Debit, canonical(cred.balance)
-	*entries = append(*entries, d, c)
-	return nil
+	return d, c
 }
 
 // commit writes one batch: statement rows, the balances rows due and the
