@@ -397,9 +397,20 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 	if err := tx.QueryRowContext(ctx, "SELECT position FROM balances_flushed WHERE id = 1").Scan(&st.flushed); err != nil {
 		return stored{}, fmt.Errorf("balances flush position: %w", err)
 	}
+	if err := readBalanceRows(ctx, tx, st.accounts); err != nil {
+		return stored{}, err
+	}
+	if err := completeBalanceRows(ctx, tx, &st); err != nil {
+		return stored{}, err
+	}
+	return st, nil
+}
+
+// readBalanceRows reads the balances rows as stored into accounts.
+func readBalanceRows(ctx context.Context, tx *sql.Tx, accounts map[string]account) error {
 	rows, err := tx.QueryContext(ctx, "SELECT account_id, currency, balance, debits, credits, entries, last_position FROM balances")
 	if err != nil {
-		return stored{}, fmt.Errorf("balances: %w", err)
+		return fmt.Errorf("balances: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -408,7 +419,7 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 			a                       account
 		)
 		if err := rows.Scan(&id, &cur, &bal, &deb, &cred, &a.entries, &a.lastPosition); err != nil {
-			return stored{}, fmt.Errorf("balances: %w", err)
+			return fmt.Errorf("balances: %w", err)
 		}
 		a.currency = domain.Currency(cur)
 		for _, f := range []struct {
@@ -417,25 +428,28 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 		}{{&a.balance, bal}, {&a.debits, deb}, {&a.credits, cred}} {
 			d, err := decimal.NewFromString(f.s)
 			if err != nil {
-				return stored{}, fmt.Errorf("balance of %s: amount %q: %w", id, f.s, err)
+				return fmt.Errorf("balance of %s: amount %q: %w", id, f.s, err)
 			}
 			*f.dst = d
 		}
-		st.accounts[id] = a
+		accounts[id] = a
 	}
 	if err := rows.Err(); err != nil {
-		return stored{}, fmt.Errorf("balances: %w", err)
+		return fmt.Errorf("balances: %w", err)
 	}
-	rows.Close()
+	return nil
+}
 
-	// Complete the rows. A row's own last_position, not the running one,
-	// decides: a transfer to the same account has two entries at one
-	// position.
+// completeBalanceRows adds to st's accounts the entries after
+// balances_flushed that their rows do not hold yet, marking those accounts
+// stale. A row's own last_position, not the running one, decides: a
+// transfer to the same account has two entries at one position.
+func completeBalanceRows(ctx context.Context, tx *sql.Tx, st *stored) error {
 	rowLast := make(map[string]int64)
 	erows, err := tx.QueryContext(ctx, `SELECT account_id, position, seq, amount FROM entries
 		WHERE position > ? ORDER BY position, seq`, st.flushed)
 	if err != nil {
-		return stored{}, fmt.Errorf("entries after position %d: %w", st.flushed, err)
+		return fmt.Errorf("entries after position %d: %w", st.flushed, err)
 	}
 	defer erows.Close()
 	for erows.Next() {
@@ -444,11 +458,11 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 			position, seq int64
 		)
 		if err := erows.Scan(&id, &position, &seq, &amt); err != nil {
-			return stored{}, fmt.Errorf("entries after position %d: %w", st.flushed, err)
+			return fmt.Errorf("entries after position %d: %w", st.flushed, err)
 		}
 		a, ok := st.accounts[id]
 		if !ok {
-			return stored{}, fmt.Errorf("entry at position %d: account %s has no balances row", position, id)
+			return fmt.Errorf("entry at position %d: account %s has no balances row", position, id)
 		}
 		last, seen := rowLast[id]
 		if !seen {
@@ -460,7 +474,7 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 		}
 		d, err := decimal.NewFromString(amt)
 		if err != nil {
-			return stored{}, fmt.Errorf("entry at position %d: amount %q: %w", position, amt, err)
+			return fmt.Errorf("entry at position %d: amount %q: %w", position, amt, err)
 		}
 		if seq == seqDebit {
 			a.balance, a.debits = a.balance.Sub(d), a.debits.Add(d)
@@ -473,9 +487,9 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 		st.stale[id] = struct{}{}
 	}
 	if err := erows.Err(); err != nil {
-		return stored{}, fmt.Errorf("entries after position %d: %w", st.flushed, err)
+		return fmt.Errorf("entries after position %d: %w", st.flushed, err)
 	}
-	return st, nil
+	return nil
 }
 
 // Close releases the database. Stop Run (cancel its context) first; waiters
