@@ -139,58 +139,17 @@ func (c *Config) applyRules(p *domain.Policy) error {
 // the projection and, when Addr is set, the HTTP API.
 func (m *Main) Open(ctx context.Context) error {
 	c := &m.Config
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
-	if c.Rand == nil {
-		c.Rand = ledger.CryptoRand
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	if c.StoreOpts == (sqlite.Options{}) {
-		c.StoreOpts = sqlite.DefaultOptions()
-	}
-	loc, err := time.LoadLocation(c.TimeZone)
-	if err != nil {
-		return fmt.Errorf("time zone %q: %w", c.TimeZone, err)
-	}
-	policy := domain.DefaultPolicy(loc)
-	if err := c.applyRules(&policy); err != nil {
-		return err
-	}
-	if c.BiometricKey != "" {
-		k, err := base64.StdEncoding.DecodeString(c.BiometricKey)
-		if err != nil || len(k) != ed25519.PublicKeySize {
-			return errors.New("--biometric-provider-key must be a base64 Ed25519 public key")
-		}
-		policy.BiometricProviderKey = k
-	}
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	master, err := ledger.LoadOrCreateKey(filepath.Join(c.DataDir, "server.key"), c.Rand)
+	c.setDefaults()
+	policy, err := c.policy()
 	if err != nil {
 		return err
 	}
-	keys, err := ledger.NewKeys(master, c.Rand)
+	keys, err := c.serverKeys()
 	if err != nil {
 		return err
 	}
-	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
-		return fmt.Errorf("open staff keys: %w", err)
-	}
-	if m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), c.StoreOpts); err != nil {
-		m.closeStores()
-		return lockedHint(err)
-	}
-	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
-		m.closeStores()
-		return fmt.Errorf("open read models: %w", err)
-	}
-	if err := m.RM.CatchUp(ctx, m.Store); err != nil {
-		m.closeStores()
-		return fmt.Errorf("catch up read models: %w", err)
+	if err := m.openStores(ctx); err != nil {
+		return err
 	}
 	m.Service, err = ledger.New(ledger.Config{Store: m.Store, Balances: m.RM, Policy: policy, Keys: keys,
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
@@ -208,13 +167,96 @@ func (m *Main) Open(ctx context.Context) error {
 	if c.Addr == "" {
 		return nil
 	}
-	tlsConf, err := c.tlsConfig()
-	if err != nil {
+	if err := m.serve(); err != nil {
 		m.Close()
 		return err
 	}
+	return nil
+}
+
+// setDefaults fills what a Config built in code may leave out.
+func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = ledger.CryptoRand
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.StoreOpts == (sqlite.Options{}) {
+		c.StoreOpts = sqlite.DefaultOptions()
+	}
+}
+
+// policy is the default policy in the configured time zone with the
+// configured overrides and biometric provider key.
+func (c *Config) policy() (domain.Policy, error) {
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		return domain.Policy{}, fmt.Errorf("time zone %q: %w", c.TimeZone, err)
+	}
+	policy := domain.DefaultPolicy(loc)
+	if err := c.applyRules(&policy); err != nil {
+		return domain.Policy{}, err
+	}
+	if c.BiometricKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.BiometricKey)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return domain.Policy{}, errors.New("--biometric-provider-key must be a base64 Ed25519 public key")
+		}
+		policy.BiometricProviderKey = k
+	}
+	return policy, nil
+}
+
+// serverKeys creates the data directory if needed and derives the
+// server's keys from its master key there (created on first use).
+func (c *Config) serverKeys() (*ledger.Keys, error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	master, err := ledger.LoadOrCreateKey(filepath.Join(c.DataDir, "server.key"), c.Rand)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.NewKeys(master, c.Rand)
+}
+
+// openStores opens the staff keys, the event log and the read models, and
+// catches the read models up with the log; on failure it closes what it
+// opened.
+func (m *Main) openStores(ctx context.Context) error {
+	c := &m.Config
+	var err error
+	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
+		return fmt.Errorf("open staff keys: %w", err)
+	}
+	if m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), c.StoreOpts); err != nil {
+		m.closeStores()
+		return lockedHint(err)
+	}
+	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
+		m.closeStores()
+		return fmt.Errorf("open read models: %w", err)
+	}
+	if err := m.RM.CatchUp(ctx, m.Store); err != nil {
+		m.closeStores()
+		return fmt.Errorf("catch up read models: %w", err)
+	}
+	return nil
+}
+
+// serve binds Addr (with TLS when configured) and serves the HTTP API,
+// with the store's metrics, until Close.
+func (m *Main) serve() error {
+	c := &m.Config
+	tlsConf, err := c.tlsConfig()
+	if err != nil {
+		return err
+	}
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
-		m.Close()
 		return fmt.Errorf("listen %s: %w", c.Addr, err)
 	}
 	m.URL = "http://" + m.ln.Addr().String()
@@ -225,7 +267,6 @@ func (m *Main) Open(ctx context.Context) error {
 	api := httpapi.New(m.Service, m.Store, m.RM, c.Log)
 	api.SetMetricsPublic(c.MetricsPublic)
 	if err := api.Register(storeMetrics(m.Store)...); err != nil {
-		m.Close()
 		return fmt.Errorf("metrics: %w", err)
 	}
 	m.srv = &http.Server{Handler: api,
