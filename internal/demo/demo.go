@@ -53,6 +53,16 @@ type runner struct {
 	secret string
 	last   int64
 	clock  func() time.Time
+
+	// What the steps learn and later steps use (see run).
+	res                 *Result
+	pwIDs               map[string]string // password factor ids by holder: "li", "zhang", "cafe"
+	li, zhang, cafe     string            // account ids
+	base                string            // Li Wei's account path
+	password            map[string]any    // Li Wei's password proof
+	totpID, certID      string            // Li Wei's TOTP and certificate factors
+	certKey, laptop     ed25519.PrivateKey
+	liToken, zhangToken string
 }
 
 func (r *runner) say(format string, args ...any) {
@@ -145,9 +155,26 @@ func with(body, auth map[string]any) map[string]any {
 	return body
 }
 
+// run walks the scenario's steps in order; each opens a numbered section.
 func (r *runner) run(res *Result) error {
+	r.res = res
+	for _, step := range []func() error{
+		r.openAccounts, r.refuseAnonymous, r.enrolFactors, r.logIn, r.fund, r.registerLaptop,
+		r.payOneFactor, r.refuseOverCap, r.refuseDependentOTP, r.payTwoFactor, r.selfEnrol, r.raiseLimit,
+		r.withdraw, r.refuseOverdraft, r.changePhone, r.suspendPayee, r.refuseClose, r.refuseCVV,
+		r.showBalances, r.logOut,
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) openAccounts() error {
 	r.section("An operator opens three accounts after checking each holder's identity, each with a first factor")
-	ids, pwIDs := map[string]string{}, map[string]string{}
+	ids := map[string]string{}
+	r.pwIDs = map[string]string{}
 	r.as(r.staff.Operator)
 	for _, a := range []struct{ key, name, kind string }{
 		{"li", "Li Wei", "personal"}, {"zhang", "Zhang Min", "personal"}, {"cafe", "Harbour Coffee", "merchant"},
@@ -159,22 +186,24 @@ func (r *runner) run(res *Result) error {
 			return err
 		}
 		ids[a.key] = resp.Str("id")
-		pwIDs[a.key], _ = resp.Obj("first_factor")["factor_id"].(string)
-		res.Names[ids[a.key]] = a.name
+		r.pwIDs[a.key], _ = resp.Obj("first_factor")["factor_id"].(string)
+		r.res.Names[ids[a.key]] = a.name
 		r.say("   %-15s %s  (%s, agreed daily limit %s CNY, first factor: a password)", a.name, ids[a.key], a.kind, resp.Str("agreed_daily_limit"))
 	}
-	li, zhang, cafe := ids["li"], ids["zhang"], ids["cafe"]
-	res.Payer, res.PayerFactor = li, pwIDs["li"]
-	base := "/v1/accounts/" + li
-	pwID := pwIDs["li"]
-	password := map[string]any{"factor_id": pwID, "password": liPassword}
+	r.li, r.zhang, r.cafe = ids["li"], ids["zhang"], ids["cafe"]
+	r.res.Payer, r.res.PayerFactor = r.li, r.pwIDs["li"]
+	r.base = "/v1/accounts/" + r.li
+	r.password = map[string]any{"factor_id": r.pwIDs["li"], "password": liPassword}
+	return nil
+}
 
+func (r *runner) refuseAnonymous() error {
 	r.section("Without credentials the API answers nobody; a customer can still open an account online")
 	r.as("")
-	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "GET", base, nil); err != nil {
+	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "GET", r.base, nil); err != nil {
 		return err
 	}
-	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "POST", base+"/deposits",
+	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "POST", r.base+"/deposits",
 		map[string]any{"amount": "1000000.00", "currency": "CNY", "reference": "made-up"}); err != nil {
 		return err
 	}
@@ -186,10 +215,13 @@ func (r *runner) run(res *Result) error {
 	r.say("   reading Li Wei's account or crediting it without credentials: 401 unauthenticated")
 	r.say("   Wang Fang opens %s herself; her password can log in now and move money from %s (cooling-off, no identity check)",
 		self.Str("id"), self.Obj("first_factor")["usable_from"])
+	return nil
+}
 
+func (r *runner) enrolFactors() error {
 	r.section("The operator enrols a TOTP app on phone-1 and a certificate for Li Wei at the branch (R5)")
 	r.as(r.staff.Operator)
-	totp, err := r.expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "branch-visit-li",
+	totp, err := r.expect(http.StatusCreated, "POST", r.base+"/factors", map[string]any{"identity_check": "branch-visit-li",
 		"factor": map[string]any{"method": "totp", "device_id": "phone-1"}}, "")
 	if err != nil {
 		return err
@@ -199,119 +231,142 @@ func (r *runner) run(res *Result) error {
 	if err != nil {
 		return err
 	}
-	cert, err := r.expect(http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "branch-visit-li",
+	r.certKey = priv
+	cert, err := r.expect(http.StatusCreated, "POST", r.base+"/factors", map[string]any{"identity_check": "branch-visit-li",
 		"factor": map[string]any{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}}, "")
 	if err != nil {
 		return err
 	}
-	totpID, certID := totp.Str("factor_id"), cert.Str("factor_id")
-	r.say("   password    %s (knowledge)", pwID)
-	r.say("   totp        %s (%s, secret shown once)", totpID, totp.Str("category"))
-	r.say("   certificate %s (%s, Ed25519 public key only)", certID, cert.Str("category"))
+	r.totpID, r.certID = totp.Str("factor_id"), cert.Str("factor_id")
+	r.say("   password    %s (knowledge)", r.pwIDs["li"])
+	r.say("   totp        %s (%s, secret shown once)", r.totpID, totp.Str("category"))
+	r.say("   certificate %s (%s, Ed25519 public key only)", r.certID, cert.Str("category"))
+	return nil
+}
 
+func (r *runner) logIn() error {
 	r.section("A failed login, then a good one (R9: every attempt is an event; 5 failures lock for 30 minutes)")
 	r.as("")
-	bad, err := r.expect(http.StatusUnauthorized, "POST", base+"/sessions",
-		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": pwID, "password": "wrong guess"}}}, "")
+	bad, err := r.expect(http.StatusUnauthorized, "POST", r.base+"/sessions",
+		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": r.pwIDs["li"], "password": "wrong guess"}}}, "")
 	if err != nil {
 		return err
 	}
 	r.say("   wrong password: %d %s, attempts remaining %v", bad.Status, bad.Str("code"), bad.Body["attempts_remaining"])
-	sess, err := r.expect(http.StatusCreated, "POST", base+"/sessions", map[string]any{"device_id": "laptop-1",
-		"proofs": []any{password}}, "")
+	sess, err := r.expect(http.StatusCreated, "POST", r.base+"/sessions", map[string]any{"device_id": "laptop-1",
+		"proofs": []any{r.password}}, "")
 	if err != nil {
 		return err
 	}
-	liToken := sess.Str("token")
+	r.liToken = sess.Str("token")
 	r.say("   the right password: a session token (256 random bits, only its hash is kept) until %s, ending after %v s idle",
 		sess.Str("expires_at"), sess.Body["idle_timeout_seconds"])
-	zhangToken, err := r.login(zhang, map[string]any{"factor_id": pwIDs["zhang"], "password": liPassword})
-	if err != nil {
+	if r.zhangToken, err = r.login(r.zhang, map[string]any{"factor_id": r.pwIDs["zhang"], "password": liPassword}); err != nil {
 		return err
 	}
-	r.as(zhangToken)
-	if _, err := r.problem(http.StatusForbidden, "forbidden", "GET", base, nil); err != nil {
+	r.as(r.zhangToken)
+	if _, err := r.problem(http.StatusForbidden, "forbidden", "GET", r.base, nil); err != nil {
 		return err
 	}
 	r.say("   Zhang Min's session on Li Wei's account: 403 forbidden (a session reaches only its own account)")
+	return nil
+}
 
+func (r *runner) fund() error {
 	r.section("The funding desk credits a 10,000.00 CNY bank transfer to Li Wei, once per bank reference")
 	deposit := map[string]any{"amount": "10000.00", "currency": "CNY", "reference": "bank-transfer-123"}
-	r.as(liToken)
-	if _, err := r.problem(http.StatusForbidden, "forbidden", "POST", base+"/deposits", deposit); err != nil {
+	r.as(r.liToken)
+	if _, err := r.problem(http.StatusForbidden, "forbidden", "POST", r.base+"/deposits", deposit); err != nil {
 		return err
 	}
 	r.as(r.staff.Funding)
-	if _, err := r.expect(http.StatusCreated, "POST", base+"/deposits", deposit, "dep-"+li); err != nil {
+	if _, err := r.expect(http.StatusCreated, "POST", r.base+"/deposits", deposit, "dep-"+r.li); err != nil {
 		return err
 	}
-	replay, err := r.expect(http.StatusCreated, "POST", base+"/deposits", deposit, "dep-"+li)
+	replay, err := r.expect(http.StatusCreated, "POST", r.base+"/deposits", deposit, "dep-"+r.li)
 	if err != nil {
 		return err
 	}
-	again, err := r.problem(http.StatusConflict, "bank_reference_used", "POST", base+"/deposits", deposit)
+	again, err := r.problem(http.StatusConflict, "bank_reference_used", "POST", r.base+"/deposits", deposit)
 	if err != nil {
 		return err
 	}
 	r.say("   Li Wei's own session cannot credit money: 403; the funding key can")
 	r.say("   the same request retried with its Idempotency-Key is replayed (Idempotent-Replayed: %s); the same bank reference under a new key: %s",
 		replay.Header.Get("Idempotent-Replayed"), again.Str("code"))
+	return nil
+}
 
+func (r *runner) registerLaptop() error {
 	r.section("Li Wei registers laptop-1, her first device, with its Ed25519 key (R6: a device is proven, not claimed)")
-	r.as(liToken)
+	r.as(r.liToken)
 	_, laptop, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		return err
 	}
+	r.laptop = laptop
 	laptopPub := base64.StdEncoding.EncodeToString(laptop.Public().(ed25519.PublicKey))
 	at := r.clock().UTC()
-	reg := base64.StdEncoding.EncodeToString(ed25519.Sign(laptop, domain.DeviceChallenge(domain.ChangeKindDevice, li, "laptop-1", at, laptopPub)))
-	if _, err := r.expect(http.StatusCreated, "POST", base+"/devices", map[string]any{"device": map[string]any{"device_id": "laptop-1",
+	reg := base64.StdEncoding.EncodeToString(ed25519.Sign(laptop, domain.DeviceChallenge(domain.ChangeKindDevice, r.li, "laptop-1", at, laptopPub)))
+	if _, err := r.expect(http.StatusCreated, "POST", r.base+"/devices", map[string]any{"device": map[string]any{"device_id": "laptop-1",
 		"public_key": laptopPub, "label": "work laptop", "signed_at": at.Format(time.RFC3339Nano), "signature": reg}}, ""); err != nil {
 		return err
 	}
 	r.say("   registered with the session alone (a later device needs a step-up); instructions from laptop-1 now carry its signature")
-	// signed adds laptop-1's signature over an instruction to body.
-	signed := func(body map[string]any, purpose, subject string) map[string]any {
-		at := r.clock().UTC()
-		body["signed_at"] = at.Format(time.RFC3339Nano)
-		body["device_signature"] = base64.StdEncoding.EncodeToString(ed25519.Sign(laptop, domain.DeviceChallenge(purpose, li, "laptop-1", at, subject)))
-		return body
-	}
+	return nil
+}
 
-	pay := func(payee, amount, desc string, proofs func(challenge []byte) ([]any, error), device string, want int) (apiclient.Response, apiclient.Response, error) {
-		init, err := r.expect(http.StatusCreated, "POST", base+"/payments", map[string]any{"payee_account_id": payee, "amount": amount,
-			"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": device, "description": desc}, "")
-		if err != nil {
-			return init, apiclient.Response{}, err
-		}
-		challenge, err := base64.StdEncoding.DecodeString(init.Str("challenge"))
-		if err != nil {
-			return init, apiclient.Response{}, err
-		}
-		ps, err := proofs(challenge)
-		if err != nil {
-			return init, apiclient.Response{}, err
-		}
-		body := map[string]any{"device_id": device, "proofs": ps}
-		if device == "laptop-1" {
-			body = signed(body, "payment", init.Str("payment_id"))
-		}
-		conf, err := r.expect(want, "POST", base+"/payments/"+init.Str("payment_id")+"/confirm", body, "")
-		return init, conf, err
-	}
-	onlyPassword := func([]byte) ([]any, error) { return []any{password}, nil }
-	withOTP := func([]byte) ([]any, error) {
-		code, err := r.otp()
-		return []any{password, map[string]any{"factor_id": totpID, "code": code}}, err
-	}
-	withCert := func(ch []byte) ([]any, error) {
-		sig := ed25519.Sign(priv, ch)
-		return []any{password, map[string]any{"factor_id": certID, "signature": base64.StdEncoding.EncodeToString(sig)}}, nil
-	}
+// signed adds laptop-1's signature over an instruction to body.
+func (r *runner) signed(body map[string]any, purpose, subject string) map[string]any {
+	at := r.clock().UTC()
+	body["signed_at"] = at.Format(time.RFC3339Nano)
+	body["device_signature"] = base64.StdEncoding.EncodeToString(ed25519.Sign(r.laptop, domain.DeviceChallenge(purpose, r.li, "laptop-1", at, subject)))
+	return body
+}
 
+// pay initiates a payment from Li Wei's account on device and confirms it
+// with the proofs made for its challenge (signed by laptop-1 when it is the
+// device), expecting status want; it returns both replies.
+func (r *runner) pay(payee, amount, desc string, proofs func(challenge []byte) ([]any, error), device string, want int) (apiclient.Response, apiclient.Response, error) {
+	init, err := r.expect(http.StatusCreated, "POST", r.base+"/payments", map[string]any{"payee_account_id": payee, "amount": amount,
+		"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": device, "description": desc}, "")
+	if err != nil {
+		return init, apiclient.Response{}, err
+	}
+	challenge, err := base64.StdEncoding.DecodeString(init.Str("challenge"))
+	if err != nil {
+		return init, apiclient.Response{}, err
+	}
+	ps, err := proofs(challenge)
+	if err != nil {
+		return init, apiclient.Response{}, err
+	}
+	body := map[string]any{"device_id": device, "proofs": ps}
+	if device == "laptop-1" {
+		body = r.signed(body, "payment", init.Str("payment_id"))
+	}
+	conf, err := r.expect(want, "POST", r.base+"/payments/"+init.Str("payment_id")+"/confirm", body, "")
+	return init, conf, err
+}
+
+// The proofs a payment can be confirmed with: Li Wei's password alone, or
+// with a one-time password, or with a certificate signature over the
+// challenge.
+func (r *runner) onlyPassword([]byte) ([]any, error) { return []any{r.password}, nil }
+
+func (r *runner) withOTP([]byte) ([]any, error) {
+	code, err := r.otp()
+	return []any{r.password, map[string]any{"factor_id": r.totpID, "code": code}}, err
+}
+
+func (r *runner) withCert(ch []byte) ([]any, error) {
+	sig := ed25519.Sign(r.certKey, ch)
+	return []any{r.password, map[string]any{"factor_id": r.certID, "signature": base64.StdEncoding.EncodeToString(sig)}}, nil
+}
+
+func (r *runner) payOneFactor() error {
 	r.section("Confirm-then-execute (R15): a one-factor payment of 12.50 to the coffee shop")
-	init, conf, err := pay(cafe, "12.50", "flat white", onlyPassword, "laptop-1", http.StatusOK)
+	init, conf, err := r.pay(r.cafe, "12.50", "flat white", r.onlyPassword, "laptop-1", http.StatusOK)
 	if err != nil {
 		return err
 	}
@@ -320,9 +375,12 @@ func (r *runner) run(res *Result) error {
 	r.say("   initiated: payer %v pays %v %v CNY, fee %v; status %s until %s", d["payer"], d["payee"], d["amount"], d["fee"], init.Str("status"), init.Str("expires_at"))
 	r.say("   the challenge a certificate would sign names what is paid: %q", ch)
 	r.say("   confirmed with a password: %s, %s of the %s CNY one-factor daily cap used", conf.Str("verification_level"), conf.Str("daily_used"), conf.Str("daily_limit"))
+	return nil
+}
 
+func (r *runner) refuseOverCap() error {
 	r.section("A one-factor payment of 990.00 would pass the 1,000.00 daily cap (R10): refused")
-	_, ref, err := pay(zhang, "990.00", "rent share", onlyPassword, "laptop-1", http.StatusUnprocessableEntity)
+	_, ref, err := r.pay(r.zhang, "990.00", "rent share", r.onlyPassword, "laptop-1", http.StatusUnprocessableEntity)
 	if err != nil {
 		return err
 	}
@@ -330,9 +388,12 @@ func (r *runner) run(res *Result) error {
 		return fmt.Errorf("want daily_limit_exceeded with 987.50 remaining, got %s", ref.Raw)
 	}
 	r.say("   %s: limit %s, used %s, remaining %s (%s)", ref.Str("code"), ref.Str("limit"), ref.Str("used"), ref.Str("remaining"), ref.Str("verification_level"))
+	return nil
+}
 
+func (r *runner) refuseDependentOTP() error {
 	r.section("A one-time password from the paying device does not count as a second factor (R6)")
-	_, ref, err = pay(zhang, "990.00", "rent share", withOTP, "phone-1", http.StatusUnprocessableEntity)
+	_, ref, err := r.pay(r.zhang, "990.00", "rent share", r.withOTP, "phone-1", http.StatusUnprocessableEntity)
 	if err != nil {
 		return err
 	}
@@ -340,7 +401,7 @@ func (r *runner) run(res *Result) error {
 		return fmt.Errorf("want factor_not_independent, got %s", ref.Raw)
 	}
 	r.say("   paying from phone-1 with phone-1's OTP: %s", ref.Str("code"))
-	_, ref, err = pay(zhang, "990.00", "rent share", withOTP, "laptop-9", http.StatusUnprocessableEntity)
+	_, ref, err = r.pay(r.zhang, "990.00", "rent share", r.withOTP, "laptop-9", http.StatusUnprocessableEntity)
 	if err != nil {
 		return err
 	}
@@ -348,29 +409,35 @@ func (r *runner) run(res *Result) error {
 		return fmt.Errorf("want factor_not_independent, got %s", ref.Raw)
 	}
 	r.say("   the same phone calling itself laptop-9, without a registered device's signature: %s", ref.Str("code"))
+	return nil
+}
 
+func (r *runner) payTwoFactor() error {
 	r.section("The same 990.00 from laptop-1, signed by its key, with password + OTP: a two-factor payment (cap 5,000.00)")
-	_, conf, err = pay(zhang, "990.00", "rent share", withOTP, "laptop-1", http.StatusOK)
+	_, conf, err := r.pay(r.zhang, "990.00", "rent share", r.withOTP, "laptop-1", http.StatusOK)
 	if err != nil {
 		return err
 	}
 	r.say("   %s: %s of %s CNY used today without a certificate", conf.Str("verification_level"), conf.Str("daily_used"), conf.Str("daily_limit"))
+	return nil
+}
 
+func (r *runner) selfEnrol() error {
 	r.section("Li Wei adds a TOTP app on tablet-1 herself: a step-up of two categories, then a 24-hour cooling-off")
-	if _, err := r.problem(http.StatusBadRequest, "invalid_request", "POST", base+"/factors",
+	if _, err := r.problem(http.StatusBadRequest, "invalid_request", "POST", r.base+"/factors",
 		map[string]any{"factor": map[string]any{"method": "totp", "device_id": "tablet-1"}}); err != nil {
 		return err
 	}
-	auth, err := r.stepUp(li, domain.ChangeKindEnrolment, domain.MethodTOTP, password, certID, priv)
+	auth, err := r.stepUp(r.li, domain.ChangeKindEnrolment, domain.MethodTOTP, r.password, r.certID, r.certKey)
 	if err != nil {
 		return err
 	}
-	tablet, err := r.expect(http.StatusCreated, "POST", base+"/factors", with(map[string]any{"factor": map[string]any{"method": "totp", "device_id": "tablet-1"}}, auth), "")
+	tablet, err := r.expect(http.StatusCreated, "POST", r.base+"/factors", with(map[string]any{"factor": map[string]any{"method": "totp", "device_id": "tablet-1"}}, auth), "")
 	if err != nil {
 		return err
 	}
-	_, cool, err := pay(cafe, "1.00", "cookie", func([]byte) ([]any, error) {
-		return []any{password, map[string]any{"factor_id": tablet.Str("factor_id"), "code": "000000"}}, nil
+	_, cool, err := r.pay(r.cafe, "1.00", "cookie", func([]byte) ([]any, error) {
+		return []any{r.password, map[string]any{"factor_id": tablet.Str("factor_id"), "code": "000000"}}, nil
 	}, "laptop-1", http.StatusUnprocessableEntity)
 	if err != nil {
 		return err
@@ -380,89 +447,107 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   without proofs: refused; with password + certificate: enrolled (HolderNotified in the log)")
 	r.say("   paying with it at once: %s until %s", cool.Str("code"), cool.Str("usable_from"))
+	return nil
+}
 
+func (r *runner) raiseLimit() error {
 	r.section("Li Wei and the institution raise the agreed daily limit to 60,000.00 (a step-up); a 6,000.00 certificate payment passes")
-	auth, err = r.stepUp(li, domain.ChangeKindLimit, "60000.00", password, certID, priv)
+	auth, err := r.stepUp(r.li, domain.ChangeKindLimit, "60000.00", r.password, r.certID, r.certKey)
 	if err != nil {
 		return err
 	}
-	lim, err := r.expect(http.StatusOK, "PUT", base+"/limits", with(map[string]any{"agreed_daily_limit": "60000.00"}, auth), "")
+	lim, err := r.expect(http.StatusOK, "PUT", r.base+"/limits", with(map[string]any{"agreed_daily_limit": "60000.00"}, auth), "")
 	if err != nil {
 		return err
 	}
 	r.say("   agreed daily limit %s -> %s", lim.Str("previous"), lim.Str("agreed_daily_limit"))
-	_, conf, err = pay(cafe, "6000.00", "catering order", withCert, "laptop-1", http.StatusOK)
+	_, conf, err := r.pay(r.cafe, "6000.00", "catering order", r.withCert, "laptop-1", http.StatusOK)
 	if err != nil {
 		return err
 	}
 	r.say("   password + certificate signature over the challenge: %s, %s of %s used", conf.Str("verification_level"), conf.Str("daily_used"), conf.Str("daily_limit"))
+	return nil
+}
 
+func (r *runner) withdraw() error {
 	r.section("Withdraw 300.00 to Li Wei's own bank account (bound with a step-up; outside the daily cap)")
-	auth, err = r.stepUp(li, domain.ChangeKindBankAccount, "6222020200112233445", password, certID, priv)
+	auth, err := r.stepUp(r.li, domain.ChangeKindBankAccount, "6222020200112233445", r.password, r.certID, r.certKey)
 	if err != nil {
 		return err
 	}
-	bank, err := r.expect(http.StatusCreated, "POST", base+"/bank-account", with(map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}, auth), "")
+	bank, err := r.expect(http.StatusCreated, "POST", r.base+"/bank-account", with(map[string]any{"bank_account_number": "6222020200112233445", "holder_name": "Li Wei"}, auth), "")
 	if err != nil {
 		return err
 	}
-	wd, err := r.expect(http.StatusCreated, "POST", base+"/withdrawals",
-		map[string]any{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{password}}, "")
+	wd, err := r.expect(http.StatusCreated, "POST", r.base+"/withdrawals",
+		map[string]any{"amount": "300.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{r.password}}, "")
 	if err != nil {
 		return err
 	}
 	r.say("   bound bank account ****%s (only a token and the last four digits are kept); withdrew %s CNY", bank.Str("bank_account_last4"), wd.Str("amount"))
+	return nil
+}
 
+func (r *runner) refuseOverdraft() error {
 	r.section("A withdrawal beyond the balance is refused, and the attempt is still in the log (R1)")
-	over, err := r.problem(http.StatusUnprocessableEntity, "insufficient_funds", "POST", base+"/withdrawals",
-		map[string]any{"amount": "50000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{password}})
+	over, err := r.problem(http.StatusUnprocessableEntity, "insufficient_funds", "POST", r.base+"/withdrawals",
+		map[string]any{"amount": "50000.00", "currency": "CNY", "device_id": "laptop-1", "proofs": []any{r.password}})
 	if err != nil {
 		return err
 	}
 	r.say("   %s; recorded as WithdrawalRejected, no money moved", over.Str("code"))
+	return nil
+}
 
+func (r *runner) changePhone() error {
 	r.section("Li Wei changes the reserved phone number (R1): a sensitive change needs two factor categories")
-	weak, err := r.problem(http.StatusUnprocessableEntity, "insufficient_verification", "PUT", base+"/phone",
-		map[string]any{"phone": "+8613800138000", "device_id": "laptop-1", "proofs": []any{password}})
+	weak, err := r.problem(http.StatusUnprocessableEntity, "insufficient_verification", "PUT", r.base+"/phone",
+		map[string]any{"phone": "+8613800138000", "device_id": "laptop-1", "proofs": []any{r.password}})
 	if err != nil {
 		return err
 	}
-	auth, err = r.stepUp(li, domain.ChangeKindPhone, "+8613800138000", password, certID, priv)
+	auth, err := r.stepUp(r.li, domain.ChangeKindPhone, "+8613800138000", r.password, r.certID, r.certKey)
 	if err != nil {
 		return err
 	}
-	phone, err := r.expect(http.StatusOK, "PUT", base+"/phone", with(map[string]any{"phone": "+8613800138000"}, auth), "")
+	phone, err := r.expect(http.StatusOK, "PUT", r.base+"/phone", with(map[string]any{"phone": "+8613800138000"}, auth), "")
 	if err != nil {
 		return err
 	}
 	r.say("   password alone: %s (recorded as ChangeRejected, nothing changed)", weak.Str("code"))
 	r.say("   password + certificate signature over the change's challenge: reserved phone now %s (PhoneChanged, %v)",
 		phone.Str("phone"), phone.Body["categories"])
+	return nil
+}
 
+func (r *runner) suspendPayee() error {
 	r.section("The coffee shop suspends its service (R14): payments to it are refused until it reactivates")
-	cafeToken, err := r.login(cafe, map[string]any{"factor_id": pwIDs["cafe"], "password": liPassword})
+	cafeToken, err := r.login(r.cafe, map[string]any{"factor_id": r.pwIDs["cafe"], "password": liPassword})
 	if err != nil {
 		return err
 	}
 	r.as(cafeToken)
-	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/suspend", map[string]any{"reason": "renovation"}, ""); err != nil {
+	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+r.cafe+"/suspend", map[string]any{"reason": "renovation"}, ""); err != nil {
 		return err
 	}
-	r.as(liToken)
-	un, err := r.problem(http.StatusConflict, "payee_unavailable", "POST", base+"/payments", map[string]any{"payee_account_id": cafe, "amount": "5.00",
+	r.as(r.liToken)
+	un, err := r.problem(http.StatusConflict, "payee_unavailable", "POST", r.base+"/payments", map[string]any{"payee_account_id": r.cafe, "amount": "5.00",
 		"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": "espresso"})
 	if err != nil {
 		return err
 	}
 	r.as(cafeToken)
-	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+cafe+"/reactivate", map[string]any{"reason": "reopened"}, ""); err != nil {
+	if _, err := r.expect(http.StatusOK, "POST", "/v1/accounts/"+r.cafe+"/reactivate", map[string]any{"reason": "reopened"}, ""); err != nil {
 		return err
 	}
 	r.say("   paying a %s payee: %s; reactivated afterwards", un.Str("payee_status"), un.Str("code"))
+	return nil
+}
 
+func (r *runner) refuseClose() error {
 	r.section("Zhang Min asks to close the account while holding the 990.00 received (R14): refused until it is empty")
-	r.as(zhangToken)
-	cl, err := r.problem(http.StatusConflict, "conflict", "POST", "/v1/accounts/"+zhang+"/close", map[string]any{"reason": "moving abroad"})
+	r.as(r.zhangToken)
+	cl, err := r.problem(http.StatusConflict, "conflict", "POST", "/v1/accounts/"+r.zhang+"/close", map[string]any{"reason": "moving abroad"})
 	if err != nil {
 		return err
 	}
@@ -471,20 +556,27 @@ func (r *runner) run(res *Result) error {
 	}
 	r.say("   %s: available %s CNY (a close counts every payment received, even one the balances projection has not applied yet)",
 		cl.Str("code"), cl.Str("available"))
+	return nil
+}
 
+func (r *runner) refuseCVV() error {
 	r.section("A request carrying a card CVV is refused and nothing of it is kept (R19)")
 	r.as(r.staff.Funding)
-	fb, err := r.problem(http.StatusBadRequest, "forbidden_field", "POST", base+"/deposits",
+	fb, err := r.problem(http.StatusBadRequest, "forbidden_field", "POST", r.base+"/deposits",
 		map[string]any{"amount": "1.00", "currency": "CNY", "reference": "x", "card": map[string]any{"cvv": "123"}})
 	if err != nil {
 		return err
 	}
 	r.say("   %s: field %s", fb.Str("code"), fb.Str("field"))
+	return nil
+}
 
+func (r *runner) showBalances() error {
 	r.section("Balances as the operator sees them (each read is recorded, naming the key), and Li Wei's statement")
-	res.Balances = map[string]string{li: "2697.50", zhang: "990.00", cafe: "6012.50"}
+	res := r.res
+	res.Balances = map[string]string{r.li: "2697.50", r.zhang: "990.00", r.cafe: "6012.50"}
 	r.as(r.staff.Operator)
-	for _, id := range []string{li, zhang, cafe} {
+	for _, id := range []string{r.li, r.zhang, r.cafe} {
 		b, err := r.expect(http.StatusOK, "GET", "/v1/accounts/"+id+"/balance", nil, "")
 		if err != nil {
 			return err
@@ -494,25 +586,28 @@ func (r *runner) run(res *Result) error {
 		}
 		r.say("   %-15s %10s CNY", res.Names[id], b.Str("available"))
 	}
-	r.as(liToken)
-	st, err := r.expect(http.StatusOK, "GET", base+"/statement?limit=100", nil, "")
+	r.as(r.liToken)
+	st, err := r.expect(http.StatusOK, "GET", r.base+"/statement?limit=100", nil, "")
 	if err != nil {
 		return err
 	}
 	for _, e := range st.List("entries") {
 		r.say("   %-30v  %-16s %-6s %9v  balance %9v  %v", e["time"], e["type"], e["direction"], e["amount"], e["balance_after"], e["description"])
 	}
-	ops, err := r.expect(http.StatusOK, "GET", base+"/operations?limit=100", nil, "")
+	ops, err := r.expect(http.StatusOK, "GET", r.base+"/operations?limit=100", nil, "")
 	if err != nil {
 		return err
 	}
 	r.say("   Li Wei's own operation log holds %d hash-chained events (R1, R3)", len(ops.List("operations")))
+	return nil
+}
 
+func (r *runner) logOut() error {
 	r.section("Li Wei logs out: the token stops working at once")
 	if _, err := r.expect(http.StatusNoContent, "DELETE", "/v1/sessions/current", nil, ""); err != nil {
 		return err
 	}
-	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "GET", base+"/balance", nil); err != nil {
+	if _, err := r.problem(http.StatusUnauthorized, "unauthenticated", "GET", r.base+"/balance", nil); err != nil {
 		return err
 	}
 	r.say("   DELETE /v1/sessions/current: 204; the same token afterwards: 401 unauthenticated")
