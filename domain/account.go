@@ -364,6 +364,10 @@ func (a *Account) Apply(e Event, r Recorded) {
 	case PaymentRejected:
 		a.useOTPs(v.OTPUses)
 		a.finish(v.PaymentID, "rejected")
+	case FeeCharged:
+		a.addMove(r.Position, v.Amount.Amount, true)
+	case CompensationRecovered:
+		a.addMove(r.Position, v.Amount.Amount, true)
 	case FundsWithdrawn:
 		a.failures = 0
 		a.useOTPs(v.OTPUses)

@@ -68,6 +68,8 @@ func staffOf(cmd Command) (Staff, bool) {
 		return c.Staff, true
 	case RevokeDevice:
 		return c.Staff, true
+	case RecoverCompensation:
+		return c.Staff, true
 	}
 	return Staff{}, false
 }
@@ -308,6 +310,15 @@ type Unlock struct {
 	Auth   Authorisation
 }
 
+// RecoverCompensation takes back up to Amount of a loss case's advance
+// compensation after liability was found to be the holder's (staff only).
+type RecoverCompensation struct {
+	CaseID  string
+	Amount  Money
+	Balance Balance
+	Staff   Staff
+}
+
 // Logout ends a session.
 type Logout struct {
 	SessionID string
@@ -335,3 +346,4 @@ func (Unlock) isCommand()               {}
 func (RegisterDevice) isCommand()       {}
 func (RevokeDevice) isCommand()         {}
 func (Logout) isCommand()               {}
+func (RecoverCompensation) isCommand()  {}

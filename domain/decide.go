@@ -91,6 +91,8 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 				With("available", avail.String())
 		}
 		return one(AccountClosed{Reason: limitText(c.Reason, 200), Staff: c.Staff})
+	case RecoverCompensation:
+		return decideRecover(a, c)
 	case Unlock:
 		if c.Staff.StaffKey == "" {
 			return decideHolderUnlock(a, c, p, now)
@@ -474,7 +476,7 @@ func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]E
 	case len(c.Nonce) < 16:
 		return nil, Errorf(CodeInternal, "payment nonce too short")
 	}
-	fee := Zero(a.Currency)
+	fee := p.Fees.FeeFor(m)
 	return one(PaymentInitiated{PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: fee,
 		Channel: c.Channel, Terminal: c.Terminal, DeviceID: c.DeviceID, Description: c.Description,
 		Challenge: PaymentChallenge(c.PaymentID, a.ID, c.PayeeID, m, fee, c.Nonce), ExpiresAt: now.Add(p.ChallengeTTL)})
@@ -554,9 +556,11 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 	if !c.Payee.takesPayments() {
 		return reject(payeeUnavailable(pi.Payee, c.Payee))
 	}
+	// The caps count what is paid to payees (R10); the fee is taken too,
+	// so the balance must cover both.
 	total := pi.Amount.Add(pi.Fee)
-	if lerr := a.checkLimits(p, now, v.level(), total.Amount); lerr != nil {
-		if v.excluded && a.checkLimits(p, now, v.levelWithExcluded, total.Amount) == nil {
+	if lerr := a.checkLimits(p, now, v.level(), pi.Amount.Amount); lerr != nil {
+		if v.excluded && a.checkLimits(p, now, v.levelWithExcluded, pi.Amount.Amount) == nil {
 			return reject(Errorf(CodeFactorNotIndependent, "a one-time password counts as a second factor only when a registered device other than the one it is delivered to signs the payment (R6); %s", lerr.Message).
 				With("verification_level", v.level()))
 		}
@@ -567,10 +571,15 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 			With("available", avail.String()).With("required", total.String()))
 	}
 	limit, used := a.DailyCap(p, now, v.level())
-	return dv.withUse(append(pre, PaymentConfirmed{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: pi.Payee,
+	evs := append(pre, PaymentConfirmed{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: pi.Payee,
 		Amount: pi.Amount, Fee: pi.Fee, Description: pi.Description, VerificationLevel: v.level(),
 		Categories: v.categories, FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses,
-		DailyLimit: limit, DailyUsed: used.Add(total)})), nil
+		DailyLimit: limit, DailyUsed: used.Add(pi.Amount)})
+	if pi.Fee.Amount.IsPositive() {
+		evs = append(evs, FeeCharged{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: FeeIncomeAccountID(a.Currency),
+			Amount: pi.Fee, Schedule: p.Fees.Version})
+	}
+	return dv.withUse(evs), nil
 }
 
 // capCheck is one nested daily cap of R10.
@@ -687,4 +696,24 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	return dv.withUse(append(pre, FundsWithdrawn{WithdrawalID: c.WithdrawalID, DebitAccount: a.ID, CreditAccount: ClearingAccountID(a.Currency),
 		Amount: m, BankAccountLast4: a.bank.Last4, VerificationLevel: v.level(), Categories: v.categories,
 		FactorIDs: v.factorIDs, DeviceID: c.DeviceID, OTPUses: v.otpUses})), nil
+}
+
+// decideRecover takes back what it can of an advance the holder was found
+// liable for: at most what the account holds, never below zero (R25).
+func decideRecover(a *Account, c RecoverCompensation) ([]Event, error) {
+	if c.Staff.StaffKey == "" || c.CaseID == "" {
+		return nil, Errorf(CodeInternal, "a recovery names its case and the staff key")
+	}
+	if c.Amount.Currency != a.Currency || !c.Amount.Amount.IsPositive() {
+		return nil, Errorf(CodeInternal, "recovery of %s from an account in %s", c.Amount, a.Currency)
+	}
+	take := c.Amount
+	if avail := a.Available(c.Balance.Projected, c.Balance.Checkpoint); avail.LessThan(take) {
+		if !avail.Amount.IsPositive() {
+			return nil, Errorf(CodeInsufficientFunds, "the account holds nothing to recover").With("available", avail.String())
+		}
+		take = avail
+	}
+	return one(CompensationRecovered{CaseID: c.CaseID, DebitAccount: a.ID, CreditAccount: ReserveAccountID(a.Currency),
+		Amount: take, Staff: c.Staff})
 }

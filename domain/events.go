@@ -491,6 +491,18 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeDeviceRegistered, 1):       decodeAs[DeviceRegistered],
 	key(TypeDeviceUsed, 1):             decodeAs[DeviceUsed],
 	key(TypeDeviceRevoked, 1):          decodeAs[DeviceRevoked],
+
+	key(TypeFeeCharged, 1):            decodeAs[FeeCharged],
+	key(TypeReserveProvisioned, 1):    decodeAs[ReserveProvisioned],
+	key(TypeReserveAdjusted, 1):       decodeAs[ReserveAdjusted],
+	key(TypeReserveShortfall, 1):      decodeAs[ReserveShortfall],
+	key(TypeDayClosed, 1):             decodeAs[DayClosed],
+	key(TypeCompensationPaid, 1):      decodeAs[CompensationPaid],
+	key(TypeCompensationRecovered, 1): decodeAs[CompensationRecovered],
+	key(TypeLossReported, 1):          decodeAs[LossReported],
+	key(TypeLossInvestigated, 1):      decodeAs[LossInvestigated],
+	key(TypeLiabilityDetermined, 1):   decodeAs[LiabilityDetermined],
+	key(TypeLossCaseClosed, 1):        decodeAs[LossCaseClosed],
 }
 
 // CurrentSchemaVersion is the payload version new events are written with.
@@ -571,7 +583,7 @@ func MovementOf(e Event) (Movement, bool) {
 	case FundsWithdrawn:
 		return Movement{v.DebitAccount, v.CreditAccount, v.Amount, v.WithdrawalID, "withdrawal to bank account ****" + v.BankAccountLast4}, true
 	}
-	return Movement{}, false
+	return institutionMovement(e)
 }
 
 // AccountStream is the name of an account's event stream.

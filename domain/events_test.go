@@ -86,6 +86,21 @@ func sampleEvents() []Event {
 		DeviceUsed{DeviceID: "laptop-1", SignedAt: at.Add(2*time.Minute + time.Nanosecond)},
 		DeviceRevoked{DeviceID: "laptop-1", Reason: "stolen", Authorised: byHolder},
 		DeviceRevoked{DeviceID: "phone-1", Staff: staff},
+		FeeCharged{PaymentID: "p1", DebitAccount: "acc-1", CreditAccount: FeeIncomeAccountID(CNY), Amount: MustMoney("0.08", CNY), Schedule: "fees-1"},
+		ReserveProvisioned{Day: "2026-11-24", Source: SourceVolume, Policy: "default-1", Basis: MustMoney("25000.00", CNY),
+			DebitAccount: OwnFundsAccountID(CNY), CreditAccount: ReserveAccountID(CNY), Amount: amt},
+		ReserveAdjusted{AdjustmentID: "adj-1", Kind: AdjustTopUp, DebitAccount: OwnFundsAccountID(CNY), CreditAccount: ReserveAccountID(CNY),
+			Amount: amt, Reason: "annual top-up", Staff: Staff{StaffKey: "staff-fin-1"}},
+		ReserveShortfall{CaseID: "case-1", Needed: amt, Available: MustMoney("3.00", CNY)},
+		DayClosed{Day: "2026-11-24", Policy: "default-1", ThroughPosition: 912, FeeIncome: MustMoney("0.08", CNY), Volume: MustMoney("25000.00", CNY), Provisioned: amt},
+		CompensationPaid{CaseID: "case-1", Kind: CompensationAdvance, PaymentIDs: []string{"p1"}, DebitAccount: ReserveAccountID(CNY), CreditAccount: "acc-1", Amount: amt},
+		CompensationRecovered{CaseID: "case-1", DebitAccount: "acc-1", CreditAccount: ReserveAccountID(CNY), Amount: amt, Staff: Staff{StaffKey: "staff-fin-1"}},
+		LossReported{CaseID: "case-1", AccountID: "acc-1", Payments: []LossPayment{{PaymentID: "p1", Payee: "acc-2", Amount: amt,
+			VerificationLevel: LevelTwoFactor, ConfirmedAt: at}}, Loss: amt, Description: "not me", Advance: "pay", AdvanceReason: "pay: default"},
+		LossInvestigated{CaseID: "case-1", Note: "call the holder", Staff: Staff{StaffKey: "staff-comp-1"}},
+		LiabilityDetermined{CaseID: "case-1", Liable: LiableCustomer, Rule: "customer_shown", Reasons: []string{"shared password"},
+			Evidence: []string{"call-7"}, CustomerShare: amt, Staff: Staff{StaffKey: "staff-comp-1"}},
+		LossCaseClosed{CaseID: "case-1", Outcome: "customer_liable", Compensated: amt, Recovered: amt, Staff: Staff{StaffKey: "staff-fin-1"}},
 	}
 }
 
@@ -183,7 +198,9 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 		"LoginSucceeded", "LoginFailed", "VerificationFailed", "AccessLocked", "AccessUnlocked", "LimitAdjusted",
 		"IdentityChanged", "PhoneChanged", "BankAccountBound", "FundsDeposited", "PaymentInitiated", "PaymentConfirmed",
 		"PaymentRejected", "FundsWithdrawn", "WithdrawalRejected", "ChangeRejected", "ServiceSuspended", "ServiceReactivated", "AccountClosed",
-		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed", "DeviceRevoked"}
+		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed", "DeviceRevoked",
+		"FeeCharged", "ReserveProvisioned", "ReserveAdjusted", "ReserveShortfall", "DayClosed", "CompensationPaid",
+		"CompensationRecovered", "LossReported", "LossInvestigated", "LiabilityDetermined", "LossCaseClosed"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}
@@ -244,6 +261,16 @@ func TestMovementOf(t *testing.T) {
 			Movement{Debit: "acc-1", Credit: "acc-2", Amount: amt, Ref: "p1", Description: "coffee"}, true},
 		{"Withdrawal", FundsWithdrawn{WithdrawalID: "w1", DebitAccount: "acc-1", CreditAccount: "clearing-CNY", Amount: amt, BankAccountLast4: "3445"},
 			Movement{Debit: "acc-1", Credit: "clearing-CNY", Amount: amt, Ref: "w1", Description: "withdrawal to bank account ****3445"}, true},
+		{"Fee", FeeCharged{PaymentID: "p1", DebitAccount: "acc-1", CreditAccount: "fee-income-CNY", Amount: amt, Schedule: "f"},
+			Movement{Debit: "acc-1", Credit: "fee-income-CNY", Amount: amt, Ref: "p1", Description: "fee"}, true},
+		{"Provision", ReserveProvisioned{Day: "2026-01-02", Source: SourceFeeIncome, DebitAccount: "fee-income-CNY", CreditAccount: "risk-reserve-CNY", Amount: amt},
+			Movement{Debit: "fee-income-CNY", Credit: "risk-reserve-CNY", Amount: amt, Ref: "2026-01-02", Description: "provision fee_income"}, true},
+		{"Adjustment", ReserveAdjusted{AdjustmentID: "a1", Kind: AdjustRelease, DebitAccount: "risk-reserve-CNY", CreditAccount: "own-funds-CNY", Amount: amt},
+			Movement{Debit: "risk-reserve-CNY", Credit: "own-funds-CNY", Amount: amt, Ref: "a1", Description: "reserve release"}, true},
+		{"Compensation", CompensationPaid{CaseID: "c1", Kind: CompensationAdvance, DebitAccount: "risk-reserve-CNY", CreditAccount: "acc-1", Amount: amt},
+			Movement{Debit: "risk-reserve-CNY", Credit: "acc-1", Amount: amt, Ref: "c1", Description: "compensation advance"}, true},
+		{"Recovery", CompensationRecovered{CaseID: "c1", DebitAccount: "acc-1", CreditAccount: "risk-reserve-CNY", Amount: amt},
+			Movement{Debit: "acc-1", Credit: "risk-reserve-CNY", Amount: amt, Ref: "c1", Description: "compensation recovered"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -255,7 +282,7 @@ func TestMovementOf(t *testing.T) {
 	}
 	for _, e := range sampleEvents() {
 		switch e.(type) {
-		case FundsDeposited, PaymentConfirmed, FundsWithdrawn:
+		case FundsDeposited, PaymentConfirmed, FundsWithdrawn, FeeCharged, ReserveProvisioned, ReserveAdjusted, CompensationPaid, CompensationRecovered:
 			continue
 		}
 		t.Run("NotMoney/"+e.EventType(), func(t *testing.T) {

@@ -37,6 +37,8 @@ type Policy struct {
 	// BiometricProviderKey verifies biometric attestations (R5, R8): the
 	// ledger never sees a template, only the provider's signature.
 	BiometricProviderKey ed25519.PublicKey
+	// Fees prices payments; the zero schedule charges nothing.
+	Fees FeeSchedule
 	// Secrets opens sealed TOTP seeds.
 	Secrets SecretOpener
 }

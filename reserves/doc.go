@@ -1,0 +1,15 @@
+// Package reserves holds the institution's rules for its risk-reserve
+// fund and loss compensation (Art. 37 of the payment rules, see
+// docs/rules.md R21-R24): how a day's close provisions the reserve, when a
+// reported loss is compensated in advance, who bears a loss, and how the
+// annual figures and the reconciliation are computed from the log.
+//
+// Like domain, it is pure: no I/O, no clock, no randomness. Decisions take
+// the state folded from the reserve's and the cases' streams and return
+// domain events, which the ledger package appends. The figures functions
+// fold decoded events handed to them, so a report and a reconciliation are
+// reproducible from the log alone.
+//
+// It imports domain only; it must never import the ledger, httpapi,
+// projections or a store adapter.
+package reserves
