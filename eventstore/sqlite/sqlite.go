@@ -216,6 +216,12 @@ type Options struct {
 	// (--duration 60s); the tail is rebuilt by a scan of up to that many
 	// events on Open, and costs about 100 bytes of memory an event.
 	IndexBatch int
+	// ObserveSync, when set, is told once per committed transaction how
+	// long making it durable took (the syncer's fsync of the WAL with group
+	// commit, the commit with its fsync without), so that an operator can
+	// see a slow disk; it runs on the write path and must be quick, like a
+	// histogram's Observe.
+	ObserveSync func(time.Duration)
 }
 
 // DefaultOptions returns the production settings: group commit on, 2000

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/payledger/payledger/eventstore"
 )
@@ -227,9 +228,17 @@ func (s *Store) commit(cur *open) *flight {
 			return nil
 		}
 	}
+	var start time.Time
+	observe := !s.opts.GroupCommit && s.opts.ObserveSync != nil // the commit fsyncs (synchronous=FULL)
+	if observe {
+		start = time.Now()
+	}
 	if err := t.tx.Commit(); err != nil {
 		s.abandon(t, cur.batch, fmt.Errorf("commit: %w", err))
 		return nil
+	}
+	if observe {
+		s.opts.ObserveSync(time.Since(start))
 	}
 	for stream, st := range t.overlay {
 		s.streams[stream] = st
@@ -286,12 +295,24 @@ func (s *Store) syncer() {
 	defer w.close()
 	wal := s.path + "-wal"
 	sync := func() error { return w.sync(wal) }
+	observe := s.opts.ObserveSync
 	for fl := range s.syncs {
-		if s.syncHook != nil {
-			fl.done <- s.syncHook(sync)
-			continue
+		var start time.Time
+		if observe != nil {
+			start = time.Now()
 		}
-		fl.done <- sync()
+		var err error
+		if s.syncHook != nil {
+			err = s.syncHook(sync)
+		} else {
+			err = sync()
+		}
+		if observe != nil {
+			// Before the flight lands, so that an acknowledged append has
+			// been counted.
+			observe(time.Since(start))
+		}
+		fl.done <- err
 	}
 }
 

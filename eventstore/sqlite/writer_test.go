@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,5 +165,41 @@ func TestMaxBatchEventsExact(t *testing.T) {
 	}
 	if st := s.Stats(); st.Transactions != n || st.Events != 3*n {
 		t.Fatalf("stats %+v, want %d transactions of 3 events", st, n)
+	}
+}
+
+// TestObserveSync: with group commit and without, every committed
+// transaction reports once how long it took to become durable, and an
+// append that returned has been reported.
+func TestObserveSync(t *testing.T) {
+	for _, group := range []bool{true, false} {
+		t.Run(fmt.Sprintf("group=%v", group), func(t *testing.T) {
+			var mu sync.Mutex
+			var calls int64
+			var total time.Duration
+			opts := DefaultOptions()
+			opts.GroupCommit = group
+			opts.ObserveSync = func(d time.Duration) {
+				mu.Lock()
+				calls++
+				total += d
+				mu.Unlock()
+			}
+			s := openTest(t, opts)
+			for i := range 5 {
+				appendOne(t, s, fmt.Sprintf("s-%d", i))
+				mu.Lock()
+				n := calls
+				mu.Unlock()
+				if n < int64(i+1) {
+					t.Fatalf("%d syncs reported after %d appends returned", n, i+1)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tx := s.Stats().Transactions; calls != tx || total <= 0 {
+				t.Fatalf("%d syncs reported (%s in all) for %d transactions", calls, total, tx)
+			}
+		})
 	}
 }

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// TestSyncMetric: once appends went through, GET /metrics shows the event
+// log's sync histogram with an observation per committed transaction.
+func TestSyncMetric(t *testing.T) {
+	ctx := context.Background()
+	m := &Main{Config: Config{Addr: "127.0.0.1:0", MetricsPublic: true, DataDir: t.TempDir(), TimeZone: "Asia/Shanghai",
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := benchSetupOne(ctx, m.Service, 0); err != nil { // opens an account and deposits into it
+		t.Fatal(err)
+	}
+	resp, err := http.Get(m.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	c := regexp.MustCompile(`(?m)^payledger_log_sync_seconds_count (\d+)$`).FindSubmatch(body)
+	if c == nil {
+		t.Fatalf("no payledger_log_sync_seconds_count in\n%s", body)
+	}
+	if n, _ := strconv.Atoi(string(c[1])); n < 1 {
+		t.Fatalf("%d syncs observed after %d transactions", n, m.Store.Stats().Transactions)
+	}
+}
