@@ -57,9 +57,12 @@ type Config struct {
 	SessionIdle  time.Duration
 	CoolingOff   time.Duration
 	// Clock and Rand default to the real ones; tests and the bench inject.
-	Clock       func() time.Time
-	Rand        io.Reader
-	StoreOpts   sqlite.Options
+	Clock     func() time.Time
+	Rand      io.Reader
+	StoreOpts sqlite.Options
+	// Progress, when a terminal, shows how far a long start is (an old
+	// event log's migration); nil shows nothing.
+	Progress    io.Writer
 	Log         *slog.Logger
 	ReadTimeout time.Duration
 }
@@ -238,7 +241,14 @@ func (m *Main) openStores(ctx context.Context) error {
 	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
 		return fmt.Errorf("open staff keys: %w", err)
 	}
-	if m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), m.storeOptions()); err != nil {
+	opts := m.storeOptions()
+	stopProgress := func() {}
+	if c.Progress != nil && opts.MigrateProgress == nil {
+		opts.MigrateProgress, stopProgress = progressReporter(c.Progress, "migrate the event log: events packed")
+	}
+	m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), opts)
+	stopProgress()
+	if err != nil {
 		m.closeStores()
 		return lockedHint(err)
 	}
@@ -449,6 +459,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	m.Config.Progress = stderr
 	if err := m.Open(ctx); err != nil {
 		return err
 	}

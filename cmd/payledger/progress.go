@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -50,4 +51,22 @@ func showProgress(stderr io.Writer, total int64, what string, current func() int
 		wg.Wait()
 		_ = bar.Finish()
 	}
+}
+
+// progressReporter adapts showProgress to a callback that learns its total
+// only once the work has started (a store migrating its file inside Open):
+// the bar appears at the first report. report must be called from one
+// goroutine, and stop after its last call.
+func progressReporter(stderr io.Writer, what string) (report func(done, total int64), stop func()) {
+	var cur atomic.Int64
+	stopBar := func() {}
+	started := false
+	report = func(done, total int64) {
+		cur.Store(done)
+		if !started {
+			started = true
+			stopBar = showProgress(stderr, total, what, cur.Load)
+		}
+	}
+	return report, func() { stopBar() }
 }

@@ -39,3 +39,19 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 		t.Fatal("/dev/tty not taken for a terminal")
 	}
 }
+
+// TestProgressReporter: a reporter whose work never reports stops cleanly,
+// and one that reports stays quiet off a terminal like showProgress.
+func TestProgressReporter(t *testing.T) {
+	var buf bytes.Buffer
+	_, stop := progressReporter(&buf, "test")
+	stop()
+	report, stop := progressReporter(&buf, "test")
+	for i := range int64(5) {
+		report(i*25, 100)
+	}
+	stop()
+	if buf.Len() != 0 {
+		t.Fatalf("progress written to a buffer: %q", buf.String())
+	}
+}

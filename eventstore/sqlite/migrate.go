@@ -32,6 +32,8 @@ DROP TABLE events;
 UPDATE meta SET value = '` + schemaVersion + `' WHERE key = 'schema_version';`
 	// migrateBatch is how many legacy rows the migration reads at a time.
 	migrateBatch = 1000
+	// sqlLegacyHead is the last legacy position, the migration's total.
+	sqlLegacyHead = `SELECT COALESCE(MAX(position), 0) FROM events`
 )
 
 // migrate upgrades a schema 1 or 2 file to schema 3 in one transaction.
@@ -41,6 +43,15 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
+	progress := func(int64, int64) {}
+	var total int64
+	if s.opts.MigrateProgress != nil {
+		progress = s.opts.MigrateProgress
+		if err := tx.QueryRowContext(ctx, sqlLegacyHead).Scan(&total); err != nil {
+			return fmt.Errorf("read the last position: %w", err)
+		}
+		progress(0, total) // indexing comes first and reports nothing until packing starts
+	}
 	if _, err := tx.ExecContext(ctx, sqlMigrateIndex); err != nil {
 		return fmt.Errorf("index events: %w", err)
 	}
@@ -72,6 +83,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			b.add(e)
 		}
 		after = events[len(events)-1].Position
+		progress(after, total)
 	}
 	if err := write(); err != nil {
 		return err

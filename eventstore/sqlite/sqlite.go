@@ -222,6 +222,10 @@ type Options struct {
 	// see a slow disk; it runs on the write path and must be quick, like a
 	// histogram's Observe.
 	ObserveSync func(time.Duration)
+	// MigrateProgress, when set, is told while Open migrates a log of an
+	// older schema how many of its events are packed (done of total), so
+	// that a command can show how far a long migration is.
+	MigrateProgress func(done, total int64)
 }
 
 // DefaultOptions returns the production settings: group commit on, 2000
