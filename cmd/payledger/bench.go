@@ -330,7 +330,10 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	if err := setup.Open(ctx); err != nil {
 		return res, fmt.Errorf("bench %s: %w", name, err)
 	}
-	accts, err := benchSetup(ctx, setup, c)
+	var setUp atomic.Int64
+	stop := showProgress(stderr, int64(c.accounts), "bench "+name+": accounts set up", setUp.Load)
+	accts, err := benchSetup(ctx, setup, c, &setUp)
+	stop()
 	if err == nil {
 		err = benchCatchUp(ctx, setup)
 	}
@@ -403,8 +406,9 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 }
 
 // benchSetup opens the accounts, enrols one TOTP factor each (on device
-// "token-<i>") and deposits into each, using c.clients goroutines.
-func benchSetup(ctx context.Context, m *Main, c benchConfig) ([]*benchAccount, error) {
+// "token-<i>") and deposits into each, using c.clients goroutines; done
+// counts the accounts set up, for a progress bar.
+func benchSetup(ctx context.Context, m *Main, c benchConfig, done *atomic.Int64) ([]*benchAccount, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	svc := m.Service
@@ -426,6 +430,7 @@ func benchSetup(ctx context.Context, m *Main, c benchConfig) ([]*benchAccount, e
 					return
 				}
 				accts[i] = a
+				done.Add(1)
 			}
 		})
 	}
