@@ -52,6 +52,7 @@ func DecodeLedgerFacts(typ string, schemaVersion int, payload []byte) (LedgerFac
 // are built by the same code as on the slow path. The test checks that on
 // generated payloads of every shape, including events whose other fields
 // are all set, so a change of MovementOf that reads one more field fails it.
+// The member names are codec_fields.go's, generated from the struct tags.
 func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 	s := factScanner{b: payload}
 	var (
@@ -71,19 +72,19 @@ func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 		var v AccountOpened
 		ok = s.object(func(key []byte) bool {
 			switch string(key) {
-			case "account_id":
+			case jsonAccountOpenedAccountID:
 				return once(0) && s.str(&v.AccountID)
-			case "holder_name":
+			case jsonAccountOpenedHolderName:
 				return once(1) && s.str(nil)
-			case "currency":
+			case jsonAccountOpenedCurrency:
 				return once(2) && s.currency(&v.Currency)
-			case "kind":
+			case jsonAccountOpenedKind:
 				return once(3) && s.str(nil)
-			case "agreed_daily_limit":
+			case jsonAccountOpenedAgreedDailyLimit:
 				return once(4) && s.money(nil)
-			case "staff_key":
+			case jsonAccountOpenedStaffKey:
 				return once(5) && s.str(nil)
-			case "identity_check":
+			case jsonAccountOpenedIdentityCheck:
 				return once(6) && s.str(nil)
 			}
 			return false
@@ -93,19 +94,19 @@ func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 		var v FundsDeposited
 		ok = s.object(func(key []byte) bool {
 			switch string(key) {
-			case "deposit_id":
+			case jsonFundsDepositedDepositID:
 				return once(0) && s.str(&v.DepositID)
-			case "debit_account":
+			case jsonFundsDepositedDebitAccount:
 				return once(1) && s.str(&v.DebitAccount)
-			case "credit_account":
+			case jsonFundsDepositedCreditAccount:
 				return once(2) && s.str(&v.CreditAccount)
-			case "amount":
+			case jsonFundsDepositedAmount:
 				return once(3) && s.money(&v.Amount)
-			case "reference":
+			case jsonFundsDepositedReference:
 				return once(4) && s.str(&v.Reference)
-			case "staff_key":
+			case jsonFundsDepositedStaffKey:
 				return once(5) && s.str(nil)
-			case "identity_check":
+			case jsonFundsDepositedIdentityCheck:
 				return once(6) && s.str(nil)
 			}
 			return false
@@ -115,31 +116,31 @@ func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 		var v PaymentConfirmed
 		ok = s.object(func(key []byte) bool {
 			switch string(key) {
-			case "payment_id":
+			case jsonPaymentConfirmedPaymentID:
 				return once(0) && s.str(&v.PaymentID)
-			case "debit_account":
+			case jsonPaymentConfirmedDebitAccount:
 				return once(1) && s.str(&v.DebitAccount)
-			case "credit_account":
+			case jsonPaymentConfirmedCreditAccount:
 				return once(2) && s.str(&v.CreditAccount)
-			case "amount":
+			case jsonPaymentConfirmedAmount:
 				return once(3) && s.money(&v.Amount)
-			case "fee":
+			case jsonPaymentConfirmedFee:
 				return once(4) && s.money(nil)
-			case "description":
+			case jsonPaymentConfirmedDescription:
 				return once(5) && s.str(&v.Description)
-			case "verification_level":
+			case jsonPaymentConfirmedVerificationLevel:
 				return once(6) && s.str(nil)
-			case "categories":
+			case jsonPaymentConfirmedCategories:
 				return once(7) && s.strs()
-			case "factor_ids":
+			case jsonPaymentConfirmedFactorIDs:
 				return once(8) && s.strs()
-			case "device_id":
+			case jsonPaymentConfirmedDeviceID:
 				return once(9) && s.str(nil)
-			case "otp_uses":
+			case jsonPaymentConfirmedOTPUses:
 				return once(10) && s.otpUses()
-			case "daily_limit":
+			case jsonPaymentConfirmedDailyLimit:
 				return once(11) && s.money(nil)
-			case "daily_used":
+			case jsonPaymentConfirmedDailyUsed:
 				return once(12) && s.money(nil)
 			}
 			return false
@@ -149,25 +150,25 @@ func fastLedgerFacts(typ string, payload []byte) (LedgerFacts, bool) {
 		var v FundsWithdrawn
 		ok = s.object(func(key []byte) bool {
 			switch string(key) {
-			case "withdrawal_id":
+			case jsonFundsWithdrawnWithdrawalID:
 				return once(0) && s.str(&v.WithdrawalID)
-			case "debit_account":
+			case jsonFundsWithdrawnDebitAccount:
 				return once(1) && s.str(&v.DebitAccount)
-			case "credit_account":
+			case jsonFundsWithdrawnCreditAccount:
 				return once(2) && s.str(&v.CreditAccount)
-			case "amount":
+			case jsonFundsWithdrawnAmount:
 				return once(3) && s.money(&v.Amount)
-			case "bank_account_last4":
+			case jsonFundsWithdrawnBankAccountLast4:
 				return once(4) && s.str(&v.BankAccountLast4)
-			case "verification_level":
+			case jsonFundsWithdrawnVerificationLevel:
 				return once(5) && s.str(nil)
-			case "categories":
+			case jsonFundsWithdrawnCategories:
 				return once(6) && s.strs()
-			case "factor_ids":
+			case jsonFundsWithdrawnFactorIDs:
 				return once(7) && s.strs()
-			case "device_id":
+			case jsonFundsWithdrawnDeviceID:
 				return once(8) && s.str(nil)
-			case "otp_uses":
+			case jsonFundsWithdrawnOTPUses:
 				return once(9) && s.otpUses()
 			}
 			return false
@@ -375,7 +376,7 @@ func (s *factScanner) money(dst *Money) bool {
 	)
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {
-		case "amount":
+		case jsonMoneyAmount:
 			if hasAmt {
 				return false
 			}
@@ -383,7 +384,7 @@ func (s *factScanner) money(dst *Money) bool {
 			amount, ok = s.raw()
 			hasAmt = ok
 			return ok
-		case "currency":
+		case jsonMoneyCurrency:
 			if hasCur {
 				return false
 			}
@@ -434,13 +435,13 @@ func (s *factScanner) otpUses() bool {
 		var factor, step bool
 		return s.object(func(key []byte) bool {
 			switch string(key) {
-			case "factor_id":
+			case jsonOTPUseFactorID:
 				if factor {
 					return false
 				}
 				factor = true
 				return s.str(nil)
-			case "step":
+			case jsonOTPUseStep:
 				if step {
 					return false
 				}

@@ -10,9 +10,11 @@ import (
 // Hand-written JSON encoders for the events of the payment hot path
 // (PaymentInitiated and PaymentConfirmed, written for every payment). They
 // produce exactly the bytes encoding/json produces for the same value
-// (fastencode_test.go checks this over many generated values), so the log
-// does not depend on which path wrote an event. Every other event type goes
-// through encoding/json.
+// (fastencode_test.go checks this over many generated values, and
+// codec_fuzz_test.go over fuzzed ones), so the log does not depend on
+// which path wrote an event. Member names come from codec_fields.go, which
+// is generated from the struct tags. Every other event type goes through
+// encoding/json.
 
 // encAppendEvent appends the JSON of e to dst when e has a hand-written
 // encoder. ok is false when it has none or the value cannot be encoded
@@ -53,27 +55,27 @@ func encSize(e Event) int {
 }
 
 func (v PaymentInitiated) encAppend(b []byte) ([]byte, bool) {
-	b = append(b, `{"payment_id":`...)
+	b = append(b, `{"`+jsonPaymentInitiatedPaymentID+`":`...)
 	b = encAppendString(b, v.PaymentID)
-	b = append(b, `,"payer":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedPayer+`":`...)
 	b = encAppendString(b, v.Payer)
-	b = append(b, `,"payee":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedPayee+`":`...)
 	b = encAppendString(b, v.Payee)
-	b = append(b, `,"amount":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedAmount+`":`...)
 	b = v.Amount.encAppend(b)
-	b = append(b, `,"fee":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedFee+`":`...)
 	b = v.Fee.encAppend(b)
-	b = append(b, `,"channel":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedChannel+`":`...)
 	b = encAppendString(b, v.Channel)
-	b = append(b, `,"terminal":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedTerminal+`":`...)
 	b = encAppendString(b, v.Terminal)
-	b = append(b, `,"device_id":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedDeviceID+`":`...)
 	b = encAppendString(b, v.DeviceID)
-	b = append(b, `,"description":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedDescription+`":`...)
 	b = encAppendString(b, v.Description)
-	b = append(b, `,"challenge":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedChallenge+`":`...)
 	b = encAppendBytes(b, v.Challenge)
-	b = append(b, `,"expires_at":`...)
+	b = append(b, `,"`+jsonPaymentInitiatedExpiresAt+`":`...)
 	b, ok := encAppendTime(b, v.ExpiresAt)
 	if !ok {
 		return b, false
@@ -82,43 +84,43 @@ func (v PaymentInitiated) encAppend(b []byte) ([]byte, bool) {
 }
 
 func (v PaymentConfirmed) encAppend(b []byte) []byte {
-	b = append(b, `{"payment_id":`...)
+	b = append(b, `{"`+jsonPaymentConfirmedPaymentID+`":`...)
 	b = encAppendString(b, v.PaymentID)
-	b = append(b, `,"debit_account":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedDebitAccount+`":`...)
 	b = encAppendString(b, v.DebitAccount)
-	b = append(b, `,"credit_account":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedCreditAccount+`":`...)
 	b = encAppendString(b, v.CreditAccount)
-	b = append(b, `,"amount":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedAmount+`":`...)
 	b = v.Amount.encAppend(b)
-	b = append(b, `,"fee":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedFee+`":`...)
 	b = v.Fee.encAppend(b)
-	b = append(b, `,"description":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedDescription+`":`...)
 	b = encAppendString(b, v.Description)
-	b = append(b, `,"verification_level":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedVerificationLevel+`":`...)
 	b = encAppendString(b, v.VerificationLevel)
-	b = append(b, `,"categories":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedCategories+`":`...)
 	b = encAppendStrings(b, v.Categories)
-	b = append(b, `,"factor_ids":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedFactorIDs+`":`...)
 	b = encAppendStrings(b, v.FactorIDs)
-	b = append(b, `,"device_id":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedDeviceID+`":`...)
 	b = encAppendString(b, v.DeviceID)
 	if len(v.OTPUses) > 0 { // omitempty
-		b = append(b, `,"otp_uses":`...)
+		b = append(b, `,"`+jsonPaymentConfirmedOTPUses+`":`...)
 		b = encAppendOTPUses(b, v.OTPUses)
 	}
-	b = append(b, `,"daily_limit":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedDailyLimit+`":`...)
 	b = v.DailyLimit.encAppend(b)
-	b = append(b, `,"daily_used":`...)
+	b = append(b, `,"`+jsonPaymentConfirmedDailyUsed+`":`...)
 	b = v.DailyUsed.encAppend(b)
 	return append(b, '}')
 }
 
-// appendJSON appends what MarshalJSON returns.
+// encAppend appends what MarshalJSON returns.
 func (m Money) encAppend(b []byte) []byte {
-	b = append(b, `{"amount":"`...)
+	b = append(b, `{"`+jsonMoneyAmount+`":"`...)
 	b = appendFixed(b, m.Amount, minorUnits[m.Currency]) // digits, '-' and '.': nothing to escape
 	b = append(b, '"')
-	b = append(b, `,"currency":`...)
+	b = append(b, `,"`+jsonMoneyCurrency+`":`...)
 	b = encAppendString(b, string(m.Currency))
 	return append(b, '}')
 }
@@ -129,9 +131,9 @@ func encAppendOTPUses(b []byte, uses []OTPUse) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"factor_id":`...)
+		b = append(b, `{"`+jsonOTPUseFactorID+`":`...)
 		b = encAppendString(b, u.FactorID)
-		b = append(b, `,"step":`...)
+		b = append(b, `,"`+jsonOTPUseStep+`":`...)
 		b = strconv.AppendInt(b, u.Step, 10)
 		b = append(b, '}')
 	}
