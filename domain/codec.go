@@ -29,11 +29,11 @@ type Codec interface {
 // hand-written encoders for the payment events (fastencode.go) and a
 // hand-written scanner for the ledger facts (fastdecode.go), both taking
 // their member names from the table generated from the struct tags
-// (codec_fields.go), so a renamed tag cannot leave them behind. It is kept over a generated codec because a generated
-// one was neither byte-identical to encoding/json nor as fast
-// (docs/performance.md, "Event codec: generated vs hand-written"); the
-// bytes must not depend on which path wrote an event, since the log keeps
-// them for good.
+// (codec_fields.go), so a renamed tag cannot leave them behind. It is kept
+// over a generated codec because a generated one was neither
+// byte-identical to encoding/json nor as fast (docs/performance.md, "Event
+// codec: generated vs hand-written"); the bytes must not depend on which
+// path wrote an event, since the log keeps them for good.
 type JSONCodec struct{}
 
 var _ Codec = JSONCodec{}
