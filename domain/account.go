@@ -116,6 +116,8 @@ type Account struct {
 	// depositRefs maps each credited bank reference to its deposit.
 	depositRefs map[string]string
 	devices     map[string]*Device
+	// recovered sums the compensation taken back per loss case.
+	recovered map[string]decimal.Decimal
 }
 
 // NewAccount returns the empty aggregate for an account stream. loc is the
@@ -133,6 +135,7 @@ func NewAccount(loc *time.Location) *Account {
 
 		depositRefs: map[string]string{},
 		devices:     map[string]*Device{},
+		recovered:   map[string]decimal.Decimal{},
 	}
 }
 
@@ -241,6 +244,10 @@ func (a *Account) Available(projected decimal.Decimal, checkpoint int64) Money {
 	}
 	return Money{Amount: projected.Add(a.movesNet.Sub(a.moves[i].before)), Currency: a.Currency}
 }
+
+// Recovered returns the compensation taken back from the account for a
+// loss case.
+func (a *Account) Recovered(caseID string) decimal.Decimal { return a.recovered[caseID] }
 
 // Forget drops own money events the projection has already counted, so the
 // aggregate's memory stays bounded by the projection's lag.
@@ -368,6 +375,7 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.addMove(r.Position, v.Amount.Amount, true)
 	case CompensationRecovered:
 		a.addMove(r.Position, v.Amount.Amount, true)
+		a.recovered[v.CaseID] = a.recovered[v.CaseID].Add(v.Amount.Amount)
 	case FundsWithdrawn:
 		a.failures = 0
 		a.useOTPs(v.OTPUses)

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/shopspring/decimal"
 )
@@ -64,3 +65,13 @@ func (s FeeSchedule) FeeFor(amount Money) Money {
 
 // MinorUnits returns how many decimal places amounts in c carry.
 func MinorUnits(c Currency) int32 { return minorUnits[c] }
+
+// Currencies returns the currencies the ledger keeps, sorted.
+func Currencies() []Currency {
+	out := make([]Currency, 0, len(minorUnits))
+	for c := range minorUnits {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}

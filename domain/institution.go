@@ -227,6 +227,17 @@ func (LossInvestigated) EventType() string      { return TypeLossInvestigated }
 func (LiabilityDetermined) EventType() string   { return TypeLiabilityDetermined }
 func (LossCaseClosed) EventType() string        { return TypeLossCaseClosed }
 
+// moneyTypes are the event types MovementOf gives a movement for.
+var moneyTypes = map[string]bool{
+	TypeFundsDeposited: true, TypePaymentConfirmed: true, TypeFundsWithdrawn: true,
+	TypeFeeCharged: true, TypeReserveProvisioned: true, TypeReserveAdjusted: true,
+	TypeCompensationPaid: true, TypeCompensationRecovered: true,
+}
+
+// MovesMoney reports whether events of type typ move money (MovementOf
+// gives them a movement), so a reader can skip decoding the others.
+func MovesMoney(typ string) bool { return moneyTypes[typ] }
+
 // institutionMovement is MovementOf for the institution's money events.
 func institutionMovement(e Event) (Movement, bool) {
 	switch v := e.(type) {

@@ -87,6 +87,17 @@ const (
 	OpRegisterDevice  Op = "register_device"
 	OpReadMetrics     Op = "read_metrics"
 	OpRevokeDevice    Op = "revoke_device"
+
+	OpReportLossCase     Op = "report_loss_case"
+	OpViewLossCase       Op = "view_loss_case"
+	OpInvestigateLoss    Op = "investigate_loss"
+	OpDetermineLiability Op = "determine_liability"
+	OpSettleLoss         Op = "settle_loss"
+	OpCloseLossCase      Op = "close_loss_case"
+	OpReadReserve        Op = "read_reserve"
+	OpAdjustReserve      Op = "adjust_reserve"
+	OpCloseDay           Op = "close_day"
+	OpReadAnnualReport   Op = "read_annual_report"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -102,6 +113,7 @@ var (
 	funding    = staffkeys.RoleFunding
 	finance    = staffkeys.RoleFinance
 	compliance = staffkeys.RoleCompliance
+	regulator  = staffkeys.RoleRegulator
 	auditor    = staffkeys.RoleAuditor
 )
 
@@ -133,6 +145,21 @@ var access = map[Op]Rule{
 	OpReadOperations:  {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
 	OpRegisterDevice:  {Holder: true},
 	OpRevokeDevice:    {Holder: true, Roles: []staffkeys.Role{operator}},
+	// Loss cases (Art. 37): the holder reports and follows their own;
+	// compliance investigates and determines liability; finance moves the
+	// money; either closes.
+	OpReportLossCase:     {Holder: true},
+	OpViewLossCase:       {Holder: true, Roles: []staffkeys.Role{finance, compliance, auditor}},
+	OpInvestigateLoss:    {Roles: []staffkeys.Role{compliance}},
+	OpDetermineLiability: {Roles: []staffkeys.Role{compliance}},
+	OpSettleLoss:         {Roles: []staffkeys.Role{finance}},
+	OpCloseLossCase:      {Roles: []staffkeys.Role{finance, compliance}},
+	// The reserve and its closes are finance's; the annual report is the
+	// regulator's (and finance's and the auditor's to check).
+	OpReadReserve:      {Roles: []staffkeys.Role{finance, auditor}},
+	OpAdjustReserve:    {Roles: []staffkeys.Role{finance}},
+	OpCloseDay:         {Roles: []staffkeys.Role{finance}},
+	OpReadAnnualReport: {Roles: []staffkeys.Role{regulator, finance, auditor}},
 	// Operational metrics name no account: any staff key may read them.
 	OpReadMetrics: {Roles: staffkeys.Roles()},
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/staffkeys"
+	"github.com/payledger/payledger/reserves"
 )
 
 // accessRule is who may perform an operation: anyone, the account's
@@ -65,6 +66,18 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpRegisterDevice:  {holder: true},
 	ledger.OpRevokeDevice:    {holder: true, roles: roles(roleOperator)},
 	ledger.OpReadMetrics:     {roles: roles(roleOperator, roleFunding, roleFinance, roleCompliance, staffkeys.RoleRegulator, roleAuditor)},
+	// Loss cases: the holder reports and follows their own; compliance
+	// decides liability; finance moves money; the regulator sees reports.
+	ledger.OpReportLossCase:     {holder: true},
+	ledger.OpViewLossCase:       {holder: true, roles: roles(roleFinance, roleCompliance, roleAuditor)},
+	ledger.OpInvestigateLoss:    {roles: roles(roleCompliance)},
+	ledger.OpDetermineLiability: {roles: roles(roleCompliance)},
+	ledger.OpSettleLoss:         {roles: roles(roleFinance)},
+	ledger.OpCloseLossCase:      {roles: roles(roleFinance, roleCompliance)},
+	ledger.OpReadReserve:        {roles: roles(roleFinance, roleAuditor)},
+	ledger.OpAdjustReserve:      {roles: roles(roleFinance)},
+	ledger.OpCloseDay:           {roles: roles(roleFinance)},
+	ledger.OpReadAnnualReport:   {roles: roles(staffkeys.RoleRegulator, roleFinance, roleAuditor)},
 }
 
 func staffActor(r staffkeys.Role) ledger.Actor {
@@ -313,12 +326,59 @@ func TestAccessThroughService(t *testing.T) {
 			return err
 		}},
 	}
+	// The loss-case steps name a case, not an account: a missing case is
+	// not_found once access allows the caller.
+	caseCalls := map[ledger.Op]func(by ledger.Actor) error{
+		ledger.OpInvestigateLoss: func(by ledger.Actor) error {
+			_, err := svc.InvestigateLoss(ctx, by, nope, idem, "")
+			return err
+		},
+		ledger.OpDetermineLiability: func(by ledger.Actor) error {
+			_, err := svc.DetermineLiability(ctx, by, nope, idem, reserves.Finding{})
+			return err
+		},
+		ledger.OpSettleLoss: func(by ledger.Actor) error {
+			_, err := svc.SettleLoss(ctx, by, nope, idem)
+			return err
+		},
+		ledger.OpCloseLossCase: func(by ledger.Actor) error {
+			_, err := svc.CloseLossCase(ctx, by, nope, idem)
+			return err
+		},
+		ledger.OpReadReserve: func(by ledger.Actor) error {
+			_, err := svc.Reserve(ctx, by, "CNY", 5)
+			return err
+		},
+		ledger.OpAdjustReserve: func(by ledger.Actor) error {
+			_, err := svc.AdjustReserve(ctx, by, idem, domain.AdjustTopUp, "abc", "CNY", "refused: not an amount")
+			return err
+		},
+		ledger.OpCloseDay: func(by ledger.Actor) error {
+			_, err := svc.CloseDay(ctx, by, domain.CNY, "2099-01-01")
+			return err
+		},
+		ledger.OpReadAnnualReport: func(by ledger.Actor) error {
+			_, err := svc.AnnualReport(ctx, by, 1999)
+			return err
+		},
+	}
+	for op, run := range caseCalls {
+		calls = append(calls, accessCall{op: op, noAccount: true, run: func(by ledger.Actor, _ string) error { return run(by) }})
+	}
+	calls = append(calls, accessCall{op: ledger.OpReportLossCase, run: func(by ledger.Actor, id string) error {
+		_, err := svc.ReportLossCase(ctx, by, id, idem, ledger.LossRequest{PaymentIDs: []string{nope}})
+		return err
+	}})
 	for _, op := range []ledger.Op{ledger.OpReadBalance, ledger.OpReadStatement, ledger.OpReadOperations} {
 		calls = append(calls, accessCall{op: op, run: func(by ledger.Actor, id string) error {
 			return svc.AuthorizeRead(ctx, by, op, id)
 		}})
 	}
-	covered := map[ledger.Op]bool{ledger.OpReadMetrics: true} // served by httpapi alone: it reads no account
+	covered := map[ledger.Op]bool{
+		ledger.OpReadMetrics: true, // served by httpapi alone: it reads no account
+		// A holder may see their own case only: TestLossCaseAccess.
+		ledger.OpViewLossCase: true,
+	}
 	for _, c := range calls {
 		covered[c.op] = true
 		t.Run(string(c.op), func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/reserves"
 	"github.com/shopspring/decimal"
 )
 
@@ -70,6 +71,9 @@ type Config struct {
 	// waits for a slot before it is refused as rate_limited (default 2 s).
 	HashSlots int
 	HashWait  time.Duration
+	// Reserves is the provisioning and compensation policy; its zero
+	// value is reserves.DefaultPolicy in Policy.Location.
+	Reserves reserves.Policy
 }
 
 // Service executes commands against account streams.
@@ -84,6 +88,7 @@ type Service struct {
 	// hashing slot at a time.
 	hashTurns []chan struct{}
 	storage   storageHealth
+	reserves  reserveBook
 }
 
 // storageHealth remembers the last append that failed for a reason of the
@@ -135,6 +140,21 @@ func New(cfg Config) (*Service, error) {
 		cfg.HashWait = 2 * time.Second
 	}
 	cfg.Policy.Secrets = cfg.Keys
+	if cfg.Reserves.Version == "" {
+		cfg.Reserves = reserves.DefaultPolicy(cfg.Policy.Location)
+	}
+	if cfg.Reserves.Location == nil {
+		cfg.Reserves.Location = cfg.Policy.Location
+	}
+	if cfg.Reserves.Location == nil {
+		cfg.Reserves.Location = time.UTC
+	}
+	if err := cfg.Reserves.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Policy.Fees.Validate(); err != nil {
+		return nil, err
+	}
 	turns := make([]chan struct{}, statusStripes)
 	for i := range turns {
 		turns[i] = make(chan struct{}, 1)

@@ -424,3 +424,31 @@ func digestRow(h hash.Hash, tag byte, cols [][]byte) {
 		h.Write(v)
 	}
 }
+
+// AccountRow is one account's balance as the projection stores it.
+type AccountRow struct {
+	Currency domain.Currency
+	Balance  decimal.Decimal
+	Debits   decimal.Decimal
+	Credits  decimal.Decimal
+}
+
+// Accounts reads every account's stored balance, debits and credits as of
+// the checkpoint, which it returns too, in one transaction: what a
+// reconciliation compares with the log.
+func (r *ReadModels) Accounts(ctx context.Context) (map[string]AccountRow, int64, error) {
+	tx, err := r.readDB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("projections: accounts: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	st, err := storedBalances(ctx, tx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("projections: accounts: %w", err)
+	}
+	out := make(map[string]AccountRow, len(st.accounts))
+	for id, a := range st.accounts {
+		out[id] = AccountRow{Currency: a.currency, Balance: a.balance, Debits: a.debits, Credits: a.credits}
+	}
+	return out, st.checkpoint, nil
+}

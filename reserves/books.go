@@ -94,13 +94,14 @@ type Books struct {
 
 // NewBooks returns empty books for the institution's zone. closes are the
 // DayClosed events of the reserve streams, read first, so that a day's
-// basis counts exactly the positions its close counted.
-func NewBooks(loc *time.Location, closes []domain.DayClosed, currencyOf func(domain.DayClosed) domain.Currency) *Books {
+// basis counts exactly the positions its close counted; a close's
+// currency is its figures'.
+func NewBooks(loc *time.Location, closes []domain.DayClosed) *Books {
 	b := &Books{loc: loc, closes: map[dayKey]domain.DayClosed{}, Accounts: map[string]AccountTotals{},
 		days: map[dayKey]*dayFigures{}, years: map[int]*yearFigures{},
 		reserveRun: map[domain.Currency]decimal.Decimal{}, reserveLow: map[domain.Currency]decimal.Decimal{}}
 	for _, c := range closes {
-		b.closes[dayKey{currencyOf(c), Day(c.Day)}] = c
+		b.closes[dayKey{c.FeeIncome.Currency, Day(c.Day)}] = c
 	}
 	return b
 }

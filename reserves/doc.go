@@ -4,12 +4,13 @@
 // reported loss is compensated in advance, who bears a loss, and how the
 // annual figures and the reconciliation are computed from the log.
 //
-// Like domain, it is pure: no I/O, no clock, no randomness. Decisions take
-// the state folded from the reserve's and the cases' streams and return
-// domain events, which the ledger package appends. The figures functions
-// fold decoded events handed to them, so a report and a reconciliation are
-// reproducible from the log alone.
+// Its rules are pure, like domain's: no clock, no randomness. Decisions
+// take the state folded from the reserve's and the cases' streams and
+// return domain events, which the ledger package appends. Books folds
+// decoded events, and FoldLog feeds it the log through the eventstore
+// port, so a report and a reconciliation are reproducible from the log
+// alone.
 //
-// It imports domain only; it must never import the ledger, httpapi,
-// projections or a store adapter.
+// It imports domain and the eventstore port; it must never import the
+// ledger, httpapi, projections or a store adapter.
 package reserves

@@ -1,0 +1,258 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/reserves"
+)
+
+// stream is the write side of one institution stream (a reserve or a loss
+// case): the folded aggregate's version and the idempotency keys its
+// events recorded. apply folds one event into the aggregate.
+type stream struct {
+	name     string
+	version  int64
+	keys     map[string]keyRecord
+	keyOrder []string
+	apply    func(domain.Event, domain.Recorded)
+}
+
+func newStream(name string, apply func(domain.Event, domain.Recorded)) *stream {
+	return &stream{name: name, keys: map[string]keyRecord{}, apply: apply}
+}
+
+// catchUp folds the events appended after the stream's version.
+func (s *Service) catchUp(ctx context.Context, st *stream) error {
+	from := st.version + 1
+	for batch := 0; batch < maxLoadBatches; batch++ {
+		evs, err := s.cfg.Store.ReadStream(ctx, st.name, from, loadBatch)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", st.name, err)
+		}
+		for _, e := range evs {
+			if err := st.fold(e); err != nil {
+				return err
+			}
+		}
+		if len(evs) < loadBatch {
+			return nil
+		}
+		from = evs[len(evs)-1].Version + 1
+	}
+	return fmt.Errorf("load %s: more than %d events", st.name, maxLoadBatches*loadBatch)
+}
+
+func (st *stream) fold(e eventstore.Event) error {
+	d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+	if err != nil {
+		return fmt.Errorf("load %s at position %d: %w", st.name, e.Position, err)
+	}
+	st.apply(d, domain.Recorded{Version: e.Version, Position: e.Position, OccurredAt: e.OccurredAt})
+	st.version = e.Version
+	if e.IdempotencyKey == "" {
+		return nil
+	}
+	key, hash, _ := strings.Cut(e.IdempotencyKey, "|")
+	rec, ok := st.keys[key]
+	if !ok {
+		st.keyOrder = append(st.keyOrder, key)
+		if len(st.keyOrder) > keysPerAccount {
+			delete(st.keys, st.keyOrder[0])
+			st.keyOrder = st.keyOrder[1:]
+		}
+	}
+	rec.bodyHash = hash
+	rec.events = append(rec.events, e)
+	st.keys[key] = rec
+	return nil
+}
+
+// replay answers a repeated Idempotency-Key from what its first request
+// recorded; ok is false when the key is new.
+func (s *Service) replay(st *stream, idem Idem) (Outcome, bool, error) {
+	if idem.Key == "" {
+		return Outcome{}, false, nil
+	}
+	rec, ok := st.keys[idem.Key]
+	if !ok {
+		return Outcome{}, false, nil
+	}
+	if rec.bodyHash != idem.BodyHash {
+		return Outcome{}, true, domain.Errorf(domain.CodeIdempotencyReused, "Idempotency-Key %q was used with a different request", idem.Key)
+	}
+	out, err := s.outcome(st.name, rec.events)
+	out.Replayed = true
+	return out, true, err
+}
+
+// appendTo appends events decided on st at its version. retry is true on
+// a version conflict: another writer appended, so the caller reloads and
+// decides again.
+func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.Time, events []domain.Event, refusal error) (Outcome, bool, error) {
+	data, err := s.encode(events, now, idem)
+	if err != nil {
+		return Outcome{}, false, err
+	}
+	res, err := s.cfg.Store.Append(ctx, st.name, st.version, data)
+	switch {
+	case errors.Is(err, eventstore.ErrVersionConflict):
+		return Outcome{}, true, err
+	case errors.Is(err, eventstore.ErrUnavailable):
+		s.storage.failed(err)
+		return Outcome{}, false, domain.Errorf(domain.CodeStorageUnavailable,
+			"the event log cannot be written now (its storage is full, read-only or failing); the request was not acknowledged: retry later")
+	case err != nil:
+		return Outcome{}, false, fmt.Errorf("append to %s: %w", st.name, err)
+	}
+	s.storage.succeeded()
+	for _, e := range res.Events {
+		if err := st.fold(e); err != nil {
+			return Outcome{}, false, err
+		}
+	}
+	return Outcome{Events: res.Events, Decoded: events, Refusal: refusal}, false, nil
+}
+
+// reserveEntry is the cached reserve of one currency; mu serialises this
+// process's commands on it.
+type reserveEntry struct {
+	mu      sync.Mutex
+	reserve *reserves.Reserve
+	st      *stream
+}
+
+// reserveBook holds the reserve entries by currency.
+type reserveBook struct {
+	mu      sync.Mutex
+	entries map[domain.Currency]*reserveEntry
+}
+
+func (b *reserveBook) lock(c domain.Currency) *reserveEntry {
+	b.mu.Lock()
+	if b.entries == nil {
+		b.entries = map[domain.Currency]*reserveEntry{}
+	}
+	e := b.entries[c]
+	if e == nil {
+		e = &reserveEntry{}
+		b.entries[c] = e
+	}
+	b.mu.Unlock()
+	e.mu.Lock()
+	return e
+}
+
+func (e *reserveEntry) reset(c domain.Currency) {
+	e.reserve = reserves.NewReserve(c)
+	e.st = newStream(domain.ReserveStream(c), e.reserve.Apply)
+}
+
+// ReserveDecision decides a command on a currency's reserve given its
+// balance; it runs under the reserve's lock, once per attempt.
+type ReserveDecision func(r *reserves.Reserve, balance domain.Money, now time.Time) ([]domain.Event, error)
+
+// executeReserve runs a decision on the reserve of currency c and appends
+// its events. A decision that returns events and an error records them
+// and reports the error as the outcome's refusal (a shortfall).
+func (s *Service) executeReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision) (Outcome, error) {
+	var lastErr error
+	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
+		out, retry, err := s.attemptReserve(ctx, c, idem, decide)
+		if !retry {
+			return out, err
+		}
+		lastErr = err
+	}
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "the %s reserve changed concurrently %d times; retry the request (%v)",
+		c, s.cfg.MaxRetries, lastErr)
+}
+
+func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision) (Outcome, bool, error) {
+	ent := s.reserves.lock(c)
+	defer ent.mu.Unlock()
+	if ent.reserve == nil {
+		ent.reset(c)
+	}
+	if err := s.catchUp(ctx, ent.st); err != nil {
+		ent.reset(c)
+		return Outcome{}, false, err
+	}
+	if out, ok, err := s.replay(ent.st, idem); ok {
+		return out, false, err
+	}
+	now := s.cfg.Clock()
+	proj, cp := s.cfg.Balances.Snapshot(domain.ReserveAccountID(c))
+	bal := ent.reserve.Available(proj, cp)
+	ent.reserve.Forget(cp)
+	events, refusal := decide(ent.reserve, bal, now)
+	if len(events) == 0 {
+		return Outcome{}, false, refusal
+	}
+	out, retry, err := s.appendTo(ctx, ent.st, idem, now, events, refusal)
+	if err != nil {
+		ent.reset(c) // the append may or may not have landed: reload next time
+	}
+	return out, retry, err
+}
+
+// ReserveState returns a copy of what the reserve of c holds now: its
+// balance and its closes.
+func (s *Service) reserveState(ctx context.Context, c domain.Currency) (domain.Money, []domain.DayClosed, error) {
+	ent := s.reserves.lock(c)
+	defer ent.mu.Unlock()
+	if ent.reserve == nil {
+		ent.reset(c)
+	}
+	if err := s.catchUp(ctx, ent.st); err != nil {
+		ent.reset(c)
+		return domain.Money{}, nil, err
+	}
+	proj, cp := s.cfg.Balances.Snapshot(domain.ReserveAccountID(c))
+	return ent.reserve.Available(proj, cp), ent.reserve.Closes(), nil
+}
+
+// loadCase folds a loss case's stream.
+func (s *Service) loadCase(ctx context.Context, caseID string) (*reserves.LossCase, *stream, error) {
+	c := &reserves.LossCase{}
+	st := newStream(domain.LossCaseStream(caseID), c.Apply)
+	if err := s.catchUp(ctx, st); err != nil {
+		return nil, nil, err
+	}
+	return c, st, nil
+}
+
+// CaseDecision decides a step of a loss case.
+type CaseDecision func(c *reserves.LossCase, now time.Time) ([]domain.Event, error)
+
+// executeCase runs a decision on a loss case's stream.
+func (s *Service) executeCase(ctx context.Context, caseID string, idem Idem, decide CaseDecision) (Outcome, error) {
+	var lastErr error
+	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
+		c, st, err := s.loadCase(ctx, caseID)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if out, ok, err := s.replay(st, idem); ok {
+			return out, err
+		}
+		now := s.cfg.Clock()
+		events, refusal := decide(c, now)
+		if len(events) == 0 {
+			return Outcome{}, refusal
+		}
+		out, retry, err := s.appendTo(ctx, st, idem, now, events, refusal)
+		if !retry {
+			return out, err
+		}
+		lastErr = err
+	}
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "loss case %s changed concurrently %d times; retry the request (%v)",
+		caseID, s.cfg.MaxRetries, lastErr)
+}

@@ -1,0 +1,375 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/reserves"
+)
+
+var (
+	financeActor    = staffActor(roleFinance)
+	complianceActor = staffActor(roleCompliance)
+)
+
+// lossHolder is an account whose factors confirm payments at each
+// verification level: the certificate alone (single factor), password and
+// biometric (two factors), certificate and password (two factors with a
+// certificate).
+type lossHolder struct {
+	certHolder
+	password string
+	bio      string
+	provider ed25519.PrivateKey
+}
+
+func openLossHolder(t testing.TB, s *ledger.Service, provider ed25519.PrivateKey, name string, seed byte) lossHolder {
+	t.Helper()
+	h := lossHolder{certHolder: openCertAccount(t, context.Background(), s, name, seed), provider: provider}
+	h.password = enrolPassword(t, s, h.id)
+	out, err := s.EnrollFactor(context.Background(), operatorActor, h.id, ledger.Idem{},
+		ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone-" + name, IdentityCheck: testIdentityCheck})
+	if err != nil {
+		t.Fatalf("enrol biometric: %v", err)
+	}
+	h.bio = out.Decoded[0].(domain.FactorEnrolled).FactorID
+	return h
+}
+
+func (h lossHolder) proofsFor(level string, challenge []byte) []domain.Proof {
+	cert := domain.Proof{FactorID: h.factor, Signature: ed25519.Sign(h.priv, challenge)}
+	pw := domain.Proof{FactorID: h.password, Password: testPassword}
+	bio := domain.Proof{FactorID: h.bio, Attestation: ed25519.Sign(h.provider, challenge)}
+	switch level {
+	case domain.LevelSingleFactor:
+		return []domain.Proof{cert}
+	case domain.LevelTwoFactor:
+		return []domain.Proof{pw, bio}
+	}
+	return []domain.Proof{cert, pw}
+}
+
+// pay initiates and confirms a payment at a verification level and returns
+// what the payer's stream recorded.
+func (h lossHolder) pay(t testing.TB, s *ledger.Service, payee, amount, level string) (domain.PaymentConfirmed, *domain.FeeCharged) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := s.InitiatePayment(ctx, h.actor(), h.id, ledger.Idem{}, paymentReq(payee, amount, h.device))
+	if err != nil {
+		t.Fatalf("initiate %s: %v", amount, err)
+	}
+	pi := initiated(t, out)
+	conf, err := s.ConfirmPayment(ctx, h.actor(), h.id, pi.PaymentID, ledger.Idem{}, h.device, h.proofsFor(level, pi.Challenge))
+	if err != nil || conf.Refusal != nil {
+		t.Fatalf("confirm %s at %s: %v / %v", amount, level, err, conf.Refusal)
+	}
+	var pc domain.PaymentConfirmed
+	var fee *domain.FeeCharged
+	for _, d := range conf.Decoded {
+		switch v := d.(type) {
+		case domain.PaymentConfirmed:
+			pc = v
+		case domain.FeeCharged:
+			fee = &v
+		}
+	}
+	if pc.VerificationLevel != level {
+		t.Fatalf("payment confirmed at %s, want %s", pc.VerificationLevel, level)
+	}
+	return pc, fee
+}
+
+type reserveFixture struct {
+	e        *env
+	svc      *ledger.Service
+	payer    lossHolder
+	payee    certHolder
+	provider ed25519.PrivateKey
+}
+
+func newReserveFixture(t *testing.T, mod func(*ledger.Config)) *reserveFixture {
+	t.Helper()
+	e := newEnv(t, 33)
+	e.runProjection(t)
+	provider := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	svc := e.node(t, func(c *ledger.Config) {
+		c.Policy.BiometricProviderKey = provider.Public().(ed25519.PublicKey)
+		c.Policy.Fees = domain.FeeSchedule{Version: "fees-test", Rate: decimal.RequireFromString("0.001"), Min: decimal.RequireFromString("0.01")}
+		c.Reserves = reserves.DefaultPolicy(e.policy.Location)
+		c.Reserves.AdvanceCap = decimal.RequireFromString("400")
+		if mod != nil {
+			mod(c)
+		}
+	})
+	f := &reserveFixture{e: e, svc: svc, provider: provider}
+	f.payer = openLossHolder(t, svc, provider, "Loss Payer", 41)
+	f.payee = openCertAccount(t, context.Background(), svc, "Loss Payee", 42)
+	fund(t, svc, f.payer.id, "5000.00")
+	return f
+}
+
+func (f *reserveFixture) topUp(t *testing.T, amount string) {
+	t.Helper()
+	if _, err := f.svc.AdjustReserve(context.Background(), financeActor, ledger.Idem{}, domain.AdjustTopUp, amount, "CNY", "initial funding"); err != nil {
+		t.Fatalf("top up: %v", err)
+	}
+}
+
+// TestFeesAreShownChargedAndCredited: the fee is in the confirmation
+// details (and the challenge) before the holder confirms, the payer pays
+// amount and fee, and fee income receives the fee.
+func TestFeesAreShownChargedAndCredited(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	out, err := f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "250.00", f.payer.device))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi := initiated(t, out)
+	if pi.Fee.String() != "0.25" {
+		t.Fatalf("fee shown %s, want 0.25", pi.Fee)
+	}
+	if want := domain.PaymentChallenge(pi.PaymentID, pi.Payer, pi.Payee, pi.Amount, pi.Fee, nil); len(pi.Challenge) <= len(want) {
+		t.Fatalf("challenge %q does not carry the fee's line", pi.Challenge)
+	}
+	conf, err := f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device,
+		f.payer.proofsFor(domain.LevelTwoFactorCertificate, pi.Challenge))
+	if err != nil || conf.Refusal != nil {
+		t.Fatalf("confirm: %v / %v", err, conf.Refusal)
+	}
+	fee, ok := conf.Decoded[1].(domain.FeeCharged)
+	if !ok || fee.Amount.String() != "0.25" || fee.CreditAccount != domain.FeeIncomeAccountID(domain.CNY) || fee.Schedule != "fees-test" {
+		t.Fatalf("after the payment: %#v", conf.Decoded)
+	}
+	if err := f.e.rm.WaitFor(ctx, conf.Events[len(conf.Events)-1].Position); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{f.payer.id: "4749.75", f.payee.id: "250.00", domain.FeeIncomeAccountID(domain.CNY): "0.25"} {
+		if bal, _ := f.e.rm.Snapshot(id); bal.StringFixed(2) != want {
+			t.Errorf("balance of %s = %s, want %s", id, bal.StringFixed(2), want)
+		}
+	}
+	// The balance must cover amount and fee: 4749.75 pays 4745.00 + 4.75
+	// but not 4746.00 + 4.75.
+	_, err = f.svc.InitiatePayment(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, paymentReq(f.payee.id, "4746.00", f.payer.device))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLossCaseLifecycle: a reported loss is compensated in advance from
+// the reserve at once; a shortfall is recorded and never overdraws the
+// reserve, and the advance is paid once finance tops up; liability found
+// to be the customer's (with evidence) is recovered, except single-factor
+// payments, which stay the institution's.
+func TestLossCaseLifecycle(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	two, _ := f.payer.pay(t, f.svc, f.payee.id, "300.00", domain.LevelTwoFactor)
+	single, _ := f.payer.pay(t, f.svc, f.payee.id, "50.00", domain.LevelSingleFactor)
+
+	// The reserve is empty: the advance is due, the shortfall recorded.
+	head := f.e.head(t)
+	v, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("loss-1", "a"), ledger.LossRequest{
+		PaymentIDs: []string{two.PaymentID, single.PaymentID}, Description: "my phone was stolen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Advance != "due" || domain.ErrorCode(v.Refusal) != reserves.CodeReserveShortfall || v.Loss.String() != "350.00" || v.Status != reserves.StatusReported {
+		t.Fatalf("report with an empty reserve: %+v", v)
+	}
+	short := readNamed(t, f.e.store, domain.ReserveStream(domain.CNY))
+	if len(short) != 1 || short[0].Type != domain.TypeReserveShortfall || short[0].Position <= head {
+		t.Fatalf("reserve stream after the shortfall: %v", short)
+	}
+	// The same request again answers with the same case and pays nothing.
+	again, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("loss-1", "a"), ledger.LossRequest{
+		PaymentIDs: []string{two.PaymentID, single.PaymentID}, Description: "my phone was stolen"})
+	if err != nil || again.CaseID != v.CaseID {
+		t.Fatalf("replayed report: %+v, %v (first %s)", again, err, v.CaseID)
+	}
+
+	f.topUp(t, "1000.00")
+	v, err = f.svc.SettleLoss(ctx, financeActor, v.CaseID, ledger.Idem{})
+	if err != nil || v.Advance != "paid" || v.Compensated.String() != "350.00" {
+		t.Fatalf("advance after the top-up: %+v, %v", v, err)
+	}
+	// A second case naming a paid payment gets no second advance.
+	dup, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{two.PaymentID}})
+	if err != nil || dup.Advance != "due" || domain.ErrorCode(dup.Refusal) != domain.CodeConflict {
+		t.Fatalf("second case on a compensated payment: %+v, %v", dup, err)
+	}
+
+	// Compliance: a finding against the customer needs evidence.
+	if _, err := f.svc.InvestigateLoss(ctx, complianceActor, v.CaseID, ledger.Idem{}, "called the holder"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.DetermineLiability(ctx, complianceActor, v.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableCustomer, Reasons: []string{"told a caller the password"}})
+	wantCode(t, "a finding without evidence", err, reserves.CodeEvidenceRequired)
+	v, err = f.svc.DetermineLiability(ctx, complianceActor, v.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableCustomer,
+		Reasons: []string{"told a caller the password"}, Evidence: []string{"call-recording-7781"}})
+	if err != nil || v.Liability.CustomerShare.String() != "300.00" || v.Liability.StaffKey != complianceActor.KeyID {
+		t.Fatalf("determined: %+v, %v", v.Liability, err)
+	}
+	_, err = f.svc.CloseLossCase(ctx, financeActor, v.CaseID, ledger.Idem{})
+	if err != nil {
+		t.Fatalf("close with a recovery outstanding: %v", err)
+	}
+
+	// Recovery takes back the two-factor payment's advance, not the
+	// single-factor one; another case is settled the same way.
+	c2, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{
+		PaymentIDs: []string{f.payer.payID(t, f.svc, f.payee.id, "120.00", domain.LevelTwoFactor)}})
+	if err != nil || c2.Advance != "paid" {
+		t.Fatalf("second case: %+v %v", c2, err)
+	}
+	if _, err := f.svc.DetermineLiability(ctx, complianceActor, c2.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableCustomer,
+		Reasons: []string{"r"}, Evidence: []string{"e"}}); err != nil {
+		t.Fatal(err)
+	}
+	c2, err = f.svc.SettleLoss(ctx, financeActor, c2.CaseID, ledger.Idem{})
+	if err != nil || c2.Recovered.String() != "120.00" {
+		t.Fatalf("recovery: %+v, %v", c2, err)
+	}
+	_, err = f.svc.SettleLoss(ctx, financeActor, c2.CaseID, ledger.Idem{})
+	wantCode(t, "settling a settled case", err, domain.CodeConflict)
+	c2, err = f.svc.CloseLossCase(ctx, complianceActor, c2.CaseID, ledger.Idem{})
+	if err != nil || c2.Closing.Outcome != "customer_liable" {
+		t.Fatalf("close: %+v %v", c2, err)
+	}
+	// A loss above the advance cap waits for its investigation, then the
+	// institution settles it in full.
+	big, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{
+		PaymentIDs: []string{f.payer.payID(t, f.svc, f.payee.id, "450.00", domain.LevelTwoFactorCertificate)}})
+	if err != nil || big.Advance != "above_advance_cap" || !big.Compensated.Amount.IsZero() {
+		t.Fatalf("case above the cap: %+v %v", big, err)
+	}
+	if _, err := f.svc.DetermineLiability(ctx, complianceActor, big.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableInstitution,
+		Reasons: []string{"phishing page impersonated us"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.CloseLossCase(ctx, complianceActor, big.CaseID, ledger.Idem{})
+	wantCode(t, "closing while the holder is owed", err, reserves.CodeCaseState)
+	big, err = f.svc.SettleLoss(ctx, financeActor, big.CaseID, ledger.Idem{})
+	if err != nil || big.Compensated.String() != "450.00" {
+		t.Fatalf("settlement: %+v %v", big, err)
+	}
+
+	// The reserve never went below zero, and its balance is its history.
+	view, err := f.svc.Reserve(ctx, financeActor, "CNY", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1000 top-up - 350 - 120 - 450 paid + 120 recovered.
+	if view.Balance.String() != "200.00" {
+		t.Fatalf("reserve %s, want 200.00", view.Balance)
+	}
+}
+
+// payID pays and returns the payment's id.
+func (h lossHolder) payID(t testing.TB, s *ledger.Service, payee, amount, level string) string {
+	t.Helper()
+	pc, _ := h.pay(t, s, payee, amount, level)
+	return pc.PaymentID
+}
+
+// TestLossCaseAccess: a holder reports losses on their own payments only,
+// sees their own cases only (another's answers as a missing one does), and
+// takes no staff step; staff roles take only their own steps.
+func TestLossCaseAccess(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	other := openLossHolder(t, f.svc, f.provider, "Other Payer", 43)
+	fund(t, f.svc, other.id, "100.00")
+	theirs := other.payID(t, f.svc, f.payee.id, "10.00", domain.LevelTwoFactorCertificate)
+	mine := f.payer.payID(t, f.svc, f.payee.id, "10.00", domain.LevelTwoFactorCertificate)
+
+	head := f.e.head(t)
+	_, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{theirs}})
+	wantCode(t, "a loss on another holder's payment", err, domain.CodeInvalid)
+	_, err = f.svc.ReportLossCase(ctx, f.payer.actor(), other.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{theirs}})
+	wantCode(t, "a loss report on another account", err, domain.CodeForbidden)
+	// The payee cannot claim the payment it received.
+	_, err = f.svc.ReportLossCase(ctx, holderOf(f.payee.id), f.payee.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{mine}})
+	wantCode(t, "the payee claims a received payment", err, domain.CodeInvalid)
+	if h := f.e.head(t); h != head {
+		t.Fatalf("refused reports appended: %d -> %d", head, h)
+	}
+
+	v, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{mine}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.svc.LossCase(ctx, f.payer.actor(), v.CaseID); err != nil || got.CaseID != v.CaseID {
+		t.Fatalf("own case: %v", err)
+	}
+	_, errOther := f.svc.LossCase(ctx, other.actor(), v.CaseID)
+	_, errMissing := f.svc.LossCase(ctx, other.actor(), "01JNYS0000000000000000NOPE")
+	wantCode(t, "another holder's case", errOther, domain.CodeForbidden)
+	if errOther == nil || errMissing == nil || errOther.Error() != errMissing.Error() {
+		t.Fatalf("another holder's case answers %v, a missing one %v", errOther, errMissing)
+	}
+	for _, r := range []struct {
+		by   ledger.Actor
+		code string
+	}{{financeActor, ""}, {complianceActor, ""}, {staffActor(roleAuditor), ""}, {operatorActor, domain.CodeForbidden}, {fundingActor, domain.CodeForbidden}, {publicActor, domain.CodeUnauthenticated}} {
+		_, err := f.svc.LossCase(ctx, r.by, v.CaseID)
+		if (r.code == "" && err != nil) || (r.code != "" && domain.ErrorCode(err) != r.code) {
+			t.Errorf("%+v reads the case: %v, want %q", r.by, err, r.code)
+		}
+	}
+	head = f.e.head(t)
+	_, err = f.svc.DetermineLiability(ctx, f.payer.actor(), v.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableInstitution, Reasons: []string{"me"}})
+	wantCode(t, "the holder determines liability", err, domain.CodeForbidden)
+	_, err = f.svc.DetermineLiability(ctx, financeActor, v.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableInstitution, Reasons: []string{"me"}})
+	wantCode(t, "finance determines liability", err, domain.CodeForbidden)
+	_, err = f.svc.SettleLoss(ctx, complianceActor, v.CaseID, ledger.Idem{})
+	wantCode(t, "compliance moves money", err, domain.CodeForbidden)
+	_, err = f.svc.AdjustReserve(ctx, f.payer.actor(), ledger.Idem{}, domain.AdjustRelease, "1.00", "CNY", "mine now")
+	wantCode(t, "a holder releases the reserve", err, domain.CodeForbidden)
+	if h := f.e.head(t); h != head {
+		t.Fatalf("refused steps appended: %d -> %d", head, h)
+	}
+}
+
+// TestCloseDay: a day is closed only once it is over, provisions by the
+// policy on the day's fees and volume read from the log, and a second
+// close changes nothing.
+func TestCloseDay(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	day := reserves.DayOf(f.e.clock.Now(), f.e.policy.Location)
+	f.payer.pay(t, f.svc, f.payee.id, "1000.00", domain.LevelTwoFactorCertificate)
+	f.payer.pay(t, f.svc, f.payee.id, "234.56", domain.LevelSingleFactor)
+	_, err := f.svc.CloseDay(ctx, financeActor, domain.CNY, day)
+	wantCode(t, "closing today", err, reserves.CodeDayNotOver)
+	f.e.clock.Advance(24 * time.Hour)
+	// A payment of the next day is not the closed day's.
+	f.payer.pay(t, f.svc, f.payee.id, "99.00", domain.LevelSingleFactor)
+	cl, err := f.svc.CloseDay(ctx, financeActor, domain.CNY, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fees 1.00 + 0.23; provisions: 20% of 1.23 = 0.24 (rounded down),
+	// 0.05% of 1234.56 = 0.61.
+	if cl.FeeIncome.String() != "1.23" || cl.Volume.String() != "1234.56" || cl.Provisioned.String() != "0.85" {
+		t.Fatalf("close %+v", cl)
+	}
+	head := f.e.head(t)
+	again, err := f.svc.CloseDay(ctx, financeActor, domain.CNY, day)
+	if err != nil || again.ThroughPosition != cl.ThroughPosition || f.e.head(t) != head {
+		t.Fatalf("second close: %+v %v (head %d -> %d)", again, err, head, f.e.head(t))
+	}
+	if err := f.e.rm.WaitFor(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	if bal, _ := f.e.rm.Snapshot(domain.ReserveAccountID(domain.CNY)); bal.StringFixed(2) != "0.85" {
+		t.Fatalf("reserve %s after the close", bal)
+	}
+}
