@@ -606,7 +606,6 @@ func decodeItem(e eventstore.Event) item {
 	return item{e: e, facts: f, err: err}
 }
 
-
 // fetched is one batch read and decoded ahead of the applier.
 type fetched struct {
 	items []item
