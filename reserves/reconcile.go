@@ -11,18 +11,20 @@ import (
 	"github.com/payledger/payledger/domain"
 )
 
-// Mismatch is one disagreement the reconciliation found. It is listed,
-// never hidden: any mismatch makes the reconciliation fail.
+// Mismatch is one disagreement the reconciliation found: Log is the figure
+// recomputed from the log, Recorded the one the projection holds or a
+// close recorded. It is listed, never hidden: any mismatch makes the
+// reconciliation fail.
 type Mismatch struct {
-	Check      string `json:"check"`
-	Subject    string `json:"subject"`
-	Log        string `json:"log"`
-	Projection string `json:"projection"`
-	Detail     string `json:"detail"`
+	Check    string `json:"check"`
+	Subject  string `json:"subject"`
+	Log      string `json:"log"`
+	Recorded string `json:"recorded"`
+	Detail   string `json:"detail"`
 }
 
 func (m Mismatch) String() string {
-	s := fmt.Sprintf("%s %s: log %s, projection %s", m.Check, m.Subject, m.Log, m.Projection)
+	s := fmt.Sprintf("%s %s: log %s, recorded %s", m.Check, m.Subject, m.Log, m.Recorded)
 	if m.Detail != "" {
 		s += " (" + m.Detail + ")"
 	}
@@ -48,7 +50,7 @@ const (
 func (b *Books) Reconcile(projected map[string]AccountTotals, policies map[string]Policy) []Mismatch {
 	var out []Mismatch
 	add := func(check, subject string, log, proj decimal.Decimal, places int32, detail string) {
-		out = append(out, Mismatch{Check: check, Subject: subject, Log: log.StringFixed(places), Projection: proj.StringFixed(places), Detail: detail})
+		out = append(out, Mismatch{Check: check, Subject: subject, Log: log.StringFixed(places), Recorded: proj.StringFixed(places), Detail: detail})
 	}
 	// Every account, on both sides.
 	ids := slices.Sorted(maps.Keys(b.Accounts))
@@ -104,7 +106,7 @@ func (b *Books) reconcileCurrency(c domain.Currency, projected map[string]Accoun
 	ld, lc, lcust, linst := sums(b.Accounts)
 	pd, pc, pcust, pinst := sums(projected)
 	mm := func(check, subject string, log, proj decimal.Decimal, detail string) {
-		out = append(out, Mismatch{Check: check, Subject: subject, Log: log.StringFixed(places), Projection: proj.StringFixed(places), Detail: detail})
+		out = append(out, Mismatch{Check: check, Subject: subject, Log: log.StringFixed(places), Recorded: proj.StringFixed(places), Detail: detail})
 	}
 	if !ld.Equal(lc) {
 		mm(CheckTrialBalance, string(c)+" debits-credits", ld.Sub(lc), pd.Sub(pc), "the log's debits and credits differ")
@@ -153,7 +155,7 @@ func (b *Books) reconcileCloses(policies map[string]Policy) []Mismatch {
 		f := b.day(k.currency, k.day)
 		subject := string(k.currency) + " " + string(k.day)
 		mm := func(log, recorded decimal.Decimal, detail string) {
-			out = append(out, Mismatch{Check: CheckClose, Subject: subject, Log: log.StringFixed(places), Projection: recorded.StringFixed(places), Detail: detail})
+			out = append(out, Mismatch{Check: CheckClose, Subject: subject, Log: log.StringFixed(places), Recorded: recorded.StringFixed(places), Detail: detail})
 		}
 		if !f.feeIncome.Equal(cl.FeeIncome.Amount) {
 			mm(f.feeIncome, cl.FeeIncome.Amount, "fee income recomputed from the log differs from the close's")
@@ -174,7 +176,7 @@ func (b *Books) reconcileCloses(policies map[string]Policy) []Mismatch {
 			}
 		}
 		if f.lateEvents > 0 {
-			out = append(out, Mismatch{Check: CheckClose, Subject: subject, Log: fmt.Sprint(f.lateEvents), Projection: "0",
+			out = append(out, Mismatch{Check: CheckClose, Subject: subject, Log: fmt.Sprint(f.lateEvents), Recorded: "0",
 				Detail: "fees or payments of the day were appended after its close and were not provisioned on"})
 		}
 	}
