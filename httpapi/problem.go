@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/reserves"
 )
 
 // retryAfter is the Retry-After (seconds) of an unavailable problem.
@@ -45,6 +46,11 @@ var statusOf = map[string]int{
 	domain.CodeStorageUnavailable:       http.StatusServiceUnavailable,
 	domain.CodeDegraded:                 http.StatusServiceUnavailable,
 	domain.CodeInternal:                 http.StatusInternalServerError,
+	reserves.CodeReserveShortfall:       http.StatusConflict,
+	reserves.CodeReserveFloor:           http.StatusConflict,
+	reserves.CodeDayNotOver:             http.StatusConflict,
+	reserves.CodeCaseState:              http.StatusConflict,
+	reserves.CodeEvidenceRequired:       http.StatusUnprocessableEntity,
 }
 
 // titles are the short human titles of each code.
@@ -79,6 +85,11 @@ var titles = map[string]string{
 	domain.CodeStorageUnavailable:       "Storage unavailable",
 	domain.CodeDegraded:                 "Degraded",
 	domain.CodeInternal:                 "Internal error",
+	reserves.CodeReserveShortfall:       "Reserve shortfall",
+	reserves.CodeReserveFloor:           "Below the reserve's floor",
+	reserves.CodeDayNotOver:             "Day not over",
+	reserves.CodeCaseState:              "Not at this step",
+	reserves.CodeEvidenceRequired:       "Evidence required",
 }
 
 // Codes lists every stable problem code, for the OpenAPI document's test.

@@ -46,6 +46,7 @@ type Server struct {
 	byAddr, byAccount *ratelimit.Limiter
 	metrics           *metrics
 	metricsPublic     bool
+	disclosures       disclosurePages
 }
 
 // Failure budgets: an address may fail 20 times, then once a 6 s; an
@@ -288,6 +289,17 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/accounts/{id}/balance", s.balance)
 	m.HandleFunc("GET /v1/accounts/{id}/statement", s.statement)
 	m.HandleFunc("GET /v1/accounts/{id}/operations", s.operations)
+	m.HandleFunc("POST /v1/accounts/{id}/loss-cases", s.reportLossCase)
+	m.HandleFunc("GET /v1/loss-cases/{case}", s.getLossCase)
+	m.HandleFunc("POST /v1/loss-cases/{case}/investigation", s.investigateLoss)
+	m.HandleFunc("POST /v1/loss-cases/{case}/liability", s.determineLiability)
+	m.HandleFunc("POST /v1/loss-cases/{case}/settlement", s.settleLoss)
+	m.HandleFunc("POST /v1/loss-cases/{case}/close", s.closeLossCase)
+	m.HandleFunc("GET /v1/reserve", s.getReserve)
+	m.HandleFunc("POST /v1/reserve/adjustments", s.adjustReserve)
+	m.HandleFunc("POST /v1/reserve/closes", s.closeReserveDay)
+	m.HandleFunc("GET /v1/reports/annual/{year}", s.annualReport)
+	m.HandleFunc("GET /disclosures/{year}", s.disclosure)
 }
 
 // Routes maps every route to the ledger operation it performs ("" for the
@@ -321,6 +333,17 @@ var Routes = map[string]ledger.Op{
 	"GET /v1/accounts/{id}/balance":                    ledger.OpReadBalance,
 	"GET /v1/accounts/{id}/statement":                  ledger.OpReadStatement,
 	"GET /v1/accounts/{id}/operations":                 ledger.OpReadOperations,
+	"POST /v1/accounts/{id}/loss-cases":                ledger.OpReportLossCase,
+	"GET /v1/loss-cases/{case}":                        ledger.OpViewLossCase,
+	"POST /v1/loss-cases/{case}/investigation":         ledger.OpInvestigateLoss,
+	"POST /v1/loss-cases/{case}/liability":             ledger.OpDetermineLiability,
+	"POST /v1/loss-cases/{case}/settlement":            ledger.OpSettleLoss,
+	"POST /v1/loss-cases/{case}/close":                 ledger.OpCloseLossCase,
+	"GET /v1/reserve":                                  ledger.OpReadReserve,
+	"POST /v1/reserve/adjustments":                     ledger.OpAdjustReserve,
+	"POST /v1/reserve/closes":                          ledger.OpCloseDay,
+	"GET /v1/reports/annual/{year}":                    ledger.OpReadAnnualReport,
+	"GET /disclosures/{year}":                          "",
 }
 
 // command runs a write: decode, idempotency, execute, render. render turns

@@ -17,7 +17,7 @@ import (
 // yearTotals is what the year test computes from what it generated,
 // independently of the reserves package.
 type yearTotals struct {
-	losses, lossAmount             int
+	losses                         int
 	lossSum, compSum, recoveredSum decimal.Decimal
 	comps, recoveries, shortfalls  int
 	provisioned, toppedUp          decimal.Decimal

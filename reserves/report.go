@@ -38,10 +38,10 @@ func (f *figure) add(amount decimal.Decimal, caseID string) {
 
 // currencyYear is one currency's figures of a year.
 type currencyYear struct {
-	losses, compensation, recovered                figure
-	provisioned, toppedUp, released                decimal.Decimal
-	feeIncome, volume                              decimal.Decimal
-	provisionedCases, shortfallCases, releaseCases []string
+	losses, compensation, recovered figure
+	provisioned, toppedUp, released decimal.Decimal
+	feeIncome, volume               decimal.Decimal
+	provisionedCases, releaseCases  []string
 }
 
 // yearFigures is what the books keep of one calendar year.

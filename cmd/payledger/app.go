@@ -65,6 +65,10 @@ type Config struct {
 	Progress    io.Writer
 	Log         *slog.Logger
 	ReadTimeout time.Duration
+	// CloseCurrencies are the reserves whose days serve closes itself,
+	// every CloseEvery (a minute by default); none when empty.
+	CloseCurrencies []domain.Currency
+	CloseEvery      time.Duration
 }
 
 // Main is one running ledger: store, read models, write path and HTTP API.
@@ -172,6 +176,10 @@ func (m *Main) Open(ctx context.Context) error {
 	m.cancel = cancel
 	m.wg.Add(1)
 	go m.project(runCtx)
+	if len(c.CloseCurrencies) > 0 {
+		m.wg.Add(1)
+		go m.closeDays(runCtx)
+	}
 	if c.Addr == "" {
 		return nil
 	}
@@ -421,6 +429,34 @@ func (m *Main) project(ctx context.Context) {
 	}
 }
 
+// closeDays is serve's scheduler of the reserve's daily close: it closes
+// every day that is over and not closed yet (looking back at most a month,
+// so a server that was down closes what it missed), once a minute.
+func (m *Main) closeDays(ctx context.Context) {
+	defer m.wg.Done()
+	every := m.Config.CloseEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	for {
+		for _, c := range m.Config.CloseCurrencies {
+			closed, err := m.Service.CloseDueDays(ctx, c, 31)
+			for _, cl := range closed {
+				m.Config.Log.Info("day closed", slog.String("day", cl.Day), slog.String("currency", string(c)),
+					slog.String("provisioned", cl.Provisioned.String()), slog.Int64("through_position", cl.ThroughPosition))
+			}
+			if err != nil && ctx.Err() == nil {
+				m.Config.Log.Error("daily close failed; retrying", slog.String("currency", string(c)), slog.Any("error", err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
 // Close stops the API, then the projection, then closes the stores.
 func (m *Main) Close() error {
 	var errs []error
@@ -460,6 +496,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	m.Config.Progress = stderr
+	m.Config.CloseCurrencies = []domain.Currency{domain.CNY}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}

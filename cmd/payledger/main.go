@@ -1,5 +1,5 @@
 // Command payledger is the ledger's one binary: serve (the main job), demo,
-// rebuild, verify and bench.
+// rebuild, verify, bench, and finance's close, reconcile and report.
 package main
 
 import (
@@ -31,6 +31,12 @@ usage:
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]
                         measure confirmed payments per second (docs/performance.md)
+  payledger close   [--day YYYY-MM-DD] [--currency CNY] [--data ./data] [--tz Asia/Shanghai]
+                        close a day of the risk reserve (default yesterday); serve closes days itself
+  payledger reconcile [--data ./data] [--tz Asia/Shanghai] [--day YYYY-MM-DD] [--json]
+                        recompute every balance, the reserve and every close from the log and compare
+  payledger report  annual [--year 2026] [--format json|csv|html] [--data ./data] [--tz Asia/Shanghai]
+                        the annual report of risk events, losses, compensation and the reserve
 
 Run "payledger COMMAND -h" for a command's flags.
 `
@@ -66,6 +72,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdBench(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return cmdKeys(ctx, args[1:], stdout, stderr)
+	case "close":
+		return cmdClose(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		return cmdReconcile(ctx, args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

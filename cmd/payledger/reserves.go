@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
+	"github.com/payledger/payledger/reserves"
+)
+
+// errMismatch makes reconcile exit non-zero after listing what it found.
+var errMismatch = errors.New("reconciliation found mismatches")
+
+// cmdClose closes calendar days of the reserve: provisions by the policy
+// on each day's fees and volume, once per day.
+func cmdClose(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("close", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c Config
+	c.addFlags(fs, false)
+	day := fs.String("day", "", "the day to close, such as 2026-03-01 (default: yesterday)")
+	currency := fs.String("currency", "CNY", "the reserve's currency")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cur, err := domain.ParseCurrency(*currency, "--currency")
+	if err != nil {
+		return err
+	}
+	var d reserves.Day
+	if *day != "" {
+		if d, err = reserves.ParseDay(*day); err != nil {
+			return err
+		}
+	}
+	m := &Main{Config: c}
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	if d == "" {
+		d = reserves.DayOf(m.Service.Now().AddDate(0, 0, -1), m.Service.Reserves().Location)
+	}
+	cl, err := m.Service.CloseDay(ctx, ledger.Scheduler, cur, d)
+	if err != nil {
+		return fmt.Errorf("close %s: %w", d, err)
+	}
+	fmt.Fprintf(stdout, "close: %s %s closed through position %d: fee income %s, volume %s, provisioned %s (policy %s)\n",
+		cl.Day, cur, cl.ThroughPosition, cl.FeeIncome, cl.Volume, cl.Provisioned, cl.Policy)
+	return nil
+}
+
+// cmdReport prints a report from the log alone: "annual --year Y".
+func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "annual" {
+		fmt.Fprint(stderr, usage)
+		return errors.New(`report: the one report is "annual": payledger report annual --year 2026`)
+	}
+	fs := flag.NewFlagSet("report annual", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./data", "data directory")
+	tz := fs.String("tz", "Asia/Shanghai", "time zone of the calendar year")
+	year := fs.Int("year", 0, "calendar year, such as 2026 (default: last year)")
+	format := fs.String("format", "json", "json, csv or html")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return fmt.Errorf("time zone %q: %w", *tz, err)
+	}
+	if *year == 0 {
+		*year = time.Now().In(loc).Year() - 1
+	}
+	if *year < 2000 || *year > 9998 {
+		return fmt.Errorf("--year must be a calendar year such as 2026")
+	}
+	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer log.Close()
+	books, err := reserves.FoldLog(ctx, log, loc, 0, nil)
+	if err != nil {
+		return err
+	}
+	rep := books.Annual(*year)
+	switch *format {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	case "csv":
+		return reserves.WriteCSV(stdout, rep)
+	case "html":
+		return reserves.WriteHTML(stdout, rep, reserves.HTMLOptions{})
+	}
+	return fmt.Errorf("--format must be json, csv or html, not %q", *format)
+}
+
+// cmdReconcile recomputes every account, the reserve and every close from
+// the log alone and compares them with the read models at their
+// checkpoint; it lists every mismatch and fails when there is one.
+func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./data", "data directory")
+	tz := fs.String("tz", "Asia/Shanghai", "time zone of the calendar day")
+	day := fs.String("day", "", "also print this day's close report, such as 2026-03-01")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return fmt.Errorf("time zone %q: %w", *tz, err)
+	}
+	path := filepath.Join(*dir, "readmodels.db")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no read models at %s: %w", path, err)
+	}
+	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	defer log.Close()
+	rm, err := projections.Open(path)
+	if err != nil {
+		return err
+	}
+	defer rm.Close()
+	res, err := reconcile(ctx, log, rm, loc)
+	if err != nil {
+		return err
+	}
+	if *day != "" {
+		d, err := reserves.ParseDay(*day)
+		if err != nil {
+			return err
+		}
+		rep := res.books.DayReport(domain.CNY, d)
+		res.Day = &rep
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		res.print(stdout)
+	}
+	if len(res.Mismatches) > 0 {
+		return fmt.Errorf("%w: %d (listed above)", errMismatch, len(res.Mismatches))
+	}
+	return nil
+}
+
+// reconciliation is what reconcile found.
+type reconciliation struct {
+	Through    int64               `json:"through"`
+	Accounts   int                 `json:"accounts"`
+	Reserves   map[string]string   `json:"reserves"`
+	Mismatches []reserves.Mismatch `json:"mismatches"`
+	Day        *reserves.DayReport `json:"day,omitempty"`
+	books      *reserves.Books
+}
+
+func reconcile(ctx context.Context, log *sqlite.Reader, rm *projections.ReadModels, loc *time.Location) (reconciliation, error) {
+	rows, cp, err := rm.Accounts(ctx)
+	if err != nil {
+		return reconciliation{}, err
+	}
+	books, err := reserves.FoldLog(ctx, log, loc, cp, nil)
+	if err != nil {
+		return reconciliation{}, err
+	}
+	projected := make(map[string]reserves.AccountTotals, len(rows))
+	for id, r := range rows {
+		projected[id] = reserves.AccountTotals{Currency: r.Currency, Debits: r.Debits, Credits: r.Credits}
+	}
+	policy := reserves.DefaultPolicy(loc)
+	res := reconciliation{Through: cp, Accounts: len(rows), Reserves: map[string]string{}, books: books,
+		Mismatches: books.Reconcile(projected, map[string]reserves.Policy{policy.Version: policy})}
+	if res.Mismatches == nil {
+		res.Mismatches = []reserves.Mismatch{}
+	}
+	for _, c := range books.Currencies() {
+		res.Reserves[string(c)] = books.Accounts[domain.ReserveAccountID(c)].Balance().StringFixed(domain.MinorUnits(c))
+	}
+	return res, nil
+}
+
+func (r reconciliation) print(w io.Writer) {
+	fmt.Fprintf(w, "reconcile: log and read models compared at position %d, %d accounts\n", r.Through, r.Accounts)
+	for c, b := range r.Reserves {
+		fmt.Fprintf(w, "reconcile: risk reserve %s %s\n", c, b)
+	}
+	if r.Day != nil {
+		fmt.Fprintf(w, "reconcile: day %s (%s, closed %v): opening %s, closing %s, fee income %s, volume %s\n",
+			r.Day.Day, r.Day.Currency, r.Day.Closed, r.Day.Opening, r.Day.Closing, r.Day.FeeIncome, r.Day.Volume)
+		for _, k := range reserves.MovementKinds {
+			fmt.Fprintf(w, "reconcile:   %-22s %s\n", k, r.Day.Movements[k])
+		}
+	}
+	for _, m := range r.Mismatches {
+		fmt.Fprintln(w, "reconcile: MISMATCH", m)
+	}
+	if len(r.Mismatches) == 0 {
+		fmt.Fprintln(w, "reconcile: ok (no mismatch)")
+	}
+}

@@ -1,0 +1,325 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/reserves"
+)
+
+type lossReq struct {
+	PaymentIDs  []string `json:"payment_ids"`
+	Description string   `json:"description"`
+}
+
+type noteReq struct {
+	Note string `json:"note"`
+}
+
+type liabilityReq struct {
+	Liable   string   `json:"liable"`
+	Reasons  []string `json:"reasons"`
+	Evidence []string `json:"evidence"`
+}
+
+type adjustmentReq struct {
+	Kind     string `json:"kind"`
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+	Reason   string `json:"reason"`
+}
+
+type closeReq struct {
+	Day      string `json:"day"`
+	Currency string `json:"currency"`
+}
+
+// caseStep runs a loss-case command and renders the case for its caller.
+// A recorded refusal (a shortfall) is answered as a problem, after the
+// step's events were appended.
+func caseStep[T any](s *Server, w http.ResponseWriter, r *http.Request, status int,
+	run func(ctx context.Context, by ledger.Actor, req T, idem ledger.Idem) (ledger.LossCaseView, error)) {
+	var req T
+	body, err := decode(r, &req)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	idem, err := idemOf(s.svc.Keys(), r, body)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	by := actorOf(r)
+	v, err := run(r.Context(), by, req, idem)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, status, caseJSON(v, by))
+}
+
+func (s *Server) reportLossCase(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	caseStep(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req lossReq, idem ledger.Idem) (ledger.LossCaseView, error) {
+		return s.svc.ReportLossCase(ctx, by, id, idem, ledger.LossRequest{PaymentIDs: req.PaymentIDs, Description: req.Description})
+	})
+}
+
+func (s *Server) getLossCase(w http.ResponseWriter, r *http.Request) {
+	by := actorOf(r)
+	v, err := s.svc.LossCase(r.Context(), by, r.PathValue("case"))
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, caseJSON(v, by))
+}
+
+func (s *Server) investigateLoss(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("case")
+	caseStep(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req noteReq, idem ledger.Idem) (ledger.LossCaseView, error) {
+		return s.svc.InvestigateLoss(ctx, by, id, idem, req.Note)
+	})
+}
+
+func (s *Server) determineLiability(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("case")
+	caseStep(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, req liabilityReq, idem ledger.Idem) (ledger.LossCaseView, error) {
+		return s.svc.DetermineLiability(ctx, by, id, idem, reserves.Finding{Liable: req.Liable, Reasons: req.Reasons, Evidence: req.Evidence})
+	})
+}
+
+func (s *Server) settleLoss(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("case")
+	caseStep(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, _ struct{}, idem ledger.Idem) (ledger.LossCaseView, error) {
+		return s.svc.SettleLoss(ctx, by, id, idem)
+	})
+}
+
+func (s *Server) closeLossCase(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("case")
+	caseStep(s, w, r, http.StatusOK, func(ctx context.Context, by ledger.Actor, _ struct{}, idem ledger.Idem) (ledger.LossCaseView, error) {
+		return s.svc.CloseLossCase(ctx, by, id, idem)
+	})
+}
+
+// caseJSON renders a case for its caller: a holder sees neither the staff
+// keys nor the evidence references, the auditor no personal data.
+func caseJSON(v ledger.LossCaseView, by ledger.Actor) map[string]any {
+	payments := make([]map[string]any, len(v.Payments))
+	for i, p := range v.Payments {
+		payments[i] = map[string]any{"payment_id": p.PaymentID, "payee": p.Payee, "amount": p.Amount.String(),
+			"verification_level": p.VerificationLevel, "confirmed_at": ts(p.ConfirmedAt)}
+	}
+	out := map[string]any{"case_id": v.CaseID, "account_id": v.AccountID, "status": v.Status, "reported_at": ts(v.ReportedAt),
+		"payments": payments, "loss": v.Loss.String(), "currency": string(v.Loss.Currency), "description": v.Description,
+		"advance": v.Advance, "advance_rule": v.AdvanceReason, "compensated": v.Compensated.String(), "recovered": v.Recovered.String()}
+	if l := v.Liability; l != nil {
+		liab := map[string]any{"liable": l.Liable, "rule": l.Rule, "reasons": l.Reasons, "evidence": l.Evidence,
+			"customer_share": l.CustomerShare.String(), "staff_key": l.StaffKey}
+		if by.Holder() {
+			delete(liab, "evidence")
+		}
+		out["liability"] = liab
+	}
+	if c := v.Closing; c != nil {
+		out["closing"] = map[string]any{"outcome": c.Outcome, "compensated": c.Compensated.String(), "recovered": c.Recovered.String(), "staff_key": c.StaffKey}
+	}
+	if v.Refusal != nil {
+		out["refusal"] = map[string]any{"code": domain.ErrorCode(v.Refusal), "detail": v.Refusal.Error()}
+	}
+	if by.Holder() {
+		if l, ok := out["liability"].(map[string]any); ok {
+			delete(l, "staff_key")
+		}
+		if c, ok := out["closing"].(map[string]any); ok {
+			delete(c, "staff_key")
+		}
+	}
+	scrub(out, "", by)
+	return out
+}
+
+func (s *Server) getReserve(w http.ResponseWriter, r *http.Request) {
+	cur := r.URL.Query().Get("currency")
+	if cur == "" {
+		cur = string(domain.CNY)
+	}
+	v, err := s.svc.Reserve(r.Context(), actorOf(r), cur, 31)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reserveJSON(v))
+}
+
+func reserveJSON(v ledger.ReserveView) map[string]any {
+	closes := make([]map[string]any, len(v.Closes))
+	for i, c := range v.Closes {
+		closes[i] = closeJSON(c)
+	}
+	return map[string]any{"currency": string(v.Balance.Currency), "account_id": domain.ReserveAccountID(v.Balance.Currency),
+		"balance": v.Balance.String(), "closes": closes}
+}
+
+func closeJSON(c domain.DayClosed) map[string]any {
+	return map[string]any{"day": c.Day, "policy": c.Policy, "through_position": c.ThroughPosition,
+		"fee_income": c.FeeIncome.String(), "volume": c.Volume.String(), "provisioned": c.Provisioned.String()}
+}
+
+func (s *Server) adjustReserve(w http.ResponseWriter, r *http.Request) {
+	command(s, w, r, http.StatusCreated, func(ctx context.Context, by ledger.Actor, req adjustmentReq, idem ledger.Idem) (ledger.Outcome, error) {
+		return s.svc.AdjustReserve(ctx, by, idem, req.Kind, req.Amount, req.Currency, req.Reason)
+	}, func(out ledger.Outcome) (any, error) {
+		e, out, err := find[domain.ReserveAdjusted](out)
+		return map[string]any{"adjustment_id": e.AdjustmentID, "kind": e.Kind, "amount": e.Amount.String(),
+			"currency": string(e.Amount.Currency), "reason": e.Reason, "debit_account": e.DebitAccount,
+			"credit_account": e.CreditAccount, "log": refOf(out)}, err
+	})
+}
+
+func (s *Server) closeReserveDay(w http.ResponseWriter, r *http.Request) {
+	var req closeReq
+	if _, err := decode(r, &req); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	d, err := reserves.ParseDay(req.Day)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if req.Currency == "" {
+		req.Currency = string(domain.CNY)
+	}
+	cur, err := domain.ParseCurrency(req.Currency, "currency")
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	cl, err := s.svc.CloseDay(r.Context(), actorOf(r), cur, d)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, closeJSON(cl))
+}
+
+// yearOf reads the {year} path value.
+func yearOf(r *http.Request) (int, error) {
+	y, err := strconv.Atoi(r.PathValue("year"))
+	if err != nil || y < 2000 || y > 9998 {
+		return 0, domain.Invalid("year", "year must be a calendar year such as 2026")
+	}
+	return y, nil
+}
+
+// annualReport serves the annual report to the regulator (and finance and
+// the auditor): JSON by default, CSV or HTML by ?format.
+func (s *Server) annualReport(w http.ResponseWriter, r *http.Request) {
+	year, err := yearOf(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	rep, err := s.svc.AnnualReport(r.Context(), actorOf(r), year)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "json":
+		writeJSON(w, http.StatusOK, rep)
+		return
+	case "csv":
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		err = reserves.WriteCSV(&buf, rep)
+	case "html":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		err = reserves.WriteHTML(&buf, rep, reserves.HTMLOptions{})
+	default:
+		s.writeProblem(w, r, domain.Invalid("format", "format must be json, csv or html"))
+		return
+	}
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// disclosureDelay is how long after a year's end its public disclosure is
+// published (Art. 38 asks for it before 31 January): the first days of
+// January leave time for the last closes.
+const disclosureDelay = 7 * 24 * time.Hour
+
+// disclosure serves the public page of a year's risk events, losses and
+// compensation (Art. 38): no login, no personal data, no case ids, and
+// only once the year has ended and its closes have had time to land.
+func (s *Server) disclosure(w http.ResponseWriter, r *http.Request) {
+	year, err := yearOf(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	loc := s.svc.Reserves().Location
+	published := time.Date(year+1, 1, 1, 0, 0, 0, 0, loc).Add(disclosureDelay)
+	if s.svc.Now().Before(published) {
+		s.writeProblem(w, r, domain.Errorf(domain.CodeNotFound, "the disclosure of %d is published on %s", year, published.Format(time.DateOnly)))
+		return
+	}
+	page, err := s.disclosures.page(year, func() ([]byte, error) {
+		rep, err := s.svc.AnnualReport(r.Context(), ledger.Scheduler, year)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		err = reserves.WriteHTML(&buf, rep, reserves.HTMLOptions{Public: true, Published: published.Format(time.DateOnly)})
+		return buf.Bytes(), err
+	})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(page)
+}
+
+// disclosurePages caches the public pages: a year's figures no longer
+// change once it is published, and a page folds the whole log, which no
+// anonymous caller may make the server do more than once per year.
+type disclosurePages struct {
+	mu    sync.Mutex
+	pages map[int][]byte
+}
+
+// page returns the year's page, rendering it once; mu is held while it
+// renders, so concurrent first requests render it once too.
+func (d *disclosurePages) page(year int, render func() ([]byte, error)) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.pages[year]; ok {
+		return p, nil
+	}
+	p, err := render()
+	if err != nil {
+		return nil, err
+	}
+	if d.pages == nil {
+		d.pages = map[int][]byte{}
+	}
+	d.pages[year] = p
+	return p, nil
+}
