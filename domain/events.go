@@ -503,6 +503,10 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeLossInvestigated, 1):      decodeAs[LossInvestigated],
 	key(TypeLiabilityDetermined, 1):   decodeAs[LiabilityDetermined],
 	key(TypeLossCaseClosed, 1):        decodeAs[LossCaseClosed],
+	key(TypeDisputeOpened, 1):         decodeAs[DisputeOpened],
+	key(TypeDisputeAssigned, 1):       decodeAs[DisputeAssigned],
+	key(TypeDisputeAnswered, 1):       decodeAs[DisputeAnswered],
+	key(TypeDisputeResolved, 1):       decodeAs[DisputeResolved],
 }
 
 // CurrentSchemaVersion is the payload version new events are written with.

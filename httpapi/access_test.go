@@ -62,7 +62,9 @@ func hit(t *testing.T, base, method, path, token string, body any) (int, map[str
 		t.Fatal(err)
 	}
 	var out map[string]any
-	if len(bytes.TrimSpace(raw)) > 0 && json.Unmarshal(raw, &out) != nil && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+	ct := resp.Header.Get("Content-Type")
+	if len(bytes.TrimSpace(raw)) > 0 && json.Unmarshal(raw, &out) != nil && !strings.HasPrefix(ct, "text/plain") &&
+		!(resp.StatusCode == http.StatusOK && strings.HasPrefix(ct, "text/html")) {
 		t.Fatalf("%s %s: reply is not JSON: %s", method, path, raw)
 	}
 	return resp.StatusCode, out
@@ -159,8 +161,10 @@ var accessMatrix = map[string][12]int{
 	"GET /v1/accounts/{id}/statement":                  {u401, u401, f403, ok, ok, f403, f403, ok, f403, ok, u401, u401},
 	"GET /v1/accounts/{id}/operations":                 {u401, u401, f403, ok, ok, f403, f403, ok, f403, ok, u401, u401},
 	"POST /v1/accounts/{id}/loss-cases":                {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
-	// {case} names no case of A's: a holder meets it as another's, and
-	// ledger.TestLossCaseAccess and the OpenAPI scenario check a holder's own.
+	// {case} and {dispute} name none of A's: a holder meets them as
+	// another's (even to withdraw); ledger.TestLossCaseAccess,
+	// ledger.TestDisputeLifecycle and the OpenAPI scenario check a
+	// holder's own.
 	"GET /v1/loss-cases/{case}":                {u401, u401, f403, f403, f403, f403, ok, ok, f403, ok, u401, u401},
 	"POST /v1/loss-cases/{case}/investigation": {u401, u401, f403, f403, f403, f403, f403, ok, f403, f403, u401, u401},
 	"POST /v1/loss-cases/{case}/liability":     {u401, u401, f403, f403, f403, f403, f403, ok, f403, f403, u401, u401},
@@ -171,6 +175,15 @@ var accessMatrix = map[string][12]int{
 	"POST /v1/reserve/closes":                  {u401, u401, f403, f403, f403, f403, ok, f403, f403, f403, u401, u401},
 	"GET /v1/reports/annual/{year}":            {u401, u401, f403, f403, f403, f403, ok, f403, ok, ok, u401, u401},
 	"GET /disclosures/{year}":                  {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
+	"GET /v1/loss-cases":                       {u401, u401, f403, f403, ok, f403, ok, ok, f403, ok, u401, u401},
+	"GET /v1/disputes":                         {u401, u401, f403, f403, ok, f403, ok, ok, f403, ok, u401, u401},
+	"POST /v1/accounts/{id}/disputes":          {u401, u401, f403, ok, f403, f403, f403, f403, f403, f403, u401, u401},
+	"GET /v1/disputes/{dispute}":               {u401, u401, f403, f403, ok, f403, f403, ok, f403, ok, u401, u401},
+	"POST /v1/disputes/{dispute}/assignment":   {u401, u401, f403, f403, ok, f403, f403, ok, f403, f403, u401, u401},
+	"POST /v1/disputes/{dispute}/answers":      {u401, u401, f403, f403, ok, f403, f403, ok, f403, f403, u401, u401},
+	"POST /v1/disputes/{dispute}/resolution":   {u401, u401, f403, f403, ok, f403, f403, ok, f403, f403, u401, u401},
+	"POST /v1/disputes/{dispute}/withdrawal":   {u401, u401, f403, f403, f403, f403, f403, f403, f403, f403, u401, u401},
+	"GET /v1/finance":                          {u401, u401, f403, f403, f403, f403, ok, f403, f403, ok, u401, u401},
 }
 
 // TestAccessMatrix sends every route as every kind of caller and checks
@@ -236,7 +249,8 @@ func TestAccessMatrix(t *testing.T) {
 			want := accessMatrix[route][col]
 			method, path, _ := strings.Cut(route, " ")
 			path = strings.NewReplacer("{id}", f.a, "{fid}", f.pwA, "{pid}", "01J00000000000000000000000", "{did}", "laptop-1",
-				"{case}", "01J00000000000000000000000", "{year}", "2026").Replace(path)
+				"{case}", "01J00000000000000000000000", "{year}", "2026",
+				"{dispute}", "01J00000000000000000000000").Replace(path)
 			var body any
 			if method != "GET" && method != "DELETE" {
 				body = "[]"

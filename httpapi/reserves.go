@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"html/template"
 	"net/http"
 	"strconv"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/reserves"
 )
 
@@ -322,4 +324,109 @@ func (d *disclosurePages) page(year int, render func() ([]byte, error)) ([]byte,
 	}
 	d.pages[year] = p
 	return p, nil
+}
+
+// reconcileEvery bounds how often the finance page reconciles: each run
+// folds the whole log.
+const reconcileEvery = time.Minute
+
+// reconciled caches the last reconciliation for the finance page.
+type reconciled struct {
+	mu  sync.Mutex
+	at  time.Time
+	res reserves.Reconciliation
+}
+
+// get returns a reconciliation at most reconcileEvery old; mu is held
+// while it runs, so concurrent requests run it once.
+func (c *reconciled) get(now time.Time, run func() (reserves.Reconciliation, error)) (reserves.Reconciliation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && now.Sub(c.at) < reconcileEvery {
+		return c.res, nil
+	}
+	res, err := run()
+	if err != nil {
+		return reserves.Reconciliation{}, err
+	}
+	c.at, c.res = now, res
+	return res, nil
+}
+
+var financePage = template.Must(template.New("finance").Parse(`<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Risk reserve and reconciliation</title>
+<style>body{font-family:system-ui,sans-serif;max-width:56rem;margin:2rem auto;padding:0 1rem}
+table{border-collapse:collapse}th,td{border:1px solid #777;padding:.25rem .5rem;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#a00;font-weight:bold}</style></head>
+<body><main>
+<h1>Risk reserve and reconciliation</h1>
+<p>Reserve ({{.Reserve.Balance.Currency}}): <strong id="reserve-balance">{{.Reserve.Balance}}</strong>.
+Open loss cases: <span id="open-cases">{{.OpenCases}}</span>. Overdue disputes: <span id="overdue-disputes">{{.OverdueDisputes}}</span>.</p>
+<h2>Reconciliation</h2>
+<p>Log and read models compared at position {{.Rec.Through}} ({{.Rec.Accounts}} accounts).
+{{if .Rec.Mismatches}}<span class="bad" id="mismatch-count">{{len .Rec.Mismatches}} mismatches</span>{{else}}<span id="mismatch-count">No mismatch.</span>{{end}}</p>
+{{if .Rec.Mismatches}}<table id="mismatches"><thead><tr><th>Check</th><th>Subject</th><th>Log</th><th>Recorded</th><th>Detail</th></tr></thead><tbody>
+{{range .Rec.Mismatches}}<tr><td>{{.Check}}</td><td>{{.Subject}}</td><td class="num">{{.Log}}</td><td class="num">{{.Recorded}}</td><td>{{.Detail}}</td></tr>
+{{end}}</tbody></table>{{end}}
+<h2>Last closes</h2>
+<table id="closes"><thead><tr><th>Day</th><th>Fee income</th><th>Volume</th><th>Provisioned</th><th>Policy</th><th>Through</th></tr></thead><tbody>
+{{range .Reserve.Closes}}<tr><td>{{.Day}}</td><td class="num">{{.FeeIncome}}</td><td class="num">{{.Volume}}</td><td class="num">{{.Provisioned}}</td><td>{{.Policy}}</td><td class="num">{{.ThroughPosition}}</td></tr>
+{{end}}</tbody></table>
+</main></body></html>
+`))
+
+// financePage is finance's page: the reserve, the last closes, the open
+// cases and overdue disputes, and any mismatch the reconciliation finds.
+func (s *Server) financePage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	by := actorOf(r)
+	v, err := s.svc.Reserve(ctx, by, string(domain.CNY), 31)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	rec, err := s.reconciled.get(s.svc.Now(), func() (reserves.Reconciliation, error) {
+		rows, cp, err := s.rm.Accounts(ctx)
+		if err != nil {
+			return reserves.Reconciliation{}, err
+		}
+		projected := make(map[string]reserves.AccountTotals, len(rows))
+		for id, a := range rows {
+			projected[id] = reserves.AccountTotals{Currency: a.Currency, Debits: a.Debits, Credits: a.Credits}
+		}
+		p := s.svc.Reserves()
+		return reserves.ReconcileLog(ctx, s.store, p.Location, projected, cp, map[string]reserves.Policy{p.Version: p})
+	})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	count := func(q projections.CaseQuery) (string, error) {
+		rows, next, err := s.rm.Cases(ctx, q)
+		n := strconv.Itoa(len(rows))
+		if next != "" {
+			n += "+"
+		}
+		return n, err
+	}
+	open, err := count(projections.CaseQuery{Kind: domain.CaseLoss, OpenOnly: true})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	overdue, err := count(projections.CaseQuery{Kind: domain.CaseDispute, OverdueAt: s.svc.Now()})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := financePage.Execute(&buf, map[string]any{"Reserve": v, "Rec": rec, "OpenCases": open, "OverdueDisputes": overdue}); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
 }

@@ -47,6 +47,7 @@ type Server struct {
 	metrics           *metrics
 	metricsPublic     bool
 	disclosures       disclosurePages
+	reconciled        reconciled
 }
 
 // Failure budgets: an address may fail 20 times, then once a 6 s; an
@@ -300,6 +301,15 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/reserve/closes", s.closeReserveDay)
 	m.HandleFunc("GET /v1/reports/annual/{year}", s.annualReport)
 	m.HandleFunc("GET /disclosures/{year}", s.disclosure)
+	m.HandleFunc("GET /v1/loss-cases", s.listCases(domain.CaseLoss))
+	m.HandleFunc("POST /v1/accounts/{id}/disputes", s.openDispute)
+	m.HandleFunc("GET /v1/disputes", s.listCases(domain.CaseDispute))
+	m.HandleFunc("GET /v1/disputes/{dispute}", s.getDispute)
+	m.HandleFunc("POST /v1/disputes/{dispute}/assignment", s.assignDispute)
+	m.HandleFunc("POST /v1/disputes/{dispute}/answers", s.answerDispute)
+	m.HandleFunc("POST /v1/disputes/{dispute}/resolution", s.resolveDispute)
+	m.HandleFunc("POST /v1/disputes/{dispute}/withdrawal", s.withdrawDispute)
+	m.HandleFunc("GET /v1/finance", s.financePage)
 }
 
 // Routes maps every route to the ledger operation it performs ("" for the
@@ -344,6 +354,15 @@ var Routes = map[string]ledger.Op{
 	"POST /v1/reserve/closes":                          ledger.OpCloseDay,
 	"GET /v1/reports/annual/{year}":                    ledger.OpReadAnnualReport,
 	"GET /disclosures/{year}":                          "",
+	"GET /v1/loss-cases":                               ledger.OpListCases,
+	"POST /v1/accounts/{id}/disputes":                  ledger.OpOpenDispute,
+	"GET /v1/disputes":                                 ledger.OpListCases,
+	"GET /v1/disputes/{dispute}":                       ledger.OpViewDispute,
+	"POST /v1/disputes/{dispute}/assignment":           ledger.OpHandleDispute,
+	"POST /v1/disputes/{dispute}/answers":              ledger.OpHandleDispute,
+	"POST /v1/disputes/{dispute}/resolution":           ledger.OpHandleDispute,
+	"POST /v1/disputes/{dispute}/withdrawal":           ledger.OpWithdrawDispute,
+	"GET /v1/finance":                                  ledger.OpReadReserve,
 }
 
 // command runs a write: decode, idempotency, execute, render. render turns

@@ -98,6 +98,11 @@ const (
 	OpAdjustReserve      Op = "adjust_reserve"
 	OpCloseDay           Op = "close_day"
 	OpReadAnnualReport   Op = "read_annual_report"
+	OpOpenDispute        Op = "open_dispute"
+	OpViewDispute        Op = "view_dispute"
+	OpHandleDispute      Op = "handle_dispute"
+	OpWithdrawDispute    Op = "withdraw_dispute"
+	OpListCases          Op = "list_cases"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -160,6 +165,15 @@ var access = map[Op]Rule{
 	OpAdjustReserve:    {Roles: []staffkeys.Role{finance}},
 	OpCloseDay:         {Roles: []staffkeys.Role{finance}},
 	OpReadAnnualReport: {Roles: []staffkeys.Role{regulator, finance, auditor}},
+	// Disputes and complaints (Art. 41): the holder opens, follows and may
+	// withdraw their own; the operators' desk and compliance assign,
+	// answer and resolve them.
+	OpOpenDispute:     {Holder: true},
+	OpViewDispute:     {Holder: true, Roles: []staffkeys.Role{operator, compliance, auditor}},
+	OpHandleDispute:   {Roles: []staffkeys.Role{operator, compliance}},
+	OpWithdrawDispute: {Holder: true},
+	// The staff's lists of open and overdue cases and disputes.
+	OpListCases: {Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
 	// Operational metrics name no account: any staff key may read them.
 	OpReadMetrics: {Roles: staffkeys.Roles()},
 }

@@ -78,6 +78,13 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpAdjustReserve:      {roles: roles(roleFinance)},
 	ledger.OpCloseDay:           {roles: roles(roleFinance)},
 	ledger.OpReadAnnualReport:   {roles: roles(staffkeys.RoleRegulator, roleFinance, roleAuditor)},
+	// Disputes: the holder's own; the operators' desk and compliance
+	// handle them.
+	ledger.OpOpenDispute:     {holder: true},
+	ledger.OpViewDispute:     {holder: true, roles: roles(roleOperator, roleCompliance, roleAuditor)},
+	ledger.OpHandleDispute:   {roles: roles(roleOperator, roleCompliance)},
+	ledger.OpWithdrawDispute: {holder: true},
+	ledger.OpListCases:       {roles: roles(roleOperator, roleFinance, roleCompliance, roleAuditor)},
 }
 
 func staffActor(r staffkeys.Role) ledger.Actor {
@@ -361,10 +368,18 @@ func TestAccessThroughService(t *testing.T) {
 			_, err := svc.AnnualReport(ctx, by, 1999)
 			return err
 		},
+		ledger.OpHandleDispute: func(by ledger.Actor) error {
+			_, err := svc.AnswerDispute(ctx, by, nope, idem, "")
+			return err
+		},
 	}
 	for op, run := range caseCalls {
 		calls = append(calls, accessCall{op: op, noAccount: true, run: func(by ledger.Actor, _ string) error { return run(by) }})
 	}
+	calls = append(calls, accessCall{op: ledger.OpOpenDispute, run: func(by ledger.Actor, id string) error {
+		_, err := svc.OpenDispute(ctx, by, id, idem, ledger.DisputeRequest{Kind: "bogus"})
+		return err
+	}})
 	calls = append(calls, accessCall{op: ledger.OpReportLossCase, run: func(by ledger.Actor, id string) error {
 		_, err := svc.ReportLossCase(ctx, by, id, idem, ledger.LossRequest{PaymentIDs: []string{nope}})
 		return err
@@ -376,8 +391,13 @@ func TestAccessThroughService(t *testing.T) {
 	}
 	covered := map[ledger.Op]bool{
 		ledger.OpReadMetrics: true, // served by httpapi alone: it reads no account
-		// A holder may see their own case only: TestLossCaseAccess.
-		ledger.OpViewLossCase: true,
+		// A holder may see their own case or dispute only, and withdraw
+		// their own dispute: TestLossCaseAccess, TestDisputeLifecycle.
+		ledger.OpViewLossCase:    true,
+		ledger.OpViewDispute:     true,
+		ledger.OpWithdrawDispute: true,
+		// The lists of cases read the read models: served by httpapi alone.
+		ledger.OpListCases: true,
 	}
 	for _, c := range calls {
 		covered[c.op] = true

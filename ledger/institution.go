@@ -233,9 +233,23 @@ type CaseDecision func(c *reserves.LossCase, now time.Time) ([]domain.Event, err
 
 // executeCase runs a decision on a loss case's stream.
 func (s *Service) executeCase(ctx context.Context, caseID string, idem Idem, decide CaseDecision) (Outcome, error) {
+	return s.executeOn(ctx, "loss case "+caseID, idem, func() (*stream, func(time.Time) ([]domain.Event, error), error) {
+		c, st, err := s.loadCase(ctx, caseID)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, func(now time.Time) ([]domain.Event, error) { return decide(c, now) }, nil
+	})
+}
+
+// executeOn runs a decision on a short institution stream (a loss case, a
+// dispute), reloading it from the log for every attempt: load folds the
+// stream and returns the decision over the folded state.
+func (s *Service) executeOn(ctx context.Context, what string, idem Idem,
+	load func() (*stream, func(time.Time) ([]domain.Event, error), error)) (Outcome, error) {
 	var lastErr error
 	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
-		c, st, err := s.loadCase(ctx, caseID)
+		st, decide, err := load()
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -243,7 +257,7 @@ func (s *Service) executeCase(ctx context.Context, caseID string, idem Idem, dec
 			return out, err
 		}
 		now := s.cfg.Clock()
-		events, refusal := decide(c, now)
+		events, refusal := decide(now)
 		if len(events) == 0 {
 			return Outcome{}, refusal
 		}
@@ -253,6 +267,6 @@ func (s *Service) executeCase(ctx context.Context, caseID string, idem Idem, dec
 		}
 		lastErr = err
 	}
-	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "loss case %s changed concurrently %d times; retry the request (%v)",
-		caseID, s.cfg.MaxRetries, lastErr)
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "%s changed concurrently %d times; retry the request (%v)",
+		what, s.cfg.MaxRetries, lastErr)
 }

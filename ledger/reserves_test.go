@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"crypto/ed25519"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/reserves"
 )
 
@@ -371,5 +373,124 @@ func TestCloseDay(t *testing.T) {
 	}
 	if bal, _ := f.e.rm.Snapshot(domain.ReserveAccountID(domain.CNY)); bal.StringFixed(2) != "0.85" {
 		t.Fatalf("reserve %s after the close", bal)
+	}
+}
+
+// TestDisputeLifecycle: a holder opens a dispute about an error in their
+// own payment (not another's) or a complaint; the desk assigns, answers
+// and resolves it (not before answering); it is overdue past the service
+// time; the holder may withdraw their own, and nobody else's.
+func TestDisputeLifecycle(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	other := openLossHolder(t, f.svc, f.provider, "Other Payer", 44)
+	fund(t, f.svc, other.id, "50.00")
+	theirs := other.payID(t, f.svc, f.payee.id, "5.00", domain.LevelSingleFactor)
+	mine := f.payer.payID(t, f.svc, f.payee.id, "5.00", domain.LevelSingleFactor)
+
+	_, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.DisputeRequest{Kind: domain.DisputeError, PaymentID: theirs, Subject: "charged twice"})
+	wantCode(t, "a dispute on another holder's payment", err, domain.CodeInvalid)
+	_, err = f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.DisputeRequest{Kind: domain.DisputeError, Subject: "charged twice"})
+	wantCode(t, "an error dispute without its payment", err, domain.CodeInvalid)
+	d, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, idemFor("d-1", "x"), ledger.DisputeRequest{Kind: domain.DisputeError, PaymentID: mine,
+		Subject: "charged twice", Description: "the coffee shows twice"})
+	if err != nil || d.Status != reserves.DisputeOpen || d.Overdue {
+		t.Fatalf("open: %+v %v", d, err)
+	}
+	id := d.Opened.DisputeID
+	if again, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, idemFor("d-1", "x"), ledger.DisputeRequest{Kind: domain.DisputeError, PaymentID: mine,
+		Subject: "charged twice", Description: "the coffee shows twice"}); err != nil || again.Opened.DisputeID != id {
+		t.Fatalf("replayed open: %+v %v", again, err)
+	}
+	_, errOther := f.svc.Dispute(ctx, other.actor(), id)
+	_, errMissing := f.svc.Dispute(ctx, other.actor(), "01JNYS0000000000000000NOPE")
+	wantCode(t, "another holder's dispute", errOther, domain.CodeForbidden)
+	if errOther == nil || errMissing == nil || errOther.Error() != errMissing.Error() {
+		t.Fatalf("another holder's dispute answers %v, a missing one %v", errOther, errMissing)
+	}
+	_, err = f.svc.WithdrawDispute(ctx, other.actor(), id, ledger.Idem{}, "not mine")
+	wantCode(t, "another holder withdraws it", err, domain.CodeForbidden)
+	_, err = f.svc.AnswerDispute(ctx, f.payer.actor(), id, ledger.Idem{}, "I answer myself")
+	wantCode(t, "the holder answers", err, domain.CodeForbidden)
+	_, err = f.svc.AnswerDispute(ctx, financeActor, id, ledger.Idem{}, "finance answers")
+	wantCode(t, "finance answers", err, domain.CodeForbidden)
+
+	if d, err = f.svc.AssignDispute(ctx, operatorActor, id, ledger.Idem{}, "payments desk"); err != nil || d.Assignee != "payments desk" {
+		t.Fatalf("assign: %+v %v", d, err)
+	}
+	_, err = f.svc.ResolveDispute(ctx, complianceActor, id, ledger.Idem{}, reserves.OutcomeUpheld, "refunded")
+	wantCode(t, "resolving before answering", err, reserves.CodeCaseState)
+	f.e.clock.Advance(16 * 24 * time.Hour)
+	if d, err = f.svc.Dispute(ctx, complianceActor, id); err != nil || !d.Overdue {
+		t.Fatalf("past the service time: %+v %v", d, err)
+	}
+	if _, err = f.svc.AnswerDispute(ctx, operatorActor, id, ledger.Idem{}, "the second charge was a display error"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.ResolveDispute(ctx, operatorActor, id, ledger.Idem{}, reserves.OutcomeWithdrawn, "x")
+	wantCode(t, "staff withdrawing", err, domain.CodeInvalid)
+	d, err = f.svc.ResolveDispute(ctx, operatorActor, id, ledger.Idem{}, reserves.OutcomeRejected, "one charge only")
+	if err != nil || d.Status != reserves.DisputeResolved || d.Overdue || d.Resolution.StaffKey != operatorActor.KeyID {
+		t.Fatalf("resolve: %+v %v", d, err)
+	}
+	_, err = f.svc.AnswerDispute(ctx, operatorActor, id, ledger.Idem{}, "more")
+	wantCode(t, "answering a resolved dispute", err, reserves.CodeCaseState)
+
+	c, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.DisputeRequest{Kind: domain.DisputeComplaint, Subject: "app too slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = f.svc.WithdrawDispute(ctx, f.payer.actor(), c.Opened.DisputeID, ledger.Idem{}, ""); err != nil || c.Resolution.Outcome != reserves.OutcomeWithdrawn || c.Resolution.StaffKey != "" {
+		t.Fatalf("withdraw: %+v %v", c, err)
+	}
+	open, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.DisputeRequest{Kind: domain.DisputeComplaint, Subject: "statement unclear"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The read models list the open and the overdue ones.
+	if err := f.e.rm.WaitFor(ctx, f.e.head(t)); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(q projections.CaseQuery) []string {
+		t.Helper()
+		q.Kind = domain.CaseDispute
+		rows, _, err := f.e.rm.Cases(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rows {
+			out = append(out, r.CaseID+" "+r.Status)
+		}
+		return out
+	}
+	all := ids(projections.CaseQuery{})
+	if len(all) != 3 || all[0] != id+" resolved" {
+		t.Fatalf("all disputes: %v", all)
+	}
+	if got := ids(projections.CaseQuery{OpenOnly: true}); len(got) != 1 || got[0] != open.Opened.DisputeID+" open" {
+		t.Fatalf("open disputes: %v", got)
+	}
+	if got := ids(projections.CaseQuery{OverdueAt: f.e.clock.Now()}); len(got) != 0 {
+		t.Fatalf("overdue now: %v", got)
+	}
+	if got := ids(projections.CaseQuery{OverdueAt: f.e.clock.Now().Add(16 * 24 * time.Hour)}); len(got) != 1 {
+		t.Fatalf("overdue in 16 days: %v", got)
+	}
+	// Rebuilt from the log, the read models are the same.
+	live, err := f.e.rm.Digest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := projections.Open(filepath.Join(t.TempDir(), "rebuilt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := fresh.Rebuild(ctx, f.e.store); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt, err := fresh.Digest(ctx); err != nil || rebuilt != live {
+		t.Fatalf("rebuilt digest %s (%v), live %s", rebuilt, err, live)
 	}
 }

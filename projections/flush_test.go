@@ -173,7 +173,8 @@ func TestBalancesFlushIsInvisible(t *testing.T) {
 }
 
 // TestUpgradeFromVersion2 opens a version 2 file (all balances rows
-// current, no balances_flushed) and checks it is upgraded in place.
+// current, no balances_flushed, no cases) and checks it is upgraded in
+// place.
 func TestUpgradeFromVersion2(t *testing.T) {
 	l := newLedger(t)
 	flushWorkload(l)
@@ -189,7 +190,7 @@ func TestUpgradeFromVersion2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"DROP TABLE balances_flushed", "PRAGMA user_version = 2"} {
+	for _, q := range []string{"DROP TABLE balances_flushed", "DROP TABLE cases", "PRAGMA user_version = 2"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
@@ -207,6 +208,9 @@ func TestUpgradeFromVersion2(t *testing.T) {
 	}
 	if err := r.readDB.QueryRow("SELECT position FROM balances_flushed").Scan(&flushed); err != nil || flushed != l.head() {
 		t.Fatalf("balances_flushed %d (%v), want the checkpoint %d", flushed, err, l.head())
+	}
+	if _, _, err := r.Cases(context.Background(), CaseQuery{Kind: domain.CaseDispute}); err != nil {
+		t.Fatalf("cases after the upgrade: %v", err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

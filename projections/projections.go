@@ -117,12 +117,14 @@ var (
 
 // schemaVersion is stored in PRAGMA user_version. A file with another
 // version is refused; the cure is deleting it and rebuilding from the log.
-// Version 2 files (whose balances rows are all current) are upgraded in
-// place by adding balances_flushed at their checkpoint.
-const (
-	schemaVersion   = 3
-	upgradedVersion = 2
-)
+// Older versions are upgraded in place: version 2 files (whose balances
+// rows are all current) by adding balances_flushed at their checkpoint,
+// versions 2 and 3 by adding the empty cases table (their logs hold no
+// case: the binaries that wrote them knew no case events).
+const schemaVersion = 4
+
+// upgradable are the versions Open upgrades.
+var upgradable = []int{2, 3}
 
 // Entry directions.
 const (
@@ -189,6 +191,20 @@ CREATE TABLE IF NOT EXISTS balances_flushed (
 -- A new file starts at 0; a version 2 file, whose rows are all current, at
 -- its checkpoint.
 INSERT OR IGNORE INTO balances_flushed (id, position) SELECT 1, position FROM checkpoint;
+-- Loss cases and disputes as staff list them: status after the last event,
+-- when the answer is due (0 for none) and when the case ended (0 while
+-- open). The open ones, most overdue first, are one range of the index.
+CREATE TABLE IF NOT EXISTS cases (
+	case_id       TEXT PRIMARY KEY,
+	kind          TEXT NOT NULL,
+	account_id    TEXT NOT NULL,
+	status        TEXT NOT NULL,
+	opened_ns     INTEGER NOT NULL,
+	due_ns        INTEGER NOT NULL,
+	ended_ns      INTEGER NOT NULL,
+	last_position INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cases_open ON cases (kind, ended_ns, due_ns, case_id);
 `
 
 // account is the in-memory state of one account's balance. Values are
@@ -334,7 +350,7 @@ func (r *ReadModels) initSchema() error {
 	if err := r.writeDB.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("projections: open %s: read schema version: %w", r.path, err)
 	}
-	if v != 0 && v != schemaVersion && v != upgradedVersion {
+	if v != 0 && v != schemaVersion && !slices.Contains(upgradable, v) {
 		return fmt.Errorf("projections: open %s: schema version %d, want %d: delete the file and rebuild from the log", r.path, v, schemaVersion)
 	}
 	tx, err := r.writeDB.BeginTx(ctx, nil)
@@ -588,7 +604,9 @@ func (r *ReadModels) CatchUp(ctx context.Context, store eventstore.Store) error 
 type item struct {
 	e     eventstore.Event
 	facts domain.LedgerFacts
-	err   error
+	// cf is set for the events of loss cases and disputes.
+	cf  *domain.CaseFact
+	err error
 }
 
 // decodeItem decodes what the read models need of e. The money events and
@@ -599,6 +617,14 @@ type item struct {
 // (half of a payment's, PaymentInitiated) changes nothing here and is not
 // decoded.
 func decodeItem(e eventstore.Event) item {
+	if domain.MovesCase(e.Type) {
+		d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+		if err != nil {
+			return item{e: e, err: err}
+		}
+		cf, _ := domain.CaseFactOf(d)
+		return item{e: e, cf: &cf}
+	}
 	if e.Type != domain.TypeAccountOpened && !domain.MovesMoney(e.Type) && domain.KnownEventType(e.Type, e.SchemaVersion) {
 		return item{e: e} // known, and it changes nothing here: skip decoding
 	}
@@ -826,6 +852,7 @@ func (r *ReadModels) Rebuild(ctx context.Context, store eventstore.Store) error 
 	for _, q := range []string{
 		"DELETE FROM entries",
 		"DELETE FROM balances",
+		"DELETE FROM cases",
 		"UPDATE checkpoint SET position = 0 WHERE id = 1",
 		"UPDATE balances_flushed SET position = 0 WHERE id = 1",
 	} {
@@ -891,11 +918,15 @@ func (r *ReadModels) applyLocked(ctx context.Context, events []item) error {
 		return a, ok
 	}
 	entries := make([]pendingEntry, 0, 2*len(events))
+	var cases []caseChange
 	newCp := cp
 	var applyErr error
 	for _, it := range events {
 		if it.e.Position <= newCp {
 			continue
+		}
+		if it.cf != nil && it.err == nil {
+			cases = append(cases, caseChange{fact: *it.cf, position: it.e.Position, timeNs: it.e.OccurredAt.UnixNano()})
 		}
 		if err := r.stage(it, get, staged, &entries); err != nil {
 			applyErr = err
@@ -906,7 +937,7 @@ func (r *ReadModels) applyLocked(ctx context.Context, events []item) error {
 	if newCp == cp {
 		return applyErr
 	}
-	flushed, err := r.commit(ctx, entries, staged, newCp)
+	flushed, err := r.commit(ctx, entries, cases, staged, newCp)
 	if err != nil {
 		return err
 	}
@@ -1057,7 +1088,7 @@ func movementEntries(e eventstore.Event, m domain.Movement, deb, cred account) (
 // checkpoint, in one transaction. The rows due are those of new accounts,
 // and, when a flush is due (flushEvery positions since the last), those of
 // every account changed since the last flush; flushed reports the latter.
-func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, staged map[string]account, cp int64) (flushed bool, err error) {
+func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases []caseChange, staged map[string]account, cp int64) (flushed bool, err error) {
 	defer func() { err = withCause(ctx, err) }()
 	tx, err := r.writeDB.BeginTx(ctx, nil)
 	if err != nil {
@@ -1069,6 +1100,9 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, staged 
 		return cmp.Or(cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
 	})
 	if err := r.stmts.insertEntries(ctx, tx, entries); err != nil {
+		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
+	}
+	if err := writeCases(ctx, tx, cases); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
 	flush := cp-r.balancesFlushed >= r.flushEvery
@@ -1100,6 +1134,44 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, staged 
 		return false, fmt.Errorf("projections: apply up to position %d: commit: %w", cp, err)
 	}
 	return flush, nil
+}
+
+// caseChange is what one event of a loss case or dispute does to its row.
+type caseChange struct {
+	fact     domain.CaseFact
+	position int64
+	timeNs   int64
+}
+
+// writeCases applies the batch's case events in log order: an opening
+// inserts the row (once: a redelivered opening changes nothing), every
+// later event sets the status. Case events are rare, so one statement
+// each is cheap.
+func writeCases(ctx context.Context, tx *sql.Tx, cases []caseChange) error {
+	for _, c := range cases {
+		f := c.fact
+		var err error
+		switch {
+		case f.Opens:
+			due := int64(0)
+			if !f.DueBy.IsZero() {
+				due = f.DueBy.UnixNano()
+			}
+			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO cases (case_id, kind, account_id, status, opened_ns, due_ns, ended_ns, last_position)
+				VALUES (?, ?, ?, ?, ?, ?, 0, ?)`, f.CaseID, f.Kind, f.AccountID, f.Status, c.timeNs, due, c.position)
+		default:
+			ended := int64(0)
+			if f.Ends {
+				ended = c.timeNs
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE cases SET status = ?, ended_ns = ?, last_position = ? WHERE case_id = ?`,
+				f.Status, ended, c.position, f.CaseID)
+		}
+		if err != nil {
+			return fmt.Errorf("case %s at position %d: %w", f.CaseID, c.position, err)
+		}
+	}
+	return nil
 }
 
 // withCause adds ctx's error to err once ctx has ended. database/sql rolls

@@ -382,6 +382,10 @@ func (r *ReadModels) Digest(ctx context.Context) (string, error) {
 		FROM entries ORDER BY account_id, time_ns, position, seq`, entryCols); err != nil {
 		return "", fmt.Errorf("projections: digest entries: %w", err)
 	}
+	if err := digestRows(ctx, tx, h, 'K', `SELECT case_id, kind, account_id, status, opened_ns, due_ns, ended_ns, last_position
+		FROM cases ORDER BY case_id`, 8); err != nil {
+		return "", fmt.Errorf("projections: digest cases: %w", err)
+	}
 	if err := digestRows(ctx, tx, h, 'C', "SELECT position FROM checkpoint WHERE id = 1", 1); err != nil {
 		return "", fmt.Errorf("projections: digest checkpoint: %w", err)
 	}
@@ -451,4 +455,82 @@ func (r *ReadModels) Accounts(ctx context.Context) (map[string]AccountRow, int64
 		out[id] = AccountRow{Currency: a.currency, Balance: a.balance, Debits: a.debits, Credits: a.credits}
 	}
 	return out, st.checkpoint, nil
+}
+
+// CaseRow is a loss case or dispute as staff list them.
+type CaseRow struct {
+	CaseID    string
+	Kind      string
+	AccountID string
+	Status    string
+	OpenedAt  time.Time
+	// DueBy is when a dispute's answer is due; zero for a loss case.
+	DueBy time.Time
+	// EndedAt is when it was closed or resolved; zero while open.
+	EndedAt time.Time
+}
+
+// CaseQuery selects cases: of one kind (domain.CaseLoss or
+// domain.CaseDispute), open ones only or all, and with OverdueAt set only
+// the open ones due before it. After is the last case id of the previous
+// page.
+type CaseQuery struct {
+	Kind      string
+	OpenOnly  bool
+	OverdueAt time.Time
+	After     string
+	Limit     int
+}
+
+// MaxCasePage bounds one page of cases.
+const MaxCasePage = 200
+
+// Cases lists cases in the order they were opened (their ids are
+// ULIDs); next is the cursor of the following page ("" at the end).
+func (r *ReadModels) Cases(ctx context.Context, q CaseQuery) (rows []CaseRow, next string, err error) {
+	if q.Limit <= 0 || q.Limit > MaxCasePage {
+		q.Limit = MaxCasePage
+	}
+	where, args := "kind = ?", []any{q.Kind}
+	if q.OpenOnly || !q.OverdueAt.IsZero() {
+		where += " AND ended_ns = 0"
+	}
+	if !q.OverdueAt.IsZero() {
+		where += " AND due_ns > 0 AND due_ns < ?"
+		args = append(args, q.OverdueAt.UnixNano())
+	}
+	if q.After != "" {
+		where += " AND case_id > ?"
+		args = append(args, q.After)
+	}
+	args = append(args, q.Limit+1)
+	res, err := r.readDB.QueryContext(ctx, `SELECT case_id, kind, account_id, status, opened_ns, due_ns, ended_ns
+		FROM cases WHERE `+where+` ORDER BY case_id LIMIT ?`, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("projections: cases: %w", err)
+	}
+	defer res.Close()
+	for res.Next() {
+		var c CaseRow
+		var opened, due, ended int64
+		if err := res.Scan(&c.CaseID, &c.Kind, &c.AccountID, &c.Status, &opened, &due, &ended); err != nil {
+			return nil, "", fmt.Errorf("projections: cases: %w", err)
+		}
+		c.OpenedAt = time.Unix(0, opened).UTC()
+		if due != 0 {
+			c.DueBy = time.Unix(0, due).UTC()
+		}
+		if ended != 0 {
+			c.EndedAt = time.Unix(0, ended).UTC()
+		}
+		rows = append(rows, c)
+	}
+	if err := res.Err(); err != nil {
+		return nil, "", fmt.Errorf("projections: cases: %w", err)
+	}
+	if len(rows) > q.Limit {
+		rows = rows[:q.Limit]
+		next = rows[len(rows)-1].CaseID
+	}
+	return rows, next, nil
 }

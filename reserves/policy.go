@@ -28,14 +28,17 @@ type Policy struct {
 	// AdvanceCap is the largest loss compensated in advance (zero: no
 	// cap); a larger one is investigated first.
 	AdvanceCap decimal.Decimal `json:"advance_cap"`
+	// DisputeServiceTime is how long after a dispute is opened its answer
+	// is due (Art. 41); later it is overdue.
+	DisputeServiceTime time.Duration `json:"dispute_service_time"`
 	// Location decides what a calendar day is for a close, as for the
 	// daily limits.
 	Location *time.Location `json:"-"`
 }
 
 // DefaultPolicy provisions a fifth of fee income and 0.05% of volume each
-// day, keeps no floor, and compensates in advance losses of up to 50,000
-// on payments of the last year.
+// day, keeps no floor, compensates in advance losses of up to 50,000 on
+// payments of the last year, and answers disputes within 15 days.
 func DefaultPolicy(loc *time.Location) Policy {
 	return Policy{
 		Version:     "default-1",
@@ -44,7 +47,9 @@ func DefaultPolicy(loc *time.Location) Policy {
 		Floor:       decimal.Zero,
 		ClaimWindow: 365 * 24 * time.Hour,
 		AdvanceCap:  decimal.NewFromInt(50000),
-		Location:    loc,
+		// Fifteen days to answer a dispute.
+		DisputeServiceTime: 15 * 24 * time.Hour,
+		Location:           loc,
 	}
 }
 
@@ -65,6 +70,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("reserve policy %s: floor %s must not be negative", p.Version, p.Floor)
 	case p.AdvanceCap.IsNegative():
 		return fmt.Errorf("reserve policy %s: advance cap %s must not be negative", p.Version, p.AdvanceCap)
+	case p.DisputeServiceTime < time.Hour || p.DisputeServiceTime > 90*24*time.Hour:
+		return fmt.Errorf("reserve policy %s: dispute service time %s must be between 1h and 90 days", p.Version, p.DisputeServiceTime)
 	case p.ClaimWindow <= 0:
 		return fmt.Errorf("reserve policy %s: claim window must be positive", p.Version)
 	case p.Location == nil:

@@ -1,10 +1,12 @@
 package reserves
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -181,4 +183,34 @@ func (b *Books) reconcileCloses(policies map[string]Policy) []Mismatch {
 		}
 	}
 	return out
+}
+
+// Reconciliation is what a reconciliation found, as of one position.
+type Reconciliation struct {
+	Through    int64             `json:"through"`
+	Accounts   int               `json:"accounts"`
+	Reserves   map[string]string `json:"reserves"`
+	Mismatches []Mismatch        `json:"mismatches"`
+	Day        *DayReport        `json:"day,omitempty"`
+	// Books are the books folded from the log up to Through.
+	Books *Books `json:"-"`
+}
+
+// ReconcileLog folds the log up to through, the position at which the
+// projection's accounts were read, and compares them; policies are the
+// policies known by version.
+func ReconcileLog(ctx context.Context, log LogReader, loc *time.Location, projected map[string]AccountTotals, through int64, policies map[string]Policy) (Reconciliation, error) {
+	books, err := FoldLog(ctx, log, loc, through, nil)
+	if err != nil {
+		return Reconciliation{}, err
+	}
+	res := Reconciliation{Through: through, Accounts: len(projected), Reserves: map[string]string{}, Books: books,
+		Mismatches: books.Reconcile(projected, policies)}
+	if res.Mismatches == nil {
+		res.Mismatches = []Mismatch{}
+	}
+	for _, c := range books.Currencies() {
+		res.Reserves[string(c)] = books.Accounts[domain.ReserveAccountID(c)].Balance().StringFixed(domain.MinorUnits(c))
+	}
+	return res, nil
 }

@@ -193,10 +193,10 @@ func yearOfActivity(t *testing.T, dir string, year int) (figures map[string]stri
 	}
 	balance := decimal.RequireFromString("500.00").Add(cl.Provisioned.Amount).Sub(decimal.RequireFromString("120.00"))
 	return map[string]string{
-			"losses_count": "1", "losses_amount": "120.00", "compensation_count": "1", "compensation_amount": "120.00",
-			"reserve_provisioned": cl.Provisioned.String(), "reserve_topped_up": "500.00", "reserve_used": "120.00",
-			"reserve_balance": balance.StringFixed(2), "risk_loss_reported": "1", "risk_total": "1",
-		}, []string{payer, payee, "Sun Li", "Zhou Min", v.CaseID, paid[0], "stolen"}
+		"losses_count": "1", "losses_amount": "120.00", "compensation_count": "1", "compensation_amount": "120.00",
+		"reserve_provisioned": cl.Provisioned.String(), "reserve_topped_up": "500.00", "reserve_used": "120.00",
+		"reserve_balance": balance.StringFixed(2), "risk_loss_reported": "1", "risk_total": "1",
+	}, []string{payer, payee, "Sun Li", "Zhou Min", v.CaseID, paid[0], "stolen"}
 }
 
 var figureCell = regexp.MustCompile(`data-figure="([a-z_]+)">([^<]*)<`)

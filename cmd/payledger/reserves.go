@@ -148,13 +148,13 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		rep := res.books.DayReport(domain.CNY, d)
+		rep := res.Books.DayReport(domain.CNY, d)
 		res.Day = &rep
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		if err := enc.Encode(res.Reconciliation); err != nil {
 			return err
 		}
 	} else {
@@ -166,22 +166,11 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
-// reconciliation is what reconcile found.
-type reconciliation struct {
-	Through    int64               `json:"through"`
-	Accounts   int                 `json:"accounts"`
-	Reserves   map[string]string   `json:"reserves"`
-	Mismatches []reserves.Mismatch `json:"mismatches"`
-	Day        *reserves.DayReport `json:"day,omitempty"`
-	books      *reserves.Books
-}
+// reconciliation is what reconcile found, printed for a terminal.
+type reconciliation struct{ reserves.Reconciliation }
 
 func reconcile(ctx context.Context, log *sqlite.Reader, rm *projections.ReadModels, loc *time.Location) (reconciliation, error) {
 	rows, cp, err := rm.Accounts(ctx)
-	if err != nil {
-		return reconciliation{}, err
-	}
-	books, err := reserves.FoldLog(ctx, log, loc, cp, nil)
 	if err != nil {
 		return reconciliation{}, err
 	}
@@ -190,15 +179,8 @@ func reconcile(ctx context.Context, log *sqlite.Reader, rm *projections.ReadMode
 		projected[id] = reserves.AccountTotals{Currency: r.Currency, Debits: r.Debits, Credits: r.Credits}
 	}
 	policy := reserves.DefaultPolicy(loc)
-	res := reconciliation{Through: cp, Accounts: len(rows), Reserves: map[string]string{}, books: books,
-		Mismatches: books.Reconcile(projected, map[string]reserves.Policy{policy.Version: policy})}
-	if res.Mismatches == nil {
-		res.Mismatches = []reserves.Mismatch{}
-	}
-	for _, c := range books.Currencies() {
-		res.Reserves[string(c)] = books.Accounts[domain.ReserveAccountID(c)].Balance().StringFixed(domain.MinorUnits(c))
-	}
-	return res, nil
+	res, err := reserves.ReconcileLog(ctx, log, loc, projected, cp, map[string]reserves.Policy{policy.Version: policy})
+	return reconciliation{res}, err
 }
 
 func (r reconciliation) print(w io.Writer) {
