@@ -530,47 +530,40 @@ var Scheduler = Actor{KeyID: "system-scheduler", Role: finance}
 // Reserves returns the provisioning and compensation policy.
 func (s *Service) Reserves() reserves.Policy { return s.cfg.Reserves }
 
-// CloseDueDays closes, for currency c, every day from the one after the
-// last closed day (at most back days ago) to yesterday; serve runs it as
-// its scheduler. It returns the days it closed.
+// CloseDueDays closes, for currency c, every day that is over from the
+// one after the last closed day, or from the ledger's first day, but at
+// most back days ago; serve runs it as its scheduler. It returns the
+// closes it made.
 func (s *Service) CloseDueDays(ctx context.Context, c domain.Currency, back int) ([]domain.DayClosed, error) {
 	loc := s.cfg.Reserves.Location
 	now := s.cfg.Clock()
-	_, closes, err := s.reserveState(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	first := reserves.DayOf(now.AddDate(0, 0, -back), loc)
-	if n := len(closes); n > 0 {
-		start, _ := reserves.Day(closes[n-1].Day).Bounds(loc)
-		if next := reserves.DayOf(start.AddDate(0, 0, 1).Add(time.Hour), loc); next > first {
-			first = next
-		}
-	} else {
-		first = reserves.DayOf(now.AddDate(0, 0, -1), loc)
-	}
-	// Days before the ledger's first event have nothing to close.
 	evs, err := s.cfg.Store.ReadAll(ctx, 0, 1)
 	if err != nil || len(evs) == 0 {
 		return nil, err
 	}
-	began := evs[0].OccurredAt
+	_, closes, err := s.reserveState(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	next := func(d reserves.Day) reserves.Day {
+		start, _ := d.Bounds(loc)
+		return reserves.DayOf(start.AddDate(0, 0, 1).Add(time.Hour), loc)
+	}
+	first := reserves.DayOf(evs[0].OccurredAt, loc)
+	if n := len(closes); n > 0 {
+		first = max(first, next(reserves.Day(closes[n-1].Day)))
+	}
+	first = max(first, reserves.DayOf(now.AddDate(0, 0, -back), loc))
 	var out []domain.DayClosed
-	for d, i := first, 0; i <= back; i++ {
-		start, end := d.Bounds(loc)
-		if now.Before(end.Add(closeGrace)) {
+	for d, i := first, 0; i <= back; d, i = next(d), i+1 {
+		if _, end := d.Bounds(loc); now.Before(end.Add(closeGrace)) {
 			break
-		}
-		if !began.Before(end) {
-			d = reserves.DayOf(start.AddDate(0, 0, 1).Add(time.Hour), loc)
-			continue
 		}
 		cl, err := s.CloseDay(ctx, Scheduler, c, d)
 		if err != nil {
 			return out, err
 		}
 		out = append(out, cl)
-		d = reserves.DayOf(start.AddDate(0, 0, 1).Add(time.Hour), loc)
 	}
 	return out, nil
 }

@@ -494,3 +494,34 @@ func TestDisputeLifecycle(t *testing.T) {
 		t.Fatalf("rebuilt digest %s (%v), live %s", rebuilt, err, live)
 	}
 }
+
+// TestCloseDueDays: serve's scheduler closes every day that is over since
+// the last close (none before the ledger's first event), once.
+func TestCloseDueDays(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	loc := f.e.policy.Location
+	first := reserves.DayOf(f.e.clock.Now(), loc)
+	if closed, err := f.svc.CloseDueDays(ctx, domain.CNY, 31); err != nil || len(closed) != 0 {
+		t.Fatalf("on the first day: %v %v", closed, err)
+	}
+	f.e.clock.Advance(3 * 24 * time.Hour)
+	closed, err := f.svc.CloseDueDays(ctx, domain.CNY, 31)
+	if err != nil || len(closed) != 3 || closed[0].Day != string(first) {
+		t.Fatalf("three days later: %+v %v", closed, err)
+	}
+	if again, err := f.svc.CloseDueDays(ctx, domain.CNY, 31); err != nil || len(again) != 0 {
+		t.Fatalf("again: %+v %v", again, err)
+	}
+	f.e.clock.Advance(24 * time.Hour)
+	if next, err := f.svc.CloseDueDays(ctx, domain.CNY, 31); err != nil || len(next) != 1 || next[0].Day <= closed[2].Day {
+		t.Fatalf("a day later: %+v %v", next, err)
+	}
+	// The days follow each other.
+	for i := 1; i < len(closed); i++ {
+		start, _ := reserves.Day(closed[i-1].Day).Bounds(loc)
+		if want := string(reserves.DayOf(start.Add(25*time.Hour), loc)); closed[i].Day != want {
+			t.Fatalf("close %d is of %s, want %s", i, closed[i].Day, want)
+		}
+	}
+}
