@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,6 +31,12 @@ import (
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
+
+func init() {
+	// The annual report and the disclosure page may be HTML, which the
+	// document gives as a string; validate it as text.
+	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+}
 
 func loadDoc(t *testing.T) *openapi3.T {
 	t.Helper()
@@ -396,6 +403,8 @@ type reply struct {
 	status int
 	header http.Header
 	body   map[string]any
+	// text is the body of a reply that is not JSON (CSV, HTML).
+	text string
 }
 
 func (r reply) str(key string) string {
@@ -492,6 +501,10 @@ func (a *api) do(c call) reply {
 		if len(raw) != 0 {
 			a.t.Errorf("%s: 204 with a body: %s", where, raw)
 		}
+		return r
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); !strings.HasSuffix(mt, "json") {
+		r.text = string(raw)
 		return r
 	}
 	if err := json.Unmarshal(raw, &r.body); err != nil {
@@ -1275,6 +1288,324 @@ func TestOpenAPIScenario(t *testing.T) {
 	a.problem(call{method: "POST", path: acct + "/payments/" + nobody + "/confirm", token: aliceTok, status: 404,
 		body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}}, "not_found", nil)
 	a.undocumented("GET", "/v1/nothing-here", "", http.StatusNotFound, "")
+}
+
+// TestOpenAPIReserves drives loss cases, the risk reserve and the reports
+// through the real handlers with real credentials, and validates every
+// request and reply against the document: finance funds the reserve, a
+// holder reports payments they did not make and is compensated in
+// advance, compliance finds them liable for the two-factor payment,
+// finance takes that part back and closes the case; a second case meets a
+// shortfall, paid once the reserve is topped up; days are closed, the
+// regulator reads the annual report, and the public disclosure appears a
+// week after the year ends. Refusals of access control are checked along
+// the way.
+func TestOpenAPIReserves(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)} // 09:00:05 in Shanghai
+	st := newStack(t, clk)
+	a := newAPI(t, st.URL)
+	operator, funding := st.key(t, staffkeys.RoleOperator), st.key(t, staffkeys.RoleFunding)
+	finance, compliance := st.key(t, staffkeys.RoleFinance), st.key(t, staffkeys.RoleCompliance)
+	auditor, regulator := st.key(t, staffkeys.RoleAuditor), st.key(t, staffkeys.RoleRegulator)
+	const password = "correct horse battery staple"
+	const nobody = "01JD8X3Q4Z5Y6W7V8T9S0R1P2N"
+
+	open := func(name string) (id, pw, tok string) {
+		t.Helper()
+		r := a.do(call{method: "POST", path: "/v1/accounts", token: operator, status: 201,
+			body: obj{"holder_name": name, "currency": "CNY", "identity_check": checked, "factor": obj{"method": "password", "password": password}}})
+		id, pw = r.str("id"), r.obj("first_factor")["factor_id"].(string)
+		tok = a.do(call{method: "POST", path: "/v1/accounts/" + id + "/sessions", status: 201,
+			body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": password}}}}).str("token")
+		return id, pw, tok
+	}
+	alice, alicePW, aliceTok := open("Li Wei")
+	bob, _, _ := open("Wang Fang")
+	carol, carolPW, carolTok := open("Zhang Min")
+	acct := "/v1/accounts/" + alice
+	for i, id := range []string{alice, carol} {
+		a.do(call{method: "POST", path: "/v1/accounts/" + id + "/deposits", token: funding, status: 201,
+			body: obj{"amount": "1000.00", "reference": fmt.Sprint("bank-transfer-", i)}})
+	}
+
+	// The reserve: finance funds it; a top-up replays by its key; a
+	// release below the floor (zero by default) is refused; only finance
+	// adjusts it.
+	topUp := call{method: "POST", path: "/v1/reserve/adjustments", token: finance, key: "top-up-1", status: 201,
+		body: obj{"kind": "top_up", "amount": "500.00", "currency": "CNY", "reason": "Q1 funding of the risk reserve"}}
+	adj := a.do(topUp)
+	want(t, "top-up debit", adj.str("debit_account"), "own-funds-CNY")
+	want(t, "top-up credit", adj.str("credit_account"), "risk-reserve-CNY")
+	again := a.do(topUp)
+	want(t, "top-up Idempotent-Replayed", again.header.Get("Idempotent-Replayed"), "true")
+	want(t, "replayed adjustment id", again.str("adjustment_id"), adj.str("adjustment_id"))
+	a.problem(call{method: "POST", path: "/v1/reserve/adjustments", token: finance, status: 409,
+		body: obj{"kind": "release", "amount": "10000.00", "currency": "CNY", "reason": "too much"}},
+		"reserve_floor", obj{"available": "500.00", "floor": "0.00"})
+	a.problem(call{method: "POST", path: "/v1/reserve/adjustments", token: finance, status: 400, docRejects: true,
+		body: obj{"kind": "withdraw", "amount": "1.00", "currency": "CNY", "reason": "no such kind"}}, "invalid_request", obj{"field": "kind"})
+	for _, tok := range []string{operator, auditor, compliance} {
+		a.problem(call{method: "POST", path: "/v1/reserve/adjustments", token: tok, status: 403, body: topUp.body}, "forbidden", nil)
+	}
+
+	// Payments: one verified with a password alone, one with a password
+	// and a certificate signature over its challenge.
+	pub, priv, err := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{5}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := a.do(call{method: "POST", path: acct + "/factors", token: operator, status: 201,
+		body: obj{"factor": obj{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(pub)}, "identity_check": checked}}).str("factor_id")
+	pay := func(account, tok, pw, amount string, withCert bool) string {
+		t.Helper()
+		p := a.do(call{method: "POST", path: "/v1/accounts/" + account + "/payments", token: tok, status: 201,
+			body: obj{"payee_account_id": bob, "amount": amount, "currency": "CNY", "channel": "app", "terminal": "desktop",
+				"device_id": "laptop-1", "description": "electronics"}})
+		want(t, "fee without a fee schedule", p.obj("details")["fee"], any("0.00"))
+		proofs := []any{obj{"factor_id": pw, "password": password}}
+		if withCert {
+			challenge, err := base64.StdEncoding.DecodeString(p.str("challenge"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			proofs = append(proofs, obj{"factor_id": cert, "signature": base64.StdEncoding.EncodeToString(ed25519.Sign(priv, challenge))})
+		}
+		a.do(call{method: "POST", path: "/v1/accounts/" + account + "/payments/" + p.str("payment_id") + "/confirm", token: tok, status: 200,
+			body: obj{"device_id": "laptop-1", "proofs": proofs}})
+		return p.str("payment_id")
+	}
+	p1 := pay(alice, aliceTok, alicePW, "100.00", false)
+	p2 := pay(alice, aliceTok, alicePW, "300.00", true)
+	pending := a.do(call{method: "POST", path: acct + "/payments", token: aliceTok, status: 201,
+		body: obj{"payee_account_id": bob, "amount": "5.00", "channel": "app", "terminal": "desktop", "device_id": "laptop-1"}}).str("payment_id")
+
+	// The holder reports both: a single-factor payment is the
+	// institution's, so the loss is paid in advance from the reserve.
+	// Only confirmed payments of the account can be named, by its holder.
+	a.problem(call{method: "POST", path: acct + "/loss-cases", token: aliceTok, status: 400,
+		body: obj{"payment_ids": []any{p1, pending}}}, "invalid_request", obj{"field": "payment_ids"})
+	a.problem(call{method: "POST", path: acct + "/loss-cases", token: aliceTok, status: 400,
+		body: obj{"payment_ids": []any{nobody}}}, "invalid_request", obj{"field": "payment_ids"})
+	a.problem(call{method: "POST", path: acct + "/loss-cases", token: aliceTok, status: 400, docRejects: true,
+		body: obj{"payment_ids": []any{}}}, "invalid_request", obj{"field": "payment_ids"})
+	a.problem(call{method: "POST", path: acct + "/loss-cases", token: carolTok, status: 403,
+		body: obj{"payment_ids": []any{p1}}}, "forbidden", nil)
+	a.problem(call{method: "POST", path: acct + "/loss-cases", token: operator, status: 403, docRejects: true,
+		body: obj{"payment_ids": []any{p1}}}, "forbidden", nil)
+	report := call{method: "POST", path: acct + "/loss-cases", token: aliceTok, key: "loss-1", status: 201,
+		body: obj{"payment_ids": []any{p1, p2}, "description": "I did not make these payments; my laptop was stolen."}}
+	lc := a.do(report)
+	caseID := lc.str("case_id")
+	casePath := "/v1/loss-cases/" + caseID
+	want(t, "case status", lc.str("status"), "reported")
+	want(t, "case loss", lc.str("loss"), "400.00")
+	want(t, "advance", lc.str("advance"), "paid")
+	want(t, "advance rule", strings.HasPrefix(lc.str("advance_rule"), "single_factor: "), true)
+	want(t, "compensated in advance", lc.str("compensated"), "400.00")
+	want(t, "case payments", len(lc.list("payments")), 2)
+	want(t, "replayed report", a.do(report).str("case_id"), caseID)
+	want(t, "balance after the advance", a.do(call{method: "GET", path: acct + "/balance", token: aliceTok, status: 200}).str("available"), "1000.00")
+
+	// Reading the case: its holder and finance, compliance, the auditor
+	// (who sees no description); another holder, and a case that does not
+	// exist, are refused alike for a session; staff learn it does not exist.
+	want(t, "holder reads the case", a.do(call{method: "GET", path: casePath, token: aliceTok, status: 200}).str("case_id"), caseID)
+	want(t, "finance reads the case", a.do(call{method: "GET", path: casePath, token: finance, status: 200}).str("account_id"), alice)
+	want(t, "auditor's description", a.do(call{method: "GET", path: casePath, token: auditor, status: 200}).str("description"), "***")
+	a.problem(call{method: "GET", path: casePath, token: carolTok, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/loss-cases/" + nobody, token: aliceTok, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/loss-cases/" + nobody, token: finance, status: 404}, "not_found", nil)
+	a.problem(call{method: "GET", path: casePath, token: operator, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: casePath, token: regulator, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: casePath, status: 401, docRejects: true}, "unauthenticated", nil)
+
+	// A second case meets a shortfall: the reserve holds 100.00, the loss
+	// is 150.00. The case opens with its advance due and the refusal; once
+	// finance tops the reserve up, the settlement pays it.
+	p3 := pay(carol, carolTok, carolPW, "150.00", false)
+	short := a.do(call{method: "POST", path: "/v1/accounts/" + carol + "/loss-cases", token: carolTok, status: 201,
+		body: obj{"payment_ids": []any{p3}}})
+	shortPath := "/v1/loss-cases/" + short.str("case_id")
+	want(t, "advance after a shortfall", short.str("advance"), "due")
+	want(t, "refusal", short.obj("refusal")["code"], any("reserve_shortfall"))
+	want(t, "compensated after a shortfall", short.str("compensated"), "0.00")
+	a.do(call{method: "POST", path: "/v1/reserve/adjustments", token: finance, status: 201,
+		body: obj{"kind": "top_up", "amount": "100.00", "currency": "CNY", "reason": "cover the shortfall"}})
+	paid := a.do(call{method: "POST", path: shortPath + "/settlement", token: finance, status: 200, body: obj{}})
+	want(t, "advance once topped up", paid.str("advance"), "paid")
+	want(t, "compensated once topped up", paid.str("compensated"), "150.00")
+	if _, ok := paid.body["refusal"]; ok {
+		t.Errorf("a paid advance still carries a refusal: %v", paid.body)
+	}
+
+	// Investigation (compliance only, once); a case is closed only once
+	// its liability is determined.
+	a.problem(call{method: "POST", path: casePath + "/investigation", token: finance, status: 403, body: obj{"note": "not mine"}}, "forbidden", nil)
+	inv := a.do(call{method: "POST", path: casePath + "/investigation", token: compliance, key: "investigate-1", status: 200,
+		body: obj{"note": "called the holder; asked for the police report"}})
+	want(t, "investigating", inv.str("status"), "investigating")
+	a.problem(call{method: "POST", path: casePath + "/investigation", token: compliance, status: 409, body: obj{}}, "case_state", nil)
+	a.problem(call{method: "POST", path: casePath + "/close", token: compliance, status: 409, body: obj{}}, "case_state", nil)
+
+	// Liability: compliance only; a finding against the customer needs
+	// reasons and evidence; the single-factor payment stays the
+	// institution's.
+	finding := obj{"liable": "customer", "reasons": []any{"the holder gave the certificate's key to a caller"},
+		"evidence": []any{"call-recording/2026-03-02/0451"}}
+	a.problem(call{method: "POST", path: casePath + "/liability", token: finance, status: 403, body: finding}, "forbidden", nil)
+	a.problem(call{method: "POST", path: casePath + "/liability", token: aliceTok, status: 403, docRejects: true, body: finding}, "forbidden", nil)
+	a.problem(call{method: "POST", path: casePath + "/liability", token: compliance, status: 422,
+		body: obj{"liable": "customer", "reasons": []any{"the holder gave the key away"}}}, "evidence_required", nil)
+	a.problem(call{method: "POST", path: casePath + "/liability", token: compliance, status: 400, docRejects: true,
+		body: obj{"liable": "nobody"}}, "invalid_request", obj{"field": "liable"})
+	det := a.do(call{method: "POST", path: casePath + "/liability", token: compliance, status: 200, body: finding})
+	want(t, "determined", det.str("status"), "determined")
+	want(t, "liable", det.obj("liability")["liable"], any("customer"))
+	want(t, "liability rule", det.obj("liability")["rule"], any("customer_shown_single_factor_excepted"))
+	want(t, "customer share (the single-factor payment excepted)", det.obj("liability")["customer_share"], any("300.00"))
+	a.problem(call{method: "POST", path: casePath + "/liability", token: compliance, status: 409, body: finding}, "case_state", nil)
+	holderView := a.do(call{method: "GET", path: casePath, token: aliceTok, status: 200}).obj("liability")
+	for _, k := range []string{"evidence", "staff_key"} {
+		if _, shown := holderView[k]; shown {
+			t.Errorf("the holder sees liability.%s: %v", k, holderView)
+		}
+	}
+	staffView := a.do(call{method: "GET", path: casePath, token: finance, status: 200}).obj("liability")
+	want(t, "staff see the evidence", len(staffView["evidence"].([]any)), 1)
+	want(t, "staff see the key", staffView["staff_key"] != nil, true)
+
+	// Settlement: finance takes back the customer's share of the advance;
+	// then nothing is owed. The holder cannot settle.
+	a.problem(call{method: "POST", path: casePath + "/settlement", token: aliceTok, status: 403, docRejects: true, body: obj{}}, "forbidden", nil)
+	a.problem(call{method: "POST", path: casePath + "/settlement", token: compliance, status: 403, body: obj{}}, "forbidden", nil)
+	settled := a.do(call{method: "POST", path: casePath + "/settlement", token: finance, key: "settle-1", status: 200, body: obj{}})
+	want(t, "recovered", settled.str("recovered"), "300.00")
+	want(t, "compensated", settled.str("compensated"), "400.00")
+	a.problem(call{method: "POST", path: casePath + "/settlement", token: finance, status: 409, body: obj{}}, "conflict", nil)
+	var recovered bool
+	for _, op := range a.do(call{method: "GET", path: acct + "/operations", token: aliceTok, status: 200}).list("operations") {
+		recovered = recovered || op.(map[string]any)["type"] == "CompensationRecovered"
+	}
+	want(t, "the recovery among the holder's operations", recovered, true)
+
+	// Closing: the customer bore their share.
+	closed := a.do(call{method: "POST", path: casePath + "/close", token: finance, status: 200})
+	want(t, "closed", closed.str("status"), "closed")
+	want(t, "outcome", closed.obj("closing")["outcome"], any("customer_liable"))
+	if _, shown := a.do(call{method: "GET", path: casePath, token: aliceTok, status: 200}).obj("closing")["staff_key"]; shown {
+		t.Error("the holder sees the closing's staff key")
+	}
+
+	// The second case: the institution is liable, there is nothing left
+	// to pay, and compliance closes it.
+	inst := a.do(call{method: "POST", path: shortPath + "/liability", token: compliance, status: 200, body: obj{"liable": "institution"}})
+	want(t, "institution liable", inst.obj("liability")["liable"], any("institution"))
+	a.problem(call{method: "POST", path: shortPath + "/settlement", token: finance, status: 409, body: obj{}}, "conflict", nil)
+	want(t, "second case outcome", a.do(call{method: "POST", path: shortPath + "/close", token: compliance, status: 200, body: obj{}}).obj("closing")["outcome"], any("compensated"))
+
+	// The reserve: 600.00 topped up, 550.00 paid out, 300.00 taken back
+	// (counted once the balances projection has applied it).
+	reserveBalance := func(want string) reply {
+		t.Helper()
+		var r reply
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			r = a.do(call{method: "GET", path: "/v1/reserve?currency=CNY", token: finance, status: 200})
+			if r.str("balance") == want || time.Now().After(deadline) {
+				break
+			}
+		}
+		if r.str("balance") != want {
+			t.Errorf("reserve balance %s, want %s", r.str("balance"), want)
+		}
+		return r
+	}
+	res := reserveBalance("350.00")
+	want(t, "reserve account", res.str("account_id"), "risk-reserve-CNY")
+	want(t, "closes before any", len(res.list("closes")), 0)
+	a.do(call{method: "GET", path: "/v1/reserve", token: auditor, status: 200})
+	a.problem(call{method: "GET", path: "/v1/reserve", token: compliance, status: 403}, "forbidden", nil)
+	// Sessions read neither the reserve nor the report; the document admits
+	// only staff keys there.
+	a.problem(call{method: "GET", path: "/v1/reserve", token: aliceTok, status: 403, docRejects: true}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/reports/annual/2026", token: aliceTok, status: 403, docRejects: true}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/reserve?currency=XXX", token: finance, status: 400}, "invalid_request", obj{"field": "currency"})
+
+	// Daily closes: today is not over; tomorrow it is, once; the close
+	// provisions 0.05% of the day's volume (550.00).
+	closeDay := call{method: "POST", path: "/v1/reserve/closes", token: finance, status: 409, body: obj{"day": "2026-03-02", "currency": "CNY"}}
+	a.problem(closeDay, "day_not_over", nil)
+	a.problem(call{method: "POST", path: "/v1/reserve/closes", token: finance, status: 400, docRejects: true, body: obj{"day": "2 March"}},
+		"invalid_request", obj{"field": "day"})
+	a.problem(call{method: "POST", path: "/v1/reserve/closes", token: operator, status: 403, body: closeDay.body}, "forbidden", nil)
+	clk.Advance(24 * time.Hour)
+	closeDay.status = 200
+	cl := a.do(closeDay)
+	want(t, "close volume", cl.str("volume"), "550.00")
+	want(t, "close fee income", cl.str("fee_income"), "0.00")
+	want(t, "close provisioned", cl.str("provisioned"), "0.27")
+	want(t, "close policy", cl.str("policy"), "default-1")
+	// Closing it again (the currency defaults to CNY) returns the same close.
+	want(t, "closing again", a.do(call{method: "POST", path: "/v1/reserve/closes", token: finance, status: 200,
+		body: obj{"day": "2026-03-02"}}).body["through_position"], cl.body["through_position"])
+	res = reserveBalance("350.27")
+	want(t, "closes", len(res.list("closes")), 1)
+
+	// The annual report, for the regulator (and finance, the auditor), in
+	// JSON, CSV and HTML.
+	year := "/v1/reports/annual/2026"
+	rep := a.do(call{method: "GET", path: year, token: regulator, status: 200})
+	want(t, "report year", rep.body["year"], any(2026.0))
+	risk := rep.obj("risk_events")["by_kind"].(map[string]any)
+	want(t, "losses reported", risk["loss_reported"], any(2.0))
+	want(t, "shortfalls", risk["reserve_shortfall"], any(1.0))
+	cny := rep.list("currencies")[0].(map[string]any)
+	want(t, "customer losses", cny["customer_losses"].(map[string]any)["amount"], any("550.00"))
+	want(t, "compensation paid", cny["compensation_paid"].(map[string]any)["amount"], any("550.00"))
+	want(t, "recovered", cny["recovered"].(map[string]any)["amount"], any("300.00"))
+	want(t, "topped up", cny["reserve_topped_up"], any("600.00"))
+	want(t, "provisioned", cny["reserve_provisioned"], any("0.27"))
+	want(t, "reserve at year end", cny["reserve_balance_year_end"], any("350.27"))
+	a.do(call{method: "GET", path: year + "?format=json", token: finance, status: 200})
+	csv := a.do(call{method: "GET", path: year + "?format=csv", token: regulator, status: 200})
+	want(t, "CSV content type", csv.header.Get("Content-Type"), "text/csv; charset=utf-8")
+	if !strings.HasPrefix(csv.text, "year,currency,figure,count,amount,cases\n") || !strings.Contains(csv.text, "\n2026,CNY,customer_losses,2,550.00,") {
+		t.Errorf("CSV report:\n%s", csv.text)
+	}
+	page := a.do(call{method: "GET", path: year + "?format=html", token: auditor, status: 200})
+	want(t, "HTML content type", page.header.Get("Content-Type"), "text/html; charset=utf-8")
+	if !strings.Contains(page.text, `data-figure="losses_amount">550.00<`) || !strings.Contains(page.text, caseID) {
+		t.Errorf("the HTML report lacks the losses or the cases behind them:\n%s", page.text)
+	}
+	a.problem(call{method: "GET", path: year + "?format=xml", token: regulator, status: 400, docRejects: true}, "invalid_request", obj{"field": "format"})
+	a.problem(call{method: "GET", path: "/v1/reports/annual/1999", token: regulator, status: 400, docRejects: true}, "invalid_request", obj{"field": "year"})
+	a.problem(call{method: "GET", path: year, token: operator, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: year, token: compliance, status: 403}, "forbidden", nil)
+
+	// The public disclosure: not before 8 January 2027 in Shanghai; then
+	// the year's figures, and nobody's name, account or case.
+	disclosure := call{method: "GET", path: "/disclosures/2026", status: 404}
+	a.problem(disclosure, "not_found", nil)
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Date(2027, 1, 8, 0, 0, 0, 0, loc).Sub(clk.Peek()) - time.Minute)
+	a.problem(disclosure, "not_found", nil)
+	clk.Advance(2 * time.Minute)
+	disclosure.status = 200
+	pub2026 := a.do(disclosure)
+	want(t, "disclosure content type", pub2026.header.Get("Content-Type"), "text/html; charset=utf-8")
+	want(t, "disclosure Cache-Control", pub2026.header.Get("Cache-Control"), "public, max-age=3600")
+	if !strings.Contains(pub2026.text, `data-figure="losses_amount">550.00<`) || !strings.Contains(pub2026.text, `data-figure="risk_total">3<`) {
+		t.Errorf("the disclosure lacks the year's figures:\n%s", pub2026.text)
+	}
+	for _, secret := range []string{"Li Wei", "Zhang Min", "Wang Fang", alice, bob, carol, caseID, short.str("case_id")} {
+		if strings.Contains(pub2026.text, secret) {
+			t.Errorf("the public disclosure shows %q", secret)
+		}
+	}
+	a.problem(call{method: "GET", path: "/disclosures/2026", token: "pls_garbage", status: 401}, "unauthenticated", nil)
+	a.problem(call{method: "GET", path: "/disclosures/20x6", status: 400, docRejects: true}, "invalid_request", obj{"field": "year"})
 }
 
 // TestOpenAPIRateLimited: failed authentications use up the budgets of
