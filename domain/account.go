@@ -118,6 +118,8 @@ type Account struct {
 	devices     map[string]*Device
 	// recovered sums the compensation taken back per loss case.
 	recovered map[string]decimal.Decimal
+	// claims maps each payment claimed in a loss case to the case.
+	claims map[string]string
 }
 
 // NewAccount returns the empty aggregate for an account stream. loc is the
@@ -136,6 +138,7 @@ func NewAccount(loc *time.Location) *Account {
 		depositRefs: map[string]string{},
 		devices:     map[string]*Device{},
 		recovered:   map[string]decimal.Decimal{},
+		claims:      map[string]string{},
 	}
 }
 
@@ -248,6 +251,12 @@ func (a *Account) Available(projected decimal.Decimal, checkpoint int64) Money {
 // Recovered returns the compensation taken back from the account for a
 // loss case.
 func (a *Account) Recovered(caseID string) decimal.Decimal { return a.recovered[caseID] }
+
+// ClaimedIn returns the loss case a payment is claimed in, if any.
+func (a *Account) ClaimedIn(paymentID string) (string, bool) {
+	c, ok := a.claims[paymentID]
+	return c, ok
+}
 
 // Forget drops own money events the projection has already counted, so the
 // aggregate's memory stays bounded by the projection's lag.
@@ -373,6 +382,10 @@ func (a *Account) Apply(e Event, r Recorded) {
 		a.finish(v.PaymentID, "rejected")
 	case FeeCharged:
 		a.addMove(r.Position, v.Amount.Amount, true)
+	case LossClaimed:
+		for _, p := range v.PaymentIDs {
+			a.claims[p] = v.CaseID
+		}
 	case CompensationRecovered:
 		a.addMove(r.Position, v.Amount.Amount, true)
 		a.recovered[v.CaseID] = a.recovered[v.CaseID].Add(v.Amount.Amount)

@@ -319,6 +319,13 @@ type RecoverCompensation struct {
 	Staff   Staff
 }
 
+// ClaimLoss claims the account's payments in a loss case (the holder's
+// report); a payment claimed before is refused.
+type ClaimLoss struct {
+	CaseID     string
+	PaymentIDs []string
+}
+
 // Logout ends a session.
 type Logout struct {
 	SessionID string
@@ -347,3 +354,4 @@ func (RegisterDevice) isCommand()       {}
 func (RevokeDevice) isCommand()         {}
 func (Logout) isCommand()               {}
 func (RecoverCompensation) isCommand()  {}
+func (ClaimLoss) isCommand()            {}

@@ -93,6 +93,8 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 		return one(AccountClosed{Reason: limitText(c.Reason, 200), Staff: c.Staff})
 	case RecoverCompensation:
 		return decideRecover(a, c)
+	case ClaimLoss:
+		return decideClaim(a, c)
 	case Unlock:
 		if c.Staff.StaffKey == "" {
 			return decideHolderUnlock(a, c, p, now)
@@ -716,4 +718,26 @@ func decideRecover(a *Account, c RecoverCompensation) ([]Event, error) {
 	}
 	return one(CompensationRecovered{CaseID: c.CaseID, DebitAccount: a.ID, CreditAccount: ReserveAccountID(a.Currency),
 		Amount: take, Staff: c.Staff})
+}
+
+// maxClaims bounds the payments one account may have claimed in loss
+// cases, and so the memory the aggregate keeps of them.
+const maxClaims = 1000
+
+// decideClaim claims payments in a loss case: each at most once, whatever
+// the case.
+func decideClaim(a *Account, c ClaimLoss) ([]Event, error) {
+	if c.CaseID == "" || len(c.PaymentIDs) == 0 {
+		return nil, Errorf(CodeInternal, "a claim names its case and payments")
+	}
+	for _, p := range c.PaymentIDs {
+		if other, ok := a.claims[p]; ok {
+			return nil, Errorf(CodeConflict, "payment %s is already claimed in loss case %s", p, other).
+				With("case_id", other).With("payment_id", p)
+		}
+	}
+	if len(a.claims)+len(c.PaymentIDs) > maxClaims {
+		return nil, Errorf(CodeRateLimited, "this account has %d payments claimed in loss cases; call the institution", len(a.claims))
+	}
+	return one(LossClaimed(c))
 }

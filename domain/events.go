@@ -503,6 +503,7 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeLossInvestigated, 1):      decodeAs[LossInvestigated],
 	key(TypeLiabilityDetermined, 1):   decodeAs[LiabilityDetermined],
 	key(TypeLossCaseClosed, 1):        decodeAs[LossCaseClosed],
+	key(TypeLossClaimed, 1):           decodeAs[LossClaimed],
 	key(TypeDisputeOpened, 1):         decodeAs[DisputeOpened],
 	key(TypeDisputeAssigned, 1):       decodeAs[DisputeAssigned],
 	key(TypeDisputeAnswered, 1):       decodeAs[DisputeAnswered],

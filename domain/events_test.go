@@ -101,6 +101,7 @@ func sampleEvents() []Event {
 		LiabilityDetermined{CaseID: "case-1", Liable: LiableCustomer, Rule: "customer_shown", Reasons: []string{"shared password"},
 			Evidence: []string{"call-7"}, CustomerShare: amt, Staff: Staff{StaffKey: "staff-comp-1"}},
 		LossCaseClosed{CaseID: "case-1", Outcome: "customer_liable", Compensated: amt, Recovered: amt, Staff: Staff{StaffKey: "staff-fin-1"}},
+		LossClaimed{CaseID: "case-1", PaymentIDs: []string{"p1", "p2"}},
 		DisputeOpened{DisputeID: "d-1", AccountID: "acc-1", Kind: DisputeError, PaymentID: "p1", Subject: "charged twice",
 			Description: "the coffee was charged twice", DueBy: at.Add(15 * 24 * time.Hour)},
 		DisputeOpened{DisputeID: "d-2", AccountID: "acc-1", Kind: DisputeComplaint, Subject: "slow app", DueBy: at},
@@ -208,7 +209,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed", "DeviceRevoked",
 		"FeeCharged", "ReserveProvisioned", "ReserveAdjusted", "ReserveShortfall", "DayClosed", "CompensationPaid",
 		"CompensationRecovered", "LossReported", "LossInvestigated", "LiabilityDetermined", "LossCaseClosed",
-		"DisputeOpened", "DisputeAssigned", "DisputeAnswered", "DisputeResolved"}
+		"DisputeOpened", "DisputeAssigned", "DisputeAnswered", "DisputeResolved", "LossClaimed"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

@@ -45,6 +45,7 @@ const (
 	TypeLossInvestigated      = "LossInvestigated"
 	TypeLiabilityDetermined   = "LiabilityDetermined"
 	TypeLossCaseClosed        = "LossCaseClosed"
+	TypeLossClaimed           = "LossClaimed"
 )
 
 // FeeCharged takes a payment's fee (R15, shown before confirmation) from
@@ -178,6 +179,15 @@ type LossReported struct {
 	AdvanceReason string `json:"advance_reason"`
 }
 
+// LossClaimed records in the holder's stream that payments are claimed
+// in a loss case, so that no payment is claimed in two cases: the
+// account's own stream decides it under its optimistic concurrency. The
+// case's own stream follows with LossReported.
+type LossClaimed struct {
+	CaseID     string   `json:"case_id"`
+	PaymentIDs []string `json:"payment_ids"`
+}
+
 // LossInvestigated records that compliance took the case up.
 type LossInvestigated struct {
 	CaseID string `json:"case_id"`
@@ -226,6 +236,7 @@ func (LossReported) EventType() string          { return TypeLossReported }
 func (LossInvestigated) EventType() string      { return TypeLossInvestigated }
 func (LiabilityDetermined) EventType() string   { return TypeLiabilityDetermined }
 func (LossCaseClosed) EventType() string        { return TypeLossCaseClosed }
+func (LossClaimed) EventType() string           { return TypeLossClaimed }
 
 // moneyTypes are the event types MovementOf gives a movement for.
 var moneyTypes = map[string]bool{

@@ -43,8 +43,9 @@ type closeReq struct {
 }
 
 // caseStep runs a loss-case command and renders the case for its caller.
-// A recorded refusal (a shortfall) is answered as a problem, after the
-// step's events were appended.
+// A step that stood while its payment could not be made (a shortfall, a
+// payment compensated in another case) is answered with the case and the
+// refusal in its "refusal" member: the case exists either way.
 func caseStep[T any](s *Server, w http.ResponseWriter, r *http.Request, status int,
 	run func(ctx context.Context, by ledger.Actor, req T, idem ledger.Idem) (ledger.LossCaseView, error)) {
 	var req T
@@ -124,7 +125,7 @@ func caseJSON(v ledger.LossCaseView, by ledger.Actor) map[string]any {
 		"payments": payments, "loss": v.Loss.String(), "currency": string(v.Loss.Currency), "description": v.Description,
 		"advance": v.Advance, "advance_rule": v.AdvanceReason, "compensated": v.Compensated.String(), "recovered": v.Recovered.String()}
 	if l := v.Liability; l != nil {
-		liab := map[string]any{"liable": l.Liable, "rule": l.Rule, "reasons": l.Reasons, "evidence": l.Evidence,
+		liab := map[string]any{"liable": l.Liable, "rule": l.Rule, "reasons": orEmpty(l.Reasons), "evidence": orEmpty(l.Evidence),
 			"customer_share": l.CustomerShare.String(), "staff_key": l.StaffKey}
 		if by.Holder() {
 			delete(liab, "evidence")
@@ -429,4 +430,12 @@ func (s *Server) financePage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// orEmpty renders a missing list as [], not null.
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

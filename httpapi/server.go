@@ -91,7 +91,9 @@ func actorOf(r *http.Request) ledger.Actor {
 // path with another method answers 405 with Allow.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if strings.HasPrefix(r.URL.Path, "/v1/accounts") {
+	// Everything under /v1/ but the API's own description is about
+	// someone's money or case: no cache may keep it.
+	if strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1/openapi.json" {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	addr := clientAddr(r)

@@ -46,13 +46,12 @@ type LossCaseView struct {
 
 // ReportLossCase opens a loss case on payments of the holder's account and
 // pays advance compensation from the reserve at once when the rules say
-// so (Art. 37). A shortfall leaves the advance due and is recorded.
+// so (Art. 37). The payments are first claimed in the account's own
+// stream, so no payment is claimed in two cases; the case's stream then
+// opens. A shortfall leaves the advance due and is recorded.
 func (s *Service) ReportLossCase(ctx context.Context, by Actor, accountID string, idem Idem, r LossRequest) (LossCaseView, error) {
 	if err := Authorize(by, OpReportLossCase, accountID); err != nil {
 		return LossCaseView{}, err
-	}
-	if idem.Key != "" {
-		idem.Key = by.scope() + ":" + idem.Key
 	}
 	if len(r.PaymentIDs) == 0 || len(r.PaymentIDs) > reserves.MaxCasePayments {
 		return LossCaseView{}, domain.Invalid("payment_ids", fmt.Sprintf("name 1 to %d payments", reserves.MaxCasePayments))
@@ -61,13 +60,75 @@ func (s *Service) ReportLossCase(ctx context.Context, by Actor, accountID string
 	if err != nil {
 		return LossCaseView{}, err
 	}
-	caseID := s.opens.claim("loss:"+idem.Key, idem.Key != "", s.cfg.NewID, s.cfg.Clock())
+	caseID, err := s.claimPayments(ctx, by, accountID, idem, r.PaymentIDs)
+	if err != nil {
+		return LossCaseView{}, err
+	}
+	if idem.Key != "" {
+		idem.Key = by.scope() + ":" + idem.Key
+	}
 	if _, err := s.executeCase(ctx, caseID, idem, func(c *reserves.LossCase, now time.Time) ([]domain.Event, error) {
+		if c.Exists() && c.Report.AccountID == accountID {
+			return nil, nil // opened by an earlier try of this report
+		}
 		return reserves.ReportLoss(c, caseID, accountID, payments, r.Description, s.cfg.Reserves, now)
 	}); err != nil {
 		return LossCaseView{}, err
 	}
 	return s.advance(ctx, caseID)
+}
+
+// claimPayments records the claim in the account's stream and returns the
+// case's id: a new one, the one a retry with the same Idempotency-Key
+// recorded, or the one of an earlier claim of exactly these payments whose
+// case never opened (the report stopped between the two appends).
+func (s *Service) claimPayments(ctx context.Context, by Actor, accountID string, idem Idem, paymentIDs []string) (string, error) {
+	caseID := s.opens.claim("loss:"+by.scope()+":"+idem.Key, idem.Key != "", s.cfg.NewID, s.cfg.Clock())
+	out, err := s.Execute(ctx, by, OpReportLossCase, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
+		return domain.ClaimLoss{CaseID: caseID, PaymentIDs: paymentIDs}, nil
+	})
+	if err == nil {
+		claimed, _, err := findIn[domain.LossClaimed](out)
+		return claimed.CaseID, err
+	}
+	other, _ := domain.ErrorDetails(err)["case_id"].(string)
+	if domain.ErrorCode(err) != domain.CodeConflict || other == "" {
+		return "", err
+	}
+	c, _, lerr := s.loadCase(ctx, other)
+	if lerr != nil {
+		return "", lerr
+	}
+	if c.Exists() || !s.claimedTogether(ctx, by, accountID, other, paymentIDs) {
+		return "", err
+	}
+	return other, nil
+}
+
+// claimedTogether reports whether every payment is claimed in caseID.
+func (s *Service) claimedTogether(ctx context.Context, by Actor, accountID, caseID string, paymentIDs []string) bool {
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return false
+	}
+	for _, p := range paymentIDs {
+		if c, ok := ent.acct.ClaimedIn(p); !ok || c != caseID {
+			return false
+		}
+	}
+	return true
+}
+
+// findIn returns the first event of type T an outcome recorded.
+func findIn[T domain.Event](out Outcome) (T, Outcome, error) {
+	for _, e := range out.Decoded {
+		if v, ok := e.(T); ok {
+			return v, out, nil
+		}
+	}
+	var zero T
+	return zero, out, domain.Errorf(domain.CodeInternal, "expected %s in the outcome", zero.EventType())
 }
 
 // findPayments reads the account's stream back for the confirmed payments
@@ -137,10 +198,15 @@ func (s *Service) advance(ctx context.Context, caseID string) (LossCaseView, err
 			}
 			return reserves.Compensate(r, caseID, domain.CompensationAdvance, rep.AccountID, c.PaymentIDs(), rep.Loss, domain.Staff{}, bal)
 		})
-		if err != nil {
-			refusal = err
-		} else {
+		switch code := domain.ErrorCode(err); {
+		case err == nil:
 			refusal = out.Refusal
+		case code == domain.CodeConflict || code == reserves.CodeReserveShortfall:
+			// The case stands; its advance stays due or was paid in
+			// another case, and the caller is told which.
+			refusal = err
+		default:
+			return LossCaseView{}, err
 		}
 	}
 	v, err := s.caseView(ctx, c)
@@ -293,6 +359,14 @@ func (s *Service) SettleLoss(ctx context.Context, by Actor, caseID string, idem 
 		return LossCaseView{}, domain.Errorf(domain.CodeNotFound, "loss case not found")
 	}
 	if c.Liability == nil {
+		m, err := s.caseMoney(ctx, c)
+		if err != nil {
+			return LossCaseView{}, err
+		}
+		if c.Report.Advance != reserves.AdvancePay || m.advance.IsPositive() {
+			return LossCaseView{}, domain.Errorf(domain.CodeConflict,
+				"case %s owes no advance now; what else it owes is settled once compliance has determined liability", caseID)
+		}
 		return s.advance(ctx, caseID)
 	}
 	m, err := s.caseMoney(ctx, c)
@@ -308,7 +382,11 @@ func (s *Service) SettleLoss(ctx context.Context, by Actor, caseID string, idem 
 	var refusal error
 	switch {
 	case due.Pay.IsPositive():
-		out, err := s.executeReserve(ctx, cur, Idem{}, func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
+		scoped := idem
+		if scoped.Key != "" {
+			scoped.Key = by.scope() + ":" + scoped.Key
+		}
+		out, err := s.executeReserve(ctx, cur, scoped, func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
 			return reserves.Compensate(r, caseID, domain.CompensationSettlement, rep.AccountID, nil,
 				domain.Money{Amount: due.Pay, Currency: cur}, by.staff(""), bal)
 		})

@@ -3,13 +3,17 @@ package ledger_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/reserves"
@@ -202,11 +206,18 @@ func TestLossCaseLifecycle(t *testing.T) {
 	if err != nil || v.Advance != "paid" || v.Compensated.String() != "350.00" {
 		t.Fatalf("advance after the top-up: %+v, %v", v, err)
 	}
-	// A second case naming a paid payment gets no second advance.
-	dup, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{two.PaymentID}})
-	if err != nil || dup.Advance != "due" || domain.ErrorCode(dup.Refusal) != domain.CodeConflict {
-		t.Fatalf("second case on a compensated payment: %+v, %v", dup, err)
+	// No payment is claimed in two cases; nothing is recorded.
+	head = f.e.head(t)
+	_, err = f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{two.PaymentID}})
+	wantCode(t, "a second case on a claimed payment", err, domain.CodeConflict)
+	if d := domain.ErrorDetails(err); d["case_id"] != v.CaseID {
+		t.Errorf("the refusal names case %v, want %s", d["case_id"], v.CaseID)
 	}
+	if h := f.e.head(t); h != head {
+		t.Errorf("the refused report appended: %d -> %d", head, h)
+	}
+	_, err = f.svc.SettleLoss(ctx, financeActor, v.CaseID, ledger.Idem{})
+	wantCode(t, "settling a paid advance before liability", err, domain.CodeConflict)
 
 	// Compliance: a finding against the customer needs evidence.
 	if _, err := f.svc.InvestigateLoss(ctx, complianceActor, v.CaseID, ledger.Idem{}, "called the holder"); err != nil {
@@ -245,6 +256,8 @@ func TestLossCaseLifecycle(t *testing.T) {
 	if err != nil || c2.Closing.Outcome != "customer_liable" {
 		t.Fatalf("close: %+v %v", c2, err)
 	}
+	_, err = f.svc.CloseLossCase(ctx, financeActor, c2.CaseID, ledger.Idem{})
+	wantCode(t, "closing a closed case", err, reserves.CodeCaseState)
 	// A loss above the advance cap waits for its investigation, then the
 	// institution settles it in full.
 	big, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{
@@ -524,4 +537,46 @@ func TestCloseDueDays(t *testing.T) {
 			t.Fatalf("close %d is of %s, want %s", i, closed[i].Day, want)
 		}
 	}
+}
+
+// TestLossReportStoppedBetweenAppends: a report that claimed its payments
+// in the account's stream but could not open the case's stream is
+// completed by the next report of the same payments, under the same case
+// id; the payments stay claimed once.
+func TestLossReportStoppedBetweenAppends(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	pay := f.payer.payID(t, f.svc, f.payee.id, "20.00", domain.LevelTwoFactorCertificate)
+	hook := &hookStore{Store: f.e.store}
+	var failed atomic.Bool
+	hook.before = func(stream string, _ int64) error {
+		if strings.HasPrefix(stream, "losscase-") && failed.CompareAndSwap(false, true) {
+			return fmt.Errorf("disk gone: %w", eventstore.ErrUnavailable)
+		}
+		return nil
+	}
+	svc := f.e.node(t, func(c *ledger.Config) {
+		c.Store = hook
+		c.Policy.BiometricProviderKey = f.provider.Public().(ed25519.PublicKey)
+	})
+	_, err := svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{pay}})
+	wantCode(t, "the report whose case could not open", err, domain.CodeStorageUnavailable)
+	v, err := svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{pay}})
+	if err != nil || v.Status != reserves.StatusReported {
+		t.Fatalf("the report again: %+v %v", v, err)
+	}
+	claims := 0
+	for _, e := range readStream(t, f.e.store, f.payer.id) {
+		if e.Type == domain.TypeLossClaimed {
+			claims++
+			if c := decode(t, e).(domain.LossClaimed); c.CaseID != v.CaseID {
+				t.Errorf("claimed in case %s, the case is %s", c.CaseID, v.CaseID)
+			}
+		}
+	}
+	if claims != 1 {
+		t.Fatalf("%d claims in the account's stream, want 1", claims)
+	}
+	_, err = svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{pay}})
+	wantCode(t, "a third report", err, domain.CodeConflict)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 
@@ -141,7 +142,7 @@ func ReportLoss(c *LossCase, caseID, accountID string, payments []domain.LossPay
 	if len(payments) == 0 || len(payments) > MaxCasePayments {
 		return nil, domain.Invalid("payment_ids", fmt.Sprintf("a loss report names 1 to %d payments", MaxCasePayments))
 	}
-	if len(description) > maxText {
+	if utf8.RuneCountInString(description) > maxText {
 		return nil, domain.Invalid("description", fmt.Sprintf("the description is at most %d characters", maxText))
 	}
 	cur := payments[0].Amount.Currency
@@ -178,7 +179,7 @@ func Investigate(c *LossCase, note string, staff domain.Staff) ([]domain.Event, 
 	if err := c.expect(StatusReported); err != nil {
 		return nil, err
 	}
-	if len(note) > maxText {
+	if utf8.RuneCountInString(note) > maxText {
 		return nil, domain.Invalid("note", fmt.Sprintf("the note is at most %d characters", maxText))
 	}
 	return []domain.Event{domain.LossInvestigated{CaseID: c.Report.CaseID, Note: note, Staff: staff}}, nil
@@ -234,7 +235,7 @@ func Determine(c *LossCase, f Finding, staff domain.Staff) ([]domain.Event, erro
 		return nil, domain.Invalid("evidence", fmt.Sprintf("at most %d reasons and %d evidence references", maxEvidence, maxEvidence))
 	}
 	for _, s := range append(slices.Clone(f.Reasons), f.Evidence...) {
-		if s == "" || len(s) > maxText {
+		if s == "" || utf8.RuneCountInString(s) > maxText {
 			return nil, domain.Invalid("reasons", fmt.Sprintf("reasons and evidence references are 1 to %d characters", maxText))
 		}
 	}
@@ -286,6 +287,9 @@ func SettlementOf(c *LossCase, paid, recovered decimal.Decimal) (Settlement, err
 // CloseCase closes a determined case once nothing is left to pay. What
 // remains to recover stays on record in the closing.
 func CloseCase(c *LossCase, paid, recovered decimal.Decimal, staff domain.Staff) ([]domain.Event, error) {
+	if c.Status == StatusClosed {
+		return nil, domain.Errorf(CodeCaseState, "case %s is closed", c.Report.CaseID)
+	}
 	s, err := SettlementOf(c, paid, recovered)
 	if err != nil {
 		return nil, err

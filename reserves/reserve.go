@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 
@@ -174,7 +175,7 @@ func Adjust(r *Reserve, id, kind string, amount domain.Money, reason string, sta
 	if r.adjustments[id] {
 		return nil, nil
 	}
-	if reason == "" || len(reason) > 500 {
+	if reason == "" || utf8.RuneCountInString(reason) > 500 {
 		return nil, domain.Invalid("reason", "a reserve adjustment needs a reason of at most 500 characters")
 	}
 	c := r.Currency
