@@ -207,7 +207,7 @@ func TestServeDemoScenarioSurvivesRestart(t *testing.T) {
 	opKey, fundKey := staffKey(t, dir, "operator"), staffKey(t, dir, "funding")
 	anon := apiclient.New(srv.url)
 
-	res, err := demo.Run(ctx, anon, demo.Staff{Operator: opKey, Funding: fundKey}, io.Discard, time.Now)
+	res, err := demo.Run(ctx, anon, demo.Staff{Operator: opKey, Funding: fundKey}, io.Discard, time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -254,3 +254,22 @@ func TestDisclosurePageInChromium(t *testing.T) {
 		t.Fatalf("this year's disclosure: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestDemoEndsTheYear runs `payledger demo` as a user would: it walks the
+// whole scenario, ends the year with a loss compensated in advance, the
+// regulator's report and the public disclosure, and verifies the log.
+func TestDemoEndsTheYear(t *testing.T) {
+	out := runCmd(t, "demo")
+	for _, want := range []string{
+		"12.50 CNY paid from the reserve at once",
+		"annual report ",
+		"compensation paid 1 (12.50 CNY)",
+		"(no login): a public page of the year's figures",
+		"every hash chain intact",
+		"demo: ok",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, out)
+		}
+	}
+}

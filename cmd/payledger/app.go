@@ -46,6 +46,9 @@ type Config struct {
 	// BiometricKey is the base64 Ed25519 public key of the biometric
 	// attestation provider; empty disables biometric proofs.
 	BiometricKey string
+	// PolicyFile is a JSON file with the fee schedule and the reserve
+	// policy (policyfile.go); empty keeps the defaults (no fees).
+	PolicyFile string
 	// Rules overrides of the policy defaults. Zero keeps the default when
 	// the Config is built in code; from flags (fromFlags) every value is
 	// explicit and zero is refused.
@@ -105,6 +108,7 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
+	fs.StringVar(&c.PolicyFile, "policy", "", "JSON file of the fee schedule and the risk-reserve policy (docs/reserves.md); default: no fees, the default reserve policy")
 	fs.StringVar(&c.BiometricKey, "biometric-provider-key", os.Getenv("PAYLEDGER_BIOMETRIC_PROVIDER_KEY"),
 		"base64 Ed25519 public key of the biometric attestation provider")
 	c.fromFlags = true
@@ -156,6 +160,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reservePolicy, err := loadPolicyFile(c.PolicyFile, &policy)
+	if err != nil {
+		return err
+	}
 	keys, err := c.serverKeys()
 	if err != nil {
 		return err
@@ -167,7 +175,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
 		// The SQLite file has one writing process, and it runs this one
 		// Service: its aggregate cache is authoritative.
-		SoleWriter: true, StaffKeys: m.StaffKeys})
+		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy})
 	if err != nil {
 		m.closeStores()
 		return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/payledger/payledger/internal/apiclient"
@@ -32,7 +33,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer os.RemoveAll(tmp)
 		*dir = tmp
 	}
-	m := Main{Config: Config{Addr: "127.0.0.1:0", DataDir: *dir, TimeZone: "Asia/Shanghai",
+	clock, err := newDemoClock()
+	if err != nil {
+		return err
+	}
+	m := Main{Config: Config{Addr: "127.0.0.1:0", DataDir: *dir, TimeZone: "Asia/Shanghai", Clock: clock.Now,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}}
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -43,7 +48,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if _, err := demo.Run(ctx, apiclient.New(m.URL), staff, stdout, time.Now); err != nil {
+	fmt.Fprintf(stdout, "The server's clock starts on %s, so that the scenario can end the year.\n",
+		clock.Now().Format("2 January 2006, 15:04 MST"))
+	if _, err := demo.Run(ctx, apiclient.New(m.URL), staff, stdout, clock.Now, clock.Advance); err != nil {
 		return err
 	}
 	n, streams, digest, err := verifyLog(ctx, m.Store, nil)
@@ -69,5 +76,39 @@ func demoStaff(ctx context.Context, keys *staffkeys.Store) (demo.Staff, error) {
 	if err != nil {
 		return demo.Staff{}, fmt.Errorf("demo: create the funding key: %w", err)
 	}
-	return demo.Staff{Operator: op, Funding: fund}, nil
+	s := demo.Staff{Operator: op, Funding: fund}
+	for _, k := range []struct {
+		role staffkeys.Role
+		dst  *string
+	}{{staffkeys.RoleFinance, &s.Finance}, {staffkeys.RoleCompliance, &s.Compliance}, {staffkeys.RoleRegulator, &s.Regulator}} {
+		if *k.dst, _, err = keys.Create(ctx, k.role, "demo "+string(k.role)); err != nil {
+			return demo.Staff{}, fmt.Errorf("demo: create the %s key: %w", k.role, err)
+		}
+	}
+	return s, nil
 }
+
+// demoClock is the real clock moved to the last morning of last year, and
+// forward whenever the scenario says, so the demo can end a year in a
+// minute.
+type demoClock struct {
+	offset atomic.Int64
+}
+
+func newDemoClock() (*demoClock, error) {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	start := time.Date(now.In(loc).Year()-1, 12, 31, 10, 0, 0, 0, loc)
+	c := &demoClock{}
+	c.offset.Store(int64(start.Sub(now)))
+	return c, nil
+}
+
+// Now is the demo's time.
+func (c *demoClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// Advance moves the demo's time forward by d.
+func (c *demoClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }

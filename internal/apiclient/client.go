@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -101,7 +102,8 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, idemKey 
 		return Response{}, fmt.Errorf("%s %s: read reply: %w", method, path, err)
 	}
 	out := Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
-	if len(bytes.TrimSpace(raw)) > 0 {
+	// Pages (text/html, text/csv) are kept as Raw only.
+	if len(bytes.TrimSpace(raw)) > 0 && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/") {
 		if err := json.Unmarshal(raw, &out.Body); err != nil {
 			return out, fmt.Errorf("%s %s: reply is not a JSON object: %w", method, path, err)
 		}

@@ -7,6 +7,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -40,6 +41,12 @@ const PayerPassword = liPassword
 type Staff struct {
 	Operator string
 	Funding  string
+	// Finance, Compliance and Regulator act in the year-end steps, which
+	// run only when they are set and the scenario may move the server's
+	// clock (Run's advance).
+	Finance    string
+	Compliance string
+	Regulator  string
 }
 
 // runner carries the scenario's state between steps.
@@ -53,6 +60,8 @@ type runner struct {
 	secret string
 	last   int64
 	clock  func() time.Time
+	// advance moves the server's clock forward (nil: it cannot).
+	advance func(time.Duration)
 
 	// What the steps learn and later steps use (see run).
 	res                 *Result
@@ -63,6 +72,8 @@ type runner struct {
 	totpID, certID      string            // Li Wei's TOTP and certificate factors
 	certKey, laptop     ed25519.PrivateKey
 	liToken, zhangToken string
+	onePayment          string // the one-factor payment's id
+	compensated         string // what the loss case paid Li Wei
 }
 
 func (r *runner) say(format string, args ...any) {
@@ -115,8 +126,14 @@ func (r *runner) otp() (string, error) {
 // Run walks the scenario against the server behind c (a client without
 // credentials) with the given staff keys. clock is the client's clock for
 // TOTP codes (time.Now for a real server).
-func Run(ctx context.Context, c *apiclient.Client, staff Staff, w io.Writer, clock func() time.Time) (Result, error) {
-	r := &runner{ctx: ctx, c: c.As(""), anon: c.As(""), staff: staff, w: w, clock: clock}
+//
+// With advance, a function that moves the server's clock (the one clock
+// returns too) forward, and the finance, compliance and regulator keys,
+// the scenario goes on to a loss compensated in advance and the end of
+// the year: its last day's close, the regulator's report and the public
+// disclosure.
+func Run(ctx context.Context, c *apiclient.Client, staff Staff, w io.Writer, clock func() time.Time, advance func(time.Duration)) (Result, error) {
+	r := &runner{ctx: ctx, c: c.As(""), anon: c.As(""), staff: staff, w: w, clock: clock, advance: advance}
 	res := Result{Balances: map[string]string{}, Names: map[string]string{}}
 	if err := r.run(&res); err != nil {
 		return res, fmt.Errorf("demo step %d: %w", r.step, err)
@@ -162,13 +179,18 @@ func (r *runner) run(res *Result) error {
 		r.openAccounts, r.refuseAnonymous, r.enrolFactors, r.logIn, r.fund, r.registerLaptop,
 		r.payOneFactor, r.refuseOverCap, r.refuseDependentOTP, r.payTwoFactor, r.selfEnrol, r.raiseLimit,
 		r.withdraw, r.refuseOverdraft, r.changePhone, r.suspendPayee, r.refuseClose, r.refuseCVV,
-		r.showBalances, r.logOut,
+		r.showBalances, r.reportLoss, r.logOut, r.endYear,
 	} {
 		if err := step(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// yearEnd reports whether the scenario may run its year-end steps.
+func (r *runner) yearEnd() bool {
+	return r.advance != nil && r.staff.Finance != "" && r.staff.Compliance != "" && r.staff.Regulator != ""
 }
 
 func (r *runner) openAccounts() error {
@@ -370,6 +392,7 @@ func (r *runner) payOneFactor() error {
 	if err != nil {
 		return err
 	}
+	r.onePayment = init.Str("payment_id")
 	d := init.Obj("details")
 	ch, _ := base64.StdEncoding.DecodeString(init.Str("challenge"))
 	r.say("   initiated: payer %v pays %v %v CNY, fee %v; status %s until %s", d["payer"], d["payee"], d["amount"], d["fee"], init.Str("status"), init.Str("expires_at"))
@@ -611,5 +634,106 @@ func (r *runner) logOut() error {
 		return err
 	}
 	r.say("   DELETE /v1/sessions/current: 204; the same token afterwards: 401 unauthenticated")
+	return nil
+}
+
+func (r *runner) reportLoss() error {
+	if !r.yearEnd() {
+		return nil
+	}
+	r.section("Li Wei did not make the one-factor payment (Art. 37): the loss is compensated in advance from the risk reserve")
+	r.as(r.staff.Finance)
+	top, err := r.expect(http.StatusCreated, "POST", "/v1/reserve/adjustments", map[string]any{"kind": "top_up", "amount": "5000.00",
+		"currency": "CNY", "reason": "opening the risk reserve"}, "")
+	if err != nil {
+		return err
+	}
+	r.as(r.liToken)
+	lc, err := r.expect(http.StatusCreated, "POST", r.base+"/loss-cases", map[string]any{"payment_ids": []any{r.onePayment},
+		"description": "I did not buy this coffee"}, "")
+	if err != nil {
+		return err
+	}
+	if lc.Str("advance") != "paid" {
+		return fmt.Errorf("want the advance paid, got %s", lc.Raw)
+	}
+	r.compensated = lc.Str("compensated")
+	r.as(r.staff.Compliance)
+	det, err := r.expect(http.StatusOK, "POST", "/v1/loss-cases/"+lc.Str("case_id")+"/liability", map[string]any{"liable": "customer",
+		"reasons": []any{"the holder's password was used from the holder's laptop"}, "evidence": []any{"device-log-2231"}}, "")
+	if err != nil {
+		return err
+	}
+	r.as(r.staff.Finance)
+	cl, err := r.expect(http.StatusOK, "POST", "/v1/loss-cases/"+lc.Str("case_id")+"/close", map[string]any{}, "")
+	if err != nil {
+		return err
+	}
+	r.say("   finance tops up the reserve by %s CNY (ReserveAdjusted, naming the key and the reason)", top.Str("amount"))
+	r.say("   Li Wei reports the loss of %s CNY: advance %s (%s), %s CNY paid from the reserve at once", lc.Str("loss"), lc.Str("advance"), lc.Str("advance_rule"), r.compensated)
+	r.say("   compliance finds the customer liable with evidence, but a one-factor payment is the institution's loss whatever is shown:")
+	r.say("   customer share %v (rule %v); the case closes %v", det.Obj("liability")["customer_share"], det.Obj("liability")["rule"], cl.Obj("closing")["outcome"])
+	r.as(r.liToken)
+	return nil
+}
+
+func (r *runner) endYear() error {
+	if !r.yearEnd() {
+		return nil
+	}
+	r.section("The year ends: finance closes its last day, the regulator reads the annual report, the public disclosure appears")
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		return err
+	}
+	now := r.clock().In(loc)
+	year := now.Year()
+	day := now.Format(time.DateOnly)
+	r.advance(time.Date(year+1, 1, 1, 0, 5, 0, 0, loc).Sub(now))
+	r.as(r.staff.Finance)
+	cl, err := r.expect(http.StatusOK, "POST", "/v1/reserve/closes", map[string]any{"day": day, "currency": "CNY"}, "")
+	if err != nil {
+		return err
+	}
+	r.say("   close of %s: fee income %s, volume %s CNY, provisioned %s CNY into the reserve (policy %s)",
+		cl.Str("day"), cl.Str("fee_income"), cl.Str("volume"), cl.Str("provisioned"), cl.Str("policy"))
+	fin, err := r.expect(http.StatusOK, "GET", "/v1/finance", nil, "")
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(fin.Raw, []byte(`id="mismatch-count">No mismatch.`)) {
+		return fmt.Errorf("the finance page shows a mismatch: %s", fin.Raw)
+	}
+	r.say("   finance's page: the reserve recomputed from the log matches the read models (no mismatch)")
+
+	r.advance(8 * 24 * time.Hour) // the disclosure is published a week into January
+	r.as(r.staff.Regulator)
+	rep, err := r.expect(http.StatusOK, "GET", fmt.Sprintf("/v1/reports/annual/%d", year), nil, "")
+	if err != nil {
+		return err
+	}
+	cur := rep.List("currencies")
+	if len(cur) != 1 {
+		return fmt.Errorf("want one currency in the report, got %s", rep.Raw)
+	}
+	c := cur[0]
+	losses, _ := c["customer_losses"].(map[string]any)
+	comp, _ := c["compensation_paid"].(map[string]any)
+	if comp["amount"] != r.compensated {
+		return fmt.Errorf("the report's compensation %v, want %s", comp["amount"], r.compensated)
+	}
+	r.say("   annual report %d for the regulator: customer losses %v (%v CNY), compensation paid %v (%v CNY),", year,
+		losses["count"], losses["amount"], comp["count"], comp["amount"])
+	r.say("   reserve provisioned %v, topped up %v, used %v, balance at year end %v CNY; computed from log positions %v",
+		c["reserve_provisioned"], c["reserve_topped_up"], c["reserve_used"], c["reserve_balance_year_end"], rep.Obj("log")["last_position"])
+	r.as("")
+	page, err := r.expect(http.StatusOK, "GET", fmt.Sprintf("/disclosures/%d", year), nil, "")
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(page.Raw, []byte(`data-figure="compensation_amount">`+r.compensated+`<`)) {
+		return fmt.Errorf("the disclosure page does not show the compensation %s", r.compensated)
+	}
+	r.say("   GET /disclosures/%d (no login): a public page of the year's figures, without personal data", year)
 	return nil
 }
