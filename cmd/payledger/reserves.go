@@ -62,16 +62,18 @@ func cmdClose(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // cmdReport prints a report from the log alone: "annual --year Y".
 func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "annual" {
-		fmt.Fprint(stderr, usage)
-		return errors.New(`report: the one report is "annual": payledger report annual --year 2026`)
-	}
 	fs := flag.NewFlagSet("report annual", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "./data", "data directory")
 	tz := fs.String("tz", "Asia/Shanghai", "time zone of the calendar year")
 	year := fs.Int("year", 0, "calendar year, such as 2026 (default: last year)")
 	format := fs.String("format", "json", "json, csv or html")
+	if len(args) == 0 || args[0] != "annual" {
+		if err := fs.Parse(args); err != nil {
+			return err // -h printed the flags
+		}
+		return errors.New(`report: the one report is "annual": payledger report annual --year 2026`)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
