@@ -32,7 +32,11 @@ func openDataDir(name string, args []string, stderr io.Writer) (string, *sqlite.
 	if _, err := os.Stat(path); err != nil {
 		return "", nil, fmt.Errorf("no event store at %s: %w", path, err)
 	}
-	store, err := sqlite.Open(path, sqlite.DefaultOptions())
+	opts := sqlite.DefaultOptions()
+	var stop func()
+	opts.MigrateProgress, stop = progressReporter(stderr, "migrate the event log: events packed")
+	store, err := sqlite.Open(path, opts)
+	stop()
 	return *dir, store, lockedHint(err)
 }
 
