@@ -629,6 +629,12 @@ func (s *Server) statement(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	s.serveStatement(w, r, id, by)
+}
+
+// serveStatement serves a page of an account's statement: the period
+// (?from, ?to; the last year by default), ?limit and ?cursor.
+func (s *Server) serveStatement(w http.ResponseWriter, r *http.Request, id string, by ledger.Actor) {
 	q := r.URL.Query()
 	now := s.svc.Now()
 	from, to := now.AddDate(0, -statementWindow, 0), now.Add(time.Nanosecond)

@@ -163,6 +163,21 @@ func (s *Server) getReserve(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, reserveJSON(v))
 }
 
+// reserveMovements serves the reserve's statement: provisions, top-ups,
+// releases, compensation paid and recovered, each with the balance after.
+func (s *Server) reserveMovements(w http.ResponseWriter, r *http.Request) {
+	cur := r.URL.Query().Get("currency")
+	if cur == "" {
+		cur = string(domain.CNY)
+	}
+	c, err := domain.ParseCurrency(cur, "currency")
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.serveStatement(w, r, domain.ReserveAccountID(c), actorOf(r))
+}
+
 func reserveJSON(v ledger.ReserveView) map[string]any {
 	closes := make([]map[string]any, len(v.Closes))
 	for i, c := range v.Closes {

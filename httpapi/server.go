@@ -299,6 +299,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/loss-cases/{case}/settlement", s.settleLoss)
 	m.HandleFunc("POST /v1/loss-cases/{case}/close", s.closeLossCase)
 	m.HandleFunc("GET /v1/reserve", s.getReserve)
+	m.HandleFunc("GET /v1/reserve/movements", s.reserveMovements)
 	m.HandleFunc("POST /v1/reserve/adjustments", s.adjustReserve)
 	m.HandleFunc("POST /v1/reserve/closes", s.closeReserveDay)
 	m.HandleFunc("GET /v1/reports/annual/{year}", s.annualReport)
@@ -352,6 +353,7 @@ var Routes = map[string]ledger.Op{
 	"POST /v1/loss-cases/{case}/settlement":            ledger.OpSettleLoss,
 	"POST /v1/loss-cases/{case}/close":                 ledger.OpCloseLossCase,
 	"GET /v1/reserve":                                  ledger.OpReadReserve,
+	"GET /v1/reserve/movements":                        ledger.OpReadReserve,
 	"POST /v1/reserve/adjustments":                     ledger.OpAdjustReserve,
 	"POST /v1/reserve/closes":                          ledger.OpCloseDay,
 	"GET /v1/reports/annual/{year}":                    ledger.OpReadAnnualReport,
