@@ -20,6 +20,7 @@ type yearTotals struct {
 	losses                         int
 	lossSum, compSum, recoveredSum decimal.Decimal
 	comps, recoveries, shortfalls  int
+	disputes, errors, upheld       int
 	provisioned, toppedUp          decimal.Decimal
 	feesByDay, volumeByDay         map[string]decimal.Decimal
 }
@@ -95,6 +96,37 @@ func TestYearOfActivity(t *testing.T) {
 				t.Fatal("a payment without a fee")
 			}
 			want.feesByDay[string(day)] = want.feesByDay[string(day)].Add(fee.Amount.Amount)
+			// Every ninth active day's first payment is disputed as an
+			// error, alternately upheld and withdrawn; every eleventh day
+			// brings a complaint left open.
+			if active%9 == 4 && i == 0 {
+				d, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.DisputeRequest{Kind: domain.DisputeError,
+					PaymentID: pc.PaymentID, Subject: "charged twice"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want.disputes++
+				want.errors++
+				id := d.Opened.DisputeID
+				if want.errors%2 == 1 {
+					if _, err := f.svc.AnswerDispute(ctx, operatorActor, id, ledger.Idem{}, "refunded by the merchant"); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := f.svc.ResolveDispute(ctx, operatorActor, id, ledger.Idem{}, reserves.OutcomeUpheld, "refunded"); err != nil {
+						t.Fatal(err)
+					}
+					want.upheld++
+				} else if _, err := f.svc.WithdrawDispute(ctx, f.payer.actor(), id, ledger.Idem{}, "found it"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if active%11 == 5 && i == 0 {
+				if _, err := f.svc.OpenDispute(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.DisputeRequest{Kind: domain.DisputeComplaint,
+					Subject: "statement hard to read"}); err != nil {
+					t.Fatal(err)
+				}
+				want.disputes++
+			}
 			if lost {
 				v, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{pc.PaymentID}})
 				if err != nil {
@@ -176,13 +208,19 @@ func TestYearOfActivity(t *testing.T) {
 		{"losses reported", itoa(rep.RiskEvents.ByKind[reserves.RiskLossReported]), itoa(want.losses)},
 		{"shortfalls", itoa(rep.RiskEvents.ByKind[reserves.RiskReserveShortage]), itoa(want.shortfalls)},
 		{"cases behind the losses", itoa(len(c.CustomerLosses.Cases)), itoa(len(lossIDs))},
+		{"disputes opened", itoa(rep.Disputes.Opened), itoa(want.disputes)},
+		{"disputes about errors", itoa(rep.Disputes.Errors), itoa(want.errors)},
+		{"complaints", itoa(rep.Disputes.Complaints), itoa(want.disputes - want.errors)},
+		{"disputes upheld", itoa(rep.Disputes.Resolved[reserves.OutcomeUpheld]), itoa(want.upheld)},
+		{"disputes withdrawn", itoa(rep.Disputes.Resolved[reserves.OutcomeWithdrawn]), itoa(want.errors - want.upheld)},
 	} {
 		if chk.got != chk.want {
 			t.Errorf("%s: report %s, test %s", chk.what, chk.got, chk.want)
 		}
 	}
-	if want.shortfalls == 0 || want.recoveries < 2 || want.losses < 8 {
-		t.Fatalf("the year did not exercise everything: %d losses, %d shortfalls, %d recoveries", want.losses, want.shortfalls, want.recoveries)
+	if want.shortfalls == 0 || want.recoveries < 2 || want.losses < 8 || want.upheld < 2 || want.disputes-want.errors < 2 {
+		t.Fatalf("the year did not exercise everything: %d losses, %d shortfalls, %d recoveries, %d disputes (%d upheld)",
+			want.losses, want.shortfalls, want.recoveries, want.disputes, want.upheld)
 	}
 	if rep.Log.FirstPosition == 0 || rep.Log.LastPosition <= rep.Log.FirstPosition || rep.Log.Through <= rep.Log.LastPosition {
 		t.Errorf("log range %+v", rep.Log)
@@ -217,7 +255,8 @@ func TestYearOfActivity(t *testing.T) {
 	}
 	// An empty year is well formed.
 	empty, err := f.svc.AnnualReport(ctx, financeActor, 2024)
-	if err != nil || empty.Currencies[0].CustomerLosses.Count != 0 || empty.Currencies[0].ReserveBalanceYearEnd != "0.00" || empty.RiskEvents.Total != 0 {
+	if err != nil || empty.Currencies[0].CustomerLosses.Count != 0 || empty.Currencies[0].ReserveBalanceYearEnd != "0.00" || empty.RiskEvents.Total != 0 ||
+		empty.Disputes.Opened != 0 || len(empty.Disputes.Resolved) != 4 {
 		t.Fatalf("empty year: %+v %v", empty, err)
 	}
 }

@@ -41,6 +41,12 @@ func WriteCSV(w io.Writer, r AnnualReport) error {
 			amount("payment_volume", c.PaymentVolume, nil),
 		)
 	}
+	rows = append(rows, []string{year, "", "disputes_opened", strconv.Itoa(r.Disputes.Opened), "", ""},
+		[]string{year, "", "disputes_errors", strconv.Itoa(r.Disputes.Errors), "", ""},
+		[]string{year, "", "disputes_complaints", strconv.Itoa(r.Disputes.Complaints), "", ""})
+	for _, o := range []string{OutcomeUpheld, OutcomePartiallyUpheld, OutcomeRejected, OutcomeWithdrawn} {
+		rows = append(rows, []string{year, "", "disputes_resolved_" + o, strconv.Itoa(r.Disputes.Resolved[o]), "", ""})
+	}
 	rows = append(rows, []string{year, "", "log_positions", strconv.FormatInt(r.Log.Events, 10),
 		fmt.Sprintf("%d-%d", r.Log.FirstPosition, r.Log.LastPosition), "through " + strconv.FormatInt(r.Log.Through, 10)})
 	if err := cw.WriteAll(rows); err != nil {
@@ -120,6 +126,15 @@ A loss the institution cannot show its customer caused is compensated in full, i
 {{range $k := .Kinds}}<tr><th scope="row">{{$k}}</th><td class="num" data-figure="risk_{{$k}}">{{index $.R.RiskEvents.ByKind $k}}</td>{{if not $.O.Public}}<td>{{join (index $.R.RiskEvents.Cases $k) " "}}</td>{{end}}</tr>
 {{end}}<tr><th scope="row">total</th><td class="num" data-figure="risk_total">{{.R.RiskEvents.Total}}</td>{{if not .O.Public}}<td></td>{{end}}</tr>
 </tbody>
+</table>
+<table id="disputes">
+<caption>Errors disputed and complaints (Art. 41)</caption>
+<tbody>
+<tr><th scope="row">Opened</th><td class="num" data-figure="disputes_opened">{{.R.Disputes.Opened}}</td></tr>
+<tr><th scope="row">About an error in a payment</th><td class="num" data-figure="disputes_errors">{{.R.Disputes.Errors}}</td></tr>
+<tr><th scope="row">Complaints</th><td class="num" data-figure="disputes_complaints">{{.R.Disputes.Complaints}}</td></tr>
+{{range $o, $n := .R.Disputes.Resolved}}<tr><th scope="row">Resolved: {{$o}}</th><td class="num" data-figure="disputes_resolved_{{$o}}">{{$n}}</td></tr>
+{{end}}</tbody>
 </table>
 {{range $c := .R.Currencies}}
 <section>

@@ -51,15 +51,30 @@ type yearFigures struct {
 	risk        map[string]int
 	riskCases   map[string][]string
 	currencies  map[domain.Currency]*currencyYear
+	disputes    DisputeFigures
+}
+
+// DisputeFigures count a year's disputes and complaints (Art. 41): those
+// opened by kind, and those resolved by outcome.
+type DisputeFigures struct {
+	Opened     int            `json:"opened"`
+	Errors     int            `json:"errors"`
+	Complaints int            `json:"complaints"`
+	Resolved   map[string]int `json:"resolved"`
 }
 
 func (b *Books) year(y int) *yearFigures {
 	f := b.years[y]
 	if f == nil {
-		f = &yearFigures{risk: map[string]int{}, riskCases: map[string][]string{}, currencies: map[domain.Currency]*currencyYear{}}
+		f = newYearFigures()
 		b.years[y] = f
 	}
 	return f
+}
+
+func newYearFigures() *yearFigures {
+	return &yearFigures{risk: map[string]int{}, riskCases: map[string][]string{}, currencies: map[domain.Currency]*currencyYear{},
+		disputes: DisputeFigures{Resolved: map[string]int{}}}
 }
 
 func (y *yearFigures) positions(pos int64) {
@@ -129,6 +144,15 @@ func (y *yearFigures) event(b *Books, r Recorded) {
 	case domain.PaymentConfirmed:
 		c := y.cur(v.Amount.Currency)
 		c.volume = c.volume.Add(v.Amount.Amount)
+	case domain.DisputeOpened:
+		y.disputes.Opened++
+		if v.Kind == domain.DisputeError {
+			y.disputes.Errors++
+		} else {
+			y.disputes.Complaints++
+		}
+	case domain.DisputeResolved:
+		y.disputes.Resolved[v.Outcome]++
 	}
 }
 
@@ -181,6 +205,7 @@ type AnnualReport struct {
 	TimeZone   string           `json:"time_zone"`
 	RiskEvents RiskEvents       `json:"risk_events"`
 	Currencies []CurrencyReport `json:"currencies"`
+	Disputes   DisputeFigures   `json:"disputes"`
 	Log        LogRange         `json:"log"`
 }
 
@@ -189,9 +214,14 @@ type AnnualReport struct {
 func (b *Books) Annual(year int) AnnualReport {
 	y := b.years[year]
 	if y == nil {
-		y = &yearFigures{risk: map[string]int{}, riskCases: map[string][]string{}, currencies: map[domain.Currency]*currencyYear{}}
+		y = newYearFigures()
 	}
-	rep := AnnualReport{Year: year, TimeZone: b.loc.String(),
+	disputes := y.disputes
+	disputes.Resolved = map[string]int{}
+	for _, o := range []string{OutcomeUpheld, OutcomePartiallyUpheld, OutcomeRejected, OutcomeWithdrawn} {
+		disputes.Resolved[o] = y.disputes.Resolved[o]
+	}
+	rep := AnnualReport{Year: year, TimeZone: b.loc.String(), Disputes: disputes,
 		RiskEvents: RiskEvents{ByKind: map[string]int{}, Cases: map[string][]string{}},
 		Log:        LogRange{FirstPosition: y.first, LastPosition: y.last, Events: y.events, Through: b.Through}}
 	for _, k := range RiskKinds {
