@@ -493,7 +493,7 @@ func (a *api) do(c call) reply {
 	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
 		a.t.Fatalf("%s: reply %d does not match the document: %v\n%s", where, resp.StatusCode, err, raw)
 	}
-	if strings.HasPrefix(c.path, "/v1/accounts") && resp.Header.Get("Cache-Control") != "no-store" {
+	if strings.HasPrefix(c.path, "/v1/") && c.path != "/v1/openapi.json" && resp.Header.Get("Cache-Control") != "no-store" {
 		a.t.Errorf("%s: Cache-Control %q, want no-store", where, resp.Header.Get("Cache-Control"))
 	}
 	r := reply{status: resp.StatusCode, header: resp.Header}
@@ -1404,6 +1404,11 @@ func TestOpenAPIReserves(t *testing.T) {
 	want(t, "compensated in advance", lc.str("compensated"), "400.00")
 	want(t, "case payments", len(lc.list("payments")), 2)
 	want(t, "replayed report", a.do(report).str("case_id"), caseID)
+	// A payment is claimed in one case only; nothing is left to pay in
+	// advance before liability is determined.
+	a.problem(call{method: "POST", path: acct + "/loss-cases", token: aliceTok, status: 409,
+		body: obj{"payment_ids": []any{p1}}}, "conflict", obj{"case_id": caseID, "payment_id": p1})
+	a.problem(call{method: "POST", path: casePath + "/settlement", token: finance, status: 409, body: obj{}}, "conflict", nil)
 	want(t, "balance after the advance", a.do(call{method: "GET", path: acct + "/balance", token: aliceTok, status: 200}).str("available"), "1000.00")
 
 	// Reading the case: its holder and finance, compliance, the auditor
@@ -1487,11 +1492,21 @@ func TestOpenAPIReserves(t *testing.T) {
 		recovered = recovered || op.(map[string]any)["type"] == "CompensationRecovered"
 	}
 	want(t, "the recovery among the holder's operations", recovered, true)
+	// The holder's statement shows the compensation and its recovery.
+	var moved []string
+	for _, e := range a.do(call{method: "GET", path: acct + "/statement", token: aliceTok, status: 200}).list("entries") {
+		if m := e.(map[string]any); m["counterparty"] == "risk-reserve-CNY" {
+			moved = append(moved, fmt.Sprint(m["type"], " ", m["direction"], " ", m["amount"], " ", m["ref"] == caseID))
+		}
+	}
+	want(t, "the holder's statement with the reserve", strings.Join(moved, ", "),
+		"CompensationPaid credit 400.00 true, CompensationRecovered debit 300.00 true")
 
 	// Closing: the customer bore their share.
 	closed := a.do(call{method: "POST", path: casePath + "/close", token: finance, status: 200})
 	want(t, "closed", closed.str("status"), "closed")
 	want(t, "outcome", closed.obj("closing")["outcome"], any("customer_liable"))
+	a.problem(call{method: "POST", path: casePath + "/close", token: compliance, status: 409, body: obj{}}, "case_state", nil)
 	if _, shown := a.do(call{method: "GET", path: casePath, token: aliceTok, status: 200}).obj("closing")["staff_key"]; shown {
 		t.Error("the holder sees the closing's staff key")
 	}
@@ -1550,6 +1565,25 @@ func TestOpenAPIReserves(t *testing.T) {
 	res = reserveBalance("350.27")
 	want(t, "closes", len(res.list("closes")), 1)
 
+	// The reserve's statement: every movement with the balance after it.
+	mv := a.do(call{method: "GET", path: "/v1/reserve/movements?currency=CNY", token: finance, status: 200})
+	want(t, "movements account", mv.str("account_id"), "risk-reserve-CNY")
+	var movements []string
+	for _, e := range mv.list("entries") {
+		m := e.(map[string]any)
+		movements = append(movements, fmt.Sprint(m["type"], " ", m["direction"], " ", m["amount"], " ", m["balance_after"]))
+	}
+	want(t, "reserve movements", strings.Join(movements, ", "), "ReserveAdjusted credit 500.00 500.00, CompensationPaid debit 400.00 100.00, "+
+		"ReserveAdjusted credit 100.00 200.00, CompensationPaid debit 150.00 50.00, CompensationRecovered credit 300.00 350.00, "+
+		"ReserveProvisioned credit 0.27 350.27")
+	if last := mv.list("entries")[len(movements)-1].(map[string]any); last["ref"] != "2026-03-02" {
+		t.Errorf("the provision's ref %v, want its day", last["ref"])
+	}
+	want(t, "auditor's movement description", a.do(call{method: "GET", path: "/v1/reserve/movements?limit=1", token: auditor, status: 200}).list("entries")[0].(map[string]any)["description"], any("***"))
+	a.problem(call{method: "GET", path: "/v1/reserve/movements?currency=XXX", token: finance, status: 400}, "invalid_request", obj{"field": "currency"})
+	a.problem(call{method: "GET", path: "/v1/reserve/movements", token: regulator, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/reserve/movements", token: operator, status: 403}, "forbidden", nil)
+
 	// The annual report, for the regulator (and finance, the auditor), in
 	// JSON, CSV and HTML.
 	year := "/v1/reports/annual/2026"
@@ -1606,6 +1640,260 @@ func TestOpenAPIReserves(t *testing.T) {
 	}
 	a.problem(call{method: "GET", path: "/disclosures/2026", token: "pls_garbage", status: 401}, "unauthenticated", nil)
 	a.problem(call{method: "GET", path: "/disclosures/20x6", status: 400, docRejects: true}, "invalid_request", obj{"field": "year"})
+}
+
+// TestOpenAPIDisputes drives disputes and complaints (Art. 41), the
+// staff's lists of cases and finance's page through the real handlers,
+// with real credentials, and validates every request and reply against
+// the document: a holder opens a dispute about an error in their payment
+// and a complaint; another holder can neither read nor withdraw them;
+// staff assign, answer and resolve; the holder sees no staff keys, the
+// auditor no words; the lists show what is open, and overdue once the
+// service time has passed; the holder withdraws the complaint.
+func TestOpenAPIDisputes(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 3, 2, 1, 0, 5, 0, time.UTC)} // 09:00:05 in Shanghai
+	st := newStack(t, clk)
+	a := newAPI(t, st.URL)
+	operator, funding := st.key(t, staffkeys.RoleOperator), st.key(t, staffkeys.RoleFunding)
+	finance, compliance := st.key(t, staffkeys.RoleFinance), st.key(t, staffkeys.RoleCompliance)
+	auditor, regulator := st.key(t, staffkeys.RoleAuditor), st.key(t, staffkeys.RoleRegulator)
+	const password = "correct horse battery staple"
+	const nobody = "01JD8X3Q4Z5Y6W7V8T9S0R1P2N"
+
+	open := func(name string) (id, pw, tok string) {
+		t.Helper()
+		r := a.do(call{method: "POST", path: "/v1/accounts", token: operator, status: 201,
+			body: obj{"holder_name": name, "currency": "CNY", "identity_check": checked, "factor": obj{"method": "password", "password": password}}})
+		id, pw = r.str("id"), r.obj("first_factor")["factor_id"].(string)
+		tok = a.do(call{method: "POST", path: "/v1/accounts/" + id + "/sessions", status: 201,
+			body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": pw, "password": password}}}}).str("token")
+		return id, pw, tok
+	}
+	alice, alicePW, aliceTok := open("Li Wei")
+	bob, _, _ := open("Wang Fang")
+	carol, _, carolTok := open("Zhang Min")
+	acct := "/v1/accounts/" + alice
+	a.do(call{method: "POST", path: acct + "/deposits", token: funding, status: 201, body: obj{"amount": "100.00", "reference": "bank-transfer-1"}})
+	p := a.do(call{method: "POST", path: acct + "/payments", token: aliceTok, status: 201,
+		body: obj{"payee_account_id": bob, "amount": "12.50", "currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": "tea"}})
+	pid := p.str("payment_id")
+	a.do(call{method: "POST", path: acct + "/payments/" + pid + "/confirm", token: aliceTok, status: 200,
+		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": alicePW, "password": password}}}})
+
+	// Opening: the holder, on their own account; an error names one of
+	// the account's payments; the subject is required, the kind one of
+	// two; a card number in the description is refused (R19).
+	openError := call{method: "POST", path: acct + "/disputes", token: aliceTok, key: "dispute-1", status: 201,
+		body: obj{"kind": "error", "payment_id": pid, "subject": "Charged twice for one order", "description": "The terminal charged me 12.50 twice."}}
+	a.problem(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 400,
+		body: obj{"kind": "error", "subject": "Which payment?"}}, "invalid_request", obj{"field": "payment_id"})
+	a.problem(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 400,
+		body: obj{"kind": "error", "payment_id": nobody, "subject": "Not mine"}}, "invalid_request", obj{"field": "payment_id"})
+	a.problem(call{method: "POST", path: "/v1/accounts/" + carol + "/disputes", token: carolTok, status: 400,
+		body: obj{"kind": "error", "payment_id": pid, "subject": "Someone else's payment"}}, "invalid_request", obj{"field": "payment_id"})
+	a.problem(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 400, docRejects: true,
+		body: obj{"kind": "refund", "subject": "Money back"}}, "invalid_request", obj{"field": "kind"})
+	a.problem(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 400, docRejects: true,
+		body: obj{"kind": "complaint", "subject": strings.Repeat("x", 201)}}, "invalid_request", obj{"field": "subject"})
+	a.problem(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 400, docRejects: true,
+		body: obj{"kind": "complaint"}}, "invalid_request", obj{"field": "subject"})
+	a.problem(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 400,
+		body: obj{"kind": "complaint", "subject": "Card", "description": "my card 4111 1111 1111 1111 was charged"}}, "forbidden_field", obj{"field": "description"})
+	a.problem(call{method: "POST", path: acct + "/disputes", token: carolTok, status: 403, body: openError.body}, "forbidden", nil)
+	a.problem(call{method: "POST", path: acct + "/disputes", token: operator, status: 403, docRejects: true, body: openError.body}, "forbidden", nil)
+	a.problem(call{method: "POST", path: acct + "/disputes", status: 401, docRejects: true, body: openError.body}, "unauthenticated", nil)
+
+	d := a.do(openError)
+	disputeID := d.str("dispute_id")
+	dPath := "/v1/disputes/" + disputeID
+	want(t, "dispute account", d.str("account_id"), alice)
+	want(t, "dispute kind", d.str("kind"), "error")
+	want(t, "dispute payment", d.str("payment_id"), pid)
+	want(t, "dispute status", d.str("status"), "open")
+	want(t, "dispute assignee", d.str("assignee"), "")
+	want(t, "dispute overdue", d.body["overdue"], any(false))
+	want(t, "dispute answers", len(d.list("answers")), 0)
+	opened, _ := time.Parse(time.RFC3339Nano, d.str("opened_at"))
+	due, _ := time.Parse(time.RFC3339Nano, d.str("due_by"))
+	want(t, "service time", due.Sub(opened), 15*24*time.Hour)
+	if _, ok := d.body["resolution"]; ok {
+		t.Errorf("an open dispute has a resolution: %v", d.body)
+	}
+	want(t, "replayed opening", a.do(openError).str("dispute_id"), disputeID)
+	reused := openError
+	reused.body, reused.status = replaced(openError.body, "subject", "Another subject"), 409
+	a.problem(reused, "idempotency_key_reused", nil)
+
+	c := a.do(call{method: "POST", path: acct + "/disputes", token: aliceTok, status: 201,
+		body: obj{"kind": "complaint", "subject": "The app logs me out every minute"}})
+	complaintID := c.str("dispute_id")
+	cPath := "/v1/disputes/" + complaintID
+	want(t, "complaint payment", c.str("payment_id"), "")
+	want(t, "complaint description", c.str("description"), "")
+
+	// Reading: another holder is refused as for a dispute that does not
+	// exist; staff learn it does not exist; the regulator and finance read
+	// no dispute.
+	want(t, "holder reads the dispute", a.do(call{method: "GET", path: dPath, token: aliceTok, status: 200}).str("subject"), "Charged twice for one order")
+	a.problem(call{method: "GET", path: dPath, token: carolTok, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/disputes/" + nobody, token: carolTok, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/disputes/" + nobody, token: operator, status: 404}, "not_found", nil)
+	for _, tok := range []string{finance, regulator} {
+		a.problem(call{method: "GET", path: dPath, token: tok, status: 403}, "forbidden", nil)
+	}
+	a.problem(call{method: "GET", path: dPath, status: 401, docRejects: true}, "unauthenticated", nil)
+
+	// Withdrawing is the dispute's own holder's, and checked before the
+	// body is read: another holder is refused even with a body the server
+	// would otherwise refuse as malformed.
+	a.problem(call{method: "POST", path: dPath + "/withdrawal", token: carolTok, status: 403, body: obj{"reason": "not mine"}}, "forbidden", nil)
+	a.problem(call{method: "POST", path: dPath + "/withdrawal", token: carolTok, status: 403, docRejects: true, body: obj{"bogus": true}}, "forbidden", nil)
+	a.problem(call{method: "POST", path: "/v1/disputes/" + nobody + "/withdrawal", token: aliceTok, status: 403, body: obj{}}, "forbidden", nil)
+	a.problem(call{method: "POST", path: dPath + "/withdrawal", token: operator, status: 403, docRejects: true, body: obj{}}, "forbidden", nil)
+
+	// Handling is the operators' desk's and compliance's: not the holder's,
+	// nor finance's or the auditor's.
+	a.problem(call{method: "POST", path: dPath + "/answers", token: aliceTok, status: 403, docRejects: true, body: obj{"answer": "I answer myself"}}, "forbidden", nil)
+	a.problem(call{method: "POST", path: dPath + "/assignment", token: aliceTok, status: 403, docRejects: true, body: obj{"assignee": "me"}}, "forbidden", nil)
+	for _, tok := range []string{finance, auditor} {
+		a.problem(call{method: "POST", path: dPath + "/answers", token: tok, status: 403, body: obj{"answer": "not mine to give"}}, "forbidden", nil)
+	}
+	a.problem(call{method: "POST", path: "/v1/disputes/" + nobody + "/assignment", token: operator, status: 404, body: obj{"assignee": "payments-desk"}}, "not_found", nil)
+	a.problem(call{method: "POST", path: dPath + "/assignment", token: operator, status: 400, docRejects: true, body: obj{"assignee": ""}}, "invalid_request", obj{"field": "assignee"})
+	assign := call{method: "POST", path: dPath + "/assignment", token: operator, key: "assign-1", status: 200, body: obj{"assignee": "payments-desk/zhao"}}
+	as := a.do(assign)
+	want(t, "assigned", as.str("status"), "assigned")
+	want(t, "assignee", as.str("assignee"), "payments-desk/zhao")
+	want(t, "replayed assignment", a.do(assign).str("assignee"), "payments-desk/zhao")
+
+	// Resolving needs an answer first; a holder's outcome is not staff's.
+	resolve := call{method: "POST", path: dPath + "/resolution", token: operator, status: 409,
+		body: obj{"outcome": "upheld", "resolution": "The duplicate charge of 12.50 was refunded."}}
+	a.problem(resolve, "case_state", nil)
+	a.problem(call{method: "POST", path: dPath + "/answers", token: operator, status: 400, docRejects: true, body: obj{}}, "invalid_request", obj{"field": "answer"})
+	an := a.do(call{method: "POST", path: dPath + "/answers", token: operator, status: 200,
+		body: obj{"answer": "We found the second charge and asked for its reversal."}})
+	want(t, "answered", an.str("status"), "answered")
+	answers := an.list("answers")
+	want(t, "answers", len(answers), 1)
+	want(t, "staff see who answered", answers[0].(map[string]any)["staff_key"] != nil, true)
+	a.problem(call{method: "POST", path: dPath + "/resolution", token: operator, status: 400, docRejects: true,
+		body: obj{"outcome": "withdrawn", "resolution": "staff cannot withdraw"}}, "invalid_request", obj{"field": "outcome"})
+	resolve.token, resolve.status = compliance, 200
+	res := a.do(resolve)
+	want(t, "resolved", res.str("status"), "resolved")
+	want(t, "outcome", res.obj("resolution")["outcome"], any("upheld"))
+	want(t, "staff see who resolved", res.obj("resolution")["staff_key"] != nil, true)
+	resolve.status = 409
+	a.problem(resolve, "case_state", nil)
+	a.problem(call{method: "POST", path: dPath + "/answers", token: operator, status: 409, body: obj{"answer": "one more"}}, "case_state", nil)
+	a.problem(call{method: "POST", path: dPath + "/withdrawal", token: aliceTok, status: 409, body: obj{}}, "case_state", nil)
+
+	// The holder's view names no staff key; the auditor's masks the words.
+	hv := a.do(call{method: "GET", path: dPath, token: aliceTok, status: 200})
+	want(t, "holder sees the answer", hv.list("answers")[0].(map[string]any)["answer"], any("We found the second charge and asked for its reversal."))
+	if _, shown := hv.list("answers")[0].(map[string]any)["staff_key"]; shown {
+		t.Errorf("the holder sees the answer's staff key: %v", hv.body)
+	}
+	if _, shown := hv.obj("resolution")["staff_key"]; shown {
+		t.Errorf("the holder sees the resolution's staff key: %v", hv.body)
+	}
+	want(t, "holder sees the resolution", hv.obj("resolution")["resolution"], any("The duplicate charge of 12.50 was refunded."))
+	av := a.do(call{method: "GET", path: dPath, token: auditor, status: 200})
+	want(t, "auditor's subject", av.str("subject"), "***")
+	want(t, "auditor's description", av.str("description"), "***")
+	want(t, "auditor's answer", av.list("answers")[0].(map[string]any)["answer"], any("***"))
+	want(t, "auditor's resolution", av.obj("resolution")["resolution"], any("***"))
+	want(t, "auditor's outcome", av.obj("resolution")["outcome"], any("upheld"))
+	want(t, "auditor's payment", av.str("payment_id"), pid)
+
+	// The lists, read from the cases read model, which follows the log:
+	// wait until it shows what is asked.
+	list := func(path, token string, n int) reply {
+		t.Helper()
+		var r reply
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			r = a.do(call{method: "GET", path: path, token: token, status: 200})
+			if len(r.list("items")) == n || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(r.list("items")) != n {
+			t.Fatalf("GET %s: %d items, want %d: %v", path, len(r.list("items")), n, r.body)
+		}
+		return r
+	}
+	item := func(r reply, i int) map[string]any { return r.list("items")[i].(map[string]any) }
+	openList := list("/v1/disputes", operator, 1)
+	want(t, "list kind", openList.str("kind"), "dispute")
+	want(t, "open dispute", item(openList, 0)["id"], any(complaintID))
+	want(t, "open dispute status", item(openList, 0)["status"], any("open"))
+	want(t, "open dispute account", item(openList, 0)["account_id"], any(alice))
+	want(t, "last page", openList.str("next_cursor"), "")
+	all := list("/v1/disputes?status=all", compliance, 2)
+	want(t, "oldest first", item(all, 0)["id"], any(disputeID))
+	want(t, "resolved in the list", item(all, 0)["status"], any("resolved"))
+	if item(all, 0)["ended_at"] == nil || item(all, 1)["ended_at"] != nil {
+		t.Errorf("ended_at: %v", all.body)
+	}
+	list("/v1/disputes?overdue=true", finance, 0)
+	lossList := list("/v1/loss-cases?status=all", auditor, 0)
+	want(t, "loss list kind", lossList.str("kind"), "loss")
+	a.problem(call{method: "GET", path: "/v1/loss-cases?overdue=true", token: finance, status: 400}, "invalid_request", obj{"field": "overdue"})
+	a.problem(call{method: "GET", path: "/v1/disputes?status=closed", token: finance, status: 400, docRejects: true}, "invalid_request", obj{"field": "status"})
+	a.problem(call{method: "GET", path: "/v1/disputes?overdue=false", token: finance, status: 400, docRejects: true}, "invalid_request", obj{"field": "overdue"})
+	a.problem(call{method: "GET", path: "/v1/disputes?cursor=" + strings.Repeat("Z", 41), token: finance, status: 400, docRejects: true}, "invalid_request", obj{"field": "cursor"})
+	a.problem(call{method: "GET", path: "/v1/disputes", token: regulator, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/loss-cases", token: funding, status: 403}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/disputes", token: aliceTok, status: 403, docRejects: true}, "forbidden", nil)
+
+	// Past the service time the unanswered complaint is overdue.
+	clk.Advance(15*24*time.Hour + time.Minute)
+	aliceTok = a.do(call{method: "POST", path: acct + "/sessions", status: 201, // the old session expired
+		body: obj{"device_id": "laptop-1", "proofs": []any{obj{"factor_id": alicePW, "password": password}}}}).str("token")
+	overdue := list("/v1/disputes?overdue=true", operator, 1)
+	want(t, "overdue dispute", item(overdue, 0)["id"], any(complaintID))
+	want(t, "overdue flag", item(overdue, 0)["overdue"], any(true))
+	want(t, "the complaint read is overdue", a.do(call{method: "GET", path: cPath, token: aliceTok, status: 200}).body["overdue"], any(true))
+	want(t, "a resolved dispute is never overdue", a.do(call{method: "GET", path: dPath, token: operator, status: 200}).body["overdue"], any(false))
+
+	// Finance's page: the overdue complaint is counted, the log and the
+	// read models agree. Sessions and other roles do not see it.
+	page := a.do(call{method: "GET", path: "/v1/finance", token: finance, status: 200})
+	want(t, "finance page content type", page.header.Get("Content-Type"), "text/html; charset=utf-8")
+	for _, s := range []string{"No mismatch", `id="overdue-disputes">1<`, `id="open-cases">0<`} {
+		if !strings.Contains(page.text, s) {
+			t.Errorf("finance's page lacks %q:\n%s", s, page.text)
+		}
+	}
+	a.do(call{method: "GET", path: "/v1/finance", token: auditor, status: 200})
+	a.problem(call{method: "GET", path: "/v1/finance", token: aliceTok, status: 403, docRejects: true}, "forbidden", nil)
+	a.problem(call{method: "GET", path: "/v1/finance", token: operator, status: 403}, "forbidden", nil)
+
+	// The holder withdraws their complaint, with no staff key on it.
+	w := a.do(call{method: "POST", path: cPath + "/withdrawal", token: aliceTok, key: "withdraw-1", status: 200, body: obj{"reason": "It works again."}})
+	want(t, "withdrawn status", w.str("status"), "resolved")
+	want(t, "withdrawn outcome", w.obj("resolution")["outcome"], any("withdrawn"))
+	want(t, "withdrawal reason", w.obj("resolution")["resolution"], any("It works again."))
+	want(t, "withdrawn is not overdue", w.body["overdue"], any(false))
+	if _, shown := w.obj("resolution")["staff_key"]; shown {
+		t.Errorf("the holder's withdrawal shows a staff key: %v", w.body)
+	}
+	want(t, "staff see no key on a withdrawal", a.do(call{method: "GET", path: cPath, token: operator, status: 200}).obj("resolution")["staff_key"], any(""))
+	list("/v1/disputes?overdue=true", operator, 0)
+	list("/v1/disputes", operator, 0)
+
+	// The annual report counts them: two opened, one upheld, one withdrawn.
+	figures := a.do(call{method: "GET", path: "/v1/reports/annual/2026", token: regulator, status: 200}).obj("disputes")
+	want(t, "report disputes", fmt.Sprint(figures), "map[complaints:1 errors:1 opened:2 resolved:map[partially_upheld:0 rejected:0 upheld:1 withdrawn:1]]")
+
+	// The disputes' events stay out of the holder's operations: each
+	// dispute has its own stream.
+	for _, op := range a.do(call{method: "GET", path: acct + "/operations", token: aliceTok, status: 200}).list("operations") {
+		if typ := op.(map[string]any)["type"].(string); strings.HasPrefix(typ, "Dispute") {
+			t.Errorf("a dispute event among the account's operations: %s", typ)
+		}
+	}
 }
 
 // TestOpenAPIRateLimited: failed authentications use up the budgets of
