@@ -737,7 +737,7 @@ func decideClaim(a *Account, c ClaimLoss) ([]Event, error) {
 		}
 	}
 	if len(a.claims)+len(c.PaymentIDs) > maxClaims {
-		return nil, Errorf(CodeRateLimited, "this account has %d payments claimed in loss cases; call the institution", len(a.claims))
+		return nil, Errorf(CodeConflict, "this account has %d payments claimed in loss cases, the most one account may: call the institution", len(a.claims))
 	}
 	return one(LossClaimed(c))
 }

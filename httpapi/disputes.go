@@ -55,6 +55,9 @@ func disputeStep[T any](s *Server, w http.ResponseWriter, r *http.Request, statu
 		s.writeProblem(w, r, err)
 		return
 	}
+	if v.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
 	writeJSON(w, status, disputeJSON(v, by))
 }
 
@@ -121,7 +124,11 @@ func disputeJSON(v ledger.DisputeView, by ledger.Actor) map[string]any {
 		"subject": o.Subject, "description": o.Description, "status": v.Status, "opened_at": ts(v.OpenedAt),
 		"due_by": ts(o.DueBy), "overdue": v.Overdue, "assignee": v.Assignee, "answers": answers}
 	if res := v.Resolution; res != nil {
-		out["resolution"] = map[string]any{"outcome": res.Outcome, "resolution": res.Resolution, "staff_key": res.StaffKey}
+		rm := map[string]any{"outcome": res.Outcome, "resolution": res.Resolution}
+		if res.StaffKey != "" {
+			rm["staff_key"] = res.StaffKey
+		}
+		out["resolution"] = rm
 	}
 	if by.Holder() {
 		for _, a := range answers {
@@ -135,6 +142,9 @@ func disputeJSON(v ledger.DisputeView, by ledger.Actor) map[string]any {
 	// The subject and the answers may name the holder's affairs too.
 	if by.Role == staffkeys.RoleAuditor {
 		out["subject"] = masked
+		if v.Assignee != "" {
+			out["assignee"] = masked
+		}
 		for _, a := range answers {
 			a["answer"] = masked
 		}
@@ -173,6 +183,10 @@ func (s *Server) listCases(kind string) http.HandlerFunc {
 		}
 		if len(cq.After) > 40 {
 			s.writeProblem(w, r, domain.Invalid("cursor", "cursor is not one this API returned"))
+			return
+		}
+		if err := s.catchUp(r.Context()); err != nil {
+			s.writeProblem(w, r, err)
 			return
 		}
 		rows, next, err := s.rm.Cases(r.Context(), cq)

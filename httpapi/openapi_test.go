@@ -1879,7 +1879,9 @@ func TestOpenAPIDisputes(t *testing.T) {
 	if _, shown := w.obj("resolution")["staff_key"]; shown {
 		t.Errorf("the holder's withdrawal shows a staff key: %v", w.body)
 	}
-	want(t, "staff see no key on a withdrawal", a.do(call{method: "GET", path: cPath, token: operator, status: 200}).obj("resolution")["staff_key"], any(""))
+	if _, shown := a.do(call{method: "GET", path: cPath, token: operator, status: 200}).obj("resolution")["staff_key"]; shown {
+		t.Errorf("staff see a staff key on the holder's withdrawal")
+	}
 	list("/v1/disputes?overdue=true", operator, 0)
 	list("/v1/disputes", operator, 0)
 

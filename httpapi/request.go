@@ -81,8 +81,14 @@ func scanForbidden(v any, path string, depth int) (field string, card bool, err 
 			}
 		}
 	case []any:
+		// A list of free text (reasons, evidence) is free text too.
+		leaf := path[strings.LastIndexByte(path, '.')+1:]
 		for i, child := range t {
-			if f, c, err := scanForbidden(child, path+"["+strconv.Itoa(i)+"]", depth+1); f != "" || err != nil {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			if s, ok := child.(string); ok && freeText[strings.ToLower(leaf)] && hasCardNumber(s) {
+				return p, true, nil
+			}
+			if f, c, err := scanForbidden(child, p, depth+1); f != "" || err != nil {
 				return f, c, err
 			}
 		}
@@ -253,7 +259,9 @@ func checkValue(dec *json.Decoder, path string, depth int) error {
 // freeText are the fields a customer or an operator types free text in,
 // where a card number must not be stored (R19).
 var freeText = map[string]bool{"reference": true, "description": true, "reason": true, "holder_name": true,
-	"identity_check": true, "label": true, "device_id": true}
+	"identity_check": true, "label": true, "device_id": true,
+	// Loss cases and disputes.
+	"note": true, "reasons": true, "evidence": true, "subject": true, "answer": true, "resolution": true, "assignee": true}
 
 // hasCardNumber reports whether s holds a card number: a run of 13 to 19
 // digits (any Unicode decimal digits) passing the Luhn check, which

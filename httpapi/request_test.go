@@ -95,6 +95,19 @@ func TestRequestHardening(t *testing.T) {
 		`{"phone":"+8613800138000","device_id":"x","version":"7","proofs":[]}`); status != http.StatusBadRequest || !strings.Contains(body, `"field":"version"`) {
 		t.Fatalf("wrong type in an embedded field: %d %s", status, body)
 	}
+	// A card number in a list of free text (a liability's reasons, its
+	// evidence) is refused by its path too, before the case is looked up.
+	compliance := f.st.key(t, staffkeys.RoleCompliance)
+	for _, body := range []string{
+		`{"liable":"customer","reasons":["paid with 4111 1111 1111 1111"],"evidence":["e"]}`,
+		`{"liable":"customer","reasons":["r"],"evidence":["x","4111-1111-1111-1111"]}`,
+	} {
+		status, _, reply := raw(t, f.st.URL, "POST", "/v1/loss-cases/01J00000000000000000000000/liability", compliance, "application/json", body)
+		if status != http.StatusBadRequest || !strings.Contains(reply, `"code":"forbidden_field"`) || strings.Contains(reply, "4111") ||
+			!(strings.Contains(reply, `"field":"reasons[0]"`) || strings.Contains(reply, `"field":"evidence[1]"`)) {
+			t.Errorf("a card number in a list of free text: %d %s", status, reply)
+		}
+	}
 	// A known path with another method.
 	status, header, body := raw(t, f.st.URL, "GET", "/v1/accounts", "", "", "")
 	if status != http.StatusMethodNotAllowed || header.Get("Allow") != "POST" || !strings.Contains(body, `"code":"method_not_allowed"`) {

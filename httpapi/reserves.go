@@ -65,6 +65,9 @@ func caseStep[T any](s *Server, w http.ResponseWriter, r *http.Request, status i
 		s.writeProblem(w, r, err)
 		return
 	}
+	if v.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
 	writeJSON(w, status, caseJSON(v, by))
 }
 
@@ -399,6 +402,10 @@ func (s *Server) financePage(w http.ResponseWriter, r *http.Request) {
 	by := actorOf(r)
 	v, err := s.svc.Reserve(ctx, by, string(domain.CNY), 31)
 	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if err := s.catchUp(ctx); err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}

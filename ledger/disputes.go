@@ -22,6 +22,9 @@ type DisputeRequest struct {
 type DisputeView struct {
 	reserves.Dispute
 	Overdue bool
+	// Replayed is true when the step was an earlier request's, answered
+	// again for its Idempotency-Key.
+	Replayed bool
 }
 
 // loadDispute folds a dispute's stream.
@@ -36,20 +39,21 @@ func (s *Service) loadDispute(ctx context.Context, id string) (*reserves.Dispute
 
 // executeDispute runs a decision on a dispute's stream and returns it.
 func (s *Service) executeDispute(ctx context.Context, id string, idem Idem, decide func(d *reserves.Dispute, now time.Time) ([]domain.Event, error)) (DisputeView, error) {
-	if _, err := s.executeOn(ctx, "dispute "+id, idem, func() (*stream, func(time.Time) ([]domain.Event, error), error) {
+	out, err := s.executeOn(ctx, "dispute "+id, idem, func() (*stream, func(time.Time) ([]domain.Event, error), error) {
 		d, st, err := s.loadDispute(ctx, id)
 		if err != nil {
 			return nil, nil, err
 		}
 		return st, func(now time.Time) ([]domain.Event, error) { return decide(d, now) }, nil
-	}); err != nil {
+	})
+	if err != nil {
 		return DisputeView{}, err
 	}
 	d, _, err := s.loadDispute(ctx, id)
 	if err != nil {
 		return DisputeView{}, err
 	}
-	return DisputeView{Dispute: *d, Overdue: d.Overdue(s.cfg.Clock())}, nil
+	return DisputeView{Dispute: *d, Overdue: d.Overdue(s.cfg.Clock()), Replayed: out.Replayed}, nil
 }
 
 // OpenDispute opens a holder's dispute about an error in one of their

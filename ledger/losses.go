@@ -42,6 +42,9 @@ type LossCaseView struct {
 	Closing       *domain.LossCaseClosed
 	// Refusal is set when the last step could not pay (a shortfall).
 	Refusal error
+	// Replayed is true when the step was an earlier request's, answered
+	// again for its Idempotency-Key.
+	Replayed bool
 }
 
 // ReportLossCase opens a loss case on payments of the holder's account and
@@ -332,14 +335,17 @@ func (s *Service) caseStep(ctx context.Context, by Actor, op Op, caseID string, 
 	if idem.Key != "" {
 		idem.Key = by.scope() + ":" + idem.Key
 	}
-	if _, err := s.executeCase(ctx, caseID, idem, decide); err != nil {
+	out, err := s.executeCase(ctx, caseID, idem, decide)
+	if err != nil {
 		return LossCaseView{}, err
 	}
 	c, _, err := s.loadCase(ctx, caseID)
 	if err != nil {
 		return LossCaseView{}, err
 	}
-	return s.caseView(ctx, c)
+	v, err := s.caseView(ctx, c)
+	v.Replayed = out.Replayed
+	return v, err
 }
 
 // SettleLoss moves the money a case still owes: before liability is

@@ -146,12 +146,16 @@ func AnswerDispute(d *Dispute, answer string, staff domain.Staff) ([]domain.Even
 
 // ResolveDispute ends a dispute: staff with an outcome once it was
 // answered, or the holder withdrawing it at any time (staff is then
-// empty).
+// empty, and the resolution is their reason).
 func ResolveDispute(d *Dispute, outcome, resolution string, staff domain.Staff) ([]domain.Event, error) {
 	if err := d.expectOpen(); err != nil {
 		return nil, err
 	}
-	if err := text("resolution", resolution, maxAnswer, staff.StaffKey != ""); err != nil {
+	field := "resolution"
+	if staff.StaffKey == "" {
+		field = "reason"
+	}
+	if err := text(field, resolution, maxAnswer, staff.StaffKey != ""); err != nil {
 		return nil, err
 	}
 	switch {
