@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,15 +16,14 @@ import (
 // case): the folded aggregate's version and the idempotency keys its
 // events recorded. apply folds one event into the aggregate.
 type stream struct {
-	name     string
-	version  int64
-	keys     map[string]keyRecord
-	keyOrder []string
-	apply    func(domain.Event, domain.Recorded)
+	name    string
+	version int64
+	keys    keyBook
+	apply   func(domain.Event, domain.Recorded)
 }
 
 func newStream(name string, apply func(domain.Event, domain.Recorded)) *stream {
-	return &stream{name: name, keys: map[string]keyRecord{}, apply: apply}
+	return &stream{name: name, apply: apply}
 }
 
 // catchUp folds the events appended after the stream's version.
@@ -56,21 +54,7 @@ func (st *stream) fold(e eventstore.Event) error {
 	}
 	st.apply(d, domain.Recorded{Version: e.Version, Position: e.Position, OccurredAt: e.OccurredAt})
 	st.version = e.Version
-	if e.IdempotencyKey == "" {
-		return nil
-	}
-	key, hash, _ := strings.Cut(e.IdempotencyKey, "|")
-	rec, ok := st.keys[key]
-	if !ok {
-		st.keyOrder = append(st.keyOrder, key)
-		if len(st.keyOrder) > keysPerAccount {
-			delete(st.keys, st.keyOrder[0])
-			st.keyOrder = st.keyOrder[1:]
-		}
-	}
-	rec.bodyHash = hash
-	rec.events = append(rec.events, e)
-	st.keys[key] = rec
+	st.keys.record(e)
 	return nil
 }
 
@@ -80,7 +64,7 @@ func (s *Service) replay(st *stream, idem Idem) (Outcome, bool, error) {
 	if idem.Key == "" {
 		return Outcome{}, false, nil
 	}
-	rec, ok := st.keys[idem.Key]
+	rec, ok := st.keys.keys[idem.Key]
 	if !ok {
 		return Outcome{}, false, nil
 	}
@@ -174,16 +158,27 @@ func (s *Service) executeReserve(ctx context.Context, c domain.Currency, idem Id
 		c, s.cfg.MaxRetries, lastErr)
 }
 
-func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision) (Outcome, bool, error) {
+// lockReserve locks the reserve of c and brings it up to date; the
+// caller unlocks ent.mu.
+func (s *Service) lockReserve(ctx context.Context, c domain.Currency) (*reserveEntry, error) {
 	ent := s.reserves.lock(c)
-	defer ent.mu.Unlock()
 	if ent.reserve == nil {
 		ent.reset(c)
 	}
 	if err := s.catchUp(ctx, ent.st); err != nil {
 		ent.reset(c)
+		ent.mu.Unlock()
+		return nil, err
+	}
+	return ent, nil
+}
+
+func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision) (Outcome, bool, error) {
+	ent, err := s.lockReserve(ctx, c)
+	if err != nil {
 		return Outcome{}, false, err
 	}
+	defer ent.mu.Unlock()
 	if out, ok, err := s.replay(ent.st, idem); ok {
 		return out, false, err
 	}
@@ -205,15 +200,11 @@ func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Id
 // ReserveState returns a copy of what the reserve of c holds now: its
 // balance and its closes.
 func (s *Service) reserveState(ctx context.Context, c domain.Currency) (domain.Money, []domain.DayClosed, error) {
-	ent := s.reserves.lock(c)
-	defer ent.mu.Unlock()
-	if ent.reserve == nil {
-		ent.reset(c)
-	}
-	if err := s.catchUp(ctx, ent.st); err != nil {
-		ent.reset(c)
+	ent, err := s.lockReserve(ctx, c)
+	if err != nil {
 		return domain.Money{}, nil, err
 	}
+	defer ent.mu.Unlock()
 	proj, cp := s.cfg.Balances.Snapshot(domain.ReserveAccountID(c))
 	return ent.reserve.Available(proj, cp), ent.reserve.Closes(), nil
 }

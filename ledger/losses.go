@@ -250,14 +250,8 @@ func (m caseMoney) paid() decimal.Decimal { return m.advance.Add(m.settlement) }
 // caseMoney reads a case's money as of now from the reserve's stream and
 // the holder's.
 func (s *Service) caseMoney(ctx context.Context, c *reserves.LossCase) (caseMoney, error) {
-	cur := c.Report.Loss.Currency
-	ent := s.reserves.lock(cur)
-	if ent.reserve == nil {
-		ent.reset(cur)
-	}
-	if err := s.catchUp(ctx, ent.st); err != nil {
-		ent.reset(cur)
-		ent.mu.Unlock()
+	ent, err := s.lockReserve(ctx, c.Report.Loss.Currency)
+	if err != nil {
 		return caseMoney{}, err
 	}
 	m := caseMoney{advance: ent.reserve.Paid(c.Report.CaseID, domain.CompensationAdvance),
@@ -309,15 +303,9 @@ func (s *Service) DetermineLiability(ctx context.Context, by Actor, caseID strin
 
 // CloseLossCase closes a determined case once nothing is owed to the holder.
 func (s *Service) CloseLossCase(ctx context.Context, by Actor, caseID string, idem Idem) (LossCaseView, error) {
-	if err := Authorize(by, OpCloseLossCase, ""); err != nil {
-		return LossCaseView{}, err
-	}
-	c, _, err := s.loadCase(ctx, caseID)
+	c, err := s.staffCase(ctx, by, OpCloseLossCase, caseID)
 	if err != nil {
 		return LossCaseView{}, err
-	}
-	if !c.Exists() {
-		return LossCaseView{}, domain.Errorf(domain.CodeNotFound, "loss case not found")
 	}
 	m, err := s.caseMoney(ctx, c)
 	if err != nil {
@@ -326,6 +314,21 @@ func (s *Service) CloseLossCase(ctx context.Context, by Actor, caseID string, id
 	return s.caseStep(ctx, by, OpCloseLossCase, caseID, idem, func(c *reserves.LossCase, _ time.Time) ([]domain.Event, error) {
 		return reserves.CloseCase(c, m.paid(), m.recovered, by.staff(""))
 	})
+}
+
+// staffCase authorises a staff step on a case and loads the case.
+func (s *Service) staffCase(ctx context.Context, by Actor, op Op, caseID string) (*reserves.LossCase, error) {
+	if err := Authorize(by, op, ""); err != nil {
+		return nil, err
+	}
+	c, _, err := s.loadCase(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Exists() {
+		return nil, domain.Errorf(domain.CodeNotFound, "loss case not found")
+	}
+	return c, nil
 }
 
 func (s *Service) caseStep(ctx context.Context, by Actor, op Op, caseID string, idem Idem, decide CaseDecision) (LossCaseView, error) {
@@ -354,15 +357,9 @@ func (s *Service) caseStep(ctx context.Context, by Actor, op Op, caseID string, 
 // holder, or what it takes back of an advance the holder was found liable
 // for (as much as the account holds).
 func (s *Service) SettleLoss(ctx context.Context, by Actor, caseID string, idem Idem) (LossCaseView, error) {
-	if err := Authorize(by, OpSettleLoss, ""); err != nil {
-		return LossCaseView{}, err
-	}
-	c, _, err := s.loadCase(ctx, caseID)
+	c, err := s.staffCase(ctx, by, OpSettleLoss, caseID)
 	if err != nil {
 		return LossCaseView{}, err
-	}
-	if !c.Exists() {
-		return LossCaseView{}, domain.Errorf(domain.CodeNotFound, "loss case not found")
 	}
 	if c.Liability == nil {
 		m, err := s.caseMoney(ctx, c)

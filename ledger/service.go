@@ -256,7 +256,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 		return Outcome{}, false, err
 	}
 	if idem.Key != "" {
-		if rec, ok := ent.keys[idem.Key]; ok {
+		if rec, ok := ent.keys.keys[idem.Key]; ok {
 			if rec.bodyHash != idem.BodyHash {
 				return Outcome{}, false, domain.Errorf(domain.CodeIdempotencyReused,
 					"Idempotency-Key %q was used with a different request", idem.Key)
@@ -400,8 +400,7 @@ func (s *Service) load(ctx context.Context, ent *entry, accountID string) error 
 	}
 	if ent.acct == nil {
 		ent.acct = domain.NewAccount(s.cfg.Policy.Location)
-		ent.keys = map[string]keyRecord{}
-		ent.keyOrder = nil
+		ent.keys = keyBook{}
 	}
 	stream := domain.AccountStream(accountID)
 	from := ent.acct.Version + 1
@@ -442,13 +441,41 @@ type keyRecord struct {
 	events   []eventstore.Event
 }
 
+// keyBook remembers what the last keysPerAccount Idempotency-Keys of a
+// stream produced, from the keys its events recorded.
+type keyBook struct {
+	keys  map[string]keyRecord
+	order []string
+}
+
+// record notes an event under the key it was appended with, if any.
+func (b *keyBook) record(ev eventstore.Event) {
+	if ev.IdempotencyKey == "" {
+		return
+	}
+	if b.keys == nil {
+		b.keys = map[string]keyRecord{}
+	}
+	key, hash, _ := strings.Cut(ev.IdempotencyKey, "|")
+	rec, ok := b.keys[key]
+	if !ok {
+		b.order = append(b.order, key)
+		if len(b.order) > keysPerAccount {
+			delete(b.keys, b.order[0])
+			b.order = b.order[1:]
+		}
+	}
+	rec.bodyHash = hash
+	rec.events = append(rec.events, ev)
+	b.keys[key] = rec
+}
+
 // entry is one cached aggregate; its mutex serialises this process's
 // commands on the account.
 type entry struct {
-	mu       sync.Mutex
-	acct     *domain.Account
-	keys     map[string]keyRecord
-	keyOrder []string
+	mu   sync.Mutex
+	acct *domain.Account
+	keys keyBook
 	// payee is the account as a payee (existence, status, currency) as of
 	// acct, published after each load and append so that a payment to the
 	// account can read it without mu, which the account's own commands
@@ -458,7 +485,7 @@ type entry struct {
 }
 
 func (e *entry) reset() {
-	e.acct, e.keys, e.keyOrder = nil, nil, nil
+	e.acct, e.keys = nil, keyBook{}
 	e.payee.Store(nil)
 }
 
@@ -472,21 +499,7 @@ func (e *entry) publish() {
 
 func (e *entry) apply(d domain.Event, ev eventstore.Event) {
 	e.acct.Apply(d, domain.Recorded{Version: ev.Version, Position: ev.Position, OccurredAt: ev.OccurredAt})
-	if ev.IdempotencyKey == "" {
-		return
-	}
-	key, hash, _ := strings.Cut(ev.IdempotencyKey, "|")
-	rec, ok := e.keys[key]
-	if !ok {
-		e.keyOrder = append(e.keyOrder, key)
-		if len(e.keyOrder) > keysPerAccount {
-			delete(e.keys, e.keyOrder[0])
-			e.keyOrder = e.keyOrder[1:]
-		}
-	}
-	rec.bodyHash = hash
-	rec.events = append(rec.events, ev)
-	e.keys[key] = rec
+	e.keys.record(ev)
 }
 
 // cache holds aggregates by account id, bounded by size.
