@@ -174,9 +174,12 @@ type LossReported struct {
 	Loss        Money         `json:"loss"`
 	Description string        `json:"description"`
 	// Advance is the rule's decision on advance compensation: "pay", or
-	// the code of the rule that excludes it.
+	// the code of the rule that excludes it; AdvanceAmount is what it pays
+	// (the single-factor payments' part alone when the rules exclude the
+	// others).
 	Advance       string `json:"advance"`
 	AdvanceReason string `json:"advance_reason"`
+	AdvanceAmount Money  `json:"advance_amount"`
 }
 
 // LossClaimed records in the holder's stream that payments are claimed

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -70,13 +71,25 @@ func (s *Service) ReportLossCase(ctx context.Context, by Actor, accountID string
 	if idem.Key != "" {
 		idem.Key = by.scope() + ":" + idem.Key
 	}
-	if _, err := s.executeCase(ctx, caseID, idem, func(c *reserves.LossCase, now time.Time) ([]domain.Event, error) {
+	out, err := s.executeCase(ctx, caseID, idem, func(c *reserves.LossCase, now time.Time) ([]domain.Event, error) {
 		if c.Exists() && c.Report.AccountID == accountID {
 			return nil, nil // opened by an earlier try of this report
 		}
 		return reserves.ReportLoss(c, caseID, accountID, payments, r.Description, s.cfg.Reserves, now)
-	}); err != nil {
+	})
+	if err != nil {
 		return LossCaseView{}, err
+	}
+	if out.Replayed {
+		// A replay answers the case as it is and moves no money: an
+		// advance still due is settlement's to pay.
+		c, _, err := s.loadCase(ctx, caseID)
+		if err != nil {
+			return LossCaseView{}, err
+		}
+		v, err := s.caseView(ctx, c)
+		v.Replayed = true
+		return v, err
 	}
 	return s.advance(ctx, caseID)
 }
@@ -193,13 +206,24 @@ func (s *Service) advance(ctx context.Context, caseID string) (LossCaseView, err
 		return LossCaseView{}, domain.Errorf(domain.CodeNotFound, "loss case not found")
 	}
 	var refusal error
-	if c.Report.Advance == reserves.AdvancePay && c.Status != reserves.StatusClosed {
+	if advanceDue(c) {
 		rep := c.Report
+		credit, err := s.compensationCredit(ctx, rep.AccountID, rep.Loss.Currency)
+		if err != nil {
+			return LossCaseView{}, err
+		}
 		out, err := s.executeReserve(ctx, rep.Loss.Currency, Idem{}, func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
-			if r.Paid(caseID, domain.CompensationAdvance).IsPositive() {
+			// Decided again under the reserve's lock: the case may have
+			// moved on (liability determined) since it was read, and
+			// nothing is paid in advance once anything was paid.
+			now, _, err := s.loadCase(ctx, caseID)
+			if err != nil {
+				return nil, err
+			}
+			if !advanceDue(now) || r.Paid(caseID, domain.CompensationAdvance).Add(r.Paid(caseID, domain.CompensationSettlement)).IsPositive() {
 				return nil, nil
 			}
-			return reserves.Compensate(r, caseID, domain.CompensationAdvance, rep.AccountID, c.PaymentIDs(), rep.Loss, domain.Staff{}, bal)
+			return reserves.Compensate(r, caseID, domain.CompensationAdvance, credit, c.PaymentIDs(), advanceAmount(rep), domain.Staff{}, bal)
 		})
 		switch code := domain.ErrorCode(err); {
 		case err == nil:
@@ -215,6 +239,36 @@ func (s *Service) advance(ctx context.Context, caseID string) (LossCaseView, err
 	v, err := s.caseView(ctx, c)
 	v.Refusal = refusal
 	return v, err
+}
+
+// advanceDue reports whether a case may still be paid in advance: the
+// rules granted it, and compliance has not determined liability yet.
+func advanceDue(c *reserves.LossCase) bool {
+	return c.Report.Advance == reserves.AdvancePay && c.Liability == nil &&
+		(c.Status == reserves.StatusReported || c.Status == reserves.StatusInvestigating)
+}
+
+// advanceAmount is what a case's advance pays.
+func advanceAmount(r domain.LossReported) domain.Money {
+	if r.AdvanceAmount.Currency == "" {
+		return r.Loss
+	}
+	return r.AdvanceAmount
+}
+
+// compensationCredit is where a holder's compensation goes: their
+// account, or compensation suspense when it is closed (finance pays it out
+// from there).
+func (s *Service) compensationCredit(ctx context.Context, accountID string, c domain.Currency) (string, error) {
+	ent := s.cache.lock(accountID)
+	defer ent.mu.Unlock()
+	if err := s.load(ctx, ent, accountID); err != nil {
+		return "", err
+	}
+	if ent.acct.Status == domain.StatusClosed {
+		return domain.CompensationSuspenseAccountID(c), nil
+	}
+	return accountID, nil
 }
 
 // caseView adds what the reserve paid and the holder's account recovered.
@@ -382,30 +436,48 @@ func (s *Service) SettleLoss(ctx context.Context, by Actor, caseID string, idem 
 	}
 	rep := c.Report
 	cur := rep.Loss.Currency
+	var nothing error = domain.Errorf(domain.CodeConflict, "case %s owes nothing and is owed nothing: close it", caseID)
 	var refusal error
 	switch {
 	case due.Pay.IsPositive():
+		credit, err := s.compensationCredit(ctx, rep.AccountID, cur)
+		if err != nil {
+			return LossCaseView{}, err
+		}
 		scoped := idem
 		if scoped.Key != "" {
 			scoped.Key = by.scope() + ":" + scoped.Key
 		}
 		out, err := s.executeReserve(ctx, cur, scoped, func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
-			return reserves.Compensate(r, caseID, domain.CompensationSettlement, rep.AccountID, nil,
-				domain.Money{Amount: due.Pay, Currency: cur}, by.staff(""), bal)
+			// What is owed is decided again under the reserve's lock, from
+			// what the reserve has paid, so two settlements pay once.
+			paid := r.Paid(caseID, domain.CompensationAdvance).Add(r.Paid(caseID, domain.CompensationSettlement))
+			now, err := reserves.SettlementOf(c, paid, m.recovered)
+			if err != nil || !now.Pay.IsPositive() {
+				return nil, cmp.Or(err, nothing)
+			}
+			return reserves.Compensate(r, caseID, domain.CompensationSettlement, credit, nil,
+				domain.Money{Amount: now.Pay, Currency: cur}, by.staff(""), bal)
 		})
 		if err != nil {
 			return LossCaseView{}, err
 		}
 		refusal = out.Refusal
 	case due.Recover.IsPositive():
-		if _, err := s.Execute(ctx, by, OpSettleLoss, rep.AccountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-			return domain.RecoverCompensation{CaseID: caseID, Amount: domain.Money{Amount: due.Recover, Currency: cur},
+		if _, err := s.Execute(ctx, by, OpSettleLoss, rep.AccountID, idem, func(a *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+			// Decided again under the account's lock, from what it has
+			// given back, so two recoveries take back once.
+			now, err := reserves.SettlementOf(c, m.paid(), a.Recovered(caseID))
+			if err != nil || !now.Recover.IsPositive() {
+				return nil, cmp.Or(err, nothing)
+			}
+			return domain.RecoverCompensation{CaseID: caseID, Amount: domain.Money{Amount: now.Recover, Currency: cur},
 				Balance: bal, Staff: by.staff("")}, nil
 		}); err != nil {
 			return LossCaseView{}, err
 		}
 	default:
-		return LossCaseView{}, domain.Errorf(domain.CodeConflict, "case %s owes nothing and is owed nothing: close it", caseID)
+		return LossCaseView{}, nothing
 	}
 	c, _, err = s.loadCase(ctx, caseID)
 	if err != nil {

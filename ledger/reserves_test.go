@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -579,4 +580,137 @@ func TestLossReportStoppedBetweenAppends(t *testing.T) {
 	}
 	_, err = svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{pay}})
 	wantCode(t, "a third report", err, domain.CodeConflict)
+}
+
+// reserveStreamTypes counts the event types of the reserve's stream.
+func reserveStreamTypes(t *testing.T, e *env) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for _, ev := range readNamed(t, e.store, domain.ReserveStream(domain.CNY)) {
+		n[ev.Type]++
+	}
+	return n
+}
+
+// TestLossAttacksOnTheAdvance: a replayed report moves no money (not after
+// a settlement, not after a finding against the holder), and retries
+// while the reserve is short record one shortfall.
+func TestLossAttacksOnTheAdvance(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	p := f.payer.payID(t, f.svc, f.payee.id, "300.00", domain.LevelTwoFactor)
+	req := ledger.LossRequest{PaymentIDs: []string{p}}
+	v, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("k", "b"), req)
+	if err != nil || v.Advance != "due" {
+		t.Fatalf("report: %+v %v", v, err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("k", "b"), req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.SettleLoss(ctx, financeActor, v.CaseID, ledger.Idem{}); err != nil {
+			t.Fatalf("settling while short: %v", err)
+		}
+	}
+	if n := reserveStreamTypes(t, f.e); n[domain.TypeReserveShortfall] != 1 {
+		t.Fatalf("shortfalls recorded: %v, want one", n)
+	}
+	f.topUp(t, "5000.00")
+	if _, err := f.svc.DetermineLiability(ctx, complianceActor, v.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableInstitution, Reasons: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err = f.svc.SettleLoss(ctx, financeActor, v.CaseID, ledger.Idem{}); err != nil || v.Compensated.String() != "300.00" {
+		t.Fatalf("settlement: %+v %v", v, err)
+	}
+	if v, err = f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("k", "b"), req); err != nil || !v.Replayed || v.Compensated.String() != "300.00" {
+		t.Fatalf("replay after the settlement: %+v %v", v, err)
+	}
+	if n := reserveStreamTypes(t, f.e); n[domain.TypeCompensationPaid] != 1 {
+		t.Fatalf("payouts: %v, want one", n)
+	}
+
+	// Found liable before the advance was paid: a replay pays nothing.
+	q := f.payer.payID(t, f.svc, f.payee.id, "40.00", domain.LevelTwoFactor)
+	released, err := f.svc.Reserve(ctx, financeActor, "CNY", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.AdjustReserve(ctx, financeActor, ledger.Idem{}, domain.AdjustRelease, released.Balance.String(), "CNY", "empty it"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("k2", "b"), ledger.LossRequest{PaymentIDs: []string{q}})
+	if err != nil || w.Advance != "due" {
+		t.Fatalf("second report: %+v %v", w, err)
+	}
+	if _, err := f.svc.DetermineLiability(ctx, complianceActor, w.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableCustomer,
+		Reasons: []string{"r"}, Evidence: []string{"e"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.topUp(t, "100.00")
+	if w, err = f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, idemFor("k2", "b"), ledger.LossRequest{PaymentIDs: []string{q}}); err != nil || !w.Compensated.Amount.IsZero() {
+		t.Fatalf("replay after a finding against the holder: %+v %v", w, err)
+	}
+	_, err = f.svc.SettleLoss(ctx, financeActor, w.CaseID, ledger.Idem{})
+	wantCode(t, "settling a case the holder is liable for, unpaid", err, domain.CodeConflict)
+}
+
+// TestConcurrentSettlementsMoveMoneyOnce: two nodes settle the same case
+// at once, their reserve appends slowed so that both decide before either
+// lands: the institution pays once; the same for recoveries.
+func TestConcurrentSettlementsMoveMoneyOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	f.topUp(t, "5000.00")
+	slow := &hookStore{Store: f.e.store, before: func(stream string, _ int64) error {
+		if strings.HasPrefix(stream, "reserve-") || strings.HasPrefix(stream, "account-") {
+			time.Sleep(30 * time.Millisecond)
+		}
+		return nil
+	}}
+	nodes := []*ledger.Service{f.svc, f.e.node(t, func(c *ledger.Config) {
+		c.Store = slow
+		c.Policy.BiometricProviderKey = f.provider.Public().(ed25519.PublicKey)
+	})}
+	settleBoth := func(caseID string) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := n.SettleLoss(ctx, financeActor, caseID, ledger.Idem{}); err != nil && domain.ErrorCode(err) != domain.CodeConflict &&
+					domain.ErrorCode(err) != domain.CodeVersionConflict {
+					t.Errorf("settle: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	// Above the cap: no advance; the institution owes 450.00.
+	big, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{
+		PaymentIDs: []string{f.payer.payID(t, f.svc, f.payee.id, "450.00", domain.LevelTwoFactorCertificate)}})
+	if err != nil || big.Advance != "above_advance_cap" {
+		t.Fatalf("report: %+v %v", big, err)
+	}
+	if _, err := f.svc.DetermineLiability(ctx, complianceActor, big.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableInstitution, Reasons: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	settleBoth(big.CaseID)
+	if v, err := f.svc.LossCase(ctx, financeActor, big.CaseID); err != nil || v.Compensated.String() != "450.00" {
+		t.Fatalf("after two settlements at once: %+v %v", v, err)
+	}
+	// Advance paid, holder liable: 300.00 to take back, once.
+	c, err := f.svc.ReportLossCase(ctx, f.payer.actor(), f.payer.id, ledger.Idem{}, ledger.LossRequest{
+		PaymentIDs: []string{f.payer.payID(t, f.svc, f.payee.id, "300.00", domain.LevelTwoFactor)}})
+	if err != nil || c.Advance != "paid" {
+		t.Fatalf("report: %+v %v", c, err)
+	}
+	if _, err := f.svc.DetermineLiability(ctx, complianceActor, c.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableCustomer,
+		Reasons: []string{"r"}, Evidence: []string{"e"}}); err != nil {
+		t.Fatal(err)
+	}
+	settleBoth(c.CaseID)
+	if v, err := f.svc.LossCase(ctx, financeActor, c.CaseID); err != nil || v.Recovered.String() != "300.00" {
+		t.Fatalf("after two recoveries at once: %+v %v", v, err)
+	}
 }

@@ -107,23 +107,19 @@ type advanceRule struct {
 	pay    bool
 }
 
-// advanceRules decide advance compensation (Art. 37): a loss is paid in
-// full at once unless a rule below excludes it; single-factor payments
-// are the institution's unconditionally (Art. 28), so no rule excludes
-// them.
+// advanceRules decide advance compensation (Art. 37) of a case's
+// payments verified with two factor categories or more: they are paid in
+// full at once unless a rule below excludes them. Payments verified with
+// fewer are the institution's unconditionally (Art. 28): ReportLoss pays
+// them in advance whatever these rules say of the others.
 var advanceRules = []advanceRule{
-	{code: "single_factor", pay: true,
-		reason: "payments verified with fewer than two factor categories are the institution's loss unconditionally",
-		test: func(in advanceInput) bool {
-			return slices.ContainsFunc(in.payments, func(p domain.LossPayment) bool { return p.VerificationLevel == domain.LevelSingleFactor })
-		}},
 	{code: "claim_window_passed", pay: false,
-		reason: "a payment was confirmed longer ago than the claim window; the case is investigated before any compensation",
+		reason: "a payment was confirmed longer ago than the claim window; it is investigated before any compensation",
 		test: func(in advanceInput) bool {
 			return slices.ContainsFunc(in.payments, func(p domain.LossPayment) bool { return in.now.Sub(p.ConfirmedAt) > in.policy.ClaimWindow })
 		}},
 	{code: "above_advance_cap", pay: false,
-		reason: "the loss is above the advance cap; the case is investigated before any compensation",
+		reason: "the loss is above the advance cap; it is investigated before any compensation",
 		test: func(in advanceInput) bool {
 			return in.policy.AdvanceCap.IsPositive() && in.loss.Amount.GreaterThan(in.policy.AdvanceCap)
 		}},
@@ -132,9 +128,13 @@ var advanceRules = []advanceRule{
 		test:   func(advanceInput) bool { return true }},
 }
 
+// singleFactorReason is why single-factor payments are paid in advance.
+const singleFactorReason = "single_factor: payments verified with fewer than two factor categories are the institution's loss unconditionally"
+
 // ReportLoss decides a holder's loss report on payments of their account
 // (the caller found them in the account's stream as confirmed payments it
-// debited). It opens the case with the advance-compensation decision.
+// debited). It opens the case with the advance-compensation decision: the
+// single-factor payments always, the others as advanceRules decide.
 func ReportLoss(c *LossCase, caseID, accountID string, payments []domain.LossPayment, description string, p Policy, now time.Time) ([]domain.Event, error) {
 	if c.Exists() {
 		return nil, domain.Errorf(domain.CodeConflict, "case %s exists", caseID)
@@ -146,7 +146,8 @@ func ReportLoss(c *LossCase, caseID, accountID string, payments []domain.LossPay
 		return nil, domain.Invalid("description", fmt.Sprintf("the description is at most %d characters", maxText))
 	}
 	cur := payments[0].Amount.Currency
-	loss := decimal.Zero
+	loss, single := decimal.Zero, decimal.Zero
+	var others []domain.LossPayment
 	seen := map[string]bool{}
 	for _, pay := range payments {
 		if seen[pay.PaymentID] {
@@ -157,21 +158,33 @@ func ReportLoss(c *LossCase, caseID, accountID string, payments []domain.LossPay
 			return nil, domain.Invalid("payment_ids", "the payments of one case are in one currency")
 		}
 		loss = loss.Add(pay.Amount.Amount)
-	}
-	in := advanceInput{payments: payments, loss: domain.Money{Amount: loss, Currency: cur}, now: now, policy: p}
-	rule := advanceRules[len(advanceRules)-1]
-	for _, r := range advanceRules {
-		if r.test(in) {
-			rule = r
-			break
+		if pay.VerificationLevel == domain.LevelSingleFactor {
+			single = single.Add(pay.Amount.Amount)
+		} else {
+			others = append(others, pay)
 		}
 	}
-	advance := AdvancePay
-	if !rule.pay {
-		advance = rule.code
+	advance, amount, reason := AdvancePay, loss, singleFactorReason
+	if len(others) > 0 {
+		in := advanceInput{payments: others, loss: domain.Money{Amount: loss.Sub(single), Currency: cur}, now: now, policy: p}
+		rule := advanceRules[len(advanceRules)-1]
+		for _, r := range advanceRules {
+			if r.test(in) {
+				rule = r
+				break
+			}
+		}
+		reason = rule.code + ": " + rule.reason
+		switch {
+		case rule.pay:
+		case single.IsPositive():
+			amount, reason = single, singleFactorReason+"; the others: "+reason
+		default:
+			advance, amount = rule.code, decimal.Zero
+		}
 	}
-	return []domain.Event{domain.LossReported{CaseID: caseID, AccountID: accountID, Payments: payments, Loss: in.loss,
-		Description: description, Advance: advance, AdvanceReason: rule.code + ": " + rule.reason}}, nil
+	return []domain.Event{domain.LossReported{CaseID: caseID, AccountID: accountID, Payments: payments, Loss: domain.Money{Amount: loss, Currency: cur},
+		Description: description, Advance: advance, AdvanceReason: reason, AdvanceAmount: domain.Money{Amount: amount, Currency: cur}}}, nil
 }
 
 // Investigate records that compliance took the case up.

@@ -33,6 +33,8 @@ type Reserve struct {
 	paid map[string]decimal.Decimal
 	// compensated maps each payment compensated to its case.
 	compensated map[string]string
+	// short are the cases whose shortfall is recorded and not paid since.
+	short       map[string]bool
 	adjustments map[string]bool
 	moves       []move
 	movesNet    decimal.Decimal
@@ -48,7 +50,7 @@ type move struct {
 // NewReserve returns the empty reserve of currency c.
 func NewReserve(c domain.Currency) *Reserve {
 	return &Reserve{Currency: c, closes: map[Day]domain.DayClosed{}, paid: map[string]decimal.Decimal{},
-		compensated: map[string]string{}, adjustments: map[string]bool{}, movesNet: decimal.Zero}
+		compensated: map[string]string{}, short: map[string]bool{}, adjustments: map[string]bool{}, movesNet: decimal.Zero}
 }
 
 // Apply folds one event of the reserve stream.
@@ -72,6 +74,9 @@ func (r *Reserve) Apply(e domain.Event, rec domain.Recorded) {
 		for _, p := range v.PaymentIDs {
 			r.compensated[p] = v.CaseID
 		}
+		delete(r.short, v.CaseID)
+	case domain.ReserveShortfall:
+		r.short[v.CaseID] = true
 	case domain.ReserveAdjusted:
 		r.adjustments[v.AdjustmentID] = true
 	}
@@ -207,10 +212,15 @@ func Compensate(r *Reserve, caseID, kind, credit string, paymentIDs []string, am
 		}
 	}
 	if balance.Amount.LessThan(amount.Amount) {
-		return []domain.Event{domain.ReserveShortfall{CaseID: caseID, Needed: amount, Available: balance}},
-			&domain.Error{Code: CodeReserveShortfall,
-				Message: fmt.Sprintf("the risk reserve holds %s, less than the %s owed for case %s; finance must top it up, and the compensation is then paid", balance, amount, caseID),
-				Details: map[string]any{"needed": amount.String(), "available": balance.String()}}
+		var events []domain.Event
+		if !r.short[caseID] {
+			// One shortfall is recorded per case until it is paid: the
+			// regulator counts risk events, not retries.
+			events = []domain.Event{domain.ReserveShortfall{CaseID: caseID, Needed: amount, Available: balance}}
+		}
+		return events, &domain.Error{Code: CodeReserveShortfall,
+			Message: fmt.Sprintf("the risk reserve holds %s, less than the %s owed for case %s; finance must top it up, and the compensation is then paid", balance, amount, caseID),
+			Details: map[string]any{"needed": amount.String(), "available": balance.String()}}
 	}
 	return []domain.Event{domain.CompensationPaid{CaseID: caseID, Kind: kind, PaymentIDs: paymentIDs, DebitAccount: domain.ReserveAccountID(r.Currency),
 		CreditAccount: credit, Amount: amount, Staff: staff}}, nil

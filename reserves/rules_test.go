@@ -48,18 +48,25 @@ func TestAdvanceRules(t *testing.T) {
 		name     string
 		payments []domain.LossPayment
 		want     string
+		amount   string
 	}{
-		{"two-factor loss is paid in advance", []domain.LossPayment{pay("P1", "120.00", domain.LevelTwoFactor, t0.Add(-time.Hour))}, AdvancePay},
-		{"single-factor loss is paid even when old", []domain.LossPayment{pay("P1", "80.00", domain.LevelSingleFactor, old)}, AdvancePay},
-		{"single-factor loss is paid above the cap", []domain.LossPayment{pay("P1", "60000.00", domain.LevelTwoFactorCertificate, t0), pay("P2", "1.00", domain.LevelSingleFactor, t0)}, AdvancePay},
-		{"old two-factor loss waits for investigation", []domain.LossPayment{pay("P1", "80.00", domain.LevelTwoFactor, old)}, "claim_window_passed"},
-		{"a loss above the cap waits", []domain.LossPayment{pay("P1", "50000.01", domain.LevelTwoFactorCertificate, t0)}, "above_advance_cap"},
-		{"a loss at the cap is paid", []domain.LossPayment{pay("P1", "50000.00", domain.LevelTwoFactorCertificate, t0)}, AdvancePay},
+		{"two-factor loss is paid in advance", []domain.LossPayment{pay("P1", "120.00", domain.LevelTwoFactor, t0.Add(-time.Hour))}, AdvancePay, "120.00"},
+		{"single-factor loss is paid even when old", []domain.LossPayment{pay("P1", "80.00", domain.LevelSingleFactor, old)}, AdvancePay, "80.00"},
+		{"only the single-factor part is paid when the rest is above the cap",
+			[]domain.LossPayment{pay("P1", "60000.00", domain.LevelTwoFactorCertificate, t0), pay("P2", "1.00", domain.LevelSingleFactor, t0)}, AdvancePay, "1.00"},
+		{"only the single-factor part is paid when the rest is old",
+			[]domain.LossPayment{pay("P1", "2000.00", domain.LevelTwoFactorCertificate, old), pay("P2", "0.01", domain.LevelSingleFactor, t0)}, AdvancePay, "0.01"},
+		{"both parts are paid when the rules allow the rest",
+			[]domain.LossPayment{pay("P1", "20.00", domain.LevelTwoFactor, t0), pay("P2", "5.00", domain.LevelSingleFactor, old)}, AdvancePay, "25.00"},
+		{"old two-factor loss waits for investigation", []domain.LossPayment{pay("P1", "80.00", domain.LevelTwoFactor, old)}, "claim_window_passed", "0.00"},
+		{"a loss above the cap waits", []domain.LossPayment{pay("P1", "50000.01", domain.LevelTwoFactorCertificate, t0)}, "above_advance_cap", "0.00"},
+		{"the cap counts only what the rules judge", []domain.LossPayment{pay("P1", "50000.00", domain.LevelTwoFactorCertificate, t0), pay("P2", "9.00", domain.LevelSingleFactor, t0)}, AdvancePay, "50009.00"},
+		{"a loss at the cap is paid", []domain.LossPayment{pay("P1", "50000.00", domain.LevelTwoFactorCertificate, t0)}, AdvancePay, "50000.00"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := reported(t, tc.payments...)
-			if c.Report.Advance != tc.want {
-				t.Fatalf("advance = %q (%s), want %q", c.Report.Advance, c.Report.AdvanceReason, tc.want)
+			if c.Report.Advance != tc.want || c.Report.AdvanceAmount.String() != tc.amount {
+				t.Fatalf("advance = %q of %s (%s), want %q of %s", c.Report.Advance, c.Report.AdvanceAmount, c.Report.AdvanceReason, tc.want, tc.amount)
 			}
 		})
 	}
@@ -222,9 +229,15 @@ func TestCompensateNeverOverdrawsTheReserve(t *testing.T) {
 			t.Fatalf("shortfall event %+v", evs[0])
 		}
 	}
+	// One shortfall is recorded per case until it is paid.
+	evs, _ := Compensate(r, "C9", domain.CompensationAdvance, "ACCT", []string{"P9"}, cny("5.00"), domain.Staff{}, cny("1.00"))
+	r.Apply(evs[0], domain.Recorded{Version: 1, Position: 5})
+	if again, err := Compensate(r, "C9", domain.CompensationAdvance, "ACCT", []string{"P9"}, cny("5.00"), domain.Staff{}, cny("1.00")); len(again) != 0 || codeOf(err) != CodeReserveShortfall {
+		t.Fatalf("second shortfall of a case: %v %v", again, err)
+	}
 	// A payment is compensated once, whichever case names it.
-	evs, _ := Compensate(r, "C1", domain.CompensationAdvance, "ACCT", []string{"P1"}, cny("5.00"), domain.Staff{}, cny("10.00"))
-	r.Apply(evs[0], domain.Recorded{Version: 1, Position: 7})
+	evs, _ = Compensate(r, "C1", domain.CompensationAdvance, "ACCT", []string{"P1"}, cny("5.00"), domain.Staff{}, cny("10.00"))
+	r.Apply(evs[0], domain.Recorded{Version: 2, Position: 7})
 	if _, err := Compensate(r, "C2", domain.CompensationAdvance, "ACCT", []string{"P1"}, cny("5.00"), domain.Staff{}, cny("10.00")); codeOf(err) != domain.CodeConflict {
 		t.Fatalf("second compensation of P1: %v", err)
 	}
