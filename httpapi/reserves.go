@@ -126,7 +126,7 @@ func caseJSON(v ledger.LossCaseView, by ledger.Actor) map[string]any {
 	}
 	out := map[string]any{"case_id": v.CaseID, "account_id": v.AccountID, "status": v.Status, "reported_at": ts(v.ReportedAt),
 		"payments": payments, "loss": v.Loss.String(), "currency": string(v.Loss.Currency), "description": v.Description,
-		"advance": v.Advance, "advance_rule": v.AdvanceReason, "compensated": v.Compensated.String(), "recovered": v.Recovered.String()}
+		"advance": v.Advance, "advance_rule": v.AdvanceReason, "advance_amount": v.AdvanceAmount.String(), "compensated": v.Compensated.String(), "recovered": v.Recovered.String()}
 	if l := v.Liability; l != nil {
 		liab := map[string]any{"liable": l.Liable, "rule": l.Rule, "reasons": orEmpty(l.Reasons), "evidence": orEmpty(l.Evidence),
 			"customer_share": l.CustomerShare.String(), "staff_key": l.StaffKey}

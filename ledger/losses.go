@@ -37,6 +37,9 @@ type LossCaseView struct {
 	// AdvanceReason says which rule decided.
 	Advance       string
 	AdvanceReason string
+	// AdvanceAmount is what the advance pays (zero when the rules
+	// exclude the case).
+	AdvanceAmount domain.Money
 	Compensated   domain.Money
 	Recovered     domain.Money
 	Liability     *domain.LiabilityDetermined
@@ -289,7 +292,8 @@ func (s *Service) caseView(ctx context.Context, c *reserves.LossCase) (LossCaseV
 	}
 	return LossCaseView{CaseID: rep.CaseID, AccountID: rep.AccountID, Status: c.Status, ReportedAt: c.ReportedAt,
 		Payments: rep.Payments, Loss: rep.Loss, Description: rep.Description, Advance: advance, AdvanceReason: rep.AdvanceReason,
-		Compensated: domain.Money{Amount: paid, Currency: cur}, Recovered: domain.Money{Amount: recovered, Currency: cur},
+		AdvanceAmount: advanceAmount(rep),
+		Compensated:   domain.Money{Amount: paid, Currency: cur}, Recovered: domain.Money{Amount: recovered, Currency: cur},
 		Liability: c.Liability, Closing: c.Closing}, nil
 }
 

@@ -176,6 +176,8 @@ func ReportLoss(c *LossCase, caseID, accountID string, payments []domain.LossPay
 		}
 		reason = rule.code + ": " + rule.reason
 		switch {
+		case rule.pay && single.IsPositive():
+			reason = singleFactorReason + "; the others: " + reason
 		case rule.pay:
 		case single.IsPositive():
 			amount, reason = single, singleFactorReason+"; the others: "+reason
