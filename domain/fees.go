@@ -38,6 +38,8 @@ func (s FeeSchedule) Validate() error {
 		return fmt.Errorf("fee schedule %q: amounts must be at most %s", s.Version, maxAmount)
 	case !s.Free() && s.Version == "":
 		return fmt.Errorf("a fee schedule that charges needs a version")
+	case s.Fixed.Exponent() < -2 || s.Min.Exponent() < -2 || s.Max.Exponent() < -2:
+		return fmt.Errorf("fee schedule %q: fixed, min and max have at most 2 decimal places", s.Version)
 	}
 	return nil
 }
@@ -54,11 +56,13 @@ func (s FeeSchedule) FeeFor(amount Money) Money {
 	}
 	places := minorUnits[amount.Currency]
 	fee := amount.Amount.Mul(s.Rate).Add(s.Fixed).Round(places)
+	// The bounds round inwards, so a currency with fewer places never
+	// takes a fee outside them.
 	if fee.LessThan(s.Min) {
-		fee = s.Min.Round(places)
+		fee = s.Min.RoundCeil(places)
 	}
 	if !s.Max.IsZero() && fee.GreaterThan(s.Max) {
-		fee = s.Max.Round(places)
+		fee = s.Max.RoundFloor(places)
 	}
 	return Money{Amount: fee, Currency: amount.Currency}
 }

@@ -185,6 +185,10 @@ func (s *Server) listCases(kind string) http.HandlerFunc {
 			s.writeProblem(w, r, domain.Invalid("cursor", "cursor is not one this API returned"))
 			return
 		}
+		if err := s.svc.AuthorizeList(r.Context(), actorOf(r), kind+"_list"); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
 		if err := s.catchUp(r.Context()); err != nil {
 			s.writeProblem(w, r, err)
 			return

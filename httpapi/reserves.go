@@ -139,7 +139,13 @@ func caseJSON(v ledger.LossCaseView, by ledger.Actor) map[string]any {
 		out["closing"] = map[string]any{"outcome": c.Outcome, "compensated": c.Compensated.String(), "recovered": c.Recovered.String(), "staff_key": c.StaffKey}
 	}
 	if v.Refusal != nil {
-		out["refusal"] = map[string]any{"code": domain.ErrorCode(v.Refusal), "detail": v.Refusal.Error()}
+		detail := v.Refusal.Error()
+		if by.Holder() {
+			// The figures of the institution's reserve are not the
+			// holder's to see.
+			detail = "the advance could not be paid yet; it stays due and the institution pays it"
+		}
+		out["refusal"] = map[string]any{"code": domain.ErrorCode(v.Refusal), "detail": detail}
 	}
 	if by.Holder() {
 		if l, ok := out["liability"].(map[string]any); ok {

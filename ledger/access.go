@@ -241,15 +241,32 @@ func (s *Service) AuthorizeRead(ctx context.Context, by Actor, op Op, accountID 
 	if _, err := s.Currency(ctx, accountID); err != nil {
 		return err
 	}
-	now := s.cfg.Clock()
-	data, err := s.encode([]domain.Event{domain.StaffRead{AccountID: accountID, Role: string(by.Role), What: what, Staff: by.staff("")}}, now, Idem{})
+	return s.recordStaffRead(ctx, by, accountID, what)
+}
+
+// recordStaffRead appends a staff key's read to the key's own stream
+// before the data is served (R26); accountID is empty for a list.
+func (s *Service) recordStaffRead(ctx context.Context, by Actor, accountID, what string) error {
+	if !by.Staff() || by == Scheduler {
+		return nil
+	}
+	data, err := s.encode([]domain.Event{domain.StaffRead{AccountID: accountID, Role: string(by.Role), What: what, Staff: by.staff("")}}, s.cfg.Clock(), Idem{})
 	if err != nil {
 		return err
 	}
 	if _, err := s.cfg.Store.Append(ctx, domain.StaffStream(by.KeyID), eventstore.Any, data); err != nil {
-		return fmt.Errorf("record the staff read of account %s: %w", accountID, err)
+		return fmt.Errorf("record the staff read of %s %s: %w", what, accountID, err)
 	}
 	return nil
+}
+
+// AuthorizeList authorises a staff list of cases or disputes (what) and
+// records the read (R26): the lists name holders' accounts.
+func (s *Service) AuthorizeList(ctx context.Context, by Actor, what string) error {
+	if err := Authorize(by, OpListCases, ""); err != nil {
+		return err
+	}
+	return s.recordStaffRead(ctx, by, "", what)
 }
 
 // StaffKeys is what the ledger needs of the staff key store.

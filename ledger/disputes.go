@@ -117,6 +117,9 @@ func (s *Service) Dispute(ctx context.Context, by Actor, id string) (DisputeView
 	if err != nil {
 		return DisputeView{}, err
 	}
+	if err := s.recordStaffRead(ctx, by, d.Opened.AccountID, "dispute "+id); err != nil {
+		return DisputeView{}, err
+	}
 	return DisputeView{Dispute: *d, Overdue: d.Overdue(s.cfg.Clock())}, nil
 }
 

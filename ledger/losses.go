@@ -342,6 +342,9 @@ func (s *Service) LossCase(ctx context.Context, by Actor, caseID string) (LossCa
 	if !c.Exists() {
 		return LossCaseView{}, domain.Errorf(domain.CodeNotFound, "loss case not found")
 	}
+	if err := s.recordStaffRead(ctx, by, accountID, "loss_case "+caseID); err != nil {
+		return LossCaseView{}, err
+	}
 	return s.caseView(ctx, c)
 }
 
@@ -518,6 +521,16 @@ func (s *Service) CloseDay(ctx context.Context, by Actor, c domain.Currency, day
 			return cl, nil
 		}
 	}
+	began, ok, err := s.ledgerBegan(ctx)
+	if err != nil {
+		return domain.DayClosed{}, err
+	}
+	if !ok {
+		return domain.DayClosed{}, domain.Invalid("day", "the ledger is empty: there is no day to close")
+	}
+	if first := reserves.DayOf(began, p.Location); day < first {
+		return domain.DayClosed{}, domain.Invalid("day", fmt.Sprintf("the ledger's first day is %s: there is nothing to close before it", first))
+	}
 	basis, err := s.dayBasis(ctx, c, day)
 	if err != nil {
 		return domain.DayClosed{}, err
@@ -569,8 +582,9 @@ func (s *Service) dayBasis(ctx context.Context, c domain.Currency, day reserves.
 			break
 		}
 		for _, e := range evs {
-			if e.Position > head {
-				break
+			if e.Position > head || !e.OccurredAt.Before(end.Add(dayScanSlack)) {
+				// The log past the day (and its slack) holds nothing of it.
+				return b, nil
 			}
 			b.Through = e.Position
 			if e.OccurredAt.Before(start) || !e.OccurredAt.Before(end) ||
@@ -687,34 +701,36 @@ var Scheduler = Actor{KeyID: "system-scheduler", Role: finance}
 // Reserves returns the provisioning and compensation policy.
 func (s *Service) Reserves() reserves.Policy { return s.cfg.Reserves }
 
-// CloseDueDays closes, for currency c, every day that is over from the
-// one after the last closed day, or from the ledger's first day, but at
-// most back days ago; serve runs it as its scheduler. It returns the
-// closes it made.
+// CloseDueDays closes, for currency c, every day that is over and not
+// closed yet, from the ledger's first day but at most back days ago;
+// serve runs it as its scheduler. It returns the closes it made.
 func (s *Service) CloseDueDays(ctx context.Context, c domain.Currency, back int) ([]domain.DayClosed, error) {
 	loc := s.cfg.Reserves.Location
 	now := s.cfg.Clock()
-	evs, err := s.cfg.Store.ReadAll(ctx, 0, 1)
-	if err != nil || len(evs) == 0 {
+	began, ok, err := s.ledgerBegan(ctx)
+	if err != nil || !ok {
 		return nil, err
 	}
 	_, closes, err := s.reserveState(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	closed := make(map[string]bool, len(closes))
+	for _, cl := range closes {
+		closed[cl.Day] = true
+	}
 	next := func(d reserves.Day) reserves.Day {
 		start, _ := d.Bounds(loc)
 		return reserves.DayOf(start.AddDate(0, 0, 1).Add(time.Hour), loc)
 	}
-	first := reserves.DayOf(evs[0].OccurredAt, loc)
-	if n := len(closes); n > 0 {
-		first = max(first, next(reserves.Day(closes[n-1].Day)))
-	}
-	first = max(first, reserves.DayOf(now.AddDate(0, 0, -back), loc))
+	first := max(reserves.DayOf(began, loc), reserves.DayOf(now.AddDate(0, 0, -back), loc))
 	var out []domain.DayClosed
 	for d, i := first, 0; i <= back; d, i = next(d), i+1 {
 		if _, end := d.Bounds(loc); now.Before(end.Add(closeGrace)) {
 			break
+		}
+		if closed[string(d)] {
+			continue
 		}
 		cl, err := s.CloseDay(ctx, Scheduler, c, d)
 		if err != nil {
@@ -723,4 +739,14 @@ func (s *Service) CloseDueDays(ctx context.Context, c domain.Currency, back int)
 		out = append(out, cl)
 	}
 	return out, nil
+}
+
+// ledgerBegan returns when the log's first event occurred (ok false while
+// the log is empty).
+func (s *Service) ledgerBegan(ctx context.Context) (time.Time, bool, error) {
+	evs, err := s.cfg.Store.ReadAll(ctx, 0, 1)
+	if err != nil || len(evs) == 0 {
+		return time.Time{}, false, err
+	}
+	return evs[0].OccurredAt, true, nil
 }

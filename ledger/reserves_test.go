@@ -340,6 +340,15 @@ func TestLossCaseAccess(t *testing.T) {
 			t.Errorf("%+v reads the case: %v, want %q", r.by, err, r.code)
 		}
 	}
+	// Each staff read is recorded in the key's stream, naming the case
+	// and the holder's account (R26); the holder's own reads are not.
+	reads := readNamed(t, f.e.store, domain.StaffStream(financeActor.KeyID))
+	if len(reads) != 1 {
+		t.Fatalf("finance's key stream holds %d events, want its one read", len(reads))
+	}
+	if r := decode(t, reads[0]).(domain.StaffRead); r.What != "loss_case "+v.CaseID || r.AccountID != f.payer.id || r.StaffKey != financeActor.KeyID {
+		t.Errorf("recorded read %+v", r)
+	}
 	head = f.e.head(t)
 	_, err = f.svc.DetermineLiability(ctx, f.payer.actor(), v.CaseID, ledger.Idem{}, reserves.Finding{Liable: domain.LiableInstitution, Reasons: []string{"me"}})
 	wantCode(t, "the holder determines liability", err, domain.CodeForbidden)
@@ -531,6 +540,21 @@ func TestCloseDueDays(t *testing.T) {
 	if next, err := f.svc.CloseDueDays(ctx, domain.CNY, 31); err != nil || len(next) != 1 || next[0].Day <= closed[2].Day {
 		t.Fatalf("a day later: %+v %v", next, err)
 	}
+	// A day closed by hand past open ones leaves them to the scheduler.
+	f.e.clock.Advance(3 * 24 * time.Hour)
+	late := reserves.DayOf(f.e.clock.Now().Add(-24*time.Hour), loc)
+	if _, err := f.svc.CloseDay(ctx, financeActor, domain.CNY, late); err != nil {
+		t.Fatal(err)
+	}
+	if gaps, err := f.svc.CloseDueDays(ctx, domain.CNY, 31); err != nil || len(gaps) != 2 || gaps[1].Day >= string(late) {
+		t.Fatalf("the days before a later close: %+v %v", gaps, err)
+	}
+	// Nothing before the ledger's first day is closed.
+	start, _ := first.Bounds(loc)
+	_, err = f.svc.CloseDay(ctx, financeActor, domain.CNY, reserves.DayOf(start.Add(-time.Hour), loc))
+	wantCode(t, "a close before the ledger began", err, domain.CodeInvalid)
+	_, err = f.svc.CloseDay(ctx, financeActor, domain.CNY, "0001-01-01")
+	wantCode(t, "a close of year 1", err, domain.CodeInvalid)
 	// The days follow each other.
 	for i := 1; i < len(closed); i++ {
 		start, _ := reserves.Day(closed[i-1].Day).Bounds(loc)

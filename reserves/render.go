@@ -116,8 +116,8 @@ caption{text-align:left;font-weight:bold}
 <main>
 <h1>Risk events, customer losses and compensation in {{.R.Year}}</h1>
 {{if .O.Published}}<p>Published <time datetime="{{.O.Published}}" id="published">{{.O.Published}}</time>.</p>{{end}}
-<p>Figures for the calendar year {{.R.Year}} in the {{.R.TimeZone}} time zone, computed from the ledger's event log
-(positions {{.R.Log.FirstPosition}} to {{.R.Log.LastPosition}}, {{.R.Log.Events}} events).
+<p>Figures for the calendar year {{.R.Year}} in the {{.R.TimeZone}} time zone, computed from the ledger's event log{{if not .O.Public}}
+(positions {{.R.Log.FirstPosition}} to {{.R.Log.LastPosition}}, {{.R.Log.Events}} events){{end}}.
 A loss the institution cannot show its customer caused is compensated in full, in advance, from the risk reserve.</p>
 <table id="risk-events">
 <caption>Risk events</caption>

@@ -323,11 +323,19 @@ func TestFeeSchedule(t *testing.T) {
 			t.Errorf("fee of %s = %s, want %s", amount, got, want)
 		}
 	}
+	// In a currency without minor units the bounds round inwards.
+	jpy := domain.FeeSchedule{Version: "f", Rate: d("0.001"), Min: d("0.50"), Max: d("20.50")}
+	for amount, want := range map[int64]string{10: "1", 100000: "20"} {
+		if got := jpy.FeeFor(domain.Money{Amount: decimal.NewFromInt(amount), Currency: "JPY"}).String(); got != want {
+			t.Errorf("fee of %d JPY = %s, want %s", amount, got, want)
+		}
+	}
 	if got := (domain.FeeSchedule{}).FeeFor(cny("99.99")); !got.Amount.IsZero() {
 		t.Errorf("free schedule charged %s", got)
 	}
 	for _, bad := range []domain.FeeSchedule{
 		{Version: "x", Rate: d("-0.1")}, {Version: "x", Rate: d("0.2")}, {Version: "x", Min: d("5"), Max: d("1")}, {Rate: d("0.01")},
+		{Version: "x", Rate: d("0.01"), Max: d("0.005")}, {Version: "x", Fixed: d("0.001")},
 	} {
 		if bad.Validate() == nil {
 			t.Errorf("%+v validated", bad)
