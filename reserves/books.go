@@ -85,6 +85,8 @@ type Books struct {
 	Accounts map[string]AccountTotals
 	days     map[dayKey]*dayFigures
 	years    map[int]*yearFigures
+	// cases are the loss cases' money as the log holds it.
+	cases map[string]*caseBooks
 	// reserveRun is each reserve's balance in log order, reserveLow the
 	// lowest it reached.
 	reserveRun, reserveLow map[domain.Currency]decimal.Decimal
@@ -99,7 +101,8 @@ type Books struct {
 func NewBooks(loc *time.Location, closes []domain.DayClosed) *Books {
 	b := &Books{loc: loc, closes: map[dayKey]domain.DayClosed{}, Accounts: map[string]AccountTotals{},
 		days: map[dayKey]*dayFigures{}, years: map[int]*yearFigures{},
-		reserveRun: map[domain.Currency]decimal.Decimal{}, reserveLow: map[domain.Currency]decimal.Decimal{}}
+		reserveRun: map[domain.Currency]decimal.Decimal{}, reserveLow: map[domain.Currency]decimal.Decimal{},
+		cases: map[string]*caseBooks{}}
 	for _, c := range closes {
 		b.closes[dayKey{c.FeeIncome.Currency, Day(c.Day)}] = c
 	}
@@ -135,7 +138,47 @@ func (b *Books) Add(r Recorded) error {
 		b.basis(v.Amount, d, r.Position, false)
 	}
 	y.event(b, r)
+	b.caseEvent(r.Event)
 	return nil
+}
+
+// caseBooks is one loss case's money in the log: its loss, what was paid
+// in advance and in settlement, what was recovered, and whether an advance
+// was paid after liability was determined.
+type caseBooks struct {
+	currency                          domain.Currency
+	loss, advance, settled, recovered decimal.Decimal
+	determined, lateAdvance           bool
+}
+
+func (b *Books) caseOf(id string) *caseBooks {
+	c := b.cases[id]
+	if c == nil {
+		c = &caseBooks{}
+		b.cases[id] = c
+	}
+	return c
+}
+
+func (b *Books) caseEvent(e domain.Event) {
+	switch v := e.(type) {
+	case domain.LossReported:
+		c := b.caseOf(v.CaseID)
+		c.loss, c.currency = v.Loss.Amount, v.Loss.Currency
+	case domain.LiabilityDetermined:
+		b.caseOf(v.CaseID).determined = true
+	case domain.CompensationPaid:
+		c := b.caseOf(v.CaseID)
+		if v.Kind == domain.CompensationAdvance {
+			c.advance = c.advance.Add(v.Amount.Amount)
+			c.lateAdvance = c.lateAdvance || c.determined
+		} else {
+			c.settled = c.settled.Add(v.Amount.Amount)
+		}
+	case domain.CompensationRecovered:
+		c := b.caseOf(v.CaseID)
+		c.recovered = c.recovered.Add(v.Amount.Amount)
+	}
 }
 
 // basis counts a fee or a payment towards its day's close basis.

@@ -40,6 +40,7 @@ const (
 	CheckCustomerFunds = "customer_funds"
 	CheckReserve       = "reserve"
 	CheckClose         = "day_close"
+	CheckLossCase      = "loss_case"
 )
 
 // Reconcile compares the books folded from the log with the balances the
@@ -85,7 +86,33 @@ func (b *Books) Reconcile(projected map[string]AccountTotals, policies map[strin
 	for _, c := range b.Currencies() {
 		out = append(out, b.reconcileCurrency(c, projected)...)
 	}
-	return append(out, b.reconcileCloses(policies)...)
+	out = append(out, b.reconcileCloses(policies)...)
+	return append(out, b.reconcileCases()...)
+}
+
+// reconcileCases checks each loss case's money: never more paid than the
+// loss, never more recovered than paid, no advance once liability was
+// determined.
+func (b *Books) reconcileCases() []Mismatch {
+	var out []Mismatch
+	for _, id := range slices.Sorted(maps.Keys(b.cases)) {
+		c := b.cases[id]
+		places := domain.MinorUnits(c.currency)
+		paid := c.advance.Add(c.settled)
+		mm := func(log, bound decimal.Decimal, detail string) {
+			out = append(out, Mismatch{Check: CheckLossCase, Subject: id, Log: log.StringFixed(places), Recorded: bound.StringFixed(places), Detail: detail})
+		}
+		if paid.GreaterThan(c.loss) {
+			mm(paid, c.loss, "the case was paid more than its loss")
+		}
+		if c.recovered.GreaterThan(paid) {
+			mm(c.recovered, paid, "more was recovered from the holder than the case paid")
+		}
+		if c.lateAdvance {
+			mm(c.advance, decimal.Zero, "an advance was paid after liability was determined")
+		}
+	}
+	return out
 }
 
 func (b *Books) reconcileCurrency(c domain.Currency, projected map[string]AccountTotals) []Mismatch {
