@@ -299,19 +299,34 @@ func (s *Server) disclosure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	loc := s.svc.Reserves().Location
-	published := time.Date(year+1, 1, 1, 0, 0, 0, 0, loc).Add(disclosureDelay)
-	if s.svc.Now().Before(published) {
+	now := s.svc.Now()
+	if published := publishedOn(year, loc); now.Before(published) {
 		s.writeProblem(w, r, domain.Errorf(domain.CodeNotFound, "the disclosure of %d is published on %s", year, published.Format(time.DateOnly)))
 		return
 	}
-	page, err := s.disclosures.page(year, func() ([]byte, error) {
-		rep, err := s.svc.AnnualReport(r.Context(), ledger.Scheduler, year)
+	// The pages are rendered apart from this request, so a caller who
+	// hangs up does not waste the fold, and all published years at once,
+	// so a caller asking year after year folds the log once.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), renderTimeout)
+	defer cancel()
+	page, err := s.disclosures.page(year, func() (map[int][]byte, error) {
+		var years []int
+		for y := firstDisclosedYear; !now.Before(publishedOn(y, loc)); y++ {
+			years = append(years, y)
+		}
+		reps, err := s.svc.AnnualReports(ctx, ledger.Scheduler, years)
 		if err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		err = reserves.WriteHTML(&buf, rep, reserves.HTMLOptions{Public: true, Published: published.Format(time.DateOnly)})
-		return buf.Bytes(), err
+		pages := make(map[int][]byte, len(reps))
+		for y, rep := range reps {
+			var buf bytes.Buffer
+			if err := reserves.WriteHTML(&buf, rep, reserves.HTMLOptions{Public: true, Published: publishedOn(y, loc).Format(time.DateOnly)}); err != nil {
+				return nil, err
+			}
+			pages[y] = buf.Bytes()
+		}
+		return pages, nil
 	})
 	if err != nil {
 		s.writeProblem(w, r, err)
@@ -324,30 +339,45 @@ func (s *Server) disclosure(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(page)
 }
 
+// firstDisclosedYear is the first year a disclosure page can be asked
+// for (yearOf refuses earlier ones).
+const firstDisclosedYear = 2000
+
+// renderTimeout bounds one fold of the log for the public pages.
+const renderTimeout = 5 * time.Minute
+
+// publishedOn is the day a year's disclosure is published.
+func publishedOn(year int, loc *time.Location) time.Time {
+	return time.Date(year+1, 1, 1, 0, 0, 0, 0, loc).Add(disclosureDelay)
+}
+
 // disclosurePages caches the public pages: a year's figures no longer
-// change once it is published, and a page folds the whole log, which no
-// anonymous caller may make the server do more than once per year.
+// change once it is published, and rendering them folds the whole log,
+// which no anonymous caller may make the server do more than once per
+// publication.
 type disclosurePages struct {
 	mu    sync.Mutex
 	pages map[int][]byte
 }
 
-// page returns the year's page, rendering it once; mu is held while it
-// renders, so concurrent first requests render it once too.
-func (d *disclosurePages) page(year int, render func() ([]byte, error)) ([]byte, error) {
+// page returns the year's page; on a miss, render makes the pages of every
+// published year, all kept. mu is held while it renders, so concurrent
+// first requests render once.
+func (d *disclosurePages) page(year int, render func() (map[int][]byte, error)) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if p, ok := d.pages[year]; ok {
 		return p, nil
 	}
-	p, err := render()
+	pages, err := render()
 	if err != nil {
 		return nil, err
 	}
-	if d.pages == nil {
-		d.pages = map[int][]byte{}
+	d.pages = pages
+	p, ok := pages[year]
+	if !ok {
+		return nil, domain.Errorf(domain.CodeInternal, "the disclosure of %d was not rendered", year)
 	}
-	d.pages[year] = p
 	return p, nil
 }
 

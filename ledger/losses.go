@@ -681,17 +681,32 @@ func (s *Service) Reserve(ctx context.Context, by Actor, currency string, lastCl
 // AnnualReport folds the log into the annual report of a calendar year
 // (Art. 37, 38): every figure is computed from the log alone.
 func (s *Service) AnnualReport(ctx context.Context, by Actor, year int) (reserves.AnnualReport, error) {
-	if err := Authorize(by, OpReadAnnualReport, ""); err != nil {
-		return reserves.AnnualReport{}, err
-	}
-	if year < 2000 || year > 9998 {
-		return reserves.AnnualReport{}, domain.Invalid("year", "year must be a calendar year such as 2026")
-	}
-	books, err := reserves.FoldLog(ctx, s.cfg.Store, s.cfg.Reserves.Location, 0, nil)
+	reps, err := s.AnnualReports(ctx, by, []int{year})
 	if err != nil {
 		return reserves.AnnualReport{}, err
 	}
-	return books.Annual(year), nil
+	return reps[year], nil
+}
+
+// AnnualReports is AnnualReport for several years from one fold of the log.
+func (s *Service) AnnualReports(ctx context.Context, by Actor, years []int) (map[int]reserves.AnnualReport, error) {
+	if err := Authorize(by, OpReadAnnualReport, ""); err != nil {
+		return nil, err
+	}
+	for _, y := range years {
+		if y < 2000 || y > 9998 {
+			return nil, domain.Invalid("year", "year must be a calendar year such as 2026")
+		}
+	}
+	books, err := reserves.FoldLog(ctx, s.cfg.Store, s.cfg.Reserves.Location, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]reserves.AnnualReport, len(years))
+	for _, y := range years {
+		out[y] = books.Annual(y)
+	}
+	return out, nil
 }
 
 // Scheduler is the actor of serve's daily close and of payledger close: a
