@@ -36,6 +36,7 @@ const (
 	jsonPaymentInitiatedDescription = "description"
 	jsonPaymentInitiatedChallenge   = "challenge"
 	jsonPaymentInitiatedExpiresAt   = "expires_at"
+	jsonPaymentInitiatedFeeSchedule = "fee_schedule"
 	// PaymentConfirmed
 	jsonPaymentConfirmedPaymentID         = "payment_id"
 	jsonPaymentConfirmedDebitAccount      = "debit_account"

@@ -135,6 +135,9 @@ func FuzzCodecPaymentInitiated(f *testing.F) {
 			Channel: s2, Terminal: cur, DeviceID: s, Description: s2 + s,
 			Challenge: fuzzBytes(challenge, shape), ExpiresAt: fuzzTime(sec, nsec, offset),
 		}
+		if shape&1 == 1 {
+			e.FeeSchedule = s2
+		}
 		checkCodecAsJSON(t, JSONCodec{}, e)
 	})
 }

@@ -478,8 +478,11 @@ func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]E
 	case len(c.Nonce) < 16:
 		return nil, Errorf(CodeInternal, "payment nonce too short")
 	}
-	fee := p.Fees.FeeFor(m)
-	return one(PaymentInitiated{PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: fee,
+	fee, schedule := p.Fees.FeeFor(m), ""
+	if fee.Amount.IsPositive() {
+		schedule = p.Fees.Version
+	}
+	return one(PaymentInitiated{FeeSchedule: schedule, PaymentID: c.PaymentID, Payer: a.ID, Payee: c.PayeeID, Amount: m, Fee: fee,
 		Channel: c.Channel, Terminal: c.Terminal, DeviceID: c.DeviceID, Description: c.Description,
 		Challenge: PaymentChallenge(c.PaymentID, a.ID, c.PayeeID, m, fee, c.Nonce), ExpiresAt: now.Add(p.ChallengeTTL)})
 }
@@ -579,7 +582,7 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		DailyLimit: limit, DailyUsed: used.Add(pi.Amount)})
 	if pi.Fee.Amount.IsPositive() {
 		evs = append(evs, FeeCharged{PaymentID: pi.PaymentID, DebitAccount: a.ID, CreditAccount: FeeIncomeAccountID(a.Currency),
-			Amount: pi.Fee, Schedule: p.Fees.Version})
+			Amount: pi.Fee, Schedule: pi.FeeSchedule})
 	}
 	return dv.withUse(evs), nil
 }

@@ -260,6 +260,9 @@ type PaymentInitiated struct {
 	Description string    `json:"description"`
 	Challenge   []byte    `json:"challenge"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// FeeSchedule is the version of the fee schedule that priced Fee
+	// (none for a free payment), named again by its FeeCharged.
+	FeeSchedule string `json:"fee_schedule,omitempty"`
 }
 
 // PaymentConfirmed executes a payment: one balanced double entry, debit the

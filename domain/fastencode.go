@@ -37,7 +37,7 @@ func encSize(e Event) int {
 	switch v := e.(type) {
 	case PaymentInitiated:
 		return 256 + len(v.PaymentID) + len(v.Payer) + len(v.Payee) + len(v.Channel) + len(v.Terminal) + len(v.DeviceID) +
-			len(v.Description) + base64.StdEncoding.EncodedLen(len(v.Challenge))
+			len(v.Description) + len(v.FeeSchedule) + base64.StdEncoding.EncodedLen(len(v.Challenge))
 	case PaymentConfirmed:
 		n := 384 + len(v.PaymentID) + len(v.DebitAccount) + len(v.CreditAccount) + len(v.Description) + len(v.VerificationLevel) + len(v.DeviceID)
 		for _, s := range v.Categories {
@@ -79,6 +79,10 @@ func (v PaymentInitiated) encAppend(b []byte) ([]byte, bool) {
 	b, ok := encAppendTime(b, v.ExpiresAt)
 	if !ok {
 		return b, false
+	}
+	if v.FeeSchedule != "" {
+		b = append(b, `,"`+jsonPaymentInitiatedFeeSchedule+`":`...)
+		b = encAppendString(b, v.FeeSchedule)
 	}
 	return append(b, '}'), true
 }

@@ -145,7 +145,16 @@ func TestFeesAreShownChargedAndCredited(t *testing.T) {
 	if want := domain.PaymentChallenge(pi.PaymentID, pi.Payer, pi.Payee, pi.Amount, pi.Fee, nil); len(pi.Challenge) <= len(want) {
 		t.Fatalf("challenge %q does not carry the fee's line", pi.Challenge)
 	}
-	conf, err := f.svc.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device,
+	if pi.FeeSchedule != "fees-test" {
+		t.Fatalf("the initiation names schedule %q", pi.FeeSchedule)
+	}
+	// Confirmed on a node whose schedule changed since: the fee charged is
+	// the one shown, named by the schedule that priced it.
+	other := f.e.node(t, func(c *ledger.Config) {
+		c.Policy.BiometricProviderKey = f.provider.Public().(ed25519.PublicKey)
+		c.Policy.Fees = domain.FeeSchedule{Version: "fees-v2", Rate: decimal.RequireFromString("0.01")}
+	})
+	conf, err := other.ConfirmPayment(ctx, f.payer.actor(), f.payer.id, pi.PaymentID, ledger.Idem{}, f.payer.device,
 		f.payer.proofsFor(domain.LevelTwoFactorCertificate, pi.Challenge))
 	if err != nil || conf.Refusal != nil {
 		t.Fatalf("confirm: %v / %v", err, conf.Refusal)
