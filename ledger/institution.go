@@ -60,7 +60,7 @@ func (st *stream) fold(e eventstore.Event) error {
 
 // replay answers a repeated Idempotency-Key from what its first request
 // recorded; ok is false when the key is new.
-func (s *Service) replay(st *stream, idem Idem) (Outcome, bool, error) {
+func (s *Service) replay(ctx context.Context, st *stream, idem Idem) (Outcome, bool, error) {
 	if idem.Key == "" {
 		return Outcome{}, false, nil
 	}
@@ -71,7 +71,11 @@ func (s *Service) replay(st *stream, idem Idem) (Outcome, bool, error) {
 	if rec.bodyHash != idem.BodyHash {
 		return Outcome{}, true, domain.Errorf(domain.CodeIdempotencyReused, "Idempotency-Key %q was used with a different request", idem.Key)
 	}
-	out, err := s.outcome(st.name, rec.events)
+	evs, err := s.recorded(ctx, st.name, rec)
+	if err != nil {
+		return Outcome{}, true, err
+	}
+	out, err := s.outcome(st.name, evs)
 	out.Replayed = true
 	return out, true, err
 }
@@ -179,7 +183,7 @@ func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Id
 		return Outcome{}, false, err
 	}
 	defer ent.mu.Unlock()
-	if out, ok, err := s.replay(ent.st, idem); ok {
+	if out, ok, err := s.replay(ctx, ent.st, idem); ok {
 		return out, false, err
 	}
 	now := s.cfg.Clock()
@@ -244,7 +248,7 @@ func (s *Service) executeOn(ctx context.Context, what string, idem Idem,
 		if err != nil {
 			return Outcome{}, err
 		}
-		if out, ok, err := s.replay(st, idem); ok {
+		if out, ok, err := s.replay(ctx, st, idem); ok {
 			return out, err
 		}
 		now := s.cfg.Clock()

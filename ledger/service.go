@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,7 +262,11 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 				return Outcome{}, false, domain.Errorf(domain.CodeIdempotencyReused,
 					"Idempotency-Key %q was used with a different request", idem.Key)
 			}
-			out, err := s.outcome(accountID, rec.events)
+			evs, err := s.recorded(ctx, domain.AccountStream(accountID), rec)
+			if err != nil {
+				return Outcome{}, false, err
+			}
+			out, err := s.outcome(accountID, evs)
 			out.Replayed = true
 			return out, false, err
 		}
@@ -435,10 +440,13 @@ const (
 	keysPerAccount = 256
 )
 
-// keyRecord is what an Idempotency-Key produced.
+// keyRecord is what an Idempotency-Key produced: the hash of its request
+// and the stream versions of the events it appended, which a replay reads
+// back from the log (keeping the events themselves in memory cost a copy
+// of every recent payload per cached account).
 type keyRecord struct {
 	bodyHash string
-	events   []eventstore.Event
+	versions []int64
 }
 
 // keyBook remembers what the last keysPerAccount Idempotency-Keys of a
@@ -466,8 +474,33 @@ func (b *keyBook) record(ev eventstore.Event) {
 		}
 	}
 	rec.bodyHash = hash
-	rec.events = append(rec.events, ev)
+	rec.versions = append(rec.versions, ev.Version)
 	b.keys[key] = rec
+}
+
+// recorded reads back the events a key's request appended to stream.
+func (s *Service) recorded(ctx context.Context, stream string, rec keyRecord) ([]eventstore.Event, error) {
+	if len(rec.versions) == 0 {
+		return nil, domain.Errorf(domain.CodeInternal, "idempotency key of %s recorded no event", stream)
+	}
+	first, last := rec.versions[0], rec.versions[len(rec.versions)-1]
+	if last-first >= eventstore.MaxReadBatch {
+		return nil, domain.Errorf(domain.CodeInternal, "idempotency key of %s spans %d events", stream, last-first+1)
+	}
+	evs, err := s.cfg.Store.ReadStream(ctx, stream, first, int(last-first+1))
+	if err != nil {
+		return nil, fmt.Errorf("replay from %s: %w", stream, err)
+	}
+	out := make([]eventstore.Event, 0, len(rec.versions))
+	for _, e := range evs {
+		if slices.Contains(rec.versions, e.Version) {
+			out = append(out, e)
+		}
+	}
+	if len(out) != len(rec.versions) {
+		return nil, fmt.Errorf("replay from %s: %d of the key's %d events read back", stream, len(out), len(rec.versions))
+	}
+	return out, nil
 }
 
 // entry is one cached aggregate; its mutex serialises this process's
