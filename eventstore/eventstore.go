@@ -128,6 +128,36 @@ func (r AppendResult) LastPosition() int64 {
 	return r.Events[len(r.Events)-1].Position
 }
 
+// Snapshot is an aggregate's state folded from its stream up to Version,
+// kept beside the log so that loading the aggregate reads the snapshot and
+// the events after it. It never replaces events: a reader that does not
+// trust it (verify, rebuild) reads the stream. EventHash is the Hash of
+// the stream's event at Version, which the loader checks against the log;
+// Schema is the aggregate's snapshot schema, which a rule change raises.
+type Snapshot struct {
+	Stream    string
+	Version   int64
+	EventHash [32]byte
+	Schema    int
+	Payload   []byte
+}
+
+// MaxSnapshotBytes bounds one snapshot's payload.
+const MaxSnapshotBytes = 16 << 20
+
+// ValidateSnapshot checks a snapshot before an adapter stores it.
+func ValidateSnapshot(s Snapshot) error {
+	switch {
+	case s.Stream == "" || len(s.Stream) > 200:
+		return errors.New("eventstore: snapshot stream name must be 1..200 bytes")
+	case s.Version < 1:
+		return fmt.Errorf("eventstore: snapshot of %s at version %d", s.Stream, s.Version)
+	case len(s.Payload) == 0 || len(s.Payload) > MaxSnapshotBytes:
+		return fmt.Errorf("eventstore: snapshot of %s is %d bytes (want 1..%d)", s.Stream, len(s.Payload), MaxSnapshotBytes)
+	}
+	return nil
+}
+
 // Store is the event-log port. Every method is safe for concurrent use.
 // There is deliberately no Delete: events are retained (R2).
 type Store interface {
@@ -161,6 +191,13 @@ type Store interface {
 	// It returns when ctx is done (with ctx.Err()), when fn returns an error
 	// (with that error), or when the store is closed (ErrClosed).
 	Subscribe(ctx context.Context, after int64, fn func(Event) error) error
+	// SaveSnapshot keeps s as its stream's snapshot, unless the one kept
+	// is at a later version. It is not durable at once: a snapshot lost
+	// in a crash only makes the next load read more of the stream.
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+	// LoadSnapshot returns the stream's latest snapshot; ok is false when
+	// it has none.
+	LoadSnapshot(ctx context.Context, stream string) (s Snapshot, ok bool, err error)
 	// Close releases the store. Appends after Close fail with ErrClosed.
 	Close() error
 }

@@ -75,6 +75,12 @@ type Config struct {
 	// Reserves is the provisioning and compensation policy; its zero
 	// value is reserves.DefaultPolicy in Policy.Location.
 	Reserves reserves.Policy
+	// SnapshotEvery is how many events of an account's stream pass
+	// between snapshots of its aggregate (default 200; negative: none).
+	SnapshotEvery int
+	// OnSnapshotRejected, when set, hears of every snapshot a load did not
+	// trust, and why.
+	OnSnapshotRejected func(stream, reason string)
 }
 
 // Service executes commands against account streams.
@@ -90,6 +96,10 @@ type Service struct {
 	hashTurns []chan struct{}
 	storage   storageHealth
 	reserves  reserveBook
+	snaps     struct {
+		savers                  chan struct{}
+		saved, loaded, rejected atomic.Int64
+	}
 }
 
 // storageHealth remembers the last append that failed for a reason of the
@@ -140,6 +150,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.HashWait <= 0 {
 		cfg.HashWait = 2 * time.Second
 	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = defaultSnapshotEvery
+	}
 	cfg.Policy.Secrets = cfg.Keys
 	if cfg.Reserves.Version == "" {
 		cfg.Reserves = reserves.DefaultPolicy(cfg.Policy.Location)
@@ -160,8 +173,10 @@ func New(cfg Config) (*Service, error) {
 	for i := range turns {
 		turns[i] = make(chan struct{}, 1)
 	}
-	return &Service{hashTurns: turns, cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
-		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys(), lastUse: newLastUse(cfg.Policy.SessionIdle)}, nil
+	svc := &Service{hashTurns: turns, cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
+		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys(), lastUse: newLastUse(cfg.Policy.SessionIdle)}
+	svc.snaps.savers = make(chan struct{}, snapshotSavers)
+	return svc, nil
 }
 
 // Policy returns the rules the service decides with.
@@ -312,6 +327,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 		ent.apply(events[i], e)
 	}
 	ent.publish()
+	s.maybeSnapshot(ent, domain.AccountStream(accountID))
 	out := Outcome{AccountID: accountID, Events: res.Events, Decoded: events, Refusal: refusal}
 	return out, false, nil
 }
@@ -403,11 +419,17 @@ func (s *Service) load(ctx context.Context, ent *entry, accountID string) error 
 	if ent.acct != nil && s.cfg.SoleWriter {
 		return nil
 	}
+	stream := domain.AccountStream(accountID)
+	if ent.acct == nil {
+		if err := s.restoreSnapshot(ctx, ent, stream); err != nil {
+			return fmt.Errorf("load account %s: %w", accountID, err)
+		}
+	}
 	if ent.acct == nil {
 		ent.acct = domain.NewAccount(s.cfg.Policy.Location)
 		ent.keys = keyBook{}
+		ent.snapVersion = 0
 	}
-	stream := domain.AccountStream(accountID)
 	from := ent.acct.Version + 1
 	for batch := 0; batch < maxLoadBatches; batch++ {
 		evs, err := s.cfg.Store.ReadStream(ctx, stream, from, loadBatch)
@@ -425,6 +447,7 @@ func (s *Service) load(ctx context.Context, ent *entry, accountID string) error 
 		}
 		if len(evs) < loadBatch {
 			ent.publish()
+			s.maybeSnapshot(ent, stream)
 			return nil
 		}
 		from = evs[len(evs)-1].Version + 1
@@ -509,6 +532,10 @@ type entry struct {
 	mu   sync.Mutex
 	acct *domain.Account
 	keys keyBook
+	// snapVersion is the version of the last snapshot saved or loaded,
+	// lastHash the hash of the last event folded.
+	snapVersion int64
+	lastHash    [32]byte
 	// payee is the account as a payee (existence, status, currency) as of
 	// acct, published after each load and append so that a payment to the
 	// account can read it without mu, which the account's own commands
@@ -533,6 +560,7 @@ func (e *entry) publish() {
 func (e *entry) apply(d domain.Event, ev eventstore.Event) {
 	e.acct.Apply(d, domain.Recorded{Version: ev.Version, Position: ev.Position, OccurredAt: ev.OccurredAt})
 	e.keys.record(ev)
+	e.lastHash = ev.Hash
 }
 
 // cache holds aggregates by account id, bounded by size.

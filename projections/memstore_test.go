@@ -155,3 +155,10 @@ func (s *memStore) Close() error {
 	}
 	return nil
 }
+
+// The projections never use snapshots.
+func (s *memStore) SaveSnapshot(context.Context, eventstore.Snapshot) error { return nil }
+
+func (s *memStore) LoadSnapshot(context.Context, string) (eventstore.Snapshot, bool, error) {
+	return eventstore.Snapshot{}, false, nil
+}

@@ -284,6 +284,7 @@ type Store struct {
 
 	wdb *sql.DB // writer: exactly one connection, used only by run
 	rdb *sql.DB // readers: a bounded pool
+	sdb *sql.DB // the snapshots' database (snapshots.go)
 
 	// prepared on wdb
 	segInsStmt, segAtWStmt, headStmt, idGetStmt, indexTailStmt, idxGetStmt *sql.Stmt
@@ -450,7 +451,10 @@ func (s *Store) openDBs() error {
 	if err := s.loadHead(ctx); err != nil {
 		return err
 	}
-	return s.openReaders(ctx)
+	if err := s.openReaders(ctx); err != nil {
+		return err
+	}
+	return s.openSnapshots(ctx)
 }
 
 // openWriter opens the writer's pool of one connection.
@@ -586,6 +590,9 @@ func (s *Store) closeDBs() error {
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
+	}
+	if s.sdb != nil {
+		errs = append(errs, s.sdb.Close())
 	}
 	return errors.Join(errs...)
 }

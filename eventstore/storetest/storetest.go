@@ -93,6 +93,7 @@ var cases = []testCase{
 	{"RoundTrip", testRoundTrip},
 	{"Closed", testClosed},
 	{"Retention", testRetention},
+	{"Snapshots", testSnapshots},
 }
 
 // waitTimeout bounds every wait in the suite so a broken adapter fails
@@ -1083,4 +1084,58 @@ func testRetention(t *testing.T, open Factory, opts Options) {
 	requireChain(t, readStream(t, s, "acc-1"))
 	// The store keeps working.
 	mustAppend(t, s, "acc-1", 3, evs(1))
+}
+
+// testSnapshots: a stream's latest snapshot comes back as saved, an older
+// one never replaces it, a missing one is not an error, an invalid one is
+// refused, snapshots survive a reopen, and a closed store refuses both.
+func testSnapshots(t *testing.T, open Factory, _ Options) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	ctx := ctxT(t)
+	res := mustAppend(t, s, "acc-1", eventstore.NoStream, evs(5))
+	snap := func(v int64, payload string) eventstore.Snapshot {
+		return eventstore.Snapshot{Stream: "acc-1", Version: v, EventHash: res.Events[v-1].Hash, Schema: 3, Payload: []byte(payload)}
+	}
+	if _, ok, err := s.LoadSnapshot(ctx, "acc-1"); ok || err != nil {
+		t.Fatalf("load before any save: ok %v, err %v", ok, err)
+	}
+	for _, sv := range []eventstore.Snapshot{snap(3, `{"at":3}`), snap(2, `{"at":2}`)} {
+		if err := s.SaveSnapshot(ctx, sv); err != nil {
+			t.Fatalf("save at %d: %v", sv.Version, err)
+		}
+	}
+	check := func(what string, s eventstore.Store, want eventstore.Snapshot) {
+		t.Helper()
+		got, ok, err := s.LoadSnapshot(ctx, "acc-1")
+		if err != nil || !ok || got.Version != want.Version || got.EventHash != want.EventHash || got.Schema != want.Schema ||
+			!bytes.Equal(got.Payload, want.Payload) || got.Stream != want.Stream {
+			t.Fatalf("%s: %+v ok %v err %v, want %+v", what, got, ok, err, want)
+		}
+	}
+	check("the later of two", s, snap(3, `{"at":3}`))
+	if err := s.SaveSnapshot(ctx, snap(5, `{"at":5}`)); err != nil {
+		t.Fatal(err)
+	}
+	check("a newer one", s, snap(5, `{"at":5}`))
+	for _, bad := range []eventstore.Snapshot{{Version: 1, Payload: []byte("x")}, {Stream: "acc-1", Payload: []byte("x")}, {Stream: "acc-1", Version: 1}} {
+		if err := s.SaveSnapshot(ctx, bad); err == nil {
+			t.Errorf("saved the invalid snapshot %+v", bad)
+		}
+	}
+	if _, ok, err := s.LoadSnapshot(ctx, "acc-2"); ok || err != nil {
+		t.Fatalf("another stream: ok %v, err %v", ok, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LoadSnapshot(ctx, "acc-1"); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("load from a closed store: %v", err)
+	}
+	if err := s.SaveSnapshot(ctx, snap(5, "x")); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("save to a closed store: %v", err)
+	}
+	again := open(t, dir)
+	t.Cleanup(func() { _ = again.Close() })
+	check("after reopen", again, snap(5, `{"at":5}`))
 }

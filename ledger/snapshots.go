@@ -1,0 +1,159 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
+)
+
+// An account's aggregate is saved as a snapshot beside the log every
+// SnapshotEvery events, off the write path, so that loading a cold account
+// reads the snapshot and the events after it instead of its whole history.
+// A snapshot is trusted only when the log's event at its version has the
+// hash it names and its schema is the aggregate's current one; otherwise
+// it is ignored (and counted) and the stream is read in full.
+
+const (
+	// defaultSnapshotEvery is Config.SnapshotEvery's default.
+	defaultSnapshotEvery = 200
+	// snapshotSavers bounds the snapshots being saved at once; one more is
+	// skipped (the next append past the interval tries again).
+	snapshotSavers = 2
+	// snapshotSaveTimeout bounds one save.
+	snapshotSaveTimeout = 10 * time.Second
+)
+
+// snapshotPayload is what an account's snapshot holds: the aggregate and
+// its idempotency keys, so that a request retried across the snapshot is
+// still answered as the first time.
+type snapshotPayload struct {
+	Account json.RawMessage `json:"account"`
+	Keys    []keySnapshot   `json:"keys"`
+}
+
+type keySnapshot struct {
+	Key      string  `json:"key"`
+	BodyHash string  `json:"body_hash"`
+	Versions []int64 `json:"versions"`
+}
+
+// SnapshotStats counts the account snapshots this Service saved, loaded
+// and refused (a hash that does not match the log, another schema, a
+// payload that does not decode).
+type SnapshotStats struct {
+	Saved, Loaded, Rejected int64
+}
+
+// SnapshotStats returns the counters.
+func (s *Service) SnapshotStats() SnapshotStats {
+	return SnapshotStats{Saved: s.snaps.saved.Load(), Loaded: s.snaps.loaded.Load(), Rejected: s.snaps.rejected.Load()}
+}
+
+// restoreSnapshot loads the account's snapshot into ent when the log
+// vouches for it; a snapshot it does not trust is reported and left, and
+// ent stays empty for the caller to fold the whole stream.
+func (s *Service) restoreSnapshot(ctx context.Context, ent *entry, stream string) error {
+	snap, ok, err := s.cfg.Store.LoadSnapshot(ctx, stream)
+	if err != nil || !ok {
+		return err
+	}
+	if reason := s.checkSnapshot(ctx, snap); reason != "" {
+		s.reject(stream, reason)
+		return nil
+	}
+	var p snapshotPayload
+	if err := json.Unmarshal(snap.Payload, &p); err != nil {
+		s.reject(stream, "payload: "+err.Error())
+		return nil
+	}
+	acct, err := domain.RestoreAccount(p.Account, s.cfg.Policy.Location)
+	if err != nil || acct.Version != snap.Version {
+		s.reject(stream, fmt.Sprintf("account: version %d, snapshot %d, %v", acctVersion(acct), snap.Version, err))
+		return nil
+	}
+	ent.acct, ent.keys = acct, keyBook{}
+	for _, k := range p.Keys {
+		if ent.keys.keys == nil {
+			ent.keys.keys = map[string]keyRecord{}
+		}
+		ent.keys.keys[k.Key] = keyRecord{bodyHash: k.BodyHash, versions: k.Versions}
+		ent.keys.order = append(ent.keys.order, k.Key)
+	}
+	ent.snapVersion, ent.lastHash = snap.Version, snap.EventHash
+	s.snaps.loaded.Add(1)
+	return nil
+}
+
+func acctVersion(a *domain.Account) int64 {
+	if a == nil {
+		return 0
+	}
+	return a.Version
+}
+
+func (s *Service) reject(stream, reason string) {
+	s.snaps.rejected.Add(1)
+	if s.cfg.OnSnapshotRejected != nil {
+		s.cfg.OnSnapshotRejected(stream, reason)
+	}
+}
+
+// checkSnapshot returns why a snapshot cannot be trusted, or "".
+func (s *Service) checkSnapshot(ctx context.Context, snap eventstore.Snapshot) string {
+	if snap.Schema != domain.AccountSnapshotSchema {
+		return fmt.Sprintf("schema %d, the aggregate's is %d", snap.Schema, domain.AccountSnapshotSchema)
+	}
+	evs, err := s.cfg.Store.ReadStream(ctx, snap.Stream, snap.Version, 1)
+	switch {
+	case err != nil:
+		return "reading its event: " + err.Error()
+	case len(evs) != 1 || evs[0].Version != snap.Version:
+		return fmt.Sprintf("the stream has no event %d", snap.Version)
+	case evs[0].Hash != snap.EventHash:
+		return fmt.Sprintf("the hash of event %d differs from the log's", snap.Version)
+	}
+	return ""
+}
+
+// maybeSnapshot saves ent's aggregate when SnapshotEvery events have been
+// folded since the last snapshot. ent.mu is held: the payload is made here,
+// consistent; the save runs on its own.
+func (s *Service) maybeSnapshot(ent *entry, stream string) {
+	if s.cfg.SnapshotEvery < 0 || ent.acct == nil || ent.acct.Version-ent.snapVersion < int64(s.cfg.SnapshotEvery) {
+		return
+	}
+	select {
+	case s.snaps.savers <- struct{}{}:
+	default:
+		return // busy: a later append tries again
+	}
+	acct, err := ent.acct.MarshalSnapshot()
+	var payload []byte
+	if err == nil {
+		p := snapshotPayload{Account: acct, Keys: make([]keySnapshot, 0, len(ent.keys.order))}
+		for _, k := range ent.keys.order {
+			r := ent.keys.keys[k]
+			p.Keys = append(p.Keys, keySnapshot{Key: k, BodyHash: r.bodyHash, Versions: r.versions})
+		}
+		payload, err = json.Marshal(p)
+	}
+	if err != nil {
+		<-s.snaps.savers
+		return
+	}
+	snap := eventstore.Snapshot{Stream: stream, Version: ent.acct.Version, EventHash: ent.lastHash,
+		Schema: domain.AccountSnapshotSchema, Payload: payload}
+	ent.snapVersion = snap.Version
+	go func() {
+		defer func() { <-s.snaps.savers }()
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotSaveTimeout)
+		defer cancel()
+		if s.cfg.Store.SaveSnapshot(ctx, snap) == nil {
+			s.snaps.saved.Add(1)
+		}
+	}()
+}
