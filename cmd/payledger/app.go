@@ -175,7 +175,10 @@ func (m *Main) Open(ctx context.Context) error {
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
 		// The SQLite file has one writing process, and it runs this one
 		// Service: its aggregate cache is authoritative.
-		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy})
+		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy,
+		OnSnapshotRejected: func(stream, reason string) {
+			c.Log.Warn("snapshot not trusted; the stream is read in full", slog.String("stream", stream), slog.String("reason", reason))
+		}})
 	if err != nil {
 		m.closeStores()
 		return err
@@ -318,7 +321,7 @@ func (m *Main) serve() error {
 	}
 	api := httpapi.New(m.Service, m.Store, m.RM, c.Log)
 	api.SetMetricsPublic(c.MetricsPublic)
-	if err := api.Register(append(storeMetrics(m.Store), m.syncSeconds)...); err != nil {
+	if err := api.Register(append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)...); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	m.srv = &http.Server{Handler: api,
@@ -512,4 +515,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "payledger: shutting down")
 	return m.Close()
+}
+
+// snapshotMetrics counts the account snapshots saved, loaded and not
+// trusted (a rising count of the last means the snapshots are stale or
+// damaged: loads then read whole streams).
+func snapshotMetrics(svc *ledger.Service) []prometheus.Collector {
+	counter := func(name, help string, read func(ledger.SnapshotStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(read(svc.SnapshotStats())) })
+	}
+	return []prometheus.Collector{
+		counter("payledger_snapshots_saved_total", "Account snapshots saved beside the log.", func(s ledger.SnapshotStats) int64 { return s.Saved }),
+		counter("payledger_snapshots_loaded_total", "Cold account loads that started from a snapshot.", func(s ledger.SnapshotStats) int64 { return s.Loaded }),
+		counter("payledger_snapshots_rejected_total", "Snapshots a load did not trust (hash, schema or payload) and read the stream in full instead.",
+			func(s ledger.SnapshotStats) int64 { return s.Rejected }),
+	}
 }

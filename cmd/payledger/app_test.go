@@ -39,4 +39,9 @@ func TestSyncMetric(t *testing.T) {
 	if n, _ := strconv.Atoi(string(c[1])); n < 1 {
 		t.Fatalf("%d syncs observed after %d transactions", n, m.Store.Stats().Transactions)
 	}
+	for _, name := range []string{"payledger_snapshots_saved_total", "payledger_snapshots_loaded_total", "payledger_snapshots_rejected_total"} {
+		if !regexp.MustCompile(`(?m)^` + name + ` \d+$`).Match(body) {
+			t.Errorf("no %s in /metrics", name)
+		}
+	}
 }
