@@ -118,14 +118,14 @@ func (s *Service) claimPayments(ctx context.Context, by Actor, accountID string,
 	if lerr != nil {
 		return "", lerr
 	}
-	if c.Exists() || !s.claimedTogether(ctx, by, accountID, other, paymentIDs) {
+	if c.Exists() || !s.claimedTogether(ctx, accountID, other, paymentIDs) {
 		return "", err
 	}
 	return other, nil
 }
 
 // claimedTogether reports whether every payment is claimed in caseID.
-func (s *Service) claimedTogether(ctx context.Context, by Actor, accountID, caseID string, paymentIDs []string) bool {
+func (s *Service) claimedTogether(ctx context.Context, accountID, caseID string, paymentIDs []string) bool {
 	ent := s.cache.lock(accountID)
 	defer ent.mu.Unlock()
 	if err := s.load(ctx, ent, accountID); err != nil {
