@@ -38,6 +38,10 @@ type benchConfig struct {
 	cpuProfile       string
 	trace            string
 	rate             float64
+	// history > 0 builds a store of that many events over five simulated
+	// years and measures reads, rebuild and verify on it (history.go)
+	// instead of the write-path runs.
+	history int64
 }
 
 // Bench workload constants.
@@ -91,6 +95,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the group-commit run's measured phase to this file")
 	fs.Float64Var(&c.rate, "rate", 0, "offered payments per second in the group-commit run: an open loop, each payment's latency counted from its scheduled start; 0 runs the closed loop (each client pays again as soon as its last payment returns)")
 	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of the group-commit run's measured phase to this file (go tool trace)")
+	fs.Int64Var(&c.history, "history", 0, "build a store of this many events over five simulated years, then measure cold and warm balance reads, statement pages, a cold account's first payment, rebuild and verify on it (0: the write-path runs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,6 +112,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("bench: --speed and --baseline-speed must be at least 1")
 	case c.rate < 0 || c.rate > maxOfferedRate:
 		return fmt.Errorf("bench: --rate must be between 0 and %d", maxOfferedRate)
+	case c.history < 0 || c.history > maxHistoryEvents:
+		return fmt.Errorf("bench: --history must be between 0 and %d events", maxHistoryEvents)
 	}
 
 	root := c.dataDir
@@ -119,6 +126,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		root = dir
 	} else if err := os.MkdirAll(root, 0o700); err != nil {
 		return fmt.Errorf("bench: data directory: %w", err)
+	}
+	if c.history > 0 {
+		return benchHistory(ctx, c, root, stdout, stderr)
 	}
 	fmt.Fprintf(stdout, "bench: in-process write path, %d clients, %d accounts, GOMAXPROCS=%d\n",
 		c.clients, c.accounts, runtime.GOMAXPROCS(0))
@@ -267,6 +277,14 @@ func (c *virtualClock) Now() time.Time {
 // realUntil is the real time until the virtual instant v.
 func (c *virtualClock) realUntil(v time.Time) time.Duration {
 	return time.Duration(float64(v.Sub(c.Now())) / c.speed)
+}
+
+// benchClock is the clock the clients pay by: virtualClock, or the
+// history's historyClock, which jumps from one simulated day to the next.
+type benchClock interface {
+	Now() time.Time
+	// realUntil is the real time until the virtual instant v.
+	realUntil(v time.Time) time.Duration
 }
 
 // lockedReader makes a deterministic generator safe for the concurrent
@@ -517,7 +535,7 @@ type benchClient struct {
 // clients contend for one payer's lock. With rate > 0 the clients serve a
 // schedule of rate payments per second instead (see schedule).
 func benchMeasure(ctx context.Context, m *Main, c benchConfig, accts []*benchAccount, d time.Duration,
-	rate float64, clock *virtualClock) (benchResult, error) {
+	rate float64, clock benchClock) (benchResult, error) {
 	clients := make([]*benchClient, c.clients)
 	for k := range clients {
 		cl := &benchClient{id: k, rng: rand.New(rand.NewPCG(c.seed, uint64(k)))}
@@ -580,7 +598,7 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-func (cl *benchClient) run(ctx context.Context, svc *ledger.Service, all []*benchAccount, deadline time.Time, clock *virtualClock) {
+func (cl *benchClient) run(ctx context.Context, svc *ledger.Service, all []*benchAccount, deadline time.Time, clock benchClock) {
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		a := cl.ready(clock)
 		if a == nil {
@@ -594,7 +612,7 @@ func (cl *benchClient) run(ctx context.Context, svc *ledger.Service, all []*benc
 // serve pays once for every scheduled start it takes from due, until due
 // is closed and drained; the latency runs from the scheduled start, so
 // time spent waiting for a free client or account counts.
-func (cl *benchClient) serve(ctx context.Context, svc *ledger.Service, all []*benchAccount, due <-chan time.Time, clock *virtualClock) {
+func (cl *benchClient) serve(ctx context.Context, svc *ledger.Service, all []*benchAccount, due <-chan time.Time, clock benchClock) {
 	for start := range due {
 		a := cl.ready(clock)
 		for a == nil && ctx.Err() == nil {
@@ -610,7 +628,7 @@ func (cl *benchClient) serve(ctx context.Context, svc *ledger.Service, all []*be
 
 // sleepToNextStep sleeps until the next TOTP step begins, when every
 // account of this client has used this step's codes, for at most limit.
-func (cl *benchClient) sleepToNextStep(clock *virtualClock, limit time.Duration) {
+func (cl *benchClient) sleepToNextStep(clock benchClock, limit time.Duration) {
 	cur := domain.TOTPStepAt(clock.Now())
 	wait := clock.realUntil(time.Unix((cur+1)*int64(domain.TOTPStep/time.Second), 0))
 	wait = min(max(wait, 50*time.Microsecond), limit, 100*time.Millisecond)
@@ -645,7 +663,7 @@ func schedule(ctx context.Context, due chan<- time.Time, start, deadline time.Ti
 // The ledger accepts steps cur-1 .. cur+1 above the last used one; the
 // bench always uses cur+1 (see pay), so an account is ready once its last
 // step is at most cur: one payment per account and step.
-func (cl *benchClient) ready(clock *virtualClock) *benchAccount {
+func (cl *benchClient) ready(clock benchClock) *benchAccount {
 	cur := domain.TOTPStepAt(clock.Now())
 	for range len(cl.accts) {
 		a := cl.accts[cl.next]
@@ -661,7 +679,7 @@ func (cl *benchClient) ready(clock *virtualClock) *benchAccount {
 // from device "phone-<i>", which is not the factor's device "token-<i>",
 // so the code counts as an independent possession factor (R6). t0 is when
 // the payment was due to start; its latency runs from there.
-func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAccount, all []*benchAccount, clock *virtualClock, t0 time.Time) {
+func (cl *benchClient) pay(ctx context.Context, svc *ledger.Service, a *benchAccount, all []*benchAccount, clock benchClock, t0 time.Time) {
 	payee := all[cl.rng.IntN(len(all)-1)]
 	if payee == a {
 		payee = all[len(all)-1]

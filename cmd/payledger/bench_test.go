@@ -168,6 +168,7 @@ func TestBenchFlags(t *testing.T) {
 		{"bench", "--duration", "0s"},
 		{"bench", "extra"},
 		{"bench", "--rate", "-1"},
+		{"bench", "--history", "-1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if err := run(context.Background(), args, &stdout, &stderr); err == nil {
@@ -189,5 +190,66 @@ func TestPercentile(t *testing.T) {
 	}
 	if p := percentile(nil, 0.5); p != 0 {
 		t.Errorf("empty p50 = %v", p)
+	}
+}
+
+// TestBenchHistory runs the history mode on a tiny log and checks that it
+// prints every measurement, with the log as large as asked and no payment
+// refused or failed.
+func TestBenchHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench builds a small ledger")
+	}
+	out := runBench(t, "--history", "5000", "--clients", "4", "--accounts", "20")
+	num := `(\d+(?:\.\d+)?)`
+	for _, want := range []string{
+		`^bench: disk: \d+ writes of 16 KiB each followed by fsync in the data directory: p50_us=\d+ p99_us=\d+$`,
+		`^bench: history: build: events=(\d+) payments=\d+ refusals=0 errors=0 rounds=\d+ `,
+		`^bench: history: log bytes=\d+ .* bytes_per_payment=\d+ bytes_per_event=\d+;`,
+		`^bench: history: cold balance p50_ms=` + num + ` p99_ms=` + num + ` n=10 `,
+		`^bench: history: warm balance p50_ms=` + num + ` p99_ms=` + num + ` n=10 `,
+		`^bench: history: statement page p50_ms=` + num + ` p99_ms=` + num + ` n=40 entries_per_page=` + num,
+		`^bench: history: first payment cold p50_ms=` + num + ` p99_ms=` + num + ` warm p50_ms=` + num + ` p99_ms=` + num + ` cold_over_warm_p50=` + num + ` n=10 `,
+		`^bench: history: rebuild events=\d+ elapsed=\S+ events_per_s=[1-9]\d*`,
+		`^bench: history: verify events=\d+ streams=20 elapsed=\S+ events_per_s=[1-9]\d*`,
+	} {
+		re := regexp.MustCompile("(?m)" + want)
+		if !re.MatchString(out) {
+			t.Errorf("no line matches %s", want)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^bench: history: build: events=(\d+) `).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no build line")
+	}
+	// Each payment appends two events: the log ends within one of 5000.
+	if n := mustAtoi(t, m[1]); n < 5000 || n > 5001 {
+		t.Errorf("the log holds %d events, want 5000", n)
+	}
+	// The payments spread over the five simulated years: the statements
+	// of random months found entries.
+	if s := regexp.MustCompile(`entries_per_page=0\.0 `).FindString(out); s != "" {
+		t.Errorf("statement pages were empty: %s", s)
+	}
+}
+
+// TestHistoryClock: the clock runs at historySpeed from where it was set,
+// and a jump never moves it back.
+func TestHistoryClock(t *testing.T) {
+	c := newHistoryClock(benchEpoch)
+	if d := c.Now().Sub(benchEpoch); d < 0 || d > time.Hour {
+		t.Errorf("a new clock reads %v after its start", d)
+	}
+	later := benchEpoch.AddDate(1, 0, 0)
+	c.jump(later)
+	if now := c.Now(); now.Before(later) || now.Sub(later) > time.Hour {
+		t.Errorf("after a jump to %v the clock reads %v", later, now)
+	}
+	c.jump(benchEpoch)
+	if now := c.Now(); now.Before(later) {
+		t.Errorf("a jump back moved the clock to %v", now)
+	}
+	if d := c.realUntil(c.Now().Add(historySpeed * time.Second)); d < 900*time.Millisecond || d > time.Second {
+		t.Errorf("realUntil of %d virtual seconds = %v, want about 1s", historySpeed, d)
 	}
 }
