@@ -52,7 +52,9 @@ func randomHistory(r *rand.Rand, n int, start time.Time) []Event {
 		func() Event { return AccessUnlocked{Authorised: auth()} },
 		func() Event { return LimitAdjusted{AgreedDailyLimit: money(), Authorised: auth()} },
 		func() Event { return PhoneChanged{Phone: pick("+86138", 99), Authorised: auth()} },
-		func() Event { return BankAccountBound{BankAccountToken: pick("tok", 9), Last4: "3445", HolderName: "Li Wei"} },
+		func() Event {
+			return BankAccountBound{BankAccountToken: pick("tok", 9), Last4: "3445", HolderName: "Li Wei"}
+		},
 		func() Event {
 			return FundsDeposited{DepositID: pick("d", 99), Amount: money(), Reference: pick("ref", 50), Staff: Staff{StaffKey: "k"}}
 		},
@@ -65,7 +67,9 @@ func randomHistory(r *rand.Rand, n int, start time.Time) []Event {
 				VerificationLevel: []string{LevelSingleFactor, LevelTwoFactor, LevelTwoFactorCertificate}[r.IntN(3)]}
 		},
 		func() Event { return PaymentRejected{PaymentID: pick("p", 30), Code: CodeInsufficientFunds} },
-		func() Event { return FundsWithdrawn{WithdrawalID: pick("w", 9), Amount: money(), BankAccountLast4: "3445"} },
+		func() Event {
+			return FundsWithdrawn{WithdrawalID: pick("w", 9), Amount: money(), BankAccountLast4: "3445"}
+		},
 		func() Event { return FeeCharged{PaymentID: pick("p", 30), Amount: money()} },
 		func() Event { return CompensationRecovered{CaseID: pick("c", 4), Amount: money()} },
 		func() Event { return LossClaimed{CaseID: pick("c", 4), PaymentIDs: []string{pick("p", 30)}} },

@@ -184,6 +184,7 @@ var accessMatrix = map[string][12]int{
 	"POST /v1/disputes/{dispute}/resolution":   {u401, u401, f403, f403, ok, f403, f403, ok, f403, f403, u401, u401},
 	"POST /v1/disputes/{dispute}/withdrawal":   {u401, u401, f403, f403, f403, f403, f403, f403, f403, f403, u401, u401},
 	"GET /v1/reserve/movements":                {u401, u401, f403, f403, f403, f403, ok, f403, f403, ok, u401, u401},
+	"GET /v1/proofs/checkpoints/latest":        {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
 	"GET /v1/finance":                          {u401, u401, f403, f403, f403, f403, ok, f403, f403, ok, u401, u401},
 }
 

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/internal/ratelimit"
@@ -48,6 +49,9 @@ type Server struct {
 	metricsPublic     bool
 	disclosures       disclosurePages
 	reconciled        reconciled
+	// latestCheckpoint returns the last signed checkpoint of the log (nil
+	// when the server signs none).
+	latestCheckpoint func() (checkpoints.Checkpoint, bool)
 }
 
 // Failure budgets: an address may fail 20 times, then once a 6 s; an
@@ -313,6 +317,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/disputes/{dispute}/resolution", s.resolveDispute)
 	m.HandleFunc("POST /v1/disputes/{dispute}/withdrawal", s.withdrawDispute)
 	m.HandleFunc("GET /v1/finance", s.financePage)
+	m.HandleFunc("GET /v1/proofs/checkpoints/latest", s.latestCheckpointHandler)
 }
 
 // Routes maps every route to the ledger operation it performs ("" for the
@@ -367,6 +372,7 @@ var Routes = map[string]ledger.Op{
 	"POST /v1/disputes/{dispute}/resolution":           ledger.OpHandleDispute,
 	"POST /v1/disputes/{dispute}/withdrawal":           ledger.OpWithdrawDispute,
 	"GET /v1/finance":                                  ledger.OpReadReserve,
+	"GET /v1/proofs/checkpoints/latest":                "",
 }
 
 // command runs a write: decode, idempotency, execute, render. render turns

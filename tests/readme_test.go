@@ -79,6 +79,9 @@ func TestReadmeCommandsParse(t *testing.T) {
 		args := []string{cmd}
 		if cmd == "keys" {
 			args = []string{"keys", "create"}
+			if sub := regexp.MustCompile("`payledger keys ([a-z-]+)").FindStringSubmatch(m[0]); sub != nil && sub[1] != "list" {
+				args = []string{"keys", sub[1]}
+			}
 		}
 		out, _ := exec.Command(binary, append(args, "-h")...).CombinedOutput()
 		for _, f := range flag.FindAllStringSubmatch(m[0], -1) {

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
@@ -72,6 +73,13 @@ type Config struct {
 	// every CloseEvery (a minute by default); none when empty.
 	CloseCurrencies []domain.Currency
 	CloseEvery      time.Duration
+	// CheckpointKey is the file of the key that signs checkpoints of the
+	// log every CheckpointEvery and at shutdown; CheckpointDir, when set,
+	// receives a copy of each (storage the server cannot rewrite). No key,
+	// no checkpoints.
+	CheckpointKey   string
+	CheckpointDir   string
+	CheckpointEvery time.Duration
 }
 
 // Main is one running ledger: store, read models, write path and HTTP API.
@@ -89,6 +97,8 @@ type Main struct {
 	// syncSeconds is the event log's histogram of sync durations, filled
 	// from the store's ObserveSync and served on /metrics.
 	syncSeconds prometheus.Histogram
+	// signer signs checkpoints of the log (nil without a key).
+	signer *checkpoints.Signer
 
 	srv    *http.Server
 	ln     net.Listener
@@ -105,6 +115,10 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 		fs.BoolVar(&c.TLSSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate made at start (local use)")
 		fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "allow plain HTTP on an address that is not loopback")
 		fs.BoolVar(&c.MetricsPublic, "metrics-public", false, "serve GET /metrics without a staff key (when the network keeps it private)")
+		fs.StringVar(&c.CheckpointKey, "checkpoint-key", os.Getenv("PAYLEDGER_CHECKPOINT_KEY"),
+			"file of the key that signs checkpoints of the log (payledger keys signing-key; keep it outside the data directory)")
+		fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "also write each signed checkpoint here, e.g. a write-once mount")
+		fs.DurationVar(&c.CheckpointEvery, "checkpoint-every", time.Minute, "how often to sign a checkpoint of the log (and at shutdown)")
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
@@ -183,10 +197,18 @@ func (m *Main) Open(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
+	if err := m.openSigner(ctx); err != nil {
+		m.closeStores()
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.wg.Add(1)
 	go m.project(runCtx)
+	if m.signer != nil {
+		m.wg.Add(1)
+		go m.checkpoint(runCtx)
+	}
 	if len(c.CloseCurrencies) > 0 {
 		m.wg.Add(1)
 		go m.closeDays(runCtx)
@@ -321,6 +343,9 @@ func (m *Main) serve() error {
 	}
 	api := httpapi.New(m.Service, m.Store, m.RM, c.Log)
 	api.SetMetricsPublic(c.MetricsPublic)
+	if m.signer != nil {
+		api.SetCheckpoints(m.signer.Latest)
+	}
 	if err := api.Register(append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)...); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -480,8 +505,67 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.signer != nil {
+		// The last checkpoint covers every event the server acknowledged.
+		if _, err := m.signer.Checkpoint(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint at shutdown: %w", err))
+		}
+	}
 	errs = append(errs, m.closeStores())
 	return errors.Join(errs...)
+}
+
+// openSigner loads the checkpoint key, when one is configured, and signs a
+// first checkpoint (catching the tree up with the log).
+func (m *Main) openSigner(ctx context.Context) error {
+	c := &m.Config
+	if c.CheckpointKey == "" {
+		return nil
+	}
+	priv, err := checkpoints.LoadKey(c.CheckpointKey)
+	if err != nil {
+		return err
+	}
+	if c.CheckpointDir != "" {
+		if err := os.MkdirAll(c.CheckpointDir, 0o700); err != nil {
+			return fmt.Errorf("--checkpoint-dir: %w", err)
+		}
+	}
+	if m.signer, err = checkpoints.NewSigner(m.Store, priv, c.DataDir, c.CheckpointDir, c.Clock); err != nil {
+		return err
+	}
+	cp, err := m.signer.Checkpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("first checkpoint: %w", err)
+	}
+	c.Log.Info("checkpoint signed", slog.Uint64("size", cp.Size), slog.String("root", cp.Root), slog.String("key_id", cp.KeyID))
+	return nil
+}
+
+// checkpoint signs a checkpoint every CheckpointEvery while the log grows.
+func (m *Main) checkpoint(ctx context.Context) {
+	defer m.wg.Done()
+	every := m.Config.CheckpointEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		before, _ := m.signer.Latest()
+		cp, err := m.signer.Checkpoint(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.Config.Log.Error("checkpoint failed; retrying", slog.Any("error", err))
+		case err == nil && cp.Size != before.Size:
+			m.Config.Log.Info("checkpoint signed", slog.Uint64("size", cp.Size), slog.String("root", cp.Root))
+		}
+	}
 }
 
 func (m *Main) closeStores() error {

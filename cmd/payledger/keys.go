@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
@@ -20,6 +21,9 @@ const keysUsage = `usage:
   payledger keys create --role ROLE [--label TEXT] [--data ./data]   make a key and print its token once
   payledger keys list   [--data ./data]                              show every key (never tokens)
   payledger keys revoke [--data ./data] ID                           stop a key from authenticating
+  payledger keys signing-key --out FILE                              make the key that signs checkpoints of the log
+                                                                     (keep it apart from the data directory) and
+                                                                     print its public key, also written to FILE.pub
 roles: %s
 `
 
@@ -40,6 +44,8 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return cmdKeysList(ctx, args[1:], stdout, stderr)
 	case "revoke":
 		return cmdKeysRevoke(ctx, args[1:], stdout, stderr)
+	case "signing-key":
+		return cmdKeysSigning(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		printKeysUsage(stdout)
 		return nil
@@ -214,5 +220,28 @@ func cmdKeysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	fmt.Fprintf(stdout, "key %s (role %s) is revoked since %s; its token no longer authenticates\n", k.ID, k.Role, stamp(k.RevokedAt))
+	return nil
+}
+
+// cmdKeysSigning makes the Ed25519 key that signs checkpoints of the log.
+func cmdKeysSigning(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys signing-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "file for the private key (mode 0600, never inside the data directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("keys signing-key needs --out FILE")
+	}
+	pub, err := checkpoints.CreateKey(*out, rand.Reader)
+	if err != nil {
+		return err
+	}
+	line := checkpoints.EncodePublicKey(pub)
+	if err := os.WriteFile(*out+".pub", []byte(line+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "signing key written to %s; its public key (also in %s.pub, give it to whoever checks the log):\n%s\n", *out, *out, line)
 	return nil
 }

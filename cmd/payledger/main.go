@@ -19,14 +19,18 @@ usage:
   payledger serve   [--addr 127.0.0.1:8080] [--data ./data] [--tls-cert F --tls-key F | --tls-self-signed]
                     [--insecure-http] [--tz Asia/Shanghai] [--biometric-provider-key B64]
                     [--lock-after 5] [--lock-for 30m] [--challenge-ttl 5m] [--session-ttl 8h]
-                    [--session-idle 15m] [--cooling-off 24h]
+                    [--session-idle 15m] [--cooling-off 24h] [--policy FILE]
+                    [--checkpoint-key FILE [--checkpoint-dir DIR] [--checkpoint-every 1m]]
                         run the HTTP API on the embedded store
   payledger demo    [--data DIR]
                         walk a narrated scenario through the real API on a temporary store
   payledger keys    create --role ROLE [--label TEXT] | list | revoke ID   [--data ./data]
                         manage staff API keys (roles: operator, funding, finance, compliance, regulator, auditor)
-  payledger verify  [--data ./data]
-                        prove every hash chain and index of the log intact; runs beside a server
+  payledger keys    signing-key --out FILE
+                        make the key that signs checkpoints of the log (keep it outside the data directory)
+  payledger verify  [--data ./data] [--checkpoints DIR --public-key FILE]
+                        prove every hash chain and index of the log intact, and that it extends
+                        every signed checkpoint; runs beside a server
   payledger rebuild [--data ./data]
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]

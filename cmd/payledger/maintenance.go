@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/projections"
@@ -109,8 +110,30 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "./data", "data directory")
+	cpDir := fs.String("checkpoints", "", "also check that the log extends every signed checkpoint in this directory")
+	pubPath := fs.String("public-key", "", "public key of the checkpoints' signing key (with --checkpoints)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var check *checkpoints.Checker
+	if *cpDir != "" {
+		if *pubPath == "" {
+			return errors.New("verify: --checkpoints needs --public-key, the key they are checked with")
+		}
+		pub, err := checkpoints.LoadPublicKey(*pubPath)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		cps, err := checkpoints.Read(*cpDir)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if len(cps) == 0 {
+			return fmt.Errorf("verify: no checkpoint in %s", *cpDir)
+		}
+		if check, err = checkpoints.NewChecker(pub, cps); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
 	}
 	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
 	if err != nil {
@@ -123,10 +146,15 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("verify: %w", err)
 	}
 	stop := showProgress(stderr, head, "verify: events checked", checked.Load)
-	n, streams, digest, err := verifyLog(ctx, log, &checked)
+	n, streams, digest, err := verifyLogAgainst(ctx, log, &checked, check)
 	stop()
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
+	}
+	if check != nil {
+		if err := check.Done(); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
 	}
 	indexed, err := log.CheckIndexes(ctx)
 	if err != nil {
@@ -141,6 +169,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk%s)\n", indexed, rest)
 	fmt.Fprintf(stdout, "verify: event-log digest %s (keep it: the same log always gives the same digest)\n", digest)
+	if check != nil {
+		fmt.Fprintf(stdout, "verify: ok %d events, %d checkpoints\n", n, check.Checked)
+	}
 	return nil
 }
 
@@ -160,6 +191,13 @@ type chainState struct {
 // position order).
 // progress, when not nil, is kept at the position checked so far.
 func verifyLog(ctx context.Context, store logReader, progress *atomic.Int64) (int64, int, string, error) {
+	return verifyLogAgainst(ctx, store, progress, nil)
+}
+
+// verifyLogAgainst is verifyLog that also feeds every event hash, in log
+// order, to check (when not nil): the log must extend every signed
+// checkpoint.
+func verifyLogAgainst(ctx context.Context, store logReader, progress *atomic.Int64, check *checkpoints.Checker) (int64, int, string, error) {
 	head, err := store.Head(ctx)
 	if err != nil {
 		return 0, 0, "", err
@@ -187,6 +225,11 @@ func verifyLog(ctx context.Context, store logReader, progress *atomic.Int64) (in
 				return n, len(chains), "", err
 			}
 			chains[e.Stream] = chainState{version: e.Version, hash: e.Hash}
+			if check != nil {
+				if err := check.Add(e.Hash); err != nil {
+					return n, len(chains), "", fmt.Errorf("%w; the event there is stream %s version %d at position %d", err, e.Stream, e.Version, e.Position)
+				}
+			}
 			digest = sha256.Sum256(append(digest[:], e.Hash[:]...))
 			pos = e.Position
 			n++

@@ -90,6 +90,36 @@ func (b *Builder) Add(leaf Hash) {
 // Size is the number of leaves added.
 func (b *Builder) Size() uint64 { return b.size }
 
+// Frontier returns what the builder keeps: the roots of its perfect
+// subtrees, smallest first, one per bit set in Size. With the size it is
+// all that is needed to go on adding leaves (Resume).
+func (b *Builder) Frontier() []Hash {
+	var out []Hash
+	for i := 0; i < len(b.frontier); i++ {
+		if b.size&(1<<i) != 0 {
+			out = append(out, b.frontier[i])
+		}
+	}
+	return out
+}
+
+// Resume returns a builder that goes on from a tree of size leaves whose
+// frontier is as Frontier gave it.
+func Resume(size uint64, frontier []Hash) (*Builder, error) {
+	if bits.OnesCount64(size) != len(frontier) {
+		return nil, fmt.Errorf("merkle: a frontier of %d hashes for %d leaves", len(frontier), size)
+	}
+	b := &Builder{size: size, frontier: make([]Hash, bits.Len64(size))}
+	j := 0
+	for i := range b.frontier {
+		if size&(1<<i) != 0 {
+			b.frontier[i] = frontier[j]
+			j++
+		}
+	}
+	return b, nil
+}
+
 // Root is the root of the leaves added so far.
 func (b *Builder) Root() Hash {
 	if b.size == 0 {

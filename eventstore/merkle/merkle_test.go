@@ -117,7 +117,18 @@ func TestBuilderMatchesRoot(t *testing.T) {
 	if b.Root() != EmptyRoot {
 		t.Fatal("empty builder")
 	}
+	if _, err := Resume(3, []Hash{{}}); err == nil {
+		t.Fatal("a frontier of the wrong length resumed")
+	}
 	for i, l := range ls {
+		if i%37 == 5 {
+			// Resuming from the frontier changes nothing.
+			r, err := Resume(b.Size(), b.Frontier())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = *r
+		}
 		b.Add(l)
 		if i < 300 || i == 999 || i == 1000 || i == 1099 {
 			if got, want := b.Root(), Root(ls[:i+1]); got != want || b.Size() != uint64(i+1) {
