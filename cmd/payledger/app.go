@@ -201,6 +201,11 @@ func (m *Main) Open(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
+	// The stores just made their files with the process's umask.
+	if err := secureDataDir(c.DataDir); err != nil {
+		m.closeStores()
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.wg.Add(1)
@@ -266,7 +271,14 @@ func (c *Config) serverKeys() (*ledger.Keys, error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	master, err := ledger.LoadOrCreateKey(filepath.Join(c.DataDir, "server.key"), c.Rand)
+	keyPath := filepath.Join(c.DataDir, "server.key")
+	if st, err := os.Stat(keyPath); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("server key %s is readable by others (mode %04o): chmod 600 it, and consider it leaked", keyPath, st.Mode().Perm())
+	}
+	if err := secureDataDir(c.DataDir); err != nil {
+		return nil, err
+	}
+	master, err := ledger.LoadOrCreateKey(keyPath, c.Rand)
 	if err != nil {
 		return nil, err
 	}
@@ -614,4 +626,32 @@ func snapshotMetrics(svc *ledger.Service) []prometheus.Collector {
 		counter("payledger_snapshots_rejected_total", "Snapshots a load did not trust (hash, schema or payload) and read the stream in full instead.",
 			func(s ledger.SnapshotStats) int64 { return s.Rejected }),
 	}
+}
+
+// secureDataDir makes the data directory 0700 and every file in it 0600,
+// also when they existed before with wider modes: the log, the read models
+// and the keys are personal data and secrets.
+func secureDataDir(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(filepath.Join(dir, e.Name()), info.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("data directory: %w", err)
+			}
+		}
+	}
+	return nil
 }

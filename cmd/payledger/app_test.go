@@ -5,8 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +46,56 @@ func TestSyncMetric(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + name + ` \d+$`).Match(body) {
 			t.Errorf("no %s in /metrics", name)
 		}
+	}
+}
+
+// TestDataDirModes: a data directory that existed with wide modes ends up
+// 0700 with every file 0600 (those the stores create included), and a
+// server key readable by others is refused.
+func TestDataDirModes(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Config: Config{DataDir: dir, TimeZone: "Asia/Shanghai", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := benchSetupOne(ctx, m.Service, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("data directory mode %v %v", st.Mode().Perm(), err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Type().IsRegular() && info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %04o", e.Name(), info.Mode().Perm())
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "server.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m = &Main{Config: Config{DataDir: dir, TimeZone: "Asia/Shanghai", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	if err := m.Open(ctx); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("a server key readable by others: %v", err)
 	}
 }
