@@ -35,6 +35,10 @@ usage:
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]
                         measure confirmed payments per second (docs/performance.md)
+  payledger backup  --to FILE [--data ./data]
+                        a consistent copy of the data directory, also while the server runs
+  payledger restore --from FILE --data NEWDIR
+                        unpack a backup into a new data directory (then run verify and rebuild)
   payledger close   [--day YYYY-MM-DD] [--currency CNY] [--data ./data] [--tz Asia/Shanghai]
                         close a day of the risk reserve (default yesterday); serve closes days itself
   payledger reconcile [--data ./data] [--tz Asia/Shanghai] [--day YYYY-MM-DD] [--json]
@@ -82,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReconcile(ctx, args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return cmdRestore(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
