@@ -59,7 +59,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	write := func() error {
 		return b.store(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
 			return tx.ExecContext(ctx, sqlInsertSegment, args...)
-		})
+		}, nil)
 	}
 	var after int64
 	for {

@@ -21,6 +21,7 @@ type Reader struct {
 	db            *sql.DB
 	all, headStmt *sql.Stmt
 	idxGet, idGet *sql.Stmt
+	dicts         *dictCache
 }
 
 // OpenReader opens an existing event database for reading. It refuses a
@@ -34,8 +35,10 @@ func OpenReader(path string) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open event log %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(1)
-	r := &Reader{path: path, db: db}
+	// Two connections: CheckIndexes holds one for its snapshot while the
+	// dictionaries of the segments it reads are loaded through the other.
+	db.SetMaxOpenConns(2)
+	r := &Reader{path: path, db: db, dicts: newDictCache(db)}
 	ctx := context.Background()
 	var v string
 	if err := db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'schema_version'").Scan(&v); err != nil {
@@ -44,7 +47,7 @@ func OpenReader(path string) (*Reader, error) {
 	}
 	// Older files are migrated by the writer (Open), which a reader must
 	// not do.
-	if v != schemaVersion {
+	if v != schemaVersion && v != "3" { // schema 3 is 4 without format-2 segments
 		_ = db.Close()
 		return nil, fmt.Errorf("open event log %s: schema version %s, this build reads %s (open the log once with the server, which migrates it)",
 			path, v, schemaVersion)
@@ -77,7 +80,7 @@ func (r *Reader) Head(ctx context.Context) (int64, error) {
 // limit below 1 or above eventstore.MaxReadBatch reads MaxReadBatch).
 func (r *Reader) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
 	limit = clampLimit(limit)
-	out, err := readSegments(ctx, r.all, after, math.MaxInt64, limit)
+	out, err := readSegments(ctx, r.all, r.dicts, after, math.MaxInt64, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read all: %w", err)
 	}
@@ -117,7 +120,7 @@ func (r *Reader) CheckIndexes(ctx context.Context) (indexed int64, err error) {
 	byID := tx.StmtContext(ctx, r.idGet)
 	var events int64
 	for after := int64(0); after < upto; {
-		batch, err := readSegments(ctx, all, after, upto, eventstore.MaxReadBatch)
+		batch, err := readSegments(ctx, all, r.dicts, after, upto, eventstore.MaxReadBatch)
 		if err != nil {
 			return 0, fmt.Errorf("check stream index: %w", err)
 		}

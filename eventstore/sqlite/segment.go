@@ -1,11 +1,16 @@
 package sqlite
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/payledger/payledger/eventstore"
@@ -14,17 +19,58 @@ import (
 // Segments.
 //
 // The log stores events packed into segments: one row of the segments table
-// holds up to segmentMaxEvents consecutive events (at most segmentMaxBytes),
-// keyed by the position of its first event. A group-commit transaction
-// writes a few segment rows instead of one row (and one id-index entry) per
-// event, which cuts the writer's insert work per payment (measured with
-// payledger bench --cpuprofile; BenchmarkInsertFloor is the
-// one-row-per-event floor to compare BenchmarkAppendGroupCommit with).
-// Segments are small (three to a 16 KiB page) so that reading one event,
-// as a stream read does through the stream index, loads at most a few KiB
-// and decodes only that event (the offset table locates it).
+// holds up to segmentMaxEvents consecutive events, keyed by the position of
+// its first event. A group-commit transaction writes a few segment rows
+// instead of one row (and one id-index entry) per event, which cuts the
+// writer's insert work per payment (measured with payledger bench
+// --cpuprofile; BenchmarkInsertFloor is the one-row-per-event floor to
+// compare BenchmarkAppendGroupCommit with).
 //
-// Format (version 1), all integers little-endian or varint:
+// The writer writes format 2, in which a segment's records are compressed
+// together (DEFLATE, with a preset dictionary trained from the log itself,
+// see dict.go). Format 1, uncompressed, is what logs written before it hold;
+// it is still read, and one log may hold segments of both formats. A
+// segment's format is its first byte. The hash of an event covers its
+// canonical bytes (eventstore.ComputeHash), never the stored ones, so the
+// format is invisible to hashes, verify and every reader.
+//
+// Format 2, all integers little-endian or varint:
+//
+//	byte     format version (2)
+//	uvarint  n, the number of events (>= 1)
+//	uvarint  dictionary id (0: none; else a row of the dictionaries table)
+//	uvarint  r, the length of the records block once decompressed
+//	byte     method: 0 the block follows as it is (r bytes), 1 DEFLATE
+//	         (RFC 1951) with the dictionary preset
+//	bytes    the records block, to the end of the row
+//
+// and the records block:
+//
+//	n x uvarint  length of each record
+//	varint       base unix seconds
+//	records      one per event, in position order:
+//	             str id, str stream, uvarint version, str type,
+//	             uvarint schema version, varint unix seconds - base,
+//	             uvarint time code (microseconds<<1, or nanoseconds<<1|1),
+//	             str causation id, str correlation id, str idempotency key,
+//	             payload, previous-hash code, 32 bytes hash
+//
+// The previous-hash code is a byte: 0 for 32 zero bytes (the first event
+// of a stream), 1 followed by the 32 bytes, or 2+k for the hash of record
+// i-1-k of the same segment (the stream's previous event is in it). The
+// payload is a uvarint (length+1, or 0 for none) and then parts until that
+// many bytes are rebuilt, each a uvarint tag: length<<1 for that many bytes
+// as they are, or length<<1|1 for the standard padded base64 encoding of
+// the length bytes that follow (how encoding/json writes a []byte: a JSON
+// string of base64 is stored decoded, which the compressor can then match
+// against the rest of the segment; the writer checks that re-encoding gives
+// the same text).
+//
+// A reader bounds what a stored segment may make it allocate: r is at most
+// segmentMaxRaw for a segment of several events, and for a segment of one
+// (large) event at most what DEFLATE can expand its stored bytes to.
+//
+// Format 1:
 //
 //	byte     format version (1)
 //	uvarint  n, the number of events (>= 1)
@@ -36,46 +82,63 @@ import (
 //	         bytes payload, 32 bytes previous hash, 32 bytes hash
 //
 // where str and bytes are a uvarint length and that many bytes. Event i of
-// a segment has position first_position + i. The format is versioned so
-// that a later layout can be read beside this one for the five-year
-// retention.
+// a segment has position first_position + i.
+//
+// Sizes: reading one event decompresses its whole segment, so segments stay
+// small: at most segmentMaxEvents events and segmentMaxRaw bytes of records
+// before compression. Three of those, compressed, fit one 16 KiB page with
+// the payment events of payledger bench (SQLite keeps rows of up to about
+// 16,300 bytes in the page).
 
 const (
-	segmentFormat = 1
-	// segmentMaxEvents and segmentMaxBytes bound one segment: an event that
+	segmentFormat1 = 1
+	segmentFormat2 = 2
+	// segmentMaxEvents and segmentMaxRaw bound one segment: an event that
 	// would take it past either starts the next one (an event larger than
-	// segmentMaxBytes gets a segment of its own). Three segments of at
-	// most 5,300 bytes fit one 16 KiB page (SQLite keeps rows of up to
-	// about 16,300 bytes in the page and adds some 10 bytes of cell header
-	// each). Larger segments (up to 12 KiB) took a page each and left the
-	// rest of it empty, so the file grew faster than with one row per
-	// event (file bytes per event of a payledger bench log).
+	// segmentMaxRaw gets a segment of its own).
 	segmentMaxEvents = 64
-	segmentMaxBytes  = 5300
+	segmentMaxRaw    = 16384
+	// segmentLevel is the DEFLATE level the writer compresses at (levels
+	// below 2 ignore a preset dictionary).
+	segmentLevel = 4
+	// maxInflateRatio bounds what DEFLATE can expand n bytes to (1032:1,
+	// with some slack).
+	maxInflateRatio = 1040
+	// maxSegmentRaw bounds the records of any segment (SQLite's largest
+	// row is 1e9 bytes by default).
+	maxSegmentRaw = 1 << 30
+	// minBase64 is the shortest base64 string the payload coding decodes.
+	minBase64 = 24
 )
 
 // errSegment reports a segment that does not decode.
 var errSegment = errors.New("corrupt segment")
 
-// segmentBuilder collects the events of one segment as they are appended.
+// segmentBuilder collects the events of one segment as they are appended
+// and encodes them in format 2.
 type segmentBuilder struct {
-	first int64    // position of the first event; 0 when empty
-	offs  []uint32 // record offsets
-	recs  []byte   // the records
-	buf   []byte   // the last encoding (store), reused
+	first  int64      // position of the first event; 0 when empty
+	base   int64      // unix seconds of the first event
+	lens   []uint32   // record lengths
+	hashes [][32]byte // record hashes, for previous-hash references
+	recs   []byte     // the records
+	raw    []byte     // the records block (bytes), reused
+	buf    []byte     // the last encoding (store), reused
+	out    bytes.Buffer
+	fw     *flate.Writer // compressor for fwDict
+	fwDict *segDict
 }
 
-func (b *segmentBuilder) len() int { return len(b.offs) }
+func (b *segmentBuilder) len() int { return len(b.lens) }
 
 // fits reports whether e can join the segment within its bounds; an empty
 // segment takes any event.
 func (b *segmentBuilder) fits(e *eventstore.Event) bool {
-	n := len(b.offs)
+	n := len(b.lens)
 	if n == 0 {
 		return true
 	}
-	size := 1 + uvarintLen(uint64(n+1)) + 4*(n+1) + len(b.recs) + recordLen(e)
-	return n < segmentMaxEvents && size <= segmentMaxBytes
+	return n < segmentMaxEvents && len(b.recs)+5*(n+1)+10+recordLen(e) <= segmentMaxRaw
 }
 
 // uvarintLen is the length of v as a uvarint.
@@ -87,7 +150,10 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// recordLen is the length appendRecord gives e's record.
+// recordLen bounds the length of e's format-2 record: its format-1 length
+// and 17 bytes, the most the previous-hash code, the time relative to the
+// segment's base and the payload's part tags can add (a base64 part is
+// taken only where it saves more than its tags cost).
 func recordLen(e *eventstore.Event) int {
 	str := func(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
 	t := e.OccurredAt
@@ -96,35 +162,79 @@ func recordLen(e *eventstore.Event) int {
 	return str(e.ID) + str(e.Stream) + uvarintLen(uint64(e.Version)) + str(e.Type) +
 		uvarintLen(uint64(e.SchemaVersion)) + uvarintLen(zigzag) + uvarintLen(uint64(t.Nanosecond())) +
 		str(e.CausationID) + str(e.CorrelationID) + str(e.IdempotencyKey) +
-		uvarintLen(uint64(len(e.Payload))) + len(e.Payload) + 64
+		uvarintLen(uint64(len(e.Payload)+1)) + len(e.Payload) + 65 + 16
 }
 
 // add appends e, whose position must follow the segment's last one.
 func (b *segmentBuilder) add(e *eventstore.Event) {
-	if len(b.offs) == 0 {
+	if len(b.lens) == 0 {
 		b.first = e.Position
+		b.base = e.OccurredAt.Unix()
 	}
-	b.offs = append(b.offs, uint32(len(b.recs)))
-	b.recs = appendRecord(b.recs, e)
+	n := len(b.recs)
+	b.recs = appendRecord2(b.recs, e, b.base, b.hashes)
+	b.lens = append(b.lens, uint32(len(b.recs)-n))
+	b.hashes = append(b.hashes, e.Hash)
 }
 
-// bytes encodes the segment into dst (reset first) and returns it.
-func (b *segmentBuilder) bytes(dst []byte) []byte {
-	dst = append(dst[:0], segmentFormat)
-	dst = binary.AppendUvarint(dst, uint64(len(b.offs)))
-	for _, o := range b.offs {
-		dst = binary.LittleEndian.AppendUint32(dst, o)
+// bytes encodes the segment into dst (reset first) and returns it,
+// compressing its records with dict (nil: none).
+func (b *segmentBuilder) bytes(dst []byte, dict *segDict) []byte {
+	raw := b.raw[:0]
+	for _, l := range b.lens {
+		raw = binary.AppendUvarint(raw, uint64(l))
 	}
-	return append(dst, b.recs...)
+	raw = binary.AppendVarint(raw, b.base)
+	raw = append(raw, b.recs...)
+	b.raw = raw
+	id := int64(0)
+	if dict != nil {
+		id = dict.id
+	}
+	dst = append(dst[:0], segmentFormat2)
+	dst = binary.AppendUvarint(dst, uint64(len(b.lens)))
+	dst = binary.AppendUvarint(dst, uint64(id))
+	dst = binary.AppendUvarint(dst, uint64(len(raw)))
+	if z := b.compress(raw, dict); z != nil && len(z) < len(raw) {
+		dst = append(dst, 1)
+		return append(dst, z...)
+	}
+	dst = append(dst, 0)
+	return append(dst, raw...)
+}
+
+// compress deflates raw with dict preset, returning nil if it cannot.
+func (b *segmentBuilder) compress(raw []byte, dict *segDict) []byte {
+	b.out.Reset()
+	if b.fw == nil || b.fwDict != dict {
+		var d []byte
+		if dict != nil {
+			d = dict.data
+		}
+		fw, err := flate.NewWriterDict(&b.out, segmentLevel, d)
+		if err != nil {
+			return nil
+		}
+		b.fw, b.fwDict = fw, dict
+	} else {
+		b.fw.Reset(&b.out)
+	}
+	if _, err := b.fw.Write(raw); err != nil {
+		return nil
+	}
+	if err := b.fw.Close(); err != nil {
+		return nil
+	}
+	return b.out.Bytes()
 }
 
 // store inserts the segment, if it holds any event, with insert
-// (sqlInsertSegment) and empties the builder.
-func (b *segmentBuilder) store(ctx context.Context, insert func(ctx context.Context, args ...any) (sql.Result, error)) error {
+// (sqlInsertSegment), compressed with dict, and empties the builder.
+func (b *segmentBuilder) store(ctx context.Context, insert func(ctx context.Context, args ...any) (sql.Result, error), dict *segDict) error {
 	if b.len() == 0 {
 		return nil
 	}
-	b.buf = b.bytes(b.buf)
+	b.buf = b.bytes(b.buf, dict)
 	last := b.first + int64(b.len()) - 1
 	if _, err := insert(ctx, b.first, last, b.buf); err != nil {
 		return fmt.Errorf("write segment %d-%d: %w", b.first, last, err)
@@ -135,7 +245,7 @@ func (b *segmentBuilder) store(ctx context.Context, insert func(ctx context.Cont
 
 // reset empties the builder, keeping its memory.
 func (b *segmentBuilder) reset() {
-	b.first, b.offs, b.recs = 0, b.offs[:0], b.recs[:0]
+	b.first, b.base, b.lens, b.hashes, b.recs = 0, 0, b.lens[:0], b.hashes[:0], b.recs[:0]
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -143,38 +253,144 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// appendRecord encodes one event's record.
-func appendRecord(b []byte, e *eventstore.Event) []byte {
+// appendRecord2 encodes one event's format-2 record; base is the segment's
+// base seconds and hashes those of the segment's earlier records.
+func appendRecord2(b []byte, e *eventstore.Event, base int64, hashes [][32]byte) []byte {
 	b = appendStr(b, e.ID)
 	b = appendStr(b, e.Stream)
 	b = binary.AppendUvarint(b, uint64(e.Version))
 	b = appendStr(b, e.Type)
 	b = binary.AppendUvarint(b, uint64(e.SchemaVersion))
 	t := e.OccurredAt
-	b = binary.AppendVarint(b, t.Unix())
-	b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	b = binary.AppendVarint(b, t.Unix()-base)
+	if ns := uint64(t.Nanosecond()); ns%1000 == 0 {
+		b = binary.AppendUvarint(b, (ns/1000)<<1)
+	} else {
+		b = binary.AppendUvarint(b, ns<<1|1)
+	}
 	b = appendStr(b, e.CausationID)
 	b = appendStr(b, e.CorrelationID)
 	b = appendStr(b, e.IdempotencyKey)
-	b = binary.AppendUvarint(b, uint64(len(e.Payload)))
-	b = append(b, e.Payload...)
-	b = append(b, e.PrevHash[:]...)
+	b = appendPayload(b, e.Payload)
+	b = appendPrevHash(b, e.PrevHash, hashes)
 	return append(b, e.Hash[:]...)
 }
 
-// segment is a decoded segment header over its stored bytes.
-type segment struct {
-	first int64
-	n     int
-	table []byte // n u32 offsets
-	recs  []byte
+// appendPrevHash appends the previous-hash code of a record preceded in
+// its segment by records with the given hashes.
+func appendPrevHash(b []byte, prev [32]byte, hashes [][32]byte) []byte {
+	if prev == ([32]byte{}) {
+		return append(b, 0)
+	}
+	for k := 0; k < len(hashes) && k < 254; k++ {
+		if hashes[len(hashes)-1-k] == prev {
+			return append(b, byte(2+k))
+		}
+	}
+	b = append(b, 1)
+	return append(b, prev[:]...)
 }
 
-// parseSegment checks the header of the stored segment at first.
-func parseSegment(first int64, blob []byte) (segment, error) {
-	if len(blob) < 2 || blob[0] != segmentFormat {
+// appendPayload appends the payload coding of p.
+func appendPayload(b []byte, p []byte) []byte {
+	if len(p) == 0 {
+		return append(b, 0) // read back as nil, as format 1 is
+	}
+	b = binary.AppendUvarint(b, uint64(len(p))+1)
+	lit := 0 // start of the literal run not yet written
+	for i := 0; i < len(p); i++ {
+		if p[i] != '"' {
+			continue
+		}
+		j := i + 1
+		for j < len(p) && isBase64(p[j]) {
+			j++
+		}
+		k := j
+		for k < len(p) && k-j < 2 && p[k] == '=' {
+			k++
+		}
+		s := p[i+1 : k]
+		if k >= len(p) || p[k] != '"' || len(s) < minBase64 || len(s)%4 != 0 {
+			i = j - 1
+			continue
+		}
+		d, ok := decodeBase64(s)
+		if !ok {
+			i = j - 1
+			continue
+		}
+		if i+1 > lit {
+			b = binary.AppendUvarint(b, uint64(i+1-lit)<<1)
+			b = append(b, p[lit:i+1]...)
+		}
+		b = binary.AppendUvarint(b, uint64(len(d))<<1|1)
+		b = append(b, d...)
+		lit, i = k, k // the closing quote starts the next literal run
+	}
+	if lit < len(p) {
+		b = binary.AppendUvarint(b, uint64(len(p)-lit)<<1)
+		b = append(b, p[lit:]...)
+	}
+	return b
+}
+
+func isBase64(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/'
+}
+
+// decodeBase64 decodes s (standard padded base64) if encoding the result
+// gives s back.
+func decodeBase64(s []byte) ([]byte, bool) {
+	d := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(d, s)
+	if err != nil || n == 0 {
+		return nil, false
+	}
+	d = d[:n]
+	if base64.StdEncoding.EncodedLen(n) != len(s) {
+		return nil, false
+	}
+	var chk [4]byte
+	// Compare group by group without allocating the re-encoding.
+	for g := 0; g < n; g += 3 {
+		base64.StdEncoding.Encode(chk[:], d[g:min(g+3, n)])
+		if !bytes.Equal(chk[:], s[g/3*4:g/3*4+4]) {
+			return nil, false
+		}
+	}
+	return d, true
+}
+
+// segment is a decoded segment header over its stored bytes (format 1) or
+// over its decompressed records (format 2).
+type segment struct {
+	format byte
+	first  int64
+	n      int
+	table  []byte // format 1: n u32 offsets
+	recs   []byte // the records
+	// format 2
+	offs []uint32 // n+1 record boundaries in recs
+	base int64
+}
+
+// parseSegment checks the header of the stored segment at first and, for
+// format 2, decompresses its records with the dictionaries of dicts.
+func parseSegment(first int64, blob []byte, dicts *dictCache) (segment, error) {
+	if len(blob) < 2 {
 		return segment{}, fmt.Errorf("%w at position %d: unknown format", errSegment, first)
 	}
+	switch blob[0] {
+	case segmentFormat1:
+		return parseSegment1(first, blob)
+	case segmentFormat2:
+		return parseSegment2(first, blob, dicts)
+	}
+	return segment{}, fmt.Errorf("%w at position %d: unknown format %d", errSegment, first, blob[0])
+}
+
+func parseSegment1(first int64, blob []byte) (segment, error) {
 	n, k := binary.Uvarint(blob[1:])
 	if k <= 0 || n == 0 || n > uint64(len(blob)) {
 		return segment{}, fmt.Errorf("%w at position %d: bad event count", errSegment, first)
@@ -183,7 +399,84 @@ func parseSegment(first int64, blob []byte) (segment, error) {
 	if uint64(len(rest)) < 4*n {
 		return segment{}, fmt.Errorf("%w at position %d: short offset table", errSegment, first)
 	}
-	return segment{first: first, n: int(n), table: rest[:4*n], recs: rest[4*n:]}, nil
+	return segment{format: segmentFormat1, first: first, n: int(n), table: rest[:4*n], recs: rest[4*n:]}, nil
+}
+
+func parseSegment2(first int64, blob []byte, dicts *dictCache) (segment, error) {
+	bad := func(what string) (segment, error) {
+		return segment{}, fmt.Errorf("%w at position %d: %s", errSegment, first, what)
+	}
+	d := recordDecoder{b: blob[1:]}
+	n, id, size := d.uvarint(), d.uvarint(), d.uvarint()
+	method := d.take(1)
+	if d.bad || n == 0 || n > segmentMaxEvents || len(method) != 1 {
+		return bad("bad header")
+	}
+	stored := d.b
+	// The records take at least two bytes an event; several events fit
+	// segmentMaxRaw, and no block expands past maxInflateRatio.
+	if size < 2*n || (n > 1 && size > segmentMaxRaw) || size > maxInflateRatio*uint64(len(stored))+64 || size > maxSegmentRaw {
+		return bad(fmt.Sprintf("records of %d bytes", size))
+	}
+	var raw []byte
+	switch method[0] {
+	case 0:
+		if uint64(len(stored)) != size {
+			return bad("stored records of the wrong length")
+		}
+		raw = stored
+	case 1:
+		var dict []byte
+		if id != 0 {
+			var err error
+			if dict, err = dicts.get(int64(id)); err != nil {
+				return segment{}, fmt.Errorf("segment at position %d: %w", first, err)
+			}
+		}
+		var err error
+		if raw, err = inflate(stored, dict, int(size)); err != nil {
+			return bad(err.Error())
+		}
+	default:
+		return bad("unknown compression")
+	}
+	seg := segment{format: segmentFormat2, first: first, n: int(n), offs: make([]uint32, n+1)}
+	d = recordDecoder{b: raw}
+	var end uint64
+	for i := range seg.n {
+		end += d.uvarint()
+		seg.offs[i+1] = uint32(min(end, 1<<32-1))
+	}
+	seg.base = d.varint()
+	if d.bad || end != uint64(len(d.b)) {
+		return bad("record lengths do not add up")
+	}
+	seg.recs = d.b
+	return seg, nil
+}
+
+// inflaters recycles DEFLATE readers (a reader holds a 32 KiB window).
+var inflaters sync.Pool
+
+// inflate decompresses z, with dict preset, into exactly size bytes.
+func inflate(z, dict []byte, size int) ([]byte, error) {
+	src := bytes.NewReader(z)
+	fr, _ := inflaters.Get().(io.ReadCloser)
+	if fr == nil {
+		fr = flate.NewReaderDict(src, dict)
+	} else if err := fr.(flate.Resetter).Reset(src, dict); err != nil {
+		return nil, err
+	}
+	defer inflaters.Put(fr)
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(fr, raw); err != nil {
+		return nil, fmt.Errorf("records do not decompress to %d bytes: %v", size, err)
+	}
+	var more [1]byte
+	if k, err := fr.Read(more[:]); k != 0 || err != io.EOF {
+		return nil, fmt.Errorf("records decompress past %d bytes", size)
+	}
+	return raw, nil
 }
 
 // last is the position of the segment's last event.
@@ -191,6 +484,9 @@ func (s segment) last() int64 { return s.first + int64(s.n) - 1 }
 
 // at decodes event i of the segment.
 func (s segment) at(i int) (eventstore.Event, error) {
+	if s.format == segmentFormat2 {
+		return s.at2(i)
+	}
 	off := binary.LittleEndian.Uint32(s.table[4*i:])
 	if uint64(off) > uint64(len(s.recs)) {
 		return eventstore.Event{}, fmt.Errorf("%w at position %d: record %d out of range", errSegment, s.first, i)
@@ -216,6 +512,46 @@ func (s segment) at(i int) (eventstore.Event, error) {
 		return eventstore.Event{}, fmt.Errorf("%w: record of position %d does not decode", errSegment, e.Position)
 	}
 	e.OccurredAt = time.Unix(sec, int64(nsec)).UTC()
+	return e, nil
+}
+
+// at2 decodes event i of a format-2 segment.
+func (s segment) at2(i int) (eventstore.Event, error) {
+	e := eventstore.Event{Position: s.first + int64(i)}
+	d := recordDecoder{b: s.recs[s.offs[i]:s.offs[i+1]]}
+	e.ID = d.str()
+	e.Stream = d.str()
+	e.Version = int64(d.uvarint())
+	e.Type = d.str()
+	e.SchemaVersion = int(d.uvarint())
+	sec := d.varint() + s.base
+	ns := d.uvarint()
+	if ns&1 == 0 {
+		ns = (ns >> 1) * 1000
+	} else {
+		ns >>= 1
+	}
+	e.CausationID = d.str()
+	e.CorrelationID = d.str()
+	e.IdempotencyKey = d.str()
+	e.Payload = d.payload()
+	switch code := d.take(1); {
+	case len(code) == 0:
+	case code[0] == 1:
+		copy(e.PrevHash[:], d.take(32))
+	case code[0] >= 2:
+		j := i - 1 - int(code[0]-2)
+		if j < 0 || s.offs[j+1]-s.offs[j] < 32 {
+			d.bad = true
+			break
+		}
+		copy(e.PrevHash[:], s.recs[s.offs[j+1]-32:s.offs[j+1]])
+	}
+	copy(e.Hash[:], d.take(32))
+	if d.bad || len(d.b) != 0 || ns >= 1e9 {
+		return eventstore.Event{}, fmt.Errorf("%w: record of position %d does not decode", errSegment, e.Position)
+	}
+	e.OccurredAt = time.Unix(sec, int64(ns)).UTC()
 	return e, nil
 }
 
@@ -264,8 +600,43 @@ func (d *recordDecoder) bytes() []byte { return d.take(d.uvarint()) }
 
 func (d *recordDecoder) str() string { return string(d.bytes()) }
 
+// payload reads a payload coding (appendPayload). The rebuilt payload can
+// be at most twice the record's remaining bytes (base64 makes three bytes
+// four, and each part has a tag), which bounds its allocation.
+func (d *recordDecoder) payload() []byte {
+	size := d.uvarint()
+	if size == 0 || d.bad {
+		return nil
+	}
+	size--
+	if size > 2*uint64(len(d.b)) {
+		d.bad, d.b = true, nil
+		return nil
+	}
+	p := make([]byte, 0, size)
+	for uint64(len(p)) < size && !d.bad {
+		tag := d.uvarint()
+		part := d.take(tag >> 1)
+		switch {
+		case len(part) == 0:
+			d.bad = true
+		case tag&1 == 0:
+			p = append(p, part...)
+		case uint64(len(p)+base64.StdEncoding.EncodedLen(len(part))) > size:
+			d.bad = true
+		default:
+			p = base64.StdEncoding.AppendEncode(p, part)
+		}
+	}
+	if d.bad || uint64(len(p)) != size {
+		d.bad, d.b = true, nil
+		return nil
+	}
+	return p
+}
+
 // loadSegment reads the stored segment holding pos with st (sqlSegmentAt).
-func loadSegment(ctx context.Context, st *sql.Stmt, pos int64) (segment, error) {
+func loadSegment(ctx context.Context, st *sql.Stmt, dicts *dictCache, pos int64) (segment, error) {
 	var first int64
 	var blob []byte
 	if err := st.QueryRowContext(ctx, pos).Scan(&first, &blob); err != nil {
@@ -274,13 +645,13 @@ func loadSegment(ctx context.Context, st *sql.Stmt, pos int64) (segment, error) 
 		}
 		return segment{}, err
 	}
-	return parseSegmentHolding(first, blob, pos)
+	return parseSegmentHolding(first, blob, dicts, pos)
 }
 
 // parseSegmentHolding parses the stored segment at first, which a query
 // found as the one holding pos, and checks that it does.
-func parseSegmentHolding(first int64, blob []byte, pos int64) (segment, error) {
-	seg, err := parseSegment(first, blob)
+func parseSegmentHolding(first int64, blob []byte, dicts *dictCache, pos int64) (segment, error) {
+	seg, err := parseSegment(first, blob, dicts)
 	if err != nil {
 		return segment{}, err
 	}
@@ -291,8 +662,8 @@ func parseSegmentHolding(first int64, blob []byte, pos int64) (segment, error) {
 }
 
 // loadEvent reads the event at pos with st (sqlSegmentAt).
-func loadEvent(ctx context.Context, st *sql.Stmt, pos int64) (eventstore.Event, error) {
-	seg, err := loadSegment(ctx, st, pos)
+func loadEvent(ctx context.Context, st *sql.Stmt, dicts *dictCache, pos int64) (eventstore.Event, error) {
+	seg, err := loadSegment(ctx, st, dicts, pos)
 	if err != nil {
 		return eventstore.Event{}, err
 	}
@@ -302,12 +673,12 @@ func loadEvent(ctx context.Context, st *sql.Stmt, pos int64) (eventstore.Event, 
 // loadEvents reads the events at the given positions, in that order, with
 // st (sqlSegmentAt), reading each segment once for a run of positions in
 // it.
-func loadEvents(ctx context.Context, st *sql.Stmt, positions []int64, out []eventstore.Event) ([]eventstore.Event, error) {
+func loadEvents(ctx context.Context, st *sql.Stmt, dicts *dictCache, positions []int64, out []eventstore.Event) ([]eventstore.Event, error) {
 	var seg segment
 	for _, pos := range positions {
 		if seg.n == 0 || pos < seg.first || pos > seg.last() {
 			var err error
-			if seg, err = loadSegment(ctx, st, pos); err != nil {
+			if seg, err = loadSegment(ctx, st, dicts, pos); err != nil {
 				return nil, err
 			}
 		}
@@ -322,7 +693,7 @@ func loadEvents(ctx context.Context, st *sql.Stmt, positions []int64, out []even
 
 // readSegments reads up to limit events after position after and at or
 // below upto with st (sqlSegmentsFrom), in log order.
-func readSegments(ctx context.Context, st *sql.Stmt, after, upto int64, limit int) ([]eventstore.Event, error) {
+func readSegments(ctx context.Context, st *sql.Stmt, dicts *dictCache, after, upto int64, limit int) ([]eventstore.Event, error) {
 	rows, err := st.QueryContext(ctx, after+1, limit)
 	if err != nil {
 		return nil, err
@@ -336,7 +707,7 @@ func readSegments(ctx context.Context, st *sql.Stmt, after, upto int64, limit in
 		if err := rows.Scan(&first, &blob); err != nil {
 			return nil, err
 		}
-		seg, err := parseSegment(first, blob)
+		seg, err := parseSegment(first, blob, dicts)
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
@@ -15,7 +17,7 @@ import (
 )
 
 // randomEvent builds an event with every field set from r, including empty
-// and non-ASCII strings, no payload, and payloads past segmentMaxBytes.
+// and non-ASCII strings, no payload, and payloads past segmentMaxRaw.
 func randomEvent(r *rand.Rand, pos int64) eventstore.Event {
 	str := func() string {
 		const alphabet = "abcXYZ019-_:/ é€\x00\"\\"
@@ -36,7 +38,7 @@ func randomEvent(r *rand.Rand, pos int64) eventstore.Event {
 	switch r.IntN(4) {
 	case 0: // no payload
 	case 1:
-		e.Payload = make([]byte, segmentMaxBytes+r.IntN(5000))
+		e.Payload = make([]byte, segmentMaxRaw+r.IntN(5000))
 	default:
 		e.Payload = make([]byte, 1+r.IntN(600))
 	}
@@ -49,107 +51,246 @@ func randomEvent(r *rand.Rand, pos int64) eventstore.Event {
 	return e
 }
 
+// randomPayload adds, at random, JSON strings of base64 (the payload coding
+// stores them decoded) and near misses: unpadded, non-canonical, too short,
+// unterminated.
+func randomPayload(r *rand.Rand, p []byte) []byte {
+	if r.IntN(2) == 0 {
+		return p
+	}
+	var b []byte
+	for range 1 + r.IntN(4) {
+		raw := make([]byte, r.IntN(60))
+		for i := range raw {
+			raw[i] = byte(r.IntN(256))
+		}
+		s := base64.StdEncoding.EncodeToString(raw)
+		switch r.IntN(6) {
+		case 0:
+			s = strings.TrimRight(s, "=")
+		case 1:
+			if n := len(s); n > 2 && s[n-1] == '=' && s[n-2] != '=' {
+				s = s[:n-2] + "B=" // non-canonical trailing bits
+			}
+		case 2:
+			s = s[:len(s)/2]
+		}
+		b = append(b, `{"k":"`...)
+		b = append(b, s...)
+		if r.IntN(8) > 0 {
+			b = append(b, '"')
+		}
+		b = append(b, p[:min(len(p), r.IntN(20))]...)
+	}
+	return b
+}
+
+// decodeAll decodes every event of a stored segment.
+func decodeAll(first int64, blob []byte, dicts *dictCache) ([]eventstore.Event, error) {
+	seg, err := parseSegment(first, blob, dicts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]eventstore.Event, 0, seg.n)
+	for i := range seg.n {
+		e, err := seg.at(i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// testDicts is a dictionary cache holding the given dictionaries, with no
+// database behind it.
+func testDicts(ds ...*segDict) *dictCache {
+	c := newDictCache(nil)
+	for _, d := range ds {
+		c.m[d.id] = d.data
+	}
+	return c
+}
+
 // TestSegmentRoundTrip encodes random runs of events into segments, closing
-// each as the writer does, and decodes every event back equal.
+// each as the writer does, and decodes every event back equal, with and
+// without a dictionary; some events continue the stream of an earlier one
+// of their segment (a previous-hash reference).
 func TestSegmentRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	var warm []eventstore.Event
+	for i := range 50 {
+		e := randomEvent(r, int64(i+1))
+		e.Payload = randomPayload(r, e.Payload)
+		warm = append(warm, e)
+	}
+	dict := &segDict{id: 7, data: trainDict(warm)}
+	if len(dict.data) == 0 || len(dict.data) > dictMaxBytes {
+		t.Fatalf("dictionary of %d bytes", len(dict.data))
+	}
+	dicts := testDicts(dict)
 	var b segmentBuilder
 	var buf []byte
 	pos := int64(1)
-	segments := 0
-	check := func(want []eventstore.Event) {
+	segments, refs := 0, 0
+	check := func(want []eventstore.Event, d *segDict) {
 		t.Helper()
-		buf = b.bytes(buf)
-		if len(buf) > segmentMaxBytes && len(want) > 1 {
-			t.Fatalf("segment of %d events has %d bytes, over %d", len(want), len(buf), segmentMaxBytes)
+		buf = b.bytes(buf, d)
+		if len(want) > 1 && len(b.raw) > segmentMaxRaw {
+			t.Fatalf("segment of %d events has %d bytes of records, over %d", len(want), len(b.raw), segmentMaxRaw)
 		}
-		seg, err := parseSegment(b.first, buf)
+		got, err := decodeAll(b.first, buf, dicts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if seg.n != len(want) || seg.last() != want[len(want)-1].Position {
-			t.Fatalf("segment holds %d events up to %d, want %d up to %d", seg.n, seg.last(), len(want), want[len(want)-1].Position)
+		if len(got) != len(want) {
+			t.Fatalf("segment holds %d events, want %d", len(got), len(want))
 		}
 		for i, w := range want {
-			got, err := seg.at(i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, w) {
-				t.Fatalf("event %d:\n got %+v\nwant %+v", i, got, w)
+			if !reflect.DeepEqual(got[i], w) {
+				t.Fatalf("event %d:\n got %+v\nwant %+v", i, got[i], w)
 			}
 		}
 		segments++
 		b.reset()
 	}
-	for range 200 {
+	for k := range 200 {
+		d := dict
+		if k%3 == 0 {
+			d = nil
+		}
 		var want []eventstore.Event
 		for range 1 + r.IntN(150) {
 			e := randomEvent(r, pos)
-			pos++
-			if n, wrote := recordLen(&e), len(appendRecord(nil, &e)); n != wrote {
-				t.Fatalf("recordLen %d, appendRecord wrote %d bytes", n, wrote)
+			e.Payload = randomPayload(r, e.Payload)
+			switch r.IntN(4) {
+			case 0:
+				e.PrevHash = [32]byte{}
+			case 1:
+				if len(want) > 0 {
+					e.PrevHash = want[r.IntN(len(want))].Hash
+				}
 			}
+			pos++
 			if !b.fits(&e) {
-				check(want)
+				check(want, d)
 				want = nil
 			}
+			before := len(b.recs)
 			b.add(&e)
+			if n := len(b.recs) - before; n > recordLen(&e) {
+				t.Fatalf("record of %d bytes, recordLen says at most %d", n, recordLen(&e))
+			}
+			if c := b.recs[len(b.recs)-33]; c >= 2 {
+				refs++
+			}
 			want = append(want, e)
 		}
-		check(want)
+		check(want, d)
 	}
-	if segments < 300 {
-		t.Fatalf("only %d segments: the bounds were not exercised", segments)
+	if segments < 300 || refs < 100 {
+		t.Fatalf("only %d segments, %d previous-hash references: the bounds were not exercised", segments, refs)
 	}
 }
 
-// TestSegmentCorruption truncates and flips bytes of a segment: every
-// damaged copy must fail to decode with errSegment or decode to different
-// events, and never panic.
+// TestPayloadCoding: payloads with base64 strings, near misses and
+// arbitrary bytes come back byte for byte, empty ones as nil.
+func TestPayloadCoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	cases := [][]byte{nil, {}, []byte(`"`), []byte(`""`), []byte(`"QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"`),
+		[]byte(`{"c":"cGF5bGVkZ2VyL3BheW1lbnQvdjEKMDFRM0RHQVRTMVRCMkhSQjJSN0M1NUQ1RzAK==","d":"x"}`),
+		[]byte(`"QUJDREVGR0hJSktMTU5PUFFSU1RVVldY""QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"`)}
+	for range 2000 {
+		p := make([]byte, r.IntN(40))
+		for i := range p {
+			p[i] = "\"\"=AQ+/x"[r.IntN(8)]
+		}
+		cases = append(cases, randomPayload(r, p))
+	}
+	decoded := 0
+	for _, p := range cases {
+		enc := appendPayload(nil, p)
+		if len(enc) > uvarintLen(uint64(len(p)+1))+len(p)+3 {
+			t.Fatalf("payload of %d bytes coded in %d", len(p), len(enc))
+		}
+		d := recordDecoder{b: enc}
+		got := d.payload()
+		if d.bad || len(d.b) != 0 || !bytes.Equal(got, p) || (len(p) == 0) != (got == nil) {
+			t.Fatalf("payload %q came back as %q (bad %v)", p, got, d.bad)
+		}
+		if len(enc) < len(p) {
+			decoded++
+		}
+	}
+	if decoded < 100 {
+		t.Fatalf("only %d payloads had base64 decoded", decoded)
+	}
+}
+
+// TestSegmentCorruption truncates and flips bytes of segments of both
+// formats: every damaged copy must fail to decode with errSegment or
+// decode to events (which the hash chain then refuses, unless they are the
+// same), and never panic or allocate past the bounds.
 func TestSegmentCorruption(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	var b segmentBuilder
 	var want []eventstore.Event
 	for i := range 5 {
 		e := randomEvent(r, int64(10+i))
 		e.Payload = e.Payload[:min(len(e.Payload), 100)]
-		b.add(&e)
 		want = append(want, e)
 	}
-	good := b.bytes(nil)
-	decode := func(blob []byte) ([]eventstore.Event, error) {
-		seg, err := parseSegment(10, blob)
-		if err != nil {
-			return nil, err
+	dict := &segDict{id: 1, data: trainDict(want)}
+	dicts := testDicts(dict)
+	var b segmentBuilder
+	for i := range want {
+		b.add(&want[i])
+	}
+	v2 := b.bytes(nil, dict)
+	v1 := segment1Bytes(want)
+	for _, good := range [][]byte{v1, v2} {
+		if got, err := decodeAll(10, good, dicts); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("intact segment of format %d: %v", good[0], err)
 		}
-		var out []eventstore.Event
-		for i := range seg.n {
-			e, err := seg.at(i)
-			if err != nil {
-				return nil, err
+		for n := range len(good) {
+			if _, err := decodeAll(10, good[:n], dicts); !errors.Is(err, errSegment) {
+				t.Fatalf("segment of format %d cut to %d of %d bytes: %v", good[0], n, len(good), err)
 			}
-			out = append(out, e)
 		}
-		return out, nil
-	}
-	if got, err := decode(good); err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("intact segment: %v", err)
-	}
-	for n := range len(good) {
-		if _, err := decode(good[:n]); !errors.Is(err, errSegment) {
-			// A cut inside the last record's hash can still leave every
-			// length field readable only if nothing is missing.
-			t.Fatalf("segment cut to %d of %d bytes: %v", n, len(good), err)
+		same := 0
+		for i := range len(good) {
+			bad := bytes.Clone(good)
+			bad[i] ^= 0x5a
+			got, err := decodeAll(10, bad, dicts)
+			if err == nil && reflect.DeepEqual(got, want) {
+				same++
+			}
+		}
+		// DEFLATE ignores the padding bits of its last byte; nothing else
+		// may decode to the same events.
+		if same > 1 || good[0] == segmentFormat1 && same > 0 {
+			t.Fatalf("format %d: %d flipped bytes decode to the same events", good[0], same)
 		}
 	}
-	for i := range len(good) {
-		bad := bytes.Clone(good)
-		bad[i] ^= 0x5a
-		got, err := decode(bad)
-		if err == nil && reflect.DeepEqual(got, want) {
-			t.Fatalf("byte %d flipped, same events decoded", i)
+	// A header claiming more records than the bounds allow is refused
+	// before anything is allocated for them.
+	for _, size := range []uint64{segmentMaxRaw + 1, 1 << 40} {
+		blob := []byte{segmentFormat2, 2, 0}
+		blob = binary.AppendUvarint(blob, size)
+		blob = append(blob, 1, 0x03, 0x00)
+		if _, err := parseSegment(1, blob, dicts); !errors.Is(err, errSegment) {
+			t.Fatalf("records of %d bytes claimed: %v", size, err)
 		}
+	}
+	one := []byte{segmentFormat2, 1, 0}
+	one = binary.AppendUvarint(one, 1<<20) // one event: bounded by the stored bytes
+	one = append(one, 1, 0x03, 0x00)
+	if _, err := parseSegment(1, one, dicts); !errors.Is(err, errSegment) {
+		t.Fatalf("1 MiB of records claimed from 3 bytes: %v", err)
+	}
+	unknown := bytes.Clone(v2)
+	unknown[2] = 9 // dictionary 9
+	if _, err := parseSegment(1, unknown, dicts); !errors.Is(err, errSegment) {
+		t.Fatalf("unknown dictionary: %v", err)
 	}
 }
 
@@ -193,7 +334,7 @@ func TestLargeAppendSpansSegments(t *testing.T) {
 	if err := s.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&segments); err != nil {
 		t.Fatal(err)
 	}
-	if segments < 80*700/segmentMaxBytes {
+	if segments < 80*700/segmentMaxRaw {
 		t.Fatalf("%d segments for 56 KB of payloads: the request was not split", segments)
 	}
 	if err := s.Close(); err != nil {

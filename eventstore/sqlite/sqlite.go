@@ -60,7 +60,7 @@ var _ eventstore.Store = (*Store)(nil)
 const (
 	// schemaVersion is the layout version recorded in the meta table, so a
 	// later release can tell which migrations an existing file needs.
-	schemaVersion = "3"
+	schemaVersion = "4"
 	// retentionMarker is part of the message the retention triggers raise;
 	// MapRetentionError recognises the failure by it.
 	retentionMarker = "events are retained"
@@ -141,7 +141,13 @@ CREATE TABLE IF NOT EXISTS id_index (
 	id       TEXT    PRIMARY KEY,
 	position INTEGER NOT NULL
 ) WITHOUT ROWID;
-` + retentionTriggers("segments") + retentionTriggers("stream_index") + retentionTriggers("id_index") + `
+CREATE TABLE IF NOT EXISTS dictionaries (
+	id         INTEGER PRIMARY KEY,
+	trained_at INTEGER NOT NULL,
+	dict       BLOB    NOT NULL
+);
+` + retentionTriggers("segments") + retentionTriggers("stream_index") + retentionTriggers("id_index") +
+	retentionTriggers("dictionaries") + `
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '` + schemaVersion + `');
 INSERT OR IGNORE INTO meta (key, value) VALUES ('indexed_upto', '0');
 `
@@ -287,7 +293,7 @@ type Store struct {
 	sdb *sql.DB // the snapshots' database (snapshots.go)
 
 	// prepared on wdb
-	segInsStmt, segAtWStmt, headStmt, idGetStmt, indexTailStmt, idxGetStmt *sql.Stmt
+	segInsStmt, segAtWStmt, segFromWStmt, headStmt, idGetStmt, indexTailStmt, idxGetStmt *sql.Stmt
 	// idxIns and idIns insert rows into stream_index and id_index
 	// (indexRows)
 	idxIns, idIns sqlrows.Statements
@@ -316,6 +322,13 @@ type Store struct {
 	flying  *flight // the committed transaction waiting for its fsync
 	broken  error   // set by a failed fsync: every later append fails
 	seg     segmentBuilder
+	dict    *segDict // the dictionary new segments are compressed with (dict.go)
+
+	// dicts caches the dictionaries segments name, read through rdb.
+	dicts *dictCache
+	// dictTrain and dictRetrain are dictTrainEvents and
+	// dictRetrainEvents; tests lower them before the first append.
+	dictTrain, dictRetrain int64
 
 	// The syncer (writer.go): flights to fsync, and its exit.
 	syncs      chan *flight
@@ -377,16 +390,18 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.LiveBuffer = 0
 	}
 	s := &Store{
-		path:       path,
-		opts:       opts,
-		reqs:       make(chan *appendReq, opts.QueueSize),
-		writerDone: make(chan struct{}),
-		done:       make(chan struct{}),
-		notify:     make(chan struct{}),
-		streams:    make(map[string]streamState),
-		live:       newLiveBuffer(opts.LiveBuffer, liveBufferBytes),
-		tail:       newStreamTail(),
-		indexChunk: indexChunk,
+		path:        path,
+		opts:        opts,
+		reqs:        make(chan *appendReq, opts.QueueSize),
+		writerDone:  make(chan struct{}),
+		done:        make(chan struct{}),
+		notify:      make(chan struct{}),
+		streams:     make(map[string]streamState),
+		live:        newLiveBuffer(opts.LiveBuffer, liveBufferBytes),
+		tail:        newStreamTail(),
+		indexChunk:  indexChunk,
+		dictTrain:   dictTrainEvents,
+		dictRetrain: dictRetrainEvents,
 	}
 	unlock, err := lockFile(path)
 	if err != nil {
@@ -448,10 +463,12 @@ func (s *Store) openDBs() error {
 	if err := s.prepareWriter(ctx); err != nil {
 		return err
 	}
-	if err := s.loadHead(ctx); err != nil {
+	// The readers first: loading the head decodes segments, whose
+	// dictionaries are read through them.
+	if err := s.openReaders(ctx); err != nil {
 		return err
 	}
-	if err := s.openReaders(ctx); err != nil {
+	if err := s.loadHead(ctx); err != nil {
 		return err
 	}
 	return s.openSnapshots(ctx)
@@ -494,9 +511,17 @@ func (s *Store) initSchema(ctx context.Context) error {
 	if err := s.wdb.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'schema_version'").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if v == "1" || v == "2" {
+	switch v {
+	case "1", "2":
 		if err := s.migrate(ctx); err != nil {
 			return fmt.Errorf("migrate schema %s to %s: %w", v, schemaVersion, err)
+		}
+		v = schemaVersion
+	case "3":
+		// Schema 4 adds the dictionaries table (created above) and format-2
+		// segments beside the format-1 ones, which stay as they are.
+		if _, err := s.wdb.ExecContext(ctx, `UPDATE meta SET value = '`+schemaVersion+`' WHERE key = 'schema_version'`); err != nil {
+			return fmt.Errorf("migrate schema 3 to %s: %w", schemaVersion, err)
 		}
 		v = schemaVersion
 	}
@@ -528,6 +553,7 @@ func (s *Store) prepareWriter(ctx context.Context) error {
 	err := prepareAll(ctx, s.wdb,
 		stmt{&s.segInsStmt, sqlInsertSegment},
 		stmt{&s.segAtWStmt, sqlSegmentAt},
+		stmt{&s.segFromWStmt, sqlSegmentsFrom},
 		stmt{&s.headStmt, sqlHead},
 		stmt{&s.idGetStmt, sqlIDGet},
 		stmt{&s.indexTailStmt, sqlIndexTail},
@@ -552,6 +578,9 @@ func (s *Store) loadHead(ctx context.Context) error {
 		return fmt.Errorf("read head: %w", err)
 	}
 	s.head.Store(head)
+	if err := s.loadDict(ctx); err != nil {
+		return err
+	}
 	return s.loadTail(ctx)
 }
 
@@ -564,6 +593,7 @@ func (s *Store) openReaders(ctx context.Context) error {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	s.rdb.SetMaxOpenConns(n)
 	s.rdb.SetMaxIdleConns(n)
+	s.dicts = newDictCache(s.rdb)
 	if err := prepareAll(ctx, s.rdb,
 		stmt{&s.fwdStmt, sqlForward},
 		stmt{&s.bwdStmt, sqlBackward},
@@ -578,7 +608,7 @@ func (s *Store) openReaders(ctx context.Context) error {
 // closeDBs closes whatever openDBs managed to open.
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt,
+	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.segFromWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt,
 		s.idxGetStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
@@ -689,6 +719,7 @@ type txn struct {
 	events    int64
 	fresh     [][]eventstore.Event // the events appended, per request, in position order
 	seg       *segmentBuilder      // the segment being filled
+	dict      *segDict             // the dictionary its segments are compressed with
 	// flushWritten is the number of index entries this transaction wrote,
 	// flushMaxID the largest id among them, and flushedUpto the new
 	// indexed_upto when they finished a flush, else 0.
@@ -699,7 +730,7 @@ type txn struct {
 
 // writeSegment stores the segment being filled, if any, and empties it.
 func (t *txn) writeSegment(ctx context.Context) error {
-	return t.seg.store(ctx, t.segIns.ExecContext)
+	return t.seg.store(ctx, t.segIns.ExecContext, t.dict)
 }
 
 // reload drops the cached stream states and re-reads the head, after a
@@ -711,6 +742,9 @@ func (s *Store) reload(ctx context.Context) error {
 		return err
 	}
 	s.head.Store(head)
+	if err := s.loadDict(ctx); err != nil {
+		return err
+	}
 	if err := s.loadTail(ctx); err != nil {
 		return err
 	}
@@ -840,7 +874,7 @@ func (s *Store) findID(ctx context.Context, t *txn, id string) (eventstore.Event
 	if !ok {
 		return eventstore.Event{}, false, nil
 	}
-	e, err := loadEvent(ctx, t.segAt, pos)
+	e, err := loadEvent(ctx, t.segAt, s.dicts, pos)
 	if err != nil {
 		return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
 	}
@@ -962,7 +996,7 @@ func (s *Store) readIndexed(ctx context.Context, op string, out []eventstore.Eve
 		if err := rows.Scan(&pos, &first, &blob); err != nil {
 			return nil, s.readErr(op, err)
 		}
-		seg, err := parseSegmentHolding(first, blob, pos)
+		seg, err := parseSegmentHolding(first, blob, s.dicts, pos)
 		var e eventstore.Event
 		if err == nil {
 			e, err = seg.at(int(pos - first))
@@ -1024,7 +1058,7 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventsto
 	}
 	// Bounded by the published head: a commit still waiting for its fsync
 	// is not part of the log yet (writer.go).
-	out, err := readSegments(ctx, s.segFromStmt, after, s.head.Load(), limit)
+	out, err := readSegments(ctx, s.segFromStmt, s.dicts, after, s.head.Load(), limit)
 	if err != nil {
 		return nil, s.readErr("read all", err)
 	}

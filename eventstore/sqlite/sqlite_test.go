@@ -94,6 +94,18 @@ func TestConformanceTinyIndexBatch(t *testing.T) {
 	storetest.RunWithOptions(t, chunked, storetest.Options{Tamper: tamper})
 }
 
+// TestConformanceDictionaries trains a dictionary after a few events and
+// a new one every few more, so every case reads segments compressed with
+// several dictionaries, and with none.
+func TestConformanceDictionaries(t *testing.T) {
+	open := factory(DefaultOptions())
+	storetest.RunWithOptions(t, func(t testing.TB, dir string) eventstore.Store {
+		s := open(t, dir)
+		s.(*Store).dictTrain, s.(*Store).dictRetrain = 3, 7
+		return s
+	}, storetest.Options{Tamper: tamper})
+}
+
 func openTest(t *testing.T, opts Options) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "events.db"), opts)

@@ -215,7 +215,7 @@ func (s *Store) loadTail(ctx context.Context) error {
 	defer st.Close()
 	var entries []pendingEntry
 	for after := upto; ; {
-		events, err := readSegments(ctx, st, after, math.MaxInt64, eventstore.MaxReadBatch)
+		events, err := readSegments(ctx, st, s.dicts, after, math.MaxInt64, eventstore.MaxReadBatch)
 		if err != nil {
 			return fmt.Errorf("scan unindexed events: %w", err)
 		}
@@ -418,7 +418,7 @@ func (s *Store) streamHead(ctx context.Context, t *txn, stream string) (streamSt
 			return st, fmt.Errorf("load stream %s: %w", stream, err)
 		}
 	}
-	e, err := loadEvent(ctx, t.segAt, pos)
+	e, err := loadEvent(ctx, t.segAt, s.dicts, pos)
 	if err != nil {
 		return st, fmt.Errorf("load stream %s: %w", stream, err)
 	}
@@ -445,7 +445,7 @@ func (s *Store) readTail(ctx context.Context, op string, out []eventstore.Event,
 	if len(pos) == 0 {
 		return out, nil
 	}
-	out, err := loadEvents(ctx, s.segAtStmt, pos, out)
+	out, err := loadEvents(ctx, s.segAtStmt, s.dicts, pos, out)
 	if err != nil {
 		return nil, s.readErr(op, err)
 	}

@@ -165,7 +165,7 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 	if s.flying != nil {
 		head = s.flying.t.head // committed, not yet published
 	}
-	return &txn{
+	t := &txn{
 		tx:        tx,
 		segIns:    tx.StmtContext(ctx, s.segInsStmt),
 		segAt:     tx.StmtContext(ctx, s.segAtWStmt),
@@ -175,7 +175,13 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 		ids:       make(map[string]eventstore.Event),
 		head:      head,
 		seg:       &s.seg,
-	}, nil
+	}
+	if t.dict, err = s.txDict(ctx, t); err != nil {
+		_ = tx.Rollback()
+		s.stale = true
+		return nil, err
+	}
+	return t, nil
 }
 
 // abandon rolls t back and fails every request of batch not answered yet:
@@ -243,6 +249,7 @@ func (s *Store) commit(cur *open) *flight {
 	for stream, st := range t.overlay {
 		s.streams[stream] = st
 	}
+	s.dict = t.dict
 	fl := &flight{t: t, batch: cur.batch, done: make(chan error, 1)}
 	if !s.opts.GroupCommit {
 		s.land(fl, nil)
