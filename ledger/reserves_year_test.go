@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/hex"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/merkle"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/reserves"
@@ -224,6 +226,17 @@ func TestYearOfActivity(t *testing.T) {
 	}
 	if rep.Log.FirstPosition == 0 || rep.Log.LastPosition <= rep.Log.FirstPosition || rep.Log.Through <= rep.Log.LastPosition {
 		t.Errorf("log range %+v", rep.Log)
+	}
+	// The year's Merkle root is the one over its events' hashes in log
+	// order, as anyone holding the log computes it.
+	var yearHashes []merkle.Hash
+	for _, e := range readAll(t, f.e.store) {
+		if e.OccurredAt.In(loc).Year() == 2026 {
+			yearHashes = append(yearHashes, e.Hash)
+		}
+	}
+	if root := merkle.Root(yearHashes); rep.Log.MerkleRoot != hex.EncodeToString(root[:]) || int64(len(yearHashes)) != rep.Log.Events {
+		t.Errorf("merkle root %s of %d events, want %x of %d", rep.Log.MerkleRoot, rep.Log.Events, root, len(yearHashes))
 	}
 
 	// The reconciliation of the log against the projection finds nothing.

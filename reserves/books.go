@@ -18,6 +18,8 @@ type Recorded struct {
 	Stream     string
 	Position   int64
 	OccurredAt time.Time
+	// Hash is the event's hash in the log's chain (eventstore.Event.Hash).
+	Hash [32]byte
 }
 
 // InstitutionAccount reports whether id is one of the institution's own
@@ -126,7 +128,7 @@ func (b *Books) Add(r Recorded) error {
 	}
 	b.Through = r.Position
 	y := b.year(r.OccurredAt.In(b.loc).Year())
-	y.positions(r.Position)
+	y.positions(r.Position, r.Hash)
 	if m, ok := domain.MovementOf(r.Event); ok {
 		b.move(m, r)
 	}

@@ -43,7 +43,7 @@ func FoldLog(ctx context.Context, log LogReader, loc *time.Location, through int
 		if err != nil {
 			return fmt.Errorf("reserves: event at position %d: %w", e.Position, err)
 		}
-		return books.Add(Recorded{Event: d, Stream: e.Stream, Position: e.Position, OccurredAt: e.OccurredAt})
+		return books.Add(Recorded{Event: d, Stream: e.Stream, Position: e.Position, OccurredAt: e.OccurredAt, Hash: e.Hash})
 	}, progress)
 	return books, err
 }

@@ -48,7 +48,8 @@ func WriteCSV(w io.Writer, r AnnualReport) error {
 		rows = append(rows, []string{year, "", "disputes_resolved_" + o, strconv.Itoa(r.Disputes.Resolved[o]), "", ""})
 	}
 	rows = append(rows, []string{year, "", "log_positions", strconv.FormatInt(r.Log.Events, 10),
-		fmt.Sprintf("%d-%d", r.Log.FirstPosition, r.Log.LastPosition), "through " + strconv.FormatInt(r.Log.Through, 10)})
+		fmt.Sprintf("%d-%d", r.Log.FirstPosition, r.Log.LastPosition), "through " + strconv.FormatInt(r.Log.Through, 10)},
+		[]string{year, "", "log_merkle_root", "", r.Log.MerkleRoot, ""})
 	if err := cw.WriteAll(rows); err != nil {
 		return err
 	}
@@ -119,6 +120,7 @@ caption{text-align:left;font-weight:bold}
 <p>Figures for the calendar year {{.R.Year}} in the {{.R.TimeZone}} time zone, computed from the ledger's event log{{if not .O.Public}}
 (positions {{.R.Log.FirstPosition}} to {{.R.Log.LastPosition}}, {{.R.Log.Events}} events){{end}}.
 A loss the institution cannot show its customer caused is compensated in full, in advance, from the risk reserve.</p>
+<p>Merkle root of the year's events (RFC 9162, over their hashes in log order): <code id="merkle-root">{{.R.Log.MerkleRoot}}</code>.</p>
 <table id="risk-events">
 <caption>Risk events</caption>
 <thead><tr><th scope="col">Kind</th><th scope="col">Count</th>{{if not .O.Public}}<th scope="col">Cases</th>{{end}}</tr></thead>

@@ -1,6 +1,7 @@
 package reserves
 
 import (
+	"encoding/hex"
 	"maps"
 	"slices"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/merkle"
 )
 
 // Risk event kinds counted in the annual report.
@@ -48,10 +50,12 @@ type currencyYear struct {
 type yearFigures struct {
 	first, last int64
 	events      int64
-	risk        map[string]int
-	riskCases   map[string][]string
-	currencies  map[domain.Currency]*currencyYear
-	disputes    DisputeFigures
+	// tree is the Merkle tree over the year's event hashes in log order.
+	tree       merkle.Builder
+	risk       map[string]int
+	riskCases  map[string][]string
+	currencies map[domain.Currency]*currencyYear
+	disputes   DisputeFigures
 }
 
 // DisputeFigures count a year's disputes and complaints (Art. 41): those
@@ -77,7 +81,8 @@ func newYearFigures() *yearFigures {
 		disputes: DisputeFigures{Resolved: map[string]int{}}}
 }
 
-func (y *yearFigures) positions(pos int64) {
+func (y *yearFigures) positions(pos int64, hash [32]byte) {
+	y.tree.Add(hash)
 	if y.first == 0 {
 		y.first = pos
 	}
@@ -195,6 +200,11 @@ type LogRange struct {
 	FirstPosition int64 `json:"first_position"`
 	LastPosition  int64 `json:"last_position"`
 	Events        int64 `json:"events"`
+	// MerkleRoot is the RFC 9162 root over the hashes of the year's events
+	// in log order (eventstore/merkle), hex: whoever holds the log can
+	// recompute it, and a signed checkpoint covering LastPosition vouches
+	// for the events behind it.
+	MerkleRoot string `json:"merkle_root"`
 	// Through is the last position of the log the report read.
 	Through int64 `json:"through"`
 }
@@ -224,6 +234,8 @@ func (b *Books) Annual(year int) AnnualReport {
 	rep := AnnualReport{Year: year, TimeZone: b.loc.String(), Disputes: disputes,
 		RiskEvents: RiskEvents{ByKind: map[string]int{}, Cases: map[string][]string{}},
 		Log:        LogRange{FirstPosition: y.first, LastPosition: y.last, Events: y.events, Through: b.Through}}
+	root := y.tree.Root()
+	rep.Log.MerkleRoot = hex.EncodeToString(root[:])
 	for _, k := range RiskKinds {
 		rep.RiskEvents.ByKind[k] = y.risk[k]
 		rep.RiskEvents.Total += y.risk[k]

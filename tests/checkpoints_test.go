@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -13,9 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/merkle"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/internal/apiclient"
 )
@@ -113,6 +116,25 @@ func TestCheckpointsCatchRewrites(t *testing.T) {
 	m := regexp.MustCompile(`verify: ok (\d+) events, (\d+) checkpoints\n$`).FindStringSubmatch(ok)
 	if m == nil || m[1] != strconv.Itoa(len(real)) || m[2] == "0" || m[2] == "1" {
 		t.Fatalf("verify of the real log:\n%s", ok)
+	}
+
+	// The year's digest is the root over its events, and a checkpoint
+	// covers them.
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	year := time.Now().In(loc).Year()
+	var yearHashes []merkle.Hash
+	for _, e := range real {
+		if e.OccurredAt.In(loc).Year() == year {
+			yearHashes = append(yearHashes, e.Hash)
+		}
+	}
+	root := merkle.Root(yearHashes)
+	digest := runCmd(t, "digest", "--year", strconv.Itoa(year), "--data", dir)
+	if !strings.Contains(digest, "merkle root "+hex.EncodeToString(root[:])) || !strings.Contains(digest, "covered by the checkpoint of") {
+		t.Fatalf("digest:\n%s", digest)
 	}
 
 	// The attacks: each forged log's chains are intact, so verify without

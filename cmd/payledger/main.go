@@ -35,6 +35,8 @@ usage:
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]
                         measure confirmed payments per second (docs/performance.md)
+  payledger digest  --year 2026 [--data ./data] [--tz Asia/Shanghai]
+                        the Merkle root of a year's events and the signed checkpoint covering them
   payledger backup  --to FILE [--data ./data]
                         a consistent copy of the data directory, also while the server runs
   payledger restore --from FILE --data NEWDIR
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReconcile(ctx, args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(ctx, args[1:], stdout, stderr)
+	case "digest":
+		return cmdDigest(ctx, args[1:], stdout, stderr)
 	case "backup":
 		return cmdBackup(ctx, args[1:], stdout, stderr)
 	case "restore":
