@@ -100,7 +100,7 @@ const (
 	segmentMaxRaw    = 16384
 	// segmentLevel is the DEFLATE level the writer compresses at (levels
 	// below 2 ignore a preset dictionary).
-	segmentLevel = 4
+	segmentLevel = 2
 	// maxInflateRatio bounds what DEFLATE can expand n bytes to (1032:1,
 	// with some slack).
 	maxInflateRatio = 1040
