@@ -244,6 +244,13 @@ type Signer struct {
 	mu      sync.Mutex
 	builder *merkle.Builder
 	latest  *Checkpoint
+	// blocks are the roots of the log's complete blocks of blockSize
+	// events (savedBlocks of them in the blocks file), tail the hashes of
+	// the events after the last complete block (proofs.go).
+	blocks      []merkle.Hash
+	savedBlocks int
+	tail        []merkle.Hash
+	ix          index
 }
 
 // NewSigner opens the checkpoints of dir (creating nothing yet).
@@ -251,6 +258,9 @@ func NewSigner(log LogReader, priv ed25519.PrivateKey, dir, exportDir string, cl
 	s := &Signer{log: log, priv: priv, dir: dir, exportDir: exportDir, clock: clock, builder: &merkle.Builder{}}
 	all, err := Read(dir)
 	if err != nil {
+		return nil, err
+	}
+	if s.ix, err = indexLog(dir); err != nil {
 		return nil, err
 	}
 	if len(all) == 0 {
@@ -262,8 +272,26 @@ func NewSigner(log LogReader, priv ed25519.PrivateKey, dir, exportDir string, cl
 		return nil, fmt.Errorf("checkpoints: the last checkpoint of %s: %w", dir, err)
 	}
 	s.latest = &last
-	if b, ok := s.resume(last.Size, root); ok {
-		s.builder = b
+	blocks, err := loadBlocks(dir)
+	if err != nil {
+		return nil, err
+	}
+	want := int(last.Size / blockSize)
+	if b, ok := s.resume(last.Size, root); ok && len(blocks) >= want {
+		// Blocks past the last checkpoint were written by a signer that
+		// stopped before recording it; they are dropped and made again.
+		if len(blocks) > want {
+			if err := os.Truncate(filepath.Join(dir, blocksFile), int64(32*want)); err != nil {
+				return nil, err
+			}
+		}
+		s.builder, s.blocks, s.savedBlocks = b, blocks[:want], want
+		return s, nil
+	}
+	// Without a frontier and blocks that match the last checkpoint, the
+	// tree and the blocks are made again from the whole log.
+	if err := os.Remove(filepath.Join(dir, blocksFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
 	}
 	return s, nil
 }
@@ -320,6 +348,12 @@ func (s *Signer) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
+	if size := s.builder.Size(); uint64(len(s.tail)) != size%blockSize {
+		// A resumed tree: the events after its last complete block.
+		if s.tail, err = s.leaves(ctx, size-size%blockSize, size); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	for pos := int64(s.builder.Size()); pos < head; {
 		evs, err := s.log.ReadAll(ctx, pos, eventstore.MaxReadBatch)
 		if err != nil {
@@ -332,7 +366,7 @@ func (s *Signer) Checkpoint(ctx context.Context) (Checkpoint, error) {
 			if e.Position != pos+1 {
 				return Checkpoint{}, fmt.Errorf("checkpoints: position %d follows %d", e.Position, pos)
 			}
-			s.builder.Add(e.Hash)
+			s.addLeaf(e.Hash)
 			pos = e.Position
 		}
 	}
@@ -354,12 +388,19 @@ func (s *Signer) record(c Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := appendSynced(filepath.Join(s.dir, LogFile), append(line, '\n')); err != nil {
+	// The blocks go first: a checkpoint on record always has its blocks.
+	if err := appendBlocks(s.dir, s.blocks, s.savedBlocks); err != nil {
 		return err
 	}
+	s.savedBlocks = len(s.blocks)
+	line = append(line, '\n')
+	if err := appendSynced(filepath.Join(s.dir, LogFile), line); err != nil {
+		return err
+	}
+	s.ix.add(c.Size, int64(len(line)))
 	if s.exportDir != "" {
 		name := filepath.Join(s.exportDir, fmt.Sprintf("%s%020d.json", exportPrefix, c.Size))
-		if err := writeNew(name, line); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := writeNew(name, line[:len(line)-1]); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("checkpoints: export: %w", err)
 		}
 	}

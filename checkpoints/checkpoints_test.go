@@ -102,13 +102,14 @@ func TestKeyFiles(t *testing.T) {
 }
 
 // TestSignerResumes: checkpoints follow the log; a restarted signer reads
-// only the events after its last checkpoint; an export is written once.
+// only the events after its last complete block of blockSize; an export is
+// written once.
 func TestSignerResumes(t *testing.T) {
 	ctx := context.Background()
 	dir, export := t.TempDir(), t.TempDir()
 	priv := key(t)
 	log := &fakeLog{}
-	grow(log, 1000)
+	grow(log, 2100)
 	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { now = now.Add(time.Minute); return now }
 	s, err := NewSigner(log, priv, dir, export, clock)
@@ -116,7 +117,7 @@ func TestSignerResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c1, err := s.Checkpoint(ctx)
-	if err != nil || c1.Size != 1000 {
+	if err != nil || c1.Size != 2100 {
 		t.Fatalf("first: %+v %v", c1, err)
 	}
 	if again, err := s.Checkpoint(ctx); err != nil || again != c1 {
@@ -129,7 +130,7 @@ func TestSignerResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2, err := s2.Checkpoint(ctx)
-	if err != nil || c2.Size != 1001 || log.read != 1 {
+	if err != nil || c2.Size != 2101 || log.read != 2100-2*blockSize+1 {
 		t.Fatalf("after a restart: %+v %v, read %d events", c2, err, log.read)
 	}
 	if root, _ := c2.Verify(priv.Public().(ed25519.PublicKey)); root != merkle.Root(log.hashes) {

@@ -52,6 +52,11 @@ func split(n uint64) uint64 {
 	return 1 << (bits.Len64(n-1) - 1)
 }
 
+// Split is where the tree of n leaves (n >= 2) divides: its left subtree
+// holds the largest power of two of them smaller than n. A store that
+// keeps subtree roots computes proofs with it as InclusionProof does.
+func Split(n uint64) uint64 { return split(n) }
+
 // Root is the Merkle tree hash of leaves (RFC 9162 MTH).
 func Root(leaves []Hash) Hash {
 	switch len(leaves) {
