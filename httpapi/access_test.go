@@ -185,6 +185,8 @@ var accessMatrix = map[string][12]int{
 	"POST /v1/disputes/{dispute}/withdrawal":   {u401, u401, f403, f403, f403, f403, f403, f403, f403, f403, u401, u401},
 	"GET /v1/reserve/movements":                {u401, u401, f403, f403, f403, f403, ok, f403, f403, ok, u401, u401},
 	"GET /v1/proofs/checkpoints/latest":        {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
+	"GET /v1/proofs/events/{position}":         {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
+	"GET /v1/proofs/consistency":               {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
 	"GET /v1/finance":                          {u401, u401, f403, f403, f403, f403, ok, f403, f403, ok, u401, u401},
 }
 
@@ -252,7 +254,7 @@ func TestAccessMatrix(t *testing.T) {
 			method, path, _ := strings.Cut(route, " ")
 			path = strings.NewReplacer("{id}", f.a, "{fid}", f.pwA, "{pid}", "01J00000000000000000000000", "{did}", "laptop-1",
 				"{case}", "01J00000000000000000000000", "{year}", "2026",
-				"{dispute}", "01J00000000000000000000000").Replace(path)
+				"{dispute}", "01J00000000000000000000000", "{position}", "1").Replace(path)
 			var body any
 			if method != "GET" && method != "DELETE" {
 				body = "[]"

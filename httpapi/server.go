@@ -52,6 +52,8 @@ type Server struct {
 	// latestCheckpoint returns the last signed checkpoint of the log (nil
 	// when the server signs none).
 	latestCheckpoint func() (checkpoints.Checkpoint, bool)
+	prover           Prover
+	proofSlots       chan struct{}
 }
 
 // Failure budgets: an address may fail 20 times, then once a 6 s; an
@@ -318,6 +320,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/disputes/{dispute}/withdrawal", s.withdrawDispute)
 	m.HandleFunc("GET /v1/finance", s.financePage)
 	m.HandleFunc("GET /v1/proofs/checkpoints/latest", s.latestCheckpointHandler)
+	m.HandleFunc("GET /v1/proofs/events/{position}", s.eventProof)
+	m.HandleFunc("GET /v1/proofs/consistency", s.consistencyProof)
 }
 
 // Routes maps every route to the ledger operation it performs ("" for the
@@ -373,6 +377,8 @@ var Routes = map[string]ledger.Op{
 	"POST /v1/disputes/{dispute}/withdrawal":           ledger.OpWithdrawDispute,
 	"GET /v1/finance":                                  ledger.OpReadReserve,
 	"GET /v1/proofs/checkpoints/latest":                "",
+	"GET /v1/proofs/events/{position}":                 "",
+	"GET /v1/proofs/consistency":                       "",
 }
 
 // command runs a write: decode, idempotency, execute, render. render turns

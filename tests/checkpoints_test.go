@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -44,6 +46,21 @@ func readLog(t *testing.T, dir string) []eventstore.Event {
 		out = append(out, evs...)
 		after = evs[len(evs)-1].Position
 	}
+}
+
+// readLogHash is the hash, hex, of the event at position pos of dir's log.
+func readLogHash(t *testing.T, dir string, pos int64) string {
+	t.Helper()
+	r, err := sqlite.OpenReader(filepath.Join(dir, "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	evs, err := r.ReadAll(context.Background(), pos-1, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("event %d: %v", pos, err)
+	}
+	return hex.EncodeToString(evs[0].Hash[:])
 }
 
 // forge writes evs, in that order, as a new log in a new directory: each
@@ -84,8 +101,12 @@ func TestCheckpointsCatchRewrites(t *testing.T) {
 	srv := start(t, dir, "--checkpoint-key", keyPath, "--checkpoint-dir", cpDir, "--checkpoint-every", "50ms")
 	operator := apiclient.New(srv.url).As(staffKey(t, dir, "operator"))
 	funding := apiclient.New(srv.url).As(staffKey(t, dir, "funding"))
+	var firstID string
 	for _, name := range []string{"Qian Yu", "Ma Lin", "Hu Jie"} {
 		id, _ := openAccount(t, ctx, operator, name, "personal", "a long passphrase")
+		if firstID == "" {
+			firstID = id
+		}
 		for _, amount := range []string{"20000.00", "15.00"} {
 			if _, err := funding.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+id+"/deposits",
 				map[string]any{"amount": amount, "currency": "CNY", "reference": "bank-" + name + amount}, ""); err != nil {
@@ -108,6 +129,74 @@ func TestCheckpointsCatchRewrites(t *testing.T) {
 	}
 	if _, err := latest.Verify(ed25519.PublicKey(pub)); err != nil || latest.Size == 0 {
 		t.Fatalf("latest checkpoint %+v: %v", latest, err)
+	}
+
+	// Proofs: an event is in the latest checkpoint, and a checkpoint kept
+	// earlier is a prefix of a later one; payledger proof verify checks
+	// both with only the public key, and fails on a changed document.
+	kept := filepath.Join(keyDir, "kept.json")
+	if err := os.WriteFile(kept, resp.Raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := funding.Expect(ctx, http.StatusCreated, "POST", "/v1/accounts/"+firstID+"/deposits",
+		map[string]any{"amount": "1.00", "currency": "CNY", "reference": "bank-after-kept"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	var grown checkpoints.Checkpoint
+	for deadline := time.Now().Add(10 * time.Second); grown.Size <= latest.Size; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint after the kept one")
+		}
+		r, err := apiclient.New(srv.url).Expect(ctx, http.StatusOK, "GET", "/v1/proofs/checkpoints/latest", nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(r.Raw, &grown); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := 0
+	proofFile := func(path string) string {
+		t.Helper()
+		files++
+		r, err := apiclient.New(srv.url).Expect(ctx, http.StatusOK, "GET", path, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(keyDir, fmt.Sprint("proof-", files, ".json"))
+		if err := os.WriteFile(f, r.Raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	consistency := proofFile(fmt.Sprint("/v1/proofs/consistency?from=", latest.Size))
+	out = runCmd(t, "proof", "verify", "--public-key", pubPath, "--proof", consistency, "--kept", kept)
+	if !strings.Contains(out, fmt.Sprintf("proof: ok: the log of %d events", latest.Size)) {
+		t.Fatalf("proof verify (consistency): %s", out)
+	}
+	inclusion := proofFile("/v1/proofs/events/2")
+	var p checkpoints.Proof
+	if raw, err := os.ReadFile(inclusion); err != nil || json.Unmarshal(raw, &p) != nil {
+		t.Fatal(err)
+	}
+	opening := readLogHash(t, dir, 2)
+	out = runCmd(t, "proof", "verify", "--public-key", pubPath, "--proof", inclusion, "--event-hash", opening)
+	if !strings.Contains(out, "proof: ok: the event at position 2 (hash "+opening+")") {
+		t.Fatalf("proof verify (inclusion): %s", out)
+	}
+	p.EventHash = readLogHash(t, dir, 3)
+	if raw, err := json.Marshal(p); err != nil || os.WriteFile(inclusion, raw, 0o600) != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"changed event":    {"--proof", inclusion},
+		"not the kept one": {"--proof", consistency, "--kept", inclusion},
+		"the wrong event":  {"--proof", proofFile("/v1/proofs/events/3"), "--event-hash", opening},
+	} {
+		out, err := exec.Command(binary, append([]string{"proof", "verify", "--public-key", pubPath}, args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "FAILED") {
+			t.Errorf("proof verify with %s: %v\n%s", name, err, out)
+		}
 	}
 	srv.stop(t, syscall.SIGTERM) // signs a last checkpoint of everything
 
@@ -157,10 +246,23 @@ func TestCheckpointsCatchRewrites(t *testing.T) {
 		i++
 	}
 	swapped[i], swapped[i+1] = swapped[i+1], swapped[i]
-	// Cut the last event of a stream whose last event is not the log's last.
+	// Cut the last event of a stream whose last event is not the log's
+	// last, where a checkpoint the shortened log still reaches covers it.
+	signed, err := checkpoints.Read(cpDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached := func(j int) bool {
+		for _, c := range signed {
+			if c.Size >= uint64(j+1) && c.Size <= uint64(len(real)-1) {
+				return true
+			}
+		}
+		return false
+	}
 	cut := -1
 	for j := len(real) - 2; j >= 0 && cut < 0; j-- {
-		last := true
+		last := reached(j)
 		for _, later := range real[j+1:] {
 			if later.Stream == real[j].Stream {
 				last = false

@@ -356,7 +356,7 @@ func (m *Main) serve() error {
 	api := httpapi.New(m.Service, m.Store, m.RM, c.Log)
 	api.SetMetricsPublic(c.MetricsPublic)
 	if m.signer != nil {
-		api.SetCheckpoints(m.signer.Latest)
+		api.SetCheckpoints(m.signer)
 	}
 	if err := api.Register(append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)...); err != nil {
 		return fmt.Errorf("metrics: %w", err)

@@ -37,6 +37,8 @@ usage:
                         measure confirmed payments per second (docs/performance.md)
   payledger digest  --year 2026 [--data ./data] [--tz Asia/Shanghai]
                         the Merkle root of a year's events and the signed checkpoint covering them
+  payledger proof   verify --public-key FILE --proof FILE [--event-hash HEX] [--kept FILE]
+                        check an inclusion or consistency proof (GET /v1/proofs/...) with only the public key
   payledger backup  --to FILE [--data ./data]
                         a consistent copy of the data directory, also while the server runs
   payledger restore --from FILE --data NEWDIR
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReport(ctx, args[1:], stdout, stderr)
 	case "digest":
 		return cmdDigest(ctx, args[1:], stdout, stderr)
+	case "proof":
+		return cmdProof(ctx, args[1:], stdout, stderr)
 	case "backup":
 		return cmdBackup(ctx, args[1:], stdout, stderr)
 	case "restore":
