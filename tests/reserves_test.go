@@ -259,7 +259,8 @@ func TestDisclosurePageInChromium(t *testing.T) {
 
 // TestDemoEndsTheYear runs `payledger demo` as a user would: it walks the
 // whole scenario, ends the year with a loss compensated in advance, the
-// regulator's report and the public disclosure, and verifies the log.
+// regulator's report and the public disclosure, checks proofs of the
+// signed log with only the public key, and verifies the log.
 func TestDemoEndsTheYear(t *testing.T) {
 	out := runCmd(t, "demo")
 	for _, want := range []string{
@@ -267,6 +268,8 @@ func TestDemoEndsTheYear(t *testing.T) {
 		"annual report ",
 		"compensation paid 1 (12.50 CNY)",
 		"(no login): a public page of the year's figures",
+		"GET /v1/proofs/events/1 (public): the event at position 1",
+		"hashes, verified.\nGET /v1/proofs/consistency?from=",
 		"every hash chain intact",
 		"demo: ok",
 	} {

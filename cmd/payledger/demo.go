@@ -2,14 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/internal/apiclient"
 	"github.com/payledger/payledger/internal/demo"
 	"github.com/payledger/payledger/ledger/staffkeys"
@@ -37,8 +43,25 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// The checkpoint key lives outside the data directory, as in production.
+	keyDir, err := os.MkdirTemp("", "payledger-demo-key-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(keyDir)
+	}
+	keyPath := filepath.Join(keyDir, "signing.key")
+	pub, err := checkpoints.CreateKey(keyPath, rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPath+".pub", []byte(checkpoints.EncodePublicKey(pub)+"\n"), 0o644); err != nil {
+		return err
+	}
 	m := Main{Config: Config{Addr: "127.0.0.1:0", DataDir: *dir, TimeZone: "Asia/Shanghai", Clock: clock.Now, Progress: stderr,
-		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}}
+		Log:           slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour}}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -50,8 +73,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "The server's clock starts on %s, so that the scenario can end the year.\n",
 		clock.Now().Format("2 January 2006, 15:04 MST"))
-	if _, err := demo.Run(ctx, apiclient.New(m.URL), staff, stdout, clock.Now, clock.Advance); err != nil {
+	res, err := demo.Run(ctx, apiclient.New(m.URL), staff, stdout, clock.Now, clock.Advance)
+	if err != nil {
 		return err
+	}
+	if err := demoProofs(ctx, &m, staff, res, pub, stdout); err != nil {
+		return fmt.Errorf("proofs: %w", err)
 	}
 	n, streams, digest, err := verifyLog(ctx, m.Store, nil)
 	if err != nil {
@@ -59,7 +86,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "\nThe log: %d events in %d streams, every hash chain intact, event-log digest %s\n", n, streams, digest)
 	if keep {
-		fmt.Fprintf(stdout, "The store is kept in %s: try `payledger verify --data %s` or `payledger serve --data %s`.\n", *dir, *dir, *dir)
+		fmt.Fprintf(stdout, "The store is kept in %s, its checkpoint key in %s: try `payledger verify --data %s --checkpoints %s --public-key %s.pub`"+
+			" or `payledger serve --data %s --checkpoint-key %s`.\n", *dir, keyDir, *dir, *dir, keyPath, *dir, keyPath)
 	}
 	fmt.Fprintln(stdout, "demo: ok")
 	return nil
@@ -112,3 +140,48 @@ func (c *demoClock) Now() time.Time { return time.Now().Add(time.Duration(c.offs
 
 // Advance moves the demo's time forward by d.
 func (c *demoClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// demoProofs signs two checkpoints around one more event and checks, as a
+// regulator would with only the public key, that the account's opening is
+// in the log and that the first checkpoint is a prefix of the second.
+func demoProofs(ctx context.Context, m *Main, staff demo.Staff, res demo.Result, pub ed25519.PublicKey, w io.Writer) error {
+	fmt.Fprintln(w, "\n== Proofs: the log signed, and checked with only the public key")
+	first, err := m.signer.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "The server signs a checkpoint: %d events, Merkle root %s..., key %s.\n", first.Size, first.Root[:16], first.KeyID)
+	// An operator's read of the account is an event, so the log grows.
+	if _, err := apiclient.New(m.URL).As(staff.Operator).Expect(ctx, http.StatusOK, "GET", "/v1/accounts/"+res.Payer, nil, ""); err != nil {
+		return err
+	}
+	second, err := m.signer.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	check := func(path string) (checkpoints.Proof, error) {
+		var p checkpoints.Proof
+		r, err := apiclient.New(m.URL).Expect(ctx, http.StatusOK, "GET", path, nil, "")
+		if err == nil {
+			err = json.Unmarshal(r.Raw, &p)
+		}
+		if err == nil {
+			err = p.Verify(pub)
+		}
+		return p, err
+	}
+	inc, err := check("/v1/proofs/events/1")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "GET /v1/proofs/events/1 (public): the event at position 1, hash %s..., is in the checkpoint of %d events: %d hashes, verified.\n",
+		inc.EventHash[:16], inc.Checkpoint.Size, len(inc.Path))
+	cons, err := check(fmt.Sprint("/v1/proofs/consistency?from=", first.Size))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "GET /v1/proofs/consistency?from=%d: the log of %d events is a prefix of the log of %d: %d hashes, verified.\n",
+		first.Size, cons.From.Size, second.Size, len(cons.Path))
+	fmt.Fprintln(w, "payledger proof verify --public-key FILE --proof FILE does the same for anyone who keeps the documents.")
+	return nil
+}
