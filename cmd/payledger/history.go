@@ -83,6 +83,44 @@ func (c *historyClock) jump(v time.Time) {
 	c.seg.Store(&clockSegment{virt: v, real: time.Now()})
 }
 
+// historyFigures are the measured figures the targets are checked on.
+type historyFigures struct {
+	bytesPerPayment              int64
+	coldBalanceP99, statementP99 time.Duration
+	coldPayP50, warmPayP50       time.Duration
+	rebuildPerS                  float64
+}
+
+// Issue 15's targets on a 2-core machine at 10 M events.
+const (
+	targetReadP99         = 5 * time.Millisecond
+	targetColdOverWarm    = 2
+	targetRebuildPerS     = 200_000
+	targetBytesPerPayment = 500
+)
+
+// printTargets prints each target and whether the run met it.
+func printTargets(stdout io.Writer, f historyFigures) {
+	met := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	for _, t := range []struct {
+		what string
+		ok   bool
+	}{
+		{fmt.Sprintf("cold balance p99 %.2f ms <= %d ms", ms(f.coldBalanceP99), targetReadP99/time.Millisecond), f.coldBalanceP99 <= targetReadP99},
+		{fmt.Sprintf("statement page p99 %.2f ms <= %d ms", ms(f.statementP99), targetReadP99/time.Millisecond), f.statementP99 <= targetReadP99},
+		{fmt.Sprintf("first payment cold p50 %.2f ms <= %d x warm p50 %.2f ms", ms(f.coldPayP50), targetColdOverWarm, ms(f.warmPayP50)), f.coldPayP50 <= targetColdOverWarm*f.warmPayP50},
+		{fmt.Sprintf("rebuild %d events/s >= %d", int64(f.rebuildPerS), targetRebuildPerS), f.rebuildPerS >= targetRebuildPerS},
+		{fmt.Sprintf("log bytes per payment %d <= %d", f.bytesPerPayment, targetBytesPerPayment), f.bytesPerPayment <= targetBytesPerPayment},
+	} {
+		fmt.Fprintf(stdout, "bench: history: target %s: %s\n", t.what, met(t.ok))
+	}
+}
+
 // historyBuild is what the build phase leaves for the measurements.
 type historyBuild struct {
 	accts    []*benchAccount
@@ -132,25 +170,31 @@ func benchHistory(ctx context.Context, c benchConfig, root string, stdout, stder
 	}); err != nil {
 		return err
 	}
-	if err := printLogSize(stdout, dir, b); err != nil {
+	var fig historyFigures
+	if fig.bytesPerPayment, err = printLogSize(stdout, dir, b); err != nil {
 		return err
 	}
 	// After the five years: the clock runs on from their end.
 	clock.jump(benchEpoch.AddDate(0, 0, historyDays))
 	if err := phase("reads", func(ctx context.Context) error {
 		cfg.Rand = newLockedReader(c.seed + 1) // other ids than the build's
-		return historyReads(ctx, cfg, c, b, clock, stdout)
+		return historyReads(ctx, cfg, c, b, clock, stdout, &fig)
 	}); err != nil {
 		return err
 	}
 	if err := phase("rebuild", func(ctx context.Context) error {
-		return historyRebuild(ctx, dir, stdout, stderr)
+		fig.rebuildPerS, err = historyRebuild(ctx, dir, stdout, stderr)
+		return err
 	}); err != nil {
 		return err
 	}
-	return phase("verify", func(ctx context.Context) error {
+	if err := phase("verify", func(ctx context.Context) error {
 		return historyVerify(ctx, dir, stdout, stderr)
-	})
+	}); err != nil {
+		return err
+	}
+	printTargets(stdout, fig)
+	return nil
 }
 
 // historyBuildLog opens a ledger in cfg.DataDir, sets up the accounts and
@@ -296,7 +340,7 @@ func historyRound(ctx context.Context, svc *ledger.Service, clients []*benchClie
 
 // printLogSize prints the event log's size on disk (the SQLite file and
 // its write-ahead log) per payment and per event.
-func printLogSize(stdout io.Writer, dir string, b historyBuild) error {
+func printLogSize(stdout io.Writer, dir string, b historyBuild) (perPayment int64, err error) {
 	var size int64
 	for _, name := range []string{"events.db", "events.db-wal"} {
 		fi, err := os.Stat(filepath.Join(dir, name))
@@ -304,7 +348,7 @@ func printLogSize(stdout io.Writer, dir string, b historyBuild) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("bench history: %w", err)
+			return 0, fmt.Errorf("bench history: %w", err)
 		}
 		size += fi.Size()
 	}
@@ -316,7 +360,7 @@ func printLogSize(stdout io.Writer, dir string, b historyBuild) error {
 	}
 	fmt.Fprintf(stdout, "bench: history: log bytes=%d (events.db and -wal) payments=%d bytes_per_payment=%d bytes_per_event=%d; beside it: snapshots %d bytes, read models %d bytes\n",
 		size, b.payments, size/max(b.payments, 1), size/max(b.events, 1), sizeOf("events.snapshots.db"), sizeOf("readmodels.db"))
-	return nil
+	return size / max(b.payments, 1), nil
 }
 
 // historyReads opens the built ledger again, as a restarted server would:
@@ -326,7 +370,8 @@ func printLogSize(stdout io.Writer, dir string, b historyBuild) error {
 // (cold) and of the same again (warm), statement pages of random accounts
 // and months, and the first payment of an account never loaded against
 // its second one.
-func historyReads(ctx context.Context, cfg Config, c benchConfig, b historyBuild, clock *historyClock, stdout io.Writer) (err error) {
+func historyReads(ctx context.Context, cfg Config, c benchConfig, b historyBuild, clock *historyClock, stdout io.Writer,
+	fig *historyFigures) (err error) {
 	m := &Main{Config: cfg}
 	if err := m.Open(ctx); err != nil {
 		return err
@@ -391,6 +436,8 @@ func historyReads(ctx context.Context, cfg Config, c benchConfig, b historyBuild
 	if err != nil {
 		return fmt.Errorf("warm payment: %w", err)
 	}
+	fig.coldBalanceP99, fig.statementP99 = percentile(cold, 0.99), percentile(st, 0.99)
+	fig.coldPayP50, fig.warmPayP50 = percentile(coldPay, 0.5), percentile(warmPay, 0.5)
 	ratio := 0.0
 	if w := percentile(warmPay, 0.5); w > 0 {
 		ratio = float64(percentile(coldPay, 0.5)) / float64(w)
@@ -482,10 +529,10 @@ func historyPayment(ctx context.Context, svc *ledger.Service, a, payee *benchAcc
 
 // historyRebuild replays the log into a new read-model file, as
 // payledger rebuild does into the emptied one, and checks its totals.
-func historyRebuild(ctx context.Context, dir string, stdout, stderr io.Writer) (err error) {
+func historyRebuild(ctx context.Context, dir string, stdout, stderr io.Writer) (perS float64, err error) {
 	store, err := sqlite.Open(filepath.Join(dir, "events.db"), sqlite.DefaultOptions())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() {
 		if cerr := store.Close(); err == nil {
@@ -496,7 +543,7 @@ func historyRebuild(ctx context.Context, dir string, stdout, stderr io.Writer) (
 	defer removeDB(path)
 	rm, err := projections.Open(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() {
 		if cerr := rm.Close(); err == nil {
@@ -505,7 +552,7 @@ func historyRebuild(ctx context.Context, dir string, stdout, stderr io.Writer) (
 	}()
 	head, err := store.Head(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	stop := showProgress(stderr, head, "bench history: rebuild: events replayed", rm.Checkpoint)
 	t0 := time.Now()
@@ -513,18 +560,19 @@ func historyRebuild(ctx context.Context, dir string, stdout, stderr io.Writer) (
 	d := time.Since(t0)
 	stop()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	totals, err := rm.Totals(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := totals.Check(); err != nil {
-		return fmt.Errorf("the rebuilt read models do not balance: %w", err)
+		return 0, fmt.Errorf("the rebuilt read models do not balance: %w", err)
 	}
+	perS = float64(head) / d.Seconds()
 	fmt.Fprintf(stdout, "bench: history: rebuild events=%d elapsed=%s events_per_s=%d (a new read-model file)\n",
-		head, d.Round(time.Millisecond), int64(float64(head)/d.Seconds()))
-	return nil
+		head, d.Round(time.Millisecond), int64(perS))
+	return perS, nil
 }
 
 // removeDB removes a SQLite file and its write-ahead log.
