@@ -327,3 +327,18 @@ func MarkStorageError(err error) error {
 	}
 	return err
 }
+
+// Guard is one append-only protection of a store (R2): a trigger,
+// privilege or server setting that refuses deleting or rewriting events.
+type Guard struct {
+	// Name says what is guarded and how, e.g. "segments_no_delete".
+	Name    string
+	Present bool
+}
+
+// RetentionReporter is implemented by stores (and their readers) that can
+// list the guards they rely on, so `payledger retention check` can refuse
+// a store whose guards were removed.
+type RetentionReporter interface {
+	RetentionGuards(ctx context.Context) ([]Guard, error)
+}

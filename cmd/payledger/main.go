@@ -31,6 +31,8 @@ usage:
   payledger verify  [--data ./data] [--checkpoints DIR --public-key FILE]
                         prove every hash chain and index of the log intact, and that it extends
                         every signed checkpoint; runs beside a server
+  payledger retention check [--data ./data]
+                        the oldest event and how long it is kept; fails when an append-only guard is missing
   payledger rebuild [--data ./data]
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]
@@ -92,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReport(ctx, args[1:], stdout, stderr)
 	case "digest":
 		return cmdDigest(ctx, args[1:], stdout, stderr)
+	case "retention":
+		return cmdRetention(ctx, args[1:], stdout, stderr)
 	case "proof":
 		return cmdProof(ctx, args[1:], stdout, stderr)
 	case "backup":
