@@ -1,0 +1,12 @@
+package postgres
+
+// SetBeforeCommit installs a hook the writer runs after writing a
+// transaction's rows and before committing it. Set it before the first
+// append.
+func (s *Store) SetBeforeCommit(f func()) { s.beforeCommit = f }
+
+// Queued returns how many appends wait in the writer's queue.
+func (s *Store) Queued() int { return len(s.reqs) }
+
+// LockKey returns the advisory lock the writer takes around positions.
+func (s *Store) LockKey() int64 { return s.lockKey }
