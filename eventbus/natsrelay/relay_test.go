@@ -18,7 +18,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/internal/pgtest"
 )
 
 // externalURL is the NATS server the tests use besides the embedded one;
@@ -109,9 +111,9 @@ func names(t *testing.T, nc *nats.Conn) (stream, prefix string) {
 	return stream, prefix
 }
 
-// testLog is an embedded event log and the events appended to it.
+// testLog is an event log and the number of events appended to it.
 type testLog struct {
-	store *sqlite.Store
+	store eventstore.Store
 	n     int
 }
 
@@ -300,16 +302,33 @@ func consume(t *testing.T, nc *nats.Conn, stream, prefix string, log []eventstor
 	}
 }
 
-func TestRelayExternal(t *testing.T) { testRelay(t, external(t)) }
-func TestRelayEmbedded(t *testing.T) { testRelay(t, embedded(t)) }
+func TestRelayExternal(t *testing.T) { testRelay(t, external(t), openLog(t)) }
+func TestRelayEmbedded(t *testing.T) { testRelay(t, embedded(t), openLog(t)) }
+
+// TestRelayPostgres: the relay reads the log through the port, so it
+// publishes a PostgreSQL log the same way.
+func TestRelayPostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn, schema := pgtest.Schema(t, t.Name())
+	opts := postgres.DefaultOptions()
+	opts.Schema = schema
+	if _, err := postgres.Migrate(ctx, dsn, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, dsn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	testRelay(t, embedded(t), &testLog{store: s})
+}
 
 // testRelay publishes a log in three rounds: a relay catches up with a
 // stored log and follows it live; a second relay resumes from a checkpoint
 // older than the stream, as after a crash between a publish's ack and the
 // checkpoint's write (and, embedded, after the server restarted); the
 // subscriber sees every event once, in log order.
-func testRelay(t *testing.T, b bus) {
-	l := openLog(t)
+func testRelay(t *testing.T, b bus, l *testLog) {
 	nc := b.connect(t)
 	stream, prefix := names(t, nc)
 	cpFile := filepath.Join(t.TempDir(), "relay.checkpoint")
