@@ -118,6 +118,11 @@ type Account struct {
 	devices     map[string]*Device
 	// recovered sums the compensation taken back per loss case.
 	recovered map[string]decimal.Decimal
+	// lastAt is when the account's last operation happened, from which
+	// its retention runs (R2); erased is set once its personal data was
+	// erased (R20).
+	lastAt time.Time
+	erased bool
 	// claims maps each payment claimed in a loss case to the case.
 	claims map[string]string
 }
@@ -294,7 +299,12 @@ func (a *Account) Apply(e Event, r Recorded) {
 	if r.Position > a.LastPosition {
 		a.LastPosition = r.Position
 	}
+	if _, erasure := e.(PersonalDataErased); !erasure && r.OccurredAt.After(a.lastAt) {
+		a.lastAt = r.OccurredAt
+	}
 	switch v := e.(type) {
+	case PersonalDataErased:
+		a.eraseState()
 	case AccountOpened:
 		a.ID, a.HolderName, a.Currency, a.Kind = v.AccountID, v.HolderName, v.Currency, v.Kind
 		a.Status, a.AgreedLimit = StatusActive, v.AgreedDailyLimit

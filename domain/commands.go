@@ -70,6 +70,8 @@ func staffOf(cmd Command) (Staff, bool) {
 		return c.Staff, true
 	case RecoverCompensation:
 		return c.Staff, true
+	case ErasePersonalData:
+		return c.Staff, true
 	}
 	return Staff{}, false
 }

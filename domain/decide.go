@@ -28,6 +28,9 @@ func Decide(a *Account, cmd Command, p Policy, now time.Time) ([]Event, error) {
 	if !a.Exists() {
 		return nil, Errorf(CodeNotFound, "account not found")
 	}
+	if erase, ok := cmd.(ErasePersonalData); ok {
+		return decideErase(a, erase, now)
+	}
 	if a.Status == StatusClosed {
 		return nil, Errorf(CodeAccountClosed, "account %s is closed", a.ID)
 	}

@@ -494,6 +494,7 @@ var decoders = map[eventKey]func([]byte) (Event, error){
 	key(TypeDeviceRegistered, 1):       decodeAs[DeviceRegistered],
 	key(TypeDeviceUsed, 1):             decodeAs[DeviceUsed],
 	key(TypeDeviceRevoked, 1):          decodeAs[DeviceRevoked],
+	key(TypePersonalDataErased, 1):     decodeAs[PersonalDataErased],
 
 	key(TypeFeeCharged, 1):            decodeAs[FeeCharged],
 	key(TypeReserveProvisioned, 1):    decodeAs[ReserveProvisioned],

@@ -42,6 +42,7 @@ func sampleEvents() []Event {
 		VerificationFailed{Purpose: "payment", Reference: "p1", DeviceID: "phone-1", Reason: "signature does not verify", FailedAttempts: 3,
 			LockedUntil: at.Add(time.Minute), OTPUses: []OTPUse{{FactorID: "f1", Step: 58999998}}},
 		AccessLocked{Until: at.Add(30 * time.Minute), FailedAttempts: 5},
+		PersonalDataErased{Reference: "dsr-2031-77", Staff: Staff{StaffKey: "staff-compliance-1"}},
 		AccessUnlocked{Reason: "lock expired"},
 		AccessUnlocked{Reason: "called the branch", Staff: staff},
 		LimitAdjusted{Previous: MustMoney("50000.00", CNY), AgreedDailyLimit: MustMoney("20000.00", CNY)},
@@ -209,7 +210,7 @@ func TestEventTypeNamesAreStable(t *testing.T) {
 		"SessionEnded", "HolderNotified", "StaffRead", "DeviceRegistered", "DeviceUsed", "DeviceRevoked",
 		"FeeCharged", "ReserveProvisioned", "ReserveAdjusted", "ReserveShortfall", "DayClosed", "CompensationPaid",
 		"CompensationRecovered", "LossReported", "LossInvestigated", "LiabilityDetermined", "LossCaseClosed",
-		"DisputeOpened", "DisputeAssigned", "DisputeAnswered", "DisputeResolved", "LossClaimed"}
+		"DisputeOpened", "DisputeAssigned", "DisputeAnswered", "DisputeResolved", "LossClaimed", "PersonalDataErased"}
 	if len(decoders) != len(want) {
 		t.Errorf("%d decoders, want %d", len(decoders), len(want))
 	}

@@ -12,7 +12,7 @@ import (
 // Raise it whenever Apply folds an event differently or the aggregate
 // gains state: a snapshot of another version is ignored and the stream is
 // read in full, so a rule change never trusts state folded by old rules.
-const AccountSnapshotSchema = 1
+const AccountSnapshotSchema = 2
 
 // accountState is every field of Account, as a snapshot stores it.
 // TestSnapshotCoversAccount fails when Account gains a field it lacks.
@@ -43,6 +43,8 @@ type accountState struct {
 	Devices        map[string]Device           `json:"devices"`
 	Recovered      map[string]decimal.Decimal  `json:"recovered"`
 	Claims         map[string]string           `json:"claims"`
+	LastAt         time.Time                   `json:"last_at"`
+	Erased         bool                        `json:"erased"`
 }
 
 type moveState struct {
@@ -69,7 +71,8 @@ func (a *Account) MarshalSnapshot() ([]byte, error) {
 		Moves: make([]moveState, len(a.moves)), MovesNet: a.movesNet,
 		Usage:    usageState{Day: a.usage.day, Single: a.usage.single, Two: a.usage.two, Cert: a.usage.cert, NoCert: a.usage.noCert, All: a.usage.all},
 		Sessions: a.sessions, StaffSuspended: a.staffSuspended, DepositRefs: a.depositRefs,
-		Devices: make(map[string]Device, len(a.devices)), Recovered: a.recovered, Claims: a.claims}
+		Devices: make(map[string]Device, len(a.devices)), Recovered: a.recovered, Claims: a.claims,
+		LastAt: a.lastAt, Erased: a.erased}
 	for id, f := range a.factors {
 		s.Factors[id] = *f
 	}
@@ -95,6 +98,7 @@ func RestoreAccount(payload []byte, loc *time.Location) (*Account, error) {
 	a.AgreedLimit, a.Phone, a.Version, a.LastPosition = s.AgreedLimit, s.Phone, s.Version, s.LastPosition
 	a.failures, a.lockedUntil, a.bank, a.finOrder = s.Failures, s.LockedUntil, s.Bank, s.FinOrder
 	a.movesNet, a.sessions, a.staffSuspended = s.MovesNet, s.Sessions, s.StaffSuspended
+	a.lastAt, a.erased = s.LastAt, s.Erased
 	a.usage = dayUsage{day: s.Usage.Day, single: s.Usage.Single, two: s.Usage.Two, cert: s.Usage.Cert, noCert: s.Usage.NoCert, all: s.Usage.All}
 	for id, f := range s.Factors {
 		f := f

@@ -188,6 +188,8 @@ var accessMatrix = map[string][12]int{
 	"GET /v1/proofs/events/{position}":         {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
 	"GET /v1/proofs/consistency":               {ok, u401, ok, ok, ok, ok, ok, ok, ok, ok, u401, u401},
 	"GET /v1/finance":                          {u401, u401, f403, f403, f403, f403, ok, f403, f403, ok, u401, u401},
+	"GET /v1/accounts/{id}/personal-data":      {u401, u401, f403, ok, f403, f403, f403, ok, f403, f403, u401, u401},
+	"POST /v1/accounts/{id}/erasure":           {u401, u401, f403, f403, f403, f403, f403, ok, f403, f403, u401, u401},
 }
 
 // TestAccessMatrix sends every route as every kind of caller and checks

@@ -74,6 +74,29 @@ func scrub(payload map[string]any, eventType string, by ledger.Actor) {
 	walk(payload)
 }
 
+// resolve opens the sealed fields of personal data left in a payload (the
+// auditor's are masked already).
+func (s *Server) resolve(v any, eventID string) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, child := range t {
+			if str, ok := child.(string); ok {
+				t[k] = s.svc.ResolvePersonal(eventID, str)
+				continue
+			}
+			s.resolve(child, eventID)
+		}
+	case []any:
+		for i, child := range t {
+			if str, ok := child.(string); ok {
+				t[i] = s.svc.ResolvePersonal(eventID, str)
+				continue
+			}
+			s.resolve(child, eventID)
+		}
+	}
+}
+
 // operations serves the account's own event log (R1), oldest first, with
 // each event's hash-chain links (R3).
 func (s *Server) operations(w http.ResponseWriter, r *http.Request) {
@@ -116,6 +139,7 @@ func (s *Server) operations(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		scrub(payload, e.Type, by)
+		s.resolve(payload, e.ID)
 		ops = append(ops, map[string]any{"event_id": e.ID, "version": e.Version, "position": e.Position, "type": e.Type,
 			"schema_version": e.SchemaVersion, "occurred_at": ts(e.OccurredAt), "correlation_id": e.CorrelationID,
 			"payload": payload, "prev_hash": hex.EncodeToString(e.PrevHash[:]), "hash": hex.EncodeToString(e.Hash[:])})

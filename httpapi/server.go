@@ -298,6 +298,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/accounts/{id}/balance", s.balance)
 	m.HandleFunc("GET /v1/accounts/{id}/statement", s.statement)
 	m.HandleFunc("GET /v1/accounts/{id}/operations", s.operations)
+	m.HandleFunc("GET /v1/accounts/{id}/personal-data", s.personalData)
+	m.HandleFunc("POST /v1/accounts/{id}/erasure", s.erasePersonalData)
 	m.HandleFunc("POST /v1/accounts/{id}/loss-cases", s.reportLossCase)
 	m.HandleFunc("GET /v1/loss-cases/{case}", s.getLossCase)
 	m.HandleFunc("POST /v1/loss-cases/{case}/investigation", s.investigateLoss)
@@ -355,6 +357,8 @@ var Routes = map[string]ledger.Op{
 	"GET /v1/accounts/{id}/balance":                    ledger.OpReadBalance,
 	"GET /v1/accounts/{id}/statement":                  ledger.OpReadStatement,
 	"GET /v1/accounts/{id}/operations":                 ledger.OpReadOperations,
+	"GET /v1/accounts/{id}/personal-data":              ledger.OpExportPersonalData,
+	"POST /v1/accounts/{id}/erasure":                   ledger.OpErasePersonalData,
 	"POST /v1/accounts/{id}/loss-cases":                ledger.OpReportLossCase,
 	"GET /v1/loss-cases/{case}":                        ledger.OpViewLossCase,
 	"POST /v1/loss-cases/{case}/investigation":         ledger.OpInvestigateLoss,

@@ -15,6 +15,7 @@ import (
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/personaldata"
 	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/projections"
 )
@@ -70,6 +71,7 @@ type stack struct {
 	keys  *staffkeys.Store
 	store *sqlite.Store
 	api   *httpapi.Server
+	dir   string
 }
 
 // head is the log's head position.
@@ -122,6 +124,15 @@ func newStackWith(t *testing.T, clk *clock, live bool, closeWait time.Duration) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { staff.Close() })
+	pdMaster := make([]byte, personaldata.KeySize)
+	if _, err := rnd.Read(pdMaster); err != nil {
+		t.Fatal(err)
+	}
+	pd, err := personaldata.Open(filepath.Join(dir, "personaldata.db"), pdMaster, clk.Now, rnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pd.Close() })
 	store, err := sqlite.Open(filepath.Join(dir, "events.db"), sqlite.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +148,7 @@ func newStackWith(t *testing.T, clk *clock, live bool, closeWait time.Duration) 
 	}
 	svc, err := ledger.New(ledger.Config{Store: store, Balances: rm, Policy: domain.DefaultPolicy(loc), Keys: keys,
 		Clock: clk.Now, NewID: ledger.NewULIDSource(clk.Now, rnd), Rand: rnd, CloseWait: closeWait,
-		SoleWriter: true, StaffKeys: staff})
+		SoleWriter: true, StaffKeys: staff, PersonalData: pd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,5 +172,5 @@ func newStackWith(t *testing.T, clk *clock, live bool, closeWait time.Duration) 
 			t.Error(err)
 		}
 	})
-	return &stack{URL: srv.URL, keys: staff, store: store, api: api}
+	return &stack{URL: srv.URL, keys: staff, store: store, api: api, dir: dir}
 }

@@ -103,6 +103,9 @@ const (
 	OpHandleDispute      Op = "handle_dispute"
 	OpWithdrawDispute    Op = "withdraw_dispute"
 	OpListCases          Op = "list_cases"
+
+	OpExportPersonalData Op = "export_personal_data"
+	OpErasePersonalData  Op = "erase_personal_data"
 )
 
 // Rule says who may perform an operation: anyone (Public), the holder of
@@ -174,6 +177,11 @@ var access = map[Op]Rule{
 	OpWithdrawDispute: {Holder: true},
 	// The staff's lists of open and overdue cases and disputes.
 	OpListCases: {Roles: []staffkeys.Role{operator, finance, compliance, auditor}},
+	// Personal data (R20): the holder exports their own; compliance
+	// answers a former holder's request (a recorded read) and is the one
+	// role that erases, once no retention rule needs the data.
+	OpExportPersonalData: {Holder: true, Roles: []staffkeys.Role{compliance}},
+	OpErasePersonalData:  {Roles: []staffkeys.Role{compliance}},
 	// Operational metrics name no account: any staff key may read them.
 	OpReadMetrics: {Roles: staffkeys.Roles()},
 }
@@ -221,6 +229,8 @@ var readOps = map[Op]string{
 	OpReadBalance:    "balance",
 	OpReadStatement:  "statement",
 	OpReadOperations: "operations",
+	// An export is every field of personal data the account's log holds.
+	OpExportPersonalData: "personal data",
 }
 
 // AuthorizeRead authorises a read of accountID's data and, for staff,
@@ -250,7 +260,7 @@ func (s *Service) recordStaffRead(ctx context.Context, by Actor, accountID, what
 	if !by.Staff() || by == Scheduler {
 		return nil
 	}
-	data, err := s.encode([]domain.Event{domain.StaffRead{AccountID: accountID, Role: string(by.Role), What: what, Staff: by.staff("")}}, s.cfg.Clock(), Idem{})
+	data, err := s.encode([]domain.Event{domain.StaffRead{AccountID: accountID, Role: string(by.Role), What: what, Staff: by.staff("")}}, s.cfg.Clock(), Idem{}, "")
 	if err != nil {
 		return err
 	}

@@ -85,6 +85,10 @@ var wantAccess = map[ledger.Op]accessRule{
 	ledger.OpHandleDispute:   {roles: roles(roleOperator, roleCompliance)},
 	ledger.OpWithdrawDispute: {holder: true},
 	ledger.OpListCases:       {roles: roles(roleOperator, roleFinance, roleCompliance, roleAuditor)},
+	// Personal data: the holder exports their own, compliance answers a
+	// former holder's request and alone erases.
+	ledger.OpExportPersonalData: {holder: true, roles: roles(roleCompliance)},
+	ledger.OpErasePersonalData:  {roles: roles(roleCompliance)},
 }
 
 func staffActor(r staffkeys.Role) ledger.Actor {
@@ -382,6 +386,15 @@ func TestAccessThroughService(t *testing.T) {
 	}})
 	calls = append(calls, accessCall{op: ledger.OpReportLossCase, run: func(by ledger.Actor, id string) error {
 		_, err := svc.ReportLossCase(ctx, by, id, idem, ledger.LossRequest{PaymentIDs: []string{nope}})
+		return err
+	}})
+	calls = append(calls, accessCall{op: ledger.OpExportPersonalData, run: func(by ledger.Actor, id string) error {
+		_, err := svc.ExportPersonalData(ctx, by, id, 1)
+		return err
+	}})
+	calls = append(calls, accessCall{op: ledger.OpErasePersonalData, run: func(by ledger.Actor, id string) error {
+		// Refused as free text once past access control.
+		_, err := svc.ErasePersonalData(ctx, by, id, idem, "a name, not a reference")
 		return err
 	}})
 	for _, op := range []ledger.Op{ledger.OpReadBalance, ledger.OpReadStatement, ledger.OpReadOperations} {

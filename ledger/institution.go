@@ -84,7 +84,7 @@ func (s *Service) replay(ctx context.Context, st *stream, idem Idem) (Outcome, b
 // a version conflict: another writer appended, so the caller reloads and
 // decides again.
 func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.Time, events []domain.Event, refusal error) (Outcome, bool, error) {
-	data, err := s.encode(events, now, idem)
+	data, err := s.encode(events, now, idem, "")
 	if err != nil {
 		return Outcome{}, false, err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/ledger/personaldata"
 	"github.com/payledger/payledger/reserves"
 	"github.com/shopspring/decimal"
 )
@@ -81,6 +82,11 @@ type Config struct {
 	// OnSnapshotRejected, when set, hears of every snapshot a load did not
 	// trust, and why.
 	OnSnapshotRejected func(stream, reason string)
+	// PersonalData holds the customers' data keys: the personal data of an
+	// account's events and its snapshots are sealed with its key (R20).
+	// Nil writes them in clear, as only tests of other rules do; serve
+	// always sets it.
+	PersonalData *personaldata.Store
 }
 
 // Service executes commands against account streams.
@@ -303,7 +309,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 		}
 		return Outcome{}, false, refusal
 	}
-	data, err := s.encode(events, now, idem)
+	data, err := s.encode(events, now, idem, accountID)
 	if err != nil {
 		return Outcome{}, false, err
 	}
@@ -332,16 +338,29 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 	return out, false, nil
 }
 
-func (s *Service) encode(events []domain.Event, now time.Time, idem Idem) ([]eventstore.EventData, error) {
+// encode makes the envelopes of a command's events, with the personal
+// data in them sealed with owner's data key (an account id; "" for events
+// that carry none).
+func (s *Service) encode(events []domain.Event, now time.Time, idem Idem, owner string) ([]eventstore.EventData, error) {
 	data := make([]eventstore.EventData, len(events))
 	var corr string
 	key := idem.stored()
 	for i, e := range events {
+		id := s.cfg.NewID()
+		if pd := s.cfg.PersonalData; pd != nil {
+			sealed, personal, err := domain.MapPersonal(e, func(_, f string) (string, error) { return pd.Seal(owner, id, f) })
+			if err != nil {
+				return nil, fmt.Errorf("seal the personal data of %s: %w", e.EventType(), err)
+			}
+			if personal && owner == "" {
+				return nil, fmt.Errorf("%s carries personal data but no owner", e.EventType())
+			}
+			e = sealed
+		}
 		typ, ver, payload, err := domain.EncodeEvent(e)
 		if err != nil {
 			return nil, err
 		}
-		id := s.cfg.NewID()
 		if i == 0 {
 			corr = id
 		}
@@ -356,7 +375,7 @@ func (s *Service) encode(events []domain.Event, now time.Time, idem Idem) ([]eve
 func (s *Service) outcome(accountID string, evs []eventstore.Event) (Outcome, error) {
 	out := Outcome{AccountID: accountID, Events: evs}
 	for _, e := range evs {
-		d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+		d, err := s.decode(accountID, e)
 		if err != nil {
 			return Outcome{}, fmt.Errorf("account %s position %d: %w", accountID, e.Position, err)
 		}
@@ -364,6 +383,29 @@ func (s *Service) outcome(accountID string, evs []eventstore.Event) (Outcome, er
 	}
 	out.Refusal = RefusalOf(out.Decoded, s.cfg.Policy)
 	return out, nil
+}
+
+// decode turns an event of owner's stream into its domain event with its
+// personal data opened: as written for a field in clear (an event older
+// than the encryption), domain.ErasedText for a field whose key was
+// erased. A field that does not open is an error, never read as erased.
+func (s *Service) decode(owner string, e eventstore.Event) (domain.Event, error) {
+	d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+	if err != nil || s.cfg.PersonalData == nil {
+		return d, err
+	}
+	pd := s.cfg.PersonalData
+	d, _, err = domain.MapPersonal(d, func(_, f string) (string, error) {
+		if !personaldata.Sealed(f) {
+			return f, nil
+		}
+		plain, err := pd.Open(owner, e.ID, f)
+		if errors.Is(err, personaldata.ErrErased) {
+			return domain.ErasedText, nil
+		}
+		return plain, err
+	})
+	return d, err
 }
 
 // RefusalOf reconstructs the error that a recorded refusal returned, so an
@@ -438,7 +480,7 @@ func (s *Service) load(ctx context.Context, ent *entry, accountID string) error 
 			return fmt.Errorf("load account %s: %w", accountID, err)
 		}
 		for _, e := range evs {
-			d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+			d, err := s.decode(accountID, e)
 			if err != nil {
 				ent.reset()
 				return fmt.Errorf("load account %s at position %d: %w", accountID, e.Position, err)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/ledger/personaldata"
 )
 
 // An account's aggregate is saved as a snapshot beside the log every
@@ -65,14 +67,23 @@ func (s *Service) restoreSnapshot(ctx context.Context, ent *entry, stream string
 		s.reject(stream, reason)
 		return nil
 	}
+	payload, reason := s.openSnapshot(snap)
+	if reason != "" {
+		s.reject(stream, reason)
+		return nil
+	}
 	var p snapshotPayload
-	if err := json.Unmarshal(snap.Payload, &p); err != nil {
+	if err := json.Unmarshal(payload, &p); err != nil {
 		s.reject(stream, "payload: "+err.Error())
 		return nil
 	}
 	acct, err := domain.RestoreAccount(p.Account, s.cfg.Policy.Location)
 	if err != nil || acct.Version != snap.Version {
 		s.reject(stream, fmt.Sprintf("account: version %d, snapshot %d, %v", acctVersion(acct), snap.Version, err))
+		return nil
+	}
+	if s.cfg.PersonalData != nil && !personaldata.Sealed(string(snap.Payload)) && !acct.Erased() {
+		s.reject(stream, "a snapshot in clear of an account whose personal data is not erased")
 		return nil
 	}
 	ent.acct, ent.keys = acct, keyBook{}
@@ -86,6 +97,37 @@ func (s *Service) restoreSnapshot(ctx context.Context, ent *entry, stream string
 	ent.snapVersion, ent.lastHash = snap.Version, snap.EventHash
 	s.snaps.loaded.Add(1)
 	return nil
+}
+
+// snapshotAD is the associated data of a sealed snapshot: its stream and
+// version, so that a sealed snapshot does not open as another.
+func snapshotAD(stream string, version int64) string {
+	return fmt.Sprintf("snapshot\x00%s\x00%d", stream, version)
+}
+
+// openSnapshot returns a snapshot's payload, opened when the service seals
+// personal data, or why it cannot be used: written in clear, or sealed
+// with a key that was erased or does not open it.
+func (s *Service) openSnapshot(snap eventstore.Snapshot) ([]byte, string) {
+	pd := s.cfg.PersonalData
+	if pd == nil {
+		return snap.Payload, ""
+	}
+	owner := strings.TrimPrefix(snap.Stream, "account-")
+	if !personaldata.Sealed(string(snap.Payload)) {
+		// Only an erased account's snapshot is saved in clear: its
+		// aggregate holds no personal data any more (restoreSnapshot
+		// checks that it says so).
+		if st, err := pd.StateOf(owner); err != nil || st != personaldata.Erased {
+			return nil, "the snapshot is not sealed with the account's data key"
+		}
+		return snap.Payload, ""
+	}
+	plain, err := pd.Open(owner, snapshotAD(snap.Stream, snap.Version), string(snap.Payload))
+	if err != nil {
+		return nil, "sealed payload: " + err.Error()
+	}
+	return []byte(plain), ""
 }
 
 func acctVersion(a *domain.Account) int64 {
@@ -131,6 +173,12 @@ func (s *Service) maybeSnapshot(ent *entry, stream string) {
 	default:
 		return // busy: a later append tries again
 	}
+	s.saveSnapshot(ent, stream)
+}
+
+// saveSnapshot makes ent's snapshot payload and saves it on its own; the
+// caller holds ent.mu and a saver's slot, which the save gives back.
+func (s *Service) saveSnapshot(ent *entry, stream string) {
 	acct, err := ent.acct.MarshalSnapshot()
 	var payload []byte
 	if err == nil {
@@ -140,6 +188,13 @@ func (s *Service) maybeSnapshot(ent *entry, stream string) {
 			p.Keys = append(p.Keys, keySnapshot{Key: k, BodyHash: r.bodyHash, Versions: r.versions})
 		}
 		payload, err = json.Marshal(p)
+	}
+	if pd := s.cfg.PersonalData; err == nil && pd != nil && !ent.acct.Erased() {
+		// The aggregate holds the holder's name and phone: a snapshot is
+		// sealed with the account's data key like its events' fields.
+		var sealed string
+		sealed, err = pd.Seal(ent.acct.ID, snapshotAD(stream, ent.acct.Version), string(payload))
+		payload = []byte(sealed)
 	}
 	if err != nil {
 		<-s.snaps.savers

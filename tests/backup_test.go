@@ -52,7 +52,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "backup.tar")
 	out := runCmd(t, "backup", "--data", dir, "--to", file)
-	if !strings.Contains(out, "events.db") || !strings.Contains(out, "readmodels.db") {
+	if !strings.Contains(out, "events.db") || !strings.Contains(out, "readmodels.db") || !strings.Contains(out, "personaldata.db") {
 		t.Fatalf("backup: %s", out)
 	}
 	for n.Load() < 40 {
@@ -83,7 +83,9 @@ func TestBackupUnderLoad(t *testing.T) {
 	if out := runCmd(t, "rebuild", "--data", restored); !strings.Contains(out, "ok (identical read models)") {
 		t.Fatalf("rebuild of the restore: %s", out)
 	}
-	again := start(t, restored)
+	// The backup holds the data keys, never the master key that wraps
+	// them: the restored server is given the original's.
+	again := start(t, restored, "--master-key", dir+".master.key")
 	checkBalances(t, ctx, apiclient.New(again.url).As(staffKey(t, restored, "operator")), map[string]string{id: fmt.Sprintf("%d.00", deposits)})
 	// A restore never writes over a directory.
 	if out, err := runCmdErr("restore", "--from", file, "--data", restored); err == nil || !strings.Contains(out, "exists") {

@@ -23,10 +23,10 @@ import (
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/domain"
-	"github.com/payledger/payledger/eventbus/natsrelay"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/personaldata"
 	"github.com/payledger/payledger/ledger/staffkeys"
 	"github.com/payledger/payledger/projections"
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,15 +81,14 @@ type Config struct {
 	CheckpointKey   string
 	CheckpointDir   string
 	CheckpointEvery time.Duration
-	// NATS is where the relay publishes the log (bus.go): "off" or "" (no
-	// relay), "embedded" (a NATS server inside the process, storage under
-	// the data directory, no port), "embedded:HOST:PORT" (the same,
-	// listening on a loopback address), or nats:// and tls:// URLs.
-	// NATSStream and NATSSubject name the JetStream stream and the subject
-	// prefix (natsrelay's defaults when empty).
-	NATS        string
-	NATSStream  string
-	NATSSubject string
+	// MasterKey is the file of the key that wraps the customers' data
+	// keys (personaldata.db), MasterKeyB64 the key itself from the
+	// environment; with neither, one is generated beside the data
+	// directory on its first start (masterkey.go).
+	MasterKey    string
+	MasterKeyB64 string
+	// SnapshotEvery is ledger.Config.SnapshotEvery (0: its default).
+	SnapshotEvery int
 }
 
 // Main is one running ledger: store, read models, write path and HTTP API.
@@ -101,6 +100,8 @@ type Main struct {
 	Service *ledger.Service
 	// StaffKeys holds the staff API keys (payledger keys).
 	StaffKeys *staffkeys.Store
+	// PersonalData holds the customers' data keys (R20).
+	PersonalData *personaldata.Store
 	// URL is the API's base URL once Open has bound the listener.
 	URL string
 
@@ -109,8 +110,6 @@ type Main struct {
 	syncSeconds prometheus.Histogram
 	// signer signs checkpoints of the log (nil without a key).
 	signer *checkpoints.Signer
-	// bus is the event relay and its NATS connection (nil when off).
-	bus *bus
 
 	srv    *http.Server
 	ln     net.Listener
@@ -131,12 +130,11 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 			"file of the key that signs checkpoints of the log (payledger keys signing-key; keep it outside the data directory)")
 		fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "also write each signed checkpoint here, e.g. a write-once mount")
 		fs.DurationVar(&c.CheckpointEvery, "checkpoint-every", time.Minute, "how often to sign a checkpoint of the log (and at shutdown)")
-		fs.StringVar(&c.NATS, "nats", envOr("PAYLEDGER_NATS", "off"),
-			"publish the log to NATS JetStream: off, embedded (in process, storage in the data directory; embedded:127.0.0.1:PORT to listen), or nats://HOST:4222 (env PAYLEDGER_NATS)")
-		fs.StringVar(&c.NATSStream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", natsrelay.DefaultStream), "the JetStream stream the relay publishes to (created when missing)")
-		fs.StringVar(&c.NATSSubject, "nats-subject", envOr("PAYLEDGER_NATS_SUBJECT", natsrelay.DefaultSubjectPrefix), "the subject prefix: events go to PREFIX.<EventType>")
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
+	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
+		"file of the key that wraps the customers' data keys (payledger keys master-key; mode 0600, outside the data directory); default: $"+masterKeyEnv+", else DATA.master.key beside the data directory, generated on first start")
+	c.MasterKeyB64 = os.Getenv(masterKeyEnv)
 	fs.StringVar(&c.TimeZone, "tz", "Asia/Shanghai", "time zone of the calendar day for daily limits")
 	fs.StringVar(&c.PolicyFile, "policy", "", "JSON file of the fee schedule and the risk-reserve policy (docs/reserves.md); default: no fees, the default reserve policy")
 	fs.StringVar(&c.BiometricKey, "biometric-provider-key", os.Getenv("PAYLEDGER_BIOMETRIC_PROVIDER_KEY"),
@@ -205,7 +203,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
 		// The SQLite file has one writing process, and it runs this one
 		// Service: its aggregate cache is authoritative.
-		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy,
+		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy, PersonalData: m.PersonalData,
+		SnapshotEvery: c.SnapshotEvery,
 		OnSnapshotRejected: func(stream, reason string) {
 			c.Log.Warn("snapshot not trusted; the stream is read in full", slog.String("stream", stream), slog.String("reason", reason))
 		}})
@@ -217,13 +216,8 @@ func (m *Main) Open(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
-	if m.bus, err = openBus(c, m.Store); err != nil {
-		m.closeStores()
-		return err
-	}
 	// The stores just made their files with the process's umask.
 	if err := secureDataDir(c.DataDir); err != nil {
-		m.closeBus()
 		m.closeStores()
 		return err
 	}
@@ -238,10 +232,6 @@ func (m *Main) Open(ctx context.Context) error {
 	if len(c.CloseCurrencies) > 0 {
 		m.wg.Add(1)
 		go m.closeDays(runCtx)
-	}
-	if m.bus != nil {
-		m.wg.Add(1)
-		go m.relayEvents(runCtx)
 	}
 	if c.Addr == "" {
 		return nil
@@ -319,6 +309,10 @@ func (m *Main) openStores(ctx context.Context) error {
 	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
 		return fmt.Errorf("open staff keys: %w", err)
 	}
+	if err := m.openPersonalData(); err != nil {
+		m.closeStores()
+		return err
+	}
 	opts := m.storeOptions()
 	stopProgress := func() {}
 	if c.Progress != nil && opts.MigrateProgress == nil {
@@ -383,11 +377,7 @@ func (m *Main) serve() error {
 	if m.signer != nil {
 		api.SetCheckpoints(m.signer)
 	}
-	metrics := append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)
-	if m.bus != nil {
-		metrics = append(metrics, relayMetrics(m.bus.relay, m.Store)...)
-	}
-	if err := api.Register(metrics...); err != nil {
+	if err := api.Register(append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)...); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	m.srv = &http.Server{Handler: api,
@@ -552,8 +542,6 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("checkpoint at shutdown: %w", err))
 		}
 	}
-	// The relay drained in its goroutine; the log stays open until then.
-	m.closeBus()
 	errs = append(errs, m.closeStores())
 	return errors.Join(errs...)
 }
@@ -621,6 +609,9 @@ func (m *Main) closeStores() error {
 	}
 	if m.StaffKeys != nil {
 		errs = append(errs, m.StaffKeys.Close())
+	}
+	if m.PersonalData != nil {
+		errs = append(errs, m.PersonalData.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -59,9 +59,14 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := os.WriteFile(keyPath+".pub", []byte(checkpoints.EncodePublicKey(pub)+"\n"), 0o644); err != nil {
 		return err
 	}
+	// So does the master key of the customers' data keys.
+	masterPath := filepath.Join(keyDir, "master.key")
+	if err := writeMasterKey(masterPath, rand.Reader); err != nil {
+		return err
+	}
 	m := Main{Config: Config{Addr: "127.0.0.1:0", DataDir: *dir, TimeZone: "Asia/Shanghai", Clock: clock.Now, Progress: stderr,
 		Log:           slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour}}
+		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour, MasterKey: masterPath}}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -86,8 +91,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "\nThe log: %d events in %d streams, every hash chain intact, event-log digest %s\n", n, streams, digest)
 	if keep {
-		fmt.Fprintf(stdout, "The store is kept in %s, its checkpoint key in %s: try `payledger verify --data %s --checkpoints %s --public-key %s.pub`"+
-			" or `payledger serve --data %s --checkpoint-key %s`.\n", *dir, keyDir, *dir, *dir, keyPath, *dir, keyPath)
+		fmt.Fprintf(stdout, "The store is kept in %s, its checkpoint and master keys in %s: try `payledger verify --data %s --checkpoints %s --public-key %s.pub`"+
+			" or `payledger serve --data %s --checkpoint-key %s --master-key %s`.\n", *dir, keyDir, *dir, *dir, keyPath, *dir, keyPath, masterPath)
 	}
 	fmt.Fprintln(stdout, "demo: ok")
 	return nil

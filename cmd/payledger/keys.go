@@ -24,6 +24,9 @@ const keysUsage = `usage:
   payledger keys signing-key --out FILE                              make the key that signs checkpoints of the log
                                                                      (keep it apart from the data directory) and
                                                                      print its public key, also written to FILE.pub
+  payledger keys master-key --out FILE                               make the key that wraps the customers' data keys
+                                                                     (give it to serve with --master-key; keep it
+                                                                     apart from the data directory and its backups)
 roles: %s
 `
 
@@ -46,6 +49,8 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return cmdKeysRevoke(ctx, args[1:], stdout, stderr)
 	case "signing-key":
 		return cmdKeysSigning(args[1:], stdout, stderr)
+	case "master-key":
+		return cmdKeysMaster(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		printKeysUsage(stdout)
 		return nil
@@ -243,5 +248,24 @@ func cmdKeysSigning(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "signing key written to %s; its public key (also in %s.pub, give it to whoever checks the log):\n%s\n", *out, *out, line)
+	return nil
+}
+
+// cmdKeysMaster makes the master key that wraps the customers' data keys
+// (R20).
+func cmdKeysMaster(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys master-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "file for the master key (mode 0600, never inside the data directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("keys master-key needs --out FILE")
+	}
+	if err := writeMasterKey(*out, rand.Reader); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "master key written to %s; give it to serve with --master-key %s, and back it up apart from the data directory: without it no personal data can be read\n", *out, *out)
 	return nil
 }

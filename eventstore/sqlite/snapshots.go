@@ -31,10 +31,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) WITHOUT ROWID;`
 
 // openSnapshots opens (creating if needed) the snapshots' database. A lost
-// last commit costs only a longer load, so it commits at NORMAL.
+// last commit costs only a longer load, so it commits at NORMAL. A
+// replaced snapshot's bytes are overwritten (secure_delete), since an
+// aggregate's state is personal data.
 func (s *Store) openSnapshots(ctx context.Context) error {
 	db, err := sql.Open("sqlite", sqlitedsn.File(snapshotPath(s.path)).BusyTimeout(10*time.Second).
-		JournalMode("WAL").Synchronous("NORMAL").String())
+		JournalMode("WAL").Synchronous("NORMAL").Pragma("secure_delete", "ON").String())
 	if err != nil {
 		return fmt.Errorf("open snapshots: %w", err)
 	}

@@ -179,7 +179,7 @@ func (r *runner) run(res *Result) error {
 		r.openAccounts, r.refuseAnonymous, r.enrolFactors, r.logIn, r.fund, r.registerLaptop,
 		r.payOneFactor, r.refuseOverCap, r.refuseDependentOTP, r.payTwoFactor, r.selfEnrol, r.raiseLimit,
 		r.withdraw, r.refuseOverdraft, r.changePhone, r.suspendPayee, r.refuseClose, r.refuseCVV,
-		r.showBalances, r.reportLoss, r.logOut, r.endYear,
+		r.showBalances, r.exportData, r.reportLoss, r.logOut, r.endYear, r.eraseData,
 	} {
 		if err := step(); err != nil {
 			return err
@@ -735,5 +735,89 @@ func (r *runner) endYear() error {
 		return fmt.Errorf("the disclosure page does not show the compensation %s", r.compensated)
 	}
 	r.say("   GET /disclosures/%d (no login): a public page of the year's figures, without personal data", year)
+	return nil
+}
+
+func (r *runner) exportData() error {
+	r.section("Li Wei exports her personal data (R20): in the log it is sealed with her own data key")
+	r.as(r.liToken)
+	x, err := r.expect(http.StatusOK, "GET", r.base+"/personal-data", nil, "")
+	if err != nil {
+		return err
+	}
+	if x.Str("holder_name") != "Li Wei" || x.Body["erased"] != false {
+		return fmt.Errorf("export: %s", x.Raw)
+	}
+	var descriptions []string
+	for _, rec := range x.List("records") {
+		if d, ok := rec["fields"].(map[string]any)["description"].(string); ok && rec["type"] == domain.TypePaymentConfirmed {
+			descriptions = append(descriptions, d)
+		}
+	}
+	r.say("   holder %s, phone %s, bank account ****%v; %d events hold personal data (payments described %q)",
+		x.Str("holder_name"), x.Str("phone"), x.Obj("bank_account")["last4"], len(x.List("records")), descriptions)
+	r.say("   the log holds each such field as pd1:<account>:<AES-256-GCM ciphertext>, the event's id bound in")
+	return nil
+}
+
+func (r *runner) eraseData() error {
+	if !r.yearEnd() {
+		return nil
+	}
+	r.section("Zhang Min empties and closes her account; five years later compliance erases her personal data (R20, R2)")
+	tok, err := r.login(r.zhang, map[string]any{"factor_id": r.pwIDs["zhang"], "password": liPassword})
+	if err != nil {
+		return err
+	}
+	r.as(tok)
+	zhang := "/v1/accounts/" + r.zhang
+	p, err := r.expect(http.StatusCreated, "POST", zhang+"/payments", map[string]any{"payee_account_id": r.cafe, "amount": "990.00",
+		"currency": "CNY", "channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": "Zhang Min's last coffees"}, "")
+	if err != nil {
+		return err
+	}
+	if _, err := r.expect(http.StatusOK, "POST", zhang+"/payments/"+p.Str("payment_id")+"/confirm", map[string]any{"device_id": "laptop-1",
+		"proofs": []any{map[string]any{"factor_id": r.pwIDs["zhang"], "password": liPassword}}}, ""); err != nil {
+		return err
+	}
+	if _, err := r.expect(http.StatusOK, "POST", zhang+"/close", map[string]any{"reason": "moving abroad"}, ""); err != nil {
+		return err
+	}
+	r.res.Balances[r.zhang], r.res.Balances[r.cafe] = "0.00", "7002.50"
+	r.as(r.staff.Compliance)
+	erase := map[string]any{"reference": "dsr-0001"}
+	held, err := r.problem(http.StatusConflict, domain.CodePersonalDataRetained, "POST", zhang+"/erasure", erase)
+	if err != nil {
+		return err
+	}
+	r.say("   she pays her 990.00 to Harbour Coffee and closes the account; an erasure now: %s until %s (five years from her last operation)",
+		held.Str("code"), held.Str("retained_until"))
+	until, err := time.Parse(time.RFC3339, held.Str("retained_until"))
+	if err != nil {
+		return err
+	}
+	r.advance(until.Sub(r.clock()) + 24*time.Hour)
+	e, err := r.expect(http.StatusOK, "POST", zhang+"/erasure", erase, "")
+	if err != nil {
+		return err
+	}
+	x, err := r.expect(http.StatusOK, "GET", zhang+"/personal-data", nil, "")
+	if err != nil {
+		return err
+	}
+	if x.Str("holder_name") != domain.ErasedText {
+		return fmt.Errorf("export after the erasure: %s", x.Raw)
+	}
+	st, err := r.expect(http.StatusOK, "GET", "/v1/accounts/"+r.cafe+"/statement?from="+until.AddDate(-5, 0, -1).Format(time.RFC3339), nil, "")
+	if err != nil {
+		return err
+	}
+	for _, en := range st.List("entries") {
+		if en["counterparty"] == r.zhang {
+			r.say("   Harbour Coffee's statement still shows %v %v CNY from her, described %v", en["direction"], en["amount"], en["description"])
+		}
+	}
+	r.say("   a day after %s the erasure passes (PersonalDataErased at position %v): her data key is destroyed;", until.Format(time.DateOnly), e.Obj("log")["last_position"])
+	r.say("   her name now reads %s, while the log, its hashes and the amounts are unchanged", x.Str("holder_name"))
 	return nil
 }

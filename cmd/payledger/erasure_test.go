@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/internal/apiclient"
+	"github.com/payledger/payledger/ledger/staffkeys"
+)
+
+// stepClock is an injected clock: fixed, a millisecond later at every
+// read, moved on by the test.
+type stepClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(time.Millisecond)
+	return c.now
+}
+
+func (c *stepClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.ChaCha8
+}
+
+func (l *lockedRand) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+// grepData reports every file under dir holding one of needles, as raw
+// bytes: the databases, their -wal, -shm and journal files, the keys and
+// checkpoints.
+func grepData(t *testing.T, dir string, needles ...string) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			if os.IsNotExist(err) { // a journal deleted while walking
+				return nil
+			}
+			return err
+		}
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				hits = append(hits, filepath.Base(path)+": "+n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+// TestErasureLeavesNoPersonalData is R20 end to end on the real server:
+// a holder's name, phone and bank account number go through opening,
+// changes, a payment and a close; five years later compliance erases
+// them. Afterwards no byte of them is in any file of the data directory,
+// while the server runs and after it stopped; balances and statements are
+// unchanged; verify passes against the checkpoints signed before the
+// erasure; rebuild gives identical read models; and a restarted server
+// still reads the data as erased.
+func TestErasureLeavesNoPersonalData(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+	cpKey, cpDir := filepath.Join(root, "signing.key"), filepath.Join(root, "checkpoints")
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"keys", "signing-key", "--out", cpKey}, &out, &errOut); err != nil {
+		t.Fatalf("signing key: %v %s", err, errOut.String())
+	}
+	clk := &stepClock{now: time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)}
+	rnd := &lockedRand{r: rand.NewChaCha8([32]byte{'e', 'r', 'a', 's', 'e'})}
+	config := Config{Addr: "127.0.0.1:0", DataDir: dir, TimeZone: "Asia/Shanghai", Clock: clk.Now, Rand: rnd,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), CheckpointKey: cpKey, CheckpointDir: cpDir, CheckpointEvery: time.Hour,
+		SnapshotEvery: 5}
+	m := &Main{Config: config}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			m.Close()
+		}
+	}()
+	key := func(m *Main, role staffkeys.Role) *apiclient.Client {
+		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return apiclient.New(m.URL).As(tok)
+	}
+	operator, funding, compliance := key(m, staffkeys.RoleOperator), key(m, staffkeys.RoleFunding), key(m, staffkeys.RoleCompliance)
+	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
+		t.Helper()
+		r, err := c.Expect(ctx, status, method, path, body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	const (
+		name, phone, bankNumber = "Ouyang Xiaoming", "+8613912345678", "6222020200112233445"
+		description             = "birthday dumplings"
+		password                = "a long passphrase"
+	)
+	open := func(name string) (string, string) {
+		r := expect(operator, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
+			"identity_check": "branch-1", "factor": map[string]any{"method": "password", "password": password}})
+		return r.Str("id"), r.Obj("first_factor")["factor_id"].(string)
+	}
+	id, pw := open(name)
+	bob, _ := open("Wang Fang")
+	base := "/v1/accounts/" + id
+	_, cert, _ := ed25519.GenerateKey(rnd)
+	certID := expect(operator, http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "branch-1",
+		"factor": map[string]any{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(cert.Public().(ed25519.PublicKey))}}).Str("factor_id")
+	holder := apiclient.New(m.URL).As(expect(apiclient.New(m.URL), http.StatusCreated, "POST", base+"/sessions",
+		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": pw, "password": password}}}).Str("token"))
+	stepUp := func(kind, subject string) map[string]any {
+		version := int64(expect(holder, http.StatusOK, "GET", base, nil).Body["version"].(float64))
+		sig := ed25519.Sign(cert, domain.ChangeChallenge(kind, id, version, subject))
+		return map[string]any{"device_id": "laptop-1", "version": version, "proofs": []any{
+			map[string]any{"factor_id": pw, "password": password},
+			map[string]any{"factor_id": certID, "signature": base64.StdEncoding.EncodeToString(sig)}}}
+	}
+	body := stepUp(domain.ChangeKindPhone, phone)
+	body["phone"] = phone
+	expect(holder, http.StatusOK, "PUT", base+"/phone", body)
+	body = stepUp(domain.ChangeKindBankAccount, bankNumber)
+	body["bank_account_number"], body["holder_name"] = bankNumber, name
+	expect(holder, http.StatusCreated, "POST", base+"/bank-account", body)
+	expect(funding, http.StatusCreated, "POST", base+"/deposits", map[string]any{"amount": "30.00", "currency": "CNY", "reference": "bank-1"})
+	pay := expect(holder, http.StatusCreated, "POST", base+"/payments", map[string]any{"payee_account_id": bob, "amount": "30.00", "currency": "CNY",
+		"channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": description}).Str("payment_id")
+	expect(holder, http.StatusOK, "POST", base+"/payments/"+pay+"/confirm", map[string]any{"device_id": "laptop-1",
+		"proofs": []any{map[string]any{"factor_id": pw, "password": password}}})
+	expect(holder, http.StatusOK, "POST", base+"/close", map[string]any{})
+	needles := []string{name, "Xiaoming", phone, "13912345678", bankNumber, description}
+	if hits := grepData(t, dir, needles...); len(hits) > 0 {
+		t.Fatalf("personal data in clear before any erasure: %v", hits)
+	}
+	if x := expect(compliance, http.StatusOK, "GET", base+"/personal-data", nil); x.Str("holder_name") != name || x.Str("phone") != phone {
+		t.Fatalf("export: %s", x.Raw)
+	}
+
+	since := "?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z"
+	amounts := func(acct string) string {
+		var b strings.Builder
+		for _, e := range expect(compliance, http.StatusOK, "GET", "/v1/accounts/"+acct+"/statement"+since, nil).List("entries") {
+			b.WriteString(e["type"].(string) + " " + e["direction"].(string) + " " + e["amount"].(string) + " " + e["balance_after"].(string) + ";")
+		}
+		return b.String()
+	}
+	balance := func(acct string) string {
+		return expect(compliance, http.StatusOK, "GET", "/v1/accounts/"+acct+"/balance", nil).Str("available")
+	}
+	stmtA, stmtB, balA, balB := amounts(id), amounts(bob), balance(id), balance(bob)
+	if balB != "30.00" || !strings.Contains(stmtB, "30.00") {
+		t.Fatalf("bob: %s %s", balB, stmtB)
+	}
+	logBefore, err := m.Store.ReadAll(ctx, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.signer.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	clk.Advance(5*365*24*time.Hour + 3*24*time.Hour)
+	expect(compliance, http.StatusOK, "POST", base+"/erasure", map[string]any{"reference": "dsr-2031-0077"})
+
+	// While the server runs.
+	if hits := grepData(t, dir, needles...); len(hits) > 0 {
+		t.Errorf("after the erasure, while running: %v", hits)
+	}
+	if a, b, ba, bb := amounts(id), amounts(bob), balance(id), balance(bob); a != stmtA || b != stmtB || ba != balA || bb != balB {
+		t.Errorf("amounts changed by the erasure:\n%s %s %s %s\n%s %s %s %s", stmtA, stmtB, balA, balB, a, b, ba, bb)
+	}
+	for _, e := range expect(compliance, http.StatusOK, "GET", "/v1/accounts/"+bob+"/statement"+since, nil).List("entries") {
+		if e["description"] != domain.ErasedText {
+			t.Errorf("bob's statement shows the payer's description %v", e["description"])
+		}
+	}
+	if v := expect(compliance, http.StatusOK, "GET", base, nil); v.Str("holder_name") != domain.ErasedText || v.Str("bank_account_last4") != domain.ErasedText {
+		t.Errorf("account after erasure: %s", v.Raw)
+	}
+	logAfter, err := m.Store.ReadAll(ctx, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erasures := 0
+	for _, e := range logAfter[len(logBefore):] {
+		switch e.Type {
+		case domain.TypePersonalDataErased:
+			erasures++
+		case domain.TypeStaffRead: // compliance's reads above
+		default:
+			t.Errorf("the erasure appended a %s", e.Type)
+		}
+	}
+	if erasures != 1 {
+		t.Errorf("%d erasure events", erasures)
+	}
+	for i, e := range logBefore {
+		if logAfter[i].ID != e.ID || logAfter[i].Hash != e.Hash || !bytes.Equal(logAfter[i].Payload, e.Payload) {
+			t.Fatalf("event %d changed in the erasure", e.Position)
+		}
+	}
+
+	// After the server stopped.
+	stopped = true
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if hits := grepData(t, dir, needles...); len(hits) > 0 {
+		t.Errorf("after the erasure, stopped: %v", hits)
+	}
+	if hits := grepData(t, dir, "test compliance"); len(hits) == 0 {
+		t.Error("the walk does not find a staff key's label in staffkeys.db: it would miss personal data too")
+	}
+	out.Reset()
+	if err := run(ctx, []string{"verify", "--data", dir, "--checkpoints", cpDir, "--public-key", cpKey + ".pub"}, &out, &errOut); err != nil ||
+		!strings.Contains(out.String(), "verify: ok") {
+		t.Fatalf("verify: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"rebuild", "--data", dir}, &out, &errOut); err != nil || !strings.Contains(out.String(), "ok (identical read models)") {
+		t.Fatalf("rebuild: %v\n%s%s", err, out.String(), errOut.String())
+	}
+
+	// A restarted server (no cache, the snapshot replaced) reads it erased.
+	m2 := &Main{Config: config}
+	if err := m2.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	comp2 := key(m2, staffkeys.RoleCompliance)
+	x := expect(comp2, http.StatusOK, "GET", base+"/personal-data", nil)
+	if x.Body["erased"] != true || x.Str("holder_name") != domain.ErasedText || x.Str("phone") != domain.ErasedText {
+		t.Errorf("export after restart: %s", x.Raw)
+	}
+	if s := m2.Service.SnapshotStats(); s.Rejected != 0 {
+		t.Errorf("a restarted server refused %d snapshots", s.Rejected)
+	}
+	if r, err := comp2.Expect(ctx, http.StatusConflict, "POST", base+"/erasure", map[string]any{"reference": "dsr-2031-0078"}, ""); err != nil || r.Str("code") != "personal_data_erased" {
+		t.Errorf("second erasure: %v %s", err, r.Raw)
+	}
+}

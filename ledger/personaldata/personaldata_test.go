@@ -1,0 +1,157 @@
+package personaldata_test
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/payledger/payledger/internal/sqlitedsn"
+	"github.com/payledger/payledger/ledger/personaldata"
+)
+
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.ChaCha8
+}
+
+func (l *lockedRand) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+func clock() time.Time { return time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC) }
+
+func open(t *testing.T, path string, master []byte) *personaldata.Store {
+	t.Helper()
+	s, err := personaldata.Open(path, master, clock, &lockedRand{r: rand.NewChaCha8([32]byte{1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var master = bytes.Repeat([]byte{7}, personaldata.KeySize)
+
+// TestSealOpen: a sealed field holds no plain text, opens only in its own
+// event for its own owner, and a wrong master key is refused at open.
+func TestSealOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "personaldata.db")
+	s := open(t, path, master)
+	sealed, err := s.Seal("ACC1", "EV1", "Li Wei")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !personaldata.Sealed(sealed) || strings.Contains(sealed, "Li Wei") || !strings.HasPrefix(sealed, "pd1:ACC1:") {
+		t.Fatalf("sealed %q", sealed)
+	}
+	again, err := s.Seal("ACC1", "EV1", "Li Wei")
+	if err != nil || again == sealed {
+		t.Fatalf("two seals of one text are equal (a nonce repeated): %v", err)
+	}
+	if plain, err := s.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
+		t.Fatalf("open: %q %v", plain, err)
+	}
+	if _, err := s.Open("ACC1", "EV2", sealed); err == nil {
+		t.Error("a field moved to another event opened")
+	}
+	if _, err := s.Open("ACC2", "EV1", sealed); err == nil {
+		t.Error("a field opened as another owner's")
+	}
+	other, err := s.Seal("ACC2", "EV1", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := "pd1:ACC1:" + strings.SplitN(other, ":", 3)[2]
+	if _, err := s.Open("ACC1", "EV1", forged); err == nil {
+		t.Error("another owner's ciphertext opened under ACC1's key")
+	}
+	if got := s.Resolve("EV1", "paid ****"+sealed+" today", "[erased]", "[unreadable]"); got != "paid ****Li Wei today" {
+		t.Errorf("resolve: %q", got)
+	}
+	if got := s.Resolve("EV2", sealed, "[erased]", "[unreadable]"); got != "[unreadable]" {
+		t.Errorf("resolve in another event: %q", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := personaldata.Open(path, bytes.Repeat([]byte{8}, personaldata.KeySize), clock, &lockedRand{r: rand.NewChaCha8([32]byte{2})}); !errors.Is(err, personaldata.ErrWrongMasterKey) {
+		t.Fatalf("a wrong master key: %v", err)
+	}
+	s = open(t, path, master)
+	defer s.Close()
+	if plain, err := s.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
+		t.Fatalf("open after reopening: %q %v", plain, err)
+	}
+	if _, err := s.Open("ACC9", "EV1", "pd1:ACC9:AAAA"); !errors.Is(err, personaldata.ErrNoKey) {
+		t.Errorf("a field of an owner without a key: %v, want ErrNoKey", err)
+	}
+}
+
+// TestEraseOverwritesTheKey: after Erase the owner's fields read as erased
+// (also after reopening), and the wrapped key's bytes are nowhere in the
+// file: secure_delete overwrote them and the journal is gone.
+func TestEraseOverwritesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "personaldata.db")
+	s := open(t, path, master)
+	sealed, err := s.Seal("ACC1", "EV1", "13800138000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Seal("ACC2", "EV2", "keep me"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", sqlitedsn.File(path).QueryOnly().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapped []byte
+	if err := db.QueryRow("SELECT wrapped FROM data_keys WHERE owner = 'ACC1'").Scan(&wrapped); err != nil || len(wrapped) < 32 {
+		t.Fatalf("wrapped key: %x %v", wrapped, err)
+	}
+	db.Close()
+	if err := s.Erase("ACC1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open("ACC1", "EV1", sealed); !errors.Is(err, personaldata.ErrErased) {
+		t.Fatalf("open after erase: %v", err)
+	}
+	if _, err := s.Seal("ACC1", "EV3", "new"); !errors.Is(err, personaldata.ErrErased) {
+		t.Fatalf("seal after erase: %v", err)
+	}
+	if st, err := s.StateOf("ACC2"); err != nil || st != personaldata.Live {
+		t.Fatalf("another owner's key: %v %v", st, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, wrapped[:24]) {
+			t.Errorf("%s still holds the erased wrapped key", e.Name())
+		}
+	}
+	s = open(t, path, master)
+	defer s.Close()
+	if st, err := s.StateOf("ACC1"); err != nil || st != personaldata.Erased {
+		t.Fatalf("after reopening: %v %v", st, err)
+	}
+	if err := s.Erase("ACC1"); err != nil {
+		t.Fatalf("a second erase: %v", err)
+	}
+}
