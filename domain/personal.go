@@ -112,7 +112,7 @@ func decideErase(a *Account, c ErasePersonalData, now time.Time) ([]Event, error
 		return nil, Errorf(CodePersonalDataRetained, "the operations of account %s are retained until %s (R2: %d years from the last operation); its personal data cannot be erased before",
 			a.ID, u, RetentionYears).With("retained_until", u)
 	}
-	return one(PersonalDataErased{Reference: c.Reference, Staff: c.Staff})
+	return one(PersonalDataErased(c))
 }
 
 // MapPersonal returns e with fn applied to each non-empty field of personal

@@ -92,13 +92,12 @@ func TestOpenAPIPersonalData(t *testing.T) {
 	for _, k := range []string{operator, funding, finance, auditor, regulator} {
 		a.problem(call{method: "POST", path: acct + "/erasure", token: k, status: 403, body: erase.body}, "forbidden", nil)
 	}
-	head := st.head(t)
 	a.problem(call{method: "POST", path: acct + "/erasure", token: compliance, status: 409, body: erase.body}, "personal_data_retained", nil)
 	a.problem(call{method: "POST", path: acct + "/erasure", token: compliance, status: 400, docRejects: true,
 		body: obj{"reference": "request of " + name}}, "invalid_request", obj{"field": "reference"})
 	a.do(call{method: "POST", path: acct + "/close", token: aliceTok, status: 200, body: obj{}})
 	closedAt := clk.Peek()
-	head = st.head(t)
+	head := st.head(t)
 	r := a.problem(call{method: "POST", path: acct + "/erasure", token: compliance, status: 409, body: erase.body}, "personal_data_retained", nil)
 	until, err := time.Parse(time.RFC3339, r.str("retained_until"))
 	if err != nil || until.Before(closedAt.AddDate(5, 0, -1)) || until.After(closedAt.AddDate(5, 0, 1)) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventbus/natsrelay"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger"
@@ -81,6 +82,15 @@ type Config struct {
 	CheckpointKey   string
 	CheckpointDir   string
 	CheckpointEvery time.Duration
+	// NATS is where the relay publishes the log (bus.go): "off" or "" (no
+	// relay), "embedded" (a NATS server inside the process, storage under
+	// the data directory, no port), "embedded:HOST:PORT" (the same,
+	// listening on a loopback address), or nats:// and tls:// URLs.
+	// NATSStream and NATSSubject name the JetStream stream and the subject
+	// prefix (natsrelay's defaults when empty).
+	NATS        string
+	NATSStream  string
+	NATSSubject string
 	// MasterKey is the file of the key that wraps the customers' data
 	// keys (personaldata.db), MasterKeyB64 the key itself from the
 	// environment; with neither, one is generated beside the data
@@ -110,6 +120,8 @@ type Main struct {
 	syncSeconds prometheus.Histogram
 	// signer signs checkpoints of the log (nil without a key).
 	signer *checkpoints.Signer
+	// bus is the event relay and its NATS connection (nil when off).
+	bus *bus
 
 	srv    *http.Server
 	ln     net.Listener
@@ -130,6 +142,10 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 			"file of the key that signs checkpoints of the log (payledger keys signing-key; keep it outside the data directory)")
 		fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "also write each signed checkpoint here, e.g. a write-once mount")
 		fs.DurationVar(&c.CheckpointEvery, "checkpoint-every", time.Minute, "how often to sign a checkpoint of the log (and at shutdown)")
+		fs.StringVar(&c.NATS, "nats", envOr("PAYLEDGER_NATS", "off"),
+			"publish the log to NATS JetStream: off, embedded (in process, storage in the data directory; embedded:127.0.0.1:PORT to listen), or nats://HOST:4222 (env PAYLEDGER_NATS)")
+		fs.StringVar(&c.NATSStream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", natsrelay.DefaultStream), "the JetStream stream the relay publishes to (created when missing)")
+		fs.StringVar(&c.NATSSubject, "nats-subject", envOr("PAYLEDGER_NATS_SUBJECT", natsrelay.DefaultSubjectPrefix), "the subject prefix: events go to PREFIX.<EventType>")
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
@@ -216,8 +232,13 @@ func (m *Main) Open(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
+	if m.bus, err = openBus(c, m.Store); err != nil {
+		m.closeStores()
+		return err
+	}
 	// The stores just made their files with the process's umask.
 	if err := secureDataDir(c.DataDir); err != nil {
+		m.closeBus()
 		m.closeStores()
 		return err
 	}
@@ -232,6 +253,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if len(c.CloseCurrencies) > 0 {
 		m.wg.Add(1)
 		go m.closeDays(runCtx)
+	}
+	if m.bus != nil {
+		m.wg.Add(1)
+		go m.relayEvents(runCtx)
 	}
 	if c.Addr == "" {
 		return nil
@@ -377,7 +402,11 @@ func (m *Main) serve() error {
 	if m.signer != nil {
 		api.SetCheckpoints(m.signer)
 	}
-	if err := api.Register(append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)...); err != nil {
+	metrics := append(append(storeMetrics(m.Store), m.syncSeconds), snapshotMetrics(m.Service)...)
+	if m.bus != nil {
+		metrics = append(metrics, relayMetrics(m.bus.relay, m.Store)...)
+	}
+	if err := api.Register(metrics...); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	m.srv = &http.Server{Handler: api,
@@ -542,6 +571,8 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("checkpoint at shutdown: %w", err))
 		}
 	}
+	// The relay drained in its goroutine; the log stays open until then.
+	m.closeBus()
 	errs = append(errs, m.closeStores())
 	return errors.Join(errs...)
 }
