@@ -24,6 +24,8 @@ import (
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventbus/natsrelay"
+	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
 	"github.com/payledger/payledger/ledger"
@@ -66,6 +68,11 @@ type Config struct {
 	Clock     func() time.Time
 	Rand      io.Reader
 	StoreOpts sqlite.Options
+	// Store is where the event log lives (parseStore): empty for the data
+	// directory's events.db, sqlite:PATH, or postgres://...;
+	// PostgresOpts tunes the PostgreSQL adapter (zero: its defaults).
+	Store        string
+	PostgresOpts postgres.Options
 	// Progress, when a terminal, shows how far a long start is (an old
 	// event log's migration); nil shows nothing.
 	Progress    io.Writer
@@ -104,8 +111,9 @@ type Config struct {
 // Main is one running ledger: store, read models, write path and HTTP API.
 // End-to-end tests and the demo use it exactly as serve does.
 type Main struct {
-	Config  Config
-	Store   *sqlite.Store
+	Config Config
+	// Store is the event log: *sqlite.Store or *postgres.Store.
+	Store   eventstore.Store
 	RM      *projections.ReadModels
 	Service *ledger.Service
 	// StaffKeys holds the staff API keys (payledger keys).
@@ -146,6 +154,8 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 			"publish the log to NATS JetStream: off, embedded (in process, storage in the data directory; embedded:127.0.0.1:PORT to listen), or nats://HOST:4222 (env PAYLEDGER_NATS)")
 		fs.StringVar(&c.NATSStream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", natsrelay.DefaultStream), "the JetStream stream the relay publishes to (created when missing)")
 		fs.StringVar(&c.NATSSubject, "nats-subject", envOr("PAYLEDGER_NATS_SUBJECT", natsrelay.DefaultSubjectPrefix), "the subject prefix: events go to PREFIX.<EventType>")
+		fs.StringVar(&c.Store, "store", os.Getenv("PAYLEDGER_STORE"),
+			"the event log: sqlite:PATH or postgres://... (run payledger migrate first); default events.db in --data")
 	}
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
@@ -218,7 +228,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Service, err = ledger.New(ledger.Config{Store: m.Store, Balances: m.RM, Policy: policy, Keys: keys,
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
 		// The SQLite file has one writing process, and it runs this one
-		// Service: its aggregate cache is authoritative.
+		// Service: its aggregate cache is authoritative. On PostgreSQL
+		// this assumes that no other process writes the log (see
+		// docs/architecture.md, "Running on PostgreSQL").
 		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy, PersonalData: m.PersonalData,
 		SnapshotEvery: c.SnapshotEvery,
 		OnSnapshotRejected: func(stream, reason string) {
@@ -338,16 +350,9 @@ func (m *Main) openStores(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
-	opts := m.storeOptions()
-	stopProgress := func() {}
-	if c.Progress != nil && opts.MigrateProgress == nil {
-		opts.MigrateProgress, stopProgress = progressReporter(c.Progress, "migrate the event log: events packed")
-	}
-	m.Store, err = sqlite.Open(filepath.Join(c.DataDir, "events.db"), opts)
-	stopProgress()
-	if err != nil {
+	if m.Store, err = m.openLog(ctx); err != nil {
 		m.closeStores()
-		return lockedHint(err)
+		return err
 	}
 	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
 		m.closeStores()
@@ -363,15 +368,8 @@ func (m *Main) openStores(ctx context.Context) error {
 // storeOptions are the configured store options with the sync histogram
 // wired in (after any observer the configuration has).
 func (m *Main) storeOptions() sqlite.Options {
-	m.syncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "payledger_log_sync_seconds",
-		Help: "How long the event log's writer took to make a committed transaction durable (its fsync); one observation per transaction, not per event.",
-		// From a fast NVMe's tens of microseconds to a struggling disk's
-		// second.
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	})
 	opts := m.Config.StoreOpts
-	prev, hist := opts.ObserveSync, m.syncSeconds
+	prev, hist := opts.ObserveSync, m.syncHistogram()
 	opts.ObserveSync = func(d time.Duration) {
 		if prev != nil {
 			prev(d)
@@ -379,6 +377,21 @@ func (m *Main) storeOptions() sqlite.Options {
 		hist.Observe(d.Seconds())
 	}
 	return opts
+}
+
+// syncHistogram is the histogram of the log's sync durations, made on
+// first use.
+func (m *Main) syncHistogram() prometheus.Histogram {
+	if m.syncSeconds == nil {
+		m.syncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "payledger_log_sync_seconds",
+			Help: "How long the event log's writer took to make a committed transaction durable (its fsync, or PostgreSQL's COMMIT); one observation per transaction, not per event.",
+			// From a fast NVMe's tens of microseconds to a struggling disk's
+			// second.
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		})
+	}
+	return m.syncSeconds
 }
 
 // serve binds Addr (with TLS when configured) and serves the HTTP API,
@@ -494,17 +507,21 @@ func selfSigned(now time.Time, rnd io.Reader) (tls.Certificate, error) {
 // storeMetrics exposes the event log's writer counters: their rates give
 // appends, events and transactions per second, and events per
 // transaction (the group commit's batch size).
-func storeMetrics(st *sqlite.Store) []prometheus.Collector {
-	counter := func(name, help string, read func(sqlite.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(read(st.Stats())) })
+func storeMetrics(st eventstore.Store) []prometheus.Collector {
+	counter := func(name, help string, read func(logStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(read(storeStats(st))) })
 	}
-	return []prometheus.Collector{
-		counter("payledger_log_transactions_total", "Transactions the event log's writer committed (each fsynced before it is acknowledged).",
-			func(s sqlite.Stats) int64 { return s.Transactions }),
-		counter("payledger_log_appends_total", "Appends the event log's writer committed.", func(s sqlite.Stats) int64 { return s.Appends }),
-		counter("payledger_log_events_total", "Events the event log's writer committed.", func(s sqlite.Stats) int64 { return s.Events }),
-		counter("payledger_log_index_flushes_total", "Batches of stream-index entries the writer wrote to disk.", func(s sqlite.Stats) int64 { return s.IndexFlushes }),
+	out := []prometheus.Collector{
+		counter("payledger_log_transactions_total", "Transactions the event log's writer committed (each durable before it is acknowledged).",
+			func(s logStats) int64 { return s.Transactions }),
+		counter("payledger_log_appends_total", "Appends the event log's writer committed.", func(s logStats) int64 { return s.Appends }),
+		counter("payledger_log_events_total", "Events the event log's writer committed.", func(s logStats) int64 { return s.Events }),
 	}
+	if lite, ok := st.(*sqlite.Store); ok {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "payledger_log_index_flushes_total",
+			Help: "Batches of stream-index entries the writer wrote to disk."}, func() float64 { return float64(lite.Stats().IndexFlushes) }))
+	}
+	return out
 }
 
 // project keeps the read models fed. A failure is logged and retried after

@@ -40,7 +40,7 @@ func TestSyncMetric(t *testing.T) {
 		t.Fatalf("no payledger_log_sync_seconds_count in\n%s", body)
 	}
 	if n, _ := strconv.Atoi(string(c[1])); n < 1 {
-		t.Fatalf("%d syncs observed after %d transactions", n, m.Store.Stats().Transactions)
+		t.Fatalf("%d syncs observed after %d transactions", n, storeStats(m.Store).Transactions)
 	}
 	for _, name := range []string{"payledger_snapshots_saved_total", "payledger_snapshots_loaded_total", "payledger_snapshots_rejected_total"} {
 		if !regexp.MustCompile(`(?m)^` + name + ` \d+$`).Match(body) {

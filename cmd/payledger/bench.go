@@ -10,15 +10,20 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/staffkeys"
@@ -42,6 +47,9 @@ type benchConfig struct {
 	// years and measures reads, rebuild and verify on it (history.go)
 	// instead of the write-path runs.
 	history int64
+	// store, when a postgres:// URL, adds a run on PostgreSQL (in a schema
+	// of its own, dropped afterwards) instead of the baseline.
+	store string
 }
 
 // Bench workload constants.
@@ -96,8 +104,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&c.rate, "rate", 0, "offered payments per second in the group-commit run: an open loop, each payment's latency counted from its scheduled start; 0 runs the closed loop (each client pays again as soon as its last payment returns)")
 	fs.StringVar(&c.trace, "trace", "", "write a runtime execution trace of the group-commit run's measured phase to this file (go tool trace)")
 	fs.Int64Var(&c.history, "history", 0, "build a store of this many events over five simulated years, then measure cold and warm balance reads, statement pages, a cold account's first payment, rebuild and verify on it (0: the write-path runs)")
+	fs.StringVar(&c.store, "store", "", "also run on this PostgreSQL database (postgres://...), in a schema of its own dropped afterwards, instead of the baseline, and print its rate beside the embedded store's")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var pgStore bool
+	if c.store != "" {
+		spec, err := parseStore(c.store, "")
+		if err != nil || spec.postgresDSN == "" {
+			return errors.New("bench: --store must be a postgres://... URL (the embedded store always runs)")
+		}
+		pgStore = true
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -139,9 +156,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	res, err := benchRun(ctx, c, "group-commit", root, sqlite.DefaultOptions(), c.duration, c.speed, c.rate, c.cpuProfile, c.trace, stdout, stderr)
+	res, err := benchRun(ctx, c, "group-commit", root, "", sqlite.DefaultOptions(), c.duration, c.speed, c.rate, c.cpuProfile, c.trace, stdout, stderr)
 	if err != nil {
 		return err
+	}
+	if pgStore {
+		pres, err := benchRun(ctx, c, "postgres", root, c.store, sqlite.DefaultOptions(), c.duration, c.speed, c.rate, "", "", stdout, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "bench: payments_per_s=%d p50_ms=%.2f p99_ms=%.2f postgres_payments_per_s=%d postgres_p50_ms=%.2f postgres_p99_ms=%.2f postgres_ratio=%.2f\n",
+			int64(res.rate), ms(res.p50), ms(res.p99), int64(pres.rate), ms(pres.p50), ms(pres.p99), pres.rate/max(res.rate, 1e-9))
+		return nil
 	}
 	// A shared disk's fsync can change within a run, and the baseline's
 	// rate follows it, so measure it again just before the baseline (the
@@ -151,7 +177,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	base := sqlite.DefaultOptions()
 	base.GroupCommit = false
-	bres, err := benchRun(ctx, c, "baseline", root, base, c.baselineDuration, c.baselineSpeed, 0, "", "", stdout, stderr)
+	bres, err := benchRun(ctx, c, "baseline", root, "", base, c.baselineDuration, c.baselineSpeed, 0, "", "", stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -328,7 +354,7 @@ type benchResult struct {
 
 // benchRun sets up a fresh ledger, measures the workload for d with the
 // given store options and verifies the ledger afterwards.
-func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite.Options, d time.Duration,
+func benchRun(ctx context.Context, c benchConfig, name, root, store string, opts sqlite.Options, d time.Duration,
 	speed, rate float64, cpuProfile, traceFile string, stdout, stderr io.Writer) (res benchResult, err error) {
 	dir, err := os.MkdirTemp(root, name+"-")
 	if err != nil {
@@ -337,7 +363,18 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	clock := newVirtualClock(speed)
 	rnd := newLockedReader(c.seed)
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg := Config{DataDir: dir, TimeZone: c.timeZone, Clock: clock.Now, Rand: rnd, Log: logger}
+	cfg := Config{DataDir: dir, TimeZone: c.timeZone, Clock: clock.Now, Rand: rnd, Log: logger, Store: store}
+	if store != "" {
+		drop, err := benchSchema(ctx, store, filepath.Base(dir), &cfg)
+		if err != nil {
+			return res, fmt.Errorf("bench %s: %w", name, err)
+		}
+		defer func() {
+			if derr := drop(); derr != nil && err == nil {
+				err = fmt.Errorf("bench %s: %w", name, derr)
+			}
+		}()
+	}
 
 	// Setup always runs with group commit: it is not measured, and without
 	// it thousands of accounts would take minutes of single fsyncs. The
@@ -379,21 +416,21 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	if err != nil {
 		return res, err
 	}
-	before := m.Store.Stats()
+	before := storeStats(m.Store)
 	cpu0, cpuOK := processCPU()
 	if rate > 0 {
 		fmt.Fprintf(stdout, "bench: %s: open loop, %g payments/s offered; latency counted from each payment's scheduled start\n", name, rate)
 	}
 	res, firstErr := benchMeasure(ctx, m, c, accts, d, rate, clock)
 	cpu1, _ := processCPU()
-	after := m.Store.Stats()
+	after := storeStats(m.Store)
 	if err := stopProfiles(); err != nil {
 		return res, err
 	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
-	st := sqlite.Stats{Transactions: after.Transactions - before.Transactions, Appends: after.Appends - before.Appends,
+	st := logStats{Transactions: after.Transactions - before.Transactions, Appends: after.Appends - before.Appends,
 		Events: after.Events - before.Events}
 	perTx := 0.0
 	if st.Transactions > 0 {
@@ -421,6 +458,30 @@ func benchRun(ctx context.Context, c benchConfig, name, root string, opts sqlite
 	}
 	fmt.Fprintf(stdout, "bench: %s: ledger verified: debits = credits, balances sum to zero, no account negative\n", name)
 	return res, nil
+}
+
+// benchSchema migrates a fresh PostgreSQL schema named after the run's
+// directory for a run on dsn, points cfg at it, and returns what drops it.
+func benchSchema(ctx context.Context, dsn, name string, cfg *Config) (drop func() error, err error) {
+	schema := "payledger_bench_" + strings.ToLower(strings.NewReplacer("-", "_").Replace(name))
+	cfg.PostgresOpts = postgres.DefaultOptions()
+	cfg.PostgresOpts.Schema = schema
+	if _, err := postgres.Migrate(ctx, dsn, cfg.PostgresOpts); err != nil {
+		return nil, err
+	}
+	return func() error {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(dctx, dsn)
+		if err != nil {
+			return fmt.Errorf("drop schema %s: %w", schema, err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(dctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("drop schema %s: %w", schema, err)
+		}
+		return nil
+	}, nil
 }
 
 // benchSetup opens the accounts, enrols one TOTP factor each (on device

@@ -27,6 +27,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "", "keep the demo's store in this directory (default: a temporary one, removed afterwards)")
+	store := fs.String("store", "", "the event log: postgres://... (migrated, and empty) or sqlite:PATH; default events.db in the data directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	m := Main{Config: Config{Addr: "127.0.0.1:0", DataDir: *dir, TimeZone: "Asia/Shanghai", Clock: clock.Now, Progress: stderr,
 		Log:           slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour, MasterKey: masterPath}}
+		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour, MasterKey: masterPath, Store: *store}}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}

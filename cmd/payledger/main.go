@@ -21,8 +21,11 @@ usage:
                     [--lock-after 5] [--lock-for 30m] [--challenge-ttl 5m] [--session-ttl 8h]
                     [--session-idle 15m] [--cooling-off 24h] [--policy FILE]
                     [--checkpoint-key FILE [--checkpoint-dir DIR] [--checkpoint-every 1m]]
-                        run the HTTP API on the embedded store
-  payledger demo    [--data DIR]
+                    [--store sqlite:PATH|postgres://...]
+                        run the HTTP API (the log in --data's events.db unless --store names another)
+  payledger migrate --store postgres://...|sqlite:PATH
+                        apply the event log's schema (PostgreSQL: before the first serve, and after an upgrade)
+  payledger demo    [--data DIR] [--store postgres://...]
                         walk a narrated scenario through the real API on a temporary store
   payledger keys    create --role ROLE [--label TEXT] | list | revoke ID   [--data ./data]
                         manage staff API keys (roles: operator, funding, finance, compliance, regulator, auditor)
@@ -35,7 +38,7 @@ usage:
                         the oldest event and how long it is kept; fails when an append-only guard is missing
   payledger rebuild [--data ./data]
                         replay the log into fresh read models and check them; stop the server first
-  payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N]
+  payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N] [--store postgres://...]
                         measure confirmed payments per second (docs/performance.md)
   payledger digest  --year 2026 [--data ./data] [--tz Asia/Shanghai]
                         the Merkle root of a year's events and the signed checkpoint covering them
@@ -94,6 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReport(ctx, args[1:], stdout, stderr)
 	case "digest":
 		return cmdDigest(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "retention":
 		return cmdRetention(ctx, args[1:], stdout, stderr)
 	case "proof":

@@ -66,6 +66,11 @@ type Options struct {
 	// CommitTimeout bounds one write transaction, from its first statement
 	// to its commit (default 30 s).
 	CommitTimeout time.Duration
+	// ObserveSync, when set, is told once per committed transaction how
+	// long its COMMIT took (the server's flush of its WAL, and a synchronous
+	// replica's, when one is configured); it runs on the write path and must
+	// be quick.
+	ObserveSync func(time.Duration)
 }
 
 // DefaultOptions returns the production settings.

@@ -219,8 +219,12 @@ func (s *Store) write(ctx context.Context, live []*appendReq) (*txn, error) {
 	if s.beforeCommit != nil {
 		s.beforeCommit()
 	}
+	start := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if s.opts.ObserveSync != nil {
+		s.opts.ObserveSync(time.Since(start))
 	}
 	return t, nil
 }

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/payledger/payledger/eventstore/postgres"
+	"github.com/payledger/payledger/internal/pgtest"
+)
+
+// pgStoreURL returns a --store URL of a fresh, empty schema on the test
+// server (dropped after the test), migrated when migrate is true.
+func pgStoreURL(t *testing.T, migrate bool) string {
+	t.Helper()
+	dsn, schema := pgtest.Schema(t, t.Name())
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	if migrate {
+		if _, err := postgres.Migrate(context.Background(), dsn, postgres.Options{Schema: schema}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return u.String()
+}
+
+func TestParseStore(t *testing.T) {
+	for _, c := range []struct {
+		in, path, dsn string
+	}{
+		{"", "d/events.db", ""},
+		{"sqlite:/var/lib/log.db", "/var/lib/log.db", ""},
+		{"postgres://u@h/db", "", "postgres://u@h/db"},
+		{"postgresql://u@h/db", "", "postgresql://u@h/db"},
+	} {
+		s, err := parseStore(c.in, "d")
+		if err != nil || s.sqlitePath != c.path || s.postgresDSN != c.dsn {
+			t.Errorf("parseStore(%q) = %+v, %v", c.in, s, err)
+		}
+	}
+	for _, bad := range []string{"sqlite:", "mysql://u:secret@h/db", "kurrentdb://h"} {
+		_, err := parseStore(bad, "d")
+		if err == nil {
+			t.Errorf("parseStore(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("parseStore(%q): the error shows the password: %v", bad, err)
+		}
+	}
+	if got := redactStore("postgres://u:secret@h:5432/db"); strings.Contains(got, "secret") {
+		t.Errorf("redactStore kept the password: %s", got)
+	}
+}
+
+// TestMigrateCommand: payledger migrate applies the PostgreSQL schema once,
+// a second run applies nothing, and serve's Open refuses an unmigrated
+// database with the hint to run it.
+func TestMigrateCommand(t *testing.T) {
+	ctx := context.Background()
+	store := pgStoreURL(t, false)
+	m := &Main{Config: Config{DataDir: t.TempDir(), TimeZone: "Asia/Shanghai", Store: store}}
+	err := m.Open(ctx)
+	if err == nil || !strings.Contains(err.Error(), "payledger migrate") {
+		t.Fatalf("Open on an unmigrated database: %v, want the hint to migrate", err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"migrate", "--store", store}, &out, &errOut); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "applied [1]") {
+		t.Fatalf("first migrate said %q", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"migrate", "--store", store}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "nothing to apply") {
+		t.Fatalf("second migrate said %q", out.String())
+	}
+	if err := run(ctx, []string{"migrate"}, &out, &errOut); err == nil {
+		t.Error("migrate without --store succeeded")
+	}
+}
+
+// TestDemoOnPostgres runs the whole narrated scenario through the real API
+// with the event log on PostgreSQL: every step's expectations, the
+// checkpoint proofs and the verification of every hash chain must hold.
+func TestDemoOnPostgres(t *testing.T) {
+	store := pgStoreURL(t, true)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"demo", "--store", store}, &out, &errOut); err != nil {
+		t.Fatalf("demo on PostgreSQL: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	if !strings.HasSuffix(out.String(), "demo: ok\n") {
+		t.Fatalf("demo did not end with ok:\n%s", out.String())
+	}
+}
+
+// TestBenchOnPostgres: bench --store runs the embedded store and then
+// PostgreSQL (in a schema of its own, dropped afterwards), both verified,
+// and prints both rates and their ratio.
+func TestBenchOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench runs two small ledgers")
+	}
+	dsn := pgtest.DSN(t)
+	out := runBench(t, "--duration", "300ms", "--clients", "4", "--accounts", "20", "--store", dsn)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	re := regexp.MustCompile(`^bench: payments_per_s=(\d+) p50_ms=\d+\.\d{2} p99_ms=\d+\.\d{2} postgres_payments_per_s=(\d+) postgres_p50_ms=\d+\.\d{2} postgres_p99_ms=\d+\.\d{2} postgres_ratio=\d+\.\d{2}$`)
+	m := re.FindStringSubmatch(lines[len(lines)-1])
+	if m == nil {
+		t.Fatalf("last line %q does not match %s", lines[len(lines)-1], re)
+	}
+	if mustAtoi(t, m[1]) <= 0 || mustAtoi(t, m[2]) <= 0 {
+		t.Errorf("rates %s and %s, want both above 0", m[1], m[2])
+	}
+	runs := regexp.MustCompile(`(?m)^bench: (group-commit|postgres): payments=(\d+) refusals=(\d+) errors=(\d+) `).FindAllStringSubmatch(out, -1)
+	if len(runs) != 2 || runs[1][1] != "postgres" {
+		t.Fatalf("run summaries %q, want group-commit then postgres", runs)
+	}
+	for _, r := range runs {
+		if r[4] != "0" {
+			t.Errorf("%s run reported %s errors", r[1], r[4])
+		}
+	}
+	if got := strings.Count(out, "ledger verified"); got != 2 {
+		t.Errorf("%d runs verified the ledger, want 2", got)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'payledger_bench_postgres_%'`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d bench schemas left behind", left)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "--store", "sqlite:x.db"}, &stdout, &stderr); err == nil {
+		t.Error("bench --store sqlite: accepted")
+	}
+}
