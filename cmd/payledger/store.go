@@ -40,7 +40,7 @@ func parseStore(v, dataDir string) (storeSpec, error) {
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		return storeSpec{postgresDSN: v}, nil
 	}
-	return storeSpec{}, fmt.Errorf("--store %q: want sqlite:PATH or postgres://...", redactStore(v))
+	return storeSpec{}, fmt.Errorf("--store %q: want sqlite:PATH or a postgres:// URL", redactStore(v))
 }
 
 // redactStore hides a password in a store URL for messages.
