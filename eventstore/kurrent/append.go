@@ -1,0 +1,312 @@
+package kurrent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/payledger/payledger/eventstore"
+)
+
+// maxCatchUpPages bounds one catch-up: a log growing faster than this
+// store can read it is an error rather than an endless loop.
+const maxCatchUpPages = 100000
+
+// expectedRevision is the client's expected revision of a stream that
+// must hold exactly n events.
+func expectedRevision(n int64) esdb.ExpectedRevision {
+	if n == 0 {
+		return esdb.NoStream{}
+	}
+	return esdb.Revision(uint64(n - 1))
+}
+
+// Append appends events to stream if it holds expected events (or
+// expected is eventstore.Any); see the package comment for how.
+func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if s.isClosed() {
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return eventstore.AppendResult{}, ctx.Err()
+	}
+	defer func() { <-s.writer }()
+	for range s.opts.MaxAttempts {
+		if s.isClosed() {
+			return eventstore.AppendResult{}, eventstore.ErrClosed
+		}
+		if s.stale {
+			if err := s.catchUp(ctx); err != nil {
+				return eventstore.AppendResult{}, fmt.Errorf("kurrent store: append to %s: %w", stream, err)
+			}
+		}
+		res, done, err := s.tryAppend(ctx, stream, expected, events)
+		if done {
+			return res, err
+		}
+		s.stale = true
+	}
+	return eventstore.AppendResult{}, fmt.Errorf("%w: kurrent store: append to %s: other writers appended to the log %d times in a row",
+		eventstore.ErrVersionConflict, stream, s.opts.MaxAttempts)
+}
+
+// tryAppend makes one attempt against the writer's view of the log. done
+// is false when the log had moved past that view, so that nothing was
+// decided: the caller catches up and tries again.
+func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (res eventstore.AppendResult, done bool, err error) {
+	// The stream's last event is read while the ids are looked up: the
+	// two are independent, and an Append waits for the slower.
+	var last []eventstore.Event
+	var lastErr error
+	lastRead := make(chan struct{})
+	go func() {
+		defer close(lastRead)
+		last, lastErr = s.ReadStreamBackward(ctx, stream, 0, 1)
+	}()
+	found, err := s.lookupIDs(ctx, events)
+	<-lastRead
+	if err != nil {
+		return res, true, fmt.Errorf("kurrent store: append to %s: look the ids up: %w", stream, err)
+	}
+	stored, refusal := classify(stream, expected, events, found)
+	if refusal == nil && stored != nil {
+		return eventstore.AppendResult{Events: stored}, true, nil
+	}
+	var version int64
+	var prev [32]byte
+	if refusal == nil {
+		if lastErr != nil {
+			return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, lastErr)
+		}
+		if len(last) == 1 {
+			version, prev = last[0].Version, last[0].Hash
+		}
+		if expected != eventstore.Any && expected != version {
+			refusal = fmt.Errorf("%w: %s is at version %d, not %d", eventstore.ErrVersionConflict, stream, version, expected)
+		}
+	}
+	if refusal != nil {
+		// A refusal rests on what is not indexed (yet): it stands only if
+		// nothing was appended past this store's view.
+		head, err := s.Head(ctx)
+		if err != nil {
+			return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, err)
+		}
+		if head != s.indexed {
+			return res, false, nil
+		}
+		return res, true, refusal
+	}
+
+	first := s.indexed + 1
+	out := make([]eventstore.Event, len(events))
+	data := make([]esdb.EventData, len(events))
+	for i, d := range events {
+		d.OccurredAt = d.OccurredAt.UTC()
+		e := eventstore.Event{EventData: d, Stream: stream, Version: version + 1 + int64(i), Position: first + int64(i), PrevHash: prev}
+		e.Hash = eventstore.ComputeHash(prev, stream, e.Version, d)
+		prev = e.Hash
+		out[i] = e
+		if data[i], err = encodeEvent(e, first); err != nil {
+			return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, err)
+		}
+	}
+	// From here the request may commit, so the caller's cancellation no
+	// longer withdraws it (the port's rule): the append and its indexing
+	// run to their own timeouts.
+	wctx := context.WithoutCancel(ctx)
+	cctx, cancel := s.call(wctx)
+	_, err = s.client.AppendToStream(cctx, s.names.log(), esdb.AppendToStreamOptions{ExpectedRevision: expectedRevision(s.indexed)}, data...)
+	cancel()
+	switch {
+	case codeOf(err) == esdb.ErrorCodeWrongExpectedVersion:
+		return res, false, nil
+	case err != nil:
+		// The append may have committed without its answer reaching us.
+		s.stale = true
+		return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, unavailable(s.readErr(err)))
+	}
+	if err := s.index(wctx, out); err != nil {
+		s.stale = true
+		return res, true, fmt.Errorf("kurrent store: %s: positions %d..%d committed but not indexed (a retry with the same ids is answered from the log): %w",
+			stream, first, out[len(out)-1].Position, err)
+	}
+	s.indexed = out[len(out)-1].Position
+	return eventstore.AppendResult{Events: out}, true, nil
+}
+
+// classify decides an append from the stored events of its ids (nil where
+// an id is not stored), as the other adapters do: the stored events when
+// the request is an exact re-append of them (same stream, consecutive
+// versions at the expected place, same content), a refusal wrapping
+// ErrIDReused when some id is stored anywhere else or with other content,
+// and neither when no id is stored.
+func classify(stream string, expected int64, events []eventstore.EventData, found []*eventstore.Event) ([]eventstore.Event, error) {
+	n, missing := 0, ""
+	for i, f := range found {
+		if f != nil {
+			n++
+		} else if missing == "" {
+			missing = events[i].ID
+		}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	if n < len(events) {
+		return nil, fmt.Errorf("%w: some ids of the batch are stored, %s is not", eventstore.ErrIDReused, missing)
+	}
+	first := found[0].Version
+	out := make([]eventstore.Event, len(found))
+	for i, e := range found {
+		d := events[i]
+		switch {
+		case e.Stream != stream:
+			return nil, fmt.Errorf("%w: %s is stored in stream %s", eventstore.ErrIDReused, d.ID, e.Stream)
+		case e.Version != first+int64(i):
+			return nil, fmt.Errorf("%w: the batch's ids are not stored consecutively", eventstore.ErrIDReused)
+		case expected != eventstore.Any && first != expected+1:
+			return nil, fmt.Errorf("%w: the batch is stored after version %d, not %d", eventstore.ErrIDReused, first-1, expected)
+		case eventstore.ComputeHash(e.PrevHash, e.Stream, e.Version, d) != e.Hash:
+			return nil, fmt.Errorf("%w: %s is stored with other content", eventstore.ErrIDReused, d.ID)
+		}
+		out[i] = *e
+	}
+	return out, nil
+}
+
+// parallel runs fn for 0..n-1, at most limit at once, and returns the
+// first error.
+func parallel(n, limit int, fn func(i int) error) error {
+	sem := make(chan struct{}, limit)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lookupIDs returns the stored event of each id, nil where it is not
+// stored (or not indexed yet).
+func (s *Store) lookupIDs(ctx context.Context, events []eventstore.EventData) ([]*eventstore.Event, error) {
+	found := make([]*eventstore.Event, len(events))
+	err := parallel(len(events), s.opts.IndexParallelism, func(i int) error {
+		rs, err := s.read(ctx, s.names.id(events[i].ID), esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Start{}, ResolveLinkTos: true}, 1)
+		if err != nil || len(rs) == 0 {
+			return err
+		}
+		got, err := fromLog(rs)
+		if err != nil {
+			return err
+		}
+		if got[0].ID != events[i].ID {
+			return fmt.Errorf("%w: the index of id %s points at %s", errCorrupt, events[i].ID, got[0].ID)
+		}
+		found[i] = &got[0]
+		return nil
+	})
+	return found, err
+}
+
+// catchUp reads the log after s.indexed and indexes every event of it,
+// then clears stale.
+func (s *Store) catchUp(ctx context.Context) error {
+	for range maxCatchUpPages {
+		page, err := s.ReadAll(ctx, s.indexed, readPage)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			s.stale = false
+			return nil
+		}
+		for i, e := range page {
+			if e.Position != s.indexed+1+int64(i) {
+				return fmt.Errorf("%w: the log has position %d where %d belongs", errCorrupt, e.Position, s.indexed+1+int64(i))
+			}
+		}
+		// An Append's events are consecutive and of one stream: index
+		// each run of one stream's events together.
+		for start := 0; start < len(page); {
+			end := start + 1
+			for end < len(page) && page[end].Stream == page[start].Stream && page[end].Version == page[end-1].Version+1 {
+				end++
+			}
+			if err := s.index(ctx, page[start:end]); err != nil {
+				return err
+			}
+			start = end
+		}
+		s.indexed = page[len(page)-1].Position
+	}
+	return fmt.Errorf("the log grew for %d pages of reading", maxCatchUpPages)
+}
+
+// index writes the index entries of consecutive events of one stream:
+// their links in the stream's index at their versions, and each id's
+// link. Entries already written (by a retry, or by another writer) are
+// checked to point at the same log events, and left.
+func (s *Store) index(ctx context.Context, events []eventstore.Event) error {
+	stream := events[0].Stream
+	links := make([]esdb.EventData, len(events))
+	for i, e := range events {
+		links[i] = linkTo(eventUUID(e.ID), uint64(e.Position-1), s.names.log())
+	}
+	cctx, cancel := s.call(ctx)
+	_, err := s.client.AppendToStream(cctx, s.names.stream(stream),
+		esdb.AppendToStreamOptions{ExpectedRevision: expectedRevision(events[0].Version - 1)}, links...)
+	cancel()
+	if codeOf(err) == esdb.ErrorCodeWrongExpectedVersion {
+		err = s.checkLinks(ctx, s.names.stream(stream), events[0].Version-1, links)
+	}
+	if err != nil {
+		return fmt.Errorf("index %s at versions %d..%d: %w", stream, events[0].Version, events[len(events)-1].Version, err)
+	}
+	return parallel(len(events), s.opts.IndexParallelism, func(i int) error {
+		cctx, cancel := s.call(ctx)
+		defer cancel()
+		id := s.names.id(events[i].ID)
+		_, err := s.client.AppendToStream(cctx, id, esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, links[i])
+		if codeOf(err) == esdb.ErrorCodeWrongExpectedVersion {
+			err = s.checkLinks(ctx, id, 0, links[i:i+1])
+		}
+		if err != nil {
+			return fmt.Errorf("index id %s: %w", events[i].ID, err)
+		}
+		return nil
+	})
+}
+
+// checkLinks verifies that stream holds links (the same targets) from
+// revision from on, which a refused index write found written already.
+func (s *Store) checkLinks(ctx context.Context, stream string, from int64, links []esdb.EventData) error {
+	rs, err := s.read(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(uint64(from))}, len(links))
+	if err != nil {
+		return err
+	}
+	if len(rs) < len(links) {
+		return fmt.Errorf("%w: %s holds %d entries from revision %d, and refused %d more there", errCorrupt, stream, len(rs), from, len(links))
+	}
+	for i, r := range rs {
+		if r.Event.EventType != linkType || !bytes.Equal(r.Event.Data, links[i].Data) {
+			return fmt.Errorf("%w: %s at revision %d is %q, not %q", errCorrupt, stream, from+int64(i), r.Event.Data, links[i].Data)
+		}
+	}
+	return nil
+}
