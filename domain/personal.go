@@ -174,8 +174,38 @@ func MapPersonal(e Event, fn func(field, value string) (string, error)) (Event, 
 	case AccessUnlocked:
 		f("reason", &v.Reason)
 		return v, true, err
+	// A case's text is the customer's account of a loss or a dispute and
+	// staff's notes and answers about it: sealed with the customer's key.
+	case LossReported:
+		f("description", &v.Description)
+		return v, true, err
+	case LossInvestigated:
+		f("note", &v.Note)
+		return v, true, err
+	case DisputeOpened:
+		f("subject", &v.Subject)
+		f("description", &v.Description)
+		return v, true, err
+	case DisputeAnswered:
+		f("answer", &v.Answer)
+		return v, true, err
+	case DisputeResolved:
+		f("resolution", &v.Resolution)
+		return v, true, err
 	}
 	return e, false, nil
+}
+
+// CaseOwner returns the account a loss case's or a dispute's stream is
+// about, from the event that opens it.
+func CaseOwner(e Event) (string, bool) {
+	switch v := e.(type) {
+	case LossReported:
+		return v.AccountID, true
+	case DisputeOpened:
+		return v.AccountID, true
+	}
+	return "", false
 }
 
 // eraseState replaces the personal data the aggregate holds with

@@ -20,6 +20,9 @@ type stream struct {
 	version int64
 	keys    keyBook
 	apply   func(domain.Event, domain.Recorded)
+	// owner is the account a case's stream is about (domain.CaseOwner of
+	// its first event), whose data key seals its text; "" for a reserve.
+	owner string
 }
 
 func newStream(name string, apply func(domain.Event, domain.Recorded)) *stream {
@@ -35,7 +38,7 @@ func (s *Service) catchUp(ctx context.Context, st *stream) error {
 			return fmt.Errorf("load %s: %w", st.name, err)
 		}
 		for _, e := range evs {
-			if err := st.fold(e); err != nil {
+			if err := s.fold(st, e); err != nil {
 				return err
 			}
 		}
@@ -47,9 +50,17 @@ func (s *Service) catchUp(ctx context.Context, st *stream) error {
 	return fmt.Errorf("load %s: more than %d events", st.name, maxLoadBatches*loadBatch)
 }
 
-func (st *stream) fold(e eventstore.Event) error {
+// fold applies one event of st, its personal data opened with the key of
+// the account the stream is about.
+func (s *Service) fold(st *stream, e eventstore.Event) error {
 	d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
 	if err != nil {
+		return fmt.Errorf("load %s at position %d: %w", st.name, e.Position, err)
+	}
+	if owner, ok := domain.CaseOwner(d); ok && st.owner == "" {
+		st.owner = owner
+	}
+	if d, err = s.openPersonal(st.owner, e.ID, d); err != nil {
 		return fmt.Errorf("load %s at position %d: %w", st.name, e.Position, err)
 	}
 	st.apply(d, domain.Recorded{Version: e.Version, Position: e.Position, OccurredAt: e.OccurredAt})
@@ -75,7 +86,7 @@ func (s *Service) replay(ctx context.Context, st *stream, idem Idem) (Outcome, b
 	if err != nil {
 		return Outcome{}, true, err
 	}
-	out, err := s.outcome(st.name, evs)
+	out, err := s.outcomeOf(st.name, st.owner, evs)
 	out.Replayed = true
 	return out, true, err
 }
@@ -84,7 +95,13 @@ func (s *Service) replay(ctx context.Context, st *stream, idem Idem) (Outcome, b
 // a version conflict: another writer appended, so the caller reloads and
 // decides again.
 func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.Time, events []domain.Event, refusal error) (Outcome, bool, error) {
-	data, err := s.encode(events, now, idem, "")
+	owner := st.owner
+	for _, e := range events {
+		if o, ok := domain.CaseOwner(e); ok && owner == "" {
+			owner = o
+		}
+	}
+	data, err := s.encode(events, now, idem, owner)
 	if err != nil {
 		return Outcome{}, false, err
 	}
@@ -101,7 +118,7 @@ func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.
 	}
 	s.storage.succeeded()
 	for _, e := range res.Events {
-		if err := st.fold(e); err != nil {
+		if err := s.fold(st, e); err != nil {
 			return Outcome{}, false, err
 		}
 	}

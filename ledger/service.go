@@ -373,9 +373,14 @@ func (s *Service) encode(events []domain.Event, now time.Time, idem Idem, owner 
 // outcome rebuilds the outcome of recorded events (for an idempotent
 // replay), including the refusal they recorded.
 func (s *Service) outcome(accountID string, evs []eventstore.Event) (Outcome, error) {
+	return s.outcomeOf(accountID, accountID, evs)
+}
+
+// outcomeOf is outcome for events whose personal data owner's key seals.
+func (s *Service) outcomeOf(accountID, owner string, evs []eventstore.Event) (Outcome, error) {
 	out := Outcome{AccountID: accountID, Events: evs}
 	for _, e := range evs {
-		d, err := s.decode(accountID, e)
+		d, err := s.decode(owner, e)
 		if err != nil {
 			return Outcome{}, fmt.Errorf("account %s position %d: %w", accountID, e.Position, err)
 		}
@@ -391,15 +396,24 @@ func (s *Service) outcome(accountID string, evs []eventstore.Event) (Outcome, er
 // erased. A field that does not open is an error, never read as erased.
 func (s *Service) decode(owner string, e eventstore.Event) (domain.Event, error) {
 	d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
-	if err != nil || s.cfg.PersonalData == nil {
+	if err != nil {
 		return d, err
 	}
+	return s.openPersonal(owner, e.ID, d)
+}
+
+// openPersonal opens the sealed fields of d, an event of eventID sealed
+// with owner's key (see decode).
+func (s *Service) openPersonal(owner, eventID string, d domain.Event) (domain.Event, error) {
+	if s.cfg.PersonalData == nil {
+		return d, nil
+	}
 	pd := s.cfg.PersonalData
-	d, _, err = domain.MapPersonal(d, func(_, f string) (string, error) {
+	d, _, err := domain.MapPersonal(d, func(_, f string) (string, error) {
 		if !personaldata.Sealed(f) {
 			return f, nil
 		}
-		plain, err := pd.Open(owner, e.ID, f)
+		plain, err := pd.Open(owner, eventID, f)
 		if errors.Is(err, personaldata.ErrErased) {
 			return domain.ErasedText, nil
 		}
