@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -26,6 +27,7 @@ import (
 	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/ledger"
+	"github.com/payledger/payledger/ledger/personaldata"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
@@ -364,6 +366,11 @@ func benchRun(ctx context.Context, c benchConfig, name, root, store string, opts
 	rnd := newLockedReader(c.seed)
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := Config{DataDir: dir, TimeZone: c.timeZone, Clock: clock.Now, Rand: rnd, Log: logger, Store: store}
+	// A master key of the run's own, held in memory: no key file is left
+	// beside the bench's directories.
+	if cfg.MasterKeyB64, err = benchMasterKey(rnd); err != nil {
+		return res, fmt.Errorf("bench %s: %w", name, err)
+	}
 	if store != "" {
 		drop, err := benchSchema(ctx, store, filepath.Base(dir), &cfg)
 		if err != nil {
@@ -836,4 +843,13 @@ func benchVerify(ctx context.Context, m *Main, accts []*benchAccount) error {
 		}
 	}
 	return nil
+}
+
+// benchMasterKey is a fresh master key of personal data, in base64.
+func benchMasterKey(rnd io.Reader) (string, error) {
+	k := make([]byte, personaldata.KeySize)
+	if _, err := io.ReadFull(rnd, k); err != nil {
+		return "", fmt.Errorf("master key: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(k), nil
 }

@@ -153,6 +153,9 @@ func benchHistory(ctx context.Context, c benchConfig, root string, stdout, stder
 	clock := newHistoryClock(benchEpoch)
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := Config{DataDir: dir, TimeZone: c.timeZone, Clock: clock.Now, Log: logger, StoreOpts: sqlite.DefaultOptions()}
+	if cfg.MasterKeyB64, err = benchMasterKey(ledger.CryptoRand); err != nil {
+		return err
+	}
 	phase := func(name string, f func(context.Context) error) error {
 		var err error
 		pprof.Do(ctx, pprof.Labels("phase", name), func(ctx context.Context) { err = f(ctx) })
