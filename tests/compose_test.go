@@ -13,9 +13,9 @@ import (
 // composeFile is the part of docker-compose.yml the test reads.
 type composeFile struct {
 	Services map[string]struct {
-		Image     string         `yaml:"image"`
-		Build     string         `yaml:"build"`
-		Command   []string       `yaml:"command"`
+		Image     string   `yaml:"image"`
+		Build     string   `yaml:"build"`
+		Command   []string `yaml:"command"`
 		DependsOn map[string]struct {
 			Condition string `yaml:"condition"`
 		} `yaml:"depends_on"`
