@@ -38,7 +38,7 @@ const staffKeysFile = "staffkeys.db"
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		printKeysUsage(stderr)
-		return errors.New("keys needs a subcommand: create, list or revoke")
+		return errors.New("keys needs a subcommand: create, list, revoke, signing-key or master-key")
 	}
 	switch args[0] {
 	case "create":
