@@ -56,7 +56,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	printKeysUsage(stderr)
-	return fmt.Errorf("unknown keys subcommand %q: use create, list or revoke", args[0])
+	return fmt.Errorf("unknown keys subcommand %q: use create, list, revoke, signing-key or master-key", args[0])
 }
 
 func printKeysUsage(w io.Writer) {
