@@ -124,6 +124,10 @@ func TestOpenAPIPersonalData(t *testing.T) {
 	replay := a.do(erase)
 	want(t, "replayed erasure", replay.header.Get("Idempotent-Replayed"), "true")
 	a.problem(call{method: "POST", path: acct + "/erasure", token: compliance, key: "erase-2", status: 409, body: erase.body}, "personal_data_erased", nil)
+	// Another compliance key's request with the same Idempotency-Key is
+	// its own request, not a replay of the first.
+	compliance2 := st.key(t, staffkeys.RoleCompliance)
+	a.problem(call{method: "POST", path: acct + "/erasure", token: compliance2, key: "erase-1", status: 409, body: erase.body}, "personal_data_erased", nil)
 
 	// The log is unchanged but for the erasure's event, which carries no
 	// personal data.
