@@ -75,7 +75,13 @@ func (m *Main) openLog(ctx context.Context) (eventstore.Store, error) {
 		}
 		hist := m.syncHistogram()
 		opts.ObserveSync = func(d time.Duration) { hist.Observe(d.Seconds()) }
+		// The Service's caches assume that no other process appends
+		// (SoleWriter), so this process takes the writer's lease.
+		opts.Exclusive = true
 		st, err := postgres.Open(ctx, spec.postgresDSN, opts)
+		if errors.Is(err, postgres.ErrLocked) {
+			return nil, fmt.Errorf("open the event log: %w: another payledger process serves it; one process per PostgreSQL log", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open the event log: %w", err)
 		}

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -76,7 +79,7 @@ func TestMigrateCommand(t *testing.T) {
 	if err := run(ctx, []string{"migrate", "--store", store}, &out, &errOut); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, errOut.String())
 	}
-	if !strings.Contains(out.String(), "applied [1]") {
+	if !strings.Contains(out.String(), "applied [1 2]") {
 		t.Fatalf("first migrate said %q", out.String())
 	}
 	out.Reset()
@@ -88,6 +91,34 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if err := run(ctx, []string{"migrate"}, &out, &errOut); err == nil {
 		t.Error("migrate without --store succeeded")
+	}
+}
+
+// TestServeExclusive: a second process's Main on the same PostgreSQL log
+// is refused while the first serves it, and opens once the first closed.
+func TestServeExclusive(t *testing.T) {
+	ctx := context.Background()
+	store := pgStoreURL(t, true)
+	first := &Main{Config: Config{DataDir: t.TempDir(), TimeZone: "Asia/Shanghai", Store: store,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	if err := first.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := &Main{Config: Config{DataDir: t.TempDir(), TimeZone: "Asia/Shanghai", Store: store,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	err := second.Open(ctx)
+	if !errors.Is(err, postgres.ErrLocked) || !strings.Contains(err.Error(), "another payledger process") {
+		second.Close()
+		t.Fatalf("a second serve on the log: %v, want ErrLocked", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Open(ctx); err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -10,3 +10,12 @@ func (s *Store) Queued() int { return len(s.reqs) }
 
 // LockKey returns the advisory lock the writer takes around positions.
 func (s *Store) LockKey() int64 { return s.lockKey }
+
+// LockConnPID returns the server process of the exclusive writer's lock
+// connection (0 without one).
+func (s *Store) LockConnPID() uint32 {
+	if s.lockConn == nil {
+		return 0
+	}
+	return s.lockConn.PgConn().PID()
+}

@@ -66,6 +66,14 @@ type Options struct {
 	// CommitTimeout bounds one write transaction, from its first statement
 	// to its commit (default 30 s).
 	CommitTimeout time.Duration
+	// Exclusive makes this Store the log's only writer, for a process
+	// whose caches assume that no one else appends (payledger serve): Open
+	// fails with ErrLocked while another exclusive Store holds the log,
+	// and otherwise takes the writer's lease (writer_lease), which fences
+	// off any earlier holder: once its lock has gone with its connection
+	// and this Store has opened, its appends fail. Stores that are not
+	// exclusive neither take nor check the lease.
+	Exclusive bool
 	// ObserveSync, when set, is told once per committed transaction how
 	// long its COMMIT took (the server's flush of its WAL, and a synchronous
 	// replica's, when one is configured); it runs on the write path and must
@@ -91,6 +99,14 @@ type Stats struct {
 	ListenErrors int64
 }
 
+// ErrLocked is returned by Open with Options.Exclusive when another
+// exclusive Store, in this process or another, holds the log.
+var ErrLocked = errors.New("postgres store: another exclusive writer holds this log")
+
+// errFenced fails the appends of an exclusive Store whose lease another
+// Store has taken.
+var errFenced = errors.New("postgres store: another exclusive writer took this log's lease; this process no longer writes it")
+
 // retentionCode is the SQLSTATE the retention trigger raises.
 const retentionCode = "PL002"
 
@@ -111,6 +127,9 @@ type Store struct {
 	lockKey  int64           // the advisory lock around position assignment
 	channel  string          // the NOTIFY channel of this schema's log
 	instance string          // this Store's name in its notifications
+	leaseKey int64           // the session advisory lock of the exclusive writer
+	lockConn *pgx.Conn       // holds leaseKey, with Exclusive
+	epoch    int64           // the lease this Store took, with Exclusive; 0 without
 
 	reqs       chan *appendReq
 	sendMu     sync.RWMutex // held (read) while sending on reqs; Close takes it to close reqs
@@ -195,6 +214,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres store at %s: %w", redact(dsn), err)
 	}
+	if opts.Exclusive {
+		if err := s.takeLease(ctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres store at %s: %w", redact(dsn), err)
+		}
+	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
 	ready := make(chan struct{})
@@ -214,8 +239,9 @@ func (s *Store) init(ctx context.Context) error {
 		return err
 	}
 	var schema *string
-	if err := s.pool.QueryRow(ctx, `SELECT current_schema(), hashtextextended('payledger/events/' || current_schema(), 0)`).
-		Scan(&schema, &s.lockKey); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT current_schema(), hashtextextended('payledger/events/' || current_schema(), 0),
+		hashtextextended('payledger/writer/' || current_schema(), 0)`).
+		Scan(&schema, &s.lockKey, &s.leaseKey); err != nil {
 		return fmt.Errorf("read the current schema: %w", err)
 	}
 	if schema == nil {
@@ -228,6 +254,39 @@ func (s *Store) init(ctx context.Context) error {
 		return err
 	}
 	s.instance = hex.EncodeToString(nonce[:])
+	return nil
+}
+
+// takeLease makes this Store the exclusive writer: it takes the session
+// lock on a connection of its own (kept until Close) and raises the
+// lease's epoch under the position lock, so that no transaction of an
+// earlier holder that checked the old epoch is still uncommitted.
+func (s *Store) takeLease(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, s.listenTo)
+	if err != nil {
+		return fmt.Errorf("connect for the writer's lock: %w", err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.leaseKey).Scan(&got); err != nil {
+		_ = conn.Close(context.Background())
+		return fmt.Errorf("take the writer's lock: %w", err)
+	}
+	if !got {
+		_ = conn.Close(context.Background())
+		return ErrLocked
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.lockKey); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `UPDATE writer_lease SET epoch = epoch + 1, holder = $1, taken_at = now() RETURNING epoch`,
+			s.instance).Scan(&s.epoch)
+	})
+	if err != nil {
+		_ = conn.Close(context.Background())
+		return fmt.Errorf("take the writer's lease: %w", err)
+	}
+	s.lockConn = conn
 	return nil
 }
 
@@ -556,6 +615,9 @@ func (s *Store) Close() error {
 		close(s.done)
 		s.stopListen()
 		<-s.listenDone
+		if s.lockConn != nil {
+			_ = s.lockConn.Close(context.Background()) // releases the writer's lock
+		}
 		s.pool.Close()
 	})
 	return nil

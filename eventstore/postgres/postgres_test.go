@@ -286,3 +286,6 @@ func waitQueued(t *testing.T, s *postgres.Store, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// pgtestDSN is the test server's connection string.
+func pgtestDSN(t testing.TB) string { return pgtest.DSN(t) }

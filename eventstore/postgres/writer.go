@@ -27,6 +27,8 @@ import (
 //     batch's streams and the rows of any id the batch carries are read
 //     under the lock, so no state is cached between transactions and
 //     other processes writing the same log are seen.
+//     With Options.Exclusive, the lease's epoch is read there too, and a
+//     Store whose lease another has taken fails the whole batch.
 //  3. Each request is checked against its stream's expected version and
 //     the stored ids on its own; a refused request is answered alone and
 //     adds no row. The others' rows go in by COPY, a NOTIFY carrying the
@@ -248,6 +250,18 @@ func (s *Store) prefetch(ctx context.Context, tx pgx.Tx, live []*appendReq) (*tx
 		ids: make(map[string]eventstore.Event)}
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.lockKey)
+	if s.epoch != 0 {
+		b.Queue(`SELECT epoch FROM writer_lease`).QueryRow(func(row pgx.Row) error {
+			var epoch int64
+			if err := row.Scan(&epoch); err != nil {
+				return err
+			}
+			if epoch != s.epoch {
+				return errFenced
+			}
+			return nil
+		})
+	}
 	b.Queue(`SELECT coalesce(max(position), 0) FROM events`).QueryRow(func(row pgx.Row) error { return row.Scan(&t.head) })
 	b.Queue(`SELECT s.stream, e.version, e.hash FROM unnest($1::text[]) AS s(stream)
 		JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream ORDER BY version DESC LIMIT 1) e ON true`,

@@ -1,0 +1,72 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/postgres"
+)
+
+// TestExclusive: a second exclusive Store on a log is refused while the
+// first holds it; a Store that is not exclusive opens and reads beside
+// it. When the first's lock connection dies, a new exclusive Store opens,
+// and from then on every append of the first fails (fenced) while the new
+// one writes; nothing the first tried is stored.
+func TestExclusive(t *testing.T) {
+	ctx := context.Background()
+	excl := postgres.DefaultOptions()
+	excl.Exclusive = true
+	a := openSchema(t, t.Name(), excl)
+	defer a.Close()
+	if _, err := a.Append(ctx, "s", eventstore.NoStream, []eventstore.EventData{event()}); err != nil {
+		t.Fatal(err)
+	}
+	dsnOpts := excl
+	dsnOpts.Schema = a.Schema()
+	if b, err := postgres.Open(ctx, pgtestDSN(t), dsnOpts); !errors.Is(err, postgres.ErrLocked) {
+		if b != nil {
+			b.Close()
+		}
+		t.Fatalf("a second exclusive Open: %v, want ErrLocked", err)
+	}
+	reader := openSchema(t, t.Name(), postgres.DefaultOptions())
+	if h, err := reader.Head(ctx); err != nil || h != 1 {
+		t.Fatalf("a reader beside the writer: head %d, %v", h, err)
+	}
+	reader.Close()
+
+	// The first writer's lock goes with its connection.
+	conn := sqlConn(t, a)
+	var killed bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int32(a.LockConnPID())).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the lock connection: %v %v", killed, err)
+	}
+	// Until another writer takes the lease, the first still writes.
+	if _, err := a.Append(ctx, "s", 1, []eventstore.EventData{event()}); err != nil {
+		t.Fatalf("append before another writer came: %v", err)
+	}
+	b, err := postgres.Open(ctx, pgtestDSN(t), dsnOpts)
+	if err != nil {
+		t.Fatalf("exclusive Open after the first lost its lock: %v", err)
+	}
+	defer b.Close()
+	late := event()
+	_, err = a.Append(ctx, "s", 2, []eventstore.EventData{late})
+	if !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("the fenced writer's append: %v, want ErrUnavailable", err)
+	}
+	if _, err := b.Append(ctx, "s", 2, []eventstore.EventData{event()}); err != nil {
+		t.Fatalf("the new writer's append: %v", err)
+	}
+	all, err := b.ReadAll(ctx, 0, 10)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("log: %d events, %v; want 3", len(all), err)
+	}
+	for _, e := range all {
+		if e.ID == late.ID {
+			t.Fatal("the fenced writer's event was stored")
+		}
+	}
+}
