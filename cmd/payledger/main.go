@@ -31,7 +31,7 @@ usage:
                         manage staff API keys (roles: operator, funding, finance, compliance, regulator, auditor)
   payledger keys    signing-key --out FILE
                         make the key that signs checkpoints of the log (keep it outside the data directory)
-  payledger verify  [--data ./data] [--checkpoints DIR --public-key FILE]
+  payledger verify  [--data ./data | --store postgres://...] [--checkpoints DIR --public-key FILE]
                         prove every hash chain and index of the log intact, and that it extends
                         every signed checkpoint; runs beside a server
   payledger retention check [--data ./data]

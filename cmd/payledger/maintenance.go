@@ -15,6 +15,7 @@ import (
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/projections"
 )
@@ -112,6 +113,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dir := fs.String("data", "./data", "data directory")
 	cpDir := fs.String("checkpoints", "", "also check that the log extends every signed checkpoint in this directory")
 	pubPath := fs.String("public-key", "", "public key of the checkpoints' signing key (with --checkpoints)")
+	store := fs.String("store", os.Getenv("PAYLEDGER_STORE"), "verify this PostgreSQL log (postgres://...) instead of --data's events.db")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,7 +137,18 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
+	logPath := filepath.Join(*dir, "events.db")
+	if *store != "" {
+		spec, err := parseStore(*store, *dir)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if spec.postgresDSN != "" {
+			return verifyPostgres(ctx, spec.postgresDSN, check, stdout, stderr)
+		}
+		logPath = spec.sqlitePath
+	}
+	log, err := sqlite.OpenReader(logPath)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -168,6 +181,39 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		rest = fmt.Sprintf(", %d newer ones indexed in the running server's memory", n-int64(indexed))
 	}
 	fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk%s)\n", indexed, rest)
+	fmt.Fprintf(stdout, "verify: event-log digest %s (keep it: the same log always gives the same digest)\n", digest)
+	if check != nil {
+		fmt.Fprintf(stdout, "verify: ok %d events, %d checkpoints\n", n, check.Checked)
+	}
+	return nil
+}
+
+// verifyPostgres is verify on a PostgreSQL log: every chain and the log's
+// order, through a store that does not write (the indexes are the
+// database's unique constraints, which it checks on every insert).
+func verifyPostgres(ctx context.Context, dsn string, check *checkpoints.Checker, stdout, stderr io.Writer) error {
+	log, err := postgres.Open(ctx, dsn, postgres.DefaultOptions())
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer log.Close()
+	head, err := log.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	var checked atomic.Int64
+	stop := showProgress(stderr, head, "verify: events checked", checked.Load)
+	n, streams, digest, err := verifyLogAgainst(ctx, log, &checked, check)
+	stop()
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if check != nil {
+		if err := check.Done(); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	fmt.Fprintf(stdout, "verify: %d events in %d streams, every hash chain intact\n", n, streams)
 	fmt.Fprintf(stdout, "verify: event-log digest %s (keep it: the same log always gives the same digest)\n", digest)
 	if check != nil {
 		fmt.Fprintf(stdout, "verify: ok %d events, %d checkpoints\n", n, check.Checked)

@@ -134,6 +134,20 @@ func TestDemoOnPostgres(t *testing.T) {
 	if !strings.HasSuffix(out.String(), "demo: ok\n") {
 		t.Fatalf("demo did not end with ok:\n%s", out.String())
 	}
+	// payledger verify --store reads the same log and gives the digest the
+	// demo's own check printed.
+	demoDigest := regexp.MustCompile(`event-log digest ([0-9a-f]{64})`).FindStringSubmatch(out.String())
+	var vout bytes.Buffer
+	if err := run(context.Background(), []string{"verify", "--store", store}, &vout, &errOut); err != nil {
+		t.Fatalf("verify --store: %v\n%s", err, errOut.String())
+	}
+	got := regexp.MustCompile(`verify: event-log digest ([0-9a-f]{64})`).FindStringSubmatch(vout.String())
+	if demoDigest == nil || got == nil || got[1] != demoDigest[1] {
+		t.Fatalf("verify --store printed %q; the demo's digest is %q", vout.String(), demoDigest)
+	}
+	if !strings.Contains(vout.String(), "every hash chain intact") {
+		t.Fatalf("verify --store: %s", vout.String())
+	}
 }
 
 // TestBenchOnPostgres: bench --store runs the embedded store and then
