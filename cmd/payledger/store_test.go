@@ -185,12 +185,19 @@ func TestBenchOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	// The run's schema is named after its directory; other test binaries
+	// may be running benches of their own, so only this one is looked for.
+	dir := regexp.MustCompile(`(?m)^bench: postgres: set up .* data \S*/(postgres-\d+)$`).FindStringSubmatch(out)
+	if dir == nil {
+		t.Fatalf("no postgres run directory in\n%s", out)
+	}
 	var left int
-	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'payledger_bench_postgres_%'`).Scan(&left); err != nil {
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname = $1`,
+		"payledger_bench_"+strings.ReplaceAll(dir[1], "-", "_")).Scan(&left); err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {
-		t.Errorf("%d bench schemas left behind", left)
+		t.Errorf("the bench's schema for %s was left behind", dir[1])
 	}
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"bench", "--store", "sqlite:x.db"}, &stdout, &stderr); err == nil {
