@@ -349,6 +349,10 @@ func (s *Service) encode(events []domain.Event, now time.Time, idem Idem, owner 
 		id := s.cfg.NewID()
 		if pd := s.cfg.PersonalData; pd != nil {
 			sealed, personal, err := domain.MapPersonal(e, func(_, f string) (string, error) { return pd.Seal(owner, id, f) })
+			if errors.Is(err, personaldata.ErrErased) {
+				return nil, domain.Errorf(domain.CodePersonalDataErased,
+					"the personal data of account %s is erased: nothing more about it can be recorded", owner)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("seal the personal data of %s: %w", e.EventType(), err)
 			}

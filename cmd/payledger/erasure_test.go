@@ -221,6 +221,11 @@ func TestErasureLeavesNoPersonalData(t *testing.T) {
 		d.Str("description") != domain.ErasedText || d.List("answers")[0]["answer"] != domain.ErasedText {
 		t.Errorf("the dispute after the erasure: %s", d.Raw)
 	}
+	// Nothing new about the erased customer can be recorded: an answer
+	// to their dispute would need their key.
+	if r := expect(compliance, http.StatusConflict, "POST", "/v1/disputes/"+dispute+"/answers", map[string]any{"answer": "Closing this"}); r.Str("code") != domain.CodePersonalDataErased {
+		t.Errorf("an answer to an erased customer's dispute: %s", r.Raw)
+	}
 	if v := expect(compliance, http.StatusOK, "GET", base, nil); v.Str("holder_name") != domain.ErasedText || v.Str("bank_account_last4") != domain.ErasedText {
 		t.Errorf("account after erasure: %s", v.Raw)
 	}
