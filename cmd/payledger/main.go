@@ -40,6 +40,8 @@ usage:
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N] [--store postgres://...]
                         measure confirmed payments per second (docs/performance.md)
+  payledger bench   --history 10000000 [--data DIR]
+                        build five simulated years of history, then time reads, a cold payment, rebuild and verify
   payledger digest  --year 2026 [--data ./data] [--tz Asia/Shanghai]
                         the Merkle root of a year's events and the signed checkpoint covering them
   payledger proof   verify --public-key FILE --proof FILE [--event-hash HEX] [--kept FILE]
