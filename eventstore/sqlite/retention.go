@@ -37,12 +37,20 @@ func retentionGuards(ctx context.Context, db *sql.DB) ([]eventstore.Guard, error
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return nil, fmt.Errorf("retention guards: %w", err)
 			}
-			// A trigger of that name that no longer aborts guards nothing.
-			up := strings.ToUpper(body)
-			present := err == nil && strings.Contains(up, "BEFORE "+strings.ToUpper(op)+" ON "+strings.ToUpper(table)) &&
-				strings.Contains(up, "RAISE(ABORT") && !strings.Contains(up, " WHEN ")
+			// A trigger of that name that no longer aborts guards nothing:
+			// it must be the one retentionTriggers creates, word for word
+			// (a WHEN clause, a WHERE under the RAISE, a RAISE in a string
+			// or a comment would each keep the words and abort nothing).
+			present := err == nil && strings.Join(strings.Fields(body), " ") == guardSQL(table, op)
 			out = append(out, eventstore.Guard{Name: name, Present: present})
 		}
 	}
 	return out, nil
+}
+
+// guardSQL is a retention trigger as sqlite_master keeps it (IF NOT EXISTS
+// dropped), with its whitespace collapsed: what retentionTriggers makes.
+func guardSQL(table, op string) string {
+	return "CREATE TRIGGER " + table + "_no_" + op + " BEFORE " + strings.ToUpper(op) + " ON " + table +
+		" BEGIN SELECT RAISE(ABORT, '" + retentionMarker + " (R2): " + op + " forbidden'); END"
 }
