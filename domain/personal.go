@@ -140,6 +140,10 @@ func MapPersonal(e Event, fn func(field, value string) (string, error)) (Event, 
 	case BankAccountBound:
 		f("holder_name", &v.HolderName)
 		f("last4", &v.Last4)
+		// The token is a keyed hash of the whole number under a key
+		// derived from server.key, which every copy of the data directory
+		// holds: in clear, the number is found again by trying candidates.
+		f("bank_account_token", &v.BankAccountToken)
 		return v, true, err
 	case FundsWithdrawn:
 		f("bank_account_last4", &v.BankAccountLast4)
@@ -215,7 +219,7 @@ func (a *Account) eraseState() {
 	a.HolderName, a.Phone = ErasedText, erasedIfSet(a.Phone)
 	if a.bank != nil {
 		b := *a.bank
-		b.HolderName, b.Last4 = ErasedText, ErasedText
+		b.HolderName, b.Last4, b.BankAccountToken = ErasedText, ErasedText, ErasedText
 		a.bank = &b
 	}
 	for _, d := range a.devices {

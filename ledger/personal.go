@@ -92,7 +92,9 @@ func (s *Service) ExportPersonalData(ctx context.Context, by Actor, accountID st
 		}
 		fields := map[string]string{}
 		if _, _, err := domain.MapPersonal(d, func(name, v string) (string, error) {
-			fields[name] = v
+			if name != "bank_account_token" { // sealed, but never served (R19)
+				fields[name] = v
+			}
 			return v, nil
 		}); err != nil {
 			return PersonalExport{}, err
