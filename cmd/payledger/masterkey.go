@@ -65,12 +65,12 @@ func (c *Config) masterKey() ([]byte, error) {
 // loadMasterKey reads a master key file: one line of base64, mode 0600,
 // outside the data directory.
 func loadMasterKey(path, dataDir string) ([]byte, error) {
-	absKey, err1 := filepath.Abs(path)
-	absData, err2 := filepath.Abs(dataDir)
+	absKey, err1 := realPath(path)
+	absData, err2 := realPath(dataDir)
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	if rel, err := filepath.Rel(absData, absKey); err == nil && !strings.HasPrefix(rel, "..") {
+	if rel, err := filepath.Rel(absData, absKey); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return nil, fmt.Errorf("master key %s is inside the data directory %s: keep it apart from the data it protects", path, dataDir)
 	}
 	st, err := os.Stat(path)
@@ -92,6 +92,19 @@ func loadMasterKey(path, dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("master key %s must hold %d bytes in base64", path, personaldata.KeySize)
 	}
 	return k, nil
+}
+
+// realPath is path made absolute with its symbolic links resolved (as far
+// as it exists), so that no link hides a key inside the data directory.
+func realPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r, nil
+	}
+	return abs, nil
 }
 
 // writeMasterKey makes a new master key file at path (mode 0600); it never
