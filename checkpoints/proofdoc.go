@@ -110,7 +110,7 @@ func unhex(name, s string) (merkle.Hash, error) {
 // Verify checks the proof with only pub: the checkpoints' signatures,
 // then RFC 9162's verification of the path against their roots.
 func (p Proof) Verify(pub ed25519.PublicKey) error {
-	root, err := p.Checkpoint.Verify(pub)
+	root, err := verifyNamed(p.Checkpoint, pub)
 	if err != nil {
 		return fmt.Errorf("the checkpoint of %d events: %w", p.Checkpoint.Size, err)
 	}
@@ -137,11 +137,20 @@ func (p Proof) Verify(pub ed25519.PublicKey) error {
 		if p.From == nil {
 			return errors.New("checkpoints: a consistency proof without its from checkpoint")
 		}
-		old, err := p.From.Verify(pub)
+		old, err := verifyNamed(*p.From, pub)
 		if err != nil {
 			return fmt.Errorf("the checkpoint of %d events: %w", p.From.Size, err)
 		}
 		return merkle.VerifyConsistency(p.From.Size, p.Checkpoint.Size, old, root, path)
 	}
 	return fmt.Errorf("checkpoints: unknown proof kind %q", p.Kind)
+}
+
+// verifyNamed is c.Verify(pub) for a checkpoint that also names pub as its
+// key: its key_id is printed as the signer's, so it must be pub's.
+func verifyNamed(c Checkpoint, pub ed25519.PublicKey) (merkle.Hash, error) {
+	if id := KeyID(pub); c.KeyID != id {
+		return merkle.Hash{}, fmt.Errorf("checkpoints: the checkpoint names key %q, not the key %s it is checked with", c.KeyID, id)
+	}
+	return c.Verify(pub)
 }
