@@ -31,6 +31,9 @@ type Staff struct {
 	IdentityCheck string `json:"identity_check,omitempty"`
 }
 
+// ByStaff reports whether a staff key made the command or the event.
+func (s Staff) ByStaff() bool { return s.StaffKey != "" }
+
 // IdentityChecked reports whether an operator checked the holder's
 // identity for this command.
 func (s Staff) IdentityChecked() bool { return s.StaffKey != "" && s.IdentityCheck != "" }

@@ -31,6 +31,9 @@ type PersonalRecord struct {
 	// Fields maps each field of personal data (as named in the payload)
 	// to its value, domain.ErasedText once erased.
 	Fields map[string]string
+	// ByStaff is set when a staff key made the event: its reason is the
+	// staff's, which a holder is not shown (it may name an investigation).
+	ByStaff bool
 }
 
 // PersonalExport is what an account's log holds of its holder's personal
@@ -100,7 +103,9 @@ func (s *Service) ExportPersonalData(ctx context.Context, by Actor, accountID st
 			return PersonalExport{}, err
 		}
 		if len(fields) > 0 {
-			out.Records = append(out.Records, PersonalRecord{EventID: e.ID, Version: e.Version, Type: e.Type, OccurredAt: e.OccurredAt, Fields: fields})
+			staff, _ := d.(interface{ ByStaff() bool })
+			out.Records = append(out.Records, PersonalRecord{EventID: e.ID, Version: e.Version, Type: e.Type, OccurredAt: e.OccurredAt, Fields: fields,
+				ByStaff: staff != nil && staff.ByStaff()})
 		}
 	}
 	if len(evs) == exportScan {
