@@ -24,6 +24,10 @@ const masterKeyEnv = "PAYLEDGER_MASTER_KEY"
 // beside the data directory, not in it, so that a copy of the directory
 // (a backup) does not carry the key that opens its personal data.
 func defaultMasterKeyPath(dataDir string) string {
+	// Absolute first: "." would give "..master.key", inside the directory.
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
 	return filepath.Clean(dataDir) + ".master.key"
 }
 

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/rand"
 	"encoding/base64"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,5 +48,27 @@ func TestMasterKeyInsideDataDirByAnotherPath(t *testing.T) {
 	}
 	if _, err := loadMasterKey(outside, filepath.Join(root, "data-link")); err != nil {
 		t.Errorf("a key beside the directory: %v", err)
+	}
+}
+
+// TestMasterKeyGeneratedBesideDot: serve run inside its data directory
+// (--data .) generates the master key beside the directory, not in it
+// as "..master.key".
+func TestMasterKeyGeneratedBesideDot(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	c := Config{DataDir: ".", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Rand: rand.Reader}
+	if _, err := c.masterKey(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "data.master.key")); err != nil {
+		t.Errorf("no master key beside the directory: %v", err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*master.key")); len(names) > 0 {
+		t.Errorf("a master key generated inside the data directory: %v", names)
 	}
 }
