@@ -93,6 +93,15 @@ func retentionCheck(ctx context.Context, name string, log retentionLog, dir stri
 				c.Size, c.Time.Format(time.RFC3339))
 		}
 	}
+	if c, ok := log.(interface {
+		CheckContiguous(ctx context.Context, head int64) error
+	}); ok {
+		if err := c.CheckContiguous(ctx, head); err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			fmt.Fprintf(w, "retention: positions 1 to %d all stored, none missing\n", head)
+		}
+	}
 	guards, err := log.RetentionGuards(ctx)
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)

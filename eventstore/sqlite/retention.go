@@ -54,3 +54,28 @@ func guardSQL(table, op string) string {
 	return "CREATE TRIGGER " + table + "_no_" + op + " BEFORE " + strings.ToUpper(op) + " ON " + table +
 		" BEGIN SELECT RAISE(ABORT, '" + retentionMarker + " (R2): " + op + " forbidden'); END"
 }
+
+// CheckContiguous reports an error unless the log's segments cover
+// positions 1 to head with no gap and no overlap: a segment deleted from
+// the middle (its guard dropped, then restored) leaves a gap that reads
+// from the ends do not show.
+func (r *Reader) CheckContiguous(ctx context.Context, head int64) error {
+	const q = `SELECT first_position, prev FROM (
+		SELECT first_position, LAG(last_position, 1, 0) OVER (ORDER BY first_position) AS prev FROM segments)
+	WHERE first_position != prev + 1 LIMIT 1`
+	var first, prev int64
+	switch err := r.db.QueryRowContext(ctx, q).Scan(&first, &prev); {
+	case err == nil:
+		return fmt.Errorf("the segment at position %d follows one that ends at %d: positions %d to %d are gone", first, prev, prev+1, first-1)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("retention: %w", err)
+	}
+	var last sql.NullInt64
+	if err := r.db.QueryRowContext(ctx, "SELECT MAX(last_position) FROM segments").Scan(&last); err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	if last.Int64 != head {
+		return fmt.Errorf("the segments end at position %d, the log's head is %d", last.Int64, head)
+	}
+	return nil
+}
