@@ -169,8 +169,13 @@ const (
 	exportPrefix = "checkpoint-"
 )
 
-// maxCheckpoints bounds the checkpoints one directory may hold for Read.
-const maxCheckpoints = 1_000_000
+// maxCheckpoints bounds the checkpoints Read holds in memory: five years
+// of one a minute is 2.6 million. Past it Read fails rather than leave
+// the later ones out; the signer indexes its own log without the bound.
+const maxCheckpoints = 3_000_000
+
+// errTooMany is Read's failure past maxCheckpoints.
+var errTooMany = fmt.Errorf("checkpoints: more than %d checkpoints to read at once; check against the export directory's newer ones, or sign less often (--checkpoint-every)", maxCheckpoints)
 
 // Read returns the checkpoints of dir, smallest size first: those of its
 // log file and those exported one per file (checkpoint-*.json).
@@ -178,7 +183,11 @@ func Read(dir string) ([]Checkpoint, error) {
 	var out []Checkpoint
 	if f, err := os.Open(filepath.Join(dir, LogFile)); err == nil {
 		sc := bufio.NewScanner(f)
-		for sc.Scan() && len(out) < maxCheckpoints {
+		for sc.Scan() {
+			if len(out) == maxCheckpoints {
+				_ = f.Close()
+				return nil, errTooMany
+			}
 			var c Checkpoint
 			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
 				_ = f.Close()
@@ -200,7 +209,7 @@ func Read(dir string) ([]Checkpoint, error) {
 	}
 	for _, n := range names {
 		if len(out) >= maxCheckpoints {
-			break
+			return nil, errTooMany
 		}
 		b, err := os.ReadFile(n)
 		if err != nil {
@@ -256,17 +265,17 @@ type Signer struct {
 // NewSigner opens the checkpoints of dir (creating nothing yet).
 func NewSigner(log LogReader, priv ed25519.PrivateKey, dir, exportDir string, clock func() time.Time) (*Signer, error) {
 	s := &Signer{log: log, priv: priv, dir: dir, exportDir: exportDir, clock: clock, builder: &merkle.Builder{}}
-	all, err := Read(dir)
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	if s.ix, err = indexLog(dir); err != nil {
 		return nil, err
 	}
-	if len(all) == 0 {
+	if len(s.ix.sizes) == 0 {
 		return s, nil
 	}
-	last := all[len(all)-1]
+	last, err := s.at(len(s.ix.sizes) - 1)
+	if err != nil {
+		return nil, err
+	}
 	root, err := last.Verify(priv.Public().(ed25519.PublicKey))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: the last checkpoint of %s: %w", dir, err)

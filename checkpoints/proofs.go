@@ -239,7 +239,7 @@ func indexLog(dir string) (index, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	for len(ix.sizes) < maxCheckpoints {
+	for {
 		line, err := r.ReadSlice('\n')
 		if errors.Is(err, io.EOF) && len(line) == 0 {
 			return ix, nil
@@ -253,9 +253,11 @@ func indexLog(dir string) (index, error) {
 		if err := json.Unmarshal(line, &c); err != nil {
 			return ix, fmt.Errorf("checkpoints: %s at byte %d: %w", LogFile, ix.end, err)
 		}
+		if n := len(ix.sizes); n > 0 && c.Size <= ix.sizes[n-1] {
+			return ix, fmt.Errorf("checkpoints: %s at byte %d: a checkpoint of %d events after one of %d", LogFile, ix.end, c.Size, ix.sizes[n-1])
+		}
 		ix.add(c.Size, int64(len(line)))
 	}
-	return ix, nil
 }
 
 func (ix *index) add(size uint64, length int64) {
@@ -269,29 +271,38 @@ func (ix *index) add(size uint64, length int64) {
 func (s *Signer) CheckpointOfSize(size uint64) (c Checkpoint, ok bool, err error) {
 	s.mu.Lock()
 	i := sort.Search(len(s.ix.sizes), func(i int) bool { return s.ix.sizes[i] >= size })
-	if i == len(s.ix.sizes) || s.ix.sizes[i] != size {
-		s.mu.Unlock()
+	found := i < len(s.ix.sizes) && s.ix.sizes[i] == size
+	s.mu.Unlock()
+	if !found {
 		return c, false, nil
 	}
-	off, end := s.ix.offsets[i], s.ix.end
+	c, err = s.at(i)
+	return c, err == nil, err
+}
+
+// at reads the i-th checkpoint of the log file.
+func (s *Signer) at(i int) (Checkpoint, error) {
+	var c Checkpoint
+	s.mu.Lock()
+	off, end, size := s.ix.offsets[i], s.ix.end, s.ix.sizes[i]
 	if i+1 < len(s.ix.offsets) {
 		end = s.ix.offsets[i+1]
 	}
 	s.mu.Unlock()
 	if end-off > maxLine {
-		return c, false, fmt.Errorf("checkpoints: the checkpoint of size %d is %d bytes", size, end-off)
+		return c, fmt.Errorf("checkpoints: the checkpoint of size %d is %d bytes", size, end-off)
 	}
 	f, err := os.Open(filepath.Join(s.dir, LogFile))
 	if err != nil {
-		return c, false, fmt.Errorf("checkpoints: %w", err)
+		return c, fmt.Errorf("checkpoints: %w", err)
 	}
 	defer f.Close()
 	buf := make([]byte, end-off)
 	if _, err := f.ReadAt(buf, off); err != nil {
-		return c, false, fmt.Errorf("checkpoints: %w", err)
+		return c, fmt.Errorf("checkpoints: %w", err)
 	}
 	if err := json.Unmarshal(buf, &c); err != nil || c.Size != size {
-		return c, false, fmt.Errorf("checkpoints: the checkpoint of size %d does not read back: %v", size, err)
+		return c, fmt.Errorf("checkpoints: the checkpoint of size %d does not read back: %v", size, err)
 	}
-	return c, true, nil
+	return c, nil
 }
