@@ -254,9 +254,11 @@ type Signer struct {
 	builder *merkle.Builder
 	latest  *Checkpoint
 	// blocks are the roots of the log's complete blocks of blockSize
-	// events (savedBlocks of them in the blocks file), tail the hashes of
-	// the events after the last complete block (proofs.go).
+	// events (savedBlocks of them in the blocks file), upper[k] the roots
+	// of its aligned runs of 2^(k+1) blocks, tail the hashes of the events
+	// after the last complete block (proofs.go).
 	blocks      []merkle.Hash
+	upper       [][]merkle.Hash
 	savedBlocks int
 	tail        []merkle.Hash
 	ix          index
@@ -294,7 +296,10 @@ func NewSigner(log LogReader, priv ed25519.PrivateKey, dir, exportDir string, cl
 				return nil, err
 			}
 		}
-		s.builder, s.blocks, s.savedBlocks = b, blocks[:want], want
+		s.builder, s.savedBlocks = b, want
+		for _, h := range blocks[:want] {
+			s.addBlock(h)
+		}
 		return s, nil
 	}
 	// Without a frontier and blocks that match the last checkpoint, the

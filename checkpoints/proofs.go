@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
@@ -63,8 +64,24 @@ func (s *Signer) addLeaf(h merkle.Hash) {
 	s.builder.Add(h)
 	s.tail = append(s.tail, h)
 	if len(s.tail) == blockSize {
-		s.blocks = append(s.blocks, merkle.Root(s.tail))
+		s.addBlock(merkle.Root(s.tail))
 		s.tail = s.tail[:0]
+	}
+}
+
+// addBlock keeps a complete block's root and the roots of the aligned runs
+// of blocks it completes, so a proof finds any perfect subtree above the
+// blocks without hashing it again.
+func (s *Signer) addBlock(root merkle.Hash) {
+	s.blocks = append(s.blocks, root)
+	level := s.blocks
+	for k := 0; len(level)%2 == 0; k++ {
+		if k == len(s.upper) {
+			s.upper = append(s.upper, nil)
+		}
+		n := len(level)
+		s.upper[k] = append(s.upper[k], merkle.NodeHash(level[n-2], level[n-1]))
+		level = s.upper[k]
 	}
 }
 
@@ -73,6 +90,9 @@ func (s *Signer) addLeaf(h merkle.Hash) {
 type prover struct {
 	log    LogReader
 	blocks []merkle.Hash
+	upper  [][]merkle.Hash
+	// hashes counts the inner nodes a proof computed (tests bound it).
+	hashes int
 }
 
 // prover returns a prover over the blocks signed so far and the latest
@@ -84,16 +104,21 @@ func (s *Signer) prover() (prover, uint64) {
 	if s.latest != nil {
 		size = s.latest.Size
 	}
-	// blocks only ever grow by append, so the prefix stays valid.
-	return prover{log: s.log, blocks: s.blocks[:len(s.blocks):len(s.blocks)]}, size
+	// The levels only ever grow by append, so their prefixes stay valid.
+	p := prover{log: s.log, blocks: s.blocks[:len(s.blocks):len(s.blocks)], upper: make([][]merkle.Hash, len(s.upper))}
+	for k, l := range s.upper {
+		p.upper[k] = l[:len(l):len(l)]
+	}
+	return p, size
 }
 
 // leaves reads the event hashes at positions a+1 to b (b-a <= blockSize).
 func (s *Signer) leaves(ctx context.Context, a, b uint64) ([]merkle.Hash, error) {
-	return prover{log: s.log}.leaves(ctx, a, b)
+	p := prover{log: s.log}
+	return p.leaves(ctx, a, b)
 }
 
-func (p prover) leaves(ctx context.Context, a, b uint64) ([]merkle.Hash, error) {
+func (p *prover) leaves(ctx context.Context, a, b uint64) ([]merkle.Hash, error) {
 	out := make([]merkle.Hash, 0, b-a)
 	for pos := a; pos < b; {
 		evs, err := p.log.ReadAll(ctx, int64(pos), int(b-pos))
@@ -117,13 +142,15 @@ func (p prover) leaves(ctx context.Context, a, b uint64) ([]merkle.Hash, error) 
 // rangeRoot is the Merkle root of the events at indexes a to b-1, as
 // RFC 9162 MTH over them: from block roots where a range covers whole
 // blocks, from the events themselves otherwise.
-func (p prover) rangeRoot(ctx context.Context, a, b uint64) (merkle.Hash, error) {
+func (p *prover) rangeRoot(ctx context.Context, a, b uint64) (merkle.Hash, error) {
 	n := b - a
 	switch {
 	case n == 0:
 		return merkle.EmptyRoot, nil
 	case n == blockSize && a%blockSize == 0 && a/blockSize < uint64(len(p.blocks)):
 		return p.blocks[a/blockSize], nil
+	case n > blockSize && n&(n-1) == 0 && a%n == 0 && p.upperHas(n, a):
+		return p.upper[bits.TrailingZeros64(n/blockSize)-1][a/n], nil
 	case n <= blockSize:
 		ls, err := p.leaves(ctx, a, b)
 		if err != nil {
@@ -140,7 +167,15 @@ func (p prover) rangeRoot(ctx context.Context, a, b uint64) (merkle.Hash, error)
 	if err != nil {
 		return right, err
 	}
+	p.hashes++
 	return merkle.NodeHash(left, right), nil
+}
+
+// upperHas reports whether the run of n events from a (n a power of two
+// above blockSize, a aligned to it) is a run of blocks already hashed.
+func (p *prover) upperHas(n, a uint64) bool {
+	k := bits.TrailingZeros64(n/blockSize) - 1
+	return k < len(p.upper) && a/n < uint64(len(p.upper[k]))
 }
 
 // InclusionProof proves the event at index (its position - 1) in the tree
@@ -160,7 +195,7 @@ func (s *Signer) InclusionProof(ctx context.Context, index, size uint64) ([]merk
 }
 
 // path is RFC 9162's PATH(m, D[a:b]).
-func (p prover) path(ctx context.Context, m, a, b uint64) ([]merkle.Hash, error) {
+func (p *prover) path(ctx context.Context, m, a, b uint64) ([]merkle.Hash, error) {
 	if b-a == 1 {
 		return nil, nil
 	}
@@ -191,7 +226,7 @@ func (s *Signer) ConsistencyProof(ctx context.Context, from, to uint64) ([]merkl
 }
 
 // subproof is RFC 9162's SUBPROOF(m, D[a:b], complete).
-func (p prover) subproof(ctx context.Context, m, a, b uint64, complete bool) ([]merkle.Hash, error) {
+func (p *prover) subproof(ctx context.Context, m, a, b uint64, complete bool) ([]merkle.Hash, error) {
 	n := b - a
 	if m == n {
 		if complete {
