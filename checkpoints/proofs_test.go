@@ -84,9 +84,20 @@ func TestProofs(t *testing.T) {
 					t.Fatalf("%s: a tampered event %d verified in %d", name, i, n)
 				}
 			}
+			// The documents the routes serve pass the stand-alone verifier
+			// (payledger proof verify runs Proof.Verify) with only pub.
+			for _, pos := range []uint64{1, uint64(n)} {
+				doc, err := signer.InclusionDoc(ctx, pos, uint64(n))
+				if err != nil || doc.Verify(pub) != nil {
+					t.Fatalf("%s: the inclusion document of %d in %d: %v", name, pos, n, err)
+				}
+			}
 			for _, m := range sizes {
 				if m > n {
 					break
+				}
+				if doc, err := signer.ConsistencyDoc(ctx, uint64(m), uint64(n)); err != nil || doc.Verify(pub) != nil {
+					t.Fatalf("%s: the consistency document %d..%d: %v", name, m, n, err)
 				}
 				proof, err := signer.ConsistencyProof(ctx, uint64(m), uint64(n))
 				if err != nil {
