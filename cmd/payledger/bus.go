@@ -124,6 +124,9 @@ func (m *Main) relayEvents(ctx context.Context) {
 	for {
 		err := m.bus.relay.Run(ctx)
 		if ctx.Err() != nil {
+			if err != nil {
+				m.Config.Log.Error("event relay: checkpoint not saved at shutdown", slog.Any("error", err))
+			}
 			return
 		}
 		m.Config.Log.Error("event relay stopped; restarting in 5s", slog.String("nats", m.bus.where), slog.Any("error", err))

@@ -117,7 +117,7 @@ type testLog struct {
 	n     int
 }
 
-func openLog(t *testing.T) *testLog {
+func openLog(t testing.TB) *testLog {
 	t.Helper()
 	s, err := sqlite.Open(filepath.Join(t.TempDir(), "events.db"), sqlite.DefaultOptions())
 	if err != nil {
@@ -131,24 +131,43 @@ var types = []string{"AccountOpened", "FactorEnrolled", "FundsDeposited", "Payme
 
 // appendEvents appends n events, one per append, over three streams and
 // four types; FactorEnrolled carries a password hash the relay omits.
-func (l *testLog) appendEvents(t *testing.T, n int) {
+func (l *testLog) appendEvents(t testing.TB, n int) {
 	t.Helper()
-	base := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	for range n {
 		i := l.n
 		l.n++
-		typ := types[i%len(types)]
-		payload := fmt.Sprintf(`{"n":%d,"amount":"%d.50"}`, i, i)
-		if typ == "FactorEnrolled" {
-			payload = fmt.Sprintf(`{"n":%d,"password_hash":"$argon2id$v=19$secret-%d","method":"password"}`, i, i)
-		}
-		e := eventstore.EventData{ID: fmt.Sprintf("01J%023d", i), Type: typ, SchemaVersion: 1,
-			OccurredAt: base.Add(time.Duration(i) * time.Second), CorrelationID: fmt.Sprintf("corr-%d", i/2),
-			Payload: []byte(payload)}
-		if _, err := l.store.Append(context.Background(), fmt.Sprintf("account-%d", i%3), eventstore.Any, []eventstore.EventData{e}); err != nil {
+		if _, err := l.store.Append(context.Background(), fmt.Sprintf("account-%d", i%3), eventstore.Any, []eventstore.EventData{event(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// appendEventsBatched appends n events in appends of 500 to one stream.
+func (l *testLog) appendEventsBatched(t testing.TB, n int) {
+	t.Helper()
+	for n > 0 {
+		batch := make([]eventstore.EventData, 0, 500)
+		for ; n > 0 && len(batch) < cap(batch); n-- {
+			batch = append(batch, event(l.n))
+			l.n++
+		}
+		if _, err := l.store.Append(context.Background(), fmt.Sprintf("account-%d", l.n%3), eventstore.Any, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// event is the test log's event number i.
+func event(i int) eventstore.EventData {
+	base := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	typ := types[i%len(types)]
+	payload := fmt.Sprintf(`{"n":%d,"amount":"%d.50"}`, i, i)
+	if typ == "FactorEnrolled" {
+		payload = fmt.Sprintf(`{"n":%d,"password_hash":"$argon2id$v=19$secret-%d","method":"password"}`, i, i)
+	}
+	return eventstore.EventData{ID: fmt.Sprintf("01J%023d", i), Type: typ, SchemaVersion: 1,
+		OccurredAt: base.Add(time.Duration(i) * time.Second), CorrelationID: fmt.Sprintf("corr-%d", i/2),
+		Payload: []byte(payload)}
 }
 
 func (l *testLog) all(t *testing.T) []eventstore.Event {
