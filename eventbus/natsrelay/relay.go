@@ -220,20 +220,21 @@ func (r *Relay) Stats() Stats {
 func (r *Relay) Subject(eventType string) string { return r.cfg.SubjectPrefix + "." + eventType }
 
 // Run publishes the log until ctx ends, then drains (publishes what is
-// committed, for at most Config.Drain) and returns nil. After a NATS error
-// it resumes from the stream's last message with exponential backoff; when
-// MaxAttempts resumptions in a row published nothing, it returns the last
-// error. Events are never skipped: an event that cannot be published
-// stops the relay there.
+// committed, for at most Config.Drain) and returns the error of the last
+// checkpoint write, if any. After a NATS error it resumes from the
+// stream's last message with exponential backoff; when MaxAttempts
+// attempts in a row did not move the stream on (neither this relay nor
+// another), it returns the last error. Events are never skipped: an event
+// that cannot be published stops the relay there.
 func (r *Relay) Run(ctx context.Context) error {
 	failures := 0
 	for {
-		before := r.published.Load() + r.duplicates.Load()
+		before := r.checkpoint.Load()
 		err := r.runOnce(ctx)
 		if ctx.Err() != nil {
 			return r.drain()
 		}
-		if r.published.Load()+r.duplicates.Load() > before {
+		if r.checkpoint.Load() != before {
 			failures = 0
 		}
 		failures++

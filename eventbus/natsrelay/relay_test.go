@@ -503,7 +503,6 @@ func TestRelayTwoRelays(t *testing.T) {
 	var runs []*running
 	for i := range 2 {
 		r := newRelay(t, l, b.connect(t), stream, prefix, filepath.Join(t.TempDir(), fmt.Sprintf("cp%d", i)))
-		r.cfg.MaxAttempts = 1000 // conflicts with the other relay are expected here
 		runs = append(runs, start(t, r))
 	}
 	l.appendEvents(t, 200)
