@@ -36,7 +36,8 @@
 // last event) - about 2n+3 round trips. Reads of one stream see an Append
 // once it is indexed; ReadAll, Head and Subscribe read the log itself.
 //
-// Snapshots live in <namespace>-snapshot-<stream> with $maxCount 1.
+// Snapshots live in <namespace>-snapshot-<stream> (with $maxCount 1 when
+// the user may set it).
 // Deleting or truncating payledger's streams is refused by KurrentDB's
 // ACLs, which a deployment sets (docs/architecture.md);
 // RetentionGuards reports what the adapter can read of them.
