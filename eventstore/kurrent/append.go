@@ -27,7 +27,16 @@ func expectedRevision(n int64) esdb.ExpectedRevision {
 
 // Append appends events to stream if it holds expected events (or
 // expected is eventstore.Any); see the package comment for how.
-func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (_ eventstore.AppendResult, err error) {
+	// A server or connection failure at any step is the storage being
+	// unavailable to the caller, whichever request met it.
+	defer func() {
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The server did not answer within CallTimeout.
+			err = fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
+		}
+		err = unavailable(err)
+	}()
 	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
 		return eventstore.AppendResult{}, err
 	}
@@ -125,7 +134,7 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 	// run to their own timeouts.
 	wctx := context.WithoutCancel(ctx)
 	cctx, cancel := s.call(wctx)
-	_, err = s.client.AppendToStream(cctx, s.names.log(), esdb.AppendToStreamOptions{ExpectedRevision: expectedRevision(s.indexed)}, data...)
+	err = s.appendTo(cctx, s.names.log(), expectedRevision(s.indexed), data...)
 	cancel()
 	switch {
 	case codeOf(err) == esdb.ErrorCodeWrongExpectedVersion:
@@ -133,7 +142,7 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 	case err != nil:
 		// The append may have committed without its answer reaching us.
 		s.stale = true
-		return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, unavailable(s.readErr(err)))
+		return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, s.readErr(err))
 	}
 	if err := s.index(wctx, out); err != nil {
 		s.stale = true
@@ -269,8 +278,7 @@ func (s *Store) index(ctx context.Context, events []eventstore.Event) error {
 		links[i] = linkTo(eventUUID(e.ID), uint64(e.Position-1), s.names.log())
 	}
 	cctx, cancel := s.call(ctx)
-	_, err := s.client.AppendToStream(cctx, s.names.stream(stream),
-		esdb.AppendToStreamOptions{ExpectedRevision: expectedRevision(events[0].Version - 1)}, links...)
+	err := s.appendTo(cctx, s.names.stream(stream), expectedRevision(events[0].Version-1), links...)
 	cancel()
 	if codeOf(err) == esdb.ErrorCodeWrongExpectedVersion {
 		err = s.checkLinks(ctx, s.names.stream(stream), events[0].Version-1, links)
@@ -282,7 +290,7 @@ func (s *Store) index(ctx context.Context, events []eventstore.Event) error {
 		cctx, cancel := s.call(ctx)
 		defer cancel()
 		id := s.names.id(events[i].ID)
-		_, err := s.client.AppendToStream(cctx, id, esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, links[i])
+		err := s.appendTo(cctx, id, esdb.NoStream{}, links[i])
 		if codeOf(err) == esdb.ErrorCodeWrongExpectedVersion {
 			err = s.checkLinks(ctx, id, 0, links[i:i+1])
 		}
@@ -309,4 +317,12 @@ func (s *Store) checkLinks(ctx context.Context, stream string, from int64, links
 		}
 	}
 	return nil
+}
+
+// appendTo appends events to stream with the expected revision.
+func (s *Store) appendTo(ctx context.Context, stream string, expected esdb.ExpectedRevision, events ...esdb.EventData) error {
+	return s.do(ctx, func(c *esdb.Client) error {
+		_, err := c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, events...)
+		return err
+	})
 }

@@ -95,10 +95,10 @@ const readPage = 500
 // Store is the KurrentDB event store. Create it with Open; it is safe for
 // concurrent use and must be closed with Close.
 type Store struct {
-	opts   Options
-	client *esdb.Client
-	user   string // the URL's user, "" when unauthenticated
-	names  names
+	opts  Options
+	cfg   *esdb.Configuration
+	user  string // the URL's user, "" when unauthenticated
+	names names
 
 	// writer is held (a one-slot semaphore, so waiting respects contexts)
 	// by the Append in progress and guards indexed and stale.
@@ -110,10 +110,11 @@ type Store struct {
 	indexed int64
 	stale   bool
 
-	closeMu sync.Mutex
-	closed  bool
-	ctx     context.Context // cancelled by Close: ends subscriptions
-	cancel  context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+	cur    *conn           // the client new calls use (conn.go); nil until the first
+	ctx    context.Context // cancelled by Close: ends subscriptions
+	cancel context.CancelFunc
 }
 
 // Open connects to the KurrentDB at rawURL (kurrentdb://, kurrentdb+discover://
@@ -143,18 +144,20 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = def.CallTimeout
 	}
-	client, err := esdb.NewClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kurrent store %s: %w", Redact(rawURL), err)
-	}
-	s := &Store{opts: opts, client: client, user: cfg.Username, names: names{opts.Namespace}, writer: make(chan struct{}, 1)}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := newStore(cfg, opts)
 	if err := s.recover(ctx); err != nil {
-		s.cancel()
-		_ = client.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("kurrent store %s: %w", Redact(rawURL), err)
 	}
 	return s, nil
+}
+
+// newStore makes a store on cfg's server with complete options, without
+// touching the server yet.
+func newStore(cfg *esdb.Configuration, opts Options) *Store {
+	s := &Store{opts: opts, cfg: cfg, user: cfg.Username, names: names{opts.Namespace}, writer: make(chan struct{}, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
 }
 
 // recover starts the writer's view at the first event of the log's last
@@ -181,22 +184,28 @@ func (s *Store) Namespace() string { return s.names.ns }
 
 // isClosed reports whether Close was called.
 func (s *Store) isClosed() bool {
-	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.closed
 }
 
 // Close ends subscriptions and releases the connection. Appends, reads
 // and subscriptions after Close fail with eventstore.ErrClosed.
 func (s *Store) Close() error {
-	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
 	s.cancel()
-	return s.client.Close()
+	if k := s.cur; k != nil {
+		s.cur, k.retired = nil, true
+		if k.inflight == 0 {
+			return k.c.Close()
+		}
+	}
+	return nil
 }
 
 // call bounds one request to the server by CallTimeout.
@@ -217,6 +226,9 @@ func codeOf(err error) esdb.ErrorCode {
 // unavailable marks the failures of the server or the connection (as
 // opposed to the request) as eventstore.ErrUnavailable.
 func unavailable(err error) error {
+	if errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, eventstore.ErrClosed) {
+		return err
+	}
 	switch codeOf(err) {
 	case esdb.ErrorUnavailable, esdb.ErrorCodeDeadlineExceeded, esdb.ErrorCodeConnectionClosed,
 		esdb.ErrorCodeNotLeader, esdb.ErrorAborted:
@@ -228,29 +240,33 @@ func unavailable(err error) error {
 // read returns up to count events of stream from the given options; a
 // missing stream is no events and no error.
 func (s *Store) read(ctx context.Context, stream string, opts esdb.ReadStreamOptions, count int) ([]*esdb.ResolvedEvent, error) {
-	if s.isClosed() {
-		return nil, eventstore.ErrClosed
-	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	rs, err := s.client.ReadStream(ctx, stream, opts, uint64(count))
-	if err != nil {
-		return nil, s.readErr(err)
-	}
-	defer rs.Close()
-	out := make([]*esdb.ResolvedEvent, 0, min(count, readPage))
-	for range count {
-		ev, err := rs.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
+	var out []*esdb.ResolvedEvent
+	err := s.do(ctx, func(c *esdb.Client) error {
+		rs, err := c.ReadStream(ctx, stream, opts, uint64(count))
 		if err != nil {
-			if codeOf(err) == esdb.ErrorCodeResourceNotFound {
-				return nil, nil
-			}
-			return nil, s.readErr(err)
+			return err
 		}
-		out = append(out, ev)
+		defer rs.Close()
+		out = make([]*esdb.ResolvedEvent, 0, min(count, readPage))
+		for range count {
+			ev, err := rs.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	switch {
+	case codeOf(err) == esdb.ErrorCodeResourceNotFound:
+		return nil, nil
+	case err != nil:
+		return nil, s.readErr(err)
 	}
 	return out, nil
 }

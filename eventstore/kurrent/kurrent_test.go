@@ -238,7 +238,7 @@ func TestRecoverUnindexedAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.client.AppendToStream(ctx, s.names.log(), esdb.AppendToStreamOptions{ExpectedRevision: esdb.Revision(0)}, data); err != nil {
+	if err := s.appendTo(ctx, s.names.log(), esdb.Revision(0), data); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := s.StreamVersion(ctx, "acc-1"); err != nil || v != 1 {
@@ -276,5 +276,54 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "payledger:xxxxx@127.0.0.1:1") {
 		t.Fatalf("error %q: want the redacted URL and no password", err)
+	}
+}
+
+// TestServerDown needs no server: with nothing listening, an Append is
+// ErrUnavailable, reads fail rather than look empty, and after Close every
+// method is ErrClosed.
+func TestServerDown(t *testing.T) {
+	cfg, _, err := ParseURL("kurrentdb://127.0.0.1:1?tls=false&maxDiscoverAttempts=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.CallTimeout = 2 * time.Second
+	s := newStore(cfg, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := []eventstore.EventData{{ID: ulid.Make().String(), Type: "T", SchemaVersion: 1, OccurredAt: time.Unix(1, 0), Payload: []byte("{}")}}
+	if _, err := s.Append(ctx, "acc-1", eventstore.NoStream, d); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Errorf("append with the server down: %v, want ErrUnavailable", err)
+	}
+	if got, err := s.ReadStream(ctx, "acc-1", 1, 10); err == nil {
+		t.Errorf("read with the server down: %d events and no error", len(got))
+	}
+	if _, err := s.Head(ctx); err == nil {
+		t.Error("head with the server down: no error")
+	}
+	if _, err := s.StreamVersion(ctx, "acc-1"); err == nil {
+		t.Error("stream version with the server down: no error")
+	}
+	if _, _, err := s.LoadSnapshot(ctx, "acc-1"); err == nil {
+		t.Error("load snapshot with the server down: no error")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "acc-1", eventstore.NoStream, d); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("append after close: %v", err)
+	}
+	if _, err := s.ReadAll(ctx, 0, 10); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if err := s.Subscribe(ctx, 0, func(eventstore.Event) error { return nil }); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("subscribe after close: %v", err)
+	}
+	if err := s.SaveSnapshot(ctx, eventstore.Snapshot{Stream: "acc-1", Version: 1, Payload: []byte("{}")}); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("save snapshot after close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second close: %v", err)
 	}
 }

@@ -41,7 +41,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 			expected = esdb.Revision(rev)
 		}
 		cctx, cancel := s.call(ctx)
-		_, err = s.client.AppendToStream(cctx, name, esdb.AppendToStreamOptions{ExpectedRevision: expected}, data)
+		err = s.appendTo(cctx, name, expected, data)
 		cancel()
 		if codeOf(err) == esdb.ErrorCodeWrongExpectedVersion {
 			continue // another saver wrote first: compare with theirs
@@ -55,7 +55,10 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 		var meta esdb.StreamMetadata
 		meta.SetMaxCount(1)
 		cctx, cancel = s.call(ctx)
-		_, err = s.client.SetStreamMetadata(cctx, name, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, meta)
+		err = s.do(cctx, func(c *esdb.Client) error {
+			_, err := c.SetStreamMetadata(cctx, name, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, meta)
+			return err
+		})
 		cancel()
 		if codeOf(err) == esdb.ErrorCodeAccessDenied {
 			// A deployment that keeps metadata writes to administrators

@@ -75,7 +75,12 @@ func (s *Store) subscribeOnce(ctx context.Context, cursor *int64, fn func(events
 	if *cursor > 0 {
 		opts.From = esdb.Revision(uint64(*cursor - 1))
 	}
-	sub, err := s.client.SubscribeToStream(ctx, s.names.log(), opts)
+	var sub *esdb.Subscription
+	err = s.do(ctx, func(c *esdb.Client) error {
+		var err error
+		sub, err = c.SubscribeToStream(ctx, s.names.log(), opts)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", errDropped, err)
 	}
