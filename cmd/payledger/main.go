@@ -34,7 +34,7 @@ usage:
   payledger verify  [--data ./data | --store postgres://...] [--checkpoints DIR --public-key FILE]
                         prove every hash chain and index of the log intact, and that it extends
                         every signed checkpoint; runs beside a server
-  payledger retention check [--data ./data]
+  payledger retention check [--data ./data] [--store postgres://...]
                         the oldest event and how long it is kept; fails when an append-only guard is missing
   payledger rebuild [--data ./data]
                         replay the log into fresh read models and check them; stop the server first

@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 )
 
@@ -26,11 +28,12 @@ func cmdRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(args) > 0 && args[0] == "check" {
 		args = args[1:]
 	} else if len(args) == 0 || (args[0] != "-h" && args[0] != "--help") {
-		return errors.New("retention: usage: payledger retention check [--data ./data]")
+		return errors.New("retention: usage: payledger retention check [--data ./data] [--store postgres://...]")
 	}
 	fs := flag.NewFlagSet("retention check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "./data", "data directory")
+	store := fs.String("store", os.Getenv("PAYLEDGER_STORE"), "check this PostgreSQL log (postgres://...) instead of --data's events.db")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,6 +41,21 @@ func cmdRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("retention check: unexpected arguments %q", fs.Args())
 	}
 	path := filepath.Join(*dir, "events.db")
+	if *store != "" {
+		spec, err := parseStore(*store, *dir)
+		if err != nil {
+			return fmt.Errorf("retention: %w", err)
+		}
+		if spec.postgresDSN != "" {
+			log, err := postgres.Open(ctx, spec.postgresDSN, postgres.DefaultOptions())
+			if err != nil {
+				return fmt.Errorf("retention: %w", err)
+			}
+			defer log.Close()
+			return retentionCheck(ctx, spec.String(), log, *dir, stdout)
+		}
+		path = spec.sqlitePath
+	}
 	log, err := sqlite.OpenReader(path)
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)

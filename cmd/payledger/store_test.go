@@ -148,6 +148,32 @@ func TestDemoOnPostgres(t *testing.T) {
 	if !strings.Contains(vout.String(), "every hash chain intact") {
 		t.Fatalf("verify --store: %s", vout.String())
 	}
+	// payledger retention check --store finds the log whole and its guards
+	// in place, then fails once the trigger is disabled.
+	var rout bytes.Buffer
+	if err := run(context.Background(), []string{"retention", "check", "--data", t.TempDir(), "--store", store}, &rout, &errOut); err != nil {
+		t.Fatalf("retention check --store: %v\n%s", err, rout.String())
+	}
+	if !strings.Contains(rout.String(), "retention: ok ") || !strings.Contains(rout.String(), "the oldest (position 1") {
+		t.Fatalf("retention check --store:\n%s", rout.String())
+	}
+	cfg, err := pgx.ParseConfig(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "ALTER TABLE events DISABLE TRIGGER events_retained"); err != nil {
+		t.Fatal(err)
+	}
+	rout.Reset()
+	err = run(context.Background(), []string{"retention", "check", "--data", t.TempDir(), "--store", store}, &rout, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "events_retained trigger") {
+		t.Fatalf("retention check with the trigger disabled: %v\n%s", err, rout.String())
+	}
 }
 
 // TestBenchOnPostgres: bench --store runs the embedded store and then

@@ -289,3 +289,47 @@ func waitQueued(t *testing.T, s *postgres.Store, n int) {
 
 // pgtestDSN is the test server's connection string.
 func pgtestDSN(t testing.TB) string { return pgtest.DSN(t) }
+
+// TestRetentionGuards: the guards are reported present on a migrated
+// schema, and each is reported missing once neutered behind the store's
+// back: the trigger disabled, narrowed or dropped, its function replaced
+// by one that lets the change through.
+func TestRetentionGuards(t *testing.T) {
+	ctx := context.Background()
+	s := openSchema(t, t.Name(), postgres.DefaultOptions())
+	defer s.Close()
+	conn := sqlConn(t, s)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	check := func(what string, want ...bool) {
+		t.Helper()
+		gs, err := s.RetentionGuards(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gs) != len(want) {
+			t.Fatalf("%s: %d guards, want %d", what, len(gs), len(want))
+		}
+		for i, g := range gs {
+			if g.Present != want[i] {
+				t.Errorf("%s: guard %s present %v, want %v", what, g.Name, g.Present, want[i])
+			}
+		}
+	}
+	check("migrated", true, true, true)
+	exec("ALTER TABLE events DISABLE TRIGGER events_retained")
+	check("trigger disabled", false, true, true)
+	exec("ALTER TABLE events ENABLE TRIGGER events_retained")
+	check("trigger enabled again", true, true, true)
+	exec(`CREATE OR REPLACE FUNCTION payledger_events_retained() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END; $$`)
+	check("function neutered", true, false, true)
+	exec("DROP TRIGGER events_retained ON events")
+	exec("CREATE TRIGGER events_retained BEFORE DELETE ON events FOR EACH STATEMENT EXECUTE FUNCTION payledger_events_retained()")
+	check("trigger narrowed to DELETE", false, false, true)
+	exec("DROP TRIGGER events_retained ON events")
+	check("trigger dropped", false, false, true)
+}
