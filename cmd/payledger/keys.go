@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/checkpoints"
+	"github.com/payledger/payledger/ledger/personaldata"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
@@ -27,6 +30,9 @@ const keysUsage = `usage:
   payledger keys master-key --out FILE                               make the key that wraps the customers' data keys
                                                                      (give it to serve with --master-key; keep it
                                                                      apart from the data directory and its backups)
+  payledger keys rotate-master-key --new FILE [--master-key FILE] [--data ./data]
+                                                                     wrap every data key with a new master key
+                                                                     (stop the server first)
 roles: %s
 `
 
@@ -38,7 +44,7 @@ const staffKeysFile = "staffkeys.db"
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		printKeysUsage(stderr)
-		return errors.New("keys needs a subcommand: create, list, revoke, signing-key or master-key")
+		return errors.New("keys needs a subcommand: create, list, revoke, signing-key, master-key or rotate-master-key")
 	}
 	switch args[0] {
 	case "create":
@@ -51,12 +57,14 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return cmdKeysSigning(args[1:], stdout, stderr)
 	case "master-key":
 		return cmdKeysMaster(args[1:], stdout, stderr)
+	case "rotate-master-key":
+		return cmdKeysRotateMaster(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		printKeysUsage(stdout)
 		return nil
 	}
 	printKeysUsage(stderr)
-	return fmt.Errorf("unknown keys subcommand %q: use create, list, revoke, signing-key or master-key", args[0])
+	return fmt.Errorf("unknown keys subcommand %q: use create, list, revoke, signing-key, master-key or rotate-master-key", args[0])
 }
 
 func printKeysUsage(w io.Writer) {
@@ -267,5 +275,53 @@ func cmdKeysMaster(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "master key written to %s; give it to serve with --master-key %s, and back it up apart from the data directory: without it no personal data can be read\n", *out, *out)
+	return nil
+}
+
+// cmdKeysRotateMaster wraps every data key of a stopped server's data
+// directory with a new master key, in one transaction.
+func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys rotate-master-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := Config{Rand: rand.Reader, Log: slog.New(slog.NewTextHandler(stderr, nil))}
+	fs.StringVar(&c.DataDir, "data", "./data", "data directory")
+	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
+		"file of the current master key (default: $"+masterKeyEnv+", else DATA.master.key)")
+	newPath := fs.String("new", "", "file of the new master key (payledger keys master-key --out FILE makes one)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c.MasterKeyB64 = os.Getenv(masterKeyEnv)
+	if *newPath == "" {
+		return errors.New("keys rotate-master-key needs --new FILE")
+	}
+	path := filepath.Join(c.DataDir, personalDataFile)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("keys rotate-master-key: no data keys in %s: %w", c.DataDir, err)
+	}
+	old, err := c.masterKey()
+	if err != nil {
+		return err
+	}
+	next, err := loadMasterKey(*newPath, c.DataDir)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(old, next) {
+		return errors.New("keys rotate-master-key: the new master key is the current one")
+	}
+	st, err := personaldata.Open(path, old, time.Now, rand.Reader)
+	if err != nil {
+		return err
+	}
+	n, err := st.Rewrap(next)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d data keys are now wrapped by the master key in %s: serve with --master-key %s from now on, and destroy the old key;"+
+		" copies of the data directory from before (backups) can then no longer be read\n", n, *newPath, *newPath)
 	return nil
 }

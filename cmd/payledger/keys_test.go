@@ -79,8 +79,8 @@ func TestKeysCommandErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no subcommand", nil, "create, list, revoke, signing-key or master-key"},
-		{"unknown subcommand", []string{"rotate"}, "create, list, revoke, signing-key or master-key"},
+		{"no subcommand", nil, "create, list, revoke, signing-key, master-key or rotate-master-key"},
+		{"unknown subcommand", []string{"rotate"}, "create, list, revoke, signing-key, master-key or rotate-master-key"},
 		{"missing role", []string{"create", "--data", dir}, "--role"},
 		{"revoke without id", []string{"revoke", "--data", dir}, "keys list"},
 		{"list with no store", []string{"list", "--data", filepath.Join(dir, "typo")}, "no staff key store"},

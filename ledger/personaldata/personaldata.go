@@ -57,6 +57,8 @@ var (
 	ErrNoKey = errors.New("personaldata: no data key for the owner")
 	// ErrWrongMasterKey: the master key does not open this key store.
 	ErrWrongMasterKey = errors.New("personaldata: the master key does not open this key store")
+	// ErrLocked: another process has the key store open.
+	ErrLocked = errors.New("personaldata: the key store is open in another process")
 )
 
 // Store is the key store. It is safe for concurrent use; one process opens
@@ -64,8 +66,11 @@ var (
 type Store struct {
 	db     *sql.DB
 	path   string
-	master cipher.AEAD
+	unlock func() error
 	clock  func() time.Time
+
+	masterMu sync.RWMutex // guards master, which Rewrap replaces
+	master   cipher.AEAD
 
 	randMu sync.Mutex // serialises reads from rnd, which need not be goroutine-safe
 	rnd    io.Reader
@@ -90,12 +95,16 @@ func Open(path string, master []byte, clock func() time.Time, rnd io.Reader) (*S
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := lockFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("personaldata: create %s: %w", path, err)
+		return nil, err
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("personaldata: create %s: %w", path, err)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("personaldata: create %s: %w", path, err), unlock())
 	}
 	// A rollback journal, deleted after each commit, rather than a WAL that
 	// would keep an erased key's page until a checkpoint; secure_delete
@@ -105,12 +114,12 @@ func Open(path string, master []byte, clock func() time.Time, rnd io.Reader) (*S
 		Pragma("secure_delete", "ON").TxLockImmediate()
 	db, err := sql.Open("sqlite", dsn.String())
 	if err != nil {
-		return nil, fmt.Errorf("personaldata: open %s: %w", path, err)
+		return nil, errors.Join(fmt.Errorf("personaldata: open %s: %w", path, err), unlock())
 	}
-	s := &Store{db: db, path: path, master: aead, clock: clock, rnd: rnd,
+	s := &Store{db: db, path: path, unlock: unlock, master: aead, clock: clock, rnd: rnd,
 		keys: map[string]cipher.AEAD{}, erased: map[string]bool{}}
 	if err := s.init(); err != nil {
-		return nil, errors.Join(err, db.Close())
+		return nil, errors.Join(err, db.Close(), unlock())
 	}
 	return s, nil
 }
@@ -178,10 +187,104 @@ func (s *Store) init() error {
 
 // Close closes the file.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	if uerr := s.unlock(); err == nil {
+		err = uerr
+	}
+	if err != nil {
 		return fmt.Errorf("personaldata: close %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// masterKey returns the current master key's cipher.
+func (s *Store) masterKey() cipher.AEAD {
+	s.masterMu.RLock()
+	defer s.masterMu.RUnlock()
+	return s.master
+}
+
+// rewrapBatch bounds the keys one query of Rewrap reads.
+const rewrapBatch = 1000
+
+// Rewrap wraps every live data key with newMaster instead of the current
+// master key, in one transaction, and returns how many it rewrapped; the
+// old wrapped bytes are overwritten (secure_delete). Once the old master
+// key is destroyed, a copy of the file from before (a backup) can no
+// longer be read, which also makes the erasures since that copy final in
+// it.
+func (s *Store) Rewrap(newMaster []byte) (int, error) {
+	if len(newMaster) != KeySize {
+		return 0, fmt.Errorf("personaldata: the new master key must be %d bytes, got %d", KeySize, len(newMaster))
+	}
+	next, err := newAEAD(newMaster)
+	if err != nil {
+		return 0, err
+	}
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	old := s.masterKey()
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	n, after := 0, ""
+	for {
+		rows, err := tx.QueryContext(ctx, "SELECT owner, wrapped FROM data_keys WHERE owner > ? AND wrapped IS NOT NULL ORDER BY owner LIMIT ?", after, rewrapBatch)
+		if err != nil {
+			return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+		}
+		type row struct {
+			owner   string
+			wrapped []byte
+		}
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.owner, &r.wrapped); err != nil {
+				rows.Close()
+				return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+			}
+			batch = append(batch, r)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+		}
+		for _, r := range batch {
+			raw, err := s.openWith(old, r.wrapped, wrapAD(r.owner))
+			if err != nil {
+				return 0, fmt.Errorf("personaldata: rewrap: unwrap the data key of %s: %w", r.owner, err)
+			}
+			w, err := s.sealWith(next, raw, wrapAD(r.owner))
+			if err != nil {
+				return 0, err
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE data_keys SET wrapped = ? WHERE owner = ?", w, r.owner); err != nil {
+				return 0, fmt.Errorf("personaldata: rewrap %s: %w", r.owner, err)
+			}
+			n++
+		}
+		if len(batch) < rewrapBatch {
+			break
+		}
+		after = batch[len(batch)-1].owner
+	}
+	check, err := s.sealWith(next, []byte(checkText), []byte(checkText))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = 'check'", check); err != nil {
+		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+	}
+	s.masterMu.Lock()
+	s.master = next
+	s.masterMu.Unlock()
+	return n, nil
 }
 
 // sealWith encrypts plain under aead with a fresh nonce: nonce|ciphertext.
@@ -232,7 +335,7 @@ func (s *Store) key(owner string, create bool) (cipher.AEAD, error) {
 		s.remember(owner, nil, true)
 		return nil, ErrErased
 	case err == nil:
-		raw, err := s.openWith(s.master, wrapped, wrapAD(owner))
+		raw, err := s.openWith(s.masterKey(), wrapped, wrapAD(owner))
 		if err != nil {
 			return nil, fmt.Errorf("personaldata: unwrap the data key of %s: %w", owner, err)
 		}
@@ -249,7 +352,7 @@ func (s *Store) key(owner string, create bool) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("personaldata: generate a data key: %w", err)
 	}
-	w, err := s.sealWith(s.master, raw, wrapAD(owner))
+	w, err := s.sealWith(s.masterKey(), raw, wrapAD(owner))
 	if err != nil {
 		return nil, err
 	}

@@ -179,3 +179,44 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestRewrapOverwritesOldWrapping: after Rewrap the file holds no byte of
+// the keys as the old master key wrapped them, and a second Open of a
+// store in use is refused.
+func TestRewrapOverwritesOldWrapping(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "personaldata.db")
+	s := open(t, path, master)
+	if _, err := personaldata.Open(path, master, clock, &lockedRand{r: rand.NewChaCha8([32]byte{4})}); !errors.Is(err, personaldata.ErrLocked) {
+		t.Fatalf("a second open of a store in use: %v", err)
+	}
+	sealed, err := s.Seal("ACC1", "EV1", "Li Wei")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", sqlitedsn.File(path).QueryOnly().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapped []byte
+	if err := db.QueryRow("SELECT wrapped FROM data_keys WHERE owner = 'ACC1'").Scan(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if n, err := s.Rewrap(bytes.Repeat([]byte{9}, personaldata.KeySize)); err != nil || n != 1 {
+		t.Fatalf("rewrap: %d %v", n, err)
+	}
+	if plain, err := s.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
+		t.Fatalf("open after rewrap: %q %v", plain, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, wrapped[:24]) {
+		t.Error("the file still holds the key as the old master key wrapped it")
+	}
+}
