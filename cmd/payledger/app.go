@@ -521,6 +521,11 @@ func storeMetrics(st eventstore.Store) []prometheus.Collector {
 		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "payledger_log_index_flushes_total",
 			Help: "Batches of stream-index entries the writer wrote to disk."}, func() float64 { return float64(lite.Stats().IndexFlushes) }))
 	}
+	if pg, ok := st.(*postgres.Store); ok {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "payledger_log_listen_errors_total",
+			Help: "Times the PostgreSQL log's LISTEN connection failed and was opened again (subscribers re-read the log each time)."},
+			func() float64 { return float64(pg.Stats().ListenErrors) }))
+	}
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -228,5 +229,40 @@ func TestBenchOnPostgres(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"bench", "--store", "sqlite:x.db"}, &stdout, &stderr); err == nil {
 		t.Error("bench --store sqlite: accepted")
+	}
+}
+
+// TestMetricsOnPostgres: with the log on PostgreSQL, GET /metrics counts
+// the writer's transactions and COMMIT times and shows the LISTEN
+// connection's failures.
+func TestMetricsOnPostgres(t *testing.T) {
+	ctx := context.Background()
+	m := &Main{Config: Config{Addr: "127.0.0.1:0", MetricsPublic: true, DataDir: t.TempDir(), TimeZone: "Asia/Shanghai",
+		Store: pgStoreURL(t, true), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := benchSetupOne(ctx, m.Service, 0); err != nil { // opens an account and deposits into it
+		t.Fatal(err)
+	}
+	resp, err := http.Get(m.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	tx := storeStats(m.Store).Transactions
+	if tx < 1 {
+		t.Fatalf("%d transactions after an account was opened", tx)
+	}
+	for _, re := range []string{`(?m)^payledger_log_sync_seconds_count [1-9]\d*$`, `(?m)^payledger_log_transactions_total [1-9]\d*$`,
+		`(?m)^payledger_log_listen_errors_total 0$`} {
+		if !regexp.MustCompile(re).Match(body) {
+			t.Errorf("no match for %s in /metrics", re)
+		}
 	}
 }

@@ -19,3 +19,7 @@ func (s *Store) LockConnPID() uint32 {
 	}
 	return s.lockConn.PgConn().PID()
 }
+
+// ListenPID returns the server process of the LISTEN connection last
+// opened.
+func (s *Store) ListenPID() uint32 { return s.listenPID.Load() }

@@ -218,3 +218,39 @@ func TestTwoNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestListenReconnects: a subscriber is woken by NOTIFY for the other
+// node's commits; when its LISTEN connection is killed, the store opens
+// another, and the subscriber still receives what the other node
+// appends afterwards, each event once.
+func TestListenReconnects(t *testing.T) {
+	a, b := twoNodes(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := storetest.NewCollector()
+	go func() { _ = a.Subscribe(ctx, 0, c.Fn) }()
+	if _, err := b.Append(ctx, "s", eventstore.NoStream, []eventstore.EventData{event()}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(t, 1)
+
+	old := a.ListenPID()
+	conn := sqlConn(t, a)
+	var killed bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int32(old)).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the LISTEN connection: %v %v", killed, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for a.Stats().ListenErrors == 0 || a.ListenPID() == old {
+		if time.Now().After(deadline) {
+			t.Fatalf("the LISTEN connection was not opened again (errors %d, pid %d)", a.Stats().ListenErrors, a.ListenPID())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := b.Append(ctx, "s", 1, []eventstore.EventData{event(), event()}); err != nil {
+		t.Fatal(err)
+	}
+	requireLog(t, "subscriber after the reconnection", c.WaitFor(t, 3), 3)
+	time.Sleep(20 * time.Millisecond) // a duplicate delivery would show now
+	requireLog(t, "subscriber after the reconnection", c.Snapshot(), 3)
+}

@@ -144,11 +144,17 @@ type Store struct {
 	notify   chan struct{} // closed and replaced when the log may have grown
 
 	transactions, appends, events, listenErrors atomic.Int64
+	listenPID                                   atomic.Uint32 // the LISTEN connection's server process, for tests
 
 	// beforeCommit, set only by tests, runs in the writer after a
 	// transaction's rows are written and before it commits.
 	beforeCommit func()
 }
+
+// defaultConnectTimeout bounds a connection attempt when the DSN sets no
+// connect_timeout, so that an unreachable server fails Open, the LISTEN
+// connection's retries and Migrate instead of hanging them.
+const defaultConnectTimeout = 10 * time.Second
 
 // connConfig parses dsn and points its search_path at schema when set.
 func connConfig(dsn, schema string) (*pgx.ConnConfig, error) {
@@ -158,6 +164,9 @@ func connConfig(dsn, schema string) (*pgx.ConnConfig, error) {
 	}
 	if schema != "" {
 		cfg.RuntimeParams["search_path"] = schema
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
 	}
 	return cfg, nil
 }
@@ -199,6 +208,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pcfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
 	}
 	pcfg.MaxConns = opts.MaxConns
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		pcfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
 	listenTo, err := connConfig(dsn, opts.Schema)
 	if err != nil {
 		return nil, err
@@ -585,6 +597,7 @@ func (s *Store) listenOnce(ctx context.Context, ready chan struct{}) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
+	s.listenPID.Store(conn.PgConn().PID())
 	s.publish()
 	select {
 	case <-ready:
