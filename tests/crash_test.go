@@ -72,7 +72,19 @@ func TestKilledUnderLoadKeepsAcknowledgedWrites(t *testing.T) {
 			}()
 		}
 	}
-	time.Sleep(400 * time.Millisecond)
+	// The kill comes once the load has run: 50 acknowledged deposits (a
+	// busy machine takes longer), at most 30 s.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := 0
+		for _, a := range acked {
+			n += a
+		}
+		mu.Unlock()
+		if n >= 50 {
+			break
+		}
+	}
 	srv.stop(t, syscall.SIGKILL)
 	close(stop)
 	wg.Wait()
