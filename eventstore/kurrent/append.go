@@ -110,7 +110,10 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 		if err != nil {
 			return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, err)
 		}
-		if head != s.indexed {
+		switch {
+		case head < s.indexed:
+			return res, true, fmt.Errorf("%w: the log ends at position %d, before %d which this store has read", errCorrupt, head, s.indexed)
+		case head > s.indexed:
 			return res, false, nil
 		}
 		return res, true, refusal
@@ -134,8 +137,14 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 	// run to their own timeouts.
 	wctx := context.WithoutCancel(ctx)
 	cctx, cancel := s.call(wctx)
-	err = s.appendTo(cctx, s.names.log(), expectedRevision(s.indexed), data...)
+	var wrote *esdb.WriteResult
+	err = s.do(cctx, func(c *esdb.Client) error {
+		var err error
+		wrote, err = c.AppendToStream(cctx, s.names.log(), esdb.AppendToStreamOptions{ExpectedRevision: expectedRevision(s.indexed)}, data...)
+		return err
+	})
 	cancel()
+	lastPos := out[len(out)-1].Position
 	switch {
 	case codeOf(err) == esdb.ErrorCodeWrongExpectedVersion:
 		return res, false, nil
@@ -143,13 +152,20 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 		// The append may have committed without its answer reaching us.
 		s.stale = true
 		return res, true, fmt.Errorf("kurrent store: append to %s: %w", stream, s.readErr(err))
+	case wrote.NextExpectedVersion != uint64(lastPos-1):
+		// Not where this store put them: the server answered an earlier
+		// identical append, or the log was deleted and written again
+		// (its revisions then go on from where they stopped). Reading the
+		// log again tells which: the ids are found, or the positions jump
+		// (errCorrupt).
+		return res, false, nil
 	}
 	if err := s.index(wctx, out); err != nil {
 		s.stale = true
 		return res, true, fmt.Errorf("kurrent store: %s: positions %d..%d committed but not indexed (a retry with the same ids is answered from the log): %w",
-			stream, first, out[len(out)-1].Position, err)
+			stream, first, lastPos, err)
 	}
-	s.indexed = out[len(out)-1].Position
+	s.indexed = lastPos
 	return eventstore.AppendResult{Events: out}, true, nil
 }
 
