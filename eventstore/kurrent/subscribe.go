@@ -75,8 +75,12 @@ func (s *Store) subscribeOnce(ctx context.Context, cursor *int64, fn func(events
 	if *cursor > 0 {
 		opts.From = esdb.Revision(uint64(*cursor - 1))
 	}
+	// The subscription lives on ctx; only the wait for it to start is
+	// bounded by CallTimeout.
+	start, cancel := s.call(ctx)
+	defer cancel()
 	var sub *esdb.Subscription
-	err = s.do(ctx, func(c *esdb.Client) error {
+	err = s.do(start, func(c *esdb.Client) error {
 		var err error
 		sub, err = c.SubscribeToStream(ctx, s.names.log(), opts)
 		return err
