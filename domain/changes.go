@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Sensitive changes of an account (R1, R26): each changes how the account
@@ -176,8 +175,8 @@ func (a *Account) authoriseChange(p Policy, now time.Time, kind, subject, ref st
 		return nil, Errorf(CodeInsufficientVerification, "this %s needs proofs of %d factor categories, and the account's usable factors span %d; enrol another factor (a new one cools off first) or ask an operator, who checks the holder's identity",
 			strings.ReplaceAll(kind, "_", " "), need, usable).With("required_categories", need).With("verified_categories", 0)
 	}
-	if auth.DeviceID == "" || utf8.RuneCountInString(auth.DeviceID) > 100 {
-		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	if !validDeviceID(auth.DeviceID) {
+		return nil, Invalid("device_id", deviceIDRule)
 	}
 	var challenge []byte
 	if auth.Version != 0 {

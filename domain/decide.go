@@ -194,8 +194,8 @@ func newFactor(a *Account, c EnrollFactor, staff Staff, p Policy, now time.Time)
 	if a.activeFactors() >= maxFactors {
 		return FactorEnrolled{}, Errorf(CodeConflict, "an account may have at most %d active factors; revoke one first", maxFactors)
 	}
-	if utf8.RuneCountInString(c.DeviceID) > 100 {
-		return FactorEnrolled{}, Invalid("device_id", "device_id is at most 100 characters")
+	if c.DeviceID != "" && !validDeviceID(c.DeviceID) {
+		return FactorEnrolled{}, Invalid("device_id", deviceIDRule)
 	}
 	ev := FactorEnrolled{FactorID: c.FactorID, Method: c.Method, Category: cat, DeviceID: c.DeviceID, Staff: staff}
 	cred, err := credential(c.Method, c.DeviceID, c.Password, c.Salt, c.SealedSecret, c.PublicKey, true)
@@ -405,8 +405,8 @@ func failed(p Policy, now time.Time, pre []Event, attempt Event, n int, code, re
 }
 
 func decideLogin(a *Account, c Login, p Policy, now time.Time) ([]Event, error) {
-	if c.DeviceID == "" || utf8.RuneCountInString(c.DeviceID) > 100 {
-		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	if !validDeviceID(c.DeviceID) {
+		return nil, Invalid("device_id", deviceIDRule)
 	}
 	pre, n, err := a.lockCheck(now)
 	if err != nil {
@@ -474,8 +474,8 @@ func decideInitiate(a *Account, c InitiatePayment, p Policy, now time.Time) ([]E
 		return nil, Invalid("channel", "channel must be one of app, web, api, pos")
 	case !terminals[c.Terminal]:
 		return nil, Invalid("terminal", "terminal must be one of mobile, desktop, pos, server")
-	case c.DeviceID == "" || utf8.RuneCountInString(c.DeviceID) > 100:
-		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	case !validDeviceID(c.DeviceID):
+		return nil, Invalid("device_id", deviceIDRule)
 	case utf8.RuneCountInString(c.Description) > maxDescription:
 		return nil, Invalid("description", "description is at most 140 characters")
 	case len(c.Nonce) < 16:
@@ -526,8 +526,8 @@ func decideConfirm(a *Account, c ConfirmPayment, p Policy, now time.Time) ([]Eve
 		// look it up (or looked up another). Refuse rather than skip R14.
 		return nil, Errorf(CodeInternal, "the payee of payment %s was not looked up", pi.PaymentID)
 	}
-	if c.DeviceID == "" || utf8.RuneCountInString(c.DeviceID) > 100 {
-		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	if !validDeviceID(c.DeviceID) {
+		return nil, Invalid("device_id", deviceIDRule)
 	}
 	pre, n, err := a.lockCheck(now)
 	if err != nil {
@@ -666,8 +666,8 @@ func decideWithdraw(a *Account, c Withdraw, p Policy, now time.Time) ([]Event, e
 	if err != nil {
 		return nil, err
 	}
-	if c.DeviceID == "" || utf8.RuneCountInString(c.DeviceID) > 100 {
-		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	if !validDeviceID(c.DeviceID) {
+		return nil, Invalid("device_id", deviceIDRule)
 	}
 	pre, n, err := a.lockCheck(now)
 	if err != nil {

@@ -21,6 +21,30 @@ const DeviceSkew = 2 * time.Minute
 // maxDevices bounds the devices an account may register.
 const maxDevices = 10
 
+// maxDeviceID bounds a device id.
+const maxDeviceID = 64
+
+// deviceIDRule is the refusal of a device id validDeviceID does not take.
+const deviceIDRule = "device_id is required: 1 to 64 letters, digits or ._:- (an identifier the app generates; the device's name goes in its label)"
+
+// validDeviceID accepts an identifier: 1 to 64 ASCII letters, digits or
+// ".", "_", ":", "-". A device id is in clear in the log (R20 does not seal
+// it: it names the device in signed challenges and in every instruction's
+// event), so a device's display name, which usually carries its owner's
+// name, is refused here and belongs in the sealed label.
+func validDeviceID(s string) bool {
+	if s == "" || len(s) > maxDeviceID {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // DeviceProof is a device's signature over an instruction: the registered
 // device, when it signed, and its Ed25519 signature over DeviceChallenge.
 // The zero value proves nothing (the device is then only claimed).
@@ -113,8 +137,8 @@ func decideHolderUnlock(a *Account, c Unlock, p Policy, now time.Time) ([]Event,
 		return nil, Errorf(CodeConflict, "account %s is not locked", a.ID)
 	}
 	auth := c.Auth
-	if auth.DeviceID == "" || utf8.RuneCountInString(auth.DeviceID) > 100 {
-		return nil, Invalid("device_id", "device_id is required (at most 100 characters)")
+	if !validDeviceID(auth.DeviceID) {
+		return nil, Invalid("device_id", deviceIDRule)
 	}
 	if len(auth.Device.Signature) == 0 {
 		return nil, Invalid("device_signature", "an early unlock must come from a registered device that signs it; otherwise wait for the lock to end or ask an operator")
@@ -185,8 +209,8 @@ func (a *Account) namedCategories(proofs []Proof) int {
 
 func decideRegisterDevice(a *Account, c RegisterDevice, p Policy, now time.Time) ([]Event, error) {
 	switch {
-	case c.DeviceID == "" || utf8.RuneCountInString(c.DeviceID) > 100:
-		return nil, Invalid("device.device_id", "device_id is required (at most 100 characters)")
+	case !validDeviceID(c.DeviceID):
+		return nil, Invalid("device.device_id", deviceIDRule)
 	case len(c.PublicKey) != 32:
 		return nil, Invalid("device.public_key", "public_key must be a base64 Ed25519 public key (32 bytes)")
 	case utf8.RuneCountInString(c.Label) > 100:

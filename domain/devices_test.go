@@ -1398,8 +1398,12 @@ func TestRefusedInstructionSpendsTheDeviceSignature(t *testing.T) {
 // characters, like a registered device's: a longer one is malformed input
 // (400 invalid_request, field device_id), refused before anything is
 // checked, recorded, counted or spent.
-func TestDeviceIDAtMost100(t *testing.T) {
-	long, longest := strings.Repeat("d", 101), strings.Repeat("d", 100)
+// TestDeviceIDIsAnIdentifier: a device id is 1 to 64 letters, digits or
+// ._:- on every instruction; a longer one and a device's display name
+// (which names its owner, and a device id stays in clear in the log, R20)
+// are refused, recording nothing.
+func TestDeviceIDIsAnIdentifier(t *testing.T) {
+	long, longest := strings.Repeat("d", 65), strings.Repeat("d", 64)
 	builds := []struct {
 		name  string
 		build func(h *harness, device string) Command
@@ -1421,7 +1425,7 @@ func TestDeviceIDAtMost100(t *testing.T) {
 		}},
 	}
 	for _, b := range builds {
-		t.Run(b.name+"/Of101", func(t *testing.T) {
+		t.Run(b.name+"/Of65", func(t *testing.T) {
 			h := withBank(t)
 			cmd := b.build(h, long)
 			version := h.a.Version
@@ -1436,10 +1440,18 @@ func TestDeviceIDAtMost100(t *testing.T) {
 			// Nothing was spent: the same TOTP code still logs in.
 			h.must(Login{SessionID: "after", DeviceID: deviceApp, Proofs: h.proofs(nil, fOTP)})
 		})
-		t.Run(b.name+"/Of100", func(t *testing.T) {
+		t.Run(b.name+"/Of64", func(t *testing.T) {
 			h := withBank(t)
 			h.must(b.build(h, longest))
 		})
+		for _, name := range []string{"Ouyang Xiaoming's iPhone", "欧阳晓明的iPhone", "li@example.com"} {
+			t.Run(b.name+"/DisplayName", func(t *testing.T) {
+				h := withBank(t)
+				if e, evs := h.refuse(b.build(h, name), CodeInvalid); e.Details["field"] != "device_id" || len(evs) != 0 {
+					t.Errorf("%q: details %v, recorded %v", name, e.Details, types(evs))
+				}
+			})
+		}
 		t.Run(b.name+"/Empty", func(t *testing.T) {
 			h := withBank(t)
 			if e, evs := h.refuse(b.build(h, ""), CodeInvalid); e.Details["field"] != "device_id" || len(evs) != 0 {
@@ -1447,7 +1459,7 @@ func TestDeviceIDAtMost100(t *testing.T) {
 			}
 		})
 	}
-	t.Run("Unlock/Of101", func(t *testing.T) {
+	t.Run("Unlock/Of65", func(t *testing.T) {
 		h := baseAccount(t)
 		lockOut(h)
 		failures, version := h.a.FailedAttempts(), h.a.Version

@@ -128,8 +128,23 @@ func MapPersonal(e Event, fn func(field, value string) (string, error)) (Event, 
 		*s, err = fn(name, *s)
 	}
 	switch v := e.(type) {
+	// identity_check is the operator's free text about how they checked
+	// the holder (up to 100 characters: often the document and its number).
 	case AccountOpened:
 		f("holder_name", &v.HolderName)
+		f("identity_check", &v.IdentityCheck)
+		return v, true, err
+	case FactorEnrolled:
+		f("identity_check", &v.IdentityCheck)
+		return v, true, err
+	case CredentialLossReported:
+		f("identity_check", &v.IdentityCheck)
+		return v, true, err
+	case FundsDeposited:
+		f("identity_check", &v.IdentityCheck)
+		return v, true, err
+	case HolderNotified:
+		f("identity_check", &v.IdentityCheck)
 		return v, true, err
 	case IdentityChanged:
 		f("holder_name", &v.HolderName)
@@ -159,6 +174,7 @@ func MapPersonal(e Event, fn func(field, value string) (string, error)) (Event, 
 		return v, true, err
 	case DeviceRevoked:
 		f("reason", &v.Reason)
+		f("identity_check", &v.IdentityCheck)
 		return v, true, err
 	case FactorRevoked:
 		f("reason", &v.Reason)
@@ -168,15 +184,19 @@ func MapPersonal(e Event, fn func(field, value string) (string, error)) (Event, 
 		return v, true, err
 	case ServiceSuspended:
 		f("reason", &v.Reason)
+		f("identity_check", &v.IdentityCheck)
 		return v, true, err
 	case ServiceReactivated:
 		f("reason", &v.Reason)
+		f("identity_check", &v.IdentityCheck)
 		return v, true, err
 	case AccountClosed:
 		f("reason", &v.Reason)
+		f("identity_check", &v.IdentityCheck)
 		return v, true, err
 	case AccessUnlocked:
 		f("reason", &v.Reason)
+		f("identity_check", &v.IdentityCheck)
 		return v, true, err
 	// A case's text is the customer's account of a loss or a dispute and
 	// staff's notes and answers about it: sealed with the customer's key.

@@ -785,9 +785,12 @@ func TestOpenAPIScenario(t *testing.T) {
 	if _, named := unregistered.body["field"]; named || strings.Contains(unregistered.str("detail"), "tablet-1") {
 		t.Errorf("the refusal of an unregistered device names it: %v", unregistered.body)
 	}
-	// A device id is 1 to 100 characters on a login too.
+	// A device id is an identifier of 1 to 64 characters on a login too,
+	// not a device's display name.
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 400, docRejects: true,
-		body: obj{"device_id": strings.Repeat("d", 101), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
+		body: obj{"device_id": strings.Repeat("d", 65), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
+	a.problem(call{method: "POST", path: acct + "/sessions", status: 400, docRejects: true,
+		body: obj{"device_id": "Li Wei's iPhone", "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
 
 	// A second device needs a step-up of two categories: none is
 	// malformed; a password and a TOTP without a registered device's
@@ -860,11 +863,11 @@ func TestOpenAPIScenario(t *testing.T) {
 	confirmPath := func(p reply) string { return acct + "/payments/" + p.str("payment_id") + "/confirm" }
 
 	// Single factor within the 1,000.00 cap. A confirmation's device id
-	// is at most 100 characters.
+	// is at most 64 characters.
 	p1 := pay("500.00")
 	want(t, "payment total", p1.obj("details")["total"], any("500.00"))
 	a.problem(call{method: "POST", path: confirmPath(p1), token: aliceTok, status: 400, docRejects: true,
-		body: obj{"device_id": strings.Repeat("d", 101), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
+		body: obj{"device_id": strings.Repeat("d", 65), "proofs": []any{pwProof}}}, "invalid_request", obj{"field": "device_id"})
 	c1 := a.do(call{method: "POST", path: confirmPath(p1), token: aliceTok, status: 200, body: obj{"device_id": "laptop-1", "proofs": []any{pwProof}}})
 	want(t, "p1 level", c1.str("verification_level"), "single_factor")
 	want(t, "p1 daily_limit", c1.str("daily_limit"), "1000.00")
@@ -1236,10 +1239,10 @@ func TestOpenAPIScenario(t *testing.T) {
 	// Keys are ASCII: Go's decoder would fold "referenſe" onto "reference".
 	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, status: 400, docRejects: true,
 		body: json.RawMessage(`{"amount":"1.00","reference":"r","referen\u017fe":"s"}`)}, "invalid_request", obj{"field": "referen\u017fe"})
-	// A device id is free text a card number must not be stored in; the
-	// document cannot tell, the server does.
+	// A device id's format admits digits, and a card number must not be
+	// stored in one; the document cannot tell, the server does.
 	a.problem(call{method: "POST", path: acct + "/sessions", status: 400,
-		body: obj{"device_id": "4111 1111 1111 1111", "proofs": []any{pwProof}}}, "forbidden_field", obj{"field": "device_id"})
+		body: obj{"device_id": "4111111111111111", "proofs": []any{pwProof}}}, "forbidden_field", obj{"field": "device_id"})
 	a.problem(call{method: "POST", path: acct + "/deposits", token: funding, key: "bad|key", status: 400, docRejects: true,
 		body: obj{"amount": "1.00", "reference": "r"}}, "invalid_request", obj{"field": "Idempotency-Key"})
 

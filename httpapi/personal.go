@@ -33,8 +33,15 @@ func (s *Server) personalData(w http.ResponseWriter, r *http.Request) {
 	}
 	records := make([]map[string]any, 0, len(x.Records))
 	for _, rec := range x.Records {
-		if _, ok := rec.Fields["reason"]; ok && rec.ByStaff && actorOf(r).Holder() {
-			rec.Fields["reason"] = withheld // as the operations log does (scrub)
+		if actorOf(r).Holder() {
+			if _, ok := rec.Fields["reason"]; ok && rec.ByStaff {
+				rec.Fields["reason"] = withheld // as the operations log does (scrub)
+			}
+			// The operator's identity check is staff-only, as in scrub.
+			delete(rec.Fields, "identity_check")
+			if len(rec.Fields) == 0 {
+				continue
+			}
 		}
 		records = append(records, map[string]any{"event_id": rec.EventID, "version": rec.Version, "type": rec.Type,
 			"occurred_at": ts(rec.OccurredAt), "fields": rec.Fields})

@@ -288,7 +288,7 @@ func openCertAccountKind(t testing.TB, s *ledger.Service, name, kind string, see
 	t.Helper()
 	priv := certKey(seed)
 	out := openAccount(t, s, name, kind, ledger.EnrollRequest{Method: domain.MethodCertificate, PublicKey: priv.Public().(ed25519.PublicKey)})
-	return certHolder{id: out.AccountID, device: "phone-" + name, priv: priv, factor: firstFactor(t, out).FactorID}
+	return certHolder{id: out.AccountID, device: fmt.Sprintf("phone-%d", seed), priv: priv, factor: firstFactor(t, out).FactorID}
 }
 
 // actor is the holder's session.

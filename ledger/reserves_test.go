@@ -41,7 +41,7 @@ func openLossHolder(t testing.TB, s *ledger.Service, provider ed25519.PrivateKey
 	h := lossHolder{certHolder: openCertAccount(t, context.Background(), s, name, seed), provider: provider}
 	h.password = enrolPassword(t, s, h.id)
 	out, err := s.EnrollFactor(context.Background(), operatorActor, h.id, ledger.Idem{},
-		ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone-" + name, IdentityCheck: testIdentityCheck})
+		ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: h.device, IdentityCheck: testIdentityCheck})
 	if err != nil {
 		t.Fatalf("enrol biometric: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/internal/apiclient"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
@@ -83,11 +85,44 @@ func grepData(t *testing.T, dir string, needles ...string) []string {
 	return hits
 }
 
+// logHits reports every event of the stopped data directory's log whose
+// payload holds one of needles. events.db stores its segments compressed,
+// so grepData cannot see the payloads: they are read back through the
+// log's own reader.
+func logHits(t *testing.T, dir string, needles ...string) []string {
+	t.Helper()
+	log, err := sqlite.OpenReader(filepath.Join(dir, "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	var hits []string
+	for after := int64(0); ; {
+		evs, err := log.ReadAll(context.Background(), after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			for _, n := range needles {
+				if bytes.Contains(e.Payload, []byte(n)) {
+					hits = append(hits, fmt.Sprintf("%s at %d: %s", e.Type, e.Position, n))
+				}
+			}
+		}
+		if len(evs) < 1000 {
+			return hits
+		}
+		after = evs[len(evs)-1].Position
+	}
+}
+
 // TestErasureLeavesNoPersonalData is R20 end to end on the real server:
-// a holder's name, phone and bank account number go through opening,
+// a holder's name, phone, bank account number and the operator's identity
+// check (a document number) go through opening,
 // changes, a payment and a close; five years later compliance erases
-// them. Afterwards no byte of them is in any file of the data directory,
-// while the server runs and after it stopped; balances and statements are
+// them. Afterwards no byte of them is in any file of the data directory
+// nor in any payload of the log (compressed in its file), while the server
+// runs and after it stopped; balances and statements are
 // unchanged; verify passes against the checkpoints signed before the
 // erasure; rebuild gives identical read models; and a restarted server
 // still reads the data as erased.
@@ -135,17 +170,18 @@ func TestErasureLeavesNoPersonalData(t *testing.T) {
 		name, phone, bankNumber = "Ouyang Xiaoming", "+8613912345678", "6222020200112233445"
 		description             = "birthday dumplings"
 		password                = "a long passphrase"
+		idCheck                 = "ID card 110101199003071234 Ouyang"
 	)
 	open := func(name string) (string, string) {
 		r := expect(operator, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
-			"identity_check": "branch-1", "factor": map[string]any{"method": "password", "password": password}})
+			"identity_check": idCheck, "factor": map[string]any{"method": "password", "password": password}})
 		return r.Str("id"), r.Obj("first_factor")["factor_id"].(string)
 	}
 	id, pw := open(name)
 	bob, _ := open("Wang Fang")
 	base := "/v1/accounts/" + id
 	_, cert, _ := ed25519.GenerateKey(rnd)
-	certID := expect(operator, http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": "branch-1",
+	certID := expect(operator, http.StatusCreated, "POST", base+"/factors", map[string]any{"identity_check": idCheck,
 		"factor": map[string]any{"method": "certificate", "public_key": base64.StdEncoding.EncodeToString(cert.Public().(ed25519.PublicKey))}}).Str("factor_id")
 	holder := apiclient.New(m.URL).As(expect(apiclient.New(m.URL), http.StatusCreated, "POST", base+"/sessions",
 		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": pw, "password": password}}}).Str("token"))
@@ -171,7 +207,7 @@ func TestErasureLeavesNoPersonalData(t *testing.T) {
 		"subject": "A complaint by " + name, "description": "Ouyang Xiaoming was kept waiting"}).Str("dispute_id")
 	expect(compliance, http.StatusOK, "POST", "/v1/disputes/"+dispute+"/answers", map[string]any{"answer": "Sorry, Mr Ouyang Xiaoming"})
 	expect(holder, http.StatusOK, "POST", base+"/close", map[string]any{})
-	needles := []string{name, "Xiaoming", phone, "13912345678", bankNumber, description}
+	needles := []string{name, "Xiaoming", phone, "13912345678", bankNumber, description, idCheck, "110101199003071234"}
 	if hits := grepData(t, dir, needles...); len(hits) > 0 {
 		t.Fatalf("personal data in clear before any erasure: %v", hits)
 	}
@@ -270,6 +306,12 @@ func TestErasureLeavesNoPersonalData(t *testing.T) {
 	if hits := grepData(t, dir, needles...); len(hits) > 0 {
 		t.Errorf("after the erasure, stopped: %v", hits)
 	}
+	if hits := logHits(t, dir, needles...); len(hits) > 0 {
+		t.Errorf("after the erasure, stopped, in the log's payloads: %v", hits)
+	}
+	if hits := logHits(t, dir, "dsr-2031-0077"); len(hits) != 1 {
+		t.Errorf("the log's payloads as read back do not hold the erasure's reference once: %v", hits)
+	}
 	if hits := grepData(t, dir, "test compliance"); len(hits) == 0 {
 		t.Error("the walk does not find a staff key's label in staffkeys.db: it would miss personal data too")
 	}
@@ -299,5 +341,25 @@ func TestErasureLeavesNoPersonalData(t *testing.T) {
 	}
 	if r, err := comp2.Expect(ctx, http.StatusConflict, "POST", base+"/erasure", map[string]any{"reference": "dsr-2031-0078"}, ""); err != nil || r.Str("code") != "personal_data_erased" {
 		t.Errorf("second erasure: %v %s", err, r.Raw)
+	}
+}
+
+// TestErasureSealsFreeText: the operator's identity check (free text up to
+// 100 characters, here a document number and a name) is sealed like the
+// other personal data, so after the erasure it is in no payload of the log
+// and no file of the data directory. The device id stays in clear (an
+// identifier, R20): reading it back from the payloads shows that logHits
+// sees what the compressed file hides from grepData.
+func TestErasureSealsFreeText(t *testing.T) {
+	const idCheck, device = "ID card 110101199003071234 Ouyang", "app-7f3a9c01"
+	dir, _ := erasedAccount(t, idCheck, device, "6222020200112233445")
+	if hits := logHits(t, dir, idCheck, "110101199003071234"); len(hits) > 0 {
+		t.Errorf("after the erasure, in clear in the log's payloads: %v", hits)
+	}
+	if hits := grepData(t, dir, idCheck, "110101199003071234"); len(hits) > 0 {
+		t.Errorf("after the erasure, in clear in the data directory's files: %v", hits)
+	}
+	if hits := logHits(t, dir, device); len(hits) == 0 {
+		t.Errorf("the device id %q is in no payload read back: logHits does not see the payloads", device)
 	}
 }
