@@ -119,7 +119,8 @@ func (s *Service) ExportPersonalData(ctx context.Context, by Actor, accountID st
 // retention rule needs it (domain.ErasePersonalData: the account closed
 // and its last operation domain.RetentionYears old). The erasure is an
 // event first, then the key is destroyed: an erasure whose key survived a
-// failure is completed by the next request for it. A stream with personal
+// failure is completed by the next load of the account (completeErasure)
+// or the next request for it. A stream with personal
 // data in clear (older than the encryption) is refused, since destroying
 // the key would not make that data unreadable.
 func (s *Service) ErasePersonalData(ctx context.Context, by Actor, accountID string, idem Idem, reference string) (Outcome, error) {
@@ -155,6 +156,38 @@ func (s *Service) ErasePersonalData(ctx context.Context, by Actor, accountID str
 	}
 	s.resnapshot(accountID)
 	return out, nil
+}
+
+// completeErasure destroys the data key of a loaded account whose log
+// says it is erased while its key is still live (the erasure was appended
+// and the server failed or stopped before the key was destroyed), and
+// replaces its snapshot, so the personal data it still opened is gone
+// before anything is served from it. ent is locked. A key store that
+// cannot destroy the key fails the load rather than serve the data.
+func (s *Service) completeErasure(ent *entry, accountID string) error {
+	pd := s.cfg.PersonalData
+	if pd == nil || !ent.acct.Erased() {
+		return nil
+	}
+	st, err := pd.StateOf(accountID)
+	if err == nil && st == personaldata.Erased {
+		return nil
+	}
+	if err == nil {
+		err = pd.Erase(accountID)
+	}
+	if err != nil {
+		return domain.Errorf(domain.CodeStorageUnavailable,
+			"account %s is erased in the log but its data key could not be destroyed yet (%v)", accountID, err)
+	}
+	if s.cfg.SnapshotEvery >= 0 {
+		select {
+		case s.snaps.savers <- struct{}{}:
+			s.saveSnapshot(ent, domain.AccountStream(accountID))
+		default:
+		}
+	}
+	return nil
 }
 
 // checkSealed refuses an erasure while the account's stream holds a field

@@ -507,6 +507,10 @@ func (s *Service) load(ctx context.Context, ent *entry, accountID string) error 
 		}
 		if len(evs) < loadBatch {
 			ent.publish()
+			if err := s.completeErasure(ent, accountID); err != nil {
+				ent.reset()
+				return err
+			}
 			s.maybeSnapshot(ent, stream)
 			return nil
 		}

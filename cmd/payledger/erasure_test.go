@@ -21,6 +21,7 @@ import (
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/internal/apiclient"
+	"github.com/payledger/payledger/ledger/personaldata"
 	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
@@ -361,5 +362,96 @@ func TestErasureSealsFreeText(t *testing.T) {
 	}
 	if hits := logHits(t, dir, device); len(hits) == 0 {
 		t.Errorf("the device id %q is in no payload read back: logHits does not see the payloads", device)
+	}
+}
+
+// TestErasureInterruptedIsCompletedOnLoad: the erasure appends
+// PersonalDataErased, then destroys the key. When the second step fails
+// (here the key store is gone from under the server, as on a disk error
+// right after the append), the request is 503; a restarted server that
+// loads the account finds it erased with its key live and destroys the
+// key then, so neither the export nor the payee's statement shows the name
+// or the description, though nobody repeated the request.
+func TestErasureInterruptedIsCompletedOnLoad(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	clk := &stepClock{now: time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)}
+	rnd := &lockedRand{r: rand.NewChaCha8([32]byte{'c', 'r', 'a', 's', 'h'})}
+	config := Config{Addr: "127.0.0.1:0", DataDir: dir, TimeZone: "Asia/Shanghai", Clock: clk.Now, Rand: rnd,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m := &Main{Config: config}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := func(m *Main, role staffkeys.Role) *apiclient.Client {
+		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return apiclient.New(m.URL).As(tok)
+	}
+	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
+		t.Helper()
+		r, err := c.Expect(ctx, status, method, path, body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	operator, funding, compliance := key(m, staffkeys.RoleOperator), key(m, staffkeys.RoleFunding), key(m, staffkeys.RoleCompliance)
+	const name, password, description = "Ouyang Xiaoming", "a long passphrase", "birthday dumplings"
+	open := func(name string) (string, string) {
+		r := expect(operator, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
+			"identity_check": "branch-1", "factor": map[string]any{"method": "password", "password": password}})
+		return r.Str("id"), r.Obj("first_factor")["factor_id"].(string)
+	}
+	id, pw := open(name)
+	bob, _ := open("Wang Fang")
+	base := "/v1/accounts/" + id
+	holder := apiclient.New(m.URL).As(expect(apiclient.New(m.URL), http.StatusCreated, "POST", base+"/sessions",
+		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": pw, "password": password}}}).Str("token"))
+	expect(funding, http.StatusCreated, "POST", base+"/deposits", map[string]any{"amount": "30.00", "currency": "CNY", "reference": "bank-1"})
+	pay := expect(holder, http.StatusCreated, "POST", base+"/payments", map[string]any{"payee_account_id": bob, "amount": "30.00", "currency": "CNY",
+		"channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": description}).Str("payment_id")
+	expect(holder, http.StatusOK, "POST", base+"/payments/"+pay+"/confirm", map[string]any{"device_id": "laptop-1",
+		"proofs": []any{map[string]any{"factor_id": pw, "password": password}}})
+	expect(holder, http.StatusOK, "POST", base+"/close", map[string]any{})
+	clk.Advance(5*365*24*time.Hour + 3*24*time.Hour)
+
+	// The key store fails after the event is appended.
+	if err := m.PersonalData.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := compliance.Expect(ctx, http.StatusServiceUnavailable, "POST", base+"/erasure", map[string]any{"reference": "dsr-1"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Str("code") != domain.CodeStorageUnavailable {
+		t.Errorf("the interrupted erasure: %s", r.Raw)
+	}
+	m.PersonalData = nil // closed above
+	m.Close()
+
+	// Restarted, nobody repeats the request.
+	m2 := &Main{Config: config}
+	if err := m2.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	comp2 := key(m2, staffkeys.RoleCompliance)
+	x := expect(comp2, http.StatusOK, "GET", base+"/personal-data", nil)
+	if x.Body["erased"] != true {
+		t.Fatalf("the erasure event is not in the log: %s", x.Raw)
+	}
+	if bytes.Contains(x.Raw, []byte(name)) || bytes.Contains(x.Raw, []byte(description)) {
+		t.Errorf("after a restart the account says erased but its data still opens: %s", x.Raw)
+	}
+	if st, err := m2.PersonalData.StateOf(id); err != nil || st != personaldata.Erased {
+		t.Errorf("the data key after the load: %v %v", st, err)
+	}
+	for _, e := range expect(comp2, http.StatusOK, "GET", "/v1/accounts/"+bob+"/statement?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z", nil).List("entries") {
+		if e["description"] == description {
+			t.Errorf("the payee's statement still shows the erased payer's description %q", description)
+		}
 	}
 }
