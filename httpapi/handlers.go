@@ -676,7 +676,8 @@ func (s *Server) serveStatement(w http.ResponseWriter, r *http.Request, id strin
 		if by.Role == staffkeys.RoleAuditor {
 			e.Description = masked
 		} else {
-			e.Description = s.svc.ResolvePersonal(e.EventID, e.Description)
+			// Sealed by the payer: this account or its counterparty.
+			e.Description = s.svc.ResolvePersonal(e.EventID, e.Description, id, e.Counterparty)
 		}
 		entries = append(entries, map[string]any{"event_id": e.EventID, "position": e.Position, "time": ts(e.Time),
 			"type": e.Type, "direction": e.Direction, "amount": e.Amount.String(), "currency": e.Amount.Currency,

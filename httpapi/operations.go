@@ -74,25 +74,35 @@ func scrub(payload map[string]any, eventType string, by ledger.Actor) {
 	walk(payload)
 }
 
-// resolve opens the sealed fields of personal data left in a payload (the
-// auditor's are masked already).
-func (s *Server) resolve(v any, eventID string) {
+// resolve opens, in a payload of eventID of accountID's stream, the
+// strings that are the event's own sealed fields (sealed; the auditor's
+// are masked already), with the account's key only. Any other string is
+// left as written, so a text a holder chose that looks sealed opens
+// nothing and tells nothing of another account's key.
+func (s *Server) resolve(v any, eventID, accountID string, sealed map[string]bool) {
+	if len(sealed) == 0 {
+		return
+	}
 	switch t := v.(type) {
 	case map[string]any:
 		for k, child := range t {
 			if str, ok := child.(string); ok {
-				t[k] = s.svc.ResolvePersonal(eventID, str)
+				if sealed[str] {
+					t[k] = s.svc.ResolvePersonal(eventID, str, accountID)
+				}
 				continue
 			}
-			s.resolve(child, eventID)
+			s.resolve(child, eventID, accountID, sealed)
 		}
 	case []any:
 		for i, child := range t {
 			if str, ok := child.(string); ok {
-				t[i] = s.svc.ResolvePersonal(eventID, str)
+				if sealed[str] {
+					t[i] = s.svc.ResolvePersonal(eventID, str, accountID)
+				}
 				continue
 			}
-			s.resolve(child, eventID)
+			s.resolve(child, eventID, accountID, sealed)
 		}
 	}
 }
@@ -139,7 +149,7 @@ func (s *Server) operations(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		scrub(payload, e.Type, by)
-		s.resolve(payload, e.ID)
+		s.resolve(payload, e.ID, id, ledger.SealedFields(e))
 		ops = append(ops, map[string]any{"event_id": e.ID, "version": e.Version, "position": e.Position, "type": e.Type,
 			"schema_version": e.SchemaVersion, "occurred_at": ts(e.OccurredAt), "correlation_id": e.CorrelationID,
 			"payload": payload, "prev_hash": hex.EncodeToString(e.PrevHash[:]), "hash": hex.EncodeToString(e.Hash[:])})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/ledger/personaldata"
 )
 
@@ -251,10 +252,33 @@ func (s *Service) resnapshot(accountID string) {
 
 // ResolvePersonal returns text from a read model or a payload of eventID
 // with each sealed field in it opened (domain.ErasedText once erased,
-// UnreadableText when it does not open).
-func (s *Service) ResolvePersonal(eventID, text string) string {
+// UnreadableText when it does not open) with the key of one of owners (the
+// account the event belongs to, and for a statement's entry its
+// counterparty); a field sealed for anyone else reads UnreadableText.
+func (s *Service) ResolvePersonal(eventID, text string, owners ...string) string {
 	if s.cfg.PersonalData == nil {
 		return text
 	}
-	return s.cfg.PersonalData.Resolve(eventID, text, domain.ErasedText, UnreadableText)
+	return s.cfg.PersonalData.Resolve(owners, eventID, text, domain.ErasedText, UnreadableText)
+}
+
+// SealedFields returns the sealed texts of an event's fields of personal
+// data: the only strings of its payload a read opens (a string a customer
+// chose that looks sealed is not one of them). It is empty for an event
+// that does not decode.
+func SealedFields(e eventstore.Event) map[string]bool {
+	d, err := domain.DecodeEvent(e.Type, e.SchemaVersion, e.Payload)
+	if err != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	if _, _, err := domain.MapPersonal(d, func(_, v string) (string, error) {
+		if personaldata.Sealed(v) {
+			out[v] = true
+		}
+		return v, nil
+	}); err != nil {
+		return nil
+	}
+	return out
 }

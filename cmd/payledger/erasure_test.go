@@ -455,3 +455,68 @@ func TestErasureInterruptedIsCompletedOnLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationsOpenOnlyTheEventsSealedFields: the operations route opens
+// only the sealed fields of the account's own events, with the account's
+// key. A holder's own unsealed string (a login's device_id) that looks
+// like another account's sealed text is shown as written, whether that
+// account was erased or not, so it tells no holder whether another
+// account's personal data was erased; the account's own sealed fields
+// still open.
+func TestOperationsOpenOnlyTheEventsSealedFields(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	clk := &stepClock{now: time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)}
+	rnd := &lockedRand{r: rand.NewChaCha8([32]byte{'o', 'r', 'a'})}
+	m := &Main{Config: Config{Addr: "127.0.0.1:0", DataDir: dir, TimeZone: "Asia/Shanghai", Clock: clk.Now, Rand: rnd,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	key := func(role staffkeys.Role) *apiclient.Client {
+		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return apiclient.New(m.URL).As(tok)
+	}
+	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
+		t.Helper()
+		r, err := c.Expect(ctx, status, method, path, body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	operator, compliance := key(staffkeys.RoleOperator), key(staffkeys.RoleCompliance)
+	const password = "a long passphrase"
+	open := func(name string) (string, string) {
+		r := expect(operator, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
+			"identity_check": "branch-1", "factor": map[string]any{"method": "password", "password": password}})
+		return r.Str("id"), r.Obj("first_factor")["factor_id"].(string)
+	}
+	login := func(id, pw, device string) *apiclient.Client {
+		return apiclient.New(m.URL).As(expect(apiclient.New(m.URL), http.StatusCreated, "POST", "/v1/accounts/"+id+"/sessions",
+			map[string]any{"device_id": device, "proofs": []any{map[string]any{"factor_id": pw, "password": password}}}).Str("token"))
+	}
+	erased, epw := open("Erased Person")
+	live, _ := open("Live Person")
+	expect(login(erased, epw, "d-1"), http.StatusOK, "POST", "/v1/accounts/"+erased+"/close", map[string]any{})
+	clk.Advance(5*365*24*time.Hour + 3*24*time.Hour)
+	expect(compliance, http.StatusOK, "POST", "/v1/accounts/"+erased+"/erasure", map[string]any{"reference": "dsr-1"})
+
+	attacker, apw := open("Curious Holder")
+	var ops []map[string]any
+	for _, target := range []string{erased, live} {
+		device := "pd1:" + target + ":" + strings.Repeat("A", 30)
+		h := login(attacker, apw, device)
+		ops = expect(h, http.StatusOK, "GET", "/v1/accounts/"+attacker+"/operations", nil).List("operations")
+		if got := ops[len(ops)-1]["payload"].(map[string]any)["device_id"]; got != device {
+			t.Errorf("a holder's device_id %q naming account %s reads %q", device, target, got)
+		}
+	}
+	if got := ops[0]["payload"].(map[string]any)["holder_name"]; got != "Curious Holder" {
+		t.Errorf("the account's own sealed holder_name reads %q", got)
+	}
+}

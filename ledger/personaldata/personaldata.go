@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -516,9 +517,12 @@ func b64url(c byte) bool {
 
 // Resolve replaces each sealed field inside text (a read model's copy of a
 // field, possibly within a longer text) by its plain text, by erased when
-// its key was erased, and by unreadable when it does not open. For reads
-// only: an error is shown, not returned, since the log stays the authority.
-func (s *Store) Resolve(eventID, text, erased, unreadable string) string {
+// its key was erased, and by unreadable when it does not open. Only the
+// keys of owners are tried: a field naming anyone else reads unreadable
+// without its key being looked at, so a text a customer chose cannot ask
+// whether another customer's key was erased. For reads only: an error is
+// shown, not returned, since the log stays the authority.
+func (s *Store) Resolve(owners []string, eventID, text, erased, unreadable string) string {
 	if !strings.Contains(text, Prefix) {
 		return text
 	}
@@ -544,6 +548,9 @@ func (s *Store) Resolve(eventID, text, erased, unreadable string) string {
 		}
 		field := text[i:end]
 		owner, _, err := parse(field)
+		if err == nil && !slices.Contains(owners, owner) {
+			err = errors.New("personaldata: a field sealed for another owner")
+		}
 		var plain string
 		if err == nil {
 			plain, err = s.Open(owner, eventID, field)

@@ -73,11 +73,27 @@ func TestSealOpen(t *testing.T) {
 	if _, err := s.Open("ACC1", "EV1", forged); err == nil {
 		t.Error("another owner's ciphertext opened under ACC1's key")
 	}
-	if got := s.Resolve("EV1", "paid ****"+sealed+" today", "[erased]", "[unreadable]"); got != "paid ****Li Wei today" {
+	if got := s.Resolve([]string{"ACC1"}, "EV1", "paid ****"+sealed+" today", "[erased]", "[unreadable]"); got != "paid ****Li Wei today" {
 		t.Errorf("resolve: %q", got)
 	}
-	if got := s.Resolve("EV2", sealed, "[erased]", "[unreadable]"); got != "[unreadable]" {
+	if got := s.Resolve([]string{"ACC1"}, "EV2", sealed, "[erased]", "[unreadable]"); got != "[unreadable]" {
 		t.Errorf("resolve in another event: %q", got)
+	}
+	// Only the owners named are opened: another's field reads unreadable,
+	// whether its key is live, erased or missing.
+	if got := s.Resolve([]string{"ACC2"}, "EV1", sealed, "[erased]", "[unreadable]"); got != "[unreadable]" {
+		t.Errorf("resolve for another owner: %q", got)
+	}
+	if err := s.Erase("ACC2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{other, "pd1:ACC2:AAAA", "pd1:ACC7:AAAA"} {
+		if got := s.Resolve([]string{"ACC1"}, "EV1", f, "[erased]", "[unreadable]"); got != "[unreadable]" {
+			t.Errorf("resolve %q for ACC1 only: %q", f, got)
+		}
+	}
+	if got := s.Resolve([]string{"ACC1", "ACC2"}, "EV1", other, "[erased]", "[unreadable]"); got != "[erased]" {
+		t.Errorf("resolve an erased owner's field: %q", got)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
