@@ -45,3 +45,19 @@ func appendRecord1(b []byte, e *eventstore.Event) []byte {
 	b = append(b, e.PrevHash[:]...)
 	return append(b, e.Hash[:]...)
 }
+
+// segment1MaxBytes bounded a format-1 segment's encoding, as
+// segmentMaxEvents bounded its events: three such segments fit one 16 KiB
+// page.
+const segment1MaxBytes = 5300
+
+// segment1Fits reports whether the format-1 writer would have added e to a
+// segment holding events.
+func segment1Fits(events []eventstore.Event, recsLen int, e *eventstore.Event) bool {
+	n := len(events)
+	if n == 0 {
+		return true
+	}
+	size := 1 + uvarintLen(uint64(n+1)) + 4*(n+1) + recsLen + len(appendRecord1(nil, e))
+	return n < segmentMaxEvents && size <= segment1MaxBytes
+}
