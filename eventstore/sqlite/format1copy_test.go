@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/payledger/payledger/eventstore"
@@ -114,11 +115,14 @@ func rewriteFormat1(t testing.TB, src, dst string) int64 {
 // the file's bytes once vacuumed.
 type logSizes struct {
 	events, segments, segmentBytes, fileBytes int64
+	// tables is each table's and index's pages in the vacuumed copy, in
+	// bytes an event (SQLite's dbstat).
+	tables string
 }
 
 func (z logSizes) String() string {
-	return fmt.Sprintf("%d events in %d segments: %.1f segment bytes and %.1f file bytes an event",
-		z.events, z.segments, float64(z.segmentBytes)/float64(z.events), float64(z.fileBytes)/float64(z.events))
+	return fmt.Sprintf("%d events in %d segments: %.1f segment bytes and %.1f file bytes an event (pages an event: %s)",
+		z.events, z.segments, float64(z.segmentBytes)/float64(z.events), float64(z.fileBytes)/float64(z.events), z.tables)
 }
 
 // measureLog measures the log at path: its segments as stored, and the
@@ -145,5 +149,30 @@ func measureLog(t testing.TB, path, copyPath string) logSizes {
 		t.Fatal(err)
 	}
 	z.fileBytes = fi.Size()
+	cp, err := sql.Open("sqlite", "file:"+copyPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	rows, err := cp.QueryContext(ctx, `SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var name string
+		var size int64
+		if err := rows.Scan(&name, &size); err != nil {
+			t.Fatal(err)
+		}
+		if 100*size >= z.fileBytes { // the tables of 1% of the file and up
+			tables = append(tables, fmt.Sprintf("%s %.1f", name, float64(size)/float64(max(z.events, 1))))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	z.tables = strings.Join(tables, ", ")
 	return z
 }
