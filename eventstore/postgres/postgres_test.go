@@ -333,3 +333,68 @@ func TestRetentionGuards(t *testing.T) {
 	exec("DROP TRIGGER events_retained ON events")
 	check("trigger dropped", false, false, true)
 }
+
+// TestOccurredAtRange: the first and last instants the port accepts (years
+// 1 and 9999, to the nanosecond) come back as appended, so the hash over
+// their RFC 3339 text holds after a read.
+func TestOccurredAtRange(t *testing.T) {
+	ctx := context.Background()
+	s := openSchema(t, t.Name(), postgres.DefaultOptions())
+	defer s.Close()
+	in := []eventstore.EventData{event(), event(), event()}
+	in[0].OccurredAt = time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)
+	in[1].OccurredAt = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	in[2].OccurredAt = time.Date(1969, 12, 31, 23, 59, 59, 999999001, time.FixedZone("-0130", -5400))
+	if _, err := s.Append(ctx, "edge", eventstore.NoStream, in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadStream(ctx, "edge", 1, 10)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("read %d events, %v", len(got), err)
+	}
+	for i, e := range got {
+		if !e.OccurredAt.Equal(in[i].OccurredAt) || e.OccurredAt.Location() != time.UTC {
+			t.Errorf("event %d occurred at %v, want %v in UTC", i, e.OccurredAt, in[i].OccurredAt.UTC())
+		}
+	}
+	if _, err := eventstore.VerifyChain([32]byte{}, got); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTextFieldsRefused: a stream name or text field PostgreSQL cannot hold
+// (a NUL byte, invalid UTF-8) is refused as an invalid append and stores
+// nothing, while payloads take any bytes.
+func TestTextFieldsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := openSchema(t, t.Name(), postgres.DefaultOptions())
+	defer s.Close()
+	bad := func(f func(*eventstore.EventData)) []eventstore.EventData {
+		e := event()
+		f(&e)
+		return []eventstore.EventData{e}
+	}
+	for name, c := range map[string]struct {
+		stream string
+		events []eventstore.EventData
+	}{
+		"NUL in the stream":          {"acc\x00", []eventstore.EventData{event()}},
+		"invalid UTF-8 stream":       {"acc\xff", []eventstore.EventData{event()}},
+		"NUL in the idempotency key": {"acc", bad(func(e *eventstore.EventData) { e.IdempotencyKey = "k\x00" })},
+		"invalid UTF-8 causation":    {"acc", bad(func(e *eventstore.EventData) { e.CausationID = "\xc3\x28" })},
+		"NUL in the type":            {"acc", bad(func(e *eventstore.EventData) { e.Type = "T\x00" })},
+	} {
+		if _, err := s.Append(ctx, c.stream, eventstore.Any, c.events); !errors.Is(err, eventstore.ErrInvalidAppend) {
+			t.Errorf("%s: %v, want ErrInvalidAppend", name, err)
+		}
+	}
+	ok := event()
+	ok.Payload = []byte{0, 0xff, 0xfe}
+	ok.IdempotencyKey = "clé-\u00e9"
+	if _, err := s.Append(ctx, "acc", eventstore.NoStream, []eventstore.EventData{ok}); err != nil {
+		t.Fatalf("valid append: %v", err)
+	}
+	if h, err := s.Head(ctx); err != nil || h != 1 {
+		t.Fatalf("head %d (%v), want 1", h, err)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -80,6 +82,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
+	if err := checkText(stream, events); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
@@ -101,6 +106,24 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, r.err)
 	}
 	return r.res, nil
+}
+
+// checkText refuses text PostgreSQL's text columns cannot hold (invalid
+// UTF-8 or a NUL byte), before it reaches the writer: in a COPY it would
+// fail the whole transaction, and so the other appends batched with it.
+func checkText(stream string, events []eventstore.EventData) error {
+	ok := func(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+	if !ok(stream) {
+		return fmt.Errorf("%w: the stream name is not UTF-8 text without NUL bytes", eventstore.ErrInvalidAppend)
+	}
+	for i, e := range events {
+		for _, f := range []string{e.ID, e.Type, e.CausationID, e.CorrelationID, e.IdempotencyKey} {
+			if !ok(f) {
+				return fmt.Errorf("%w: event %d has a field that is not UTF-8 text without NUL bytes", eventstore.ErrInvalidAppend, i)
+			}
+		}
+	}
+	return nil
 }
 
 // run is the writer goroutine. It returns once Close has closed the queue
