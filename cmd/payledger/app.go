@@ -218,6 +218,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A wrong --nats is refused before anything is opened or created.
+	if _, _, err := parseNATS(c.NATS); err != nil {
+		return err
+	}
 	keys, err := c.serverKeys()
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,9 +53,9 @@ func envOr(name, def string) string {
 // that is down does not stop the start: the connection keeps retrying and
 // the relay resumes when it is back.
 func openBus(c *Config, store eventstore.Store) (*bus, error) {
-	spec := strings.TrimSpace(c.NATS)
-	if spec == "" || spec == "off" {
-		return nil, nil
+	mode, arg, err := parseNATS(c.NATS)
+	if err != nil || mode == "off" {
+		return nil, err
 	}
 	b := &bus{}
 	handlers := []nats.Option{
@@ -68,23 +69,18 @@ func openBus(c *Config, store eventstore.Store) (*bus, error) {
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { c.Log.Info("NATS reconnected", slog.String("nats", b.where)) }),
 	}
-	var err error
-	switch {
-	case spec == "embedded" || strings.HasPrefix(spec, "embedded:"):
-		listen := strings.TrimPrefix(strings.TrimPrefix(spec, "embedded"), ":")
-		if b.embedded, err = natsrelay.StartEmbedded(filepath.Join(c.DataDir, embeddedNATSDir), listen); err != nil {
-			return nil, fmt.Errorf("--nats %s: %w", spec, err)
+	if mode == "embedded" {
+		if b.embedded, err = natsrelay.StartEmbedded(filepath.Join(c.DataDir, embeddedNATSDir), arg); err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", c.NATS, err)
 		}
 		b.where = "embedded"
 		if b.embedded.URL != "" {
 			b.where = "embedded, listening on " + b.embedded.URL
 		}
 		b.conn, err = b.embedded.Connect(handlers...)
-	default:
-		if b.where, err = natsServers(spec); err != nil {
-			return nil, err
-		}
-		b.conn, err = nats.Connect(spec, append(handlers, nats.RetryOnFailedConnect(true))...)
+	} else {
+		b.where = arg
+		b.conn, err = nats.Connect(strings.TrimSpace(c.NATS), append(handlers, nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
 		b.close()
@@ -100,19 +96,34 @@ func openBus(c *Config, store eventstore.Store) (*bus, error) {
 	return b, nil
 }
 
-// natsServers checks a comma-separated list of nats:// or tls:// URLs
-// and returns their hosts, for the log: user names, passwords and tokens
-// in the URLs are never logged.
-func natsServers(spec string) (string, error) {
+// parseNATS reads --nats: mode "off", "embedded" (arg: the loopback
+// address to listen on, or "" for none) or "external" (arg: the servers'
+// scheme://host list, for the log: user names, passwords and tokens in the
+// URLs are never logged).
+func parseNATS(spec string) (mode, arg string, err error) {
+	spec = strings.TrimSpace(spec)
+	switch {
+	case spec == "" || spec == "off":
+		return "off", "", nil
+	case spec == "embedded":
+		return "embedded", "", nil
+	case strings.HasPrefix(spec, "embedded:"):
+		listen := strings.TrimPrefix(spec, "embedded:")
+		host, _, err := net.SplitHostPort(listen)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return "", "", fmt.Errorf("--nats embedded:HOST:PORT listens on a loopback address only, not %q", listen)
+		}
+		return "embedded", listen, nil
+	}
 	var hosts []string
 	for u := range strings.SplitSeq(spec, ",") {
 		p, err := url.Parse(strings.TrimSpace(u))
 		if err != nil || (p.Scheme != "nats" && p.Scheme != "tls") || p.Host == "" {
-			return "", errors.New("--nats must be off, embedded, embedded:HOST:PORT or nats://HOST:PORT (tls:// for TLS; comma-separated for a cluster)")
+			return "", "", errors.New("--nats must be off, embedded, embedded:HOST:PORT or nats://HOST:PORT (tls:// for TLS; comma-separated for a cluster)")
 		}
 		hosts = append(hosts, p.Scheme+"://"+p.Host)
 	}
-	return strings.Join(hosts, ","), nil
+	return "external", strings.Join(hosts, ","), nil
 }
 
 // relayEvents runs the relay until ctx ends (it then drains). A relay that

@@ -160,3 +160,30 @@ func get(t *testing.T, url string) []byte {
 	}
 	return b
 }
+
+// TestNATSFlag: a wrong --nats is refused with the forms it takes, before
+// the data directory is created; the servers of a URL are logged without
+// their credentials.
+func TestNATSFlag(t *testing.T) {
+	for _, spec := range []string{"on", "http://127.0.0.1:4222", "nats://", "127.0.0.1:4222", "embedded:0.0.0.0:4222", "embedded:4222",
+		"nats://127.0.0.1:4222,bogus"} {
+		dir := filepath.Join(t.TempDir(), "data")
+		m := &Main{Config: Config{DataDir: dir, TimeZone: "Asia/Shanghai", NATS: spec, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		err := m.Open(context.Background())
+		if err == nil {
+			m.Close()
+			t.Errorf("--nats %s: accepted", spec)
+			continue
+		}
+		if !regexp.MustCompile(`--nats (must be|embedded:HOST:PORT listens on a loopback address only)`).MatchString(err.Error()) {
+			t.Errorf("--nats %s: %v", spec, err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("--nats %s: the data directory was created (%v)", spec, err)
+		}
+	}
+	mode, where, err := parseNATS("nats://alice:s3cret@10.0.0.1:4222, tls://t0ken@n2.example:4222")
+	if err != nil || mode != "external" || where != "nats://10.0.0.1:4222,tls://n2.example:4222" {
+		t.Fatalf("parseNATS: %s %q %v", mode, where, err)
+	}
+}

@@ -22,8 +22,9 @@ type Embedded struct {
 
 // StartEmbedded starts a NATS server with JetStream storing under dir.
 // With listen empty it opens no port (Connect reaches it in process);
-// otherwise it listens on listen, which must be a loopback host:port: the
-// server has no authentication and carries the log's personal data.
+// otherwise it listens on listen, which must be a loopback host:port (port
+// 0 picks a free one; URL says which): the server has no authentication
+// and carries the log's personal data.
 func StartEmbedded(dir, listen string) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("natsrelay: embedded NATS storage: %w", err)
@@ -46,6 +47,9 @@ func StartEmbedded(dir, listen string) (*Embedded, error) {
 			return nil, fmt.Errorf("natsrelay: embedded NATS listens on loopback only (host:port), not %q", listen)
 		}
 		opts.Host, opts.Port = host, p
+		if p == 0 {
+			opts.Port = server.RANDOM_PORT // the server's 0 is its default port, 4222
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -518,3 +518,40 @@ func TestRelayTwoRelays(t *testing.T) {
 	}
 	consume(t, nc, stream, prefix, l.all(t))
 }
+
+// TestEmbeddedListensOnLoopbackOnly: the embedded server takes TCP clients
+// only on a loopback address; a client there sees what the relay
+// published.
+func TestEmbeddedListensOnLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:4223", "192.0.2.1:4223", ":4223", "127.0.0.1", "127.0.0.1:http"} {
+		if srv, err := StartEmbedded(t.TempDir(), addr); err == nil {
+			srv.Shutdown()
+			t.Errorf("embedded NATS started listening on %q", addr)
+		}
+	}
+	srv, err := StartEmbedded(filepath.Join(t.TempDir(), "nats"), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	if !strings.HasPrefix(srv.URL, "nats://127.0.0.1:") || srv.URL == "nats://127.0.0.1:4222" {
+		t.Fatalf("embedded NATS URL %q", srv.URL)
+	}
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	l := openLog(t)
+	l.appendEvents(t, 12)
+	stream, prefix := names(t, nc)
+	run := start(t, newRelay(t, l, nc, stream, prefix, filepath.Join(t.TempDir(), "cp")))
+	run.waitFor(t, 12)
+	run.halt(t)
+	tcp, err := nats.Connect(srv.URL, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	consume(t, tcp, stream, prefix, l.all(t))
+}
