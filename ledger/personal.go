@@ -135,20 +135,27 @@ func (s *Service) ErasePersonalData(ctx context.Context, by Actor, accountID str
 	if err := s.checkSealed(ctx, accountID); err != nil {
 		return Outcome{}, err
 	}
+	// Marked before the event, so that a stop between the event and the
+	// key's erasure is completed at the next start (CompleteErasures).
+	if err := pd.MarkErasing(accountID); err != nil {
+		return Outcome{}, domain.Errorf(domain.CodeStorageUnavailable, "the erasure of %s could not be started (%v); nothing was recorded", accountID, err)
+	}
 	out, err := s.Execute(ctx, by, OpErasePersonalData, accountID, idem, func(*domain.Account, time.Time, domain.Balance) (domain.Command, error) {
 		return domain.ErasePersonalData{Reference: reference, Staff: by.staff("")}, nil
 	})
 	var coded *domain.Error
 	if errors.As(err, &coded) && coded.Code == domain.CodePersonalDataErased {
-		// The event is in the log: make sure the key is gone too.
-		if st, serr := pd.StateOf(accountID); serr != nil || st != personaldata.Erased {
-			if eerr := pd.Erase(accountID); eerr != nil {
-				return Outcome{}, fmt.Errorf("complete the erasure of %s: %w", accountID, eerr)
-			}
+		// The event is in the log: make sure the key is gone too (Erase
+		// keeps the first erasure's time and drops the mark made above).
+		if eerr := pd.Erase(accountID); eerr != nil {
+			return Outcome{}, fmt.Errorf("complete the erasure of %s: %w", accountID, eerr)
 		}
 		return Outcome{}, err
 	}
 	if err != nil {
+		// Not appended: a mark left by a failing Unmark is dropped at the
+		// next start, which finds the account not erased.
+		_ = pd.Unmark(accountID)
 		return Outcome{}, err
 	}
 	if err := pd.Erase(accountID); err != nil {
@@ -157,6 +164,46 @@ func (s *Service) ErasePersonalData(ctx context.Context, by Actor, accountID str
 	}
 	s.resnapshot(accountID)
 	return out, nil
+}
+
+// maxPendingErasures bounds the pending erasures one start completes;
+// each is an erasure a failure or a stop interrupted.
+const maxPendingErasures = 10000
+
+// CompleteErasures completes the erasures that were marked in the key
+// store but whose key was not erased (the process stopped or the store
+// failed between the event and the key's erasure): it loads each account,
+// which erases the key of one the log says is erased (completeErasure),
+// and drops the mark of one whose event was never appended. The server
+// runs it at start, before it serves anything, so a payee's statement
+// never opens an erased payer's description. It returns how many accounts
+// it looked at.
+func (s *Service) CompleteErasures(ctx context.Context) (int, error) {
+	pd := s.cfg.PersonalData
+	if pd == nil {
+		return 0, nil
+	}
+	owners, err := pd.PendingErasures(maxPendingErasures)
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range owners {
+		ent := s.cache.lock(id)
+		err := s.load(ctx, ent, id)
+		if err == nil && !ent.acct.Exists() {
+			s.cache.drop(id, ent)
+		}
+		ent.mu.Unlock()
+		if err != nil {
+			return 0, fmt.Errorf("complete the erasure of %s: %w", id, err)
+		}
+		// Erased in the log, the load has erased the key; not erased, the
+		// event was never appended. Either way the mark is done.
+		if err := pd.Unmark(id); err != nil {
+			return 0, err
+		}
+	}
+	return len(owners), nil
 }
 
 // completeErasure destroys the data key of a loaded account whose log

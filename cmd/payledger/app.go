@@ -244,6 +244,11 @@ func (m *Main) Open(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
+	// An erasure a stop interrupted is completed before anything is served.
+	if _, err := m.Service.CompleteErasures(ctx); err != nil {
+		m.closeStores()
+		return err
+	}
 	if err := m.openSigner(ctx); err != nil {
 		m.closeStores()
 		return err

@@ -365,14 +365,15 @@ func TestErasureSealsFreeText(t *testing.T) {
 	}
 }
 
-// TestErasureInterruptedIsCompletedOnLoad: the erasure appends
-// PersonalDataErased, then destroys the key. When the second step fails
-// (here the key store is gone from under the server, as on a disk error
-// right after the append), the request is 503; a restarted server that
-// loads the account finds it erased with its key live and destroys the
-// key then, so neither the export nor the payee's statement shows the name
-// or the description, though nobody repeated the request.
-func TestErasureInterruptedIsCompletedOnLoad(t *testing.T) {
+// TestErasureInterruptedIsCompleted: the erasure marks itself in the key
+// store, appends PersonalDataErased, then destroys the key. A key store
+// that fails from the start refuses the erasure with nothing recorded. A
+// stop between the event and the key's erasure (the data directory as it
+// is then: the event in the log, the key live and marked) is completed at
+// the next start, before anything is served, so the payee's statement read
+// first shows no description; without the mark (a key store restored from
+// before the erasure) the next load of the account completes it.
+func TestErasureInterruptedIsCompleted(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
 	clk := &stepClock{now: time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)}
@@ -418,7 +419,28 @@ func TestErasureInterruptedIsCompletedOnLoad(t *testing.T) {
 	expect(holder, http.StatusOK, "POST", base+"/close", map[string]any{})
 	clk.Advance(5*365*24*time.Hour + 3*24*time.Hour)
 
-	// The key store fails after the event is appended.
+	bobStatement := func(m *Main) []map[string]any {
+		return expect(key(m, staffkeys.RoleCompliance), http.StatusOK, "GET", "/v1/accounts/"+bob+"/statement?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z", nil).List("entries")
+	}
+	restart := func() *Main {
+		m := &Main{Config: config}
+		if err := m.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	pdPath := filepath.Join(dir, personalDataFile)
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The key store fails before the erasure: refused, nothing recorded.
 	if err := m.PersonalData.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -427,29 +449,64 @@ func TestErasureInterruptedIsCompletedOnLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Str("code") != domain.CodeStorageUnavailable {
-		t.Errorf("the interrupted erasure: %s", r.Raw)
+		t.Errorf("the erasure with its key store failing: %s", r.Raw)
 	}
 	m.PersonalData = nil // closed above
 	m.Close()
+	m = restart()
+	if x := expect(key(m, staffkeys.RoleCompliance), http.StatusOK, "GET", base+"/personal-data", nil); x.Body["erased"] != false || x.Str("holder_name") != name {
+		t.Fatalf("a refused erasure recorded something: %s", x.Raw)
+	}
+	m.Close()
 
-	// Restarted, nobody repeats the request.
-	m2 := &Main{Config: config}
-	if err := m2.Open(ctx); err != nil {
+	// A stop between the event and the key's erasure: the erasure runs,
+	// then the key store is put back as it was then, key live and marked.
+	before := filepath.Join(t.TempDir(), "personaldata.db")
+	copyFile(pdPath, before)
+	m = restart()
+	expect(key(m, staffkeys.RoleCompliance), http.StatusOK, "POST", base+"/erasure", map[string]any{"reference": "dsr-2"})
+	m.Close()
+	master, err := config.masterKey()
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Close()
-	comp2 := key(m2, staffkeys.RoleCompliance)
-	x := expect(comp2, http.StatusOK, "GET", base+"/personal-data", nil)
-	if x.Body["erased"] != true {
-		t.Fatalf("the erasure event is not in the log: %s", x.Raw)
+	copyFile(before, pdPath)
+	pd, err := personaldata.Open(pdPath, master, clk.Now, rnd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if bytes.Contains(x.Raw, []byte(name)) || bytes.Contains(x.Raw, []byte(description)) {
+	if err := pd.MarkErasing(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := pd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m = restart()
+	for _, e := range bobStatement(m) { // before anything loads the payer
+		if e["description"] == description {
+			t.Errorf("after a restart, the payee's statement shows the erased payer's description %q", description)
+		}
+	}
+	if st, err := m.PersonalData.StateOf(id); err != nil || st != personaldata.Erased {
+		t.Errorf("the data key after the restart: %v %v", st, err)
+	}
+	if p, err := m.PersonalData.PendingErasures(10); err != nil || len(p) != 0 {
+		t.Errorf("pending erasures after the restart: %v %v", p, err)
+	}
+	m.Close()
+
+	// The same without the mark: the next load of the account completes it.
+	copyFile(before, pdPath)
+	m = restart()
+	defer m.Close()
+	x := expect(key(m, staffkeys.RoleCompliance), http.StatusOK, "GET", base+"/personal-data", nil)
+	if x.Body["erased"] != true || bytes.Contains(x.Raw, []byte(name)) || bytes.Contains(x.Raw, []byte(description)) {
 		t.Errorf("after a restart the account says erased but its data still opens: %s", x.Raw)
 	}
-	if st, err := m2.PersonalData.StateOf(id); err != nil || st != personaldata.Erased {
+	if st, err := m.PersonalData.StateOf(id); err != nil || st != personaldata.Erased {
 		t.Errorf("the data key after the load: %v %v", st, err)
 	}
-	for _, e := range expect(comp2, http.StatusOK, "GET", "/v1/accounts/"+bob+"/statement?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z", nil).List("entries") {
+	for _, e := range bobStatement(m) {
 		if e["description"] == description {
 			t.Errorf("the payee's statement still shows the erased payer's description %q", description)
 		}

@@ -38,7 +38,8 @@ const Prefix = "pd1:"
 const KeySize = 32
 
 const (
-	schemaVersion = 1
+	// schemaVersion 2 added pending_erasures.
+	schemaVersion = 2
 	// maxCached bounds the data keys kept unwrapped in memory; a tenth is
 	// dropped when it is reached.
 	maxCached = 100000
@@ -133,6 +134,11 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// pendingSchema holds the erasures under way: marked before the erasure's
+// event is appended, dropped when the key is erased, so that one a failure
+// or a stop interrupted is found and completed at the next start.
+const pendingSchema = `CREATE TABLE pending_erasures (owner TEXT PRIMARY KEY, since TEXT NOT NULL)`
+
 func (s *Store) init() error {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -145,13 +151,24 @@ func (s *Store) init() error {
 		return fmt.Errorf("personaldata: open %s: %w", s.path, err)
 	}
 	switch version {
-	case schemaVersion:
+	case 1, schemaVersion:
 		var check []byte
 		if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'check'").Scan(&check); err != nil {
 			return fmt.Errorf("personaldata: open %s: read the master key check: %w", s.path, err)
 		}
 		if plain, err := s.openWith(s.master, check, []byte(checkText)); err != nil || string(plain) != checkText {
 			return fmt.Errorf("%w (%s)", ErrWrongMasterKey, s.path)
+		}
+		if version == schemaVersion {
+			return nil
+		}
+		for _, stmt := range []string{pendingSchema, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("personaldata: open %s: upgrade the schema: %w", s.path, err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("personaldata: open %s: %w", s.path, err)
 		}
 		return nil
 	case 0:
@@ -171,6 +188,7 @@ func (s *Store) init() error {
 			created_at TEXT NOT NULL,
 			erased_at  TEXT
 		)`,
+		pendingSchema,
 		fmt.Sprintf("PRAGMA user_version = %d", schemaVersion),
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
@@ -453,15 +471,27 @@ func (s *Store) Open(owner, eventID, field string) (string, error) {
 }
 
 // Erase destroys owner's data key: the wrapped key is overwritten in the
-// file (secure_delete) and only the time of the erasure is kept. Erasing
-// an owner with no key records the erasure all the same.
+// file (secure_delete) and only the time of the erasure is kept; a pending
+// erasure of owner is done. Erasing an owner with no key records the
+// erasure all the same.
 func (s *Store) Erase(owner string) error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	ctx := context.Background()
 	now := s.clock().UTC().Format(time.RFC3339Nano)
-	_, err := s.db.ExecContext(context.Background(), `INSERT INTO data_keys (owner, wrapped, created_at, erased_at) VALUES (?, NULL, ?, ?)
-		ON CONFLICT (owner) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(erased_at, excluded.erased_at)`, owner, now, now)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `INSERT INTO data_keys (owner, wrapped, created_at, erased_at) VALUES (?, NULL, ?, ?)
+		ON CONFLICT (owner) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(erased_at, excluded.erased_at)`, owner, now, now); err != nil {
+		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM pending_erasures WHERE owner = ?", owner); err != nil {
+		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
 	}
 	s.mu.Lock()
@@ -469,6 +499,51 @@ func (s *Store) Erase(owner string) error {
 	s.erased[owner] = true
 	s.mu.Unlock()
 	return nil
+}
+
+// MarkErasing records, durably, that owner's erasure is under way: the
+// caller appends the erasure's event next and then calls Erase, or Unmark
+// when the event was not appended.
+func (s *Store) MarkErasing(owner string) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if _, err := s.db.ExecContext(context.Background(), "INSERT INTO pending_erasures (owner, since) VALUES (?, ?) ON CONFLICT (owner) DO NOTHING",
+		owner, s.clock().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("personaldata: mark the erasure of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// Unmark drops owner's pending erasure: its event was not appended.
+func (s *Store) Unmark(owner string) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if _, err := s.db.ExecContext(context.Background(), "DELETE FROM pending_erasures WHERE owner = ?", owner); err != nil {
+		return fmt.Errorf("personaldata: unmark the erasure of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// PendingErasures returns up to limit owners whose erasure was marked and
+// neither erased nor unmarked, oldest first.
+func (s *Store) PendingErasures(limit int) ([]string, error) {
+	rows, err := s.db.QueryContext(context.Background(), "SELECT owner FROM pending_erasures ORDER BY since, owner LIMIT ?", limit)
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: read the pending erasures: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			return nil, fmt.Errorf("personaldata: read the pending erasures: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("personaldata: read the pending erasures: %w", err)
+	}
+	return out, nil
 }
 
 // State is what the store knows of an owner's key.

@@ -236,3 +236,62 @@ func TestRewrapOverwritesOldWrapping(t *testing.T) {
 		t.Error("the file still holds the key as the old master key wrapped it")
 	}
 }
+
+// TestPendingErasures: a marked erasure stays pending, across a reopen,
+// until its key is erased or it is unmarked; a file of schema 1 (before
+// pending erasures) is upgraded at open and keeps its keys.
+func TestPendingErasures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "personaldata.db")
+	s := open(t, path, master)
+	sealed, err := s.Seal("ACC1", "EV1", "Li Wei")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", sqlitedsn.File(path).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{"DROP TABLE pending_erasures", "PRAGMA user_version = 1"} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path, master)
+	if plain, err := s.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
+		t.Fatalf("open after the upgrade: %q %v", plain, err)
+	}
+	for _, o := range []string{"ACC1", "ACC2", "ACC1"} {
+		if err := s.MarkErasing(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path, master)
+	defer s.Close()
+	if p, err := s.PendingErasures(10); err != nil || strings.Join(p, ",") != "ACC1,ACC2" {
+		t.Fatalf("pending after a reopen: %v %v", p, err)
+	}
+	if p, err := s.PendingErasures(1); err != nil || len(p) != 1 {
+		t.Fatalf("pending, at most 1: %v %v", p, err)
+	}
+	if err := s.Unmark("ACC2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Erase("ACC1"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.PendingErasures(10); err != nil || len(p) != 0 {
+		t.Errorf("pending after the erasure and the unmark: %v %v", p, err)
+	}
+	if st, err := s.StateOf("ACC1"); err != nil || st != personaldata.Erased {
+		t.Errorf("ACC1: %v %v", st, err)
+	}
+}
