@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/payledger/payledger/domain"
@@ -214,8 +215,10 @@ func (i Idem) stored() string {
 
 // ValidateIdemKey checks a client-supplied Idempotency-Key.
 func ValidateIdemKey(k string) error {
-	if len(k) > MaxIdemKey || strings.ContainsAny(k, "|\r\n") {
-		return domain.Invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters without '|' or line breaks")
+	// The key is stored in the events' text, which PostgreSQL's log holds
+	// only as UTF-8 without NUL bytes; HTTP lets other bytes through.
+	if len(k) > MaxIdemKey || strings.ContainsAny(k, "|\r\n\x00") || !utf8.ValidString(k) {
+		return domain.Invalid("Idempotency-Key", "Idempotency-Key must be at most 200 characters of UTF-8 text without '|' or line breaks")
 	}
 	return nil
 }
