@@ -37,6 +37,16 @@ func TestPersonalDataExportWithholdsStaffReasons(t *testing.T) {
 	if x := a.do(call{method: "GET", path: "/v1/accounts/" + id + "/personal-data", token: compliance, status: 200}); !strings.Contains(dump(x), secret) {
 		t.Errorf("compliance's export lost the operator's reason: %s", dump(x))
 	}
+	// The operator's identity check (sealed, R20) is staff-only too.
+	if strings.Contains(dump(ops), checked) {
+		t.Errorf("the operations log shows the holder the identity check %q", checked)
+	}
+	if x := a.do(call{method: "GET", path: "/v1/accounts/" + id + "/personal-data", token: tok, status: 200}); strings.Contains(dump(x), "identity_check") {
+		t.Errorf("the holder's export shows the operator's identity check: %s", dump(x))
+	}
+	if x := a.do(call{method: "GET", path: "/v1/accounts/" + id + "/personal-data", token: compliance, status: 200}); !strings.Contains(dump(x), `"identity_check":"`+checked+`"`) {
+		t.Errorf("compliance's export does not show the identity check opened: %s", dump(x))
+	}
 }
 
 func dump(r reply) string {
