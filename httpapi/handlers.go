@@ -587,22 +587,21 @@ func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	v, err := s.svc.Currency(r.Context(), id)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
+	asOf := s.svc.Now()
+	if q := r.URL.Query().Get("as_of"); q != "" {
+		var err error
+		if asOf, err = time.Parse(time.RFC3339Nano, q); err != nil {
+			s.writeProblem(w, r, domain.Invalid("as_of", "as_of must be an RFC 3339 time"))
+			return
+		}
 	}
 	if err := s.catchUp(r.Context()); err != nil {
 		s.writeProblem(w, r, err)
 		return
 	}
-	asOf := s.svc.Now()
 	var b projections.Balance
-	if q := r.URL.Query().Get("as_of"); q != "" {
-		if asOf, err = time.Parse(time.RFC3339Nano, q); err != nil {
-			s.writeProblem(w, r, domain.Invalid("as_of", "as_of must be an RFC 3339 time"))
-			return
-		}
+	var err error
+	if r.URL.Query().Has("as_of") {
 		b, err = s.rm.BalanceAsOf(r.Context(), id, asOf)
 	} else {
 		b, err = s.rm.Balance(r.Context(), id)
@@ -611,11 +610,19 @@ func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
-	avail := domain.Zero(v)
-	if b.Found {
-		avail = b.Available
+	// The read model knows the currency of an account it has seen; only an
+	// account it has not (none yet at as_of, or no such account) needs the
+	// aggregate, whose cold load replays the account's tail.
+	avail := b.Available
+	if !b.Found {
+		v, err := s.svc.Currency(r.Context(), id)
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		avail = domain.Zero(v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"account_id": id, "available": avail.String(), "currency": v,
+	writeJSON(w, http.StatusOK, map[string]any{"account_id": id, "available": avail.String(), "currency": avail.Currency,
 		"as_of": ts(asOf), "as_of_position": b.AsOfPosition})
 }
 

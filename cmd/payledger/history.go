@@ -472,15 +472,17 @@ func historyBalance(ctx context.Context, m *Main, id string) error {
 	if err := m.Service.AuthorizeRead(ctx, ledger.Actor{AccountID: id, SessionID: "bench"}, ledger.OpReadBalance, id); err != nil {
 		return err
 	}
-	if _, err := m.Service.Currency(ctx, id); err != nil {
-		return err
-	}
 	if err := historyCatchUp(ctx, m); err != nil {
 		return err
 	}
 	b, err := m.RM.Balance(ctx, id)
 	if err == nil && !b.Found {
-		err = fmt.Errorf("account %s has no balance", id)
+		// As the handler does: only an account the read model has not seen
+		// loads the aggregate; every bench account has moved money.
+		_, err = m.Service.Currency(ctx, id)
+		if err == nil {
+			err = fmt.Errorf("account %s has no balance", id)
+		}
 	}
 	return err
 }
