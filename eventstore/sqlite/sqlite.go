@@ -46,6 +46,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/filelock"
 	"github.com/payledger/payledger/internal/sqlitedsn"
 	"github.com/payledger/payledger/internal/sqlrows"
 )
@@ -403,7 +404,12 @@ func Open(path string, opts Options) (*Store, error) {
 		dictTrain:   dictTrainEvents,
 		dictRetrain: dictRetrainEvents,
 	}
-	unlock, err := lockFile(path)
+	// The writer caches every stream's version and part of the stream
+	// index, so a second writer on the file could append a version twice.
+	unlock, err := filelock.Exclusive(path)
+	if errors.Is(err, filelock.ErrHeld) {
+		err = fmt.Errorf("%w: %s.lock is held", ErrLocked, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open event store %s: %w", path, err)
 	}

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/payledger/payledger/internal/filelock"
 	"github.com/payledger/payledger/internal/sqlitedsn"
 	_ "modernc.org/sqlite" // the SQLite driver
 )
@@ -97,9 +98,14 @@ func Open(path string, master []byte, clock func() time.Time, rnd io.Reader) (*S
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(path)
+	// A process that caches unwrapped keys under one master key must not
+	// share the file with one that rewraps them under another.
+	unlock, err := filelock.Exclusive(path)
+	if errors.Is(err, filelock.ErrHeld) {
+		return nil, fmt.Errorf("%w: %s.lock is held (is the server running?)", ErrLocked, path)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("personaldata: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err == nil {
