@@ -342,3 +342,12 @@ type Guard struct {
 type RetentionReporter interface {
 	RetentionGuards(ctx context.Context) ([]Guard, error)
 }
+
+// ClampLimit bounds a read's limit as the Store methods document: a limit
+// below 1 or above MaxReadBatch means MaxReadBatch.
+func ClampLimit(limit int) int {
+	if limit <= 0 || limit > MaxReadBatch {
+		return MaxReadBatch
+	}
+	return limit
+}

@@ -279,14 +279,6 @@ func (s *Store) readErr(err error) error {
 	return err
 }
 
-// clampLimit applies the port's bound on one read.
-func clampLimit(limit int) int {
-	if limit <= 0 || limit > eventstore.MaxReadBatch {
-		return eventstore.MaxReadBatch
-	}
-	return limit
-}
-
 // fromLog decodes events read from the log (or resolved from an index).
 func fromLog(rs []*esdb.ResolvedEvent) ([]eventstore.Event, error) {
 	out := make([]eventstore.Event, 0, len(rs))
@@ -323,7 +315,7 @@ func (s *Store) fromIndex(stream string, rs []*esdb.ResolvedEvent) ([]eventstore
 func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
 	from = max(from, 1)
 	rs, err := s.read(ctx, s.names.stream(stream),
-		esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(uint64(from - 1)), ResolveLinkTos: true}, clampLimit(limit))
+		esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(uint64(from - 1)), ResolveLinkTos: true}, eventstore.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("kurrent store: read %s: %w", stream, err)
 	}
@@ -337,12 +329,12 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 	if from >= 1 {
 		opts.From = esdb.Revision(uint64(from - 1))
 	}
-	rs, err := s.read(ctx, s.names.stream(stream), opts, clampLimit(limit))
+	rs, err := s.read(ctx, s.names.stream(stream), opts, eventstore.ClampLimit(limit))
 	if err == nil && len(rs) == 0 && from > 1 {
 		// from may lie past the end, which the port reads as "from the
 		// end" and the server may answer with nothing.
 		opts.From = esdb.End{}
-		rs, err = s.read(ctx, s.names.stream(stream), opts, clampLimit(limit))
+		rs, err = s.read(ctx, s.names.stream(stream), opts, eventstore.ClampLimit(limit))
 		for len(rs) > 0 && int64(rs[0].OriginalEvent().EventNumber) >= from {
 			rs = rs[1:] // appended between the two reads
 		}
@@ -356,7 +348,7 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 // ReadAll returns up to limit events of the log after position after.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
 	rs, err := s.read(ctx, s.names.log(),
-		esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(uint64(max(after, 0)))}, clampLimit(limit))
+		esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(uint64(max(after, 0)))}, eventstore.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("kurrent store: read the log after %d: %w", after, err)
 	}

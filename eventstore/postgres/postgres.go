@@ -344,15 +344,6 @@ func (s *Store) readErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// clampLimit bounds a read: limits below 1 or above MaxReadBatch mean
-// MaxReadBatch.
-func clampLimit(limit int) int {
-	if limit <= 0 || limit > eventstore.MaxReadBatch {
-		return eventstore.MaxReadBatch
-	}
-	return limit
-}
-
 // scanEvent reads one row of eventCols.
 func scanEvent(rows pgx.Rows) (eventstore.Event, error) {
 	var e eventstore.Event
@@ -401,14 +392,14 @@ func (s *Store) query(ctx context.Context, op string, limit int, sql string, arg
 
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	return s.query(ctx, "read stream "+stream, limit,
 		`SELECT `+eventCols+` FROM events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3`, stream, from, limit)
 }
 
 // ReadStreamBackward implements eventstore.Store.
 func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	if from < 1 {
 		from = 1<<63 - 1
 	}
@@ -419,7 +410,7 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 // ReadAll implements eventstore.Store. Positions commit in order (see the
 // package comment), so the rows visible after `after` are a gap-free run.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	return s.query(ctx, "read all", limit,
 		`SELECT `+eventCols+` FROM events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
 }

@@ -79,7 +79,7 @@ func (r *Reader) Head(ctx context.Context) (int64, error) {
 // ReadAll returns up to limit events after position after, in log order (a
 // limit below 1 or above eventstore.MaxReadBatch reads MaxReadBatch).
 func (r *Reader) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	out, err := readSegments(ctx, r.all, r.dicts, after, math.MaxInt64, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read all: %w", err)

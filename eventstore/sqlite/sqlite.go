@@ -973,15 +973,6 @@ func (s *Store) readErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// clampLimit bounds a read: limits below 1 or above MaxReadBatch mean
-// MaxReadBatch.
-func clampLimit(limit int) int {
-	if limit <= 0 || limit > eventstore.MaxReadBatch {
-		return eventstore.MaxReadBatch
-	}
-	return limit
-}
-
 // readIndexed reads the events a stream_index query (sqlForward,
 // sqlBackward) names, in its order, decoding each from its segment.
 func (s *Store) readIndexed(ctx context.Context, op string, out []eventstore.Event, st *sql.Stmt, limit int, args ...any) ([]eventstore.Event, error) {
@@ -1021,7 +1012,7 @@ func (s *Store) readIndexed(ctx context.Context, op string, out []eventstore.Eve
 // ReadStream implements eventstore.Store. A limit below 1 or above
 // eventstore.MaxReadBatch reads MaxReadBatch events.
 func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	op := "read stream " + stream
 	upto, tail := s.tail.lookup(stream)
 	var out []eventstore.Event
@@ -1037,7 +1028,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 // ReadStreamBackward implements eventstore.Store. A limit below 1 or above
 // eventstore.MaxReadBatch reads MaxReadBatch events.
 func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	if from < 1 {
 		from = 1<<63 - 1
 	}
@@ -1057,7 +1048,7 @@ func (s *Store) ReadStreamBackward(ctx context.Context, stream string, from int6
 // ReadAll implements eventstore.Store. A limit below 1 or above
 // eventstore.MaxReadBatch reads MaxReadBatch events.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
-	limit = clampLimit(limit)
+	limit = eventstore.ClampLimit(limit)
 	s.readAllQueries.Add(1)
 	if s.isClosed() {
 		return nil, fmt.Errorf("read all: %w", eventstore.ErrClosed)
