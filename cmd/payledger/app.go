@@ -154,9 +154,9 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 			"publish the log to NATS JetStream: off, embedded (in process, storage in the data directory; embedded:127.0.0.1:PORT to listen), or nats://HOST:4222 (env PAYLEDGER_NATS)")
 		fs.StringVar(&c.NATSStream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", natsrelay.DefaultStream), "the JetStream stream the relay publishes to (created when missing)")
 		fs.StringVar(&c.NATSSubject, "nats-subject", envOr("PAYLEDGER_NATS_SUBJECT", natsrelay.DefaultSubjectPrefix), "the subject prefix: events go to PREFIX.<EventType>")
-		fs.StringVar(&c.Store, "store", os.Getenv("PAYLEDGER_STORE"),
-			"the event log: sqlite:PATH or postgres://... (run payledger migrate first); default events.db in --data")
 	}
+	fs.StringVar(&c.Store, "store", os.Getenv("PAYLEDGER_STORE"),
+		"the event log: sqlite:PATH or postgres://... (run payledger migrate first; env PAYLEDGER_STORE); default events.db in --data")
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
 		"file of the key that wraps the customers' data keys (payledger keys master-key; mode 0600, outside the data directory); default: $"+masterKeyEnv+", else DATA.master.key beside the data directory, generated on first start")

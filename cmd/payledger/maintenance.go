@@ -20,28 +20,6 @@ import (
 	"github.com/payledger/payledger/projections"
 )
 
-// openDataDir parses the --data flag of a maintenance command and opens the
-// event store that must already exist there (a typo in the path must not
-// create an empty store and "verify" it).
-func openDataDir(name string, args []string, stderr io.Writer) (string, *sqlite.Store, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("data", "./data", "data directory")
-	if err := fs.Parse(args); err != nil {
-		return "", nil, err
-	}
-	path := filepath.Join(*dir, "events.db")
-	if _, err := os.Stat(path); err != nil {
-		return "", nil, fmt.Errorf("no event store at %s: %w", path, err)
-	}
-	opts := sqlite.DefaultOptions()
-	var stop func()
-	opts.MigrateProgress, stop = progressReporter(stderr, "migrate the event log: events packed")
-	store, err := sqlite.Open(path, opts)
-	stop()
-	return *dir, store, lockedHint(err)
-}
-
 // lockedHint adds what to do when the event store is held by another
 // process (a running server): the one case an operator meets most.
 func lockedHint(err error) error {
@@ -55,12 +33,22 @@ func lockedHint(err error) error {
 // (R4). It prints the digest before and after, which must match when the
 // read models were intact.
 func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	dir, store, err := openDataDir("rebuild", args, stderr)
-	if err != nil {
+	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./data", "data directory (its readmodels.db is rebuilt)")
+	storeFlag := addStoreFlag(fs)
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("rebuild: unexpected arguments %q", fs.Args())
+	}
+	store, err := openRebuildLog(ctx, *storeFlag, *dir, stderr)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
 	defer store.Close()
-	rm, err := projections.Open(filepath.Join(dir, "readmodels.db"))
+	rm, err := projections.Open(filepath.Join(*dir, "readmodels.db"))
 	if err != nil {
 		return err
 	}

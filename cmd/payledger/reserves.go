@@ -13,7 +13,6 @@ import (
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/domain"
-	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/projections"
 	"github.com/payledger/payledger/reserves"
@@ -69,6 +68,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tz := fs.String("tz", "Asia/Shanghai", "time zone of the calendar year")
 	year := fs.Int("year", 0, "calendar year, such as 2026 (default: last year)")
 	format := fs.String("format", "json", "json, csv or html")
+	store := addStoreFlag(fs)
 	if len(args) == 0 || args[0] != "annual" {
 		if err := fs.Parse(args); err != nil {
 			return err // -h printed the flags
@@ -88,7 +88,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *year < 2000 || *year > 9998 {
 		return fmt.Errorf("--year must be a calendar year such as 2026")
 	}
-	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
+	log, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -121,6 +121,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tz := fs.String("tz", "Asia/Shanghai", "time zone of the calendar day")
 	day := fs.String("day", "", "also print this day's close report, such as 2026-03-01")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	store := addStoreFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("no read models at %s: %w", path, err)
 	}
-	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
+	log, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
@@ -172,7 +173,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // reconciliation is what reconcile found, printed for a terminal.
 type reconciliation struct{ reserves.Reconciliation }
 
-func reconcile(ctx context.Context, log *sqlite.Reader, rm *projections.ReadModels, loc *time.Location) (reconciliation, error) {
+func reconcile(ctx context.Context, log reserves.LogReader, rm *projections.ReadModels, loc *time.Location) (reconciliation, error) {
 	rows, cp, err := rm.Accounts(ctx)
 	if err != nil {
 		return reconciliation{}, err
@@ -214,6 +215,7 @@ func cmdDigest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dir := fs.String("data", "./data", "data directory")
 	tz := fs.String("tz", "Asia/Shanghai", "time zone of the calendar year")
 	year := fs.Int("year", 0, "calendar year, such as 2026")
+	store := addStoreFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -224,7 +226,7 @@ func cmdDigest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("time zone %q: %w", *tz, err)
 	}
-	log, err := sqlite.OpenReader(filepath.Join(*dir, "events.db"))
+	log, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("digest: %w", err)
 	}

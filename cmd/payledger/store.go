@@ -15,6 +15,7 @@ import (
 	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/reserves"
 )
 
 // storeSpec is where the event log lives, from --store: the embedded
@@ -94,6 +95,78 @@ func (m *Main) openLog(ctx context.Context) (eventstore.Store, error) {
 	}
 	st, err := sqlite.Open(spec.sqlitePath, opts)
 	stopProgress()
+	if err != nil {
+		return nil, lockedHint(err)
+	}
+	return st, nil
+}
+
+// storeFlagUsage is the help text of --store for the commands that take it.
+const storeFlagUsage = "the event log: postgres://... or sqlite:PATH (env PAYLEDGER_STORE); default events.db in --data"
+
+// addStoreFlag registers --store, which falls back to PAYLEDGER_STORE.
+func addStoreFlag(fs *flag.FlagSet) *string {
+	return fs.String("store", os.Getenv("PAYLEDGER_STORE"), storeFlagUsage)
+}
+
+// logForReading is the event log as the commands that only read it see it.
+type logForReading interface {
+	reserves.LogReader
+	Close() error
+}
+
+// openReadLog opens the log that --store names (store; empty: dataDir's
+// events.db) for reading only: the SQLite file through its reader, which
+// takes no lock, or PostgreSQL through a store that neither takes the
+// writer's lease nor migrates. Both run beside a serving process.
+func openReadLog(ctx context.Context, store, dataDir string) (logForReading, error) {
+	spec, err := parseStore(store, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if spec.postgresDSN != "" {
+		st, err := postgres.Open(ctx, spec.postgresDSN, postgres.DefaultOptions())
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	r, err := sqlite.OpenReader(spec.sqlitePath)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// openRebuildLog opens the log that --store names as a writer's store,
+// which refuses to open while a server holds the log: rebuild replaces
+// the read models that server answers from. The SQLite file must exist (a
+// typo in the path must not create an empty log and rebuild from it).
+func openRebuildLog(ctx context.Context, store, dataDir string, stderr io.Writer) (eventstore.Store, error) {
+	spec, err := parseStore(store, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if spec.postgresDSN != "" {
+		opts := postgres.DefaultOptions()
+		opts.Exclusive = true
+		st, err := postgres.Open(ctx, spec.postgresDSN, opts)
+		if errors.Is(err, postgres.ErrLocked) {
+			return nil, fmt.Errorf("%w: stop the server that serves this log first", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	if _, err := os.Stat(spec.sqlitePath); err != nil {
+		return nil, fmt.Errorf("no event store at %s: %w", spec.sqlitePath, err)
+	}
+	opts := sqlite.DefaultOptions()
+	var stop func()
+	opts.MigrateProgress, stop = progressReporter(stderr, "migrate the event log: events packed")
+	st, err := sqlite.Open(spec.sqlitePath, opts)
+	stop()
 	if err != nil {
 		return nil, lockedHint(err)
 	}
