@@ -36,13 +36,13 @@ usage:
                         every signed checkpoint; runs beside a server
   payledger retention check [--data ./data] [--store postgres://...]
                         the oldest event and how long it is kept; fails when an append-only guard is missing
-  payledger rebuild [--data ./data]
+  payledger rebuild [--data ./data] [--store postgres://...]
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N] [--store postgres://...]
                         measure confirmed payments per second (docs/performance.md)
   payledger bench   --history 10000000 [--data DIR]
                         build five simulated years of history, then time reads, a cold payment, rebuild and verify
-  payledger digest  --year 2026 [--data ./data] [--tz Asia/Shanghai]
+  payledger digest  --year 2026 [--data ./data] [--store postgres://...] [--tz Asia/Shanghai]
                         the Merkle root of a year's events and the signed checkpoint covering them
   payledger proof   verify --public-key FILE --proof FILE [--event-hash HEX] [--kept FILE]
                         check an inclusion or consistency proof (GET /v1/proofs/...) with only the public key
@@ -50,11 +50,13 @@ usage:
                         a consistent copy of the data directory, also while the server runs
   payledger restore --from FILE --data NEWDIR
                         unpack a backup into a new data directory (then run verify and rebuild)
-  payledger close   [--day YYYY-MM-DD] [--currency CNY] [--data ./data] [--tz Asia/Shanghai]
-                        close a day of the risk reserve (default yesterday); serve closes days itself
-  payledger reconcile [--data ./data] [--tz Asia/Shanghai] [--day YYYY-MM-DD] [--json]
+  payledger close   [--day YYYY-MM-DD] [--currency CNY] [--data ./data] [--store postgres://...] [--tz Asia/Shanghai]
+                        close a day of the risk reserve (default yesterday); serve closes days itself;
+                        refuses while a server holds the log
+  payledger reconcile [--data ./data] [--store postgres://...] [--tz Asia/Shanghai] [--day YYYY-MM-DD] [--json]
                         recompute every balance, the reserve and every close from the log and compare
-  payledger report  annual [--year 2026] [--format json|csv|html] [--data ./data] [--tz Asia/Shanghai]
+  payledger report  annual [--year 2026] [--format json|csv|html] [--data ./data] [--store postgres://...]
+                    [--tz Asia/Shanghai]
                         the annual report of risk events, losses, compensation and the reserve
 
 Run "payledger COMMAND -h" for a command's flags.
