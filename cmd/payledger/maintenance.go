@@ -8,14 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/eventstore"
-	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/projections"
 )
@@ -101,7 +99,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dir := fs.String("data", "./data", "data directory")
 	cpDir := fs.String("checkpoints", "", "also check that the log extends every signed checkpoint in this directory")
 	pubPath := fs.String("public-key", "", "public key of the checkpoints' signing key (with --checkpoints)")
-	store := fs.String("store", os.Getenv("PAYLEDGER_STORE"), "verify this PostgreSQL log (postgres://...) instead of --data's events.db")
+	store := addStoreFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -125,83 +123,44 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
-	logPath := filepath.Join(*dir, "events.db")
-	if *store != "" {
-		spec, err := parseStore(*store, *dir)
+	log, _, err := openReadLog(ctx, *store, *dir)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer log.Close()
+	var checked atomic.Int64
+	head, err := log.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	stop := showProgress(stderr, head, "verify: events checked", checked.Load)
+	n, streams, digest, err := verifyLogAgainst(ctx, log, &checked, check)
+	stop()
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if check != nil {
+		if err := check.Done(); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	fmt.Fprintf(stdout, "verify: %d events in %d streams, every hash chain intact\n", n, streams)
+	// The SQLite file keeps its own stream and id indexes, which are
+	// checked here; PostgreSQL's are its unique constraints, which it
+	// checks on every insert.
+	if r, ok := log.(*sqlite.Reader); ok {
+		indexed, err := r.CheckIndexes(ctx)
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
-		if spec.postgresDSN != "" {
-			return verifyPostgres(ctx, spec.postgresDSN, check, stdout, stderr)
+		rest := ""
+		if int64(indexed) < n {
+			// A running server keeps the newest events' index entries in
+			// memory and writes them in batches; a stopped one has flushed.
+			rest = fmt.Sprintf(", %d newer ones indexed in the running server's memory", n-int64(indexed))
 		}
-		logPath = spec.sqlitePath
+		fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk%s)\n", indexed, rest)
 	}
-	log, err := sqlite.OpenReader(logPath)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	defer log.Close()
-	var checked atomic.Int64
-	head, err := log.Head(ctx)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	stop := showProgress(stderr, head, "verify: events checked", checked.Load)
-	n, streams, digest, err := verifyLogAgainst(ctx, log, &checked, check)
-	stop()
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	if check != nil {
-		if err := check.Done(); err != nil {
-			return fmt.Errorf("verify: %w", err)
-		}
-	}
-	indexed, err := log.CheckIndexes(ctx)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	fmt.Fprintf(stdout, "verify: %d events in %d streams, every hash chain intact\n", n, streams)
-	rest := ""
-	if int64(indexed) < n {
-		// A running server keeps the newest events' index entries in
-		// memory and writes them in batches; a stopped one has flushed.
-		rest = fmt.Sprintf(", %d newer ones indexed in the running server's memory", n-int64(indexed))
-	}
-	fmt.Fprintf(stdout, "verify: stream and id indexes consistent (%d events indexed on disk%s)\n", indexed, rest)
-	fmt.Fprintf(stdout, "verify: event-log digest %s (keep it: the same log always gives the same digest)\n", digest)
-	if check != nil {
-		fmt.Fprintf(stdout, "verify: ok %d events, %d checkpoints\n", n, check.Checked)
-	}
-	return nil
-}
-
-// verifyPostgres is verify on a PostgreSQL log: every chain and the log's
-// order, through a store that does not write (the indexes are the
-// database's unique constraints, which it checks on every insert).
-func verifyPostgres(ctx context.Context, dsn string, check *checkpoints.Checker, stdout, stderr io.Writer) error {
-	log, err := postgres.Open(ctx, dsn, postgres.DefaultOptions())
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	defer log.Close()
-	head, err := log.Head(ctx)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	var checked atomic.Int64
-	stop := showProgress(stderr, head, "verify: events checked", checked.Load)
-	n, streams, digest, err := verifyLogAgainst(ctx, log, &checked, check)
-	stop()
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	if check != nil {
-		if err := check.Done(); err != nil {
-			return fmt.Errorf("verify: %w", err)
-		}
-	}
-	fmt.Fprintf(stdout, "verify: %d events in %d streams, every hash chain intact\n", n, streams)
 	fmt.Fprintf(stdout, "verify: event-log digest %s (keep it: the same log always gives the same digest)\n", digest)
 	if check != nil {
 		fmt.Fprintf(stdout, "verify: ok %d events, %d checkpoints\n", n, check.Checked)

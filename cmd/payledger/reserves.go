@@ -88,7 +88,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *year < 2000 || *year > 9998 {
 		return fmt.Errorf("--year must be a calendar year such as 2026")
 	}
-	log, err := openReadLog(ctx, *store, *dir)
+	log, _, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -133,7 +133,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("no read models at %s: %w", path, err)
 	}
-	log, err := openReadLog(ctx, *store, *dir)
+	log, _, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
@@ -226,7 +226,7 @@ func cmdDigest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("time zone %q: %w", *tz, err)
 	}
-	log, err := openReadLog(ctx, *store, *dir)
+	log, _, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("digest: %w", err)
 	}

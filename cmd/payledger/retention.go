@@ -6,15 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/payledger/payledger/checkpoints"
 	"github.com/payledger/payledger/eventstore"
-	"github.com/payledger/payledger/eventstore/postgres"
-	"github.com/payledger/payledger/eventstore/sqlite"
 )
 
 // retentionYears is how long events are kept from the operation (R2).
@@ -33,35 +29,23 @@ func cmdRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("retention check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "./data", "data directory")
-	store := fs.String("store", os.Getenv("PAYLEDGER_STORE"), "check this PostgreSQL log (postgres://...) instead of --data's events.db")
+	store := addStoreFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("retention check: unexpected arguments %q", fs.Args())
 	}
-	path := filepath.Join(*dir, "events.db")
-	if *store != "" {
-		spec, err := parseStore(*store, *dir)
-		if err != nil {
-			return fmt.Errorf("retention: %w", err)
-		}
-		if spec.postgresDSN != "" {
-			log, err := postgres.Open(ctx, spec.postgresDSN, postgres.DefaultOptions())
-			if err != nil {
-				return fmt.Errorf("retention: %w", err)
-			}
-			defer log.Close()
-			return retentionCheck(ctx, spec.String(), log, *dir, stdout)
-		}
-		path = spec.sqlitePath
-	}
-	log, err := sqlite.OpenReader(path)
+	log, spec, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)
 	}
 	defer log.Close()
-	return retentionCheck(ctx, "sqlite:"+path, log, *dir, stdout)
+	rl, ok := log.(retentionLog)
+	if !ok {
+		return fmt.Errorf("retention: %s reports no retention guards", spec)
+	}
+	return retentionCheck(ctx, spec.String(), rl, *dir, stdout)
 }
 
 // retentionLog is what the check reads of a store.

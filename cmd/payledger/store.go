@@ -118,24 +118,25 @@ type logForReading interface {
 // openReadLog opens the log that --store names (store; empty: dataDir's
 // events.db) for reading only: the SQLite file through its reader, which
 // takes no lock, or PostgreSQL through a store that neither takes the
-// writer's lease nor migrates. Both run beside a serving process.
-func openReadLog(ctx context.Context, store, dataDir string) (logForReading, error) {
+// writer's lease nor migrates. Both run beside a serving process. It
+// returns the spec too, whose String names the log in messages.
+func openReadLog(ctx context.Context, store, dataDir string) (logForReading, storeSpec, error) {
 	spec, err := parseStore(store, dataDir)
 	if err != nil {
-		return nil, err
+		return nil, spec, err
 	}
 	if spec.postgresDSN != "" {
 		st, err := postgres.Open(ctx, spec.postgresDSN, postgres.DefaultOptions())
 		if err != nil {
-			return nil, err
+			return nil, spec, err
 		}
-		return st, nil
+		return st, spec, nil
 	}
 	r, err := sqlite.OpenReader(spec.sqlitePath)
 	if err != nil {
-		return nil, err
+		return nil, spec, err
 	}
-	return r, nil
+	return r, spec, nil
 }
 
 // openRebuildLog opens the log that --store names as a writer's store,
