@@ -106,6 +106,9 @@ type Service struct {
 	snaps     struct {
 		savers                  chan struct{}
 		saved, loaded, rejected atomic.Int64
+		// evictor is held while the snapshots of an evicted batch are
+		// saved (snapshotEvicted).
+		evictor chan struct{}
 	}
 }
 
@@ -183,6 +186,10 @@ func New(cfg Config) (*Service, error) {
 	svc := &Service{hashTurns: turns, cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
 		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys(), lastUse: newLastUse(cfg.Policy.SessionIdle)}
 	svc.snaps.savers = make(chan struct{}, snapshotSavers)
+	svc.snaps.evictor = make(chan struct{}, 1)
+	if cfg.SnapshotEvery >= 0 {
+		svc.cache.onEvict = svc.snapshotEvicted
+	}
 	return svc, nil
 }
 
@@ -635,6 +642,15 @@ type cache struct {
 	mu      sync.Mutex
 	entries map[string]*entry
 	max     int
+	// onEvict, when set, is handed the dropped entries that are at least
+	// snapshotBehind events past their snapshot, after mu is released.
+	onEvict func([]evicted)
+}
+
+// evicted is an entry the cache dropped, with its account id.
+type evicted struct {
+	id  string
+	ent *entry
 }
 
 func newCache(max int) *cache { return &cache{entries: map[string]*entry{}, max: max} }
@@ -644,14 +660,18 @@ func newCache(max int) *cache { return &cache{entries: map[string]*entry{}, max:
 func (c *cache) lock(id string) *entry {
 	c.mu.Lock()
 	ent, ok := c.entries[id]
+	var dropped []evicted
 	if !ok {
 		if len(c.entries) >= c.max {
-			c.evictLocked(c.max / 10)
+			dropped = c.evictLocked(c.max / 10)
 		}
 		ent = &entry{}
 		c.entries[id] = ent
 	}
 	c.mu.Unlock()
+	if len(dropped) > 0 && c.onEvict != nil {
+		c.onEvict(dropped)
+	}
 	ent.mu.Lock()
 	return ent
 }
@@ -681,18 +701,24 @@ func (c *cache) payee(id string) *domain.Payee {
 
 // evictLocked drops up to n idle entries. An entry in use is skipped; a
 // dropped entry still held by a waiter is harmless: the waiter works on its
-// own copy and the next command reloads from the store.
-func (c *cache) evictLocked(n int) {
+// own copy and the next command reloads from the store. It returns the
+// dropped entries worth a snapshot (see onEvict).
+func (c *cache) evictLocked(n int) []evicted {
+	var behind []evicted
 	for id, ent := range c.entries {
 		if n <= 0 {
-			return
+			break
 		}
 		if ent.mu.TryLock() {
 			delete(c.entries, id)
+			if ent.behind() >= snapshotBehind {
+				behind = append(behind, evicted{id, ent})
+			}
 			ent.mu.Unlock()
 			n--
 		}
 	}
+	return behind
 }
 
 // statusStripes is the number of status locks; accounts share them by hash.

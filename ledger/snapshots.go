@@ -1,9 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +30,12 @@ const (
 	snapshotSavers = 2
 	// snapshotSaveTimeout bounds one save.
 	snapshotSaveTimeout = 10 * time.Second
+	// snapshotBehind is how many events past its snapshot an aggregate
+	// must be for its eviction from the cache, or the Service's close, to
+	// save a new one: fewer cost a load little.
+	snapshotBehind = 8
+	// evictSnapshotBudget bounds the saving of one evicted batch.
+	evictSnapshotBudget = 30 * time.Second
 )
 
 // snapshotPayload is what an account's snapshot holds: the aggregate and
@@ -179,6 +188,25 @@ func (s *Service) maybeSnapshot(ent *entry, stream string) {
 // saveSnapshot makes ent's snapshot payload and saves it on its own; the
 // caller holds ent.mu and a saver's slot, which the save gives back.
 func (s *Service) saveSnapshot(ent *entry, stream string) {
+	snap, err := s.makeSnapshot(ent, stream)
+	if err != nil {
+		<-s.snaps.savers
+		return
+	}
+	go func() {
+		defer func() { <-s.snaps.savers }()
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotSaveTimeout)
+		defer cancel()
+		if s.cfg.Store.SaveSnapshot(ctx, snap) == nil {
+			s.snaps.saved.Add(1)
+		}
+	}()
+}
+
+// makeSnapshot returns ent's snapshot, its aggregate and idempotency keys
+// (sealed when the service seals personal data), and records it as ent's
+// latest; ent.mu is held.
+func (s *Service) makeSnapshot(ent *entry, stream string) (eventstore.Snapshot, error) {
 	acct, err := ent.acct.MarshalSnapshot()
 	var payload []byte
 	if err == nil {
@@ -197,18 +225,142 @@ func (s *Service) saveSnapshot(ent *entry, stream string) {
 		payload = []byte(sealed)
 	}
 	if err != nil {
-		<-s.snaps.savers
-		return
+		return eventstore.Snapshot{}, err
 	}
 	snap := eventstore.Snapshot{Stream: stream, Version: ent.acct.Version, EventHash: ent.lastHash,
 		Schema: domain.AccountSnapshotSchema, Payload: payload}
 	ent.snapVersion = snap.Version
+	return snap, nil
+}
+
+// behind returns how many events ent's aggregate is past its last
+// snapshot, or 0 when it holds none; ent.mu is held.
+func (e *entry) behind() int64 {
+	if e.acct == nil || !e.acct.Exists() {
+		return 0
+	}
+	return e.acct.Version - e.snapVersion
+}
+
+// settledSnapshot saves ent's snapshot now, when it is at least
+// snapshotBehind events behind; ent is locked here, and whether it was
+// saved is returned.
+func (s *Service) settledSnapshot(ctx context.Context, ent *entry, id string, wait bool) (bool, error) {
+	if wait {
+		ent.mu.Lock()
+	} else if !ent.mu.TryLock() {
+		return false, nil // in use: the command holding it is not done
+	}
+	if ent.behind() < snapshotBehind {
+		ent.mu.Unlock()
+		return false, nil
+	}
+	snap, err := s.makeSnapshot(ent, domain.AccountStream(id))
+	ent.mu.Unlock()
+	if err != nil {
+		return false, nil // the account's data key is gone: no snapshot to keep
+	}
+	sctx, cancel := context.WithTimeout(ctx, snapshotSaveTimeout)
+	defer cancel()
+	if err := s.cfg.Store.SaveSnapshot(sctx, snap); err != nil {
+		return false, err
+	}
+	s.snaps.saved.Add(1)
+	return true, nil
+}
+
+// snapshotEvicted saves, on its own, the snapshots of aggregates the cache
+// just dropped that were at least snapshotBehind events past theirs, so
+// that their next load reads a short tail. One batch at a time, within
+// evictSnapshotBudget; a batch arriving while one is saved is dropped
+// (snapshots are advisory). The command that made room does not wait.
+func (s *Service) snapshotEvicted(batch []evicted) {
+	select {
+	case s.snaps.evictor <- struct{}{}:
+	default:
+		return
+	}
 	go func() {
-		defer func() { <-s.snaps.savers }()
-		ctx, cancel := context.WithTimeout(context.Background(), snapshotSaveTimeout)
+		defer func() { <-s.snaps.evictor }()
+		ctx, cancel := context.WithTimeout(context.Background(), evictSnapshotBudget)
 		defer cancel()
-		if s.cfg.Store.SaveSnapshot(ctx, snap) == nil {
-			s.snaps.saved.Add(1)
+		for _, ev := range batch {
+			if ctx.Err() != nil {
+				return
+			}
+			// The entry left the map; a command that took it just before
+			// may still hold it, and is waited for.
+			if _, err := s.settledSnapshot(ctx, ev.ent, ev.id, true); err != nil {
+				return
+			}
 		}
 	}()
+}
+
+// SaveSnapshots saves the snapshots of up to max cached accounts that are
+// at least a few events past theirs, furthest behind first, until ctx is
+// done, and waits for the saves already under way. An account in use is
+// skipped. A server calls it once it takes no more commands and before it
+// closes the store, so that the accounts it served load after a restart
+// from a snapshot with a short tail. The snapshots stay advisory: a crash
+// before it only makes the next loads read more of the streams.
+func (s *Service) SaveSnapshots(ctx context.Context, maxAccounts int) (int, error) {
+	if s.cfg.SnapshotEvery < 0 {
+		return 0, nil
+	}
+	type cand struct {
+		id     string
+		ent    *entry
+		behind int64
+	}
+	var cands []cand
+	s.cache.mu.Lock()
+	for id, ent := range s.cache.entries {
+		if ent.mu.TryLock() {
+			if b := ent.behind(); b >= snapshotBehind {
+				cands = append(cands, cand{id, ent, b})
+			}
+			ent.mu.Unlock()
+		}
+	}
+	s.cache.mu.Unlock()
+	slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(b.behind, a.behind) })
+	cands = cands[:min(len(cands), max(maxAccounts, 0))]
+	saved := 0
+	var err error
+	for _, c := range cands {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var ok bool
+		if ok, err = s.settledSnapshot(ctx, c.ent, c.id, false); err != nil {
+			break
+		}
+		if ok {
+			saved++
+		}
+	}
+	// The saves started by appends and evictions end before the store
+	// closes: taking every saver's slot waits for them.
+	held := 0
+	defer func() {
+		for range held {
+			<-s.snaps.savers
+		}
+	}()
+	for range snapshotSavers {
+		select {
+		case s.snaps.savers <- struct{}{}:
+			held++
+		case <-ctx.Done():
+			return saved, errors.Join(err, ctx.Err())
+		}
+	}
+	select {
+	case s.snaps.evictor <- struct{}{}:
+		<-s.snaps.evictor
+	case <-ctx.Done():
+		return saved, errors.Join(err, ctx.Err())
+	}
+	return saved, err
 }

@@ -584,7 +584,15 @@ func (m *Main) closeDays(ctx context.Context) {
 	}
 }
 
-// Close stops the API, then the projection, then closes the stores.
+const (
+	// closeSnapshotsMax and closeSnapshotBudget bound the account
+	// snapshots a close saves (ledger.Service.SaveSnapshots).
+	closeSnapshotsMax   = 20000
+	closeSnapshotBudget = 5 * time.Second
+)
+
+// Close stops the API, then the projection, saves the cached accounts'
+// snapshots, then closes the stores.
 func (m *Main) Close() error {
 	var errs []error
 	if m.srv != nil {
@@ -596,6 +604,19 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.Service != nil {
+		// No command runs any more: the accounts served get a snapshot
+		// with a short tail for the next start (advisory, so a failure
+		// or the budget running out only makes those loads longer).
+		ctx, cancel := context.WithTimeout(context.Background(), closeSnapshotBudget)
+		n, err := m.Service.SaveSnapshots(ctx, closeSnapshotsMax)
+		cancel()
+		if err != nil {
+			m.Config.Log.Warn("account snapshots at shutdown incomplete", slog.Int("saved", n), slog.Any("error", err))
+		} else if n > 0 {
+			m.Config.Log.Info("account snapshots saved at shutdown", slog.Int("saved", n))
+		}
+	}
 	if m.signer != nil {
 		// The last checkpoint covers every event the server acknowledged.
 		if _, err := m.signer.Checkpoint(context.Background()); err != nil {
