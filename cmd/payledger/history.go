@@ -427,7 +427,13 @@ func historyReads(ctx context.Context, cfg Config, c benchConfig, b historyBuild
 		ms(percentile(st, 0.5)), ms(percentile(st, 0.99)), len(st), float64(entries)/float64(max(len(st), 1)), projections.DefaultStatementLimit)
 
 	// The payee is an account already loaded, so the cold payment's extra
-	// time is the payer's load alone.
+	// time is the payer's load alone: the balance reads above no longer
+	// load the aggregate, so the payees are loaded here, untimed.
+	for _, a := range balSet {
+		if _, err := m.Service.Currency(ctx, a.id); err != nil {
+			return fmt.Errorf("payee load: %w", err)
+		}
+	}
 	pay := func(a *benchAccount) (time.Duration, error) {
 		return historyPayment(ctx, m.Service, a, balSet[rng.IntN(len(balSet))], clock)
 	}
