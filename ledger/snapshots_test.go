@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -157,4 +158,139 @@ func hashAt(t *testing.T, e *env, stream string, version int64) [32]byte {
 		t.Fatalf("event %d of %s: %v", version, stream, err)
 	}
 	return evs[0].Hash
+}
+
+// TestSnapshotsAtClose: SaveSnapshots (what a server's close calls) saves
+// the snapshot of a cached account that is a few events past its last, so
+// that a restarted node loads it with no tail; an account fewer events
+// behind, or past the bound, is left. After a crash (no close) a node loads
+// from the older snapshot and the events after it, and holds what the
+// writer held.
+func TestSnapshotsAtClose(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 56)
+	stop := e.runProjection(t)
+	defer stop()
+	writer := e.node(t, func(c *ledger.Config) { c.SnapshotEvery = 50 })
+	h := openCertAccount(t, ctx, writer, "Close Holder", 6)
+	few := openCertAccount(t, ctx, writer, "Few Holder", 7)
+	for i := 0; i < 20; i++ {
+		fund(t, writer, h.id, "1.00")
+	}
+	fund(t, writer, few.id, "1.00")
+	stream := domain.AccountStream(h.id)
+	if _, ok, err := e.store.LoadSnapshot(ctx, stream); err != nil || ok {
+		t.Fatalf("a snapshot before 50 events: %v %v", ok, err)
+	}
+	if n, err := writer.SaveSnapshots(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("SaveSnapshots with a bound of 0 saved %d: %v", n, err)
+	}
+	n, err := writer.SaveSnapshots(ctx, 10)
+	if err != nil || n != 1 {
+		t.Fatalf("SaveSnapshots saved %d, want 1 (the account 3 events behind is left): %v", n, err)
+	}
+	full, err := writer.Account(ctx, h.actor(), h.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap, ok, err := e.store.LoadSnapshot(ctx, stream); err != nil || !ok || snap.Version != full.Version {
+		t.Fatalf("snapshot at %d (%v %v), want the account's version %d", snap.Version, ok, err, full.Version)
+	}
+	if _, ok, err := e.store.LoadSnapshot(ctx, domain.AccountStream(few.id)); err != nil || ok {
+		t.Fatalf("a snapshot of the account 3 events behind: %v %v", ok, err)
+	}
+	if n, err := writer.SaveSnapshots(ctx, 10); err != nil || n != 0 {
+		t.Fatalf("a second SaveSnapshots saved %d: %v", n, err)
+	}
+
+	restart := func() (*ledger.Service, *countingStore, ledger.AccountView) {
+		t.Helper()
+		cs := &countingStore{Store: e.store}
+		n := e.node(t, func(c *ledger.Config) { c.Store = cs; c.SnapshotEvery = 50 })
+		v, err := n.Account(ctx, h.actor(), h.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, cs, v
+	}
+	cold, cs, v := restart()
+	if jsonOf(t, v) != jsonOf(t, full) {
+		t.Fatalf("account after the restart\n%s\nwant\n%s", jsonOf(t, v), jsonOf(t, full))
+	}
+	// One event read: the snapshot's own, to check its hash.
+	if st := cold.SnapshotStats(); st.Loaded != 1 || st.Rejected != 0 || cs.reads() != 1 {
+		t.Fatalf("stats %+v, %d events read, want the snapshot and 1", st, cs.reads())
+	}
+
+	// Five more deposits and a crash: no SaveSnapshots.
+	for i := 0; i < 5; i++ {
+		fund(t, writer, h.id, "1.00")
+	}
+	if full, err = writer.Account(ctx, h.actor(), h.id); err != nil {
+		t.Fatal(err)
+	}
+	cold, cs, v = restart()
+	if jsonOf(t, v) != jsonOf(t, full) {
+		t.Fatalf("account after the crash\n%s\nwant\n%s", jsonOf(t, v), jsonOf(t, full))
+	}
+	if st := cold.SnapshotStats(); st.Loaded != 1 || st.Rejected != 0 || cs.reads() != 1+5 {
+		t.Fatalf("stats %+v, %d events read, want the older snapshot's and the 5 after it", st, cs.reads())
+	}
+}
+
+// TestSnapshotOnEviction: an aggregate the cache drops to make room, 8 or
+// more events past its snapshot, has one saved at its version, and a node
+// loading it reads no tail.
+func TestSnapshotOnEviction(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 57)
+	stop := e.runProjection(t)
+	defer stop()
+	writer := e.node(t, func(c *ledger.Config) { c.SnapshotEvery = 50; c.CacheSize = 10 })
+	var hs []certHolder
+	for i := 0; i < 10; i++ {
+		h := openCertAccount(t, ctx, writer, fmt.Sprintf("Evicted Holder %d", i), byte(10+i))
+		for j := 0; j < 8; j++ {
+			fund(t, writer, h.id, "1.00")
+		}
+		hs = append(hs, h)
+	}
+	if st := writer.SnapshotStats(); st.Saved != 0 {
+		t.Fatalf("saved %d before any eviction", st.Saved)
+	}
+	// The eleventh account makes room by dropping one of the ten.
+	openCertAccount(t, ctx, writer, "Eleventh Holder", 30)
+	var snapped []certHolder
+	for i := 0; i < 200 && len(snapped) == 0; i++ {
+		for _, h := range hs {
+			if _, ok, err := e.store.LoadSnapshot(ctx, domain.AccountStream(h.id)); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				snapped = append(snapped, h)
+			}
+		}
+		if len(snapped) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if len(snapped) != 1 {
+		t.Fatalf("%d of the ten accounts have a snapshot, want the 1 evicted", len(snapped))
+	}
+	h := snapped[0]
+	full, err := writer.Account(ctx, h.actor(), h.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: e.store}
+	n := e.node(t, func(c *ledger.Config) { c.Store = cs })
+	v, err := n.Account(ctx, h.actor(), h.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jsonOf(t, v) != jsonOf(t, full) {
+		t.Fatalf("evicted account from its snapshot\n%s\nwant\n%s", jsonOf(t, v), jsonOf(t, full))
+	}
+	if st := n.SnapshotStats(); st.Loaded != 1 || cs.reads() != 1 {
+		t.Fatalf("stats %+v, %d events read, want the snapshot and 1", st, cs.reads())
+	}
 }

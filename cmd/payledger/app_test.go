@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
 )
 
 // TestSyncMetric: once appends went through, GET /metrics shows the event
@@ -97,5 +102,65 @@ func TestDataDirModes(t *testing.T) {
 	m = &Main{Config: Config{DataDir: dir, TimeZone: "Asia/Shanghai", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	if err := m.Open(ctx); err == nil || !strings.Contains(err.Error(), "readable by others") {
 		t.Fatalf("a server key readable by others: %v", err)
+	}
+}
+
+// TestCloseSavesSnapshots: a clean close saves the snapshot of an account
+// served since its last one, sealed as serve seals it, and the restarted
+// ledger loads it (no rejection) with the state the closed one held.
+func TestCloseSavesSnapshots(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() *Main {
+		t.Helper()
+		m := &Main{Config: Config{DataDir: dir, TimeZone: "Asia/Shanghai", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		if err := m.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := open()
+	a, err := benchSetupOne(ctx, m.Service, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := m.Service.Deposit(ctx, benchFunding, a.id, ledger.Idem{}, "1.00", benchCurrency, fmt.Sprintf("close-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := ledger.Actor{AccountID: a.id, SessionID: "test"}
+	before, err := m.Service.Account(ctx, holder, a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := domain.AccountStream(a.id)
+	if _, ok, err := m.Store.LoadSnapshot(ctx, stream); err != nil || ok {
+		t.Fatalf("a snapshot before the close: %v %v", ok, err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	m = open()
+	defer m.Close()
+	snap, ok, err := m.Store.LoadSnapshot(ctx, stream)
+	if err != nil || !ok || snap.Version != before.Version {
+		t.Fatalf("snapshot at %d (%v %v), want the account's version %d", snap.Version, ok, err, before.Version)
+	}
+	after, err := m.Service.Account(ctx, holder, a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Service.SnapshotStats(); st.Loaded != 1 || st.Rejected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The balance is read from the projection: the restarted one may
+	// still be catching up.
+	after.Available, before.Available = domain.Money{}, domain.Money{}
+	want, errB := json.Marshal(before)
+	got, errA := json.Marshal(after)
+	if errB != nil || errA != nil || string(got) != string(want) {
+		t.Fatalf("after the restart\n%s\nwant\n%s (%v %v)", got, want, errA, errB)
 	}
 }
