@@ -747,8 +747,23 @@ func TestRevokeDeviceOverHTTP(t *testing.T) {
 	if s, b := hit(t, f.st.URL, "POST", path, f.operator, map[string]any{"reason": "stolen"}); s != http.StatusBadRequest || b["field"] != "identity_check" {
 		t.Fatalf("operator revocation without an identity check: %d %v", s, b)
 	}
+	// Another holder cannot revoke it, and the refusal changes nothing.
+	before := f.st.head(t)
+	if s, b := hit(t, f.st.URL, "POST", path, f.login(t, f.b, f.pwB), map[string]any{"device_id": "x", "proofs": []any{}}); s != http.StatusForbidden {
+		t.Fatalf("another holder's revocation: %d %v", s, b)
+	}
+	if f.st.head(t) != before+1 { // the other holder's login only
+		t.Fatalf("a refused revocation moved the log from %d to %d", before, f.st.head(t))
+	}
 	if s, b := hit(t, f.st.URL, "POST", path, f.operator, map[string]any{"reason": "stolen", "identity_check": "branch-7"}); s != http.StatusOK || b["revoked"] != true {
 		t.Fatalf("operator revocation: %d %v", s, b)
+	}
+	// Sent again, the revocation finds nothing left to revoke and appends
+	// nothing.
+	before = f.st.head(t)
+	s2, b2 := hit(t, f.st.URL, "POST", path, f.operator, map[string]any{"reason": "stolen", "identity_check": "branch-7"})
+	if s2 < 400 || f.st.head(t) != before {
+		t.Fatalf("a second revocation: %d %v, log %d -> %d", s2, b2, before, f.st.head(t))
 	}
 	at := f.clk.Peek().UTC()
 	sig := ed25519.Sign(laptop, domain.DeviceChallenge("login", f.a, "laptop-1", at, ""))
