@@ -38,27 +38,7 @@ type withdrawDisputeReq struct {
 // disputeStep runs a dispute command and renders the dispute.
 func disputeStep[T any](s *Server, w http.ResponseWriter, r *http.Request, status int,
 	run func(ctx context.Context, by ledger.Actor, req T, idem ledger.Idem) (ledger.DisputeView, error)) {
-	var req T
-	body, err := decode(r, &req)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	idem, err := idemOf(s.svc.Keys(), r, body)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	by := actorOf(r)
-	v, err := run(r.Context(), by, req, idem)
-	if err != nil {
-		s.writeProblem(w, r, err)
-		return
-	}
-	if v.Replayed {
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	writeJSON(w, status, disputeJSON(v, by))
+	viewStep(s, w, r, status, run, func(v ledger.DisputeView, by ledger.Actor) (any, bool) { return disputeJSON(v, by), v.Replayed })
 }
 
 func (s *Server) openDispute(w http.ResponseWriter, r *http.Request) {

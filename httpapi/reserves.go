@@ -48,6 +48,15 @@ type closeReq struct {
 // refusal in its "refusal" member: the case exists either way.
 func caseStep[T any](s *Server, w http.ResponseWriter, r *http.Request, status int,
 	run func(ctx context.Context, by ledger.Actor, req T, idem ledger.Idem) (ledger.LossCaseView, error)) {
+	viewStep(s, w, r, status, run, func(v ledger.LossCaseView, by ledger.Actor) (any, bool) { return caseJSON(v, by), v.Replayed })
+}
+
+// viewStep runs a command on an institution stream (a loss case, a
+// dispute): decode, idempotency, run, then render the view for the caller,
+// marking a replayed answer.
+func viewStep[T, V any](s *Server, w http.ResponseWriter, r *http.Request, status int,
+	run func(ctx context.Context, by ledger.Actor, req T, idem ledger.Idem) (V, error),
+	render func(v V, by ledger.Actor) (body any, replayed bool)) {
 	var req T
 	body, err := decode(r, &req)
 	if err != nil {
@@ -65,10 +74,11 @@ func caseStep[T any](s *Server, w http.ResponseWriter, r *http.Request, status i
 		s.writeProblem(w, r, err)
 		return
 	}
-	if v.Replayed {
+	out, replayed := render(v, by)
+	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, status, caseJSON(v, by))
+	writeJSON(w, status, out)
 }
 
 func (s *Server) reportLossCase(w http.ResponseWriter, r *http.Request) {
