@@ -60,6 +60,10 @@ var (
 	// fsync); nothing of the append was acknowledged, and an operator can
 	// act on it.
 	ErrUnavailable = errors.New("eventstore: storage unavailable for writes")
+	// ErrConditionFailed means a stream an AppendIf's condition named was
+	// not at the required version. It wraps ErrVersionConflict, so a caller
+	// that only reloads and retries need not tell the two apart.
+	ErrConditionFailed = fmt.Errorf("%w: a condition's stream moved", ErrVersionConflict)
 )
 
 // EventData is what a writer hands to Append: everything about an event that
@@ -228,6 +232,49 @@ func ValidateAppend(stream string, expected int64, events []EventData) error {
 			return fmt.Errorf("%w: event id %s appears twice", ErrInvalidAppend, e.ID)
 		}
 		seen[e.ID] = struct{}{}
+	}
+	return nil
+}
+
+// Condition requires that Stream, another stream than the one appended
+// to, holds exactly Version events (0: none) when the append commits.
+type Condition struct {
+	Stream  string
+	Version int64
+}
+
+// MaxConditions bounds the conditions of one AppendIf.
+const MaxConditions = 8
+
+// ConditionalStore is a Store whose appends can also depend on other
+// streams: a decision read from another stream's state (a payment to a
+// payee that was not suspended) commits only if that stream has not moved
+// since, which several writers of one log need (their locks do not see
+// each other). The conditions are checked in the append's transaction,
+// under the same order as the positions it assigns.
+type ConditionalStore interface {
+	Store
+	// AppendIf is Append with conditions. A condition not met fails the
+	// append with an error wrapping ErrConditionFailed and appends
+	// nothing; a re-append of stored ids is answered from the stored
+	// events whatever the conditions say, as for Append.
+	AppendIf(ctx context.Context, stream string, expected int64, events []EventData, conds []Condition) (AppendResult, error)
+}
+
+// ValidateConditions checks an AppendIf's conditions.
+func ValidateConditions(stream string, conds []Condition) error {
+	if len(conds) > MaxConditions {
+		return fmt.Errorf("%w: %d conditions (at most %d)", ErrInvalidAppend, len(conds), MaxConditions)
+	}
+	for i, c := range conds {
+		switch {
+		case c.Stream == "" || len(c.Stream) > 200:
+			return fmt.Errorf("%w: condition %d: stream name must be 1..200 bytes", ErrInvalidAppend, i)
+		case c.Stream == stream:
+			return fmt.Errorf("%w: condition %d names the appended stream (its expected version says that)", ErrInvalidAppend, i)
+		case c.Version < 0:
+			return fmt.Errorf("%w: condition %d: version %d", ErrInvalidAppend, i, c.Version)
+		}
 	}
 	return nil
 }

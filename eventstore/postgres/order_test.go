@@ -254,3 +254,11 @@ func TestListenReconnects(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // a duplicate delivery would show now
 	requireLog(t, "subscriber after the reconnection", c.Snapshot(), 3)
 }
+
+// TestTwoNodesConditions races suspensions appended by one node with
+// payments conditioned on them by the other: no payment commits after the
+// suspension it was conditioned against.
+func TestTwoNodesConditions(t *testing.T) {
+	a, b := twoNodes(t)
+	storetest.ConditionRace(t, a, b)
+}

@@ -48,6 +48,7 @@ type appendReq struct {
 	stream   string
 	expected int64
 	events   []eventstore.EventData
+	conds    []eventstore.Condition
 
 	// Set by the writer before it closes done.
 	wrote bool // the answer depends on the transaction committing
@@ -79,8 +80,23 @@ type txn struct {
 // queued, Append returns only with the writer's answer, so an acknowledged
 // append is committed and durable.
 func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	return s.AppendIf(ctx, stream, expected, events, nil)
+}
+
+// AppendIf implements eventstore.ConditionalStore: the conditions'
+// streams are read under the position lock with the batch's own, so
+// every writer of the log, in any process, sees them in commit order.
+func (s *Store) AppendIf(ctx context.Context, stream string, expected int64, events []eventstore.EventData, conds []eventstore.Condition) (eventstore.AppendResult, error) {
 	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	if err := eventstore.ValidateConditions(stream, conds); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	for _, c := range conds {
+		if !utf8.ValidString(c.Stream) || strings.ContainsRune(c.Stream, 0) {
+			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w: a condition's stream name is not UTF-8 text without NUL bytes", stream, eventstore.ErrInvalidAppend)
+		}
 	}
 	if err := checkText(stream, events); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
@@ -88,7 +104,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 	if err := ctx.Err(); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
-	r := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{})}
+	r := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, conds: conds, done: make(chan struct{})}
 	s.sendMu.RLock()
 	if s.closed {
 		s.sendMu.RUnlock()
@@ -265,6 +281,12 @@ func (s *Store) prefetch(ctx context.Context, tx pgx.Tx, live []*appendReq) (*tx
 			seen[r.stream] = true
 			streams = append(streams, r.stream)
 		}
+		for _, c := range r.conds {
+			if !seen[c.Stream] {
+				seen[c.Stream] = true
+				streams = append(streams, c.Stream)
+			}
+		}
 		for _, d := range r.events {
 			ids = append(ids, d.ID)
 		}
@@ -330,6 +352,15 @@ func (s *Store) apply(t *txn, r *appendReq) {
 				eventstore.ErrVersionConflict, cur.version, r.expected)
 		})
 		return
+	}
+	for _, c := range r.conds {
+		if got := t.streams[c.Stream].version; got != c.Version {
+			s.answerByIDs(t, r, func() {
+				r.err = fmt.Errorf("%w: stream %s is at version %d, the append required %d",
+					eventstore.ErrConditionFailed, c.Stream, got, c.Version)
+			})
+			return
+		}
 	}
 	for _, d := range r.events {
 		if _, known := t.find(d.ID); known {

@@ -275,6 +275,7 @@ type appendReq struct {
 	stream   string
 	expected int64
 	events   []eventstore.EventData
+	conds    []eventstore.Condition
 
 	// Set by the writer before it closes done.
 	skipped bool // the caller's ctx was done before the writer started it
@@ -679,7 +680,16 @@ func checkTimes(events []eventstore.EventData) error {
 // append is committed and durable. The caller must not modify events until
 // Append returns.
 func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	return s.AppendIf(ctx, stream, expected, events, nil)
+}
+
+// AppendIf implements eventstore.ConditionalStore; the writer checks the
+// conditions in the transaction, after the requests batched before.
+func (s *Store) AppendIf(ctx context.Context, stream string, expected int64, events []eventstore.EventData, conds []eventstore.Condition) (eventstore.AppendResult, error) {
 	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+	}
+	if err := eventstore.ValidateConditions(stream, conds); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
 	if err := checkTimes(events); err != nil {
@@ -688,7 +698,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 	if err := ctx.Err(); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
-	r := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan struct{})}
+	r := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, conds: conds, done: make(chan struct{})}
 
 	s.sendMu.RLock()
 	if s.closed {
@@ -808,6 +818,19 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 				eventstore.ErrVersionConflict, cur.version, r.expected)
 			return nil
 		})
+	}
+	for _, c := range r.conds {
+		st, err := s.state(ctx, t, c.Stream)
+		if err != nil {
+			return err
+		}
+		if st.version != c.Version {
+			return s.answerByIDs(ctx, t, r, func() error {
+				r.err = fmt.Errorf("%w: stream %s is at version %d, the append required %d",
+					eventstore.ErrConditionFailed, c.Stream, st.version, c.Version)
+				return nil
+			})
+		}
 	}
 	for _, d := range r.events {
 		_, known, err := s.findID(ctx, t, d.ID)

@@ -94,6 +94,11 @@ var cases = []testCase{
 	{"Closed", testClosed},
 	{"Retention", testRetention},
 	{"Snapshots", testSnapshots},
+	{"AppendIfMet", testAppendIfMet},
+	{"AppendIfNotMet", testAppendIfNotMet},
+	{"AppendIfIdempotent", testAppendIfIdempotent},
+	{"AppendIfInvalid", testAppendIfInvalid},
+	{"AppendIfRace", testAppendIfRace},
 }
 
 // waitTimeout bounds every wait in the suite so a broken adapter fails
