@@ -758,7 +758,7 @@ func TestLoginReplayShowsNoSecret(t *testing.T) {
 	// appends first, B's append conflicts and B finds A's login. B's
 	// answer is then a replay, without the token it had built for a
 	// session that was never recorded; A's token is the only one.
-	hs := &hookStore{Store: e.store}
+	hs := &hookStore{ConditionalStore: e.store}
 	nodeB := e.node(t, func(c *ledger.Config) { c.Store = hs })
 	idem2 := idemFor("login-2", "login body")
 	var fromA ledger.Outcome
@@ -1051,7 +1051,7 @@ func TestStaffReadsAreRecorded(t *testing.T) {
 func TestHashSlotsBoundPasswordChecks(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 29)
-	hook := &hookStore{Store: e.store}
+	hook := &hookStore{ConditionalStore: e.store}
 	svc := e.node(t, func(c *ledger.Config) {
 		c.Store = hook
 		c.HashSlots = 1

@@ -340,7 +340,7 @@ func jsonOf(t testing.TB, v any) string {
 
 // hookStore wraps a Store to count and intercept appends.
 type hookStore struct {
-	eventstore.Store
+	eventstore.ConditionalStore
 	appends   atomic.Int64
 	conflicts atomic.Int64
 	// before, when set, runs before each append; a non-nil error is
@@ -349,6 +349,10 @@ type hookStore struct {
 }
 
 func (h *hookStore) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	return h.AppendIf(ctx, stream, expected, events, nil)
+}
+
+func (h *hookStore) AppendIf(ctx context.Context, stream string, expected int64, events []eventstore.EventData, conds []eventstore.Condition) (eventstore.AppendResult, error) {
 	h.appends.Add(1)
 	if h.before != nil {
 		if err := h.before(stream, expected); err != nil {
@@ -358,7 +362,7 @@ func (h *hookStore) Append(ctx context.Context, stream string, expected int64, e
 			return eventstore.AppendResult{}, err
 		}
 	}
-	res, err := h.Store.Append(ctx, stream, expected, events)
+	res, err := h.ConditionalStore.AppendIf(ctx, stream, expected, events, conds)
 	if errors.Is(err, eventstore.ErrVersionConflict) {
 		h.conflicts.Add(1)
 	}

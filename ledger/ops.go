@@ -2,12 +2,14 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
 	"time"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
 )
 
 // NonceSize is the number of random bytes in a payment's challenge.
@@ -264,7 +266,7 @@ func (s *Service) InitiatePayment(ctx context.Context, by Actor, accountID strin
 	payee := domain.Payee{}
 	if r.PayeeID != accountID && r.PayeeID != "" {
 		var err error
-		if payee, err = s.peekPayee(ctx, r.PayeeID); err != nil {
+		if payee, _, err = s.peekPayee(ctx, r.PayeeID); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -288,24 +290,25 @@ func (s *Service) InitiatePayment(ctx context.Context, by Actor, accountID strin
 // payledger bench, 22 of the 256 clients at any moment). A status change
 // publishes before it releases the payee's status lock, so under that lock
 // (ConfirmPayment) the view is current. Otherwise the aggregate is loaded,
-// with the stream's tail, under its lock.
-func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error) {
+// with the stream's tail, under its lock; version is then the payee's
+// stream version that view was read at (0 from the sole writer's view).
+func (s *Service) peekPayee(ctx context.Context, id string) (p domain.Payee, version int64, err error) {
 	if s.cfg.SoleWriter {
 		if p := s.cache.payee(id); p != nil {
-			return *p, nil
+			return *p, 0, nil
 		}
 	}
 	ent := s.cache.lock(id)
 	defer ent.mu.Unlock()
 	if err := s.load(ctx, ent, id); err != nil {
-		return domain.Payee{}, err
+		return domain.Payee{}, 0, err
 	}
 	ent.publish()
-	p := *ent.payee.Load()
+	p = *ent.payee.Load()
 	if !p.Exists {
 		s.cache.drop(id, ent)
 	}
-	return p, nil
+	return p, ent.acct.Version, nil
 }
 
 // ConfirmPayment is step two: proofs over the challenge; on success the
@@ -323,34 +326,56 @@ func (s *Service) peekPayee(ctx context.Context, id string) (domain.Payee, error
 // shared, from the read to the end of the append: a suspension or a close
 // of the payee through this Service waits for the payment, and the payment
 // sees the suspension or close that came first. Several Services sharing
-// one store (Config.SoleWriter false) do not see each other's locks: there
-// a payee closed on another node between the read and the append still
-// receives this one payment; closing that window needs a condition on the
-// payee's stream in the store's append.
+// one store (Config.SoleWriter false) do not see each other's locks, so
+// there the payer's append is conditioned on the payee's stream version
+// the status was read at: a suspension or close on another node in
+// between fails the append, and the payee is read again.
 // device is the device's signature, when it is registered (at most one).
 func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, paymentID string, idem Idem, deviceID string, proofs []domain.Proof, device ...domain.DeviceProof) (Outcome, error) {
 	if err := Authorize(by, OpConfirmPayment, accountID); err != nil {
 		return Outcome{}, err
 	}
+	if accountID == "" {
+		return Outcome{}, domain.Errorf(domain.CodeNotFound, "account not found")
+	}
 	payeeID, err := s.pendingPayee(ctx, accountID, paymentID)
 	if err != nil {
 		return Outcome{}, err
 	}
-	var payee domain.Payee
 	if payeeID != "" {
 		mu := s.status.of(payeeID)
 		mu.RLock()
 		defer mu.RUnlock()
-		if payee, err = s.peekPayee(ctx, payeeID); err != nil {
-			return Outcome{}, err
-		}
 	}
-	return s.withHashSlot(ctx, by, OpConfirmPayment, accountID, hasPassword(proofs), func() (Outcome, error) {
-		return s.Execute(ctx, by, OpConfirmPayment, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
-			return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Device: first(device), Proofs: proofs, Balance: bal,
-				PayeeID: payeeID, Payee: payee}, nil
+	if idem.Key != "" {
+		idem.Key = by.scope() + ":" + idem.Key
+	}
+	var lastErr error
+	for range s.cfg.MaxRetries {
+		var payee domain.Payee
+		var conds []eventstore.Condition
+		if payeeID != "" {
+			var version int64
+			if payee, version, err = s.peekPayee(ctx, payeeID); err != nil {
+				return Outcome{}, err
+			}
+			if !s.cfg.SoleWriter {
+				conds = []eventstore.Condition{{Stream: domain.AccountStream(payeeID), Version: version}}
+			}
+		}
+		out, err := s.withHashSlot(ctx, by, OpConfirmPayment, accountID, hasPassword(proofs), func() (Outcome, error) {
+			return s.execute(ctx, accountID, idem, conds, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+				return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Device: first(device), Proofs: proofs, Balance: bal,
+					PayeeID: payeeID, Payee: payee}, nil
+			})
 		})
-	})
+		if !errors.Is(err, eventstore.ErrConditionFailed) {
+			return out, err
+		}
+		lastErr = err
+	}
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "the payee %s changed concurrently %d times; retry the request (%v)",
+		payeeID, s.cfg.MaxRetries, lastErr)
 }
 
 // pendingPayee returns the payee of a pending payment of accountID, or ""
@@ -490,6 +515,11 @@ func (s *Service) UnlockEarly(ctx context.Context, by Actor, accountID string, i
 // that a projection falling behind fails the close without holding up the
 // payments to the account, and once more under the lock, for what was
 // committed in between (usually nothing, or one projection batch).
+//
+// Several writers of the log do not share the status lock, so there an
+// active account is first suspended (fenceClose) and, if the close is
+// refused, reactivated: both are recorded with the reason "closing the
+// account".
 func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Idem, reason string) (Outcome, error) {
 	if err := Authorize(by, OpClose, accountID); err != nil {
 		return Outcome{}, err
@@ -503,9 +533,69 @@ func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Id
 	if err := s.waitForProjection(ctx, accountID); err != nil {
 		return Outcome{}, err
 	}
-	return s.Execute(ctx, by, OpClose, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+	fenced := false
+	if !s.cfg.SoleWriter {
+		var err error
+		if fenced, err = s.fenceClose(ctx, by, accountID); err != nil {
+			return Outcome{}, err
+		}
+	}
+	out, err := s.Execute(ctx, by, OpClose, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 		return domain.CloseAccount{Reason: reason, Balance: bal, Staff: by.staff("")}, nil
 	})
+	if fenced && (err != nil || out.Refusal != nil) {
+		if uerr := s.unfence(ctx, by, accountID); uerr != nil {
+			return out, errors.Join(err, uerr)
+		}
+	}
+	return out, err
+}
+
+// unfence lifts the suspension fenceClose made.
+func (s *Service) unfence(ctx context.Context, by Actor, accountID string) error {
+	out, err := s.simple(ctx, by, OpReactivate, accountID, Idem{}, domain.Reactivate{Reason: closeFenceReason, Staff: by.staff("")})
+	if err == nil && out.Refusal != nil {
+		err = out.Refusal
+	}
+	if err != nil {
+		return fmt.Errorf("the close was not made; lifting the suspension it made failed, reactivate account %s: %w", accountID, err)
+	}
+	return nil
+}
+
+// closeFenceReason is the reason recorded on the suspension a close makes
+// with several writers, and on its lifting when the close is refused.
+const closeFenceReason = "closing the account"
+
+// fenceClose, with several writers of the log, suspends an active account
+// before its close is decided: the payments other nodes are confirming to
+// it are conditioned on its stream's version (ConfirmPayment), so the
+// suspension either comes after them, and the wait for the projection
+// then counts them, or makes them fail and read the account suspended.
+// It reports whether it suspended; Close lifts that suspension if the
+// close is refused.
+func (s *Service) fenceClose(ctx context.Context, by Actor, accountID string) (bool, error) {
+	ent := s.cache.lock(accountID)
+	err := s.load(ctx, ent, accountID)
+	active := err == nil && ent.acct.Status == domain.StatusActive
+	ent.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if !active {
+		return false, nil // the close's own decision answers for the others
+	}
+	out, err := s.simple(ctx, by, OpSuspend, accountID, Idem{}, domain.Suspend{Reason: closeFenceReason, Staff: by.staff("")})
+	if err != nil {
+		return false, err
+	}
+	if out.Refusal != nil {
+		return false, out.Refusal
+	}
+	if err := s.waitForProjection(ctx, accountID); err != nil {
+		return true, errors.Join(err, s.unfence(ctx, by, accountID))
+	}
+	return true, nil
 }
 
 // waitForProjection waits, at most Config.CloseWait, for the balances

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/ledger"
 	"github.com/shopspring/decimal"
 )
@@ -281,7 +282,7 @@ func newHookedFixture(t *testing.T, soleWriter bool) (*fixture, *hookStore) {
 	t.Helper()
 	hook := &hookStore{}
 	f := newFixture(t, func(c *ledger.Config) {
-		hook.Store = c.Store
+		hook.ConditionalStore = c.Store.(eventstore.ConditionalStore)
 		c.Store = hook
 		c.SoleWriter = soleWriter
 	})

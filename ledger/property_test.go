@@ -53,7 +53,7 @@ func TestConcurrentPaymentsKeepLedgerConsistent(t *testing.T) {
 	// Two nodes over the same store and read models: node B has a tiny
 	// aggregate cache, so it evicts and reloads all the time, and the two
 	// nodes' caches go stale, so appends conflict and retry.
-	counted := &hookStore{Store: e.store}
+	counted := &hookStore{ConditionalStore: e.store}
 	nodes := []*ledger.Service{
 		e.node(t, func(c *ledger.Config) { c.Store = counted }),
 		e.node(t, func(c *ledger.Config) { c.Store = counted; c.CacheSize = 8 }),

@@ -581,7 +581,7 @@ func TestLossReportStoppedBetweenAppends(t *testing.T) {
 	ctx := context.Background()
 	f := newReserveFixture(t, nil)
 	pay := f.payer.payID(t, f.svc, f.payee.id, "20.00", domain.LevelTwoFactorCertificate)
-	hook := &hookStore{Store: f.e.store}
+	hook := &hookStore{ConditionalStore: f.e.store}
 	var failed atomic.Bool
 	hook.before = func(stream string, _ int64) error {
 		if strings.HasPrefix(stream, "losscase-") && failed.CompareAndSwap(false, true) {
@@ -694,7 +694,7 @@ func TestConcurrentSettlementsMoveMoneyOnce(t *testing.T) {
 	ctx := context.Background()
 	f := newReserveFixture(t, nil)
 	f.topUp(t, "5000.00")
-	slow := &hookStore{Store: f.e.store, before: func(stream string, _ int64) error {
+	slow := &hookStore{ConditionalStore: f.e.store, before: func(stream string, _ int64) error {
 		if strings.HasPrefix(stream, "reserve-") || strings.HasPrefix(stream, "account-") {
 			time.Sleep(30 * time.Millisecond)
 		}

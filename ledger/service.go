@@ -65,7 +65,10 @@ type Config struct {
 	// account streams (the embedded store allows one writing process, and
 	// serve runs one Service). Its cache is then authoritative and a
 	// command skips the stream-tail read that otherwise picks up other
-	// nodes' appends. Leave it false when several Services share a store.
+	// nodes' appends. Leave it false when several Services share a store;
+	// the store must then be an eventstore.ConditionalStore, so that a
+	// payment commits only if its payee's stream has not moved since its
+	// status was read.
 	SoleWriter bool
 	// StaffKeys authenticates staff API keys; nil accepts none.
 	StaffKeys StaffKeys
@@ -92,12 +95,14 @@ type Config struct {
 
 // Service executes commands against account streams.
 type Service struct {
-	cfg       Config
-	cache     *cache
-	status    statusLocks
-	hashSlots chan struct{}
-	opens     *openKeys
-	lastUse   *lastUse
+	cfg Config
+	// conditional is cfg.Store's conditional appends (nil when it has none).
+	conditional eventstore.ConditionalStore
+	cache       *cache
+	status      statusLocks
+	hashSlots   chan struct{}
+	opens       *openKeys
+	lastUse     *lastUse
 	// hashTurns lets one password command per account stripe wait for a
 	// hashing slot at a time.
 	hashTurns []chan struct{}
@@ -145,6 +150,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Balances == nil || cfg.Keys == nil || cfg.Clock == nil || cfg.NewID == nil || cfg.Rand == nil {
 		return nil, errors.New("ledger: Store, Balances, Keys, Clock, NewID and Rand are required")
 	}
+	conditional, ok := cfg.Store.(eventstore.ConditionalStore)
+	if !cfg.SoleWriter && !ok {
+		return nil, fmt.Errorf("ledger: a Service sharing its store with other writers (SoleWriter false) needs appends conditioned on other streams, which %T does not offer", cfg.Store)
+	}
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 8
 	}
@@ -183,7 +192,7 @@ func New(cfg Config) (*Service, error) {
 	for i := range turns {
 		turns[i] = make(chan struct{}, 1)
 	}
-	svc := &Service{hashTurns: turns, cfg: cfg, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
+	svc := &Service{hashTurns: turns, cfg: cfg, conditional: conditional, cache: newCache(cfg.CacheSize), status: newStatusLocks(),
 		hashSlots: make(chan struct{}, cfg.HashSlots), opens: newOpenKeys(), lastUse: newLastUse(cfg.Policy.SessionIdle)}
 	svc.snaps.savers = make(chan struct{}, snapshotSavers)
 	svc.snaps.evictor = make(chan struct{}, 1)
@@ -269,9 +278,17 @@ func (s *Service) Execute(ctx context.Context, by Actor, op Op, accountID string
 	if idem.Key != "" {
 		idem.Key = by.scope() + ":" + idem.Key
 	}
+	return s.execute(ctx, accountID, idem, nil, build)
+}
+
+// execute is Execute once authorised, with conds on other streams for the
+// append (several writers only); a condition not met is returned as an
+// error wrapping eventstore.ErrConditionFailed, for the caller to read the
+// other stream again.
+func (s *Service) execute(ctx context.Context, accountID string, idem Idem, conds []eventstore.Condition, build Builder) (Outcome, error) {
 	var lastErr error
 	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
-		out, retry, err := s.attempt(ctx, accountID, idem, build)
+		out, retry, err := s.attempt(ctx, accountID, idem, conds, build)
 		if !retry {
 			return out, err
 		}
@@ -281,7 +298,7 @@ func (s *Service) Execute(ctx context.Context, by Actor, op Op, accountID string
 		accountID, s.cfg.MaxRetries, lastErr)
 }
 
-func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, build Builder) (Outcome, bool, error) {
+func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, conds []eventstore.Condition, build Builder) (Outcome, bool, error) {
 	ent := s.cache.lock(accountID)
 	defer ent.mu.Unlock()
 	if err := s.load(ctx, ent, accountID); err != nil {
@@ -323,7 +340,15 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, buil
 	if err != nil {
 		return Outcome{}, false, err
 	}
-	res, err := s.cfg.Store.Append(ctx, domain.AccountStream(accountID), ent.acct.Version, data)
+	var res eventstore.AppendResult
+	if len(conds) > 0 {
+		res, err = s.conditional.AppendIf(ctx, domain.AccountStream(accountID), ent.acct.Version, data, conds)
+	} else {
+		res, err = s.cfg.Store.Append(ctx, domain.AccountStream(accountID), ent.acct.Version, data)
+	}
+	if errors.Is(err, eventstore.ErrConditionFailed) {
+		return Outcome{}, false, err // this account's state stands; the caller rereads the other stream
+	}
 	if errors.Is(err, eventstore.ErrVersionConflict) {
 		ent.reset()
 		return Outcome{}, true, err

@@ -403,7 +403,7 @@ func TestVersionConflictFromAnotherNodeIsRetried(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 4)
 	nodeA := e.node(t, nil)
-	hs := &hookStore{Store: e.store}
+	hs := &hookStore{ConditionalStore: e.store}
 	nodeB := e.node(t, func(c *ledger.Config) { c.Store = hs })
 	h := openCertAccount(t, ctx, nodeA, "Contended Holder", 5)
 	if _, err := nodeB.Account(ctx, h.actor(), h.id); err != nil { // warm B's cache
@@ -662,7 +662,7 @@ func TestRetryBounds(t *testing.T) {
 			e := newEnv(t, 5)
 			setup := e.node(t, nil)
 			h := openCertAccount(t, ctx, setup, "Retry Holder", 6)
-			hs := &hookStore{Store: e.store, before: tc.before}
+			hs := &hookStore{ConditionalStore: e.store, before: tc.before}
 			s := e.node(t, func(c *ledger.Config) { c.Store = hs; c.MaxRetries = tc.maxRetries })
 			headBefore := e.head(t)
 			var builds atomic.Int64

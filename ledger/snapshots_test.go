@@ -15,13 +15,13 @@ import (
 
 // countingStore counts the account events read by ReadStream.
 type countingStore struct {
-	eventstore.Store
+	eventstore.ConditionalStore
 	mu   sync.Mutex
 	read int
 }
 
 func (c *countingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
-	evs, err := c.Store.ReadStream(ctx, stream, from, limit)
+	evs, err := c.ConditionalStore.ReadStream(ctx, stream, from, limit)
 	c.mu.Lock()
 	c.read += len(evs)
 	c.mu.Unlock()
@@ -86,7 +86,7 @@ func TestAccountSnapshots(t *testing.T) {
 	}
 	load := func(mod func(*ledger.Config)) (*ledger.Service, *countingStore, ledger.AccountView) {
 		t.Helper()
-		cs := &countingStore{Store: e.store}
+		cs := &countingStore{ConditionalStore: e.store}
 		n := e.node(t, func(c *ledger.Config) {
 			c.Store = cs
 			c.SnapshotEvery = -1
@@ -205,7 +205,7 @@ func TestSnapshotsAtClose(t *testing.T) {
 
 	restart := func() (*ledger.Service, *countingStore, ledger.AccountView) {
 		t.Helper()
-		cs := &countingStore{Store: e.store}
+		cs := &countingStore{ConditionalStore: e.store}
 		n := e.node(t, func(c *ledger.Config) { c.Store = cs; c.SnapshotEvery = 50 })
 		v, err := n.Account(ctx, h.actor(), h.id)
 		if err != nil {
@@ -281,7 +281,7 @@ func TestSnapshotOnEviction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &countingStore{Store: e.store}
+	cs := &countingStore{ConditionalStore: e.store}
 	n := e.node(t, func(c *ledger.Config) { c.Store = cs })
 	v, err := n.Account(ctx, h.actor(), h.id)
 	if err != nil {

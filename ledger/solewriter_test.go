@@ -13,13 +13,13 @@ import (
 
 // readCounter counts stream reads.
 type readCounter struct {
-	eventstore.Store
+	eventstore.ConditionalStore
 	reads atomic.Int64
 }
 
 func (r *readCounter) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
 	r.reads.Add(1)
-	return r.Store.ReadStream(ctx, stream, from, limit)
+	return r.ConditionalStore.ReadStream(ctx, stream, from, limit)
 }
 
 // TestSoleWriterSkipsTailReads: a sole writer trusts its cache, so after the
@@ -36,7 +36,7 @@ func TestSoleWriterSkipsTailReads(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, 7)
-			counter := &readCounter{Store: e.store}
+			counter := &readCounter{ConditionalStore: e.store}
 			svc := e.node(t, func(c *ledger.Config) { c.Store = counter; c.SoleWriter = tc.sole })
 			ctx := context.Background()
 			out := openAccount(t, svc, "Chen Jie", "", ledger.EnrollRequest{Method: domain.MethodBiometric, DeviceID: "phone"})
