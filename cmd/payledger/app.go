@@ -73,6 +73,11 @@ type Config struct {
 	// PostgresOpts tunes the PostgreSQL adapter (zero: its defaults).
 	Store        string
 	PostgresOpts postgres.Options
+	// SharedLog lets several processes serve one PostgreSQL log at once
+	// (--shared-log): none takes the writer's lease and each reads an
+	// account's stream tail before deciding (ledger.Config.SoleWriter
+	// false).
+	SharedLog bool
 	// Progress, when a terminal, shows how far a long start is (an old
 	// event log's migration); nil shows nothing.
 	Progress    io.Writer
@@ -153,6 +158,8 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 		fs.StringVar(&c.NATS, "nats", envOr("PAYLEDGER_NATS", "off"),
 			"publish the log to NATS JetStream: off, embedded (in process, storage in the data directory; embedded:127.0.0.1:PORT to listen), or nats://HOST:4222 (env PAYLEDGER_NATS)")
 		fs.StringVar(&c.NATSStream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", natsrelay.DefaultStream), "the JetStream stream the relay publishes to (created when missing)")
+		fs.BoolVar(&c.SharedLog, "shared-log", envOr("PAYLEDGER_SHARED_LOG", "") == "1",
+			"serve a postgres:// log together with other payledger processes (multi-node; docs/deployment.md; env PAYLEDGER_SHARED_LOG=1)")
 		fs.StringVar(&c.NATSSubject, "nats-subject", envOr("PAYLEDGER_NATS_SUBJECT", natsrelay.DefaultSubjectPrefix), "the subject prefix: events go to PREFIX.<EventType>")
 	}
 	fs.StringVar(&c.Store, "store", os.Getenv("PAYLEDGER_STORE"),
@@ -233,9 +240,9 @@ func (m *Main) Open(ctx context.Context) error {
 		Clock: c.Clock, NewID: ledger.NewULIDSource(c.Clock, c.Rand), Rand: c.Rand,
 		// The SQLite file has one writing process, and it runs this one
 		// Service: its aggregate cache is authoritative. On PostgreSQL
-		// this assumes that no other process writes the log (see
+		// the writer's lease makes it so, unless --shared-log (see
 		// docs/architecture.md, "Running on PostgreSQL").
-		SoleWriter: true, StaffKeys: m.StaffKeys, Reserves: reservePolicy, PersonalData: m.PersonalData,
+		SoleWriter: !c.SharedLog, StaffKeys: m.StaffKeys, Reserves: reservePolicy, PersonalData: m.PersonalData,
 		SnapshotEvery: c.SnapshotEvery,
 		OnSnapshotRejected: func(stream, reason string) {
 			c.Log.Warn("snapshot not trusted; the stream is read in full", slog.String("stream", stream), slog.String("reason", reason))

@@ -77,16 +77,23 @@ func (m *Main) openLog(ctx context.Context) (eventstore.Store, error) {
 		hist := m.syncHistogram()
 		opts.ObserveSync = func(d time.Duration) { hist.Observe(d.Seconds()) }
 		// The Service's caches assume that no other process appends
-		// (SoleWriter), so this process takes the writer's lease.
-		opts.Exclusive = true
+		// (SoleWriter), so this process takes the writer's lease, unless
+		// it shares the log with other processes that know of each other.
+		opts.Exclusive, opts.Shared = !c.SharedLog, c.SharedLog
 		st, err := postgres.Open(ctx, spec.postgresDSN, opts)
+		if errors.Is(err, postgres.ErrLocked) && c.SharedLog {
+			return nil, fmt.Errorf("open the event log: %w: a payledger process serves it alone (serve without --shared-log, close or rebuild)", err)
+		}
 		if errors.Is(err, postgres.ErrLocked) {
-			return nil, fmt.Errorf("open the event log: %w: another payledger process serves it; one process per PostgreSQL log", err)
+			return nil, fmt.Errorf("open the event log: %w: another payledger process serves it; start every process with --shared-log to serve it from several", err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("open the event log: %w", err)
 		}
 		return st, nil
+	}
+	if c.SharedLog {
+		return nil, errors.New("--shared-log needs a postgres:// --store: the embedded SQLite log has one writing process")
 	}
 	opts := m.storeOptions()
 	stopProgress := func() {}

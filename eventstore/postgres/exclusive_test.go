@@ -70,3 +70,61 @@ func TestExclusive(t *testing.T) {
 		}
 	}
 }
+
+// TestShared: shared writers open and append beside each other; an
+// exclusive Open is refused while one is open, and a shared Open while an
+// exclusive writer holds the log. A shared writer whose lock connection
+// died is fenced once an exclusive writer took the lease.
+func TestShared(t *testing.T) {
+	ctx := context.Background()
+	shared := postgres.DefaultOptions()
+	shared.Shared = true
+	a := openSchema(t, t.Name(), shared)
+	defer a.Close()
+	opts := shared
+	opts.Schema = a.Schema()
+	b, err := postgres.Open(ctx, pgtestDSN(t), opts)
+	if err != nil {
+		t.Fatalf("a second shared Open: %v", err)
+	}
+	for i, s := range []*postgres.Store{a, b} {
+		if _, err := s.Append(ctx, "s", int64(i), []eventstore.EventData{event()}); err != nil {
+			t.Fatalf("shared writer %d: %v", i, err)
+		}
+	}
+	excl := opts
+	excl.Shared, excl.Exclusive = false, true
+	if c, err := postgres.Open(ctx, pgtestDSN(t), excl); !errors.Is(err, postgres.ErrLocked) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("an exclusive Open beside shared writers: %v, want ErrLocked", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// a's lock goes with its connection: an exclusive writer can now take
+	// the lease, and a, still running, must not write after it.
+	conn := sqlConn(t, a)
+	var killed bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int32(a.LockConnPID())).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the lock connection: %v %v", killed, err)
+	}
+	c, err := postgres.Open(ctx, pgtestDSN(t), excl)
+	if err != nil {
+		t.Fatalf("exclusive Open after the shared writers left: %v", err)
+	}
+	defer c.Close()
+	if _, err := a.Append(ctx, "s", 2, []eventstore.EventData{event()}); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("the fenced shared writer's append: %v, want ErrUnavailable", err)
+	}
+	if d, err := postgres.Open(ctx, pgtestDSN(t), opts); !errors.Is(err, postgres.ErrLocked) {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("a shared Open beside an exclusive writer: %v, want ErrLocked", err)
+	}
+	if _, err := c.Append(ctx, "s", 2, []eventstore.EventData{event()}); err != nil {
+		t.Fatalf("the exclusive writer's append: %v", err)
+	}
+}

@@ -72,8 +72,14 @@ type Options struct {
 	// and otherwise takes the writer's lease (writer_lease), which fences
 	// off any earlier holder: once its lock has gone with its connection
 	// and this Store has opened, its appends fail. Stores that are not
-	// exclusive neither take nor check the lease.
+	// exclusive neither take nor check the lease, unless Shared.
 	Exclusive bool
+	// Shared makes this Store one of several writers that each know the
+	// others exist (payledger serve --shared-log): it holds the writer's
+	// lock shared, so Open fails with ErrLocked while an exclusive writer
+	// holds the log and an exclusive Open fails while it is open, and its
+	// appends fail once an exclusive writer has taken the lease since.
+	Shared bool
 	// ObserveSync, when set, is told once per committed transaction how
 	// long its COMMIT took (the server's flush of its WAL, and a synchronous
 	// replica's, when one is configured); it runs on the write path and must
@@ -100,8 +106,9 @@ type Stats struct {
 }
 
 // ErrLocked is returned by Open with Options.Exclusive when another
-// exclusive Store, in this process or another, holds the log.
-var ErrLocked = errors.New("postgres store: another exclusive writer holds this log")
+// Store, exclusive or shared, in this process or another, holds the log,
+// and with Options.Shared when an exclusive one does.
+var ErrLocked = errors.New("postgres store: the log's writer lock is held (by an exclusive writer, or by shared writers when this one is exclusive)")
 
 // errFenced fails the appends of an exclusive Store whose lease another
 // Store has taken.
@@ -129,7 +136,8 @@ type Store struct {
 	instance string          // this Store's name in its notifications
 	leaseKey int64           // the session advisory lock of the exclusive writer
 	lockConn *pgx.Conn       // holds leaseKey, with Exclusive
-	epoch    int64           // the lease this Store took, with Exclusive; 0 without
+	epoch    int64           // the lease this Store took (Exclusive) or found (Shared)
+	fenced   bool            // the writer checks epoch in every transaction
 
 	reqs       chan *appendReq
 	sendMu     sync.RWMutex // held (read) while sending on reqs; Close takes it to close reqs
@@ -226,7 +234,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres store at %s: %w", redact(dsn), err)
 	}
-	if opts.Exclusive {
+	if opts.Exclusive && opts.Shared {
+		pool.Close()
+		return nil, errors.New("postgres store: Exclusive and Shared exclude each other")
+	}
+	if opts.Exclusive || opts.Shared {
 		if err := s.takeLease(ctx); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("postgres store at %s: %w", redact(dsn), err)
@@ -272,14 +284,19 @@ func (s *Store) init(ctx context.Context) error {
 // takeLease makes this Store the exclusive writer: it takes the session
 // lock on a connection of its own (kept until Close) and raises the
 // lease's epoch under the position lock, so that no transaction of an
-// earlier holder that checked the old epoch is still uncommitted.
+// earlier holder that checked the old epoch is still uncommitted. A
+// Shared Store takes the lock shared and keeps the epoch it finds.
 func (s *Store) takeLease(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, s.listenTo)
 	if err != nil {
 		return fmt.Errorf("connect for the writer's lock: %w", err)
 	}
+	take := `SELECT pg_try_advisory_lock($1)`
+	if s.opts.Shared {
+		take = `SELECT pg_try_advisory_lock_shared($1)`
+	}
 	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.leaseKey).Scan(&got); err != nil {
+	if err := conn.QueryRow(ctx, take, s.leaseKey).Scan(&got); err != nil {
 		_ = conn.Close(context.Background())
 		return fmt.Errorf("take the writer's lock: %w", err)
 	}
@@ -291,6 +308,9 @@ func (s *Store) takeLease(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.lockKey); err != nil {
 			return err
 		}
+		if s.opts.Shared {
+			return tx.QueryRow(ctx, `SELECT epoch FROM writer_lease`).Scan(&s.epoch)
+		}
 		return tx.QueryRow(ctx, `UPDATE writer_lease SET epoch = epoch + 1, holder = $1, taken_at = now() RETURNING epoch`,
 			s.instance).Scan(&s.epoch)
 	})
@@ -299,6 +319,7 @@ func (s *Store) takeLease(ctx context.Context) error {
 		return fmt.Errorf("take the writer's lease: %w", err)
 	}
 	s.lockConn = conn
+	s.fenced = true
 	return nil
 }
 

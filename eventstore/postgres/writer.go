@@ -29,8 +29,8 @@ import (
 //     batch's streams and the rows of any id the batch carries are read
 //     under the lock, so no state is cached between transactions and
 //     other processes writing the same log are seen.
-//     With Options.Exclusive, the lease's epoch is read there too, and a
-//     Store whose lease another has taken fails the whole batch.
+//     With Options.Exclusive or Shared, the lease's epoch is read there
+//     too, and a Store whose lease another has taken fails the whole batch.
 //  3. Each request is checked against its stream's expected version and
 //     the stored ids on its own; a refused request is answered alone and
 //     adds no row. The others' rows go in by COPY, a NOTIFY carrying the
@@ -295,7 +295,7 @@ func (s *Store) prefetch(ctx context.Context, tx pgx.Tx, live []*appendReq) (*tx
 		ids: make(map[string]eventstore.Event)}
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.lockKey)
-	if s.epoch != 0 {
+	if s.fenced {
 		b.Queue(`SELECT epoch FROM writer_lease`).QueryRow(func(row pgx.Row) error {
 			var epoch int64
 			if err := row.Scan(&epoch); err != nil {
