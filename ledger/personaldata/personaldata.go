@@ -1,8 +1,10 @@
 // Package personaldata keeps the per-customer data keys that seal the
-// personal data in events (R20), wrapped by a master key, in their own
-// SQLite file (personaldata.db) outside the event log, so that erasing a
-// key (crypto-shredding) makes the customer's data unreadable while the
-// log stays as it was.
+// personal data in events (R20), wrapped by a master key, outside the
+// event log, so that erasing a key (crypto-shredding) makes the customer's
+// data unreadable while the log stays as it was. The keys live in a SQLite
+// file (personaldata.db, one process at a time: Open) or in a schema of
+// a PostgreSQL database that several processes share (OpenPostgres,
+// postgres.go); one Store type serves both through a small dialect.
 //
 // A sealed field is the text "pd1:<owner>:<base64url(nonce|ciphertext)>":
 // AES-256-GCM under the owner's data key with the event's id as associated
@@ -13,6 +15,7 @@
 package personaldata
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -25,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/payledger/payledger/internal/filelock"
@@ -62,18 +66,29 @@ var (
 	ErrWrongMasterKey = errors.New("personaldata: the master key does not open this key store")
 	// ErrLocked: another process has the key store open.
 	ErrLocked = errors.New("personaldata: the key store is open in another process")
+	// ErrRotated: the master key was rotated since this process read the
+	// key store's check value, so a key it would wrap now could not be
+	// opened by the others: it must restart with the new master key.
+	ErrRotated = errors.New("personaldata: the master key was rotated since this process opened the key store; restart it with the new master key")
 )
 
-// Store is the key store. It is safe for concurrent use; one process opens
-// a file at a time (the server).
+// Store is the key store. It is safe for concurrent use. One process opens
+// a SQLite file at a time (the server); a PostgreSQL schema is shared by
+// several, which learn of each other's erasures (postgres.go).
 type Store struct {
 	db     *sql.DB
-	path   string
+	d      dialect
+	path   string // names the store in messages: the file or the schema
 	unlock func() error
 	clock  func() time.Time
+	pg     *pgSide // the PostgreSQL side (listener, lock); nil for SQLite
 
-	masterMu sync.RWMutex // guards master, which Rewrap replaces
+	masterMu sync.RWMutex // guards master and check, which Rewrap replaces
 	master   cipher.AEAD
+	// check is the stored check value as this process last read or wrote
+	// it: a new key is stored only while the store still holds it, so that
+	// no process wraps a key under a master key rotated away (fence).
+	check []byte
 
 	randMu sync.Mutex // serialises reads from rnd, which need not be goroutine-safe
 	rnd    io.Reader
@@ -83,18 +98,51 @@ type Store struct {
 	mu     sync.RWMutex
 	keys   map[string]cipher.AEAD
 	erased map[string]bool
+	// epoch counts the invalidations of the cache (another process's
+	// erasure, a lost listener): a key read from the database before one is
+	// not cached after it.
+	epoch uint64
+	// caching is false while a PostgreSQL store cannot hear the others'
+	// erasures: every key is then read from the database.
+	caching atomic.Bool
+}
+
+// dialect is what differs between the SQL of the two backends.
+type dialect struct {
+	// dollar: placeholders are $1, $2, ... instead of ?.
+	dollar bool
+	// forShare locks the row a statement reads until the transaction ends.
+	forShare string
+}
+
+var (
+	sqliteDialect   = dialect{}
+	postgresDialect = dialect{dollar: true, forShare: " FOR SHARE"}
+)
+
+// q rewrites a statement written with ? placeholders for the dialect; no
+// statement of this package has a ? anywhere else.
+func (d dialect) q(query string) string {
+	if !d.dollar || !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Open opens (or creates, mode 0600) the key store at path with the master
 // key. A store created under another master key is refused.
 func Open(path string, master []byte, clock func() time.Time, rnd io.Reader) (*Store, error) {
-	if len(master) != KeySize {
-		return nil, fmt.Errorf("personaldata: the master key must be %d bytes, got %d", KeySize, len(master))
-	}
-	if clock == nil || rnd == nil {
-		return nil, errors.New("personaldata: clock and rnd are required")
-	}
-	aead, err := newAEAD(master)
+	aead, err := checkArgs(master, clock, rnd)
 	if err != nil {
 		return nil, err
 	}
@@ -124,12 +172,29 @@ func Open(path string, master []byte, clock func() time.Time, rnd io.Reader) (*S
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("personaldata: open %s: %w", path, err), unlock())
 	}
-	s := &Store{db: db, path: path, unlock: unlock, master: aead, clock: clock, rnd: rnd,
-		keys: map[string]cipher.AEAD{}, erased: map[string]bool{}}
+	s := newStore(db, sqliteDialect, path, aead, clock, rnd)
+	s.unlock = unlock
+	s.caching.Store(true)
 	if err := s.init(); err != nil {
 		return nil, errors.Join(err, db.Close(), unlock())
 	}
 	return s, nil
+}
+
+func newStore(db *sql.DB, d dialect, path string, master cipher.AEAD, clock func() time.Time, rnd io.Reader) *Store {
+	return &Store{db: db, d: d, path: path, unlock: func() error { return nil }, master: master, clock: clock, rnd: rnd,
+		keys: map[string]cipher.AEAD{}, erased: map[string]bool{}}
+}
+
+// checkArgs validates what both Opens take.
+func checkArgs(master []byte, clock func() time.Time, rnd io.Reader) (cipher.AEAD, error) {
+	if len(master) != KeySize {
+		return nil, fmt.Errorf("personaldata: the master key must be %d bytes, got %d", KeySize, len(master))
+	}
+	if clock == nil || rnd == nil {
+		return nil, errors.New("personaldata: clock and rnd are required")
+	}
+	return newAEAD(master)
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -162,8 +227,8 @@ func (s *Store) init() error {
 		if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'check'").Scan(&check); err != nil {
 			return fmt.Errorf("personaldata: open %s: read the master key check: %w", s.path, err)
 		}
-		if plain, err := s.openWith(s.master, check, []byte(checkText)); err != nil || string(plain) != checkText {
-			return fmt.Errorf("%w (%s)", ErrWrongMasterKey, s.path)
+		if err := s.verifyCheck(check); err != nil {
+			return err
 		}
 		if version == schemaVersion {
 			return nil
@@ -207,12 +272,29 @@ func (s *Store) init() error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("personaldata: open %s: %w", s.path, err)
 	}
+	s.check = check
 	return nil
 }
 
-// Close closes the file.
+// verifyCheck refuses a check value the master key does not open, and
+// remembers it for the fence otherwise.
+func (s *Store) verifyCheck(check []byte) error {
+	if plain, err := s.openWith(s.master, check, []byte(checkText)); err != nil || string(plain) != checkText {
+		return fmt.Errorf("%w (%s)", ErrWrongMasterKey, s.path)
+	}
+	s.check = check
+	return nil
+}
+
+// Close closes the file or the connections.
 func (s *Store) Close() error {
-	err := s.db.Close()
+	var err error
+	if s.pg != nil {
+		err = s.pg.close()
+	}
+	if derr := s.db.Close(); err == nil {
+		err = derr
+	}
 	if uerr := s.unlock(); err == nil {
 		err = uerr
 	}
@@ -229,18 +311,30 @@ func (s *Store) masterKey() cipher.AEAD {
 	return s.master
 }
 
+// currentCheck returns the check value the fence expects.
+func (s *Store) currentCheck() []byte {
+	s.masterMu.RLock()
+	defer s.masterMu.RUnlock()
+	return s.check
+}
+
 // rewrapBatch bounds the keys one query of Rewrap reads.
 const rewrapBatch = 1000
 
 // Rewrap wraps every live data key with newMaster instead of the current
 // master key, in one transaction, and returns how many it rewrapped; the
-// old wrapped bytes are overwritten (secure_delete). Once the old master
-// key is destroyed, a copy of the file from before (a backup) can no
-// longer be read, which also makes the erasures since that copy final in
-// it.
+// old wrapped bytes are overwritten (SQLite: secure_delete; PostgreSQL
+// keeps them in dead rows until VACUUM and in its WAL). Once the old
+// master key is destroyed, a copy from before (a backup, a WAL archive)
+// can no longer be read, which also makes the erasures since that copy
+// final in it. A PostgreSQL store must have been opened with
+// PostgresOptions.Exclusive, so that no server holds the old master key.
 func (s *Store) Rewrap(newMaster []byte) (int, error) {
 	if len(newMaster) != KeySize {
 		return 0, fmt.Errorf("personaldata: the new master key must be %d bytes, got %d", KeySize, len(newMaster))
+	}
+	if s.pg != nil && !s.pg.exclusive {
+		return 0, fmt.Errorf("%w: rewrapping %s needs the key store opened exclusively (PostgresOptions.Exclusive), with every server stopped", ErrLocked, s.path)
 	}
 	next, err := newAEAD(newMaster)
 	if err != nil {
@@ -249,15 +343,25 @@ func (s *Store) Rewrap(newMaster []byte) (int, error) {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
 	old := s.masterKey()
+	check, err := s.sealWith(next, []byte(checkText), []byte(checkText))
+	if err != nil {
+		return 0, err
+	}
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	// The check value first: its row lock makes a key creation that has
+	// read the old value finish before the keys are read, and one that has
+	// not refuse (ErrRotated) instead of adding a key under the old master.
+	if _, err := tx.ExecContext(ctx, s.d.q("UPDATE meta SET value = ? WHERE name = 'check'"), check); err != nil {
+		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
+	}
 	n, after := 0, ""
 	for {
-		rows, err := tx.QueryContext(ctx, "SELECT owner, wrapped FROM data_keys WHERE owner > ? AND wrapped IS NOT NULL ORDER BY owner LIMIT ?", after, rewrapBatch)
+		rows, err := tx.QueryContext(ctx, s.d.q("SELECT owner, wrapped FROM data_keys WHERE owner > ? AND wrapped IS NOT NULL ORDER BY owner LIMIT ?"), after, rewrapBatch)
 		if err != nil {
 			return 0, fmt.Errorf("personaldata: rewrap: %w", err)
 		}
@@ -286,7 +390,7 @@ func (s *Store) Rewrap(newMaster []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE data_keys SET wrapped = ? WHERE owner = ?", w, r.owner); err != nil {
+			if _, err := tx.ExecContext(ctx, s.d.q("UPDATE data_keys SET wrapped = ? WHERE owner = ?"), w, r.owner); err != nil {
 				return 0, fmt.Errorf("personaldata: rewrap %s: %w", r.owner, err)
 			}
 			n++
@@ -296,18 +400,11 @@ func (s *Store) Rewrap(newMaster []byte) (int, error) {
 		}
 		after = batch[len(batch)-1].owner
 	}
-	check, err := s.sealWith(next, []byte(checkText), []byte(checkText))
-	if err != nil {
-		return 0, err
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE meta SET value = ? WHERE name = 'check'", check); err != nil {
-		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
-	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("personaldata: rewrap: %w", err)
 	}
 	s.masterMu.Lock()
-	s.master = next
+	s.master, s.check = next, check
 	s.masterMu.Unlock()
 	return n, nil
 }
@@ -341,7 +438,7 @@ func wrapAD(owner string) []byte { return []byte("payledger/datakey/v1\x00" + ow
 // is none and create is not set.
 func (s *Store) key(owner string, create bool) (cipher.AEAD, error) {
 	s.mu.RLock()
-	k, erased := s.keys[owner], s.erased[owner]
+	k, erased, epoch := s.keys[owner], s.erased[owner], s.epoch
 	s.mu.RUnlock()
 	switch {
 	case erased:
@@ -352,21 +449,12 @@ func (s *Store) key(owner string, create bool) (cipher.AEAD, error) {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
 	ctx := context.Background()
-	var wrapped []byte
-	var erasedAt sql.NullString
-	err := s.db.QueryRowContext(ctx, "SELECT wrapped, erased_at FROM data_keys WHERE owner = ?", owner).Scan(&wrapped, &erasedAt)
+	wrapped, erasedAt, err := s.readKey(ctx, s.db, owner)
 	switch {
-	case err == nil && erasedAt.Valid:
-		s.remember(owner, nil, true)
-		return nil, ErrErased
 	case err == nil:
-		raw, err := s.openWith(s.masterKey(), wrapped, wrapAD(owner))
-		if err != nil {
-			return nil, fmt.Errorf("personaldata: unwrap the data key of %s: %w", owner, err)
-		}
-		return s.remember(owner, raw, false)
+		return s.unwrap(owner, wrapped, erasedAt, epoch)
 	case !errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("personaldata: read the data key of %s: %w", owner, err)
+		return nil, err
 	case !create:
 		return nil, fmt.Errorf("%w %s", ErrNoKey, owner)
 	}
@@ -377,18 +465,80 @@ func (s *Store) key(owner string, create bool) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("personaldata: generate a data key: %w", err)
 	}
-	w, err := s.sealWith(s.masterKey(), raw, wrapAD(owner))
-	if err != nil {
+	if wrapped, erasedAt, err = s.createKey(ctx, owner, raw); err != nil {
 		return nil, err
 	}
-	if _, err := s.db.ExecContext(ctx, "INSERT INTO data_keys (owner, wrapped, created_at) VALUES (?, ?, ?)",
-		owner, w, s.clock().UTC().Format(time.RFC3339Nano)); err != nil {
-		return nil, fmt.Errorf("personaldata: store the data key of %s: %w", owner, err)
-	}
-	return s.remember(owner, raw, false)
+	return s.unwrap(owner, wrapped, erasedAt, epoch)
 }
 
-func (s *Store) remember(owner string, raw []byte, erased bool) (cipher.AEAD, error) {
+// querier is what readKey needs of a database or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readKey reads owner's row: sql.ErrNoRows when it has none.
+func (s *Store) readKey(ctx context.Context, q querier, owner string) (wrapped []byte, erasedAt sql.NullString, err error) {
+	err = q.QueryRowContext(ctx, s.d.q("SELECT wrapped, erased_at FROM data_keys WHERE owner = ?"), owner).Scan(&wrapped, &erasedAt)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("personaldata: read the data key of %s: %w", owner, err)
+	}
+	return wrapped, erasedAt, err
+}
+
+// unwrap turns owner's row into its key (or ErrErased) and caches it.
+func (s *Store) unwrap(owner string, wrapped []byte, erasedAt sql.NullString, epoch uint64) (cipher.AEAD, error) {
+	if erasedAt.Valid {
+		s.remember(owner, nil, true, epoch)
+		return nil, ErrErased
+	}
+	raw, err := s.openWith(s.masterKey(), wrapped, wrapAD(owner))
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: unwrap the data key of %s (was the master key rotated since this process started?): %w", owner, err)
+	}
+	return s.remember(owner, raw, false, epoch)
+}
+
+// createKey stores raw, wrapped, as owner's key unless another process
+// stored one first, and returns the row as it then is (the winner's key,
+// or an erasure): two processes sealing for a new owner at once end with
+// one key. It is fenced on the check value, so a process whose master key
+// was rotated away adds no key the others cannot unwrap.
+func (s *Store) createKey(ctx context.Context, owner string, raw []byte) ([]byte, sql.NullString, error) {
+	var none sql.NullString
+	master, check := s.masterKey(), s.currentCheck()
+	w, err := s.sealWith(master, raw, wrapAD(owner))
+	if err != nil {
+		return nil, none, err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, none, fmt.Errorf("personaldata: store the data key of %s: %w", owner, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var stored []byte
+	if err := tx.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'check'"+s.d.forShare).Scan(&stored); err != nil {
+		return nil, none, fmt.Errorf("personaldata: store the data key of %s: read the check value: %w", owner, err)
+	}
+	if !bytes.Equal(stored, check) {
+		return nil, none, fmt.Errorf("%w (%s)", ErrRotated, s.path)
+	}
+	if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO data_keys (owner, wrapped, created_at) VALUES (?, ?, ?) ON CONFLICT (owner) DO NOTHING"),
+		owner, w, s.clock().UTC().Format(time.RFC3339Nano)); err != nil {
+		return nil, none, fmt.Errorf("personaldata: store the data key of %s: %w", owner, err)
+	}
+	wrapped, erasedAt, err := s.readKey(ctx, tx, owner)
+	if err != nil {
+		return nil, none, fmt.Errorf("personaldata: read back the data key of %s: %w", owner, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, none, fmt.Errorf("personaldata: store the data key of %s: %w", owner, err)
+	}
+	return wrapped, erasedAt, nil
+}
+
+// remember caches owner's key (or its erasure) unless the cache was
+// invalidated since epoch was read, and returns the key either way.
+func (s *Store) remember(owner string, raw []byte, erased bool, epoch uint64) (cipher.AEAD, error) {
 	var k cipher.AEAD
 	if !erased {
 		var err error
@@ -398,6 +548,9 @@ func (s *Store) remember(owner string, raw []byte, erased bool) (cipher.AEAD, er
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if epoch != s.epoch || !s.caching.Load() {
+		return k, nil
+	}
 	if len(s.keys)+len(s.erased) >= maxCached {
 		n := maxCached / 10
 		for o := range s.keys {
@@ -415,6 +568,21 @@ func (s *Store) remember(owner string, raw []byte, erased bool) (cipher.AEAD, er
 		s.keys[owner] = k
 	}
 	return k, nil
+}
+
+// forget drops owner's cached key, or every cached key when owner is
+// empty, and invalidates the reads under way.
+func (s *Store) forget(owner string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch++
+	if owner == "" {
+		clear(s.keys)
+		clear(s.erased)
+		return
+	}
+	delete(s.keys, owner)
+	delete(s.erased, owner)
 }
 
 // Seal encrypts plain with owner's data key (made on first use, durable
@@ -490,20 +658,36 @@ func (s *Store) Erase(owner string) error {
 		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if _, err := tx.ExecContext(ctx, `INSERT INTO data_keys (owner, wrapped, created_at, erased_at) VALUES (?, NULL, ?, ?)
-		ON CONFLICT (owner) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(erased_at, excluded.erased_at)`, owner, now, now); err != nil {
+	if err := s.eraseIn(ctx, tx, owner, now); err != nil {
 		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM pending_erasures WHERE owner = ?", owner); err != nil {
+	if _, err := tx.ExecContext(ctx, s.d.q("DELETE FROM pending_erasures WHERE owner = ?"), owner); err != nil {
 		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("personaldata: erase the data key of %s: %w", owner, err)
 	}
 	s.mu.Lock()
+	s.epoch++
 	delete(s.keys, owner)
 	s.erased[owner] = true
 	s.mu.Unlock()
+	return nil
+}
+
+// eraseIn clears owner's wrapped key in tx, keeping the first erasure's
+// time, and on PostgreSQL tells the other processes at commit, which drop
+// their cached copy of the key.
+func (s *Store) eraseIn(ctx context.Context, tx *sql.Tx, owner, at string) error {
+	if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO data_keys (owner, wrapped, created_at, erased_at) VALUES (?, NULL, ?, ?)
+		ON CONFLICT (owner) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(data_keys.erased_at, excluded.erased_at)`), owner, at, at); err != nil {
+		return err
+	}
+	if s.pg != nil {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", erasureChannel, s.pg.schema+":"+owner); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -513,7 +697,7 @@ func (s *Store) Erase(owner string) error {
 func (s *Store) MarkErasing(owner string) error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
-	if _, err := s.db.ExecContext(context.Background(), "INSERT INTO pending_erasures (owner, since) VALUES (?, ?) ON CONFLICT (owner) DO NOTHING",
+	if _, err := s.db.ExecContext(context.Background(), s.d.q("INSERT INTO pending_erasures (owner, since) VALUES (?, ?) ON CONFLICT (owner) DO NOTHING"),
 		owner, s.clock().UTC().Format(time.RFC3339Nano)); err != nil {
 		return fmt.Errorf("personaldata: mark the erasure of %s: %w", owner, err)
 	}
@@ -524,7 +708,7 @@ func (s *Store) MarkErasing(owner string) error {
 func (s *Store) Unmark(owner string) error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
-	if _, err := s.db.ExecContext(context.Background(), "DELETE FROM pending_erasures WHERE owner = ?", owner); err != nil {
+	if _, err := s.db.ExecContext(context.Background(), s.d.q("DELETE FROM pending_erasures WHERE owner = ?"), owner); err != nil {
 		return fmt.Errorf("personaldata: unmark the erasure of %s: %w", owner, err)
 	}
 	return nil
@@ -533,7 +717,7 @@ func (s *Store) Unmark(owner string) error {
 // PendingErasures returns up to limit owners whose erasure was marked and
 // neither erased nor unmarked, oldest first.
 func (s *Store) PendingErasures(limit int) ([]string, error) {
-	rows, err := s.db.QueryContext(context.Background(), "SELECT owner FROM pending_erasures ORDER BY since, owner LIMIT ?", limit)
+	rows, err := s.db.QueryContext(context.Background(), s.d.q("SELECT owner FROM pending_erasures ORDER BY since, owner LIMIT ?"), limit)
 	if err != nil {
 		return nil, fmt.Errorf("personaldata: read the pending erasures: %w", err)
 	}

@@ -40,11 +40,67 @@ func open(t *testing.T, path string, master []byte) *personaldata.Store {
 
 var master = bytes.Repeat([]byte{7}, personaldata.KeySize)
 
+// backend opens a key store by name (a file, or a PostgreSQL schema) with
+// a master key; opening a name again reopens the same store.
+type backend struct {
+	name string
+	open func(t *testing.T, name string, master []byte, seed byte) (*personaldata.Store, error)
+}
+
+// backends are the two key stores the tests that do not look at a file
+// run against.
+func backends() []backend {
+	return []backend{
+		{"sqlite", func(t *testing.T, name string, master []byte, seed byte) (*personaldata.Store, error) {
+			return personaldata.Open(filepath.Join(testDir(t), name+".db"), master, clock, &lockedRand{r: rand.NewChaCha8([32]byte{seed})})
+		}},
+		{"postgres", func(t *testing.T, name string, master []byte, seed byte) (*personaldata.Store, error) {
+			return openPG(t, name, master, seed, false)
+		}},
+	}
+}
+
+// testDir is one temporary directory per test, however often it is asked.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dirs.Lock()
+	defer dirs.Unlock()
+	if dirs.m == nil {
+		dirs.m = map[*testing.T]string{}
+	}
+	if d, ok := dirs.m[t]; ok {
+		return d
+	}
+	d := t.TempDir()
+	dirs.m[t] = d
+	return d
+}
+
+var dirs struct {
+	sync.Mutex
+	m map[*testing.T]string
+}
+
+// mustOpen opens a store of b or fails the test, closing it at the end.
+func mustOpen(t *testing.T, b backend, name string, master []byte, seed byte) *personaldata.Store {
+	t.Helper()
+	s, err := b.open(t, name, master, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestSealOpen: a sealed field holds no plain text, opens only in its own
 // event for its own owner, and a wrong master key is refused at open.
 func TestSealOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "personaldata.db")
-	s := open(t, path, master)
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) { testSealOpen(t, b) })
+	}
+}
+
+func testSealOpen(t *testing.T, b backend) {
+	s := mustOpen(t, b, "pd", master, 1)
 	sealed, err := s.Seal("ACC1", "EV1", "Li Wei")
 	if err != nil {
 		t.Fatal(err)
@@ -98,10 +154,13 @@ func TestSealOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := personaldata.Open(path, bytes.Repeat([]byte{8}, personaldata.KeySize), clock, &lockedRand{r: rand.NewChaCha8([32]byte{2})}); !errors.Is(err, personaldata.ErrWrongMasterKey) {
+	if w, err := b.open(t, "pd", bytes.Repeat([]byte{8}, personaldata.KeySize), 2); !errors.Is(err, personaldata.ErrWrongMasterKey) {
+		if w != nil {
+			w.Close()
+		}
 		t.Fatalf("a wrong master key: %v", err)
 	}
-	s = open(t, path, master)
+	s = mustOpen(t, b, "pd", master, 1)
 	defer s.Close()
 	if plain, err := s.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
 		t.Fatalf("open after reopening: %q %v", plain, err)
@@ -238,9 +297,46 @@ func TestRewrapOverwritesOldWrapping(t *testing.T) {
 }
 
 // TestPendingErasures: a marked erasure stays pending, across a reopen,
-// until its key is erased or it is unmarked; a file of schema 1 (before
-// pending erasures) is upgraded at open and keeps its keys.
+// until its key is erased or it is unmarked.
 func TestPendingErasures(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			s := mustOpen(t, b, "pd", master, 1)
+			for _, o := range []string{"ACC1", "ACC2", "ACC1"} {
+				if err := s.MarkErasing(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = mustOpen(t, b, "pd", master, 1)
+			defer s.Close()
+			if p, err := s.PendingErasures(10); err != nil || strings.Join(p, ",") != "ACC1,ACC2" {
+				t.Fatalf("pending after a reopen: %v %v", p, err)
+			}
+			if p, err := s.PendingErasures(1); err != nil || len(p) != 1 {
+				t.Fatalf("pending, at most 1: %v %v", p, err)
+			}
+			if err := s.Unmark("ACC2"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Erase("ACC1"); err != nil {
+				t.Fatal(err)
+			}
+			if p, err := s.PendingErasures(10); err != nil || len(p) != 0 {
+				t.Errorf("pending after the erasure and the unmark: %v %v", p, err)
+			}
+			if st, err := s.StateOf("ACC1"); err != nil || st != personaldata.Erased {
+				t.Errorf("ACC1: %v %v", st, err)
+			}
+		})
+	}
+}
+
+// TestSchemaUpgrade: a file of schema 1 (before pending erasures) is
+// upgraded at open and keeps its keys.
+func TestSchemaUpgrade(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "personaldata.db")
 	s := open(t, path, master)
 	sealed, err := s.Seal("ACC1", "EV1", "Li Wei")
@@ -263,35 +359,14 @@ func TestPendingErasures(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = open(t, path, master)
+	defer s.Close()
 	if plain, err := s.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
 		t.Fatalf("open after the upgrade: %q %v", plain, err)
 	}
-	for _, o := range []string{"ACC1", "ACC2", "ACC1"} {
-		if err := s.MarkErasing(o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
+	if err := s.MarkErasing("ACC1"); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, path, master)
-	defer s.Close()
-	if p, err := s.PendingErasures(10); err != nil || strings.Join(p, ",") != "ACC1,ACC2" {
-		t.Fatalf("pending after a reopen: %v %v", p, err)
-	}
-	if p, err := s.PendingErasures(1); err != nil || len(p) != 1 {
-		t.Fatalf("pending, at most 1: %v %v", p, err)
-	}
-	if err := s.Unmark("ACC2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Erase("ACC1"); err != nil {
-		t.Fatal(err)
-	}
-	if p, err := s.PendingErasures(10); err != nil || len(p) != 0 {
-		t.Errorf("pending after the erasure and the unmark: %v %v", p, err)
-	}
-	if st, err := s.StateOf("ACC1"); err != nil || st != personaldata.Erased {
-		t.Errorf("ACC1: %v %v", st, err)
+	if p, err := s.PendingErasures(10); err != nil || strings.Join(p, ",") != "ACC1" {
+		t.Fatalf("pending after the upgrade: %v %v", p, err)
 	}
 }
