@@ -293,6 +293,13 @@ func (p *pgSide) close() error {
 	if p.conn == nil {
 		return nil
 	}
+	// Unlocked before the connection goes: the server releases a closed
+	// session's locks only when its backend exits, after Close returns,
+	// and a rotation started right after must find the lock free.
+	// A failure means the connection is gone, and its locks with it.
+	ctx, cancel := context.WithTimeout(context.Background(), listenPing)
+	_, _ = p.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+	cancel()
 	err := p.conn.Close(context.Background())
 	p.conn = nil
 	return err
