@@ -362,7 +362,7 @@ func (m *Main) openStores(ctx context.Context) error {
 	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
 		return fmt.Errorf("open staff keys: %w", err)
 	}
-	if err := m.openPersonalData(); err != nil {
+	if err := m.openPersonalData(ctx); err != nil {
 		m.closeStores()
 		return err
 	}

@@ -487,6 +487,11 @@ func benchSchema(ctx context.Context, dsn, name string, cfg *Config) (drop func(
 		if _, err := conn.Exec(dctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 			return fmt.Errorf("drop schema %s: %w", schema, err)
 		}
+		// The data keys serve kept beside the log.
+		pd := personalDataSchema("", schema)
+		if _, err := conn.Exec(dctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{pd}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("drop schema %s: %w", pd, err)
+		}
 		return nil
 	}, nil
 }

@@ -49,7 +49,14 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if !keep {
+	// A PostgreSQL log keeps the data keys in its database, which outlives
+	// the demo: their master key must too, or no server could open them.
+	spec, err := parseStore(*store, *dir)
+	if err != nil {
+		return err
+	}
+	onPostgres := spec.postgresDSN != ""
+	if !keep && !onPostgres {
 		defer os.RemoveAll(keyDir)
 	}
 	keyPath := filepath.Join(keyDir, "signing.key")
@@ -94,6 +101,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if keep {
 		fmt.Fprintf(stdout, "The store is kept in %s, its checkpoint and master keys in %s: try `payledger verify --data %s --checkpoints %s --public-key %s.pub`"+
 			" or `payledger serve --data %s --checkpoint-key %s --master-key %s`.\n", *dir, keyDir, *dir, *dir, keyPath, *dir, keyPath, masterPath)
+	}
+	if onPostgres && !keep {
+		fmt.Fprintf(stdout, "The data keys stay in the PostgreSQL database, under the master key in %s: serve that log with --master-key %s.\n", masterPath, masterPath)
 	}
 	fmt.Fprintln(stdout, "demo: ok")
 	return nil

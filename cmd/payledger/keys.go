@@ -30,9 +30,10 @@ const keysUsage = `usage:
   payledger keys master-key --out FILE                               make the key that wraps the customers' data keys
                                                                      (give it to serve with --master-key; keep it
                                                                      apart from the data directory and its backups)
-  payledger keys rotate-master-key --new FILE [--master-key FILE] [--data ./data]
+  payledger keys rotate-master-key --new FILE [--master-key FILE] [--data ./data] [--store postgres://...]
                                                                      wrap every data key with a new master key
-                                                                     (stop the server first)
+                                                                     (stop every server first); with a PostgreSQL
+                                                                     log, the keys in its database
 roles: %s
 `
 
@@ -279,7 +280,8 @@ func cmdKeysMaster(args []string, stdout, stderr io.Writer) error {
 }
 
 // cmdKeysRotateMaster wraps every data key of a stopped server's data
-// directory with a new master key, in one transaction.
+// directory, or of a PostgreSQL log's database that no server has open,
+// with a new master key, in one transaction.
 func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keys rotate-master-key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -288,6 +290,7 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
 		"file of the current master key (default: $"+masterKeyEnv+", else DATA.master.key)")
 	newPath := fs.String("new", "", "file of the new master key (payledger keys master-key --out FILE makes one)")
+	store := addStoreFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -295,9 +298,19 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	if *newPath == "" {
 		return errors.New("keys rotate-master-key needs --new FILE")
 	}
+	spec, err := parseStore(*store, c.DataDir)
+	if err != nil {
+		return fmt.Errorf("keys rotate-master-key: %w", err)
+	}
 	path := filepath.Join(c.DataDir, personalDataFile)
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(path); err != nil && spec.postgresDSN == "" {
 		return fmt.Errorf("keys rotate-master-key: no data keys in %s: %w", c.DataDir, err)
+	}
+	if spec.postgresDSN != "" && c.MasterKey == "" && c.MasterKeyB64 == "" {
+		// masterKey would make a new key when the default file is missing.
+		if _, err := os.Stat(defaultMasterKeyPath(c.DataDir)); err != nil {
+			return fmt.Errorf("keys rotate-master-key: give the current master key with --master-key FILE or $%s: %w", masterKeyEnv, err)
+		}
 	}
 	old, err := c.masterKey()
 	if err != nil {
@@ -310,7 +323,21 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	if bytes.Equal(old, next) {
 		return errors.New("keys rotate-master-key: the new master key is the current one")
 	}
-	st, err := personaldata.Open(path, old, time.Now, rand.Reader)
+	var st *personaldata.Store
+	where := c.DataDir
+	if spec.postgresDSN != "" {
+		// Exclusive: refused while any server has the keys open, since it
+		// would go on with the old master key.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		st, err = openPostgresKeys(ctx, spec.postgresDSN, "", c.DataDir, old, true, time.Now, rand.Reader, c.Log)
+		cancel()
+		if errors.Is(err, personaldata.ErrLocked) {
+			return fmt.Errorf("keys rotate-master-key: %w", err)
+		}
+		where = spec.String()
+	} else {
+		st, err = personaldata.Open(path, old, time.Now, rand.Reader)
+	}
 	if err != nil {
 		return err
 	}
@@ -321,7 +348,7 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d data keys are now wrapped by the master key in %s: serve with --master-key %s from now on, and destroy the old key;"+
-		" copies of the data directory from before (backups) can then no longer be read\n", n, *newPath, *newPath)
+	fmt.Fprintf(stdout, "%d data keys of %s are now wrapped by the master key in %s: serve with --master-key %s from now on, and destroy the old key;"+
+		" copies from before (backups of the data directory or of the database, WAL archives) can then no longer be read\n", n, where, *newPath, *newPath)
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -9,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/payledger/payledger/ledger/personaldata"
 )
@@ -135,16 +139,97 @@ func writeMasterKey(path string, rnd io.Reader) error {
 	return nil
 }
 
-// openPersonalData opens the data keys' store of the data directory under
-// the configured master key.
-func (m *Main) openPersonalData() error {
+// openPersonalData opens the data keys' store under the configured master
+// key: the data directory's personaldata.db, or, with a PostgreSQL log,
+// the key store in the same database, which every server of that log
+// shares (after importing a personaldata.db the data directory still has).
+func (m *Main) openPersonalData(ctx context.Context) error {
 	c := &m.Config
+	spec, err := parseStore(c.Store, c.DataDir)
+	if err != nil {
+		return err
+	}
 	master, err := c.masterKey()
 	if err != nil {
 		return err
 	}
+	if spec.postgresDSN != "" {
+		m.PersonalData, err = openPostgresKeys(ctx, spec.postgresDSN, c.PostgresOpts.Schema, c.DataDir, master, false, c.Clock, c.Rand, c.Log)
+		return err
+	}
 	if m.PersonalData, err = personaldata.Open(filepath.Join(c.DataDir, personalDataFile), master, c.Clock, c.Rand); err != nil {
 		return fmt.Errorf("open the data keys: %w", err)
+	}
+	return nil
+}
+
+// personalDataSchema is the PostgreSQL schema of the data keys beside a log
+// in logSchema (PostgresOpts.Schema, else the DSN's search_path):
+// "<log schema>_personaldata", so that two ledgers in one database keep
+// their keys apart, and personaldata.DefaultSchema for a log in the
+// default schema.
+func personalDataSchema(dsn, logSchema string) string {
+	if logSchema == "" {
+		if cfg, err := pgx.ParseConfig(dsn); err == nil {
+			first, _, _ := strings.Cut(cfg.RuntimeParams["search_path"], ",")
+			logSchema = strings.Trim(strings.TrimSpace(first), `"`)
+		}
+	}
+	if logSchema == "" || logSchema == "public" || logSchema == "$user" {
+		return personaldata.DefaultSchema
+	}
+	return logSchema + "_personaldata"
+}
+
+// openPostgresKeys opens the key store in the log's PostgreSQL database
+// (exclusive: for a rotation of the master key) and imports into it the
+// data directory's personaldata.db, when there is one, in one
+// transaction, leaving the file renamed: a deployment that moved its log
+// to PostgreSQL keeps every key it made before. A failed import changes
+// nothing and fails the open.
+func openPostgresKeys(ctx context.Context, dsn, logSchema, dataDir string, master []byte, exclusive bool,
+	clock func() time.Time, rnd io.Reader, log *slog.Logger) (*personaldata.Store, error) {
+	schema := personalDataSchema(dsn, logSchema)
+	st, err := personaldata.OpenPostgres(ctx, dsn, personaldata.PostgresOptions{Schema: schema, Exclusive: exclusive}, master, clock, rnd)
+	if errors.Is(err, personaldata.ErrWrongMasterKey) {
+		return nil, fmt.Errorf("open the data keys: %w: every server of one PostgreSQL log needs the same master key (--master-key FILE or $%s)", err, masterKeyEnv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open the data keys: %w", err)
+	}
+	local := filepath.Join(dataDir, personalDataFile)
+	if _, err := os.Stat(local); errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	} else if err != nil {
+		return nil, errors.Join(fmt.Errorf("open the data keys: %w", err), st.Close())
+	}
+	if err := importLocalKeys(st, local, master, clock, rnd, log); err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	return st, nil
+}
+
+// importLocalKeys imports the file at local into st and renames it.
+func importLocalKeys(st *personaldata.Store, local string, master []byte, clock func() time.Time, rnd io.Reader, log *slog.Logger) error {
+	src, err := personaldata.Open(local, master, clock, rnd)
+	if err != nil {
+		return fmt.Errorf("import the data keys of %s into PostgreSQL: %w", local, err)
+	}
+	res, err := st.Import(src)
+	if cerr := src.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("import the data keys of %s into PostgreSQL (nothing was imported; the file is unchanged): %w", local, err)
+	}
+	renamed := local + ".imported-" + clock().UTC().Format("20060102T150405Z")
+	if err := os.Rename(local, renamed); err != nil {
+		return fmt.Errorf("the data keys of %s are imported into PostgreSQL, but the file could not be renamed (rename it before the next start): %w", local, err)
+	}
+	if log != nil {
+		log.Warn("imported the data keys of the data directory into the PostgreSQL key store; the file is renamed. It still holds the keys as they were, like a backup: an erasure from now on does not reach it, so destroy it once the servers run on PostgreSQL",
+			slog.String("file", renamed), slog.Int("keys", res.Keys), slog.Int("erasures", res.Erased),
+			slog.Int("already_there", res.Known), slog.Int("pending_erasures", res.Pending))
 	}
 	return nil
 }

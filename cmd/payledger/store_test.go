@@ -23,6 +23,8 @@ import (
 func pgStoreURL(t *testing.T, migrate bool) string {
 	t.Helper()
 	dsn, schema := pgtest.Schema(t, t.Name())
+	// serve keeps the data keys beside the log (personalDataSchema).
+	t.Cleanup(func() { pgtest.Drop(t, dsn, personalDataSchema("", schema)) })
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -100,12 +102,14 @@ func TestMigrateCommand(t *testing.T) {
 func TestServeExclusive(t *testing.T) {
 	ctx := context.Background()
 	store := pgStoreURL(t, true)
-	first := &Main{Config: Config{DataDir: t.TempDir(), TimeZone: "Asia/Shanghai", Store: store,
+	firstDir := t.TempDir()
+	first := &Main{Config: Config{DataDir: firstDir, TimeZone: "Asia/Shanghai", Store: store,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	if err := first.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	second := &Main{Config: Config{DataDir: t.TempDir(), TimeZone: "Asia/Shanghai", Store: store,
+	// The data keys are in the database too: the same master key.
+	second := &Main{Config: Config{DataDir: t.TempDir(), TimeZone: "Asia/Shanghai", Store: store, MasterKey: firstDir + ".master.key",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 	err := second.Open(ctx)
 	if !errors.Is(err, postgres.ErrLocked) || !strings.Contains(err.Error(), "another payledger process") {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -65,9 +66,17 @@ func copyLog(t *testing.T, src eventstore.Store, path string) {
 // reading ones run beside a serving process, rebuild and close refuse to.
 func TestFinanceCommandsOnPostgres(t *testing.T) {
 	store := pgStoreURL(t, true)
-	if out := runOut(t, "demo", "--store", store); !strings.HasSuffix(out, "demo: ok\n") {
+	out := runOut(t, "demo", "--store", store)
+	if !strings.HasSuffix(out, "demo: ok\n") {
 		t.Fatalf("demo did not end with ok:\n%s", out)
 	}
+	// The data keys stay in the database, and their master key with them.
+	keyRe := regexp.MustCompile(`under the master key in (\S+):`)
+	mk := keyRe.FindStringSubmatch(out)
+	if mk == nil {
+		t.Fatalf("demo did not say where the master key of the database's data keys is:\n%s", out)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(mk[1])) })
 	ctx := context.Background()
 	pg, err := postgres.Open(ctx, store, postgres.DefaultOptions())
 	if err != nil {
@@ -135,7 +144,7 @@ func TestFinanceCommandsOnPostgres(t *testing.T) {
 
 	day := time.Now().In(shanghai(t)).AddDate(0, 0, -2).Format("2006-01-02")
 	for _, args := range [][]string{
-		{"close", "--day", day, "--data", pgDir, "--store", store},
+		{"close", "--day", day, "--data", pgDir, "--store", store, "--master-key", mk[1]},
 		{"rebuild", "--data", pgDir, "--store", store},
 	} {
 		var out, errOut bytes.Buffer
@@ -148,7 +157,7 @@ func TestFinanceCommandsOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeRe := regexp.MustCompile(`close: (\S+ CNY closed through position \d+: .*)`)
-	pgClose := closeRe.FindStringSubmatch(runOut(t, "close", "--day", day, "--data", pgDir, "--store", store))
+	pgClose := closeRe.FindStringSubmatch(runOut(t, "close", "--day", day, "--data", pgDir, "--store", store, "--master-key", mk[1]))
 	sqClose := closeRe.FindStringSubmatch(runOut(t, "close", "--day", day, "--data", sqDir))
 	if pgClose == nil || sqClose == nil || pgClose[1] != sqClose[1] {
 		t.Fatalf("close --store: %q; on the SQLite copy: %q", pgClose, sqClose)
