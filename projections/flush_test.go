@@ -42,7 +42,7 @@ func applyChunks(t *testing.T, r *ReadModels, s eventstore.Store, n int) {
 func rawDigest(t *testing.T, r *ReadModels) string {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := r.readDB.BeginTx(ctx, nil)
+	tx, err := r.readTx(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,93 +83,95 @@ func flushWorkload(l *ledger) {
 // the stored-and-completed balances must not depend on when rows were
 // flushed.
 func TestBalancesFlushIsInvisible(t *testing.T) {
-	l := newLedger(t)
-	flushWorkload(l)
-	ref := newRM(t)
-	ref.flushEvery = 1 // every batch flushes: every row always current
-	catchUp(t, ref, l.store)
-	want := digest(t, ref)
-	if raw := rawDigest(t, ref); raw != want {
-		t.Fatalf("digest %s of a fully flushed database, raw digest %s", want, raw)
-	}
-	wantTotals, err := ref.Totals(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wantTotals.Check(); err != nil {
-		t.Fatal(err)
-	}
-	ids := []string{"a", "b", "c", "d", "e", "u", "sink", clearingCNY, domain.ClearingAccountID("USD")}
+	forBackends(t, func(t *testing.T, b backend) {
+		l := newLedger(t)
+		flushWorkload(l)
+		ref := b.newRM(t)
+		ref.flushEvery = 1 // every batch flushes: every row always current
+		catchUp(t, ref, l.store)
+		want := digest(t, ref)
+		if raw := rawDigest(t, ref); raw != want {
+			t.Fatalf("digest %s of a fully flushed database, raw digest %s", want, raw)
+		}
+		wantTotals, err := ref.Totals(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wantTotals.Check(); err != nil {
+			t.Fatal(err)
+		}
+		ids := []string{"a", "b", "c", "d", "e", "u", "sink", clearingCNY, domain.ClearingAccountID("USD")}
 
-	for _, every := range []int64{1, 2, 5, 17, 1 << 40} {
-		for _, chunk := range []int{1, 3, 50, 10000} {
-			t.Run(fmt.Sprintf("every%d/chunk%d", every, chunk), func(t *testing.T) {
-				path := filepath.Join(t.TempDir(), "rm.db")
-				r := openRM(t, path)
-				r.flushEvery = every
-				applyChunks(t, r, l.store, chunk)
-				check := func(stage string, r *ReadModels) {
-					t.Helper()
-					if got := digest(t, r); got != want {
-						t.Errorf("%s: digest %s, want %s", stage, got, want)
-					}
-					tot, err := r.Totals(context.Background())
-					if err != nil {
-						t.Fatal(err)
-					}
-					if fmt.Sprint(tot) != fmt.Sprint(wantTotals) {
-						t.Errorf("%s: totals %v, want %v", stage, tot, wantTotals)
-					}
-					for _, id := range ids {
-						got, gcp := r.Snapshot(id)
-						exp, ecp := ref.Snapshot(id)
-						if !got.Equal(exp) || gcp != ecp {
-							t.Errorf("%s: snapshot of %s %s@%d, want %s@%d", stage, id, got, gcp, exp, ecp)
+		for _, every := range []int64{1, 2, 5, 17, 1 << 40} {
+			for _, chunk := range []int{1, 3, 50, 10000} {
+				t.Run(fmt.Sprintf("every%d/chunk%d", every, chunk), func(t *testing.T) {
+					path := filepath.Join(t.TempDir(), "rm.db")
+					r := b.openRM(t, path)
+					r.flushEvery = every
+					applyChunks(t, r, l.store, chunk)
+					check := func(stage string, r *ReadModels) {
+						t.Helper()
+						if got := digest(t, r); got != want {
+							t.Errorf("%s: digest %s, want %s", stage, got, want)
+						}
+						tot, err := r.Totals(context.Background())
+						if err != nil {
+							t.Fatal(err)
+						}
+						if fmt.Sprint(tot) != fmt.Sprint(wantTotals) {
+							t.Errorf("%s: totals %v, want %v", stage, tot, wantTotals)
+						}
+						for _, id := range ids {
+							got, gcp := r.Snapshot(id)
+							exp, ecp := ref.Snapshot(id)
+							if !got.Equal(exp) || gcp != ecp {
+								t.Errorf("%s: snapshot of %s %s@%d, want %s@%d", stage, id, got, gcp, exp, ecp)
+							}
+						}
+						if got, exp := accountsText(r), accountsText(ref); got != exp {
+							t.Errorf("%s: in-memory balances differ:\n%s\nwant\n%s", stage, got, exp)
 						}
 					}
-					if got, exp := accountsText(r), accountsText(ref); got != exp {
-						t.Errorf("%s: in-memory balances differ:\n%s\nwant\n%s", stage, got, exp)
+					check("applied", r)
+					if every > l.head() && chunk < int(l.head()) && rawDigest(t, r) == want {
+						t.Error("stored rows are all current though no flush was due: the test does not exercise completion")
 					}
-				}
-				check("applied", r)
-				if every > l.head() && chunk < int(l.head()) && rawDigest(t, r) == want {
-					t.Error("stored rows are all current though no flush was due: the test does not exercise completion")
-				}
-				if err := r.Close(); err != nil {
-					t.Fatal(err)
-				}
-				r = openRM(t, path) // loads rows and completes them
-				r.flushEvery = every
-				check("reopened", r)
-				// Continue after the reopen: stale rows must still be
-				// rewritten by the next flush.
-				l2 := &ledger{t: t, store: newMemStore(), now: t0, step: l.step}
-				all, _ := l.store.ReadAll(context.Background(), 0, eventstore.MaxReadBatch)
-				for _, e := range all {
-					if _, err := l2.store.Append(context.Background(), e.Stream, eventstore.Any, []eventstore.EventData{e.EventData}); err != nil {
+					if err := r.Close(); err != nil {
 						t.Fatal(err)
 					}
-				}
-				l2.now = l.now
-				workload(l2, 30)
-				l2.pay("sink", "a", "0.5", domain.CNY)
-				applyChunks(t, r, l2.store, chunk)
-				fresh := newRM(t)
-				fresh.flushEvery = 1
-				catchUp(t, fresh, l2.store)
-				if got, exp := digest(t, r), digest(t, fresh); got != exp {
-					t.Errorf("continued: digest %s, fresh build %s", got, exp)
-				}
-				if err := r.Close(); err != nil {
-					t.Fatal(err)
-				}
-				r = openRM(t, path)
-				if got, exp := digest(t, r), digest(t, fresh); got != exp {
-					t.Errorf("continued and reopened: digest %s, fresh build %s", got, exp)
-				}
-			})
+					r = b.openRM(t, path) // loads rows and completes them
+					r.flushEvery = every
+					check("reopened", r)
+					// Continue after the reopen: stale rows must still be
+					// rewritten by the next flush.
+					l2 := &ledger{t: t, store: newMemStore(), now: t0, step: l.step}
+					all, _ := l.store.ReadAll(context.Background(), 0, eventstore.MaxReadBatch)
+					for _, e := range all {
+						if _, err := l2.store.Append(context.Background(), e.Stream, eventstore.Any, []eventstore.EventData{e.EventData}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					l2.now = l.now
+					workload(l2, 30)
+					l2.pay("sink", "a", "0.5", domain.CNY)
+					applyChunks(t, r, l2.store, chunk)
+					fresh := b.newRM(t)
+					fresh.flushEvery = 1
+					catchUp(t, fresh, l2.store)
+					if got, exp := digest(t, r), digest(t, fresh); got != exp {
+						t.Errorf("continued: digest %s, fresh build %s", got, exp)
+					}
+					if err := r.Close(); err != nil {
+						t.Fatal(err)
+					}
+					r = b.openRM(t, path)
+					if got, exp := digest(t, r), digest(t, fresh); got != exp {
+						t.Errorf("continued and reopened: digest %s, fresh build %s", got, exp)
+					}
+				})
+			}
 		}
-	}
+	})
 }
 
 // TestUpgradeFromVersion2 opens a version 2 file (all balances rows

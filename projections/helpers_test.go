@@ -11,6 +11,7 @@ import (
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/internal/pgtest"
 )
 
 var t0 = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -115,6 +116,64 @@ func openRM(t testing.TB, path string) *ReadModels {
 func newRM(t testing.TB) *ReadModels {
 	t.Helper()
 	return openRM(t, filepath.Join(t.TempDir(), "readmodels.db"))
+}
+
+// backend opens read models on one of the two databases.
+type backend struct {
+	name string
+	// open opens the read models key names: the same key in the same test
+	// reopens the same ones (a file path for SQLite, a schema of its own
+	// for PostgreSQL).
+	open func(t testing.TB, key string) *ReadModels
+}
+
+// openRM opens the read models key names on b, closing them at the end.
+func (b backend) openRM(t testing.TB, key string) *ReadModels {
+	t.Helper()
+	r := b.open(t, key)
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// newRM opens new, empty read models on b.
+func (b backend) newRM(t testing.TB) *ReadModels {
+	t.Helper()
+	return b.openRM(t, filepath.Join(t.TempDir(), "readmodels.db"))
+}
+
+var (
+	sqliteBackend = backend{name: "sqlite", open: func(t testing.TB, path string) *ReadModels {
+		t.Helper()
+		r, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}}
+	postgresBackend = backend{name: "postgres", open: func(t testing.TB, key string) *ReadModels {
+		t.Helper()
+		dsn, schema := pgtest.Schema(t, key)
+		r, err := OpenPostgres(context.Background(), dsn, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}}
+)
+
+// forBackends runs fn once per backend, as subtests named after them. The
+// PostgreSQL one is skipped with the reason when the test server does not
+// answer, unless PAYLEDGER_REQUIRE_POSTGRES=1 (then it fails).
+func forBackends(t *testing.T, fn func(t *testing.T, b backend)) {
+	t.Helper()
+	for _, b := range []backend{sqliteBackend, postgresBackend} {
+		t.Run(b.name, func(t *testing.T) {
+			if b.name == "postgres" {
+				pgtest.DSN(t)
+			}
+			fn(t, b)
+		})
+	}
 }
 
 func catchUp(t testing.TB, r *ReadModels, s eventstore.Store) {

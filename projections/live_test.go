@@ -60,57 +60,61 @@ func waitCheckpoint(t *testing.T, r *ReadModels, pos int64) {
 // Run coalesces them into batches, with nobody in WaitFor, and checks that
 // everything is applied and the content equals a CatchUp of the same log.
 func TestCoalescedLiveApplyMatchesCatchUp(t *testing.T) {
-	l := newLedger(t)
-	r := newRM(t)
-	r.coalesce = 50 * time.Millisecond
-	runRM(t, r, l.store)
-	const accounts = 20
-	for i := range accounts {
-		l.open(fmt.Sprintf("acct-%02d", i), domain.CNY)
-		l.deposit(fmt.Sprintf("acct-%02d", i), "100", domain.CNY)
-	}
-	for i := range 400 {
-		l.pay(fmt.Sprintf("acct-%02d", i%accounts), fmt.Sprintf("acct-%02d", (i*7+3)%accounts), "0.01", domain.CNY)
-		if i%50 == 0 {
-			time.Sleep(2 * time.Millisecond) // spread appends over several windows
+	forBackends(t, func(t *testing.T, b backend) {
+		l := newLedger(t)
+		r := b.newRM(t)
+		r.coalesce = 50 * time.Millisecond
+		runRM(t, r, l.store)
+		const accounts = 20
+		for i := range accounts {
+			l.open(fmt.Sprintf("acct-%02d", i), domain.CNY)
+			l.deposit(fmt.Sprintf("acct-%02d", i), "100", domain.CNY)
 		}
-	}
-	waitCheckpoint(t, r, l.head())
+		for i := range 400 {
+			l.pay(fmt.Sprintf("acct-%02d", i%accounts), fmt.Sprintf("acct-%02d", (i*7+3)%accounts), "0.01", domain.CNY)
+			if i%50 == 0 {
+				time.Sleep(2 * time.Millisecond) // spread appends over several windows
+			}
+		}
+		waitCheckpoint(t, r, l.head())
 
-	fresh := newRM(t)
-	catchUp(t, fresh, l.store)
-	if got, want := digest(t, r), digest(t, fresh); got != want {
-		t.Fatalf("live digest %s, catch-up digest %s", got, want)
-	}
+		fresh := b.newRM(t)
+		catchUp(t, fresh, l.store)
+		if got, want := digest(t, r), digest(t, fresh); got != want {
+			t.Fatalf("live digest %s, catch-up digest %s", got, want)
+		}
+	})
 }
 
 // TestWaitForCutsCoalescingShort sets a coalescing window far longer than
 // the test's bound: WaitFor must still return, because a waiter makes the
 // applier commit what it has.
 func TestWaitForCutsCoalescingShort(t *testing.T) {
-	l := newLedger(t)
-	l.open("alice", domain.CNY)
-	r := newRM(t)
-	r.coalesce = time.Hour
-	runRM(t, r, l.store)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.WaitFor(ctx, 1); err != nil { // caught up before going live
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		// Each append opens a window of an hour; only the waiter ends it.
-		e := l.deposit("alice", "1", domain.CNY)
-		if err := r.WaitFor(ctx, e.Position); err != nil {
-			t.Fatalf("deposit %d: %v", i, err)
+	forBackends(t, func(t *testing.T, b backend) {
+		l := newLedger(t)
+		l.open("alice", domain.CNY)
+		r := b.newRM(t)
+		r.coalesce = time.Hour
+		runRM(t, r, l.store)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.WaitFor(ctx, 1); err != nil { // caught up before going live
+			t.Fatal(err)
 		}
-		if b := balanceOf(t, r, "alice"); b.Available.Amount.IntPart() != int64(i+1) {
-			t.Fatalf("deposit %d: balance %s", i, b.Available)
+		for i := range 5 {
+			// Each append opens a window of an hour; only the waiter ends it.
+			e := l.deposit("alice", "1", domain.CNY)
+			if err := r.WaitFor(ctx, e.Position); err != nil {
+				t.Fatalf("deposit %d: %v", i, err)
+			}
+			if b := balanceOf(t, r, "alice"); b.Available.Amount.IntPart() != int64(i+1) {
+				t.Fatalf("deposit %d: balance %s", i, b.Available)
+			}
 		}
-	}
-	if n := r.waiters.Load(); n != 0 {
-		t.Fatalf("%d waiters counted after all returned", n)
-	}
+		if n := r.waiters.Load(); n != 0 {
+			t.Fatalf("%d waiters counted after all returned", n)
+		}
+	})
 }
 
 // TestWaitForDuringWindow starts waiting while the applier already sleeps
@@ -142,23 +146,25 @@ func TestWaitForDuringWindow(t *testing.T) {
 
 // TestRunStopsDuringWindow checks that cancelling Run ends a long window.
 func TestRunStopsDuringWindow(t *testing.T) {
-	l := newLedger(t)
-	l.open("alice", domain.CNY)
-	r := newRM(t)
-	r.coalesce = time.Hour
-	stop := runRM(t, r, l.store)
-	waitCheckpoint(t, r, 1)
-	l.deposit("alice", "1", domain.CNY)
-	time.Sleep(10 * time.Millisecond)
-	stop() // bounded: fails the test if Run does not return
-	// Whatever was applied is consistent with the checkpoint; a restart
-	// continues from it.
-	r2 := newRM(t)
-	catchUp(t, r2, l.store)
-	catchUp(t, r, l.store)
-	if digest(t, r) != digest(t, r2) {
-		t.Fatal("digest after stop and catch-up differs from a fresh catch-up")
-	}
+	forBackends(t, func(t *testing.T, b backend) {
+		l := newLedger(t)
+		l.open("alice", domain.CNY)
+		r := b.newRM(t)
+		r.coalesce = time.Hour
+		stop := runRM(t, r, l.store)
+		waitCheckpoint(t, r, 1)
+		l.deposit("alice", "1", domain.CNY)
+		time.Sleep(10 * time.Millisecond)
+		stop() // bounded: fails the test if Run does not return
+		// Whatever was applied is consistent with the checkpoint; a restart
+		// continues from it.
+		r2 := b.newRM(t)
+		catchUp(t, r2, l.store)
+		catchUp(t, r, l.store)
+		if digest(t, r) != digest(t, r2) {
+			t.Fatal("digest after stop and catch-up differs from a fresh catch-up")
+		}
+	})
 }
 
 func TestCanonicalFastPathMatches(t *testing.T) {

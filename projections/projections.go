@@ -268,6 +268,10 @@ type ReadModels struct {
 	// stmts are the writer's prepared statements, guarded by applyMu.
 	// Closing writeDB closes them with its connection.
 	stmts writerStmts
+
+	// dialect is what differs between SQLite and PostgreSQL: placeholders,
+	// a few statements, transaction options and the writer's fence.
+	dialect dialect
 }
 
 // Open opens (creating if needed) the read-model database at path, for
@@ -292,31 +296,12 @@ func Open(path string) (*ReadModels, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	r := &ReadModels{
-		path:     path,
-		writeDB:  w,
-		accounts: make(map[string]account),
-		advanced: make(chan struct{}),
-		closed:   make(chan struct{}),
-
-		waiterArrived: make(chan struct{}, 1),
-		coalesce:      coalesceWindow,
-		busyCoalesce:  busyCoalesceWindow,
-		busyEvents:    busyEvents,
-		stale:         make(map[string]struct{}),
-		flushEvery:    balancesFlushEvents,
-
-		live:    liveMode,
-		catchUp: catchUpMode,
-	}
+	r := newReadModels(path, w, sqliteDialect{})
 	if err := r.initSchema(); err != nil {
 		_ = w.Close()
 		return nil, err
 	}
-	if err := r.stmts.prepare(w); err != nil {
+	if err := r.stmts.prepare(w, r.dialect); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
@@ -333,6 +318,35 @@ func Open(path string) (*ReadModels, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// newReadModels is the state shared by both backends around the writer's
+// database w, which it limits to one connection: one writer, whose batches
+// are serialised anyway, and on PostgreSQL the session that holds the
+// projector's lock.
+func newReadModels(name string, w *sql.DB, d dialect) *ReadModels {
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	return &ReadModels{
+		path:     name,
+		writeDB:  w,
+		accounts: make(map[string]account),
+		advanced: make(chan struct{}),
+		closed:   make(chan struct{}),
+
+		waiterArrived: make(chan struct{}, 1),
+		coalesce:      coalesceWindow,
+		busyCoalesce:  busyCoalesceWindow,
+		busyEvents:    busyEvents,
+		stale:         make(map[string]struct{}),
+		flushEvery:    balancesFlushEvents,
+
+		live:    liveMode,
+		catchUp: catchUpMode,
+		dialect: d,
+	}
 }
 
 func (r *ReadModels) initSchema() error {
@@ -374,12 +388,12 @@ func (r *ReadModels) initSchema() error {
 // pair starts consistent.
 func (r *ReadModels) load() error {
 	ctx := context.Background()
-	tx, err := r.readDB.BeginTx(ctx, nil)
+	tx, err := r.readTx(ctx)
 	if err != nil {
 		return fmt.Errorf("projections: load %s: %w", r.path, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := storedBalances(ctx, tx)
+	st, err := storedBalances(ctx, tx, r.dialect)
 	if err != nil {
 		return fmt.Errorf("projections: load %s: %w", r.path, err)
 	}
@@ -405,7 +419,7 @@ type stored struct {
 // storedBalances reads every account's balance as of the checkpoint: the
 // stored rows, each completed by its account's entries after the row's
 // last_position (see schemaSQL).
-func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
+func storedBalances(ctx context.Context, tx *sql.Tx, d dialect) (stored, error) {
 	st := stored{accounts: make(map[string]account), stale: make(map[string]struct{})}
 	if err := tx.QueryRowContext(ctx, "SELECT position FROM checkpoint WHERE id = 1").Scan(&st.checkpoint); err != nil {
 		return stored{}, fmt.Errorf("checkpoint: %w", err)
@@ -416,7 +430,7 @@ func storedBalances(ctx context.Context, tx *sql.Tx) (stored, error) {
 	if err := readBalanceRows(ctx, tx, st.accounts); err != nil {
 		return stored{}, err
 	}
-	if err := completeBalanceRows(ctx, tx, &st); err != nil {
+	if err := completeBalanceRows(ctx, tx, d, &st); err != nil {
 		return stored{}, err
 	}
 	return st, nil
@@ -460,10 +474,10 @@ func readBalanceRows(ctx context.Context, tx *sql.Tx, accounts map[string]accoun
 // balances_flushed that their rows do not hold yet, marking those accounts
 // stale. A row's own last_position, not the running one, decides: a
 // transfer to the same account has two entries at one position.
-func completeBalanceRows(ctx context.Context, tx *sql.Tx, st *stored) error {
+func completeBalanceRows(ctx context.Context, tx *sql.Tx, d dialect, st *stored) error {
 	rowLast := make(map[string]int64)
-	erows, err := tx.QueryContext(ctx, `SELECT account_id, position, seq, amount FROM entries
-		WHERE position > ? ORDER BY position, seq`, st.flushed)
+	erows, err := tx.QueryContext(ctx, d.rebind(`SELECT account_id, position, seq, amount FROM entries
+		WHERE position > ? ORDER BY position, seq`), st.flushed)
 	if err != nil {
 		return fmt.Errorf("entries after position %d: %w", st.flushed, err)
 	}
@@ -513,6 +527,7 @@ func completeBalanceRows(ctx context.Context, tx *sql.Tx, st *stored) error {
 func (r *ReadModels) Close() error {
 	r.closeOnce.Do(func() { close(r.closed) })
 	var errs []error
+	errs = append(errs, r.dialect.release(r.writeDB))
 	if r.readDB != nil {
 		errs = append(errs, r.readDB.Close())
 	}
@@ -849,13 +864,10 @@ func (r *ReadModels) Rebuild(ctx context.Context, store eventstore.Store) error 
 		return fmt.Errorf("projections: rebuild: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	for _, q := range []string{
-		"DELETE FROM entries",
-		"DELETE FROM balances",
-		"DELETE FROM cases",
-		"UPDATE checkpoint SET position = 0 WHERE id = 1",
-		"UPDATE balances_flushed SET position = 0 WHERE id = 1",
-	} {
+	if err := r.dialect.fence(ctx, tx); err != nil {
+		return fmt.Errorf("projections: rebuild: %w", err)
+	}
+	for _, q := range r.dialect.resetStatements() {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("projections: rebuild: %s: %w", q, err)
 		}
@@ -1095,6 +1107,9 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 		return false, fmt.Errorf("projections: apply up to position %d: begin: %w", cp, err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if err := r.dialect.fence(ctx, tx); err != nil {
+		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
+	}
 	// Inserting in key (log) order appends to the table's last page.
 	slices.SortFunc(entries, func(a, b pendingEntry) int {
 		return cmp.Or(cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
@@ -1102,7 +1117,7 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 	if err := r.stmts.insertEntries(ctx, tx, entries); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
-	if err := writeCases(ctx, tx, cases); err != nil {
+	if err := writeCases(ctx, tx, r.dialect, cases); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
 	flush := cp-r.balancesFlushed >= r.flushEvery
@@ -1147,7 +1162,7 @@ type caseChange struct {
 // inserts the row (once: a redelivered opening changes nothing), every
 // later event sets the status. Case events are rare, so one statement
 // each is cheap.
-func writeCases(ctx context.Context, tx *sql.Tx, cases []caseChange) error {
+func writeCases(ctx context.Context, tx *sql.Tx, d dialect, cases []caseChange) error {
 	for _, c := range cases {
 		f := c.fact
 		var err error
@@ -1157,14 +1172,14 @@ func writeCases(ctx context.Context, tx *sql.Tx, cases []caseChange) error {
 			if !f.DueBy.IsZero() {
 				due = f.DueBy.UnixNano()
 			}
-			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO cases (case_id, kind, account_id, status, opened_ns, due_ns, ended_ns, last_position)
-				VALUES (?, ?, ?, ?, ?, ?, 0, ?)`, f.CaseID, f.Kind, f.AccountID, f.Status, c.timeNs, due, c.position)
+			_, err = tx.ExecContext(ctx, d.rebind(`INSERT INTO cases (case_id, kind, account_id, status, opened_ns, due_ns, ended_ns, last_position)
+				VALUES (?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (case_id) DO NOTHING`), f.CaseID, f.Kind, f.AccountID, f.Status, c.timeNs, due, c.position)
 		default:
 			ended := int64(0)
 			if f.Ends {
 				ended = c.timeNs
 			}
-			_, err = tx.ExecContext(ctx, `UPDATE cases SET status = ?, ended_ns = ?, last_position = ? WHERE case_id = ?`,
+			_, err = tx.ExecContext(ctx, d.rebind(`UPDATE cases SET status = ?, ended_ns = ?, last_position = ? WHERE case_id = ?`),
 				f.Status, ended, c.position, f.CaseID)
 		}
 		if err != nil {
@@ -1231,19 +1246,20 @@ type writerStmts struct {
 	checkpoint *sql.Stmt
 }
 
-func (w *writerStmts) prepare(db *sql.DB) error {
+func (w *writerStmts) prepare(db *sql.DB, d dialect) error {
 	ctx := context.Background()
 	var err error
-	if w.inserts, err = sqlrows.Prepare(ctx, db, insertSQL); err != nil {
+	insert := func(rows int) string { return d.rebind(d.insertEntriesVerb() + insertSQL(rows)) }
+	if w.inserts, err = sqlrows.Prepare(ctx, db, insert); err != nil {
 		return fmt.Errorf("prepare entries insert: %w", err)
 	}
-	if w.upserts, err = sqlrows.Prepare(ctx, db, upsertSQL); err != nil {
+	if w.upserts, err = sqlrows.Prepare(ctx, db, func(rows int) string { return d.rebind(upsertSQL(rows)) }); err != nil {
 		return fmt.Errorf("prepare balances upsert: %w", err)
 	}
-	if w.flushed, err = db.PrepareContext(ctx, "UPDATE balances_flushed SET position = ? WHERE id = 1"); err != nil {
+	if w.flushed, err = db.PrepareContext(ctx, d.rebind("UPDATE balances_flushed SET position = ? WHERE id = 1")); err != nil {
 		return fmt.Errorf("prepare balances flush update: %w", err)
 	}
-	if w.checkpoint, err = db.PrepareContext(ctx, "UPDATE checkpoint SET position = ? WHERE id = 1"); err != nil {
+	if w.checkpoint, err = db.PrepareContext(ctx, d.rebind("UPDATE checkpoint SET position = ? WHERE id = 1")); err != nil {
 		return fmt.Errorf("prepare checkpoint update: %w", err)
 	}
 	return nil
@@ -1259,12 +1275,10 @@ func (w *writerStmts) insertEntries(ctx context.Context, tx *sql.Tx, entries []p
 	}))
 }
 
-// insertSQL builds a multi-row insert. OR ROLLBACK: a duplicate key can only
-// be a bug (the checkpoint already filters redelivery) and must fail the
-// whole batch anyway; unlike the default ABORT it also spares SQLite a
-// statement journal for every multi-row statement.
+// insertSQL builds a multi-row insert after the dialect's verb
+// (insertEntriesVerb).
 func insertSQL(rows int) string {
-	return `INSERT OR ROLLBACK INTO entries (account_id, time_ns, position, seq, event_id, type, amount, currency,
+	return ` INTO entries (account_id, time_ns, position, seq, event_id, type, amount, currency,
 		counterparty, balance_after, description, ref) VALUES ` + sqlrows.Values(rows, entryCols)
 }
 
@@ -1328,11 +1342,13 @@ func canonicalInt64(coef int64, places int) string {
 	return string(buf[i:])
 }
 
-// setWriteMode sets the writer connection's write mode.
+// setWriteMode sets the writer connection's write mode (SQLite only).
 func (r *ReadModels) setWriteMode(ctx context.Context, m writeMode) error {
-	q := fmt.Sprintf("PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = %d", m.synchronous, m.checkpointPages)
-	if _, err := r.writeDB.ExecContext(ctx, q); err != nil {
-		return fmt.Errorf("projections: set synchronous=%s and a WAL checkpoint every %d pages: %w", m.synchronous, m.checkpointPages, err)
-	}
-	return nil
+	return r.dialect.setWriteMode(ctx, r.writeDB, m)
+}
+
+// readTx begins a read-only transaction that sees one state of every
+// table, whatever the backend.
+func (r *ReadModels) readTx(ctx context.Context) (*sql.Tx, error) {
+	return r.readDB.BeginTx(ctx, r.dialect.readTxOptions())
 }

@@ -66,7 +66,7 @@ func (r *ReadModels) Balance(ctx context.Context, accountID string) (Balance, er
 // audits of a past date. An account known now but without entries up to t
 // has a zero balance. AsOfPosition is the checkpoint the answer was read at.
 func (r *ReadModels) BalanceAsOf(ctx context.Context, accountID string, t time.Time) (Balance, error) {
-	tx, err := r.readDB.BeginTx(ctx, nil)
+	tx, err := r.readTx(ctx)
 	if err != nil {
 		return Balance{}, fmt.Errorf("projections: balance of %s as of %s: %w", accountID, t, err)
 	}
@@ -76,7 +76,7 @@ func (r *ReadModels) BalanceAsOf(ctx context.Context, accountID string, t time.T
 		return Balance{}, fmt.Errorf("projections: balance of %s as of %s: checkpoint: %w", accountID, t, err)
 	}
 	var cur string
-	err = tx.QueryRowContext(ctx, "SELECT currency FROM balances WHERE account_id = ?", accountID).Scan(&cur)
+	err = tx.QueryRowContext(ctx, r.dialect.rebind("SELECT currency FROM balances WHERE account_id = ?"), accountID).Scan(&cur)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, nil
 	}
@@ -86,9 +86,9 @@ func (r *ReadModels) BalanceAsOf(ctx context.Context, accountID string, t time.T
 	b.Found = true
 	b.Available.Currency = domain.Currency(cur)
 	var after string
-	err = tx.QueryRowContext(ctx, `SELECT balance_after FROM entries
+	err = tx.QueryRowContext(ctx, r.dialect.rebind(`SELECT balance_after FROM entries
 		WHERE account_id = ? AND time_ns <= ?
-		ORDER BY time_ns DESC, position DESC, seq DESC LIMIT 1`, accountID, toNanos(t, math.MaxInt64)).Scan(&after)
+		ORDER BY time_ns DESC, position DESC, seq DESC LIMIT 1`), accountID, toNanos(t, math.MaxInt64)).Scan(&after)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, nil
 	}
@@ -172,12 +172,12 @@ func (r *ReadModels) Statement(ctx context.Context, q StatementQuery) (Statement
 	if q.To.IsZero() {
 		upper = "time_ns <= ?" // unbounded: include the largest representable time
 	}
-	rows, err := r.readDB.QueryContext(ctx, `SELECT event_id, position, seq, time_ns, type, amount, currency,
+	rows, err := r.readDB.QueryContext(ctx, r.dialect.rebind(`SELECT event_id, position, seq, time_ns, type, amount, currency,
 			counterparty, balance_after, description, ref
 		FROM entries
 		WHERE account_id = ? AND (time_ns, position, seq) > (?, ?, ?) AND `+upper+`
 		ORDER BY time_ns, position, seq
-		LIMIT ?`, q.AccountID, after.timeNs, after.position, after.seq, to, limit+1)
+		LIMIT ?`), q.AccountID, after.timeNs, after.position, after.seq, to, limit+1)
 	if err != nil {
 		return StatementPage{}, fmt.Errorf("projections: statement of %s: %w", q.AccountID, err)
 	}
@@ -317,12 +317,12 @@ func (t Totals) Check() error {
 // transaction, so they match one checkpoint. Sums are exact decimals done
 // in Go; SQLite's SUM would go through floats.
 func (r *ReadModels) Totals(ctx context.Context) (Totals, error) {
-	tx, err := r.readDB.BeginTx(ctx, nil)
+	tx, err := r.readTx(ctx)
 	if err != nil {
 		return Totals{}, fmt.Errorf("projections: totals: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := storedBalances(ctx, tx)
+	st, err := storedBalances(ctx, tx, r.dialect)
 	if err != nil {
 		return Totals{}, fmt.Errorf("projections: totals: %w", err)
 	}
@@ -352,7 +352,7 @@ func (r *ReadModels) Totals(ctx context.Context) (Totals, error) {
 // checkpoint — read in one transaction. Two databases built from the same
 // log, incrementally or by Rebuild, must have the same digest (R4).
 func (r *ReadModels) Digest(ctx context.Context) (string, error) {
-	tx, err := r.readDB.BeginTx(ctx, nil)
+	tx, err := r.readTx(ctx)
 	if err != nil {
 		return "", fmt.Errorf("projections: digest: %w", err)
 	}
@@ -361,7 +361,7 @@ func (r *ReadModels) Digest(ctx context.Context) (string, error) {
 	h.Write([]byte("payledger/readmodels/v1"))
 	// Balances are hashed as complete rows, exactly as they would be stored
 	// if all were current (see schemaSQL), whenever rows were flushed.
-	st, err := storedBalances(ctx, tx)
+	st, err := storedBalances(ctx, tx, r.dialect)
 	if err != nil {
 		return "", fmt.Errorf("projections: digest balances: %w", err)
 	}
@@ -441,12 +441,12 @@ type AccountRow struct {
 // the checkpoint, which it returns too, in one transaction: what a
 // reconciliation compares with the log.
 func (r *ReadModels) Accounts(ctx context.Context) (map[string]AccountRow, int64, error) {
-	tx, err := r.readDB.BeginTx(ctx, nil)
+	tx, err := r.readTx(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("projections: accounts: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	st, err := storedBalances(ctx, tx)
+	st, err := storedBalances(ctx, tx, r.dialect)
 	if err != nil {
 		return nil, 0, fmt.Errorf("projections: accounts: %w", err)
 	}
@@ -504,8 +504,8 @@ func (r *ReadModels) Cases(ctx context.Context, q CaseQuery) (rows []CaseRow, ne
 		args = append(args, q.After)
 	}
 	args = append(args, q.Limit+1)
-	res, err := r.readDB.QueryContext(ctx, `SELECT case_id, kind, account_id, status, opened_ns, due_ns, ended_ns
-		FROM cases WHERE `+where+` ORDER BY case_id LIMIT ?`, args...)
+	res, err := r.readDB.QueryContext(ctx, r.dialect.rebind(`SELECT case_id, kind, account_id, status, opened_ns, due_ns, ended_ns
+		FROM cases WHERE `+where+` ORDER BY case_id LIMIT ?`), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("projections: cases: %w", err)
 	}
