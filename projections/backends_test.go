@@ -243,3 +243,30 @@ func TestPostgresFenceStopsALostProjector(t *testing.T) {
 		t.Errorf("error %q does not say why", err)
 	}
 }
+
+// TestReadModelsOfAnotherLogAreRefused: read models past the log's head
+// were built from another log; catching up refuses them (instead of
+// answering for this log with that one's rows), and Rebuild replaces them.
+func TestReadModelsOfAnotherLogAreRefused(t *testing.T) {
+	forBackends(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		l := newLedger(t)
+		workload(l, 10)
+		r := b.newRM(t)
+		catchUp(t, r, l.store)
+		short := newLedger(t)
+		short.open("z", domain.CNY)
+		short.deposit("z", "1", domain.CNY)
+		if err := r.CatchUp(ctx, short.store); !errors.Is(err, ErrAheadOfLog) {
+			t.Fatalf("catch up from a shorter log: %v, want ErrAheadOfLog", err)
+		}
+		if err := r.Rebuild(ctx, short.store); err != nil {
+			t.Fatal(err)
+		}
+		fresh := b.newRM(t)
+		catchUp(t, fresh, short.store)
+		if digest(t, r) != digest(t, fresh) || r.Checkpoint() != short.head() {
+			t.Fatalf("rebuilt at %d, want the fresh build at %d", r.Checkpoint(), short.head())
+		}
+	})
+}

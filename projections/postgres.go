@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -98,25 +99,10 @@ func IsPostgresURL(spec string) bool {
 // The lock is a session advisory lock on the writer's only connection,
 // held until Close; every write transaction takes it again (see fence).
 func OpenPostgres(ctx context.Context, dsn, schema string) (*ReadModels, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, schema, name, err := pgConfig(dsn, schema)
 	if err != nil {
-		return nil, fmt.Errorf("projections: parse %s: %w", redactDSN(dsn), err)
+		return nil, err
 	}
-	if schema == "" {
-		schema = cfg.RuntimeParams["search_path"]
-	}
-	if schema == "" {
-		schema = DefaultPostgresSchema
-	}
-	if len(schema) > 63 || strings.ContainsAny(schema, ",\" \x00") {
-		return nil, fmt.Errorf("projections: read-model schema %q: want one schema name of at most 63 bytes", schema)
-	}
-	name := fmt.Sprintf("%s (schema %s)", redactDSN(dsn), schema)
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = connectTimeout
-	}
-	cfg.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
-	cfg.RuntimeParams["application_name"] = "payledger read models"
 	d := postgresDialect{lockKey: "payledger/readmodels/" + schema}
 	r := newReadModels(name, stdlib.OpenDB(*cfg), d)
 	if err := r.initPostgres(ctx, schema); err != nil {
@@ -127,18 +113,83 @@ func OpenPostgres(ctx context.Context, dsn, schema string) (*ReadModels, error) 
 		_ = r.writeDB.Close()
 		return nil, fmt.Errorf("projections: open %s: %w", name, err)
 	}
+	r.readDB = openPGReaders(cfg)
+	if err := r.load(); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenPostgresReader opens the read models in schema (as OpenPostgres
+// names it) for reading only, beside the process that projects into them:
+// it takes no lock and creates nothing, and CatchUp, Run and Rebuild
+// refuse. Reconciliation uses it while the server runs.
+func OpenPostgresReader(ctx context.Context, dsn, schema string) (*ReadModels, error) {
+	cfg, schema, name, err := pgConfig(dsn, schema)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := loadPGMigrations()
+	if err != nil {
+		return nil, fmt.Errorf("projections: open %s: %w", name, err)
+	}
+	r := newReadModels(name, nil, postgresDialect{lockKey: "payledger/readmodels/" + schema})
+	r.readDB = openPGReaders(cfg)
+	var cur int
+	err = r.readDB.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM readmodels_migrations").Scan(&cur)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
+		err = errors.New("no read models there: serve or rebuild with --read-models creates them")
+	case err == nil && cur != len(ms):
+		err = fmt.Errorf("schema version %d, this build reads %d", cur, len(ms))
+	}
+	if err != nil {
+		_ = r.readDB.Close()
+		return nil, fmt.Errorf("projections: open %s: %w", name, err)
+	}
+	if err := r.load(); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// pgConfig parses dsn and settles the schema: schema, else the URL's
+// search_path, else DefaultPostgresSchema. name names both in messages,
+// without the password.
+func pgConfig(dsn, schema string) (cfg *pgx.ConnConfig, _ string, name string, err error) {
+	cfg, err = pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("projections: parse %s: %w", redactDSN(dsn), err)
+	}
+	if schema == "" {
+		schema = cfg.RuntimeParams["search_path"]
+	}
+	if schema == "" {
+		schema = DefaultPostgresSchema
+	}
+	if len(schema) > 63 || strings.ContainsAny(schema, ",\" \x00") {
+		return nil, "", "", fmt.Errorf("projections: read-model schema %q: want one schema name of at most 63 bytes", schema)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	cfg.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
+	cfg.RuntimeParams["application_name"] = "payledger read models"
+	return cfg, schema, fmt.Sprintf("%s (schema %s)", redactDSN(dsn), schema), nil
+}
+
+// openPGReaders opens the pool of read connections.
+func openPGReaders(cfg *pgx.ConnConfig) *sql.DB {
 	rcfg := cfg.Copy()
 	// The readers cannot write, whatever a bug asks of them.
 	rcfg.RuntimeParams["default_transaction_read_only"] = "on"
 	rd := stdlib.OpenDB(*rcfg)
 	rd.SetMaxOpenConns(maxReaders)
 	rd.SetMaxIdleConns(maxReaders)
-	r.readDB = rd
-	if err := r.load(); err != nil {
-		_ = r.Close()
-		return nil, err
-	}
-	return r, nil
+	return rd
 }
 
 // initPostgres creates the schema, takes the projector's lock, then

@@ -325,10 +325,12 @@ func Open(path string) (*ReadModels, error) {
 // are serialised anyway, and on PostgreSQL the session that holds the
 // projector's lock.
 func newReadModels(name string, w *sql.DB, d dialect) *ReadModels {
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
+	if w != nil {
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+	}
 	return &ReadModels{
 		path:     name,
 		writeDB:  w,
@@ -527,16 +529,28 @@ func completeBalanceRows(ctx context.Context, tx *sql.Tx, d dialect, st *stored)
 func (r *ReadModels) Close() error {
 	r.closeOnce.Do(func() { close(r.closed) })
 	var errs []error
-	errs = append(errs, r.dialect.release(r.writeDB))
+	if r.writeDB != nil {
+		errs = append(errs, r.dialect.release(r.writeDB))
+	}
 	if r.readDB != nil {
 		errs = append(errs, r.readDB.Close())
 	}
-	errs = append(errs, r.writeDB.Close())
+	if r.writeDB != nil {
+		errs = append(errs, r.writeDB.Close())
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("projections: close %s: %w", r.path, err)
 	}
 	return nil
 }
+
+// ErrAheadOfLog is returned by CatchUp and Run when the read models hold
+// positions the log does not have.
+var ErrAheadOfLog = errors.New("projections: the read models are past the log's head: they were built from another log")
+
+// errReadOnly is returned by the methods that write, on read models opened
+// for reading only (OpenPostgresReader).
+var errReadOnly = errors.New("projections: these read models are open for reading only")
 
 // Checkpoint returns the global position up to which every event has been
 // applied and committed.
@@ -606,6 +620,9 @@ func (r *ReadModels) WaitFor(ctx context.Context, position int64) error {
 // It is what rebuild, tests and CLI commands use; Run uses it before going
 // live.
 func (r *ReadModels) CatchUp(ctx context.Context, store eventstore.Store) error {
+	if r.writeDB == nil {
+		return errReadOnly
+	}
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	return r.catchUpLocked(ctx, store)
@@ -659,7 +676,13 @@ func (r *ReadModels) catchUpLocked(ctx context.Context, store eventstore.Store) 
 		return fmt.Errorf("projections: catch up: read head: %w", err)
 	}
 	from := r.Checkpoint()
-	if from >= head {
+	if from > head {
+		// They hold events this log does not have: another log's read
+		// models (a wrong --data or --read-models), which would silently
+		// answer for it.
+		return fmt.Errorf("%w: at position %d, the log's head is %d: rebuild them from this log", ErrAheadOfLog, from, head)
+	}
+	if from == head {
 		return nil
 	}
 	if err := r.setWriteMode(ctx, r.catchUp); err != nil {
@@ -857,6 +880,9 @@ func drain(queue <-chan item, batch *[]item) {
 // The `payledger rebuild` command runs it with the server stopped; while it
 // runs, Snapshot and the queries see the partially rebuilt state.
 func (r *ReadModels) Rebuild(ctx context.Context, store eventstore.Store) error {
+	if r.writeDB == nil {
+		return errReadOnly
+	}
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	tx, err := r.writeDB.BeginTx(ctx, nil)

@@ -78,6 +78,10 @@ type Config struct {
 	// account's stream tail before deciding (ledger.Config.SoleWriter
 	// false).
 	SharedLog bool
+	// ReadModels is where the read models live (parseReadModels): empty
+	// for the data directory's readmodels.db, sqlite:PATH, or
+	// postgres://...
+	ReadModels string
 	// Progress, when a terminal, shows how far a long start is (an old
 	// event log's migration); nil shows nothing.
 	Progress    io.Writer
@@ -164,6 +168,7 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 	}
 	fs.StringVar(&c.Store, "store", os.Getenv("PAYLEDGER_STORE"),
 		"the event log: sqlite:PATH or postgres://... (run payledger migrate first; env PAYLEDGER_STORE); default events.db in --data")
+	fs.StringVar(&c.ReadModels, "read-models", os.Getenv(readModelsEnv), readModelsFlagUsage)
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
 		"file of the key that wraps the customers' data keys (payledger keys master-key; mode 0600, outside the data directory); default: $"+masterKeyEnv+", else DATA.master.key beside the data directory, generated on first start")
@@ -370,7 +375,7 @@ func (m *Main) openStores(ctx context.Context) error {
 		m.closeStores()
 		return err
 	}
-	if m.RM, err = projections.Open(filepath.Join(c.DataDir, "readmodels.db")); err != nil {
+	if m.RM, err = openReadModels(ctx, c.ReadModels, c.DataDir); err != nil {
 		m.closeStores()
 		return fmt.Errorf("open read models: %w", err)
 	}

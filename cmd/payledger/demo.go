@@ -28,6 +28,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "", "keep the demo's store in this directory (default: a temporary one, removed afterwards)")
 	store := fs.String("store", "", "the event log: postgres://... (migrated, and empty) or sqlite:PATH; default events.db in the data directory")
+	readModels := fs.String("read-models", "", "the read models: postgres://... (a schema of their own, new or built from this --store) or sqlite:PATH; default readmodels.db in the data directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	m := Main{Config: Config{Addr: "127.0.0.1:0", DataDir: *dir, TimeZone: "Asia/Shanghai", Clock: clock.Now, Progress: stderr,
 		Log:           slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour, MasterKey: masterPath, Store: *store}}
+		CheckpointKey: keyPath, CheckpointEvery: 24 * time.Hour, MasterKey: masterPath, Store: *store, ReadModels: *readModels}}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +32,9 @@ func lockedHint(err error) error {
 func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("data", "./data", "data directory (its readmodels.db is rebuilt)")
+	dir := fs.String("data", "./data", "data directory (its readmodels.db is rebuilt, without --read-models)")
 	storeFlag := addStoreFlag(fs)
+	rmFlag := addReadModelsFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,12 +46,14 @@ func cmdRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	defer store.Close()
-	rm, err := projections.Open(filepath.Join(*dir, "readmodels.db"))
+	rm, err := openReadModels(ctx, *rmFlag, *dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("rebuild: %w", err)
 	}
 	defer rm.Close()
-	if err := rm.CatchUp(ctx, store); err != nil {
+	// Read models of another log are what a rebuild replaces: the digests
+	// below then differ and say so.
+	if err := rm.CatchUp(ctx, store); err != nil && !errors.Is(err, projections.ErrAheadOfLog) {
 		return fmt.Errorf("catch up before rebuild: %w", err)
 	}
 	before, err := rm.Digest(ctx)

@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/payledger/payledger/checkpoints"
@@ -122,6 +120,7 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	day := fs.String("day", "", "also print this day's close report, such as 2026-03-01")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	store := addStoreFlag(fs)
+	rmFlag := addReadModelsFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,20 +128,16 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("time zone %q: %w", *tz, err)
 	}
-	path := filepath.Join(*dir, "readmodels.db")
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no read models at %s: %w", path, err)
+	rm, err := openReadModelsForReading(ctx, *rmFlag, *dir)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
 	}
+	defer rm.Close()
 	log, _, err := openReadLog(ctx, *store, *dir)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	defer log.Close()
-	rm, err := projections.Open(path)
-	if err != nil {
-		return err
-	}
-	defer rm.Close()
 	res, err := reconcile(ctx, log, rm, loc)
 	if err != nil {
 		return err
