@@ -53,17 +53,20 @@ func benchStore(b *testing.B) *memStore {
 
 // BenchmarkCatchUp100k measures applying 100k money events (200k statement
 // rows) into a fresh database with CatchUp, i.e. rebuild throughput.
-func BenchmarkCatchUp100k(b *testing.B) {
+func BenchmarkCatchUp100k(b *testing.B) { benchCatchUp(b, sqliteBackend) }
+
+// BenchmarkCatchUp100kPostgres is BenchmarkCatchUp100k into PostgreSQL
+// read models on the test server.
+func BenchmarkCatchUp100kPostgres(b *testing.B) { benchCatchUp(b, postgresBackend) }
+
+func benchCatchUp(b *testing.B, be backend) {
 	s := benchStore(b)
 	dir := b.TempDir()
 	var total time.Duration
 	n := 0
 	for b.Loop() {
 		b.StopTimer()
-		r, err := Open(filepath.Join(dir, fmt.Sprintf("rm-%d.db", n)))
-		if err != nil {
-			b.Fatal(err)
-		}
+		r := be.open(b, filepath.Join(dir, fmt.Sprintf("rm-%d.db", n)))
 		b.StartTimer()
 		start := time.Now()
 		if err := r.CatchUp(context.Background(), s); err != nil {
