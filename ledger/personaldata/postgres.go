@@ -125,13 +125,22 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions, master 
 	return s, nil
 }
 
-// createSchema creates the key store's schema when it is missing.
+// createSchema creates the key store's schema when it is missing. It looks
+// first, since even CREATE SCHEMA IF NOT EXISTS needs the right to create
+// schemas, which a role given a schema made for it lacks.
 func createSchema(ctx context.Context, cfg *pgx.ConnConfig, schema string) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("personaldata: connect: %w", err)
 	}
 	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return fmt.Errorf("personaldata: look for schema %s: %w", schema, err)
+	}
+	if exists {
+		return nil
+	}
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
 		return fmt.Errorf("personaldata: create schema %s: %w", schema, err)
 	}
@@ -180,10 +189,18 @@ func (s *Store) initPostgres(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "payledger/personaldata/migrate/"+s.pg.schema); err != nil {
 		return fmt.Errorf("personaldata: open %s: %w", s.path, err)
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    integer     PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+	// Looked for first, for a role that may not create tables once the
+	// schema is current (deployment.md's payledger_app).
+	var have bool
+	if err := tx.QueryRowContext(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&have); err != nil {
 		return fmt.Errorf("personaldata: open %s: %w", s.path, err)
+	}
+	if !have {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE schema_migrations (
+			version    integer     PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("personaldata: open %s: %w", s.path, err)
+		}
 	}
 	var cur int
 	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&cur); err != nil {
