@@ -34,7 +34,8 @@ var backupOrder = []struct {
 	{"events.db", true},
 	// After the log: every event in the copy has its data key in it (keys
 	// are made before the events they seal). The master key that wraps
-	// them is never in a backup.
+	// them is never in a backup. A PostgreSQL log keeps them in its
+	// database, whose own backups hold both.
 	{personalDataFile, true},
 }
 
@@ -56,7 +57,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errors.New("backup needs --to FILE")
 	}
 	if _, err := os.Stat(filepath.Join(*dir, "events.db")); err != nil {
-		return fmt.Errorf("backup: no event log in %s: %w", *dir, err)
+		return fmt.Errorf("backup: no event log in %s (a PostgreSQL log and its data keys are backed up with the database's own tools): %w", *dir, err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(*to), ".payledger-backup-")
 	if err != nil {
