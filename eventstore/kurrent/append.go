@@ -27,7 +27,18 @@ func expectedRevision(n int64) esdb.ExpectedRevision {
 
 // Append appends events to stream if it holds expected events (or
 // expected is eventstore.Any); see the package comment for how.
-func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (_ eventstore.AppendResult, err error) {
+func (s *Store) Append(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	return s.AppendIf(ctx, stream, expected, events, nil)
+}
+
+// AppendIf implements eventstore.ConditionalStore. Each condition's stream
+// version is read from its index in the same attempt as the appended
+// stream's, and checked the same way: the append to the log expects the
+// revision this store has indexed up to, so when it commits nothing came
+// between the reads and the commit point; and a condition not met is a
+// refusal only if the log has not moved past that view, else the attempt
+// reads what it missed and decides again.
+func (s *Store) AppendIf(ctx context.Context, stream string, expected int64, events []eventstore.EventData, conds []eventstore.Condition) (_ eventstore.AppendResult, err error) {
 	// A server or connection failure at any step is the storage being
 	// unavailable to the caller, whichever request met it.
 	defer func() {
@@ -39,6 +50,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 	}()
 	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
 		return eventstore.AppendResult{}, err
+	}
+	if err := eventstore.ValidateConditions(stream, conds); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("kurrent store: append to %s: %w", stream, err)
 	}
 	if s.isClosed() {
 		return eventstore.AppendResult{}, eventstore.ErrClosed
@@ -58,7 +72,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 				return eventstore.AppendResult{}, fmt.Errorf("kurrent store: append to %s: %w", stream, err)
 			}
 		}
-		res, done, err := s.tryAppend(ctx, stream, expected, events)
+		res, done, err := s.tryAppend(ctx, stream, expected, events, conds)
 		if done {
 			return res, err
 		}
@@ -71,15 +85,25 @@ func (s *Store) Append(ctx context.Context, stream string, expected int64, event
 // tryAppend makes one attempt against the writer's view of the log. done
 // is false when the log had moved past that view, so that nothing was
 // decided: the caller catches up and tries again.
-func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, events []eventstore.EventData) (res eventstore.AppendResult, done bool, err error) {
-	// The stream's last event is read while the ids are looked up: the
-	// two are independent, and an Append waits for the slower.
+func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, events []eventstore.EventData, conds []eventstore.Condition) (res eventstore.AppendResult, done bool, err error) {
+	// The stream's last event and the conditions' versions (at most
+	// eventstore.MaxConditions) are read while the ids are looked up: they
+	// are independent, and an Append waits for the slowest.
 	var last []eventstore.Event
 	var lastErr error
+	versions := make([]int64, len(conds))
 	lastRead := make(chan struct{})
 	go func() {
 		defer close(lastRead)
-		last, lastErr = s.ReadStreamBackward(ctx, stream, 0, 1)
+		lastErr = parallel(1+len(conds), 1+len(conds), func(i int) error {
+			var err error
+			if i == 0 {
+				last, err = s.ReadStreamBackward(ctx, stream, 0, 1)
+			} else {
+				versions[i-1], err = s.StreamVersion(ctx, conds[i-1].Stream)
+			}
+			return err
+		})
 	}()
 	found, err := s.lookupIDs(ctx, events)
 	<-lastRead
@@ -101,6 +125,15 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 		}
 		if expected != eventstore.Any && expected != version {
 			refusal = fmt.Errorf("%w: %s is at version %d, not %d", eventstore.ErrVersionConflict, stream, version, expected)
+		}
+	}
+	for i, c := range conds {
+		if refusal != nil {
+			break
+		}
+		if versions[i] != c.Version {
+			refusal = fmt.Errorf("%w: stream %s is at version %d, the append required %d",
+				eventstore.ErrConditionFailed, c.Stream, versions[i], c.Version)
 		}
 	}
 	if refusal != nil {

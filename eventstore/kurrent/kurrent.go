@@ -15,7 +15,10 @@
 // against the whole log; when another writer (another process) got there
 // first, the append fails with a wrong expected version, the writer reads
 // what it missed and decides again. Two writers therefore serialise on the
-// log, as they must for gap-free positions.
+// log, as they must for gap-free positions. AppendIf's conditions on other
+// streams' versions are checked the same way as the appended stream's, so
+// a decision that spans streams (a payment to a payee that was not
+// suspended) holds at the commit point whichever process made it.
 //
 // Everything else is an index of the log, written after the commit, with
 // deterministic event ids and expected revisions so that writing it twice
@@ -33,7 +36,8 @@
 // Append of the store, from every process, goes through one stream, one
 // at a time per process, and an Append of n events makes n+2 writes (the
 // log, the stream's index, n ids) and n+1 reads (the ids and the stream's
-// last event) - about 2n+3 round trips. Reads of one stream see an Append
+// last event, and one per condition, all at once) - about 2n+3 round
+// trips. Reads of one stream see an Append
 // once it is indexed; ReadAll, Head and Subscribe read the log itself.
 //
 // Snapshots live in <namespace>-snapshot-<stream> (with $maxCount 1 when
@@ -59,9 +63,11 @@ import (
 	"github.com/payledger/payledger/eventstore"
 )
 
-// Compile-time proof that *Store satisfies the port and reports its guards.
+// Compile-time proof that *Store satisfies the port, conditions its
+// appends on other streams and reports its guards.
 var (
 	_ eventstore.Store             = (*Store)(nil)
+	_ eventstore.ConditionalStore  = (*Store)(nil)
 	_ eventstore.RetentionReporter = (*Store)(nil)
 )
 

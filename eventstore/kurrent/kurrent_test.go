@@ -216,6 +216,18 @@ func TestTwoWriters(t *testing.T) {
 	}
 }
 
+// TestTwoNodesConditions races suspensions appended through one store
+// with payments conditioned on them through another of the same log (two
+// processes): no payment commits after the suspension it was conditioned
+// against.
+func TestTwoNodesConditions(t *testing.T) {
+	url := serverURL(t)
+	ns := namespaceFor(t.Name())
+	a, b := openNS(t, url, ns), openNS(t, url, ns)
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	storetest.ConditionRace(t, a, b)
+}
+
 // TestRecoverUnindexedAppend: a writer that died between committing to
 // the log and indexing leaves an event only in the log; the next Open
 // indexes it, so the stream reads it, its id answers a retry, and the
@@ -296,6 +308,14 @@ func TestServerDown(t *testing.T) {
 	if _, err := s.Append(ctx, "acc-1", eventstore.NoStream, d); !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Errorf("append with the server down: %v, want ErrUnavailable", err)
 	}
+	// Conditions are checked before the server is asked, and a valid
+	// conditional append meets the same unavailable server.
+	if _, err := s.AppendIf(ctx, "acc-1", eventstore.NoStream, d, []eventstore.Condition{{Stream: "acc-1", Version: 0}}); !errors.Is(err, eventstore.ErrInvalidAppend) {
+		t.Errorf("append conditioned on its own stream: %v, want ErrInvalidAppend", err)
+	}
+	if _, err := s.AppendIf(ctx, "acc-1", eventstore.NoStream, d, []eventstore.Condition{{Stream: "acc-2", Version: 1}}); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Errorf("conditional append with the server down: %v, want ErrUnavailable", err)
+	}
 	if got, err := s.ReadStream(ctx, "acc-1", 1, 10); err == nil {
 		t.Errorf("read with the server down: %d events and no error", len(got))
 	}
@@ -313,6 +333,9 @@ func TestServerDown(t *testing.T) {
 	}
 	if _, err := s.Append(ctx, "acc-1", eventstore.NoStream, d); !errors.Is(err, eventstore.ErrClosed) {
 		t.Errorf("append after close: %v", err)
+	}
+	if _, err := s.AppendIf(ctx, "acc-1", eventstore.NoStream, d, []eventstore.Condition{{Stream: "acc-2", Version: 1}}); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("conditional append after close: %v", err)
 	}
 	if _, err := s.ReadAll(ctx, 0, 10); !errors.Is(err, eventstore.ErrClosed) {
 		t.Errorf("read after close: %v", err)
