@@ -77,6 +77,7 @@ func (s *Store) AppendIf(ctx context.Context, stream string, expected int64, eve
 			return res, err
 		}
 		s.stale = true
+		s.retries.Add(1)
 	}
 	return eventstore.AppendResult{}, fmt.Errorf("%w: kurrent store: append to %s: other writers appended to the log %d times in a row",
 		eventstore.ErrVersionConflict, stream, s.opts.MaxAttempts)
@@ -193,6 +194,8 @@ func (s *Store) tryAppend(ctx context.Context, stream string, expected int64, ev
 		// (errCorrupt).
 		return res, false, nil
 	}
+	s.appends.Add(1)
+	s.events.Add(int64(len(out)))
 	if err := s.index(wctx, out); err != nil {
 		s.stale = true
 		return res, true, fmt.Errorf("kurrent store: %s: positions %d..%d committed but not indexed (a retry with the same ids is answered from the log): %w",

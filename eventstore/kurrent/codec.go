@@ -78,16 +78,36 @@ func ParseURL(raw string) (*esdb.Configuration, string, error) {
 	if ns != "" && !namespaceRE.MatchString(ns) {
 		return nil, "", fmt.Errorf("kurrent store: namespace %q must match %s", ns, namespaceRE)
 	}
-	cfg, err := esdb.ParseConnectionString(to + "://" + rest)
+	translated := to + "://" + rest
+	cfg, err := esdb.ParseConnectionString(translated)
 	if err != nil {
-		// The client's messages quote settings, never the password, but
-		// the URL is redacted here in case they ever do.
-		return nil, "", fmt.Errorf("kurrent store: %s: %s", Redact(raw), strings.ReplaceAll(err.Error(), raw, Redact(raw)))
+		// The client's messages may quote the URL it was given (a bad
+		// port does), password and all: both forms are redacted, and a
+		// message that still holds the password is not shown.
+		msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), translated, Redact(translated)), raw, Redact(raw))
+		if pw := password(raw); pw != "" && strings.Contains(msg, pw) {
+			msg = "the client cannot read it"
+		}
+		return nil, "", fmt.Errorf("kurrent store: %s: %s", Redact(raw), msg)
 	}
 	// The client logs to the standard logger by default; the store
 	// returns every failure instead.
 	cfg.Logger = esdb.NoopLogging()
 	return cfg, ns, nil
+}
+
+// password returns the password of a store URL, "" when it has none.
+func password(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return ""
+	}
+	at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(rest[:at], ":")
+	return pw
 }
 
 // Redact returns a store URL without its password, for messages.

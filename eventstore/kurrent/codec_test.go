@@ -52,6 +52,8 @@ func TestParseURL(t *testing.T) {
 		"postgres://u@h/db", "http://h:2113", "h:2113", "kurrentdb://",
 		"kurrentdb://h:2113?namespace=Bad-Name", "kurrentdb://h:2113?namespace=$system",
 		"kurrentdb://user:hunter2@h:2113/path",
+		// The client quotes the URL it parses in this one's message.
+		"kurrentdb://user:hunter2@h:notaport?tls=false", "KurrentDB://user:hunter2@h:notaport",
 	} {
 		_, _, err := ParseURL(bad)
 		if err == nil {
@@ -73,6 +75,17 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestIsURL(t *testing.T) {
+	for in, want := range map[string]bool{
+		"kurrentdb://h:2113": true, "KurrentDB+Discover://a,b": true, "esdb://h": true, "kdb://": true,
+		"postgres://u@h/db": false, "sqlite:x.db": false, "kurrentdb:h": false, "": false,
+	} {
+		if got := IsURL(in); got != want {
+			t.Errorf("IsURL(%q) = %v, want %v", in, got, want)
 		}
 	}
 }

@@ -55,7 +55,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -115,6 +117,9 @@ type Store struct {
 	// unknown, so the next Append reads the log first.
 	indexed int64
 	stale   bool
+
+	// The counters of Stats.
+	appends, events, retries atomic.Int64
 
 	mu     sync.Mutex
 	closed bool
@@ -183,6 +188,30 @@ func (s *Store) recover(ctx context.Context) error {
 	}
 	s.indexed, s.stale = first-1, true
 	return s.catchUp(ctx)
+}
+
+// Stats are the writer's counters since Open.
+type Stats struct {
+	// Appends and Events count what this store committed to the log
+	// (each Append is one write to the log stream).
+	Appends, Events int64
+	// Retries counts the attempts that found the log moved past this
+	// store's view (another writer appended first) and decided again.
+	Retries int64
+}
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Appends: s.appends.Load(), Events: s.events.Load(), Retries: s.retries.Load()}
+}
+
+// IsURL reports whether raw has a scheme that ParseURL accepts, so that a
+// caller choosing among stores can tell a KurrentDB URL (possibly a
+// malformed one, which ParseURL then explains) from another store's.
+func IsURL(raw string) bool {
+	scheme, _, ok := strings.Cut(raw, "://")
+	_, known := schemes[strings.ToLower(scheme)]
+	return ok && known
 }
 
 // Namespace returns the prefix of the store's stream names.
