@@ -25,6 +25,7 @@ import (
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/eventbus/natsrelay"
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/kurrent"
 	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/httpapi"
@@ -69,10 +70,12 @@ type Config struct {
 	Rand      io.Reader
 	StoreOpts sqlite.Options
 	// Store is where the event log lives (parseStore): empty for the data
-	// directory's events.db, sqlite:PATH, or postgres://...;
-	// PostgresOpts tunes the PostgreSQL adapter (zero: its defaults).
+	// directory's events.db, sqlite:PATH, postgres://... or
+	// kurrentdb://...; PostgresOpts and KurrentOpts tune those adapters
+	// (zero: their defaults).
 	Store        string
 	PostgresOpts postgres.Options
+	KurrentOpts  kurrent.Options
 	// SharedLog lets several processes serve one PostgreSQL log at once
 	// (--shared-log): none takes the writer's lease and each reads an
 	// account's stream tail before deciding (ledger.Config.SoleWriter
@@ -121,7 +124,8 @@ type Config struct {
 // End-to-end tests and the demo use it exactly as serve does.
 type Main struct {
 	Config Config
-	// Store is the event log: *sqlite.Store or *postgres.Store.
+	// Store is the event log: *sqlite.Store, *postgres.Store or
+	// *kurrent.Store.
 	Store   eventstore.Store
 	RM      *projections.ReadModels
 	Service *ledger.Service
@@ -163,11 +167,11 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 			"publish the log to NATS JetStream: off, embedded (in process, storage in the data directory; embedded:127.0.0.1:PORT to listen), or nats://HOST:4222 (env PAYLEDGER_NATS)")
 		fs.StringVar(&c.NATSStream, "nats-stream", envOr("PAYLEDGER_NATS_STREAM", natsrelay.DefaultStream), "the JetStream stream the relay publishes to (created when missing)")
 		fs.BoolVar(&c.SharedLog, "shared-log", envOr("PAYLEDGER_SHARED_LOG", "") == "1",
-			"serve a postgres:// log together with other payledger processes (multi-node; docs/deployment.md; env PAYLEDGER_SHARED_LOG=1)")
+			"serve a postgres:// log together with other payledger processes (multi-node; docs/deployment.md; env PAYLEDGER_SHARED_LOG=1); a kurrentdb:// log is always served so")
 		fs.StringVar(&c.NATSSubject, "nats-subject", envOr("PAYLEDGER_NATS_SUBJECT", natsrelay.DefaultSubjectPrefix), "the subject prefix: events go to PREFIX.<EventType>")
 	}
 	fs.StringVar(&c.Store, "store", os.Getenv("PAYLEDGER_STORE"),
-		"the event log: sqlite:PATH or postgres://... (run payledger migrate first; env PAYLEDGER_STORE); default events.db in --data")
+		"the event log: sqlite:PATH, postgres://... (run payledger migrate first) or kurrentdb://... (env PAYLEDGER_STORE); default events.db in --data")
 	fs.StringVar(&c.ReadModels, "read-models", os.Getenv(readModelsEnv), readModelsFlagUsage)
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
@@ -246,8 +250,9 @@ func (m *Main) Open(ctx context.Context) error {
 		// The SQLite file has one writing process, and it runs this one
 		// Service: its aggregate cache is authoritative. On PostgreSQL
 		// the writer's lease makes it so, unless --shared-log (see
-		// docs/architecture.md, "Running on PostgreSQL").
-		SoleWriter: !c.SharedLog, StaffKeys: m.StaffKeys, Reserves: reservePolicy, PersonalData: m.PersonalData,
+		// docs/architecture.md, "Running on PostgreSQL"); on KurrentDB
+		// nothing does (soleWriter).
+		SoleWriter: soleWriter(c.SharedLog, m.Store), StaffKeys: m.StaffKeys, Reserves: reservePolicy, PersonalData: m.PersonalData,
 		SnapshotEvery: c.SnapshotEvery,
 		OnSnapshotRejected: func(stream, reason string) {
 			c.Log.Warn("snapshot not trusted; the stream is read in full", slog.String("stream", stream), slog.String("reason", reason))
@@ -546,6 +551,11 @@ func storeMetrics(st eventstore.Store) []prometheus.Collector {
 		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "payledger_log_listen_errors_total",
 			Help: "Times the PostgreSQL log's LISTEN connection failed and was opened again (subscribers re-read the log each time)."},
 			func() float64 { return float64(pg.Stats().ListenErrors) }))
+	}
+	if k, ok := st.(*kurrent.Store); ok {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "payledger_log_retries_total",
+			Help: "Appends to the KurrentDB log that found it moved on by another writer and decided again."},
+			func() float64 { return float64(k.Stats().Retries) }))
 	}
 	return out
 }

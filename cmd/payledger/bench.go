@@ -113,6 +113,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var pgStore bool
 	if c.store != "" {
 		spec, err := parseStore(c.store, "")
+		if err == nil && spec.kurrentURL != "" {
+			// A run needs a log of its own, which on PostgreSQL is a
+			// schema dropped afterwards; KurrentDB's streams cannot be
+			// dropped where its ACLs keep the log (R2).
+			return errors.New("bench: --store kurrentdb:// is not supported: a run's streams could not be removed afterwards; bench runs on PostgreSQL or the embedded store")
+		}
 		if err != nil || spec.postgresDSN == "" {
 			return errors.New("bench: --store must be a postgres://... URL (the embedded store always runs)")
 		}

@@ -27,7 +27,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("data", "", "keep the demo's store in this directory (default: a temporary one, removed afterwards)")
-	store := fs.String("store", "", "the event log: postgres://... (migrated, and empty) or sqlite:PATH; default events.db in the data directory")
+	store := fs.String("store", "", "the event log: postgres://... (migrated, and empty), kurrentdb://... (an empty namespace: ?namespace=NAME) or sqlite:PATH; default events.db in the data directory")
 	readModels := fs.String("read-models", "", "the read models: postgres://... (a schema of their own, new or built from this --store) or sqlite:PATH; default readmodels.db in the data directory")
 	if err := fs.Parse(args); err != nil {
 		return err

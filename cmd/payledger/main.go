@@ -21,11 +21,12 @@ usage:
                     [--lock-after 5] [--lock-for 30m] [--challenge-ttl 5m] [--session-ttl 8h]
                     [--session-idle 15m] [--cooling-off 24h] [--policy FILE]
                     [--checkpoint-key FILE [--checkpoint-dir DIR] [--checkpoint-every 1m]]
-                    [--store sqlite:PATH|postgres://...]
+                    [--store sqlite:PATH|postgres://...|kurrentdb://...]
                         run the HTTP API (the log in --data's events.db unless --store names another)
-  payledger migrate --store postgres://...|sqlite:PATH
-                        apply the event log's schema (PostgreSQL: before the first serve, and after an upgrade)
-  payledger demo    [--data DIR] [--store postgres://...]
+  payledger migrate --store postgres://...|kurrentdb://...|sqlite:PATH
+                        apply the event log's schema (PostgreSQL: before the first serve, and after an upgrade;
+                        KurrentDB needs none: checks the server answers)
+  payledger demo    [--data DIR] [--store postgres://...|kurrentdb://...]
                         walk a narrated scenario through the real API on a temporary store
   payledger keys    create --role ROLE [--label TEXT] | list | revoke ID   [--data ./data]
                         manage staff API keys (roles: operator, funding, finance, compliance, regulator, auditor)
@@ -34,15 +35,15 @@ usage:
   payledger verify  [--data ./data | --store postgres://...] [--checkpoints DIR --public-key FILE]
                         prove every hash chain and index of the log intact, and that it extends
                         every signed checkpoint; runs beside a server
-  payledger retention check [--data ./data] [--store postgres://...]
+  payledger retention check [--data ./data] [--store postgres://...|kurrentdb://...]
                         the oldest event and how long it is kept; fails when an append-only guard is missing
-  payledger rebuild [--data ./data] [--store postgres://...]
+  payledger rebuild [--data ./data] [--store postgres://...|kurrentdb://...]
                         replay the log into fresh read models and check them; stop the server first
   payledger bench   [--duration 10s] [--clients 256] [--accounts 2000] [--rate N] [--store postgres://...]
                         measure confirmed payments per second (docs/performance.md)
   payledger bench   --history 10000000 [--data DIR]
                         build five simulated years of history, then time reads, a cold payment, rebuild and verify
-  payledger digest  --year 2026 [--data ./data] [--store postgres://...] [--tz Asia/Shanghai]
+  payledger digest  --year 2026 [--data ./data] [--store postgres://...|kurrentdb://...] [--tz Asia/Shanghai]
                         the Merkle root of a year's events and the signed checkpoint covering them
   payledger proof   verify --public-key FILE --proof FILE [--event-hash HEX] [--kept FILE]
                         check an inclusion or consistency proof (GET /v1/proofs/...) with only the public key
@@ -50,12 +51,12 @@ usage:
                         a consistent copy of the data directory, also while the server runs
   payledger restore --from FILE --data NEWDIR
                         unpack a backup into a new data directory (then run verify and rebuild)
-  payledger close   [--day YYYY-MM-DD] [--currency CNY] [--data ./data] [--store postgres://...] [--tz Asia/Shanghai]
+  payledger close   [--day YYYY-MM-DD] [--currency CNY] [--data ./data] [--store postgres://...|kurrentdb://...] [--tz Asia/Shanghai]
                         close a day of the risk reserve (default yesterday); serve closes days itself;
                         refuses while a server holds the log
-  payledger reconcile [--data ./data] [--store postgres://...] [--tz Asia/Shanghai] [--day YYYY-MM-DD] [--json]
+  payledger reconcile [--data ./data] [--store postgres://...|kurrentdb://...] [--tz Asia/Shanghai] [--day YYYY-MM-DD] [--json]
                         recompute every balance, the reserve and every close from the log and compare
-  payledger report  annual [--year 2026] [--format json|csv|html] [--data ./data] [--store postgres://...]
+  payledger report  annual [--year 2026] [--format json|csv|html] [--data ./data] [--store postgres://...|kurrentdb://...]
                     [--tz Asia/Shanghai]
                         the annual report of risk events, losses, compensation and the reserve
 

@@ -24,7 +24,7 @@ func cmdRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(args) > 0 && args[0] == "check" {
 		args = args[1:]
 	} else if len(args) == 0 || (args[0] != "-h" && args[0] != "--help") {
-		return errors.New("retention: usage: payledger retention check [--data ./data] [--store postgres://...]")
+		return errors.New("retention: usage: payledger retention check [--data ./data] [--store postgres://...|kurrentdb://...]")
 	}
 	fs := flag.NewFlagSet("retention check", flag.ContinueOnError)
 	fs.SetOutput(stderr)

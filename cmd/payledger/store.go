@@ -13,17 +13,21 @@ import (
 	"time"
 
 	"github.com/payledger/payledger/eventstore"
+	"github.com/payledger/payledger/eventstore/kurrent"
 	"github.com/payledger/payledger/eventstore/postgres"
 	"github.com/payledger/payledger/eventstore/sqlite"
+	"github.com/payledger/payledger/internal/filelock"
 	"github.com/payledger/payledger/reserves"
 )
 
 // storeSpec is where the event log lives, from --store: the embedded
 // SQLite file (the default, events.db in the data directory, or
-// sqlite:PATH) or a PostgreSQL database (postgres://...).
+// sqlite:PATH), a PostgreSQL database (postgres://...) or a KurrentDB
+// node or cluster (kurrentdb://, kurrentdb+discover:// or esdb://).
 type storeSpec struct {
 	sqlitePath  string // set for the embedded store
 	postgresDSN string // set for PostgreSQL
+	kurrentURL  string // set for KurrentDB
 }
 
 // parseStore reads a --store value; empty means the data directory's
@@ -40,8 +44,15 @@ func parseStore(v, dataDir string) (storeSpec, error) {
 		return storeSpec{sqlitePath: path}, nil
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		return storeSpec{postgresDSN: v}, nil
+	case kurrent.IsURL(v):
+		// Read now, so that a malformed URL is refused before anything
+		// is opened; its message never holds the password.
+		if _, _, err := kurrent.ParseURL(v); err != nil {
+			return storeSpec{}, fmt.Errorf("--store: %w", err)
+		}
+		return storeSpec{kurrentURL: v}, nil
 	}
-	return storeSpec{}, fmt.Errorf("--store %q: want sqlite:PATH or a postgres:// URL", redactStore(v))
+	return storeSpec{}, fmt.Errorf("--store %q: want sqlite:PATH, a postgres:// URL or a kurrentdb:// URL", redactStore(v))
 }
 
 // redactStore hides a password in a store URL for messages.
@@ -59,6 +70,9 @@ func (s storeSpec) String() string {
 	if s.postgresDSN != "" {
 		return redactStore(s.postgresDSN)
 	}
+	if s.kurrentURL != "" {
+		return kurrent.Redact(s.kurrentURL)
+	}
 	return "sqlite:" + s.sqlitePath
 }
 
@@ -68,6 +82,16 @@ func (m *Main) openLog(ctx context.Context) (eventstore.Store, error) {
 	spec, err := parseStore(c.Store, c.DataDir)
 	if err != nil {
 		return nil, err
+	}
+	if spec.kurrentURL != "" {
+		// KurrentDB has no writer's lease: every process that opens the
+		// log may append, so Open runs the Service as one writer among
+		// several (SoleWriter false), with or without --shared-log.
+		st, err := kurrent.Open(ctx, spec.kurrentURL, c.KurrentOpts)
+		if err != nil {
+			return nil, fmt.Errorf("open the event log: %w", err)
+		}
+		return st, nil
 	}
 	if spec.postgresDSN != "" {
 		opts := c.PostgresOpts
@@ -93,7 +117,7 @@ func (m *Main) openLog(ctx context.Context) (eventstore.Store, error) {
 		return st, nil
 	}
 	if c.SharedLog {
-		return nil, errors.New("--shared-log needs a postgres:// --store: the embedded SQLite log has one writing process")
+		return nil, errors.New("--shared-log needs a postgres:// or kurrentdb:// --store: the embedded SQLite log has one writing process")
 	}
 	opts := m.storeOptions()
 	stopProgress := func() {}
@@ -108,8 +132,17 @@ func (m *Main) openLog(ctx context.Context) (eventstore.Store, error) {
 	return st, nil
 }
 
+// soleWriter is ledger.Config.SoleWriter for a Service on st: false when
+// the log is shared with other processes (--shared-log on PostgreSQL) and
+// always on KurrentDB, which has no writer's lease, so that any process
+// may append to the log at any time.
+func soleWriter(sharedLog bool, st eventstore.Store) bool {
+	_, onKurrent := st.(*kurrent.Store)
+	return !sharedLog && !onKurrent
+}
+
 // storeFlagUsage is the help text of --store for the commands that take it.
-const storeFlagUsage = "the event log: postgres://... or sqlite:PATH (env PAYLEDGER_STORE); default events.db in --data"
+const storeFlagUsage = "the event log: postgres://..., kurrentdb://... or sqlite:PATH (env PAYLEDGER_STORE); default events.db in --data"
 
 // addStoreFlag registers --store, which falls back to PAYLEDGER_STORE.
 func addStoreFlag(fs *flag.FlagSet) *string {
@@ -124,9 +157,11 @@ type logForReading interface {
 
 // openReadLog opens the log that --store names (store; empty: dataDir's
 // events.db) for reading only: the SQLite file through its reader, which
-// takes no lock, or PostgreSQL through a store that neither takes the
-// writer's lease nor migrates. Both run beside a serving process. It
-// returns the spec too, whose String names the log in messages.
+// takes no lock, PostgreSQL through a store that neither takes the
+// writer's lease nor migrates, or KurrentDB through a store that appends
+// nothing (its Open only completes the index of the log's last append,
+// which any writer would). All run beside a serving process. It returns
+// the spec too, whose String names the log in messages.
 func openReadLog(ctx context.Context, store, dataDir string) (logForReading, storeSpec, error) {
 	spec, err := parseStore(store, dataDir)
 	if err != nil {
@@ -134,6 +169,13 @@ func openReadLog(ctx context.Context, store, dataDir string) (logForReading, sto
 	}
 	if spec.postgresDSN != "" {
 		st, err := postgres.Open(ctx, spec.postgresDSN, postgres.DefaultOptions())
+		if err != nil {
+			return nil, spec, err
+		}
+		return st, spec, nil
+	}
+	if spec.kurrentURL != "" {
+		st, err := kurrent.Open(ctx, spec.kurrentURL, kurrent.Options{})
 		if err != nil {
 			return nil, spec, err
 		}
@@ -150,6 +192,11 @@ func openReadLog(ctx context.Context, store, dataDir string) (logForReading, sto
 // which refuses to open while a server holds the log: rebuild replaces
 // the read models that server answers from. The SQLite file must exist (a
 // typo in the path must not create an empty log and rebuild from it).
+// KurrentDB has no lease to refuse with, and every server of its log has
+// read models of its own: rebuild holds the lock a server of the data
+// directory holds on its data keys (personaldata.db.lock), so that it
+// refuses to run beside that server and that server does not start
+// while it runs.
 func openRebuildLog(ctx context.Context, store, dataDir string, stderr io.Writer) (eventstore.Store, error) {
 	spec, err := parseStore(store, dataDir)
 	if err != nil {
@@ -167,6 +214,20 @@ func openRebuildLog(ctx context.Context, store, dataDir string, stderr io.Writer
 		}
 		return st, nil
 	}
+	if spec.kurrentURL != "" {
+		unlock, err := filelock.Exclusive(filepath.Join(dataDir, personalDataFile))
+		if errors.Is(err, filelock.ErrHeld) {
+			return nil, fmt.Errorf("%w: a server uses the data directory %s; stop it first", err, dataDir)
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := kurrent.Open(ctx, spec.kurrentURL, kurrent.Options{})
+		if err != nil {
+			return nil, errors.Join(err, unlock())
+		}
+		return lockedLog{st, unlock}, nil
+	}
 	if _, err := os.Stat(spec.sqlitePath); err != nil {
 		return nil, fmt.Errorf("no event store at %s: %w", spec.sqlitePath, err)
 	}
@@ -179,6 +240,17 @@ func openRebuildLog(ctx context.Context, store, dataDir string, stderr io.Writer
 		return nil, lockedHint(err)
 	}
 	return st, nil
+}
+
+// lockedLog is a log opened under a file lock, released by Close.
+type lockedLog struct {
+	eventstore.Store
+	unlock func() error
+}
+
+// Close closes the log, then releases the lock.
+func (l lockedLog) Close() error {
+	return errors.Join(l.Store.Close(), l.unlock())
 }
 
 // logStats are the writer counters every adapter keeps.
@@ -195,17 +267,23 @@ func storeStats(st eventstore.Store) logStats {
 	case *postgres.Store:
 		s := st.Stats()
 		return logStats{Transactions: s.Transactions, Appends: s.Appends, Events: s.Events}
+	case *kurrent.Store:
+		// Each append is one write to the log stream, its transaction.
+		s := st.Stats()
+		return logStats{Transactions: s.Appends, Appends: s.Appends, Events: s.Events}
 	}
 	return logStats{}
 }
 
 // cmdMigrate applies the event log's schema: PostgreSQL's embedded
 // migrations, or the embedded store's conversion of an older file (which
-// opening it does).
+// opening it does). The KurrentDB adapter writes plain streams and needs
+// no schema: migrate only opens the log, so that it fails when the server
+// cannot be reached (a deployment's readiness check), and says so.
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	store := fs.String("store", os.Getenv("PAYLEDGER_STORE"), "the event log: postgres://... or sqlite:PATH (default: PAYLEDGER_STORE)")
+	store := fs.String("store", os.Getenv("PAYLEDGER_STORE"), "the event log: postgres://..., kurrentdb://... or sqlite:PATH (default: PAYLEDGER_STORE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -213,7 +291,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("migrate: unexpected arguments %q", fs.Args())
 	}
 	if *store == "" {
-		return errors.New("migrate: give --store postgres://... or sqlite:PATH (or set PAYLEDGER_STORE)")
+		return errors.New("migrate: give --store postgres://..., kurrentdb://... or sqlite:PATH (or set PAYLEDGER_STORE)")
 	}
 	spec, err := parseStore(*store, "")
 	if err != nil {
@@ -232,6 +310,21 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("migrate: %w", err)
 		}
 		fmt.Fprintf(stdout, "migrate: %s is at the current schema\n", spec)
+		return nil
+	}
+	if spec.kurrentURL != "" {
+		st, err := kurrent.Open(ctx, spec.kurrentURL, kurrent.Options{})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		head, err := st.Head(ctx)
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", spec, err)
+		}
+		fmt.Fprintf(stdout, "migrate: %s needs no schema (the KurrentDB adapter writes plain streams); nothing to apply; its log holds %d events\n", spec, head)
 		return nil
 	}
 	applied, err := postgres.Migrate(ctx, spec.postgresDSN, postgres.Options{})

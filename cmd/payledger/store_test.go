@@ -42,19 +42,27 @@ func pgStoreURL(t *testing.T, migrate bool) string {
 
 func TestParseStore(t *testing.T) {
 	for _, c := range []struct {
-		in, path, dsn string
+		in, path, dsn, kurrent string
 	}{
-		{"", "d/events.db", ""},
-		{"sqlite:/var/lib/log.db", "/var/lib/log.db", ""},
-		{"postgres://u@h/db", "", "postgres://u@h/db"},
-		{"postgresql://u@h/db", "", "postgresql://u@h/db"},
+		{"", "d/events.db", "", ""},
+		{"sqlite:/var/lib/log.db", "/var/lib/log.db", "", ""},
+		{"postgres://u@h/db", "", "postgres://u@h/db", ""},
+		{"postgresql://u@h/db", "", "postgresql://u@h/db", ""},
+		{"kurrentdb://h:2113", "", "", "kurrentdb://h:2113"},
+		{"kurrentdb+discover://u:pw@n1:2113,n2:2113?tls=false&namespace=eu", "", "", "kurrentdb+discover://u:pw@n1:2113,n2:2113?tls=false&namespace=eu"},
+		{"esdb://127.0.0.1:2113?tls=false", "", "", "esdb://127.0.0.1:2113?tls=false"},
 	} {
 		s, err := parseStore(c.in, "d")
-		if err != nil || s.sqlitePath != c.path || s.postgresDSN != c.dsn {
+		if err != nil || s.sqlitePath != c.path || s.postgresDSN != c.dsn || s.kurrentURL != c.kurrent {
 			t.Errorf("parseStore(%q) = %+v, %v", c.in, s, err)
 		}
 	}
-	for _, bad := range []string{"sqlite:", "mysql://u:secret@h/db", "kurrentdb://h"} {
+	if s, err := parseStore("kurrentdb://payledger:secret@h:2113?tls=false", "d"); err != nil || strings.Contains(s.String(), "secret") ||
+		!strings.Contains(s.String(), "payledger:xxxxx@h:2113") {
+		t.Errorf("a KurrentDB store names itself %q (%v), want the URL without its password", s, err)
+	}
+	for _, bad := range []string{"sqlite:", "mysql://u:secret@h/db", "kurrentdb://", "kurrentdb://u:secret@h:notaport?tls=false",
+		"esdb://u:secret@h:2113/path", "kurrentdb://u:secret@h:2113?namespace=Bad-NS", "kurrentdb://u:secret@h:2113?tls=maybe"} {
 		_, err := parseStore(bad, "d")
 		if err == nil {
 			t.Errorf("parseStore(%q) accepted", bad)
