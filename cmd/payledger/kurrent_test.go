@@ -182,11 +182,12 @@ func TestDemoOnKurrent(t *testing.T) {
 	}
 }
 
-// TestServeOnKurrentTwoNodes: two Mains open one KurrentDB log at once (no
-// lease refuses the second), and a Service reads an account's stream tail
-// before it answers, so a deposit made through the other node shows at
-// once (a sole writer's cache would keep the old version).
-func TestServeOnKurrentTwoNodes(t *testing.T) {
+// TestServeOnKurrentSeesOtherWriters: two Mains open one KurrentDB log at
+// once (no lease refuses the second: a close, a standby started early),
+// and a Service reads an account's stream tail before it answers, so a
+// deposit made through the other shows at once (a sole writer's cache
+// would keep the old version).
+func TestServeOnKurrentSeesOtherWriters(t *testing.T) {
 	store := kurrentStoreURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
