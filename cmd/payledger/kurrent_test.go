@@ -134,6 +134,11 @@ func TestKurrentRebuildBesideServer(t *testing.T) {
 	if err == nil || errors.Is(err, filelock.ErrHeld) || !strings.Contains(err.Error(), "kurrent store") {
 		t.Fatalf("rebuild after the server stopped: %v, want it to reach for KurrentDB", err)
 	}
+	// A data directory that does not exist has no server to lock out.
+	err = run(ctx, []string{"rebuild", "--data", filepath.Join(t.TempDir(), "none"), "--store", store}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "kurrent store") {
+		t.Fatalf("rebuild without a data directory: %v, want it to reach for KurrentDB", err)
+	}
 	// The lock is released after the failure: a server starts again.
 	if err := m.Open(ctx); err != nil {
 		t.Fatalf("a server after the failed rebuild: %v", err)

@@ -215,12 +215,19 @@ func openRebuildLog(ctx context.Context, store, dataDir string, stderr io.Writer
 		return st, nil
 	}
 	if spec.kurrentURL != "" {
-		unlock, err := filelock.Exclusive(filepath.Join(dataDir, personalDataFile))
-		if errors.Is(err, filelock.ErrHeld) {
-			return nil, fmt.Errorf("%w: a server uses the data directory %s; stop it first", err, dataDir)
-		}
-		if err != nil {
-			return nil, err
+		// No server uses a data directory that does not exist (read
+		// models elsewhere, --read-models postgres://).
+		unlock := func() error { return nil }
+		if _, err := os.Stat(dataDir); err == nil {
+			unlock, err = filelock.Exclusive(filepath.Join(dataDir, personalDataFile))
+			if errors.Is(err, filelock.ErrHeld) {
+				return nil, fmt.Errorf("%w: a server uses the data directory %s; stop it first", err, dataDir)
+			}
+			if err != nil {
+				return nil, err
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		st, err := kurrent.Open(ctx, spec.kurrentURL, kurrent.Options{})
 		if err != nil {
