@@ -372,11 +372,13 @@ func (m *Main) openStores(ctx context.Context) error {
 	if m.StaffKeys, err = staffkeys.Open(filepath.Join(c.DataDir, "staffkeys.db"), c.Clock, c.Rand); err != nil {
 		return fmt.Errorf("open staff keys: %w", err)
 	}
-	if err := m.openPersonalData(ctx); err != nil {
+	// The log first: a server refused by the log's lock is told so before
+	// its master key is checked against a PostgreSQL log's shared keys.
+	if m.Store, err = m.openLog(ctx); err != nil {
 		m.closeStores()
 		return err
 	}
-	if m.Store, err = m.openLog(ctx); err != nil {
+	if err := m.openPersonalData(ctx); err != nil {
 		m.closeStores()
 		return err
 	}

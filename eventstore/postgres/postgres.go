@@ -641,6 +641,13 @@ func (s *Store) Close() error {
 		s.stopListen()
 		<-s.listenDone
 		if s.lockConn != nil {
+			// Unlocked first: the server frees a closed session's locks
+			// only when its backend exits, after Close returns, and a
+			// writer opened right after must find the lock free. A failure
+			// means the connection is gone, and its lock with it.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = s.lockConn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+			cancel()
 			_ = s.lockConn.Close(context.Background()) // releases the writer's lock
 		}
 		s.pool.Close()
