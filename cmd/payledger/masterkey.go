@@ -149,6 +149,21 @@ func (m *Main) openPersonalData(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if spec.postgresDSN != "" && c.MasterKey == "" && c.MasterKeyB64 == "" {
+		// masterKey would make a key beside this data directory, which
+		// cannot open keys other servers of the log made.
+		schema := personalDataSchema(spec.postgresDSN, c.PostgresOpts.Schema)
+		if _, err := os.Stat(defaultMasterKeyPath(c.DataDir)); errors.Is(err, os.ErrNotExist) {
+			exists, err := personaldata.PostgresExists(ctx, spec.postgresDSN, schema)
+			if err != nil {
+				return fmt.Errorf("open the data keys: %w", err)
+			}
+			if exists {
+				return fmt.Errorf("the data keys in PostgreSQL schema %s exist, but no master key is given: pass --master-key FILE (or $%s) with the key every server of this log uses",
+					schema, masterKeyEnv)
+			}
+		}
+	}
 	master, err := c.masterKey()
 	if err != nil {
 		return err

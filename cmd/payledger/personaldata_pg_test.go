@@ -21,7 +21,8 @@ import (
 // personaldata.db (renamed afterwards, said in the log) so that no key
 // made before is lost; another process of that database opens the keys;
 // rotate-master-key --store refuses while a server runs and rewraps the
-// database's keys once it stopped.
+// database's keys once it stopped; a server given no master key is
+// refused without one being generated.
 func TestPersonalDataOnPostgres(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -104,6 +105,17 @@ func TestPersonalDataOnPostgres(t *testing.T) {
 	}
 	if _, err := openPostgresKeys(ctx, store, "", t.TempDir(), master, false, time.Now, ledger.CryptoRand, quiet); !errors.Is(err, personaldata.ErrWrongMasterKey) {
 		t.Fatalf("the old master key after the rotation: %v", err)
+	}
+	// A server with no master key is refused, rather than given a new key
+	// that cannot open the keys in the database.
+	bare := filepath.Join(root, "bare")
+	m = &Main{Config: Config{DataDir: bare, TimeZone: "Asia/Shanghai", Store: store, Log: quiet}}
+	if err := m.Open(ctx); err == nil || !strings.Contains(err.Error(), "no master key is given") {
+		_ = m.Close()
+		t.Fatalf("a server without the master key: %v", err)
+	}
+	if _, err := os.Stat(bare + ".master.key"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a master key was generated for a log whose keys exist: %v", err)
 	}
 	m = &Main{Config: Config{DataDir: dir, TimeZone: "Asia/Shanghai", Store: store, MasterKey: newKey, Log: quiet}}
 	if err := m.Open(ctx); err != nil {

@@ -125,6 +125,36 @@ func OpenPostgres(ctx context.Context, dsn string, opts PostgresOptions, master 
 	return s, nil
 }
 
+// PostgresExists reports whether the database at dsn holds a key store in
+// schema (its master key check), for a caller about to make a new master
+// key: a store that exists needs the one it was made under.
+func PostgresExists(ctx context.Context, dsn, schema string) (bool, error) {
+	if schema == "" {
+		schema = DefaultSchema
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return false, fmt.Errorf("personaldata: parse the PostgreSQL connection string: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("personaldata: connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	meta := pgx.Identifier{schema, "meta"}.Sanitize()
+	var has bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", meta).Scan(&has); err != nil || !has {
+		return false, err
+	}
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+meta+" WHERE name = 'check')").Scan(&has); err != nil {
+		return false, fmt.Errorf("personaldata: read schema %s: %w", schema, err)
+	}
+	return has, nil
+}
+
 // createSchema creates the key store's schema when it is missing. It looks
 // first, since even CREATE SCHEMA IF NOT EXISTS needs the right to create
 // schemas, which a role given a schema made for it lacks.
