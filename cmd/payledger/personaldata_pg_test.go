@@ -6,14 +6,18 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/internal/apiclient"
 	"github.com/payledger/payledger/ledger"
 	"github.com/payledger/payledger/ledger/personaldata"
+	"github.com/payledger/payledger/ledger/staffkeys"
 )
 
 // TestPersonalDataOnPostgres: with a PostgreSQL log, serve keeps the data
@@ -123,5 +127,120 @@ func TestPersonalDataOnPostgres(t *testing.T) {
 	}
 	if plain, err := m.PersonalData.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
 		t.Fatalf("after the rotation: %q %v", plain, err)
+	}
+}
+
+// TestErasureAcrossNodes: two servers of one PostgreSQL log
+// (--shared-log): a payer's description sealed on one node opens in the
+// payee's statement on the other; once compliance erases the payer on the
+// first node, the other, which had the payer's key cached and never
+// loads the payer's account for the payee's statement, shows the
+// description erased.
+func TestErasureAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	store := pgStoreURL(t, true)
+	masterPath := filepath.Join(root, "master.key")
+	if err := writeMasterKey(masterPath, ledger.CryptoRand); err != nil {
+		t.Fatal(err)
+	}
+	serverKey := make([]byte, 32)
+	if _, err := io.ReadFull(ledger.CryptoRand, serverKey); err != nil {
+		t.Fatal(err)
+	}
+	clk := &stepClock{now: time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)}
+	node := func(name string) *Main {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "server.key"), serverKey, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m := &Main{Config: Config{Addr: "127.0.0.1:0", DataDir: dir, TimeZone: "Asia/Shanghai", Clock: clk.Now, Rand: ledger.CryptoRand,
+			Store: store, SharedLog: true, MasterKey: masterPath, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+		if err := m.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	a, b := node("a"), node("b")
+	key := func(m *Main, role staffkeys.Role) *apiclient.Client {
+		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return apiclient.New(m.URL).As(tok)
+	}
+	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
+		t.Helper()
+		r, err := c.Expect(ctx, status, method, path, body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	operator, funding := key(a, staffkeys.RoleOperator), key(a, staffkeys.RoleFunding)
+	const password, description = "a long passphrase", "birthday dumplings"
+	open := func(name string) (string, string) {
+		r := expect(operator, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
+			"identity_check": "branch-1", "factor": map[string]any{"method": "password", "password": password}})
+		return r.Str("id"), r.Obj("first_factor")["factor_id"].(string)
+	}
+	payer, pw := open("Ouyang Xiaoming")
+	payee, _ := open("Wang Fang")
+	base := "/v1/accounts/" + payer
+	holder := apiclient.New(a.URL).As(expect(apiclient.New(a.URL), http.StatusCreated, "POST", base+"/sessions",
+		map[string]any{"device_id": "laptop-1", "proofs": []any{map[string]any{"factor_id": pw, "password": password}}}).Str("token"))
+	expect(funding, http.StatusCreated, "POST", base+"/deposits", map[string]any{"amount": "30.00", "currency": "CNY", "reference": "bank-1"})
+	pay := expect(holder, http.StatusCreated, "POST", base+"/payments", map[string]any{"payee_account_id": payee, "amount": "30.00", "currency": "CNY",
+		"channel": "app", "terminal": "desktop", "device_id": "laptop-1", "description": description}).Str("payment_id")
+	expect(holder, http.StatusOK, "POST", base+"/payments/"+pay+"/confirm", map[string]any{"device_id": "laptop-1",
+		"proofs": []any{map[string]any{"factor_id": pw, "password": password}}})
+	expect(holder, http.StatusOK, "POST", base+"/close", map[string]any{})
+
+	complianceB := key(b, staffkeys.RoleCompliance)
+	descriptions := func() []string {
+		var out []string
+		for _, e := range expect(complianceB, http.StatusOK, "GET", "/v1/accounts/"+payee+"/statement?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z", nil).List("entries") {
+			if d, ok := e["description"].(string); ok {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	shows := func(want string) func() bool {
+		return func() bool {
+			for _, d := range descriptions() {
+				if strings.Contains(d, want) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	waitUntil(t, "node b's statement of the payee shows the payer's description", shows(description))
+	if st, err := b.PersonalData.StateOf(payer); err != nil || st != personaldata.Live {
+		t.Fatalf("node b's view of the payer's key: %v %v", st, err)
+	}
+
+	clk.Advance(5*365*24*time.Hour + 3*24*time.Hour)
+	expect(key(a, staffkeys.RoleCompliance), http.StatusOK, "POST", base+"/erasure", map[string]any{"reference": "dsr-1"})
+	waitUntil(t, "node b's statement of the payee shows the description erased", shows(domain.ErasedText))
+	if shows(description)() {
+		t.Errorf("node b still shows the erased payer's description: %q", descriptions())
+	}
+}
+
+// waitUntil polls cond until it holds, failing after a minute: a bound on
+// a broken build, not an assertion on speed.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
