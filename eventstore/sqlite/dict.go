@@ -9,12 +9,14 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/payledger/payledger/eventstore"
 )
 
 // Dictionaries.
 //
-// A format-2 segment is small (segmentMaxRaw), so DEFLATE alone finds
+// A format-2 or -3 segment is small (segmentMaxRaw), so DEFLATE or zstd alone finds
 // little to match in it; a preset dictionary holding records like the
 // segment's (the JSON keys of each event type, its stream and id prefixes)
 // gives it that. The writer trains one from the log itself rather than
@@ -60,10 +62,50 @@ type dictCache struct {
 	db *sql.DB
 	mu sync.RWMutex
 	m  map[int64][]byte
+	// zd holds a zstd decoder per dictionary id (0: none) for format-3
+	// segments; a decoder is safe for concurrent DecodeAll calls.
+	zd map[int64]*zstd.Decoder
 }
 
 func newDictCache(db *sql.DB) *dictCache {
-	return &dictCache{db: db, m: make(map[int64][]byte)}
+	return &dictCache{db: db, m: make(map[int64][]byte), zd: make(map[int64]*zstd.Decoder)}
+}
+
+// zstdDecoder returns the decoder of format-3 segments compressed with
+// dictionary id (0: none).
+func (c *dictCache) zstdDecoder(id int64) (*zstd.Decoder, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: dictionary %d: no dictionaries", errSegment, id)
+	}
+	c.mu.RLock()
+	dec, ok := c.zd[id]
+	c.mu.RUnlock()
+	if ok {
+		return dec, nil
+	}
+	// Low memory: a decoder holds buffers per concurrent decode, and the
+	// records of a segment are small. The cap limit makes DecodeAll stop
+	// at the capacity it is given, the size the segment's header says.
+	opts := []zstd.DOption{zstd.WithDecoderLowmem(true), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(maxSegmentRaw), zstd.WithDecoderConcurrency(0)}
+	if id != 0 {
+		dict, err := c.get(id)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, zstd.WithDecoderDictRaw(uint32(id), dict))
+	}
+	dec, err := zstd.NewReader(nil, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("zstd decoder for dictionary %d: %w", id, err)
+	}
+	c.mu.Lock()
+	if len(c.zd) >= maxCachedDicts {
+		clear(c.zd)
+	}
+	c.zd[id] = dec
+	c.mu.Unlock()
+	return dec, nil
 }
 
 // get returns dictionary id.
@@ -160,9 +202,7 @@ func trainDict(events []eventstore.Event) []byte {
 		}
 		ts.count++
 		if len(ts.recs) < dictSamples {
-			e.PrevHash, e.Hash = [32]byte{}, [32]byte{}
-			rec := appendRecord2(nil, &e, e.OccurredAt.Unix(), nil)
-			ts.recs = append(ts.recs, rec[:len(rec)-33]) // no hashes
+			ts.recs = append(ts.recs, appendRecordFields(nil, &e, e.OccurredAt.Unix())) // no hashes
 		}
 	}
 	types := make([]*typeSamples, 0, len(byType))

@@ -19,7 +19,7 @@ import (
 )
 
 // formatSizes names a log to measure in TestFormatSizes.
-var formatSizes = flag.String("format-sizes", "", "measure this event log (events.db, closed) in format 2 as stored and rewritten in format 1, in a temporary directory")
+var formatSizes = flag.String("format-sizes", "", "measure this event log (events.db, closed) as stored and rewritten in format 1, in a temporary directory")
 
 // ledgerLog appends to s what the ledger appends for accounts that are
 // opened, funded and then pay one another: per payment a PaymentInitiated
@@ -188,59 +188,59 @@ func verifyAndRebuild(t *testing.T, path, rmPath string) ([]eventstore.Event, st
 	return all, digest
 }
 
-// TestFormat1LogVerifiesAndRebuildsIdentical: a ledger's log stored in
-// format 2 and the same events as the build before format 2 stored them
-// (format 1, schema 3) both verify, read back the same events, and rebuild
-// to identical read models; format 2 stores them in at most a third of the
-// bytes (issue 15, item 2).
+// TestFormat1LogVerifiesAndRebuildsIdentical: a ledger's log stored as the
+// writer stores it (format 3) and the same events as the build before
+// format 2 stored them (format 1, schema 3) both verify, read back the same
+// events, and rebuild to identical read models; format 3 stores them in at
+// most a third of the bytes (issue 15, item 2).
 func TestFormat1LogVerifiesAndRebuildsIdentical(t *testing.T) {
 	dir := t.TempDir()
-	f2, f1 := filepath.Join(dir, "format2.db"), filepath.Join(dir, "format1.db")
-	s := mustOpen(t, f2, DefaultOptions())
+	f3, f1 := filepath.Join(dir, "format3.db"), filepath.Join(dir, "format1.db")
+	s := mustOpen(t, f3, DefaultOptions())
 	ledgerLog(t, s, 64, 3000, 32)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	n := rewriteFormat1(t, f2, f1)
+	n := rewriteFormat1(t, f3, f1)
 	if n < 6000 {
 		t.Fatalf("%d events copied, want the whole log", n)
 	}
-	z2 := measureLog(t, f2, filepath.Join(dir, "format2-vacuumed.db"))
+	z3 := measureLog(t, f3, filepath.Join(dir, "format3-vacuumed.db"))
 	z1 := measureLog(t, f1, filepath.Join(dir, "format1-vacuumed.db"))
 	t.Logf("format 1: %s", z1)
-	t.Logf("format 2: %s", z2)
-	if z1.events != n || z2.events != n {
-		t.Fatalf("%d and %d events measured, want %d", z1.events, z2.events, n)
+	t.Logf("format 3: %s", z3)
+	if z1.events != n || z3.events != n {
+		t.Fatalf("%d and %d events measured, want %d", z1.events, z3.events, n)
 	}
-	if 3*z2.segmentBytes > z1.segmentBytes {
-		t.Errorf("format 2 stores %d segment bytes, format 1 %d: not 3x smaller", z2.segmentBytes, z1.segmentBytes)
+	if 3*z3.segmentBytes > z1.segmentBytes {
+		t.Errorf("format 3 stores %d segment bytes, format 1 %d: not 3x smaller", z3.segmentBytes, z1.segmentBytes)
 	}
 
 	events1, digest1 := verifyAndRebuild(t, f1, filepath.Join(dir, "rm1.db"))
-	events2, digest2 := verifyAndRebuild(t, f2, filepath.Join(dir, "rm2.db"))
-	if int64(len(events1)) != n || !reflect.DeepEqual(events1, events2) {
-		t.Fatalf("format 1 reads %d events, format 2 %d, not the same", len(events1), len(events2))
+	events3, digest3 := verifyAndRebuild(t, f3, filepath.Join(dir, "rm3.db"))
+	if int64(len(events1)) != n || !reflect.DeepEqual(events1, events3) {
+		t.Fatalf("format 1 reads %d events, format 3 %d, not the same", len(events1), len(events3))
 	}
-	if digest1 != digest2 {
-		t.Fatalf("read models rebuilt from format 1 %s, from format 2 %s", digest1, digest2)
+	if digest1 != digest3 {
+		t.Fatalf("read models rebuilt from format 1 %s, from format 3 %s", digest1, digest3)
 	}
 	// Opening the old log migrated its schema and left its segments as
 	// they were.
-	formats := func(path string) (f1, f2 int) {
+	formats := func(path string) (f1, f3 int) {
 		t.Helper()
 		s := mustOpen(t, path, DefaultOptions())
 		defer s.Close()
 		if err := s.rdb.QueryRow(`SELECT COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'01'),
-			COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'02') FROM segments`).Scan(&f1, &f2); err != nil {
+			COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'03') FROM segments`).Scan(&f1, &f3); err != nil {
 			t.Fatal(err)
 		}
-		return f1, f2
+		return f1, f3
 	}
 	if a, b := formats(f1); a == 0 || b != 0 {
-		t.Errorf("the format-1 log holds %d format-1 and %d format-2 segments after open", a, b)
+		t.Errorf("the format-1 log holds %d format-1 and %d format-3 segments after open", a, b)
 	}
-	if a, b := formats(f2); a != 0 || b == 0 {
-		t.Errorf("the format-2 log holds %d format-1 and %d format-2 segments", a, b)
+	if a, b := formats(f3); a != 0 || b == 0 {
+		t.Errorf("the format-3 log holds %d format-1 and %d format-3 segments", a, b)
 	}
 }
 
@@ -260,8 +260,8 @@ func TestFormatSizes(t *testing.T) {
 	z2 := measureLog(t, *formatSizes, filepath.Join(dir, "format2-vacuumed.db"))
 	z1 := measureLog(t, f1, filepath.Join(dir, "format1-vacuumed.db"))
 	t.Logf("format 1: %s", z1)
-	t.Logf("format 2: %s", z2)
-	t.Logf("format 1 / format 2: segment bytes %.2fx, file bytes %.2fx",
+	t.Logf("as stored: %s", z2)
+	t.Logf("format 1 / as stored: segment bytes %.2fx, file bytes %.2fx",
 		float64(z1.segmentBytes)/float64(z2.segmentBytes), float64(z1.fileBytes)/float64(z2.fileBytes))
 	if z1.events != n || z2.events != n {
 		t.Fatalf("%d and %d events measured, want %d", z1.events, z2.events, n)

@@ -16,8 +16,11 @@ import (
 // format 2 left it: the events of streams s0..s2 (100 each, interleaved)
 // in format-1 segments of up to seven events, indexed up to position 200
 // (the rest is a tail that Open rebuilds by scanning the segments). It
-// returns the events in log order.
-func writeFormat1Log(t *testing.T, path string) []eventstore.Event {
+// returns the events in log order. With format2, it writes instead a
+// schema 4 log as the build before format 3 left one that it had opened
+// half way: positions from 151 on in format-2 segments, compressed with a
+// dictionary.
+func writeFormat1Log(t *testing.T, path string, format2 bool) []eventstore.Event {
 	t.Helper()
 	s := mustOpen(t, path, DefaultOptions()) // creates the tables
 	if err := s.Close(); err != nil {
@@ -54,14 +57,31 @@ func writeFormat1Log(t *testing.T, path string) []eventstore.Event {
 			}
 		}
 	}
+	schema := "3"
+	var dict *segDict
+	if format2 {
+		schema = "4"
+		dict = &segDict{id: 1, at: 150, data: trainDict(events[:150])}
+		if _, err := tx.Exec(sqlDictInsert, dict.at, dict.data); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < len(events); i += 7 {
 		seg := events[i:min(i+7, len(events))]
-		if _, err := tx.Exec(sqlInsertSegment, seg[0].Position, seg[len(seg)-1].Position, segment1Bytes(seg)); err != nil {
+		blob := segment1Bytes(seg)
+		if format2 && seg[0].Position > 150 {
+			b := segmentBuilder{format: segmentFormat2}
+			for j := range seg {
+				b.add(&seg[j])
+			}
+			blob = b.bytes(nil, dict)
+		}
+		if _, err := tx.Exec(sqlInsertSegment, seg[0].Position, seg[len(seg)-1].Position, blob); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, err := tx.Exec(`UPDATE meta SET value = '200' WHERE key = 'indexed_upto';
-		UPDATE meta SET value = '3' WHERE key = 'schema_version'`); err != nil {
+		UPDATE meta SET value = ? WHERE key = 'schema_version'`, schema); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -70,14 +90,20 @@ func writeFormat1Log(t *testing.T, path string) []eventstore.Event {
 	return events
 }
 
-// TestFormat1And2 opens a schema 3 log of format-1 segments, appends to
-// its streams and to a new one (format-2 segments, compressed with several
-// dictionaries), and reads everything back identical from the store and
-// the reader: hashes over the canonical bytes unchanged, every chain
-// intact, the indexes consistent.
-func TestFormat1And2(t *testing.T) {
+// TestFormats opens a schema 3 log of format-1 segments and a schema 4 log
+// of format-1 and -2 segments, appends to their streams and to a new one
+// (format-3 segments, compressed with several dictionaries), and reads
+// everything back identical from the store and the reader: hashes over the
+// canonical bytes unchanged, every chain intact, the indexes consistent.
+func TestFormats(t *testing.T) {
+	for _, format2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("format 2 %v", format2), func(t *testing.T) { testFormats(t, format2) })
+	}
+}
+
+func testFormats(t *testing.T, format2 bool) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	want := writeFormat1Log(t, path)
+	want := writeFormat1Log(t, path, format2)
 	ctx := context.Background()
 	s := mustOpen(t, path, DefaultOptions())
 	s.dictTrain, s.dictRetrain = 50, 150
@@ -127,13 +153,15 @@ func TestFormat1And2(t *testing.T) {
 	s = mustOpen(t, path, DefaultOptions())
 	check(s)
 
-	var f1, f2, dicts int
+	var f1, f2, f3, dicts int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'01'),
-		COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'02'), (SELECT COUNT(*) FROM dictionaries) FROM segments`).Scan(&f1, &f2, &dicts); err != nil {
+		COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'02'), COUNT(*) FILTER (WHERE substr(events, 1, 1) = x'03'),
+		(SELECT COUNT(*) FROM dictionaries) FROM segments`).Scan(&f1, &f2, &f3, &dicts); err != nil {
 		t.Fatal(err)
 	}
-	if f1 == 0 || f2 == 0 || dicts < 2 {
-		t.Fatalf("%d format-1 segments, %d format-2, %d dictionaries: want both formats and several dictionaries", f1, f2, dicts)
+	if f1 == 0 || (f2 > 0) != format2 || f3 == 0 || dicts < 2 {
+		t.Fatalf("%d format-1 segments, %d format-2, %d format-3, %d dictionaries: want the old formats, format 3 and several dictionaries",
+			f1, f2, f3, dicts)
 	}
 
 	// What payledger verify does, through the reader.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/payledger/payledger/eventstore"
 )
 
@@ -26,22 +28,26 @@ import (
 // --cpuprofile; BenchmarkInsertFloor is the one-row-per-event floor to
 // compare BenchmarkAppendGroupCommit with).
 //
-// The writer writes format 2, in which a segment's records are compressed
-// together (DEFLATE, with a preset dictionary trained from the log itself,
-// see dict.go). Format 1, uncompressed, is what logs written before it hold;
-// it is still read, and one log may hold segments of both formats. A
-// segment's format is its first byte. The hash of an event covers its
-// canonical bytes (eventstore.ComputeHash), never the stored ones, so the
-// format is invisible to hashes, verify and every reader.
+// The writer writes format 3: the records of a segment compressed together
+// with zstd and a preset dictionary trained from the log itself (see
+// dict.go), each record keeping only the first hashCheckLen bytes of its
+// event's hash. Format 2 (DEFLATE, full hashes) and format 1
+// (uncompressed) are what older logs hold; they are still read, and one
+// log may hold segments of all three. A segment's format is its first
+// byte. The hash of an event covers its canonical bytes
+// (eventstore.ComputeHash), never the stored ones, so the format is
+// invisible to hashes, verify and every reader.
 //
-// Format 2, all integers little-endian or varint:
+// Formats 2 and 3, all integers little-endian or varint:
 //
-//	byte     format version (2)
+//	byte     format version (2 or 3)
 //	uvarint  n, the number of events (>= 1)
 //	uvarint  dictionary id (0: none; else a row of the dictionaries table)
 //	uvarint  r, the length of the records block once decompressed
-//	byte     method: 0 the block follows as it is (r bytes), 1 DEFLATE
-//	         (RFC 1951) with the dictionary preset
+//	byte     method: 0 the block follows as it is (r bytes); in format 2,
+//	         1 DEFLATE (RFC 1951) with the dictionary preset; in format 3,
+//	         2 one zstd frame (RFC 8878) with the dictionary as raw
+//	         content, the dictionary id in its header, its content size r
 //	bytes    the records block, to the end of the row
 //
 // and the records block:
@@ -53,7 +59,8 @@ import (
 //	             uvarint schema version, varint unix seconds - base,
 //	             uvarint time code (microseconds<<1, or nanoseconds<<1|1),
 //	             str causation id, str correlation id, str idempotency key,
-//	             payload, previous-hash code, 32 bytes hash
+//	             payload, previous-hash code, then in format 2 the 32 bytes
+//	             of the hash, in format 3 its first 8 (the hash check)
 //
 // The previous-hash code is a byte: 0 for 32 zero bytes (the first event
 // of a stream), 1 followed by the 32 bytes, or 2+k for the hash of record
@@ -66,9 +73,19 @@ import (
 // against the rest of the segment; the writer checks that re-encoding gives
 // the same text).
 //
+// Format 3 drops 24 of the 64 hash bytes an event took, which do not
+// compress: a reader computes each event's hash from its record and
+// previous hash (as verify does anyway) and refuses the record, as altered,
+// unless the hash begins with the stored check. An event that is not its
+// stream's last is also pinned by its successor's full previous hash, so
+// verify detects a changed event as before: an unchanged successor no
+// longer matches, and a change to the last one must keep the first 64 bits
+// of its SHA-256. (A stored hash never stopped someone rewriting the file
+// from storing a new one: the signed checkpoints do.)
+//
 // A reader bounds what a stored segment may make it allocate: r is at most
 // segmentMaxRaw for a segment of several events, and for a segment of one
-// (large) event at most what DEFLATE can expand its stored bytes to.
+// (large) event at most what the method can expand its stored bytes to.
 //
 // Format 1:
 //
@@ -93,6 +110,18 @@ import (
 const (
 	segmentFormat1 = 1
 	segmentFormat2 = 2
+	segmentFormat3 = 3
+	// The compression methods of formats 2 and 3: methodDeflate is
+	// format 2's, methodZstd format 3's.
+	methodStored  = 0
+	methodDeflate = 1
+	methodZstd    = 2
+	// hashCheckLen is how many bytes of each event's hash a format-3
+	// record keeps.
+	hashCheckLen = 8
+	// maxZstdRatio bounds what zstd can expand n bytes to (a 4-byte
+	// run-length block stands for up to 128 KiB).
+	maxZstdRatio = 32800
 	// segmentMaxEvents and segmentMaxRaw bound one segment: an event that
 	// would take it past either starts the next one (an event larger than
 	// segmentMaxRaw gets a segment of its own).
@@ -115,8 +144,11 @@ const (
 var errSegment = errors.New("corrupt segment")
 
 // segmentBuilder collects the events of one segment as they are appended
-// and encodes them in format 2.
+// and encodes them in format 3 (or, for tests, 2).
 type segmentBuilder struct {
+	// format is the format the builder writes: 0 (the writer's) is
+	// segmentFormat3; tests set segmentFormat2 to write old segments.
+	format byte
 	first  int64      // position of the first event; 0 when empty
 	base   int64      // unix seconds of the first event
 	lens   []uint32   // record lengths
@@ -125,8 +157,11 @@ type segmentBuilder struct {
 	raw    []byte     // the records block (bytes), reused
 	buf    []byte     // the last encoding (store), reused
 	out    bytes.Buffer
-	fw     *flate.Writer // compressor for fwDict
+	zbuf   []byte
+	fw     *flate.Writer // format 2: compressor for fwDict
 	fwDict *segDict
+	zw     *zstd.Encoder // format 3: compressor for zwDict
+	zwDict *segDict
 }
 
 func (b *segmentBuilder) len() int { return len(b.lens) }
@@ -172,7 +207,11 @@ func (b *segmentBuilder) add(e *eventstore.Event) {
 		b.base = e.OccurredAt.Unix()
 	}
 	n := len(b.recs)
-	b.recs = appendRecord2(b.recs, e, b.base, b.hashes)
+	if b.format == segmentFormat2 {
+		b.recs = appendRecord2(b.recs, e, b.base, b.hashes)
+	} else {
+		b.recs = appendRecord3(b.recs, e, b.base, b.hashes)
+	}
 	b.lens = append(b.lens, uint32(len(b.recs)-n))
 	b.hashes = append(b.hashes, e.Hash)
 }
@@ -191,16 +230,45 @@ func (b *segmentBuilder) bytes(dst []byte, dict *segDict) []byte {
 	if dict != nil {
 		id = dict.id
 	}
-	dst = append(dst[:0], segmentFormat2)
+	format, method := byte(segmentFormat3), byte(methodZstd)
+	if b.format == segmentFormat2 {
+		format, method = segmentFormat2, methodDeflate
+	}
+	dst = append(dst[:0], format)
 	dst = binary.AppendUvarint(dst, uint64(len(b.lens)))
 	dst = binary.AppendUvarint(dst, uint64(id))
 	dst = binary.AppendUvarint(dst, uint64(len(raw)))
-	if z := b.compress(raw, dict); z != nil && len(z) < len(raw) {
-		dst = append(dst, 1)
+	var z []byte
+	if format == segmentFormat2 {
+		z = b.compress(raw, dict)
+	} else {
+		z = b.compressZstd(raw, dict)
+	}
+	if z != nil && len(z) < len(raw) {
+		dst = append(dst, method)
 		return append(dst, z...)
 	}
-	dst = append(dst, 0)
+	dst = append(dst, methodStored)
 	return append(dst, raw...)
+}
+
+// compressZstd compresses raw with dict preset (format 3), returning nil if
+// it cannot.
+func (b *segmentBuilder) compressZstd(raw []byte, dict *segDict) []byte {
+	if b.zw == nil || b.zwDict != dict {
+		opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true)}
+		if dict != nil {
+			opts = append(opts, zstd.WithEncoderDictRaw(uint32(dict.id), dict.data))
+		}
+		zw, err := zstd.NewWriter(nil, opts...)
+		if err != nil {
+			return nil
+		}
+		b.zw, b.zwDict = zw, dict
+	}
+	b.zbuf = b.zw.EncodeAll(raw, b.zbuf[:0])
+	return b.zbuf
 }
 
 // compress deflates raw with dict preset, returning nil if it cannot.
@@ -256,6 +324,23 @@ func appendStr(b []byte, s string) []byte {
 // appendRecord2 encodes one event's format-2 record; base is the segment's
 // base seconds and hashes those of the segment's earlier records.
 func appendRecord2(b []byte, e *eventstore.Event, base int64, hashes [][32]byte) []byte {
+	b = appendRecordFields(b, e, base)
+	b = appendPrevHash(b, e.PrevHash, hashes)
+	return append(b, e.Hash[:]...)
+}
+
+// appendRecord3 encodes one event's format-3 record: a format-2 record
+// whose hash is cut to its first hashCheckLen bytes (a reader computes the
+// hash from the record and checks it against them).
+func appendRecord3(b []byte, e *eventstore.Event, base int64, hashes [][32]byte) []byte {
+	b = appendRecordFields(b, e, base)
+	b = appendPrevHash(b, e.PrevHash, hashes)
+	return append(b, e.Hash[:hashCheckLen]...)
+}
+
+// appendRecordFields appends the fields formats 2 and 3 encode alike: all
+// but the hashes.
+func appendRecordFields(b []byte, e *eventstore.Event, base int64) []byte {
 	b = appendStr(b, e.ID)
 	b = appendStr(b, e.Stream)
 	b = binary.AppendUvarint(b, uint64(e.Version))
@@ -271,9 +356,7 @@ func appendRecord2(b []byte, e *eventstore.Event, base int64, hashes [][32]byte)
 	b = appendStr(b, e.CausationID)
 	b = appendStr(b, e.CorrelationID)
 	b = appendStr(b, e.IdempotencyKey)
-	b = appendPayload(b, e.Payload)
-	b = appendPrevHash(b, e.PrevHash, hashes)
-	return append(b, e.Hash[:]...)
+	return appendPayload(b, e.Payload)
 }
 
 // appendPrevHash appends the previous-hash code of a record preceded in
@@ -370,9 +453,19 @@ type segment struct {
 	n      int
 	table  []byte // format 1: n u32 offsets
 	recs   []byte // the records
-	// format 2
+	// formats 2 and 3
 	offs []uint32 // n+1 record boundaries in recs
 	base int64
+	// format 3: the hashes of the records decoded so far (a record's
+	// previous-hash reference names an earlier record's hash, which format
+	// 3 does not store in full)
+	hashes []segHash
+}
+
+// segHash is a record's computed hash, once known.
+type segHash struct {
+	known bool
+	hash  [32]byte
 }
 
 // parseSegment checks the header of the stored segment at first and, for
@@ -384,7 +477,7 @@ func parseSegment(first int64, blob []byte, dicts *dictCache) (segment, error) {
 	switch blob[0] {
 	case segmentFormat1:
 		return parseSegment1(first, blob)
-	case segmentFormat2:
+	case segmentFormat2, segmentFormat3:
 		return parseSegment2(first, blob, dicts)
 	}
 	return segment{}, fmt.Errorf("%w at position %d: unknown format %d", errSegment, first, blob[0])
@@ -402,10 +495,13 @@ func parseSegment1(first int64, blob []byte) (segment, error) {
 	return segment{format: segmentFormat1, first: first, n: int(n), table: rest[:4*n], recs: rest[4*n:]}, nil
 }
 
+// parseSegment2 parses a segment of format 2 or 3 (blob[0]), which share
+// their header and differ in the compression and in the records' hashes.
 func parseSegment2(first int64, blob []byte, dicts *dictCache) (segment, error) {
 	bad := func(what string) (segment, error) {
 		return segment{}, fmt.Errorf("%w at position %d: %s", errSegment, first, what)
 	}
+	format := blob[0]
 	d := recordDecoder{b: blob[1:]}
 	n, id, size := d.uvarint(), d.uvarint(), d.uvarint()
 	method := d.take(1)
@@ -414,18 +510,23 @@ func parseSegment2(first int64, blob []byte, dicts *dictCache) (segment, error) 
 	}
 	stored := d.b
 	// The records take at least two bytes an event; several events fit
-	// segmentMaxRaw, and no block expands past maxInflateRatio.
-	if size < 2*n || (n > 1 && size > segmentMaxRaw) || size > maxInflateRatio*uint64(len(stored))+64 || size > maxSegmentRaw {
+	// segmentMaxRaw, and no block expands past what its compression can
+	// expand it to.
+	ratio := uint64(maxInflateRatio)
+	if format == segmentFormat3 {
+		ratio = maxZstdRatio
+	}
+	if size < 2*n || (n > 1 && size > segmentMaxRaw) || size > ratio*uint64(len(stored))+64 || size > maxSegmentRaw {
 		return bad(fmt.Sprintf("records of %d bytes", size))
 	}
 	var raw []byte
-	switch method[0] {
-	case 0:
+	switch m := method[0]; {
+	case m == methodStored:
 		if uint64(len(stored)) != size {
 			return bad("stored records of the wrong length")
 		}
 		raw = stored
-	case 1:
+	case m == methodDeflate && format == segmentFormat2:
 		var dict []byte
 		if id != 0 {
 			var err error
@@ -437,10 +538,21 @@ func parseSegment2(first int64, blob []byte, dicts *dictCache) (segment, error) 
 		if raw, err = inflate(stored, dict, int(size)); err != nil {
 			return bad(err.Error())
 		}
+	case m == methodZstd && format == segmentFormat3:
+		dec, err := dicts.zstdDecoder(int64(id))
+		if err != nil {
+			return segment{}, fmt.Errorf("segment at position %d: %w", first, err)
+		}
+		if raw, err = unzstd(dec, stored, id, int(size)); err != nil {
+			return bad(err.Error())
+		}
 	default:
 		return bad("unknown compression")
 	}
-	seg := segment{format: segmentFormat2, first: first, n: int(n), offs: make([]uint32, n+1)}
+	seg := segment{format: format, first: first, n: int(n), offs: make([]uint32, n+1)}
+	if format == segmentFormat3 {
+		seg.hashes = make([]segHash, n)
+	}
 	d = recordDecoder{b: raw}
 	var end uint64
 	for i := range seg.n {
@@ -453,6 +565,24 @@ func parseSegment2(first int64, blob []byte, dicts *dictCache) (segment, error) 
 	}
 	seg.recs = d.b
 	return seg, nil
+}
+
+// unzstd decompresses the zstd frame z, compressed with dictionary id (0:
+// none), into exactly size bytes: the frame must not say it holds another
+// size, and dec writes no more than that.
+func unzstd(dec *zstd.Decoder, z []byte, id uint64, size int) ([]byte, error) {
+	var h zstd.Header
+	if err := h.Decode(z); err != nil {
+		return nil, fmt.Errorf("records do not decompress: %v", err)
+	}
+	if h.HasFCS && h.FrameContentSize != uint64(size) || uint64(h.DictionaryID) != id {
+		return nil, fmt.Errorf("records do not decompress to %d bytes with dictionary %d", size, id)
+	}
+	raw, err := dec.DecodeAll(z, make([]byte, 0, size))
+	if err != nil || len(raw) != size {
+		return nil, fmt.Errorf("records do not decompress to %d bytes: %v", size, err)
+	}
+	return raw, nil
 }
 
 // inflaters recycles DEFLATE readers (a reader holds a 32 KiB window).
@@ -484,8 +614,11 @@ func (s segment) last() int64 { return s.first + int64(s.n) - 1 }
 
 // at decodes event i of the segment.
 func (s segment) at(i int) (eventstore.Event, error) {
-	if s.format == segmentFormat2 {
+	switch s.format {
+	case segmentFormat2:
 		return s.at2(i)
+	case segmentFormat3:
+		return s.at3(i)
 	}
 	off := binary.LittleEndian.Uint32(s.table[4*i:])
 	if uint64(off) > uint64(len(s.recs)) {
@@ -517,24 +650,10 @@ func (s segment) at(i int) (eventstore.Event, error) {
 
 // at2 decodes event i of a format-2 segment.
 func (s segment) at2(i int) (eventstore.Event, error) {
-	e := eventstore.Event{Position: s.first + int64(i)}
-	d := recordDecoder{b: s.recs[s.offs[i]:s.offs[i+1]]}
-	e.ID = d.str()
-	e.Stream = d.str()
-	e.Version = int64(d.uvarint())
-	e.Type = d.str()
-	e.SchemaVersion = int(d.uvarint())
-	sec := d.varint() + s.base
-	ns := d.uvarint()
-	if ns&1 == 0 {
-		ns = (ns >> 1) * 1000
-	} else {
-		ns >>= 1
+	e, d, ns, err := s.fields(i)
+	if err != nil {
+		return e, err
 	}
-	e.CausationID = d.str()
-	e.CorrelationID = d.str()
-	e.IdempotencyKey = d.str()
-	e.Payload = d.payload()
 	switch code := d.take(1); {
 	case len(code) == 0:
 	case code[0] == 1:
@@ -551,8 +670,80 @@ func (s segment) at2(i int) (eventstore.Event, error) {
 	if d.bad || len(d.b) != 0 || ns >= 1e9 {
 		return eventstore.Event{}, fmt.Errorf("%w: record of position %d does not decode", errSegment, e.Position)
 	}
-	e.OccurredAt = time.Unix(sec, int64(ns)).UTC()
+	e.OccurredAt = time.Unix(e.OccurredAt.Unix(), int64(ns)).UTC()
 	return e, nil
+}
+
+// at3 decodes event i of a format-3 segment and computes its hash, which
+// must begin with the record's hash check. A previous-hash reference to an
+// earlier record of the segment is that record's computed hash.
+func (s segment) at3(i int) (eventstore.Event, error) {
+	e, d, ns, err := s.fields(i)
+	if err != nil {
+		return e, err
+	}
+	switch code := d.take(1); {
+	case len(code) == 0:
+	case code[0] == 1:
+		copy(e.PrevHash[:], d.take(32))
+	case code[0] >= 2:
+		j := i - 1 - int(code[0]-2)
+		if j < 0 {
+			d.bad = true
+			break
+		}
+		if e.PrevHash, err = s.hashOf(j); err != nil {
+			return eventstore.Event{}, err
+		}
+	}
+	check := d.take(hashCheckLen)
+	if d.bad || len(d.b) != 0 || ns >= 1e9 {
+		return eventstore.Event{}, fmt.Errorf("%w: record of position %d does not decode", errSegment, e.Position)
+	}
+	e.OccurredAt = time.Unix(e.OccurredAt.Unix(), int64(ns)).UTC()
+	e.Hash = eventstore.ComputeHash(e.PrevHash, e.Stream, e.Version, e.EventData)
+	if !bytes.Equal(e.Hash[:hashCheckLen], check) {
+		return eventstore.Event{}, fmt.Errorf("%w: the event at position %d (stream %s version %d) does not match its stored hash: it was altered",
+			errSegment, e.Position, e.Stream, e.Version)
+	}
+	s.hashes[i] = segHash{known: true, hash: e.Hash}
+	return e, nil
+}
+
+// hashOf returns the computed hash of record j of a format-3 segment,
+// decoding it if it was not yet.
+func (s segment) hashOf(j int) ([32]byte, error) {
+	if h := s.hashes[j]; h.known {
+		return h.hash, nil
+	}
+	e, err := s.at3(j)
+	return e.Hash, err
+}
+
+// fields decodes the fields of record i that formats 2 and 3 encode alike,
+// returning the decoder positioned at the hashes and the nanoseconds (the
+// time in e holds the seconds only until the caller sets it).
+func (s segment) fields(i int) (eventstore.Event, *recordDecoder, uint64, error) {
+	e := eventstore.Event{Position: s.first + int64(i)}
+	d := &recordDecoder{b: s.recs[s.offs[i]:s.offs[i+1]]}
+	e.ID = d.str()
+	e.Stream = d.str()
+	e.Version = int64(d.uvarint())
+	e.Type = d.str()
+	e.SchemaVersion = int(d.uvarint())
+	sec := d.varint() + s.base
+	ns := d.uvarint()
+	if ns&1 == 0 {
+		ns = (ns >> 1) * 1000
+	} else {
+		ns >>= 1
+	}
+	e.CausationID = d.str()
+	e.CorrelationID = d.str()
+	e.IdempotencyKey = d.str()
+	e.Payload = d.payload()
+	e.OccurredAt = time.Unix(sec, 0)
+	return e, d, ns, nil
 }
 
 // recordDecoder reads a record's fields; a short or malformed record sets

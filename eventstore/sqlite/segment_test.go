@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
@@ -112,11 +113,23 @@ func testDicts(ds ...*segDict) *dictCache {
 	return c
 }
 
-// TestSegmentRoundTrip encodes random runs of events into segments, closing
-// each as the writer does, and decodes every event back equal, with and
-// without a dictionary; some events continue the stream of an earlier one
-// of their segment (a previous-hash reference).
+// TestSegmentRoundTrip encodes random runs of events into segments of
+// formats 2 and 3, closing each as the writer does, and decodes every event
+// back equal, with and without a dictionary; some events continue the
+// stream of an earlier one of their segment (a previous-hash reference).
 func TestSegmentRoundTrip(t *testing.T) {
+	for _, format := range []byte{segmentFormat2, segmentFormat3} {
+		t.Run(fmt.Sprintf("format %d", format), func(t *testing.T) { testSegmentRoundTrip(t, format) })
+	}
+}
+
+// hashed returns e with the hash its fields give (format 3 checks it).
+func hashed(e eventstore.Event) eventstore.Event {
+	e.Hash = eventstore.ComputeHash(e.PrevHash, e.Stream, e.Version, e.EventData)
+	return e
+}
+
+func testSegmentRoundTrip(t *testing.T, format byte) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var warm []eventstore.Event
 	for i := range 50 {
@@ -129,13 +142,20 @@ func TestSegmentRoundTrip(t *testing.T) {
 		t.Fatalf("dictionary of %d bytes", len(dict.data))
 	}
 	dicts := testDicts(dict)
-	var b segmentBuilder
+	b := segmentBuilder{format: format}
+	hashLen := 32
+	if format == segmentFormat3 {
+		hashLen = hashCheckLen
+	}
 	var buf []byte
 	pos := int64(1)
 	segments, refs := 0, 0
 	check := func(want []eventstore.Event, d *segDict) {
 		t.Helper()
 		buf = b.bytes(buf, d)
+		if buf[0] != format {
+			t.Fatalf("segment of format %d, want %d", buf[0], format)
+		}
 		if len(want) > 1 && len(b.raw) > segmentMaxRaw {
 			t.Fatalf("segment of %d events has %d bytes of records, over %d", len(want), len(b.raw), segmentMaxRaw)
 		}
@@ -171,6 +191,7 @@ func TestSegmentRoundTrip(t *testing.T) {
 					e.PrevHash = want[r.IntN(len(want))].Hash
 				}
 			}
+			e = hashed(e)
 			pos++
 			if !b.fits(&e) {
 				check(want, d)
@@ -181,7 +202,7 @@ func TestSegmentRoundTrip(t *testing.T) {
 			if n := len(b.recs) - before; n > recordLen(&e) {
 				t.Fatalf("record of %d bytes, recordLen says at most %d", n, recordLen(&e))
 			}
-			if c := b.recs[len(b.recs)-33]; c >= 2 {
+			if c := b.recs[len(b.recs)-hashLen-1]; c >= 2 {
 				refs++
 			}
 			want = append(want, e)
@@ -227,27 +248,35 @@ func TestPayloadCoding(t *testing.T) {
 	}
 }
 
-// TestSegmentCorruption truncates and flips bytes of segments of both
+// TestSegmentCorruption truncates and flips bytes of segments of the three
 // formats: every damaged copy must fail to decode with errSegment or
 // decode to events (which the hash chain then refuses, unless they are the
-// same), and never panic or allocate past the bounds.
+// same), and never panic or allocate past the bounds. A format-3 record
+// whose event no longer gives its hash check fails to decode.
 func TestSegmentCorruption(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var want []eventstore.Event
 	for i := range 5 {
 		e := randomEvent(r, int64(10+i))
 		e.Payload = e.Payload[:min(len(e.Payload), 100)]
-		want = append(want, e)
+		if i == 3 {
+			e.PrevHash = want[1].Hash // a previous-hash reference
+		}
+		want = append(want, hashed(e))
 	}
 	dict := &segDict{id: 1, data: trainDict(want)}
 	dicts := testDicts(dict)
-	var b segmentBuilder
+	b2, b3 := segmentBuilder{format: segmentFormat2}, segmentBuilder{}
 	for i := range want {
-		b.add(&want[i])
+		b2.add(&want[i])
+		b3.add(&want[i])
 	}
-	v2 := b.bytes(nil, dict)
+	v2, v3 := b2.bytes(nil, dict), b3.bytes(nil, dict)
 	v1 := segment1Bytes(want)
-	for _, good := range [][]byte{v1, v2} {
+	if v3[0] != segmentFormat3 {
+		t.Fatalf("the writer's segment is of format %d", v3[0])
+	}
+	for _, good := range [][]byte{v1, v2, v3} {
 		if got, err := decodeAll(10, good, dicts); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("intact segment of format %d: %v", good[0], err)
 		}
@@ -256,41 +285,75 @@ func TestSegmentCorruption(t *testing.T) {
 				t.Fatalf("segment of format %d cut to %d of %d bytes: %v", good[0], n, len(good), err)
 			}
 		}
-		same := 0
+		same, decoded := 0, 0
 		for i := range len(good) {
 			bad := bytes.Clone(good)
 			bad[i] ^= 0x5a
 			got, err := decodeAll(10, bad, dicts)
-			if err == nil && reflect.DeepEqual(got, want) {
-				same++
+			if err == nil {
+				decoded++
+				if reflect.DeepEqual(got, want) {
+					same++
+				}
 			}
 		}
-		// DEFLATE ignores the padding bits of its last byte; nothing else
-		// may decode to the same events.
+		// DEFLATE ignores the padding bits of its last byte, zstd some bits
+		// of its frame header; nothing else may decode to the same events.
 		if same > 1 || good[0] == segmentFormat1 && same > 0 {
 			t.Fatalf("format %d: %d flipped bytes decode to the same events", good[0], same)
 		}
+		if good[0] == segmentFormat3 && decoded > same {
+			t.Fatalf("format 3: %d flipped bytes decode to other events than their hash checks", decoded-same)
+		}
+	}
+	// Records stored as they are, one byte of an event changed: format 3
+	// refuses the event by its hash check.
+	b3.reset()
+	for i := range want {
+		b3.add(&want[i])
+	}
+	raw := bytes.Clone(b3.bytes(nil, nil))
+	if raw[len(raw)-len(b3.raw)-1] != methodStored {
+		// Random payloads of 100 bytes do not compress.
+		t.Fatal("the records were compressed")
+	}
+	i := bytes.Index(raw, []byte(want[2].ID))
+	raw[i] ^= 1
+	if _, err := decodeAll(10, raw, dicts); !errors.Is(err, errSegment) || !strings.Contains(err.Error(), "altered") {
+		t.Fatalf("an event changed in place: %v", err)
 	}
 	// A header claiming more records than the bounds allow is refused
 	// before anything is allocated for them.
-	for _, size := range []uint64{segmentMaxRaw + 1, 1 << 40} {
-		blob := []byte{segmentFormat2, 2, 0}
-		blob = binary.AppendUvarint(blob, size)
-		blob = append(blob, 1, 0x03, 0x00)
-		if _, err := parseSegment(1, blob, dicts); !errors.Is(err, errSegment) {
-			t.Fatalf("records of %d bytes claimed: %v", size, err)
+	for _, f := range []struct{ format, method byte }{{segmentFormat2, methodDeflate}, {segmentFormat3, methodZstd}} {
+		for _, size := range []uint64{segmentMaxRaw + 1, 1 << 40} {
+			blob := []byte{f.format, 2, 0}
+			blob = binary.AppendUvarint(blob, size)
+			blob = append(blob, f.method, 0x03, 0x00)
+			if _, err := parseSegment(1, blob, dicts); !errors.Is(err, errSegment) {
+				t.Fatalf("format %d: records of %d bytes claimed: %v", f.format, size, err)
+			}
+		}
+		one := []byte{f.format, 1, 0}
+		one = binary.AppendUvarint(one, 1<<30) // one event: bounded by the stored bytes
+		one = append(one, f.method, 0x03, 0x00)
+		if _, err := parseSegment(1, one, dicts); !errors.Is(err, errSegment) {
+			t.Fatalf("format %d: 1 GiB of records claimed from 3 bytes: %v", f.format, err)
 		}
 	}
-	one := []byte{segmentFormat2, 1, 0}
-	one = binary.AppendUvarint(one, 1<<20) // one event: bounded by the stored bytes
-	one = append(one, 1, 0x03, 0x00)
-	if _, err := parseSegment(1, one, dicts); !errors.Is(err, errSegment) {
-		t.Fatalf("1 MiB of records claimed from 3 bytes: %v", err)
+	// Each format has its own compression.
+	for _, blob := range [][]byte{v2, v3} {
+		other := bytes.Clone(blob)
+		other[0] = segmentFormat2 + segmentFormat3 - blob[0]
+		if _, err := parseSegment(1, other, dicts); !errors.Is(err, errSegment) {
+			t.Fatalf("format %d segment read as format %d: %v", blob[0], other[0], err)
+		}
 	}
-	unknown := bytes.Clone(v2)
-	unknown[2] = 9 // dictionary 9
-	if _, err := parseSegment(1, unknown, dicts); !errors.Is(err, errSegment) {
-		t.Fatalf("unknown dictionary: %v", err)
+	for _, blob := range [][]byte{v2, v3} {
+		unknown := bytes.Clone(blob)
+		unknown[2] = 9 // dictionary 9
+		if _, err := parseSegment(1, unknown, dicts); !errors.Is(err, errSegment) {
+			t.Fatalf("format %d, unknown dictionary: %v", blob[0], err)
+		}
 	}
 }
 
