@@ -14,8 +14,8 @@ import (
 // rewriteFormat1 writes at dst (which must not exist) the log at src (closed,
 // or at least not written during the copy) as the build before format 2
 // would have stored the same events: schema 3, no dictionaries, every event
-// in format-1 segments cut by that build's bounds, the same indexes. It
-// returns how many events it copied.
+// in format-1 segments cut by that build's bounds, the same indexes keyed
+// by stream names and id texts. It returns how many events it copied.
 func rewriteFormat1(t testing.TB, src, dst string) int64 {
 	t.Helper()
 	ctx := context.Background()
@@ -45,7 +45,20 @@ func rewriteFormat1(t testing.TB, src, dst string) int64 {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, schema4Indexes); err != nil {
+		t.Fatal(err)
+	}
 	ins, err := tx.PrepareContext(ctx, sqlInsertSegment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The id index as it is in src (up to its indexed_upto; Open indexes
+	// the rest from the segments, as it would after a crash), by id text.
+	var upto int64
+	if err := r.db.QueryRowContext(ctx, sqlGetUpto).Scan(&upto); err != nil {
+		t.Fatal(err)
+	}
+	insID, err := tx.PrepareContext(ctx, `INSERT INTO id_index (id, position) VALUES (?, ?)`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,19 +89,32 @@ func rewriteFormat1(t testing.TB, src, dst string) int64 {
 			}
 			seg = append(seg, *e)
 			recsLen += len(appendRecord1(nil, e))
+			if e.Position <= upto {
+				if _, err := insID.ExecContext(ctx, e.ID, e.Position); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		n += int64(len(batch))
 		after = batch[len(batch)-1].Position
 	}
 	flush()
-	// The indexes as they are in src (up to its indexed_upto; Open indexes
-	// the rest from the segments, as it would after a crash).
+	// The stream index as it is in src, by stream name.
 	if _, err := tx.ExecContext(ctx, `ATTACH DATABASE ? AS src`, src); err != nil {
 		t.Fatal(err)
 	}
+	var oldSrc int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('stream_index', 'src') WHERE name = 'stream' AND type = 'TEXT'`).
+		Scan(&oldSrc); err != nil {
+		t.Fatal(err)
+	}
+	copyStreams := `INSERT INTO main.stream_index (stream, version, position)
+		SELECT st.name, i.version, i.position FROM src.stream_index i JOIN src.streams st ON st.id = i.stream ORDER BY st.name, i.version`
+	if oldSrc > 0 {
+		copyStreams = `INSERT INTO main.stream_index (stream, version, position) SELECT stream, version, position FROM src.stream_index ORDER BY stream, version`
+	}
 	for _, q := range []string{
-		`INSERT INTO main.stream_index (stream, version, position) SELECT stream, version, position FROM src.stream_index ORDER BY stream, version`,
-		`INSERT INTO main.id_index (id, position) SELECT id, position FROM src.id_index ORDER BY id`,
+		copyStreams,
 		`UPDATE main.meta SET value = (SELECT value FROM src.meta WHERE key = 'indexed_upto') WHERE key = 'indexed_upto'`,
 		`UPDATE main.meta SET value = '3' WHERE key = 'schema_version'`,
 		`DROP TRIGGER main.dictionaries_no_delete`,
@@ -176,3 +202,22 @@ func measureLog(t testing.TB, path, copyPath string) logSizes {
 	z.tables = strings.Join(tables, ", ")
 	return z
 }
+
+// schema4Indexes replaces the indexes of a new (empty) log with those of
+// schemas 3 and 4: keyed by the stream's name and the id's text, no streams
+// table.
+var schema4Indexes = `DROP TRIGGER stream_index_no_delete; DROP TRIGGER stream_index_no_update;
+DROP TRIGGER id_index_no_delete; DROP TRIGGER id_index_no_update;
+DROP TRIGGER streams_no_delete; DROP TRIGGER streams_no_update;
+DROP TABLE stream_index; DROP TABLE id_index; DROP TABLE streams;
+CREATE TABLE stream_index (
+	stream   TEXT    NOT NULL,
+	version  INTEGER NOT NULL,
+	position INTEGER NOT NULL,
+	PRIMARY KEY (stream, version)
+) WITHOUT ROWID;
+CREATE TABLE id_index (
+	id       TEXT    PRIMARY KEY,
+	position INTEGER NOT NULL
+) WITHOUT ROWID;
+` + retentionTriggers("stream_index") + retentionTriggers("id_index")

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -33,6 +34,9 @@ func writeFormat1Log(t *testing.T, path string, format2 bool) []eventstore.Event
 	defer db.Close()
 	tx, err := db.Begin()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(schema4Indexes); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
@@ -147,6 +151,20 @@ func testFormats(t *testing.T, format2 bool) {
 		}
 	}
 	check(s)
+	// The migrated id index still finds the old events: a re-append of one
+	// that was indexed in the old layout is answered with it, its id in
+	// another stream is refused.
+	old := want[4]
+	if old.Position > 200 || old.Version != 2 {
+		t.Fatalf("event %d is not an old indexed one", old.Position)
+	}
+	res, err := s.Append(ctx, old.Stream, old.Version-1, []eventstore.EventData{old.EventData})
+	if err != nil || len(res.Events) != 1 || !reflect.DeepEqual(res.Events[0], old) {
+		t.Fatalf("re-append of position %d: %v", old.Position, err)
+	}
+	if _, err := s.Append(ctx, "other", eventstore.Any, []eventstore.EventData{old.EventData}); !errors.Is(err, eventstore.ErrIDReused) {
+		t.Fatalf("an old id in another stream: %v", err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,14 @@ type Reader struct {
 	all, headStmt *sql.Stmt
 	idxGet, idGet *sql.Stmt
 	dicts         *dictCache
+	schema4       bool // the indexes are keyed by stream names and id texts
 }
+
+// The indexes' point queries on a schema 3 or 4 file.
+const (
+	sqlIdxGetSchema4 = `SELECT position FROM stream_index WHERE stream = ? AND version = ?`
+	sqlIDGetSchema4  = `SELECT position FROM id_index WHERE id = ? AND position = ?`
+)
 
 // OpenReader opens an existing event database for reading. It refuses a
 // missing file (a typo must not create an empty log that then "verifies")
@@ -46,8 +53,16 @@ func OpenReader(path string) (*Reader, error) {
 		return nil, fmt.Errorf("open event log %s: read schema version: %w", path, err)
 	}
 	// Older files are migrated by the writer (Open), which a reader must
-	// not do.
-	if v != schemaVersion && v != "3" { // schema 3 is 4 without format-2 segments
+	// not do. Schemas 3 and 4 (3 is 4 without format-2 segments) hold
+	// segments as 5 does, and indexes keyed by the stream's name and the
+	// id's text.
+	idxGet, idGet := sqlIdxGetByName, sqlIDAt
+	switch v {
+	case schemaVersion:
+	case "3", "4":
+		idxGet, idGet = sqlIdxGetSchema4, sqlIDGetSchema4
+		r.schema4 = true
+	default:
 		_ = db.Close()
 		return nil, fmt.Errorf("open event log %s: schema version %s, this build reads %s (open the log once with the server, which migrates it)",
 			path, v, schemaVersion)
@@ -55,7 +70,7 @@ func OpenReader(path string) (*Reader, error) {
 	for _, p := range []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&r.all, sqlSegmentsFrom}, {&r.headStmt, sqlHead}, {&r.idxGet, sqlIdxGet}, {&r.idGet, sqlIDGet}} {
+	}{{&r.all, sqlSegmentsFrom}, {&r.headStmt, sqlHead}, {&r.idxGet, idxGet}, {&r.idGet, idGet}} {
 		if err == nil {
 			*p.dst, err = db.PrepareContext(ctx, p.q)
 		}
@@ -132,7 +147,11 @@ func (r *Reader) CheckIndexes(ctx context.Context) (indexed int64, err error) {
 			if err := indexedAt(ctx, byStream, e.Position, e.Stream, e.Version); err != nil {
 				return 0, fmt.Errorf("stream index: %s version %d (position %d): %w", e.Stream, e.Version, e.Position, err)
 			}
-			if err := indexedAt(ctx, byID, e.Position, e.ID); err != nil {
+			var idKeyArg any = e.ID
+			if !r.schema4 {
+				idKeyArg = idKey(e.ID)
+			}
+			if err := indexedAt(ctx, byID, e.Position, idKeyArg, e.Position); err != nil {
 				return 0, fmt.Errorf("id index: %s (position %d): %w", e.ID, e.Position, err)
 			}
 		}

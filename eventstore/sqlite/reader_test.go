@@ -80,8 +80,8 @@ func TestCheckIDIndex(t *testing.T) {
 	for _, tc := range []struct {
 		name, damage, want string
 	}{
-		{"extra row", `INSERT INTO id_index (id, position) VALUES ('01BOGUS', 2)`, "id index: 7 rows for the 6 events"},
-		{"row at another position", `INSERT INTO id_index (id, position) SELECT id || 'x', position FROM id_index LIMIT 1`, "id index: 7 rows"},
+		{"extra row", `INSERT INTO id_index (key, position) VALUES (12345, 2)`, "id index: 7 rows for the 6 events"},
+		{"row at another position", `INSERT INTO id_index (key, position) SELECT key + 1, position FROM id_index LIMIT 1`, "id index: 7 rows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "events.db")

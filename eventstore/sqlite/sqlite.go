@@ -61,7 +61,7 @@ var _ eventstore.Store = (*Store)(nil)
 const (
 	// schemaVersion is the layout version recorded in the meta table, so a
 	// later release can tell which migrations an existing file needs.
-	schemaVersion = "4"
+	schemaVersion = "5"
 	// retentionMarker is part of the message the retention triggers raise;
 	// MapRetentionError recognises the failure by it.
 	retentionMarker = "events are retained"
@@ -132,15 +132,20 @@ CREATE TABLE IF NOT EXISTS segments (
 	last_position  INTEGER NOT NULL CHECK (last_position >= first_position),
 	events         BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS streams (
+	id   INTEGER PRIMARY KEY,
+	name TEXT    NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS stream_index (
-	stream   TEXT    NOT NULL,
+	stream   INTEGER NOT NULL, -- streams.id
 	version  INTEGER NOT NULL,
 	position INTEGER NOT NULL,
 	PRIMARY KEY (stream, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS id_index (
-	id       TEXT    PRIMARY KEY,
-	position INTEGER NOT NULL
+	key      INTEGER NOT NULL, -- idKey(id)
+	position INTEGER NOT NULL,
+	PRIMARY KEY (key, position)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dictionaries (
 	id         INTEGER PRIMARY KEY,
@@ -148,7 +153,7 @@ CREATE TABLE IF NOT EXISTS dictionaries (
 	dict       BLOB    NOT NULL
 );
 ` + retentionTriggers("segments") + retentionTriggers("stream_index") + retentionTriggers("id_index") +
-	retentionTriggers("dictionaries") + `
+	retentionTriggers("dictionaries") + retentionTriggers("streams") + `
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '` + schemaVersion + `');
 INSERT OR IGNORE INTO meta (key, value) VALUES ('indexed_upto', '0');
 `
@@ -176,22 +181,31 @@ const (
 	sqlSegmentsFrom = `SELECT first_position, events FROM segments
 	WHERE first_position >= COALESCE((SELECT MAX(first_position) FROM segments WHERE first_position <= ?1), 0)
 	ORDER BY first_position LIMIT ?2`
-	sqlHead      = `SELECT COALESCE((SELECT last_position FROM segments ORDER BY first_position DESC LIMIT 1), 0)`
-	sqlIDGet     = `SELECT position FROM id_index WHERE id = ?`
-	sqlMaxID     = `SELECT COALESCE(MAX(id), '') FROM id_index`
-	sqlIndexTail = `SELECT version, position FROM stream_index WHERE stream = ? ORDER BY version DESC LIMIT 1`
+	sqlHead  = `SELECT COALESCE((SELECT last_position FROM segments ORDER BY first_position DESC LIMIT 1), 0)`
+	sqlIDGet = `SELECT position FROM id_index WHERE key = ?`
+	// sqlIDAt finds one id_index row (CheckIndexes, checkIndexRows).
+	sqlIDAt  = `SELECT position FROM id_index WHERE key = ? AND position = ?`
+	sqlMaxID = `SELECT MAX(key) FROM id_index`
+	// sqlStreamID is a stream's number in stream_index; the queries below
+	// take the stream's name and look its number up the same way.
+	sqlStreamID  = `SELECT id FROM streams WHERE name = ?`
+	sqlNewStream = `INSERT INTO streams (name) VALUES (?)`
+	sqlIndexTail = `SELECT version, position FROM stream_index WHERE stream = (` + sqlStreamID + `) ORDER BY version DESC LIMIT 1`
 	// sqlForward and sqlBackward select a stream's indexed events with the
 	// segment holding each (the newest segment starting at or before it).
 	sqlForward = `SELECT i.position, s.first_position, s.events FROM stream_index i
 	JOIN segments s ON s.first_position = (SELECT MAX(first_position) FROM segments WHERE first_position <= i.position)
-	WHERE i.stream = ? AND i.version >= ? AND i.position <= ? ORDER BY i.version LIMIT ?`
+	WHERE i.stream = (` + sqlStreamID + `) AND i.version >= ? AND i.position <= ? ORDER BY i.version LIMIT ?`
 	sqlBackward = `SELECT i.position, s.first_position, s.events FROM stream_index i
 	JOIN segments s ON s.first_position = (SELECT MAX(first_position) FROM segments WHERE first_position <= i.position)
-	WHERE i.stream = ? AND i.version <= ? AND i.position <= ? ORDER BY i.version DESC LIMIT ?`
-	sqlVersion = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = ? AND position <= ?`
-	sqlIdxGet  = `SELECT position FROM stream_index WHERE stream = ? AND version = ?`
-	sqlGetUpto = `SELECT value FROM meta WHERE key = 'indexed_upto'`
-	sqlSetUpto = `UPDATE meta SET value = ? WHERE key = 'indexed_upto'`
+	WHERE i.stream = (` + sqlStreamID + `) AND i.version <= ? AND i.position <= ? ORDER BY i.version DESC LIMIT ?`
+	sqlVersion = `SELECT COALESCE(MAX(version), 0) FROM stream_index WHERE stream = (` + sqlStreamID + `) AND position <= ?`
+	// sqlIdxGet finds a row by the stream's number (the writer's flush),
+	// sqlIdxGetByName by its name (CheckIndexes).
+	sqlIdxGet       = `SELECT position FROM stream_index WHERE stream = ? AND version = ?`
+	sqlIdxGetByName = `SELECT position FROM stream_index WHERE stream = (` + sqlStreamID + `) AND version = ?`
+	sqlGetUpto      = `SELECT value FROM meta WHERE key = 'indexed_upto'`
+	sqlSetUpto      = `UPDATE meta SET value = ? WHERE key = 'indexed_upto'`
 )
 
 // Options tunes the writer. Start from DefaultOptions so that fields added
@@ -295,7 +309,8 @@ type Store struct {
 	sdb *sql.DB // the snapshots' database (snapshots.go)
 
 	// prepared on wdb
-	segInsStmt, segAtWStmt, segFromWStmt, headStmt, idGetStmt, indexTailStmt, idxGetStmt *sql.Stmt
+	segInsStmt, segAtWStmt, segFromWStmt, headStmt, idGetStmt, idAtStmt, indexTailStmt, idxGetStmt *sql.Stmt
+	streamIDStmt, newStreamStmt                                                                    *sql.Stmt
 	// idxIns and idIns insert rows into stream_index and id_index
 	// (indexRows)
 	idxIns, idIns sqlrows.Statements
@@ -319,12 +334,14 @@ type Store struct {
 
 	// Writer-owned state, touched only by run.
 	streams map[string]streamState
-	stale   bool    // streams/head must be reloaded before the next batch
-	maxID   string  // the largest id in id_index: a larger id is not in it
-	flying  *flight // the committed transaction waiting for its fsync
-	broken  error   // set by a failed fsync: every later append fails
-	seg     segmentBuilder
-	dict    *segDict // the dictionary new segments are compressed with (dict.go)
+	stale   bool  // streams/head must be reloaded before the next batch
+	maxKey  int64 // the largest key in id_index: an id of a larger key is not in it
+	// streamIDs caches stream numbers committed to the streams table.
+	streamIDs map[string]int64
+	flying    *flight // the committed transaction waiting for its fsync
+	broken    error   // set by a failed fsync: every later append fails
+	seg       segmentBuilder
+	dict      *segDict // the dictionary new segments are compressed with (dict.go)
 
 	// dicts caches the dictionaries segments name, read through rdb.
 	dicts *dictCache
@@ -399,6 +416,7 @@ func Open(path string, opts Options) (*Store, error) {
 		done:        make(chan struct{}),
 		notify:      make(chan struct{}),
 		streams:     make(map[string]streamState),
+		streamIDs:   make(map[string]int64),
 		live:        newLiveBuffer(opts.LiveBuffer, liveBufferBytes),
 		tail:        newStreamTail(),
 		indexChunk:  indexChunk,
@@ -519,16 +537,12 @@ func (s *Store) initSchema(ctx context.Context) error {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	switch v {
-	case "1", "2":
-		if err := s.migrate(ctx); err != nil {
+	case "1", "2", "3", "4":
+		// Schema 3 is 4 without the dictionaries table (created above) and
+		// its format-2 segments; 5 numbers the streams in stream_index and
+		// keys id_index by idKey. Segments stay as they are.
+		if err := s.migrate(ctx, v); err != nil {
 			return fmt.Errorf("migrate schema %s to %s: %w", v, schemaVersion, err)
-		}
-		v = schemaVersion
-	case "3":
-		// Schema 4 adds the dictionaries table (created above) and format-2
-		// segments beside the format-1 ones, which stay as they are.
-		if _, err := s.wdb.ExecContext(ctx, `UPDATE meta SET value = '`+schemaVersion+`' WHERE key = 'schema_version'`); err != nil {
-			return fmt.Errorf("migrate schema 3 to %s: %w", schemaVersion, err)
 		}
 		v = schemaVersion
 	}
@@ -563,6 +577,9 @@ func (s *Store) prepareWriter(ctx context.Context) error {
 		stmt{&s.segFromWStmt, sqlSegmentsFrom},
 		stmt{&s.headStmt, sqlHead},
 		stmt{&s.idGetStmt, sqlIDGet},
+		stmt{&s.idAtStmt, sqlIDAt},
+		stmt{&s.streamIDStmt, sqlStreamID},
+		stmt{&s.newStreamStmt, sqlNewStream},
 		stmt{&s.indexTailStmt, sqlIndexTail},
 		stmt{&s.idxGetStmt, sqlIdxGet})
 	if err == nil {
@@ -615,7 +632,8 @@ func (s *Store) openReaders(ctx context.Context) error {
 // closeDBs closes whatever openDBs managed to open.
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.segFromWStmt, s.headStmt, s.idGetStmt, s.indexTailStmt,
+	for _, st := range []*sql.Stmt{s.segInsStmt, s.segAtWStmt, s.segFromWStmt, s.headStmt, s.idGetStmt, s.idAtStmt,
+		s.streamIDStmt, s.newStreamStmt, s.indexTailStmt,
 		s.idxGetStmt, s.fwdStmt, s.bwdStmt, s.segFromStmt, s.versionStmt, s.segAtStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
@@ -737,11 +755,13 @@ type txn struct {
 	seg       *segmentBuilder      // the segment being filled
 	dict      *segDict             // the dictionary its segments are compressed with
 	// flushWritten is the number of index entries this transaction wrote,
-	// flushMaxID the largest id among them, and flushedUpto the new
-	// indexed_upto when they finished a flush, else 0.
+	// flushMaxKey the largest id key among them (math.MinInt64 for none),
+	// and flushedUpto the new indexed_upto when they finished a flush, else
+	// 0. newStreams are the stream numbers it assigned.
 	flushWritten int
-	flushMaxID   string
+	flushMaxKey  int64
 	flushedUpto  int64
+	newStreams   map[string]int64
 }
 
 // writeSegment stores the segment being filled, if any, and empties it.
@@ -877,9 +897,9 @@ func (s *Store) apply(ctx context.Context, t *txn, r *appendReq) error {
 
 // findID looks an event up by id as the writer sees it: appended in t or
 // in the flight, committed but not yet in id_index (the tail), or in
-// id_index. A stored
-// event is returned in full. The id_index probe is skipped for an id larger
-// than every id in it, as most new ids are (ULIDs grow with time).
+// id_index. A stored event is returned in full. The id_index probe is
+// skipped for an id whose key is larger than every key in it, as most new
+// ids' are (keys grow with time as ULIDs do).
 func (s *Store) findID(ctx context.Context, t *txn, id string) (eventstore.Event, bool, error) {
 	if e, ok := t.ids[id]; ok {
 		return e, true, nil
@@ -889,28 +909,46 @@ func (s *Store) findID(ctx context.Context, t *txn, id string) (eventstore.Event
 			return e, true, nil
 		}
 	}
-	pos, ok := s.tail.byID[id]
-	if !ok && id <= s.maxID {
-		err := t.idGet.QueryRowContext(ctx, id).Scan(&pos)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
-		default:
-			ok = true
-		}
+	if pos, ok := s.tail.byID[id]; ok {
+		return s.eventWithID(ctx, t, id, pos)
 	}
-	if !ok {
+	key := idKey(id)
+	if key > s.maxKey {
 		return eventstore.Event{}, false, nil
 	}
-	e, err := loadEvent(ctx, t.segAt, s.dicts, pos)
+	// Rows of colliding keys name other ids: read them all first, then
+	// the events (one statement at a time on the writer's connection).
+	var positions []int64
+	rows, err := t.idGet.QueryContext(ctx, key)
 	if err != nil {
 		return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
 	}
-	if e.ID != id {
-		return eventstore.Event{}, false, fmt.Errorf("look up event %s: position %d holds %s", id, pos, e.ID)
+	for rows.Next() {
+		var pos int64
+		if err := rows.Scan(&pos); err != nil {
+			rows.Close()
+			return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
+		}
+		positions = append(positions, pos)
 	}
-	return e, true, nil
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
+	}
+	for _, pos := range positions {
+		if e, ok, err := s.eventWithID(ctx, t, id, pos); ok || err != nil {
+			return e, ok, err
+		}
+	}
+	return eventstore.Event{}, false, nil
+}
+
+// eventWithID reads the event at pos, which ok says has the given id.
+func (s *Store) eventWithID(ctx context.Context, t *txn, id string, pos int64) (e eventstore.Event, ok bool, err error) {
+	e, err = loadEvent(ctx, t.segAt, s.dicts, pos)
+	if err != nil {
+		return eventstore.Event{}, false, fmt.Errorf("look up event %s: %w", id, err)
+	}
+	return e, e.ID == id, nil
 }
 
 // answerByIDs answers r from the ids it carries, when it cannot be appended

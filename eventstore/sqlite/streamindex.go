@@ -4,12 +4,16 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/eventstore"
 	"github.com/payledger/payledger/internal/sqlrows"
@@ -46,18 +50,26 @@ import (
 // and rows a half-finished flush wrote are recognised when the flush runs
 // again.
 //
-// The id index (id_index: id -> position, which idempotent re-appends and
-// the refusal of a reused id need) is kept the same way: the tail's ids are
-// in memory (streamTail.byID), and each flush also writes the same prefix
-// sorted by id into id_index, as many rows per transaction. ULIDs grow with
-// time, so those rows land at the right edge of the table; and a new id
-// larger than every id in id_index (the writer keeps the largest, maxID)
-// cannot be in it, so the writer only probes the table for older ids.
+// The id index (id_index: idKey(id) -> position, which idempotent
+// re-appends and the refusal of a reused id need) is kept the same way: the
+// tail's ids are in memory (streamTail.byID), and each flush also writes
+// the same prefix sorted by key into id_index, as many rows per
+// transaction. Keys grow with time as ULIDs do, so those rows land at the
+// right edge of the table; and an id whose key is larger than every key in
+// id_index (the writer keeps the largest, maxKey) cannot be in it, so the
+// writer only probes the table for older ids.
 //
-// Uniqueness of (stream, version) and of ids is decided by the writer, which
-// knows each stream's version and the ids (it is the only writer: Open takes
-// an exclusive lock on the file, see lockFile), and is checked again by the
-// indexes' primary keys when the tail is flushed.
+// Both indexes store integers, not the names: stream_index a stream's
+// number (a row of the streams table, assigned when the stream's first
+// events are flushed) and id_index a 64-bit key of the id. Schema 4 stored
+// the stream name and the id text, which took three fifths of a payment's
+// bytes outside its segments (docs/performance.md).
+//
+// Uniqueness of (stream, version) is decided by the writer, which knows
+// each stream's version (it is the only writer: Open takes an exclusive
+// lock on the file, see lockFile), and is checked again by the index's
+// primary key when the tail is flushed. Uniqueness of ids is decided by the
+// writer alone (it looks every new id up), since keys may collide.
 
 // tailEntry locates one event of the unindexed tail of a stream.
 type tailEntry struct {
@@ -68,6 +80,9 @@ type tailEntry struct {
 type pendingEntry struct {
 	stream, id        string
 	version, position int64
+	// Set for the rows a flush writes: key is idKey(id) (the sort does
+	// it), sid the stream's number (streamNumbers).
+	key, sid int64
 }
 
 // streamTail is the in-memory part of the stream index: the events after
@@ -110,7 +125,12 @@ func sortFlush(entries []pendingEntry) chan sortedFlush {
 		slices.SortFunc(entries, func(a, b pendingEntry) int {
 			return cmp.Or(cmp.Compare(a.stream, b.stream), cmp.Compare(a.version, b.version))
 		})
-		slices.SortFunc(byID, func(a, b pendingEntry) int { return cmp.Compare(a.id, b.id) })
+		for i := range byID {
+			byID[i].key = idKey(byID[i].id)
+		}
+		slices.SortFunc(byID, func(a, b pendingEntry) int {
+			return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.position, b.position))
+		})
 		done <- sortedFlush{byStream: entries, byID: byID}
 	}()
 	return done
@@ -205,8 +225,13 @@ func (s *Store) loadTail(ctx context.Context) error {
 	if err != nil || upto < 0 {
 		return fmt.Errorf("read indexed_upto: bad value %q", v)
 	}
-	if err := s.wdb.QueryRowContext(ctx, sqlMaxID).Scan(&s.maxID); err != nil {
+	var maxKey sql.NullInt64
+	if err := s.wdb.QueryRowContext(ctx, sqlMaxID).Scan(&maxKey); err != nil {
 		return fmt.Errorf("read the largest indexed id: %w", err)
+	}
+	s.maxKey = math.MinInt64
+	if maxKey.Valid {
+		s.maxKey = maxKey.Int64
 	}
 	st, err := s.wdb.PrepareContext(ctx, sqlSegmentsFrom)
 	if err != nil {
@@ -272,11 +297,14 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 		chunk = chunk[:n]
 	}
 	ids := tl.flushingIDs[tl.written : tl.written+len(chunk)]
-	if err := indexRows(ctx, t, &s.idIns, s.idGetStmt, ids, idRow); err != nil {
+	if err := indexRows(ctx, t, &s.idIns, s.idAtStmt, ids, idRow); err != nil {
 		return err
 	}
 	if len(ids) > 0 {
-		t.flushMaxID = max(t.flushMaxID, ids[len(ids)-1].id)
+		t.flushMaxKey = max(t.flushMaxKey, ids[len(ids)-1].key)
+	}
+	if err := s.streamNumbers(ctx, t, chunk); err != nil {
+		return err
 	}
 	if err := indexRows(ctx, t, &s.idxIns, s.idxGetStmt, chunk, streamRow); err != nil {
 		return err
@@ -294,27 +322,28 @@ func (s *Store) flushIndex(ctx context.Context, t *txn, all bool) error {
 	return nil
 }
 
-// indexRow is how one index stores an event: its table and columns (the
-// key, then the position), its row's values, and, for an error, the
+// indexRow is how one index stores an event: its table, columns and key
+// columns (a prefix of them), its row's values, and, for an error, the
 // event's name under that index and what the key is.
 type indexRow struct {
-	table, key string // key: the key columns, comma separated
-	keyCols    int
-	values     func(args []any, e pendingEntry) []any // appends the row's values to args
-	name       func(e pendingEntry) string
-	unit       string
+	table, cols, key string // comma separated
+	nCols, keyCols   int
+	values           func(args []any, e pendingEntry) []any // appends the row's values to args
+	name             func(e pendingEntry) string
+	unit             string
 }
 
 var (
 	streamRow = indexRow{
-		table: "stream_index", key: "stream, version", keyCols: 2,
-		values: func(args []any, e pendingEntry) []any { return append(args, e.stream, e.version, e.position) },
+		table: "stream_index", cols: "stream, version, position", key: "stream, version", nCols: 3, keyCols: 2,
+		values: func(args []any, e pendingEntry) []any { return append(args, e.sid, e.version, e.position) },
 		name:   func(e pendingEntry) string { return fmt.Sprintf("stream %s version %d", e.stream, e.version) },
 		unit:   "version",
 	}
+	// idRow's key is the whole row: ids whose keys collide each have a row.
 	idRow = indexRow{
-		table: "id_index", key: "id", keyCols: 1,
-		values: func(args []any, e pendingEntry) []any { return append(args, e.id, e.position) },
+		table: "id_index", cols: "key, position", key: "key, position", nCols: 2, keyCols: 2,
+		values: func(args []any, e pendingEntry) []any { return append(args, e.key, e.position) },
 		name:   func(e pendingEntry) string { return "event id " + e.id },
 		unit:   "id",
 	}
@@ -327,8 +356,79 @@ var (
 // every multi-row statement (in long payledger bench runs that journal
 // spilled to a temporary file).
 func (row indexRow) insertSQL(rows int) string {
-	return "INSERT OR ROLLBACK INTO " + row.table + " (" + row.key + ", position) VALUES " +
-		sqlrows.Values(rows, row.keyCols+1) + " ON CONFLICT (" + row.key + ") DO NOTHING"
+	return "INSERT OR ROLLBACK INTO " + row.table + " (" + row.cols + ") VALUES " +
+		sqlrows.Values(rows, row.nCols) + " ON CONFLICT (" + row.key + ") DO NOTHING"
+}
+
+// idKey is an event id's key in id_index: for a ULID (as ids are), its 48
+// bits of milliseconds and the last 16 bits of its randomness (which
+// differ between the ids a monotonic source makes in one millisecond), so
+// that keys grow with time as ids do; for any other id, a hash. Keys may
+// collide: a lookup reads every row of a key and compares the events' ids.
+func idKey(id string) int64 {
+	if len(id) == ulid.EncodedSize {
+		if u, err := ulid.ParseStrict(id); err == nil && u.String() == id {
+			return int64(u.Time())<<16 | int64(binary.BigEndian.Uint16(u[14:]))
+		}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return int64(h.Sum64())
+}
+
+// streamNumbers sets each entry's stream number (sid), from the writer's
+// cache, the streams table, or a new row of it inserted in t (cached once
+// t commits).
+func (s *Store) streamNumbers(ctx context.Context, t *txn, entries []pendingEntry) error {
+	var get, ins *sql.Stmt
+	defer func() {
+		for _, st := range []*sql.Stmt{get, ins} {
+			if st != nil {
+				_ = st.Close()
+			}
+		}
+	}()
+	for i := range entries {
+		e := &entries[i]
+		if i > 0 && entries[i-1].stream == e.stream { // sorted by stream
+			e.sid = entries[i-1].sid
+			continue
+		}
+		if id, ok := s.streamIDs[e.stream]; ok {
+			e.sid = id
+			continue
+		}
+		if id, ok := t.newStreams[e.stream]; ok {
+			e.sid = id
+			continue
+		}
+		if get == nil {
+			get, ins = t.tx.StmtContext(ctx, s.streamIDStmt), t.tx.StmtContext(ctx, s.newStreamStmt)
+		}
+		err := get.QueryRowContext(ctx, e.stream).Scan(&e.sid)
+		switch {
+		case err == nil:
+			if len(s.streamIDs) >= maxCachedStreams {
+				clear(s.streamIDs)
+			}
+			s.streamIDs[e.stream] = e.sid // committed before t began
+		case errors.Is(err, sql.ErrNoRows):
+			res, err := ins.ExecContext(ctx, e.stream)
+			if err == nil {
+				e.sid, err = res.LastInsertId()
+			}
+			if err != nil {
+				return fmt.Errorf("number stream %s: %w", e.stream, err)
+			}
+			if t.newStreams == nil {
+				t.newStreams = make(map[string]int64)
+			}
+			t.newStreams[e.stream] = e.sid
+		default:
+			return fmt.Errorf("number stream %s: %w", e.stream, err)
+		}
+	}
+	return nil
 }
 
 // indexRows writes one index row per entry within t, through ins (the
@@ -356,7 +456,8 @@ func indexRows(ctx context.Context, t *txn, ins *sqlrows.Statements, get *sql.St
 	})
 }
 
-// checkIndexRows checks that each entry's index row names its position.
+// checkIndexRows checks that each entry's index row names its position
+// (get takes the row's key columns).
 func checkIndexRows(ctx context.Context, t *txn, get *sql.Stmt, entries []pendingEntry, row indexRow) error {
 	get = t.tx.StmtContext(ctx, get)
 	defer get.Close()
@@ -388,7 +489,7 @@ func (s *Store) flushOnClose() error {
 		if err != nil {
 			return fmt.Errorf("flush stream index: begin: %w", err)
 		}
-		t := &txn{tx: tx}
+		t := &txn{tx: tx, flushMaxKey: math.MinInt64}
 		if err := s.flushIndex(ctx, t, true); err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("flush stream index: %w", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -476,7 +477,8 @@ func TestFlushRefusesDuplicateVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("INSERT INTO stream_index (stream, version, position) VALUES ('a', 1, 999)"); err != nil {
+	if _, err := db.Exec(`INSERT INTO streams (name) VALUES ('a');
+		INSERT INTO stream_index (stream, version, position) VALUES ((SELECT id FROM streams WHERE name = 'a'), 1, 999)`); err != nil {
 		t.Fatal(err)
 	}
 	var lastErr error
@@ -502,17 +504,21 @@ func TestIndexRowsInStatements(t *testing.T) {
 	ctx := context.Background()
 	entries := make([]pendingEntry, 100)
 	for i := range entries {
-		entries[i] = pendingEntry{stream: fmt.Sprintf("s-%03d", i), id: fmt.Sprintf("id-%03d", i), version: 1, position: int64(i + 1)}
+		id := fmt.Sprintf("id-%03d", i)
+		entries[i] = pendingEntry{stream: fmt.Sprintf("s-%03d", i), id: id, key: idKey(id), version: 1, position: int64(i + 1)}
 	}
 	write := func(entries []pendingEntry) error {
 		tx, err := s.wdb.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := &txn{tx: tx}
-		err = indexRows(ctx, tr, &s.idxIns, s.idxGetStmt, entries, streamRow)
+		tr := &txn{tx: tx, flushMaxKey: math.MinInt64}
+		err = s.streamNumbers(ctx, tr, entries)
 		if err == nil {
-			err = indexRows(ctx, tr, &s.idIns, s.idGetStmt, entries, idRow)
+			err = indexRows(ctx, tr, &s.idxIns, s.idxGetStmt, entries, streamRow)
+		}
+		if err == nil {
+			err = indexRows(ctx, tr, &s.idIns, s.idAtStmt, entries, idRow)
 		}
 		if err != nil {
 			_ = tx.Rollback()

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -166,15 +167,16 @@ func (s *Store) begin(ctx context.Context) (*txn, error) {
 		head = s.flying.t.head // committed, not yet published
 	}
 	t := &txn{
-		tx:        tx,
-		segIns:    tx.StmtContext(ctx, s.segInsStmt),
-		segAt:     tx.StmtContext(ctx, s.segAtWStmt),
-		idGet:     tx.StmtContext(ctx, s.idGetStmt),
-		indexTail: tx.StmtContext(ctx, s.indexTailStmt),
-		overlay:   make(map[string]streamState),
-		ids:       make(map[string]eventstore.Event),
-		head:      head,
-		seg:       &s.seg,
+		tx:          tx,
+		segIns:      tx.StmtContext(ctx, s.segInsStmt),
+		segAt:       tx.StmtContext(ctx, s.segAtWStmt),
+		idGet:       tx.StmtContext(ctx, s.idGetStmt),
+		indexTail:   tx.StmtContext(ctx, s.indexTailStmt),
+		overlay:     make(map[string]streamState),
+		flushMaxKey: math.MinInt64,
+		ids:         make(map[string]eventstore.Event),
+		head:        head,
+		seg:         &s.seg,
 	}
 	if t.dict, err = s.txDict(ctx, t); err != nil {
 		_ = tx.Rollback()
@@ -286,7 +288,13 @@ func (s *Store) land(fl *flight, err error) {
 	s.appends.Add(t.appends)
 	s.events.Add(t.events)
 	s.tail.commit(t.flushWritten, t.flushedUpto, t.fresh)
-	s.maxID = max(s.maxID, t.flushMaxID)
+	s.maxKey = max(s.maxKey, t.flushMaxKey)
+	for name, id := range t.newStreams {
+		if len(s.streamIDs) >= maxCachedStreams {
+			clear(s.streamIDs)
+		}
+		s.streamIDs[name] = id
+	}
 	if t.appends == 0 {
 		return // only the index was written
 	}
