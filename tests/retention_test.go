@@ -52,7 +52,7 @@ func TestRetentionCheck(t *testing.T) {
 	}
 	out, err := check()
 	if err != nil || !strings.Contains(out, "the oldest (position 1, stream stream-0) occurred 2021-03-04T05:06:07Z") ||
-		!strings.Contains(out, "the oldest until 2026-03-04") || !strings.HasSuffix(out, "retention: ok 300 events, 8 guards\n") {
+		!strings.Contains(out, "the oldest until 2026-03-04") || !strings.HasSuffix(out, "retention: ok 300 events, 10 guards\n") {
 		t.Fatalf("an intact store: %v\n%s", err, out)
 	}
 

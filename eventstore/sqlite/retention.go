@@ -11,8 +11,8 @@ import (
 )
 
 // guardedTables are the tables whose rows retentionTriggers protect; the
-// dictionaries table exists from schema 4 on.
-var guardedTables = []string{"segments", "stream_index", "id_index", "dictionaries"}
+// dictionaries table exists from schema 4 on, streams from schema 5 on.
+var guardedTables = []string{"segments", "stream_index", "id_index", "dictionaries", "streams"}
 
 // RetentionGuards reports, for each guarded table, whether its no-delete
 // and no-update triggers are in the database and still abort.
@@ -27,8 +27,8 @@ func retentionGuards(ctx context.Context, db *sql.DB) ([]eventstore.Guard, error
 		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n); err != nil {
 			return nil, fmt.Errorf("retention guards: %w", err)
 		}
-		if n == 0 && table == "dictionaries" {
-			continue // a schema-3 log has no dictionaries to guard
+		if n == 0 && (table == "dictionaries" || table == "streams") {
+			continue // a schema-3 log has no dictionaries, a schema-4 one no streams, to guard
 		}
 		for _, op := range []string{"delete", "update"} {
 			name := table + "_no_" + op
