@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +214,70 @@ func testFormats(t *testing.T, format2 bool) {
 	}
 	if n, err := r.CheckIndexes(ctx); err != nil || n != int64(len(want)) {
 		t.Fatalf("check indexes: %d events indexed (%v), want %d", n, err, len(want))
+	}
+}
+
+// TestVerifyDetectsChangedEvent changes one event of a format-3 log behind
+// the store's back, as verify walks it through the reader: an event
+// changed with its stored hash check left as it was no longer reads (it
+// was altered), and one whose check was recomputed breaks the chain at its
+// successor, whose stored previous hash is the old event's full hash.
+func TestVerifyDetectsChangedEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		newCheck  bool
+		wantError string
+	}{
+		{"check kept", false, "was altered"},
+		{"check recomputed", true, "previous hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			s := mustOpen(t, path, DefaultOptions())
+			for range 3 {
+				appendOne(t, s, "a")
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var blob []byte
+			if err := db.QueryRow(`SELECT events FROM segments WHERE first_position = 2 AND last_position = 2`).Scan(&blob); err != nil {
+				t.Fatal(err)
+			}
+			if blob[0] != segmentFormat3 {
+				t.Fatalf("segment of format %d", blob[0])
+			}
+			evs, err := decodeAll(2, blob, newDictCache(db))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := evs[0]
+			e.Payload = []byte(`{"changed":true}`)
+			if tc.newCheck {
+				e = hashed(e)
+			}
+			var b segmentBuilder
+			b.add(&e)
+			if _, err := db.Exec(`DROP TRIGGER segments_no_update; UPDATE segments SET events = ? WHERE first_position = 2`, b.bytes(nil, nil)); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenReader(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			all, err := r.ReadAll(context.Background(), 0, 0)
+			if err == nil {
+				_, err = eventstore.VerifyChain([32]byte{}, all)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+				t.Fatalf("verify of a changed event: %v, want an error saying %q", err, tc.wantError)
+			}
+		})
 	}
 }
