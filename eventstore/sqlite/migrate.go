@@ -123,6 +123,17 @@ ALTER TABLE %[1]s RENAME TO old_%[1]s;`, tc[0])
 		return fmt.Errorf("rewrite id_index: %w", err)
 	}
 	defer ins.Close()
+	// The ids are the long part of the rewrite (one key computed and one
+	// row inserted each); progress counts them.
+	progress := func(int64, int64) {}
+	var total, done int64
+	if s.opts.MigrateProgress != nil {
+		progress = s.opts.MigrateProgress
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM old_id_index`).Scan(&total); err != nil {
+			return fmt.Errorf("rewrite id_index: %w", err)
+		}
+		progress(0, total)
+	}
 	var batch []pendingEntry
 	for after := ""; ; {
 		batch, err = oldIDs(ctx, sel, after, batch[:0])
@@ -138,6 +149,8 @@ ALTER TABLE %[1]s RENAME TO old_%[1]s;`, tc[0])
 				return fmt.Errorf("rewrite id_index: %s: %w", e.id, err)
 			}
 		}
+		done += int64(len(batch))
+		progress(done, total)
 	}
 	if _, err := tx.ExecContext(ctx, `DROP TABLE old_id_index`); err != nil {
 		return fmt.Errorf("rewrite id_index: %w", err)

@@ -650,10 +650,7 @@ func (s segment) at(i int) (eventstore.Event, error) {
 
 // at2 decodes event i of a format-2 segment.
 func (s segment) at2(i int) (eventstore.Event, error) {
-	e, d, ns, err := s.fields(i)
-	if err != nil {
-		return e, err
-	}
+	e, d, sec, ns := s.fields(i)
 	switch code := d.take(1); {
 	case len(code) == 0:
 	case code[0] == 1:
@@ -670,7 +667,7 @@ func (s segment) at2(i int) (eventstore.Event, error) {
 	if d.bad || len(d.b) != 0 || ns >= 1e9 {
 		return eventstore.Event{}, fmt.Errorf("%w: record of position %d does not decode", errSegment, e.Position)
 	}
-	e.OccurredAt = time.Unix(e.OccurredAt.Unix(), int64(ns)).UTC()
+	e.OccurredAt = time.Unix(sec, int64(ns)).UTC()
 	return e, nil
 }
 
@@ -678,10 +675,7 @@ func (s segment) at2(i int) (eventstore.Event, error) {
 // must begin with the record's hash check. A previous-hash reference to an
 // earlier record of the segment is that record's computed hash.
 func (s segment) at3(i int) (eventstore.Event, error) {
-	e, d, ns, err := s.fields(i)
-	if err != nil {
-		return e, err
-	}
+	e, d, sec, ns := s.fields(i)
 	switch code := d.take(1); {
 	case len(code) == 0:
 	case code[0] == 1:
@@ -692,15 +686,17 @@ func (s segment) at3(i int) (eventstore.Event, error) {
 			d.bad = true
 			break
 		}
-		if e.PrevHash, err = s.hashOf(j); err != nil {
+		prev, err := s.hashOf(j)
+		if err != nil {
 			return eventstore.Event{}, err
 		}
+		e.PrevHash = prev
 	}
 	check := d.take(hashCheckLen)
 	if d.bad || len(d.b) != 0 || ns >= 1e9 {
 		return eventstore.Event{}, fmt.Errorf("%w: record of position %d does not decode", errSegment, e.Position)
 	}
-	e.OccurredAt = time.Unix(e.OccurredAt.Unix(), int64(ns)).UTC()
+	e.OccurredAt = time.Unix(sec, int64(ns)).UTC()
 	e.Hash = eventstore.ComputeHash(e.PrevHash, e.Stream, e.Version, e.EventData)
 	if !bytes.Equal(e.Hash[:hashCheckLen], check) {
 		return eventstore.Event{}, fmt.Errorf("%w: the event at position %d (stream %s version %d) does not match its stored hash: it was altered",
@@ -721,18 +717,18 @@ func (s segment) hashOf(j int) ([32]byte, error) {
 }
 
 // fields decodes the fields of record i that formats 2 and 3 encode alike,
-// returning the decoder positioned at the hashes and the nanoseconds (the
-// time in e holds the seconds only until the caller sets it).
-func (s segment) fields(i int) (eventstore.Event, *recordDecoder, uint64, error) {
-	e := eventstore.Event{Position: s.first + int64(i)}
-	d := &recordDecoder{b: s.recs[s.offs[i]:s.offs[i+1]]}
+// returning the decoder positioned at the hashes and the time's seconds and
+// nanoseconds, which the caller checks and sets.
+func (s segment) fields(i int) (e eventstore.Event, d *recordDecoder, sec int64, ns uint64) {
+	e = eventstore.Event{Position: s.first + int64(i)}
+	d = &recordDecoder{b: s.recs[s.offs[i]:s.offs[i+1]]}
 	e.ID = d.str()
 	e.Stream = d.str()
 	e.Version = int64(d.uvarint())
 	e.Type = d.str()
 	e.SchemaVersion = int(d.uvarint())
-	sec := d.varint() + s.base
-	ns := d.uvarint()
+	sec = d.varint() + s.base
+	ns = d.uvarint()
 	if ns&1 == 0 {
 		ns = (ns >> 1) * 1000
 	} else {
@@ -742,8 +738,7 @@ func (s segment) fields(i int) (eventstore.Event, *recordDecoder, uint64, error)
 	e.CorrelationID = d.str()
 	e.IdempotencyKey = d.str()
 	e.Payload = d.payload()
-	e.OccurredAt = time.Unix(sec, 0)
-	return e, d, ns, nil
+	return e, d, sec, ns
 }
 
 // recordDecoder reads a record's fields; a short or malformed record sets

@@ -244,8 +244,9 @@ type Options struct {
 	// histogram's Observe.
 	ObserveSync func(time.Duration)
 	// MigrateProgress, when set, is told while Open migrates a log of an
-	// older schema how many of its events are packed (done of total), so
-	// that a command can show how far a long migration is.
+	// older schema how many of its events are packed (schemas 1 and 2) or
+	// their ids indexed again (schemas 3 and 4), done of total, so that a
+	// command can show how far a long migration is.
 	MigrateProgress func(done, total int64)
 }
 
@@ -910,7 +911,11 @@ func (s *Store) findID(ctx context.Context, t *txn, id string) (eventstore.Event
 		}
 	}
 	if pos, ok := s.tail.byID[id]; ok {
-		return s.eventWithID(ctx, t, id, pos)
+		e, same, err := s.eventWithID(ctx, t, id, pos)
+		if err == nil && !same {
+			err = fmt.Errorf("look up event %s: position %d holds %s", id, pos, e.ID)
+		}
+		return e, err == nil, err
 	}
 	key := idKey(id)
 	if key > s.maxKey {
