@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/payledger/payledger/eventstore"
 )
@@ -568,4 +571,68 @@ func mustOpen(t *testing.T, path string, opts Options) *Store {
 		t.Fatalf("open %s: %v", path, err)
 	}
 	return s
+}
+
+// TestIDKeyCollision appends two events whose ids share their id_index key
+// (same millisecond, same last 16 bits of randomness), each after the
+// index holds the other: both are stored, a re-append of either is
+// answered with its own event, and its id in another stream is refused.
+func TestIDKeyCollision(t *testing.T) {
+	var a, b ulid.ULID
+	if err := a.SetTime(ulid.Timestamp(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))); err != nil {
+		t.Fatal(err)
+	}
+	b = a
+	a[6], b[6] = 1, 2
+	a[14], a[15], b[14], b[15] = 7, 9, 7, 9
+	if a.String() == b.String() || idKey(a.String()) != idKey(b.String()) {
+		t.Fatalf("ids %s and %s, keys %d and %d: want two ids of one key", a, b, idKey(a.String()), idKey(b.String()))
+	}
+	if idKey("not-a-ulid") == idKey("not-a-ulid2") || idKey(strings.ToLower(a.String())) == idKey(a.String()) {
+		t.Fatal("other ids do not hash apart")
+	}
+	path := filepath.Join(t.TempDir(), "events.db")
+	opts := DefaultOptions()
+	opts.IndexBatch = 1 // every event reaches id_index at the next commit
+	s := mustOpen(t, path, opts)
+	defer s.Close()
+	ctx := context.Background()
+	stored := map[string]eventstore.Event{}
+	for i, id := range []string{a.String(), b.String()} {
+		d := event()
+		d.ID = id
+		res, err := s.Append(ctx, fmt.Sprintf("s%d", i), eventstore.NoStream, []eventstore.EventData{d})
+		if err != nil {
+			t.Fatalf("append %s: %v", id, err)
+		}
+		stored[id] = res.Events[0]
+		// Commits until one has written the event's id_index row (the
+		// flush's sort runs on another goroutine).
+		for n := 0; ; n++ {
+			var rows int
+			if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM id_index WHERE position = ?`, res.Events[0].Position).Scan(&rows); err != nil {
+				t.Fatal(err)
+			}
+			if rows == 1 {
+				break
+			}
+			if n == 1000 {
+				t.Fatalf("%s not in id_index after %d commits", id, n)
+			}
+			appendOne(t, s, "pad")
+		}
+	}
+	var rows int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM id_index WHERE key = ?`, idKey(a.String())).Scan(&rows); err != nil || rows != 2 {
+		t.Fatalf("%d id_index rows of the key (%v), want 2", rows, err)
+	}
+	for id, e := range stored {
+		res, err := s.Append(ctx, e.Stream, eventstore.NoStream, []eventstore.EventData{e.EventData})
+		if err != nil || len(res.Events) != 1 || !reflect.DeepEqual(res.Events[0], e) {
+			t.Fatalf("re-append of %s: %+v %v", id, res.Events, err)
+		}
+		if _, err := s.Append(ctx, "elsewhere", eventstore.Any, []eventstore.EventData{e.EventData}); !errors.Is(err, eventstore.ErrIDReused) {
+			t.Fatalf("%s in another stream: %v", id, err)
+		}
+	}
 }
