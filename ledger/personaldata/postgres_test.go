@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,4 +336,47 @@ func TestImport(t *testing.T) {
 			t.Errorf("after a failed import ACC2 is %v (%v), want no key", st, err)
 		}
 	})
+}
+
+// benchOwners numbers the owners BenchmarkFirstSeal makes keys for, so
+// that no run of it finds one already made.
+var benchOwners atomic.Int64
+
+// BenchmarkFirstSeal measures sealing for an owner with no key yet (the
+// key made, wrapped and stored: an account opening's cost) and looking up
+// a key that is not cached (one read of the table), on both backends.
+func BenchmarkFirstSeal(b *testing.B) {
+	for _, be := range []string{"sqlite", "postgres"} {
+		b.Run(be, func(b *testing.B) {
+			var s *personaldata.Store
+			var err error
+			rnd := &lockedRand{r: rand.NewChaCha8([32]byte{5})}
+			if be == "sqlite" {
+				s, err = personaldata.Open(filepath.Join(b.TempDir(), "personaldata.db"), master, clock, rnd)
+			} else {
+				dsn, schema := pgtest.Schema(b, b.Name())
+				s, err = personaldata.OpenPostgres(context.Background(), dsn, personaldata.PostgresOptions{Schema: schema}, master, clock, rnd)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.Run("seal", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := s.Seal(fmt.Sprintf("S%d", benchOwners.Add(1)), "EV", "Li Wei"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			// A key not cached: one read of the table (an owner with no key
+			// is never cached).
+			b.Run("lookup-uncached", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := s.StateOf("missing"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
