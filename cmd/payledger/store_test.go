@@ -25,6 +25,9 @@ func pgStoreURL(t *testing.T, migrate bool) string {
 	dsn, schema := pgtest.Schema(t, t.Name())
 	// serve keeps the data keys beside the log (personalDataSchema).
 	t.Cleanup(func() { pgtest.Drop(t, dsn, personalDataSchema("", schema)) })
+	// demo --store keeps those keys' master key in a temporary directory,
+	// since they outlive it: inside the test's, which goes at its end.
+	t.Setenv("TMPDIR", t.TempDir())
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
