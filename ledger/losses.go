@@ -668,6 +668,11 @@ func (s *Service) Reserve(ctx context.Context, by Actor, currency string, lastCl
 	if err != nil {
 		return ReserveView{}, err
 	}
+	// What was recovered into the reserve is in the holders' streams, and
+	// counts once the projection has applied it.
+	if err := s.waitForBalances(ctx, "read the "+string(c)+" reserve", "the reserve's balance is not known yet"); err != nil {
+		return ReserveView{}, err
+	}
 	bal, closes, err := s.reserveState(ctx, c)
 	if err != nil {
 		return ReserveView{}, err

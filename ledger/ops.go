@@ -601,15 +601,23 @@ func (s *Service) fenceClose(ctx context.Context, by Actor, accountID string) (b
 // waitForProjection waits, at most Config.CloseWait, for the balances
 // projection to apply everything the log holds now.
 func (s *Service) waitForProjection(ctx context.Context, accountID string) error {
+	return s.waitForBalances(ctx, "close account "+accountID, "the balance to close on is not known yet; nothing was recorded")
+}
+
+// waitForBalances waits, at most Config.CloseWait, for the balances
+// projection to apply everything the log holds now, for what (an action,
+// in messages) which needs the credits from other streams counted; why
+// says what is unknown until then.
+func (s *Service) waitForBalances(ctx context.Context, what, why string) error {
 	head, err := s.cfg.Store.Head(ctx)
 	if err != nil {
-		return fmt.Errorf("close account %s: read the log's head: %w", accountID, err)
+		return fmt.Errorf("%s: read the log's head: %w", what, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.CloseWait)
 	defer cancel()
 	if err := s.cfg.Balances.WaitFor(wctx, head); err != nil {
 		return domain.Errorf(domain.CodeUnavailable,
-			"the balances projection has not reached position %d of the log, so the balance to close on is not known yet; nothing was recorded, retry", head)
+			"the balances projection has not reached position %d of the log, so %s; retry", head, why)
 	}
 	return nil
 }
