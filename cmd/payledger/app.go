@@ -81,6 +81,10 @@ type Config struct {
 	// account's stream tail before deciding (ledger.Config.SoleWriter
 	// false).
 	SharedLog bool
+	// DataKeys is the PostgreSQL database of the customers' data keys
+	// (--data-keys); empty: the log's when it is on PostgreSQL, else the
+	// data directory's personaldata.db.
+	DataKeys string
 	// ReadModels is where the read models live (parseReadModels): empty
 	// for the data directory's readmodels.db, sqlite:PATH, or
 	// postgres://...
@@ -174,6 +178,7 @@ func (c *Config) addFlags(fs *flag.FlagSet, withAddr bool) {
 		"the event log: sqlite:PATH, postgres://... (run payledger migrate first) or kurrentdb://... (env PAYLEDGER_STORE); default events.db in --data")
 	fs.StringVar(&c.ReadModels, "read-models", os.Getenv(readModelsEnv), readModelsFlagUsage)
 	fs.StringVar(&c.DataDir, "data", "./data", "data directory of the embedded store")
+	fs.StringVar(&c.DataKeys, "data-keys", os.Getenv("PAYLEDGER_DATA_KEYS"), dataKeysFlagUsage)
 	fs.StringVar(&c.MasterKey, "master-key", os.Getenv("PAYLEDGER_MASTER_KEY_FILE"),
 		"file of the key that wraps the customers' data keys (payledger keys master-key; mode 0600, outside the data directory); default: $"+masterKeyEnv+", else DATA.master.key beside the data directory, generated on first start")
 	c.MasterKeyB64 = os.Getenv(masterKeyEnv)

@@ -291,6 +291,7 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 		"file of the current master key (default: $"+masterKeyEnv+", else DATA.master.key)")
 	newPath := fs.String("new", "", "file of the new master key (payledger keys master-key --out FILE makes one)")
 	store := addStoreFlag(fs)
+	dataKeys := fs.String("data-keys", os.Getenv("PAYLEDGER_DATA_KEYS"), dataKeysFlagUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -298,15 +299,15 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	if *newPath == "" {
 		return errors.New("keys rotate-master-key needs --new FILE")
 	}
-	spec, err := parseStore(*store, c.DataDir)
+	dsn, logSchema, err := dataKeysDSN(*store, *dataKeys, c.DataDir, "")
 	if err != nil {
 		return fmt.Errorf("keys rotate-master-key: %w", err)
 	}
 	path := filepath.Join(c.DataDir, personalDataFile)
-	if _, err := os.Stat(path); err != nil && spec.postgresDSN == "" {
+	if _, err := os.Stat(path); err != nil && dsn == "" {
 		return fmt.Errorf("keys rotate-master-key: no data keys in %s: %w", c.DataDir, err)
 	}
-	if spec.postgresDSN != "" && c.MasterKey == "" && c.MasterKeyB64 == "" {
+	if dsn != "" && c.MasterKey == "" && c.MasterKeyB64 == "" {
 		// masterKey would make a new key when the default file is missing.
 		if _, err := os.Stat(defaultMasterKeyPath(c.DataDir)); err != nil {
 			return fmt.Errorf("keys rotate-master-key: give the current master key with --master-key FILE or $%s: %w", masterKeyEnv, err)
@@ -325,16 +326,16 @@ func cmdKeysRotateMaster(args []string, stdout, stderr io.Writer) error {
 	}
 	var st *personaldata.Store
 	where := c.DataDir
-	if spec.postgresDSN != "" {
+	if dsn != "" {
 		// Exclusive: refused while any server has the keys open, since it
 		// would go on with the old master key.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		st, err = openPostgresKeys(ctx, spec.postgresDSN, "", c.DataDir, old, true, time.Now, rand.Reader, c.Log)
+		st, err = openPostgresKeys(ctx, dsn, logSchema, c.DataDir, old, true, time.Now, rand.Reader, c.Log)
 		cancel()
 		if errors.Is(err, personaldata.ErrLocked) {
 			return fmt.Errorf("keys rotate-master-key: %w", err)
 		}
-		where = spec.String()
+		where = redactStore(dsn)
 	} else {
 		st, err = personaldata.Open(path, old, time.Now, rand.Reader)
 	}

@@ -145,16 +145,16 @@ func writeMasterKey(path string, rnd io.Reader) error {
 // shares (after importing a personaldata.db the data directory still has).
 func (m *Main) openPersonalData(ctx context.Context) error {
 	c := &m.Config
-	spec, err := parseStore(c.Store, c.DataDir)
+	dsn, logSchema, err := dataKeysDSN(c.Store, c.DataKeys, c.DataDir, c.PostgresOpts.Schema)
 	if err != nil {
 		return err
 	}
-	if spec.postgresDSN != "" && c.MasterKey == "" && c.MasterKeyB64 == "" {
+	if dsn != "" && c.MasterKey == "" && c.MasterKeyB64 == "" {
 		// masterKey would make a key beside this data directory, which
 		// cannot open keys other servers of the log made.
-		schema := personalDataSchema(spec.postgresDSN, c.PostgresOpts.Schema)
+		schema := personalDataSchema(dsn, logSchema)
 		if _, err := os.Stat(defaultMasterKeyPath(c.DataDir)); errors.Is(err, os.ErrNotExist) {
-			exists, err := personaldata.PostgresExists(ctx, spec.postgresDSN, schema)
+			exists, err := personaldata.PostgresExists(ctx, dsn, schema)
 			if err != nil {
 				return fmt.Errorf("open the data keys: %w", err)
 			}
@@ -168,8 +168,8 @@ func (m *Main) openPersonalData(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if spec.postgresDSN != "" {
-		m.PersonalData, err = openPostgresKeys(ctx, spec.postgresDSN, c.PostgresOpts.Schema, c.DataDir, master, false, c.Clock, c.Rand, c.Log)
+	if dsn != "" {
+		m.PersonalData, err = openPostgresKeys(ctx, dsn, logSchema, c.DataDir, master, false, c.Clock, c.Rand, c.Log)
 		return err
 	}
 	if m.PersonalData, err = personaldata.Open(filepath.Join(c.DataDir, personalDataFile), master, c.Clock, c.Rand); err != nil {
@@ -177,6 +177,28 @@ func (m *Main) openPersonalData(ctx context.Context) error {
 	}
 	return nil
 }
+
+// dataKeysDSN is the PostgreSQL database of the data keys, "" for the
+// data directory's personaldata.db: --data-keys when given (a log on
+// KurrentDB or SQLite served by several processes, or kept apart),
+// else the log's own database when the log is on PostgreSQL. logSchema
+// is what personalDataSchema names the keys' schema after.
+func dataKeysDSN(store, dataKeys, dataDir, storeSchema string) (dsn, logSchema string, err error) {
+	if dataKeys != "" {
+		if !strings.HasPrefix(dataKeys, "postgres://") && !strings.HasPrefix(dataKeys, "postgresql://") {
+			return "", "", fmt.Errorf("--data-keys %q: want a postgres:// URL", redactStore(dataKeys))
+		}
+		return dataKeys, "", nil
+	}
+	spec, err := parseStore(store, dataDir)
+	if err != nil {
+		return "", "", err
+	}
+	return spec.postgresDSN, storeSchema, nil
+}
+
+// dataKeysFlagUsage is the help text of --data-keys.
+const dataKeysFlagUsage = "keep the customers' data keys in this PostgreSQL database (postgres://...; schema <search_path>_personaldata) instead of the data directory; every process serving one log needs the same (env PAYLEDGER_DATA_KEYS); default: the log's database when --store is postgres://"
 
 // personalDataSchema is the PostgreSQL schema of the data keys beside a log
 // in logSchema (PostgresOpts.Schema, else the DSN's search_path):

@@ -244,3 +244,51 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestDataKeysFlag: --data-keys keeps the data keys in a PostgreSQL
+// database whatever the log is (here the embedded one in two data
+// directories, as two nodes of a KurrentDB log would each have theirs):
+// a key made by one process opens in the other, no personaldata.db is
+// made, and a --data-keys that is not a postgres:// URL is refused
+// without its password.
+func TestDataKeysFlag(t *testing.T) {
+	ctx := context.Background()
+	keys := pgStoreURL(t, false)
+	root := t.TempDir()
+	master := filepath.Join(root, "master.key")
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"keys", "master-key", "--out", master}, &out, &errOut); err != nil {
+		t.Fatalf("keys master-key: %v: %s", err, errOut.String())
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func(name string) *Main {
+		m := &Main{Config: Config{DataDir: filepath.Join(root, name), TimeZone: "Asia/Shanghai", DataKeys: keys, MasterKey: master, Log: quiet}}
+		if err := m.Open(ctx); err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	a, b := open("a"), open("b")
+	sealed, err := a.PersonalData.Seal("ACC1", "EV1", "Li Wei")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := b.PersonalData.Open("ACC1", "EV1", sealed); err != nil || plain != "Li Wei" {
+		t.Fatalf("the other process opens %q, %v", plain, err)
+	}
+	for _, n := range []string{"a", "b"} {
+		if _, err := os.Stat(filepath.Join(root, n, personalDataFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s has a personaldata.db beside --data-keys: %v", n, err)
+		}
+	}
+	m := &Main{Config: Config{DataDir: filepath.Join(root, "c"), TimeZone: "Asia/Shanghai", DataKeys: "mysql://u:hunter2@h/db", MasterKey: master, Log: quiet}}
+	err = m.Open(ctx)
+	if err == nil {
+		_ = m.Close()
+		t.Fatal("--data-keys mysql://... accepted")
+	}
+	if !strings.Contains(err.Error(), "--data-keys") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("refusal of a bad --data-keys: %v", err)
+	}
+}
