@@ -128,3 +128,56 @@ func TestShared(t *testing.T) {
 		t.Fatalf("the exclusive writer's append: %v", err)
 	}
 }
+
+// TestSharedFencesLostExclusive: an exclusive writer whose lock connection
+// died keeps appending until another writer takes the log. A shared
+// writer that opens then must fence it as an exclusive one would: the
+// exclusive process's caches assume it is the only writer (it credits a
+// payee from its cache, unconditioned), so both writing at once could
+// pay a payee another node suspended.
+func TestSharedFencesLostExclusive(t *testing.T) {
+	ctx := context.Background()
+	excl := postgres.DefaultOptions()
+	excl.Exclusive = true
+	a := openSchema(t, t.Name(), excl)
+	defer a.Close()
+	if _, err := a.Append(ctx, "s", eventstore.NoStream, []eventstore.EventData{event()}); err != nil {
+		t.Fatal(err)
+	}
+	conn := sqlConn(t, a)
+	var killed bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int32(a.LockConnPID())).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the lock connection: %v %v", killed, err)
+	}
+	shared := postgres.DefaultOptions()
+	shared.Shared, shared.Schema = true, a.Schema()
+	b, err := postgres.Open(ctx, pgtestDSN(t), shared)
+	if err != nil {
+		t.Fatalf("shared Open after the exclusive writer lost its lock: %v", err)
+	}
+	defer b.Close()
+	c, err := postgres.Open(ctx, pgtestDSN(t), shared)
+	if err != nil {
+		t.Fatalf("a second shared Open: %v", err)
+	}
+	defer c.Close()
+	late := event()
+	if _, err := a.Append(ctx, "s", 1, []eventstore.EventData{late}); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("the exclusive writer's append after a shared writer opened: %v, want ErrUnavailable", err)
+	}
+	// The shared writers do not fence each other.
+	for i, s := range []*postgres.Store{b, c} {
+		if _, err := s.Append(ctx, "s", int64(1+i), []eventstore.EventData{event()}); err != nil {
+			t.Fatalf("shared writer %d: %v", i, err)
+		}
+	}
+	all, err := b.ReadAll(ctx, 0, 10)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("log: %d events, %v; want 3", len(all), err)
+	}
+	for _, e := range all {
+		if e.ID == late.ID {
+			t.Fatal("the fenced exclusive writer's event was stored")
+		}
+	}
+}

@@ -78,7 +78,9 @@ type Options struct {
 	// others exist (payledger serve --shared-log): it holds the writer's
 	// lock shared, so Open fails with ErrLocked while an exclusive writer
 	// holds the log and an exclusive Open fails while it is open, and its
-	// appends fail once an exclusive writer has taken the lease since.
+	// appends fail once an exclusive writer has taken the lease since; the
+	// first shared writer after an exclusive one fences that one, as an
+	// exclusive Open would.
 	Shared bool
 	// ObserveSync, when set, is told once per committed transaction how
 	// long its COMMIT took (the server's flush of its WAL, and a synchronous
@@ -285,7 +287,8 @@ func (s *Store) init(ctx context.Context) error {
 // lock on a connection of its own (kept until Close) and raises the
 // lease's epoch under the position lock, so that no transaction of an
 // earlier holder that checked the old epoch is still uncommitted. A
-// Shared Store takes the lock shared and keeps the epoch it finds.
+// Shared Store takes the lock shared and keeps the epoch it finds, unless
+// an exclusive writer took it last (see sharedHolder).
 func (s *Store) takeLease(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, s.listenTo)
 	if err != nil {
@@ -309,7 +312,11 @@ func (s *Store) takeLease(ctx context.Context) error {
 			return err
 		}
 		if s.opts.Shared {
-			return tx.QueryRow(ctx, `SELECT epoch FROM writer_lease`).Scan(&s.epoch)
+			// The first shared writer after an exclusive one raises the
+			// epoch, fencing that writer should it still run with its lock
+			// lost; later shared writers keep the epoch they find.
+			return tx.QueryRow(ctx, `UPDATE writer_lease SET epoch = epoch + (holder <> $1)::int, holder = $1,
+				taken_at = CASE WHEN holder = $1 THEN taken_at ELSE now() END RETURNING epoch`, sharedHolder).Scan(&s.epoch)
 		}
 		return tx.QueryRow(ctx, `UPDATE writer_lease SET epoch = epoch + 1, holder = $1, taken_at = now() RETURNING epoch`,
 			s.instance).Scan(&s.epoch)
@@ -322,6 +329,10 @@ func (s *Store) takeLease(ctx context.Context) error {
 	s.fenced = true
 	return nil
 }
+
+// sharedHolder is writer_lease.holder while shared writers hold the log;
+// an exclusive writer records its instance, 32 hex digits.
+const sharedHolder = "shared"
 
 // Schema returns the PostgreSQL schema the store's tables are in.
 func (s *Store) Schema() string { return s.schema }
