@@ -533,27 +533,57 @@ func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Id
 	if err := s.waitForProjection(ctx, accountID); err != nil {
 		return Outcome{}, err
 	}
-	fenced := false
+	fenced, since := false, int64(-1)
 	if !s.cfg.SoleWriter {
 		var err error
-		if fenced, err = s.fenceClose(ctx, by, accountID); err != nil {
+		if fenced, since, err = s.fenceClose(ctx, by, accountID); err != nil {
 			return Outcome{}, err
 		}
 	}
-	out, err := s.Execute(ctx, by, OpClose, accountID, idem, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+	out, err := s.Execute(ctx, by, OpClose, accountID, idem, func(a *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+		if since >= 0 {
+			// A status change on another node since the balance was
+			// waited for may have let payments in that it does not count.
+			moved, err := s.statusMovedSince(ctx, accountID, since, a.Version)
+			if err != nil {
+				return nil, err
+			}
+			if moved {
+				return nil, domain.Errorf(domain.CodeConflict,
+					"the status of account %s changed while it was being closed; nothing was closed: retry", accountID).With("retry_after", 1)
+			}
+		}
 		return domain.CloseAccount{Reason: reason, Balance: bal, Staff: by.staff("")}, nil
 	})
 	if fenced && (err != nil || out.Refusal != nil) {
-		if uerr := s.unfence(ctx, by, accountID); uerr != nil {
+		if uerr := s.unfence(ctx, by, accountID, since); uerr != nil {
 			return out, errors.Join(err, uerr)
 		}
 	}
 	return out, err
 }
 
-// unfence lifts the suspension fenceClose made.
-func (s *Service) unfence(ctx context.Context, by Actor, accountID string) error {
-	out, err := s.simple(ctx, by, OpReactivate, accountID, Idem{}, domain.Reactivate{Reason: closeFenceReason, Staff: by.staff("")})
+// errStatusMoved is what unfence's decision answers when the account's
+// status changed since the fence: that change stands.
+var errStatusMoved = errors.New("the account's status changed since the close's fence")
+
+// unfence lifts the suspension fenceClose made at version fence, unless
+// another node changed the account's status since (a suspension or a
+// reactivation of its own, which stands).
+func (s *Service) unfence(ctx context.Context, by Actor, accountID string, fence int64) error {
+	out, err := s.Execute(ctx, by, OpReactivate, accountID, Idem{}, func(a *domain.Account, _ time.Time, _ domain.Balance) (domain.Command, error) {
+		moved, err := s.statusMovedSince(ctx, accountID, fence, a.Version)
+		if err != nil {
+			return nil, err
+		}
+		if moved {
+			return nil, errStatusMoved
+		}
+		return domain.Reactivate{Reason: closeFenceReason, Staff: by.staff("")}, nil
+	})
+	if errors.Is(err, errStatusMoved) {
+		return nil
+	}
 	if err == nil && out.Refusal != nil {
 		err = out.Refusal
 	}
@@ -561,6 +591,33 @@ func (s *Service) unfence(ctx context.Context, by Actor, accountID string) error
 		return fmt.Errorf("the close was not made; lifting the suspension it made failed, reactivate account %s: %w", accountID, err)
 	}
 	return nil
+}
+
+// statusMovedSince reports whether accountID's stream holds a status
+// change (a suspension, a reactivation or a close) after version since, up
+// to version (the aggregate's, read under its lock). A gap too long to
+// read counts as moved.
+func (s *Service) statusMovedSince(ctx context.Context, accountID string, since, version int64) (bool, error) {
+	if version <= since {
+		return false, nil
+	}
+	if version-since > eventstore.MaxReadBatch {
+		return true, nil
+	}
+	evs, err := s.cfg.Store.ReadStream(ctx, domain.AccountStream(accountID), since+1, int(version-since))
+	if err != nil {
+		return false, fmt.Errorf("read account %s since version %d: %w", accountID, since, err)
+	}
+	for _, e := range evs {
+		if e.Version > version {
+			break
+		}
+		switch e.Type {
+		case domain.TypeServiceSuspended, domain.TypeServiceReactivated, domain.TypeAccountClosed:
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // closeFenceReason is the reason recorded on the suspension a close makes
@@ -572,30 +629,40 @@ const closeFenceReason = "closing the account"
 // it are conditioned on its stream's version (ConfirmPayment), so the
 // suspension either comes after them, and the wait for the projection
 // then counts them, or makes them fail and read the account suspended.
-// It reports whether it suspended; Close lifts that suspension if the
-// close is refused.
-func (s *Service) fenceClose(ctx context.Context, by Actor, accountID string) (bool, error) {
+// An account that is not active takes no payment either, so the wait
+// counts every payment to it, as long as no other node reactivates it
+// before the close is appended: Close refuses if any status change
+// follows since, the account's version the wait started from (the fence's
+// when it made one). It reports whether it suspended; Close lifts that
+// suspension if the close is refused.
+func (s *Service) fenceClose(ctx context.Context, by Actor, accountID string) (fenced bool, since int64, err error) {
 	ent := s.cache.lock(accountID)
-	err := s.load(ctx, ent, accountID)
+	err = s.load(ctx, ent, accountID)
 	active := err == nil && ent.acct.Status == domain.StatusActive
+	if err == nil {
+		since = ent.acct.Version
+	}
 	ent.mu.Unlock()
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if !active {
-		return false, nil // the close's own decision answers for the others
+		// The close's own decision refuses a closed account; a suspended
+		// one's payments are all in the log already.
+		return false, since, s.waitForProjection(ctx, accountID)
 	}
 	out, err := s.simple(ctx, by, OpSuspend, accountID, Idem{}, domain.Suspend{Reason: closeFenceReason, Staff: by.staff("")})
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if out.Refusal != nil {
-		return false, out.Refusal
+		return false, 0, out.Refusal
 	}
+	since = out.Events[len(out.Events)-1].Version
 	if err := s.waitForProjection(ctx, accountID); err != nil {
-		return true, errors.Join(err, s.unfence(ctx, by, accountID))
+		return true, since, errors.Join(err, s.unfence(ctx, by, accountID, since))
 	}
-	return true, nil
+	return true, since, nil
 }
 
 // waitForProjection waits, at most Config.CloseWait, for the balances

@@ -1,0 +1,143 @@
+package ledger_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/ledger"
+)
+
+// hookBalances runs onSnapshot before each Snapshot of an account: a
+// decision is about to read its balance.
+type hookBalances struct {
+	ledger.Balances
+	onSnapshot func(accountID string)
+}
+
+func (h *hookBalances) Snapshot(accountID string) (decimal.Decimal, int64) {
+	if h.onSnapshot != nil {
+		h.onSnapshot(accountID)
+	}
+	return h.Balances.Snapshot(accountID)
+}
+
+// nthAppendTo runs fn once, before the n-th append to stream through hook.
+func nthAppendTo(hook *hookStore, stream string, n int64, fn func()) {
+	var seen atomic.Int64
+	hook.before = func(s string, _ int64) error {
+		if s == stream && seen.Add(1) == n {
+			fn()
+		}
+		return nil
+	}
+}
+
+// wantNeverClosedHolding walks the log in order and fails if an account
+// was closed while it held money, or was credited once closed.
+func wantNeverClosedHolding(t *testing.T, e *env) {
+	t.Helper()
+	held := map[string]decimal.Decimal{}
+	closed := map[string]bool{}
+	for _, ev := range readAll(t, e.store) {
+		acct := strings.TrimPrefix(ev.Stream, "account-")
+		switch d := decode(t, ev).(type) {
+		case domain.FundsDeposited:
+			held[acct] = held[acct].Add(d.Amount.Amount)
+		case domain.AccountClosed:
+			closed[acct] = true
+			if !held[acct].IsZero() {
+				t.Errorf("account %s closed at position %d holding %s", acct, ev.Position, held[acct])
+			}
+		case domain.PaymentConfirmed:
+			if closed[d.CreditAccount] {
+				t.Errorf("payment %s credited to closed %s at position %d", d.PaymentID, d.CreditAccount, ev.Position)
+			}
+			held[d.CreditAccount] = held[d.CreditAccount].Add(d.Amount.Amount)
+		}
+	}
+}
+
+// TestCloseAcrossNodesSuspendedPayeeReactivated: a node closes a payee the
+// holder had suspended (so no close fence is needed), and between the
+// close's read of the account and its decision another node reactivates
+// the payee and confirms a payment to it, which the stalled projection has
+// not counted. The close must not close the account holding that payment.
+func TestCloseAcrossNodesSuspendedPayeeReactivated(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	stop := f.e.runProjection(t)
+	pi := f.initiate(t, f.payer, f.payee, "25.00")
+	if _, err := f.svc.Suspend(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "away"); err != nil {
+		t.Fatal(err)
+	}
+	bal := &hookBalances{Balances: f.e.rm}
+	closer := f.e.node(t, func(c *ledger.Config) { c.Balances = bal })
+	var once atomic.Bool
+	bal.onSnapshot = func(id string) {
+		if id != f.payee.id || !once.CompareAndSwap(false, true) {
+			return
+		}
+		stop() // the projection falls behind: the payment below is not counted yet
+		if _, err := f.svc.Reactivate(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "back"); err != nil {
+			t.Errorf("reactivate on the other node: %v", err)
+		}
+		if err := f.confirm(ctx, pi); err != nil {
+			t.Errorf("confirm on the other node: %v", err)
+		}
+	}
+	_, err := closer.Close(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "moving")
+	if !once.Load() {
+		t.Fatal("the close never read the payee's balance")
+	}
+	if err == nil {
+		t.Errorf("the close succeeded after the payee was reactivated and paid on another node")
+	}
+	wantNeverClosedHolding(t, f.e)
+}
+
+// TestCloseAcrossNodesReactivatedAfterFence: a node suspends an active
+// payee as its close's fence; before the close is appended, another node
+// reactivates the payee (its holder may) and confirms a payment to it,
+// which the stalled projection has not counted. The close must not then
+// close the account holding that payment, and must not lift a status it
+// did not set.
+func TestCloseAcrossNodesReactivatedAfterFence(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	stop := f.e.runProjection(t)
+	pi := f.initiate(t, f.payer, f.payee, "25.00")
+	hook := &hookStore{ConditionalStore: f.e.store}
+	closer := f.e.node(t, func(c *ledger.Config) { c.Store = hook })
+	ran := false
+	// The first append is the fence, the second the close.
+	nthAppendTo(hook, domain.AccountStream(f.payee.id), 2, func() {
+		ran = true
+		stop()
+		if _, err := f.svc.Reactivate(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "not so fast"); err != nil {
+			t.Errorf("reactivate on the other node: %v", err)
+		}
+		if err := f.confirm(ctx, pi); err != nil {
+			t.Errorf("confirm on the other node: %v", err)
+		}
+	})
+	_, err := closer.Close(ctx, f.payee.actor(), f.payee.id, ledger.Idem{}, "moving")
+	if !ran {
+		t.Fatal("the close never appended to the payee's stream twice")
+	}
+	if err == nil {
+		t.Errorf("the close succeeded after the payee was reactivated and paid on another node")
+	}
+	wantNeverClosedHolding(t, f.e)
+	v, err := f.svc.Account(ctx, f.payee.actor(), f.payee.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != domain.StatusActive {
+		t.Errorf("payee %s, want active as the other node left it", v.Status)
+	}
+}
