@@ -141,3 +141,61 @@ func TestCloseAcrossNodesReactivatedAfterFence(t *testing.T) {
 		t.Errorf("payee %s, want active as the other node left it", v.Status)
 	}
 }
+
+// TestSuspendDuringCloseFenceAcrossNodes: while a close on one node holds
+// its fence (a suspension) on an account it will not close (money in it),
+// a suspension on another node, by an operator for risk or by the holder,
+// meets an account that is already suspended. The close then lifts its
+// fence; the other node's suspension must not be lost while its requester
+// was told the account is suspended: it is either recorded, or refused
+// with an error that says to retry.
+func TestSuspendDuringCloseFenceAcrossNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		by   func(f *fixture) ledger.Actor
+	}{
+		{"operator", func(*fixture) ledger.Actor { return operatorActor }},
+		{"holder", func(f *fixture) ledger.Actor { return f.payee.actor() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, nil)
+			f.e.runProjection(t)
+			if _, err := f.svc.Deposit(ctx, fundingActor, f.payee.id, ledger.Idem{}, "10.00", "CNY", "float"); err != nil {
+				t.Fatal(err)
+			}
+			by := tc.by(f)
+			hook := &hookStore{ConditionalStore: f.e.store}
+			closer := f.e.node(t, func(c *ledger.Config) { c.Store = hook })
+			var suspendErr error
+			ran := false
+			// The first append is the fence; the close is refused (10.00
+			// left) and appends nothing; the second lifts the fence.
+			nthAppendTo(hook, domain.AccountStream(f.payee.id), 2, func() {
+				ran = true
+				_, suspendErr = f.svc.Suspend(ctx, by, f.payee.id, ledger.Idem{}, "risk")
+			})
+			_, err := closer.Close(ctx, by, f.payee.id, ledger.Idem{}, "moving")
+			if !ran {
+				t.Fatalf("the close appended to the payee's stream once (close: %v)", err)
+			}
+			wantCloseRefused(t, "close with 10.00 left", err, "10.00")
+			switch domain.ErrorCode(suspendErr) {
+			case "": // recorded
+			case domain.CodeConflict:
+				if _, err := f.svc.Suspend(ctx, by, f.payee.id, ledger.Idem{}, "risk"); err != nil {
+					t.Fatalf("the suspension retried once the close was done: %v", err)
+				}
+			default:
+				t.Logf("the suspension during the close's fence: %v", suspendErr)
+			}
+			v, err := f.svc.Account(ctx, by, f.payee.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Status != domain.StatusSuspended {
+				t.Errorf("the account is %s after a suspension during a refused close was answered %v", v.Status, suspendErr)
+			}
+		})
+	}
+}

@@ -472,7 +472,47 @@ func (s *Service) Suspend(ctx context.Context, by Actor, accountID string, idem 
 	mu := s.status.of(accountID)
 	mu.Lock()
 	defer mu.Unlock()
-	return s.simple(ctx, by, OpSuspend, accountID, idem, domain.Suspend{Reason: reason, Staff: by.staff("")})
+	out, err := s.simple(ctx, by, OpSuspend, accountID, idem, domain.Suspend{Reason: reason, Staff: by.staff("")})
+	if !s.cfg.SoleWriter && domain.ErrorCode(err) == domain.CodeAccountSuspended {
+		// "Already suspended" would be untrue of a close's fence, which
+		// its node lifts if the close is refused.
+		fence, ferr := s.closeFenceInForce(ctx, accountID)
+		if ferr != nil {
+			return out, errors.Join(err, ferr)
+		}
+		if fence {
+			return Outcome{}, domain.Errorf(domain.CodeConflict,
+				"account %s is suspended only while a close is decided on another node, and is reactivated if the close is refused; nothing was recorded: retry", accountID).
+				With("retry_after", 1)
+		}
+	}
+	return out, err
+}
+
+// closeFenceInForce reports whether the suspension in force on accountID
+// is a close's fence (fenceClose) made recently enough that its node may
+// still be deciding the close; one older than that was left by a node that
+// stopped, and stands as any suspension.
+func (s *Service) closeFenceInForce(ctx context.Context, accountID string) (bool, error) {
+	const lookBack = 64 // events after the fence: a close decides right after it
+	evs, err := s.cfg.Store.ReadStreamBackward(ctx, domain.AccountStream(accountID), 0, lookBack)
+	if err != nil {
+		return false, fmt.Errorf("read account %s: %w", accountID, err)
+	}
+	for _, e := range evs {
+		switch e.Type {
+		case domain.TypeServiceReactivated, domain.TypeAccountClosed:
+			return false, nil
+		case domain.TypeServiceSuspended:
+			d, err := s.decode(accountID, e)
+			if err != nil {
+				return false, fmt.Errorf("account %s at version %d: %w", accountID, e.Version, err)
+			}
+			sus, ok := d.(domain.ServiceSuspended)
+			return ok && sus.Reason == closeFenceReason && s.cfg.Clock().Sub(e.OccurredAt) < 2*s.cfg.CloseWait+time.Minute, nil
+		}
+	}
+	return false, nil
 }
 
 // Reactivate lifts a suspension.
