@@ -3,12 +3,9 @@ package ledger_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/ledger"
@@ -99,105 +96,9 @@ func TestOverdraftRaceAcrossNodes(t *testing.T) {
 // their locks, so only the store's conditions keep a payment from being
 // credited to a payee while it is suspended or after it closed.
 func TestPayeeStatusAcrossNodes(t *testing.T) {
-	const (
-		numPayers = 6
-		numPayees = 3
-		payments  = 30 // per payer
-		toggles   = 20 // per payee
-	)
-	ctx := context.Background()
 	e := newEnv(t, 5)
 	e.runProjection(t)
-	payNode, payeeNode := e.node(t, nil), e.node(t, nil)
-	payers := make([]certHolder, numPayers)
-	for i := range payers {
-		payers[i] = openCertAccount(t, ctx, payNode, fmt.Sprintf("payer-%d", i), byte(10+i))
-		if _, err := payNode.Deposit(ctx, fundingActor, payers[i].id, ledger.Idem{}, "500.00", "CNY", "initial"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	payees := make([]string, numPayees)
-	for i := range payees {
-		payees[i] = openCertAccountKind(t, payeeNode, fmt.Sprintf("Payee %d", i), domain.KindMerchant, byte(40+i)).id
-	}
-	credited := make(chan struct{})
-	var firstCredit sync.Once
-	var wg sync.WaitGroup
-	for i, p := range payers {
-		wg.Go(func() {
-			for n := range payments {
-				payee := payees[(i+n)%numPayees]
-				out, err := payNode.InitiatePayment(ctx, p.actor(), p.id, ledger.Idem{}, paymentReq(payee, "1.00", p.device))
-				if err != nil {
-					continue // the payee is suspended or closed: refused at once
-				}
-				pi, err := pendingOf(out)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				out, err = payNode.ConfirmPayment(ctx, p.actor(), p.id, pi.PaymentID, ledger.Idem{}, p.device, p.proofs(pi.Challenge))
-				switch {
-				case domain.ErrorCode(err) == domain.CodeVersionConflict:
-					// the payee moved MaxRetries times in a row: answered, nothing paid
-				case err != nil:
-					t.Errorf("confirm: %v", err)
-				case out.Refusal == nil:
-					firstCredit.Do(func() { close(credited) })
-				}
-			}
-		})
-	}
-	for i, id := range payees {
-		wg.Go(func() {
-			select {
-			case <-credited:
-			case <-time.After(10 * time.Second): // bounded: the check below reports a run without credits
-			}
-			for n := range toggles {
-				if _, err := payeeNode.Suspend(ctx, holderOf(id), id, ledger.Idem{}, "pause"); err != nil {
-					return // closed
-				}
-				if _, err := payeeNode.Reactivate(ctx, holderOf(id), id, ledger.Idem{}, "resume"); err != nil {
-					t.Errorf("reactivate %s: %v", id, err)
-					return
-				}
-				if i == 0 || n%10 == 9 {
-					_, _ = payeeNode.Close(ctx, holderOf(id), id, ledger.Idem{}, "done") // refused unless empty
-				}
-			}
-		})
-	}
-	wg.Wait()
-
-	status := map[string]string{}
-	held := map[string]decimal.Decimal{}
-	credits, suspensions := 0, 0
-	for _, ev := range readAll(t, e.store) {
-		acct := strings.TrimPrefix(ev.Stream, "account-")
-		switch d := decode(t, ev).(type) {
-		case domain.ServiceSuspended:
-			status[acct] = domain.StatusSuspended
-			suspensions++
-		case domain.ServiceReactivated:
-			status[acct] = domain.StatusActive
-		case domain.AccountClosed:
-			status[acct] = domain.StatusClosed
-			if !held[acct].IsZero() {
-				t.Errorf("payee %s closed at position %d holding %s", acct, ev.Position, held[acct])
-			}
-		case domain.PaymentConfirmed:
-			if st := status[d.CreditAccount]; st == domain.StatusSuspended || st == domain.StatusClosed {
-				t.Errorf("payment %s credited to %s at position %d while %s", d.PaymentID, d.CreditAccount, ev.Position, st)
-			}
-			held[d.CreditAccount] = held[d.CreditAccount].Add(d.Amount.Amount)
-			credits++
-		}
-	}
-	if credits == 0 || suspensions == 0 {
-		t.Fatalf("%d credits, %d suspensions: the run exercised too little", credits, suspensions)
-	}
-	t.Logf("%d payments credited, %d suspensions", credits, suspensions)
+	payeeStatusRace(t, e, e.node(t, nil), e.node(t, nil), 6, 30, 20)
 }
 
 // TestCloseAcrossNodesCountsLatePayment: a node closes an empty payee
