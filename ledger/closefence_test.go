@@ -11,6 +11,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/payledger/payledger/domain"
+	"github.com/payledger/payledger/eventstore/sqlite"
 	"github.com/payledger/payledger/ledger"
 )
 
@@ -47,19 +48,19 @@ func wantNeverClosedHolding(t *testing.T, e *env) {
 	closed := map[string]bool{}
 	for _, ev := range readAll(t, e.store) {
 		acct := strings.TrimPrefix(ev.Stream, "account-")
-		switch d := decode(t, ev).(type) {
-		case domain.FundsDeposited:
-			held[acct] = held[acct].Add(d.Amount.Amount)
-		case domain.AccountClosed:
+		d := decode(t, ev)
+		if _, ok := d.(domain.AccountClosed); ok {
 			closed[acct] = true
 			if !held[acct].IsZero() {
 				t.Errorf("account %s closed at position %d holding %s", acct, ev.Position, held[acct])
 			}
-		case domain.PaymentConfirmed:
-			if closed[d.CreditAccount] {
-				t.Errorf("payment %s credited to closed %s at position %d", d.PaymentID, d.CreditAccount, ev.Position)
+		}
+		if m, ok := domain.MovementOf(d); ok {
+			if closed[m.Credit] {
+				t.Errorf("%s credited %s to closed %s at position %d", ev.Type, m.Amount, m.Credit, ev.Position)
 			}
-			held[d.CreditAccount] = held[d.CreditAccount].Add(d.Amount.Amount)
+			held[m.Credit] = held[m.Credit].Add(m.Amount.Amount)
+			held[m.Debit] = held[m.Debit].Sub(m.Amount.Amount)
 		}
 	}
 }
@@ -248,4 +249,75 @@ func TestConfirmSameKeyOnTwoNodesAtOnce(t *testing.T) {
 	if confirmed != rounds {
 		t.Fatalf("%d payments confirmed in the log, want %d", confirmed, rounds)
 	}
+}
+
+// lossToCompensate opens a holder who lost exactly their whole balance in
+// a payment (300.00 and its 0.30 fee) and reported it: an advance of
+// 300.00 is due from a reserve that can pay it.
+func lossToCompensate(t *testing.T, f *reserveFixture) (lossHolder, string) {
+	t.Helper()
+	h := openLossHolder(t, f.svc, f.provider, "Closing Loser", 51)
+	fund(t, f.svc, h.id, "300.30")
+	pc, _ := h.pay(t, f.svc, f.payee.id, "300.00", domain.LevelTwoFactor)
+	v, err := f.svc.ReportLossCase(context.Background(), h.actor(), h.id, ledger.Idem{}, ledger.LossRequest{PaymentIDs: []string{pc.PaymentID}})
+	if err != nil || v.Advance != "due" {
+		t.Fatalf("report: %+v, %v", v, err)
+	}
+	f.topUp(t, "1000.00")
+	return h, v.CaseID
+}
+
+// TestCloseRacingCompensationAcrossNodes: a holder's empty account is
+// closed on one node while another pays the holder's loss compensation
+// into it, between the close's decision and its append. Compensation is
+// credited from the reserve's stream, which no fence of the holder's
+// stops: the account must not end closed holding it.
+func TestCloseRacingCompensationAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	f := newReserveFixture(t, nil)
+	h, caseID := lossToCompensate(t, f)
+	hook := &hookStore{ConditionalStore: f.e.store}
+	closer := f.e.node(t, func(c *ledger.Config) { c.Store = hook })
+	ran := false
+	// The first append is the fence, the second the close.
+	nthAppendTo(hook, domain.AccountStream(h.id), 2, func() {
+		ran = true
+		if v, err := f.svc.SettleLoss(ctx, financeActor, caseID, ledger.Idem{}); err != nil || v.Compensated.String() != "300.00" {
+			t.Errorf("settle on the other node: %+v, %v", v, err)
+		}
+	})
+	_, err := closer.Close(ctx, h.actor(), h.id, ledger.Idem{}, "moving")
+	if !ran {
+		t.Fatalf("the close never appended twice (%v)", err)
+	}
+	t.Logf("close: %v", err)
+	wantNeverClosedHolding(t, f.e)
+}
+
+// TestCloseRacingCompensation is the same race on the log's sole writer:
+// the compensation read the account open, and the close comes before its
+// append. The compensation must not be credited to the closed account.
+func TestCloseRacingCompensation(t *testing.T) {
+	ctx := context.Background()
+	hook := &hookStore{}
+	f := newReserveFixture(t, func(c *ledger.Config) {
+		hook.ConditionalStore = c.Store.(*sqlite.Store)
+		c.Store, c.SoleWriter = hook, true
+	})
+	h, caseID := lossToCompensate(t, f)
+	ran := false
+	nthAppendTo(hook, domain.ReserveStream(domain.CNY), 1, func() {
+		ran = true
+		if _, err := f.svc.Close(ctx, h.actor(), h.id, ledger.Idem{}, "moving"); err != nil {
+			t.Logf("close: %v", err)
+		}
+	})
+	v, err := f.svc.SettleLoss(ctx, financeActor, caseID, ledger.Idem{})
+	if !ran {
+		t.Fatal("the settlement never appended to the reserve")
+	}
+	if err != nil || v.Compensated.String() != "300.00" {
+		t.Fatalf("settle: %+v, %v", v, err)
+	}
+	wantNeverClosedHolding(t, f.e)
 }

@@ -94,7 +94,7 @@ func (s *Service) replay(ctx context.Context, st *stream, idem Idem) (Outcome, b
 // appendTo appends events decided on st at its version. retry is true on
 // a version conflict: another writer appended, so the caller reloads and
 // decides again.
-func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.Time, events []domain.Event, refusal error) (Outcome, bool, error) {
+func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.Time, events []domain.Event, refusal error, conds ...eventstore.Condition) (Outcome, bool, error) {
 	owner := st.owner
 	for _, e := range events {
 		if o, ok := domain.CaseOwner(e); ok && owner == "" {
@@ -105,8 +105,15 @@ func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.
 	if err != nil {
 		return Outcome{}, false, err
 	}
-	res, err := s.cfg.Store.Append(ctx, st.name, st.version, data)
+	var res eventstore.AppendResult
+	if len(conds) > 0 && s.conditional != nil {
+		res, err = s.conditional.AppendIf(ctx, st.name, st.version, data, conds)
+	} else {
+		res, err = s.cfg.Store.Append(ctx, st.name, st.version, data)
+	}
 	switch {
+	case errors.Is(err, eventstore.ErrConditionFailed):
+		return Outcome{}, false, err // the caller reads the other stream again
 	case errors.Is(err, eventstore.ErrVersionConflict):
 		return Outcome{}, true, err
 	case errors.Is(err, eventstore.ErrUnavailable):
@@ -166,10 +173,10 @@ type ReserveDecision func(r *reserves.Reserve, balance domain.Money, now time.Ti
 // executeReserve runs a decision on the reserve of currency c and appends
 // its events. A decision that returns events and an error records them
 // and reports the error as the outcome's refusal (a shortfall).
-func (s *Service) executeReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision) (Outcome, error) {
+func (s *Service) executeReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision, conds ...eventstore.Condition) (Outcome, error) {
 	var lastErr error
 	for attempt := 0; attempt < s.cfg.MaxRetries; attempt++ {
-		out, retry, err := s.attemptReserve(ctx, c, idem, decide)
+		out, retry, err := s.attemptReserve(ctx, c, idem, decide, conds)
 		if !retry {
 			return out, err
 		}
@@ -194,7 +201,7 @@ func (s *Service) lockReserve(ctx context.Context, c domain.Currency) (*reserveE
 	return ent, nil
 }
 
-func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision) (Outcome, bool, error) {
+func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Idem, decide ReserveDecision, conds []eventstore.Condition) (Outcome, bool, error) {
 	ent, err := s.lockReserve(ctx, c)
 	if err != nil {
 		return Outcome{}, false, err
@@ -211,7 +218,7 @@ func (s *Service) attemptReserve(ctx context.Context, c domain.Currency, idem Id
 	if len(events) == 0 {
 		return Outcome{}, false, refusal
 	}
-	out, retry, err := s.appendTo(ctx, ent.st, idem, now, events, refusal)
+	out, retry, err := s.appendTo(ctx, ent.st, idem, now, events, refusal, conds...)
 	if err != nil {
 		ent.reset(c) // the append may or may not have landed: reload next time
 	}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -211,22 +212,20 @@ func (s *Service) advance(ctx context.Context, caseID string) (LossCaseView, err
 	var refusal error
 	if advanceDue(c) {
 		rep := c.Report
-		credit, err := s.compensationCredit(ctx, rep.AccountID, rep.Loss.Currency)
-		if err != nil {
-			return LossCaseView{}, err
-		}
-		out, err := s.executeReserve(ctx, rep.Loss.Currency, Idem{}, func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
-			// Decided again under the reserve's lock: the case may have
-			// moved on (liability determined) since it was read, and
-			// nothing is paid in advance once anything was paid.
-			now, _, err := s.loadCase(ctx, caseID)
-			if err != nil {
-				return nil, err
+		out, err := s.payCompensation(ctx, rep.AccountID, rep.Loss.Currency, Idem{}, func(credit string) ReserveDecision {
+			return func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
+				// Decided again under the reserve's lock: the case may have
+				// moved on (liability determined) since it was read, and
+				// nothing is paid in advance once anything was paid.
+				now, _, err := s.loadCase(ctx, caseID)
+				if err != nil {
+					return nil, err
+				}
+				if !advanceDue(now) || r.Paid(caseID, domain.CompensationAdvance).Add(r.Paid(caseID, domain.CompensationSettlement)).IsPositive() {
+					return nil, nil
+				}
+				return reserves.Compensate(r, caseID, domain.CompensationAdvance, credit, c.PaymentIDs(), advanceAmount(rep), domain.Staff{}, bal)
 			}
-			if !advanceDue(now) || r.Paid(caseID, domain.CompensationAdvance).Add(r.Paid(caseID, domain.CompensationSettlement)).IsPositive() {
-				return nil, nil
-			}
-			return reserves.Compensate(r, caseID, domain.CompensationAdvance, credit, c.PaymentIDs(), advanceAmount(rep), domain.Staff{}, bal)
 		})
 		switch code := domain.ErrorCode(err); {
 		case err == nil:
@@ -261,17 +260,41 @@ func advanceAmount(r domain.LossReported) domain.Money {
 
 // compensationCredit is where a holder's compensation goes: their
 // account, or compensation suspense when it is closed (finance pays it out
-// from there).
-func (s *Service) compensationCredit(ctx context.Context, accountID string, c domain.Currency) (string, error) {
+// from there). For the account, it returns the condition the reserve's
+// append must meet: the account's stream has not moved since its status
+// was read, so a close that comes in between makes the payment read it
+// again (and a close conditioned on the reserve's stream is refused if
+// the payment came first, see Close).
+func (s *Service) compensationCredit(ctx context.Context, accountID string, c domain.Currency) (string, []eventstore.Condition, error) {
 	ent := s.cache.lock(accountID)
 	defer ent.mu.Unlock()
 	if err := s.load(ctx, ent, accountID); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if ent.acct.Status == domain.StatusClosed {
-		return domain.CompensationSuspenseAccountID(c), nil
+		return domain.CompensationSuspenseAccountID(c), nil, nil
 	}
-	return accountID, nil
+	return accountID, []eventstore.Condition{{Stream: domain.AccountStream(accountID), Version: ent.acct.Version}}, nil
+}
+
+// payCompensation runs a decision on the reserve of c that credits
+// accountID's compensation (where compensationCredit says), reading the
+// account again when it moved before the reserve's append.
+func (s *Service) payCompensation(ctx context.Context, accountID string, c domain.Currency, idem Idem, decide func(credit string) ReserveDecision) (Outcome, error) {
+	var lastErr error
+	for range s.cfg.MaxRetries {
+		credit, conds, err := s.compensationCredit(ctx, accountID, c)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out, err := s.executeReserve(ctx, c, idem, decide(credit), conds...)
+		if !errors.Is(err, eventstore.ErrConditionFailed) {
+			return out, err
+		}
+		lastErr = err
+	}
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "account %s changed concurrently %d times; retry the request (%v)",
+		accountID, s.cfg.MaxRetries, lastErr)
 }
 
 // caseView adds what the reserve paid and the holder's account recovered.
@@ -447,24 +470,22 @@ func (s *Service) SettleLoss(ctx context.Context, by Actor, caseID string, idem 
 	var refusal error
 	switch {
 	case due.Pay.IsPositive():
-		credit, err := s.compensationCredit(ctx, rep.AccountID, cur)
-		if err != nil {
-			return LossCaseView{}, err
-		}
 		scoped := idem
 		if scoped.Key != "" {
 			scoped.Key = by.scope() + ":" + scoped.Key
 		}
-		out, err := s.executeReserve(ctx, cur, scoped, func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
-			// What is owed is decided again under the reserve's lock, from
-			// what the reserve has paid, so two settlements pay once.
-			paid := r.Paid(caseID, domain.CompensationAdvance).Add(r.Paid(caseID, domain.CompensationSettlement))
-			now, err := reserves.SettlementOf(c, paid, m.recovered)
-			if err != nil || !now.Pay.IsPositive() {
-				return nil, cmp.Or(err, nothing)
+		out, err := s.payCompensation(ctx, rep.AccountID, cur, scoped, func(credit string) ReserveDecision {
+			return func(r *reserves.Reserve, bal domain.Money, _ time.Time) ([]domain.Event, error) {
+				// What is owed is decided again under the reserve's lock, from
+				// what the reserve has paid, so two settlements pay once.
+				paid := r.Paid(caseID, domain.CompensationAdvance).Add(r.Paid(caseID, domain.CompensationSettlement))
+				now, err := reserves.SettlementOf(c, paid, m.recovered)
+				if err != nil || !now.Pay.IsPositive() {
+					return nil, cmp.Or(err, nothing)
+				}
+				return reserves.Compensate(r, caseID, domain.CompensationSettlement, credit, nil,
+					domain.Money{Amount: now.Pay, Currency: cur}, by.staff(""), bal)
 			}
-			return reserves.Compensate(r, caseID, domain.CompensationSettlement, credit, nil,
-				domain.Money{Amount: now.Pay, Currency: cur}, by.staff(""), bal)
 		})
 		if err != nil {
 			return LossCaseView{}, err

@@ -570,6 +570,23 @@ func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Id
 	mu := s.status.of(accountID)
 	mu.Lock()
 	defer mu.Unlock()
+	// Compensation is credited from the reserve's stream, which neither
+	// the status lock nor a fence holds back: the close is conditioned on
+	// that stream's version read before the wait, so a payment the wait
+	// may not count makes it fail (see compensationCredit).
+	var conds []eventstore.Condition
+	if s.conditional != nil {
+		cur, err := s.Currency(ctx, accountID)
+		if err != nil {
+			return Outcome{}, err
+		}
+		reserve := domain.ReserveStream(cur)
+		v, err := s.cfg.Store.StreamVersion(ctx, reserve)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("close account %s: read the reserve's version: %w", accountID, err)
+		}
+		conds = []eventstore.Condition{{Stream: reserve, Version: v}}
+	}
 	if err := s.waitForProjection(ctx, accountID); err != nil {
 		return Outcome{}, err
 	}
@@ -580,7 +597,10 @@ func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Id
 			return Outcome{}, err
 		}
 	}
-	out, err := s.Execute(ctx, by, OpClose, accountID, idem, func(a *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
+	if idem.Key != "" {
+		idem.Key = by.scope() + ":" + idem.Key
+	}
+	out, err := s.execute(ctx, accountID, idem, conds, func(a *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 		if since >= 0 {
 			// A status change on another node since the balance was
 			// waited for may have let payments in that it does not count.
@@ -595,6 +615,10 @@ func (s *Service) Close(ctx context.Context, by Actor, accountID string, idem Id
 		}
 		return domain.CloseAccount{Reason: reason, Balance: bal, Staff: by.staff("")}, nil
 	})
+	if errors.Is(err, eventstore.ErrConditionFailed) {
+		err = domain.Errorf(domain.CodeConflict,
+			"the reserve paid or took money while account %s was being closed; nothing was closed: retry", accountID).With("retry_after", 1)
+	}
 	if fenced && (err != nil || out.Refusal != nil) {
 		if uerr := s.unfence(ctx, by, accountID, since); uerr != nil {
 			return out, errors.Join(err, uerr)
