@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -261,4 +262,75 @@ func TestListenReconnects(t *testing.T) {
 func TestTwoNodesConditions(t *testing.T) {
 	a, b := twoNodes(t)
 	storetest.ConditionRace(t, a, b)
+}
+
+// TestConditionOnStreamAppendedEarlierInBatch: one transaction carries an
+// append to p and, after it, an append to q conditioned on p being empty.
+// The condition is checked against p as the batch left it, so the second
+// append is refused; queued the other way round, both commit.
+func TestConditionOnStreamAppendedEarlierInBatch(t *testing.T) {
+	for _, condFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("condition first %v", condFirst), func(t *testing.T) {
+			ctx := context.Background()
+			s := openSchema(t, t.Name(), postgres.DefaultOptions())
+			defer s.Close()
+			p, q := "p-"+event().ID, "q-"+event().ID // fresh streams, whatever the schema holds
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			s.SetBeforeCommit(func() {
+				once.Do(func() {
+					close(entered)
+					<-release
+				})
+			})
+			blocker := make(chan error, 1)
+			go func() {
+				_, err := s.Append(ctx, "blocker", eventstore.Any, []eventstore.EventData{event()})
+				blocker <- err
+			}()
+			waitQueued := func(n int) {
+				t.Helper()
+				for deadline := time.Now().Add(10 * time.Second); s.Queued() < n; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d appends queued, want %d", s.Queued(), n)
+					}
+				}
+			}
+			// While the blocker's transaction waits to commit, what is
+			// queued goes into the next transaction together.
+			<-entered
+			plain, conditioned := make(chan error, 1), make(chan error, 1)
+			appendP := func() {
+				_, err := s.Append(ctx, p, eventstore.NoStream, []eventstore.EventData{event()})
+				plain <- err
+			}
+			appendQ := func() {
+				_, err := s.AppendIf(ctx, q, eventstore.NoStream, []eventstore.EventData{event()},
+					[]eventstore.Condition{{Stream: p, Version: 0}})
+				conditioned <- err
+			}
+			first, second := appendP, appendQ
+			if condFirst {
+				first, second = appendQ, appendP
+			}
+			go first()
+			waitQueued(1)
+			go second()
+			waitQueued(2)
+			close(release)
+			if err := <-blocker; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-plain; err != nil {
+				t.Fatalf("append to p: %v", err)
+			}
+			err := <-conditioned
+			switch {
+			case condFirst && err != nil:
+				t.Fatalf("the conditioned append queued first: %v", err)
+			case !condFirst && !errors.Is(err, eventstore.ErrConditionFailed):
+				t.Fatalf("the conditioned append after p's in its batch: %v, want ErrConditionFailed", err)
+			}
+		})
+	}
 }
