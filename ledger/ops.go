@@ -350,7 +350,6 @@ func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, payme
 	if idem.Key != "" {
 		idem.Key = by.scope() + ":" + idem.Key
 	}
-	var lastErr error
 	for range s.cfg.MaxRetries {
 		var payee domain.Payee
 		var conds []eventstore.Condition
@@ -372,10 +371,11 @@ func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, payme
 		if !errors.Is(err, eventstore.ErrConditionFailed) {
 			return out, err
 		}
-		lastErr = err
 	}
-	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "the payee %s changed concurrently %d times; retry the request (%v)",
-		payeeID, s.cfg.MaxRetries, lastErr)
+	// The store's error names the payee's stream version, which is not
+	// the payer's to know.
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "the payee %s changed concurrently %d times; retry the request",
+		payeeID, s.cfg.MaxRetries)
 }
 
 // pendingPayee returns the payee of a pending payment of accountID, or ""
