@@ -307,6 +307,11 @@ type Store struct {
 
 	wdb *sql.DB // writer: exactly one connection, used only by run
 	rdb *sql.DB // readers: a bounded pool
+	// ddb loads the dictionaries, on a connection of its own: a reader
+	// that holds one of rdb's for its rows while its segment asks for a
+	// dictionary must not wait for another of rdb's, which the other
+	// readers may all hold the same way.
+	ddb *sql.DB
 	sdb *sql.DB // the snapshots' database (snapshots.go)
 
 	// prepared on wdb
@@ -618,7 +623,11 @@ func (s *Store) openReaders(ctx context.Context) error {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	s.rdb.SetMaxOpenConns(n)
 	s.rdb.SetMaxIdleConns(n)
-	s.dicts = newDictCache(s.rdb)
+	if s.ddb, err = sql.Open("sqlite", dsn(s.path, true, "FULL")); err != nil {
+		return err
+	}
+	s.ddb.SetMaxOpenConns(1)
+	s.dicts = newDictCache(s.ddb)
 	if err := prepareAll(ctx, s.rdb,
 		stmt{&s.fwdStmt, sqlForward},
 		stmt{&s.bwdStmt, sqlBackward},
@@ -643,6 +652,9 @@ func (s *Store) closeDBs() error {
 	errs = append(errs, s.idxIns.Close(), s.idIns.Close())
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.ddb != nil {
+		errs = append(errs, s.ddb.Close())
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
