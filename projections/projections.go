@@ -120,11 +120,47 @@ var (
 // Older versions are upgraded in place: version 2 files (whose balances
 // rows are all current) by adding balances_flushed at their checkpoint,
 // versions 2 and 3 by adding the empty cases table (their logs hold no
-// case: the binaries that wrote them knew no case events).
-const schemaVersion = 4
+// case: the binaries that wrote them knew no case events), versions 2 to
+// 4, whose entries were stored in log order, by copying them into the
+// clustered table (relayoutEntriesSQL).
+const schemaVersion = 5
 
 // upgradable are the versions Open upgrades.
-var upgradable = []int{2, 3}
+var upgradable = []int{2, 3, 4}
+
+// logOrderedEntries are the versions whose entries table is keyed by
+// (position, seq), with the statement index entries_by_account.
+var logOrderedEntries = []int{2, 3, 4}
+
+// relayoutEntriesSQL copies a log-ordered entries table into the table
+// schemaSQL creates, in the new key's order (which the old statement index
+// gives without a sort), so the copy appends to its last page. It is a
+// copy of the rows rather than a rebuild from the log: Open has no log,
+// and the copy reads the file only, with no decoding and no balances to
+// recompute. schemaSQL then builds entries_by_position in one sort.
+const relayoutEntriesSQL = `
+CREATE TABLE entries_clustered (
+	account_id    TEXT NOT NULL,
+	time_ns       INTEGER NOT NULL,
+	position      INTEGER NOT NULL,
+	seq           INTEGER NOT NULL,
+	event_id      TEXT NOT NULL,
+	type          TEXT NOT NULL,
+	amount        TEXT NOT NULL,
+	currency      TEXT NOT NULL,
+	counterparty  TEXT NOT NULL,
+	balance_after TEXT NOT NULL,
+	description   TEXT NOT NULL,
+	ref           TEXT NOT NULL,
+	PRIMARY KEY (account_id, time_ns, position, seq)
+) WITHOUT ROWID;
+INSERT INTO entries_clustered
+	SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
+		counterparty, balance_after, description, ref
+	FROM entries ORDER BY account_id, time_ns, position, seq;
+DROP TABLE entries;
+ALTER TABLE entries_clustered RENAME TO entries;
+`
 
 // Entry directions.
 const (
@@ -164,10 +200,15 @@ CREATE TABLE IF NOT EXISTS balances (
 	entries       INTEGER NOT NULL,
 	last_position INTEGER NOT NULL
 ) WITHOUT ROWID;
--- Rows are stored in log order, so a batch appends to the last pages instead
--- of dirtying one page per account it touches (a batch's dirty pages are
--- what a commit writes). The statement index (R17) is the narrow secondary
--- index below: any page of any period is one range scan over it.
+-- Rows are clustered by account and time, the statement's order (R17), so
+-- a page of any period is one range of the table: a few adjacent leaf
+-- pages, where rows stored in log order were a hundred pages a page, one
+-- per row, each found through an index. A batch dirties the last leaf of
+-- each account it touches, as it dirtied that account's leaf of the
+-- statement index before. Reads in log order (the entries after a flush,
+-- see storedBalances) go through the narrow index below, which carries the
+-- amount so that they never touch the table. The primary key includes
+-- (position, seq), so a redelivered entry still conflicts.
 CREATE TABLE IF NOT EXISTS entries (
 	account_id    TEXT NOT NULL,
 	time_ns       INTEGER NOT NULL,
@@ -181,9 +222,9 @@ CREATE TABLE IF NOT EXISTS entries (
 	balance_after TEXT NOT NULL,
 	description   TEXT NOT NULL,
 	ref           TEXT NOT NULL,
-	PRIMARY KEY (position, seq)
+	PRIMARY KEY (account_id, time_ns, position, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_by_account ON entries (account_id, time_ns, position, seq);
+CREATE INDEX IF NOT EXISTS entries_by_position ON entries (position, seq, amount);
 CREATE TABLE IF NOT EXISTS balances_flushed (
 	id       INTEGER PRIMARY KEY CHECK (id = 1),
 	position INTEGER NOT NULL
@@ -374,6 +415,11 @@ func (r *ReadModels) initSchema() error {
 		return fmt.Errorf("projections: open %s: begin schema: %w", r.path, err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if slices.Contains(logOrderedEntries, v) {
+		if _, err := tx.ExecContext(ctx, relayoutEntriesSQL); err != nil {
+			return fmt.Errorf("projections: open %s: upgrade from version %d: cluster the statement rows by account: %w", r.path, v, err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("projections: open %s: create schema: %w", r.path, err)
 	}
@@ -1136,9 +1182,12 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 	if err := r.dialect.fence(ctx, tx); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
-	// Inserting in key (log) order appends to the table's last page.
+	// Inserting in the table's key order visits each account's last leaf
+	// once, one after the other; entries_by_position's inserts all land
+	// on its last pages whatever the order.
 	slices.SortFunc(entries, func(a, b pendingEntry) int {
-		return cmp.Or(cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
+		return cmp.Or(strings.Compare(a.accountID, b.accountID), cmp.Compare(a.timeNs, b.timeNs),
+			cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
 	})
 	if err := r.stmts.insertEntries(ctx, tx, entries); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
