@@ -410,12 +410,21 @@ func (r *ReadModels) initSchema() error {
 	if v != 0 && v != schemaVersion && !slices.Contains(upgradable, v) {
 		return fmt.Errorf("projections: open %s: schema version %d, want %d: delete the file and rebuild from the log", r.path, v, schemaVersion)
 	}
+	relayout := slices.Contains(logOrderedEntries, v)
+	if relayout {
+		// The upgrade sorts every row once to build entries_by_position:
+		// on disk, not in memory as the writer's temp_store has it.
+		if _, err := r.writeDB.ExecContext(ctx, "PRAGMA temp_store = FILE"); err != nil {
+			return fmt.Errorf("projections: open %s: upgrade from version %d: %w", r.path, v, err)
+		}
+		defer func() { _, _ = r.writeDB.ExecContext(ctx, "PRAGMA temp_store = MEMORY") }()
+	}
 	tx, err := r.writeDB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("projections: open %s: begin schema: %w", r.path, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if slices.Contains(logOrderedEntries, v) {
+	if relayout {
 		if _, err := tx.ExecContext(ctx, relayoutEntriesSQL); err != nil {
 			return fmt.Errorf("projections: open %s: upgrade from version %d: cluster the statement rows by account: %w", r.path, v, err)
 		}
