@@ -50,6 +50,7 @@ func (sqliteDialect) insertEntriesVerb() string { return "INSERT OR ROLLBACK" }
 func (sqliteDialect) resetStatements() []string {
 	return []string{
 		"DELETE FROM entries",
+		"DELETE FROM entries_archive",
 		"DELETE FROM balances",
 		"DELETE FROM cases",
 		"UPDATE checkpoint SET position = 0 WHERE id = 1",
@@ -112,7 +113,7 @@ func (postgresDialect) insertEntriesVerb() string { return "INSERT" }
 
 func (postgresDialect) resetStatements() []string {
 	return []string{
-		"TRUNCATE entries, balances, cases",
+		"TRUNCATE entries, entries_archive, balances, cases",
 		"UPDATE checkpoint SET position = 0 WHERE id = 1",
 		"UPDATE balances_flushed SET position = 0 WHERE id = 1",
 	}

@@ -56,7 +56,9 @@ func rawDigest(t *testing.T, r *ReadModels) string {
 	}{
 		{'B', "SELECT account_id, currency, balance, debits, credits, entries, last_position FROM balances ORDER BY account_id", 7},
 		{'E', `SELECT account_id, time_ns, position, seq, event_id, type, amount, currency, counterparty, balance_after,
-			description, ref FROM entries ORDER BY account_id, time_ns, position, seq`, entryCols},
+			description, ref FROM entries UNION ALL SELECT account_id, time_ns, position, seq, event_id, type, amount,
+			currency, counterparty, balance_after, description, ref FROM entries_archive
+			ORDER BY account_id, time_ns, position, seq`, entryCols},
 		{'C', "SELECT position FROM checkpoint WHERE id = 1", 1},
 	} {
 		if err := digestRows(ctx, tx, h, q.tag, q.query, q.cols); err != nil {

@@ -10,42 +10,41 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
 	"github.com/payledger/payledger/domain"
 	"github.com/payledger/payledger/internal/pgtest"
 )
 
-// version4EntriesSQL turns a file's entries into the layout of schema
-// version 4, word for word that version's table and index: rows keyed by
-// (position, seq) in log order, and the narrow statement index.
-const version4EntriesSQL = `
-CREATE TABLE entries_v4 (
-	account_id    TEXT NOT NULL,
-	time_ns       INTEGER NOT NULL,
-	position      INTEGER NOT NULL,
-	seq           INTEGER NOT NULL,
-	event_id      TEXT NOT NULL,
-	type          TEXT NOT NULL,
-	amount        TEXT NOT NULL,
-	currency      TEXT NOT NULL,
-	counterparty  TEXT NOT NULL,
-	balance_after TEXT NOT NULL,
-	description   TEXT NOT NULL,
-	ref           TEXT NOT NULL,
-	PRIMARY KEY (position, seq)
-) WITHOUT ROWID;
-INSERT INTO entries_v4 SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
-	counterparty, balance_after, description, ref FROM entries ORDER BY position, seq;
-DROP TABLE entries;
-ALTER TABLE entries_v4 RENAME TO entries;
-CREATE INDEX entries_by_account ON entries (account_id, time_ns, position, seq);
+// version4SQL turns a file into schema version 4, which kept every
+// statement row in entries: the archived rows go back, the archive goes.
+const version4SQL = `
+INSERT INTO entries SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
+	counterparty, balance_after, description, ref FROM entries_archive;
+DROP TABLE entries_archive;
 PRAGMA user_version = 4;
 `
 
+// entriesSplit returns the rows of entries and of entries_archive, and
+// whether every archived row is at or before balances_flushed and every
+// other row after it.
+func entriesSplit(t *testing.T, db *sql.DB) (recent, archived int64, split bool) {
+	t.Helper()
+	var flushed, recentMin, archivedMax int64
+	if err := db.QueryRow(`SELECT (SELECT position FROM balances_flushed WHERE id = 1),
+		(SELECT count(*) FROM entries), (SELECT coalesce(min(position), 0) FROM entries),
+		(SELECT count(*) FROM entries_archive), (SELECT coalesce(max(position), 0) FROM entries_archive)`).
+		Scan(&flushed, &recent, &recentMin, &archived, &archivedMax); err != nil {
+		t.Fatal(err)
+	}
+	return recent, archived, (recent == 0 || recentMin > flushed) && archivedMax <= flushed
+}
+
 // sqliteObjects returns the names and SQL of the file's tables and
-// indexes on entries.
+// indexes of the statement rows.
 func sqliteObjects(t *testing.T, db *sql.DB) map[string]string {
 	t.Helper()
-	rows, err := db.Query("SELECT name, coalesce(sql, '') FROM sqlite_master WHERE tbl_name = 'entries'")
+	rows, err := db.Query("SELECT name, coalesce(sql, '') FROM sqlite_master WHERE tbl_name IN ('entries', 'entries_archive')")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,22 +75,27 @@ func statements(t *testing.T, r *ReadModels, ids []string) map[string][]Entry {
 
 var layoutAccounts = []string{"a", "b", "c", "d", "e", "u", "sink", clearingCNY}
 
-// TestUpgradeFromLogOrderedEntries opens a version 4 file, whose
-// statement rows are in log order, and checks that Open clusters them by
-// account in place: the same digest, statements and balances as before,
-// the new table and index, and the upgraded file then applies more of the
-// log to the same digest as a file built from scratch.
+// TestUpgradeFromLogOrderedEntries opens a version 4 file, which kept
+// every statement row in entries, and checks that Open moves those up to
+// balances_flushed into entries_archive in place: the same digest,
+// statements and balances as before, and the upgraded file then applies
+// more of the log to the same digest as a file built from scratch.
 func TestUpgradeFromLogOrderedEntries(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	caseWorkload(l)
 	path := filepath.Join(t.TempDir(), "rm.db")
 	r := openRM(t, path)
-	// Balances rows are not flushed, so Open completes them from the
-	// entries after the flush position, through entries_by_position.
-	catchUp(t, r, l.store)
+	// Flushes in the middle of the log, so that the file has rows on both
+	// sides of balances_flushed.
+	r.flushEvery = l.head() / 3
+	applyChunks(t, r, l.store, 10)
 	want, wantStatements := digest(t, r), statements(t, r, layoutAccounts)
 	wantAccounts := accountsText(r)
+	recent, archived, split := entriesSplit(t, r.readDB)
+	if recent == 0 || archived == 0 || !split {
+		t.Fatalf("before the downgrade: %d rows in entries and %d archived, split at the flush %v", recent, archived, split)
+	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -100,14 +104,14 @@ func TestUpgradeFromLogOrderedEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(version4EntriesSQL); err != nil {
+	if _, err := db.Exec(version4SQL); err != nil {
 		t.Fatal(err)
 	}
 	old := sqliteObjects(t, db)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := old["entries_by_account"]; !ok || !strings.Contains(old["entries"], "PRIMARY KEY (position, seq)") {
+	if _, ok := old["entries_archive"]; ok {
 		t.Fatalf("the version 4 file has %v", old)
 	}
 
@@ -125,12 +129,12 @@ func TestUpgradeFromLogOrderedEntries(t *testing.T) {
 	if err := r.readDB.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != schemaVersion {
 		t.Fatalf("user_version %d (%v), want %d", v, err, schemaVersion)
 	}
-	now := sqliteObjects(t, r.readDB)
-	if _, ok := now["entries_by_account"]; ok {
-		t.Errorf("the old statement index is still there: %v", now)
+	if gotRecent, gotArchived, split := entriesSplit(t, r.readDB); gotRecent != recent || gotArchived != archived || !split {
+		t.Fatalf("after the upgrade %d rows in entries and %d archived (split at the flush: %v), want %d and %d",
+			gotRecent, gotArchived, split, recent, archived)
 	}
-	if _, ok := now["entries_by_position"]; !ok || !strings.Contains(now["entries"], "PRIMARY KEY (account_id, time_ns, position, seq)") {
-		t.Fatalf("the upgraded file has %v", now)
+	if !strings.Contains(sqliteObjects(t, r.readDB)["entries_archive"], "PRIMARY KEY (account_id, time_ns, position, seq)") {
+		t.Fatal("the upgraded file's archive is not keyed by account")
 	}
 
 	// The upgraded file goes on from its checkpoint like any other.
@@ -159,55 +163,66 @@ func TestUpgradeFromLogOrderedEntries(t *testing.T) {
 	}
 }
 
-// TestPostgresUpgradeToCoveringIndex opens a PostgreSQL schema at
-// migration 1 (the narrow statement index) holding read models, and
-// checks that migration 2 replaces the index with the covering one and
-// changes no row: the same digest and statements.
-func TestPostgresUpgradeToCoveringIndex(t *testing.T) {
+// TestPostgresUpgradeToArchive opens a PostgreSQL schema at migration 1
+// (every statement row in entries) holding read models, and checks that
+// migration 2 moves the rows up to balances_flushed into entries_archive
+// and changes nothing a reader sees: the same digest and statements, the
+// same as SQLite's.
+func TestPostgresUpgradeToArchive(t *testing.T) {
 	ctx := context.Background()
 	l := newLedger(t)
 	caseWorkload(l)
 	r := postgresBackend.open(t, "upgrade")
-	catchUp(t, r, l.store)
+	r.flushEvery = l.head() / 3
+	applyChunks(t, r, l.store, 10)
 	want, wantStatements := digest(t, r), statements(t, r, layoutAccounts)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	dsn, schema := pgtest.Schema(t, "upgrade")
-	conn, err := pgx.Connect(ctx, dsn)
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = db.Close() }()
 	name := pgx.Identifier{schema}.Sanitize()
-	if _, err := conn.Exec(ctx, `DROP INDEX `+name+`.entries_by_account;
-		CREATE INDEX entries_by_account ON `+name+`.entries (account_id, time_ns, position, seq);
-		DELETE FROM `+name+`.readmodels_migrations WHERE version >= 2`); err != nil {
+	if _, err := db.ExecContext(ctx, `SET search_path = `+name+`;
+		INSERT INTO entries SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
+			counterparty, balance_after, description, ref FROM entries_archive;
+		DROP TABLE entries_archive;
+		DELETE FROM readmodels_migrations WHERE version >= 2`); err != nil {
 		t.Fatal(err)
 	}
-	indexdef := func() string {
+	counts := func() (recent, archived int64, split bool) {
 		t.Helper()
-		var def string
-		if err := conn.QueryRow(ctx, "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'entries_by_account'",
-			schema).Scan(&def); err != nil {
+		conn, err := db.Conn(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		return def
-	}
-	if def := indexdef(); strings.Contains(def, "INCLUDE") {
-		t.Fatalf("the migration 1 index is %s", def)
+		defer func() { _ = conn.Close() }()
+		if _, err := conn.ExecContext(ctx, "SET search_path = "+name); err != nil {
+			t.Fatal(err)
+		}
+		var flushed, recentMin, archivedMax int64
+		if err := conn.QueryRowContext(ctx, `SELECT (SELECT position FROM balances_flushed WHERE id = 1),
+			(SELECT count(*) FROM entries), (SELECT coalesce(min(position), 0) FROM entries),
+			(SELECT count(*) FROM entries_archive), (SELECT coalesce(max(position), 0) FROM entries_archive)`).
+			Scan(&flushed, &recent, &recentMin, &archived, &archivedMax); err != nil {
+			t.Fatal(err)
+		}
+		return recent, archived, (recent == 0 || recentMin > flushed) && archivedMax <= flushed
 	}
 
 	r = postgresBackend.openRM(t, "upgrade")
-	if def := indexdef(); !strings.Contains(def, "INCLUDE (event_id, type, amount, currency, counterparty, balance_after, description, ref)") {
-		t.Fatalf("after the upgrade the statement index is %s", def)
-	}
 	if got := digest(t, r); got != want {
 		t.Fatalf("digest after the upgrade %s, want %s", got, want)
 	}
 	if got := statements(t, r, layoutAccounts); !reflect.DeepEqual(got, wantStatements) {
 		t.Fatalf("statements after the upgrade differ")
+	}
+	if recent, archived, split := counts(); recent == 0 || archived == 0 || !split {
+		t.Fatalf("after the upgrade %d rows in entries and %d archived, split at the flush %v", recent, archived, split)
 	}
 	// The same log into SQLite gives the same digest.
 	lite := newRM(t)

@@ -121,46 +121,15 @@ var (
 // rows are all current) by adding balances_flushed at their checkpoint,
 // versions 2 and 3 by adding the empty cases table (their logs hold no
 // case: the binaries that wrote them knew no case events), versions 2 to
-// 4, whose entries were stored in log order, by copying them into the
-// clustered table (relayoutEntriesSQL).
+// 4, which kept every statement row in entries, by moving those up to
+// balances_flushed into entries_archive (archiveSQL).
 const schemaVersion = 5
 
 // upgradable are the versions Open upgrades.
 var upgradable = []int{2, 3, 4}
 
-// logOrderedEntries are the versions whose entries table is keyed by
-// (position, seq), with the statement index entries_by_account.
-var logOrderedEntries = []int{2, 3, 4}
-
-// relayoutEntriesSQL copies a log-ordered entries table into the table
-// schemaSQL creates, in the new key's order (which the old statement index
-// gives without a sort), so the copy appends to its last page. It is a
-// copy of the rows rather than a rebuild from the log: Open has no log,
-// and the copy reads the file only, with no decoding and no balances to
-// recompute. schemaSQL then builds entries_by_position in one sort.
-const relayoutEntriesSQL = `
-CREATE TABLE entries_clustered (
-	account_id    TEXT NOT NULL,
-	time_ns       INTEGER NOT NULL,
-	position      INTEGER NOT NULL,
-	seq           INTEGER NOT NULL,
-	event_id      TEXT NOT NULL,
-	type          TEXT NOT NULL,
-	amount        TEXT NOT NULL,
-	currency      TEXT NOT NULL,
-	counterparty  TEXT NOT NULL,
-	balance_after TEXT NOT NULL,
-	description   TEXT NOT NULL,
-	ref           TEXT NOT NULL,
-	PRIMARY KEY (account_id, time_ns, position, seq)
-) WITHOUT ROWID;
-INSERT INTO entries_clustered
-	SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
-		counterparty, balance_after, description, ref
-	FROM entries ORDER BY account_id, time_ns, position, seq;
-DROP TABLE entries;
-ALTER TABLE entries_clustered RENAME TO entries;
-`
+// unarchived are the versions without entries_archive.
+var unarchived = []int{2, 3, 4}
 
 // Entry directions.
 const (
@@ -200,16 +169,35 @@ CREATE TABLE IF NOT EXISTS balances (
 	entries       INTEGER NOT NULL,
 	last_position INTEGER NOT NULL
 ) WITHOUT ROWID;
--- Rows are clustered by account and time, the statement's order (R17), so
--- a page of any period is one range of the table: a few adjacent leaf
--- pages, where rows stored in log order were a hundred pages a page, one
--- per row, each found through an index. A batch dirties the last leaf of
--- each account it touches, as it dirtied that account's leaf of the
--- statement index before. Reads in log order (the entries after a flush,
--- see storedBalances) go through the narrow index below, which carries the
--- amount so that they never touch the table. The primary key includes
--- (position, seq), so a redelivered entry still conflicts.
+-- The statement rows (R17) live in two tables, split at
+-- balances_flushed.position. Those after it are in entries, in log order,
+-- so a batch appends to its last pages, with the narrow statement index
+-- entries_by_account; it is small (at most balancesFlushEvents positions)
+-- and what storedBalances completes the balances rows from. Every flush
+-- moves them into entries_archive, clustered by account and time, so
+-- that a page of any older period is one range of adjacent leaf pages
+-- instead of a table page per row: in log order, five years of entries
+-- put each row of a page on a page of its own. The move appends each
+-- account's rows of the last flush interval to its range once, where
+-- clustering every batch's rows rewrote each account's last leaf in
+-- every batch. A statement page reads both tables.
 CREATE TABLE IF NOT EXISTS entries (
+	account_id    TEXT NOT NULL,
+	time_ns       INTEGER NOT NULL,
+	position      INTEGER NOT NULL,
+	seq           INTEGER NOT NULL,
+	event_id      TEXT NOT NULL,
+	type          TEXT NOT NULL,
+	amount        TEXT NOT NULL,
+	currency      TEXT NOT NULL,
+	counterparty  TEXT NOT NULL,
+	balance_after TEXT NOT NULL,
+	description   TEXT NOT NULL,
+	ref           TEXT NOT NULL,
+	PRIMARY KEY (position, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_account ON entries (account_id, time_ns, position, seq);
+CREATE TABLE IF NOT EXISTS entries_archive (
 	account_id    TEXT NOT NULL,
 	time_ns       INTEGER NOT NULL,
 	position      INTEGER NOT NULL,
@@ -224,7 +212,6 @@ CREATE TABLE IF NOT EXISTS entries (
 	ref           TEXT NOT NULL,
 	PRIMARY KEY (account_id, time_ns, position, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_by_position ON entries (position, seq, amount);
 CREATE TABLE IF NOT EXISTS balances_flushed (
 	id       INTEGER PRIMARY KEY CHECK (id = 1),
 	position INTEGER NOT NULL
@@ -410,27 +397,24 @@ func (r *ReadModels) initSchema() error {
 	if v != 0 && v != schemaVersion && !slices.Contains(upgradable, v) {
 		return fmt.Errorf("projections: open %s: schema version %d, want %d: delete the file and rebuild from the log", r.path, v, schemaVersion)
 	}
-	relayout := slices.Contains(logOrderedEntries, v)
-	if relayout {
-		// The upgrade sorts every row once to build entries_by_position:
-		// on disk, not in memory as the writer's temp_store has it.
-		if _, err := r.writeDB.ExecContext(ctx, "PRAGMA temp_store = FILE"); err != nil {
-			return fmt.Errorf("projections: open %s: upgrade from version %d: %w", r.path, v, err)
-		}
-		defer func() { _, _ = r.writeDB.ExecContext(ctx, "PRAGMA temp_store = MEMORY") }()
-	}
 	tx, err := r.writeDB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("projections: open %s: begin schema: %w", r.path, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if relayout {
-		if _, err := tx.ExecContext(ctx, relayoutEntriesSQL); err != nil {
-			return fmt.Errorf("projections: open %s: upgrade from version %d: cluster the statement rows by account: %w", r.path, v, err)
-		}
-	}
 	if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("projections: open %s: create schema: %w", r.path, err)
+	}
+	if slices.Contains(unarchived, v) {
+		// The rows up to the flush go where a flush would have put them,
+		// as if every flush since the file was made had moved its rows.
+		var flushed int64
+		if err := tx.QueryRowContext(ctx, "SELECT position FROM balances_flushed WHERE id = 1").Scan(&flushed); err != nil {
+			return fmt.Errorf("projections: open %s: upgrade from version %d: balances flush position: %w", r.path, v, err)
+		}
+		if err := archive(ctx, tx, r.dialect, flushed); err != nil {
+			return fmt.Errorf("projections: open %s: upgrade from version %d: %w", r.path, v, err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return fmt.Errorf("projections: open %s: set schema version: %w", r.path, err)
@@ -1191,12 +1175,9 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 	if err := r.dialect.fence(ctx, tx); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
-	// Inserting in the table's key order visits each account's last leaf
-	// once, one after the other; entries_by_position's inserts all land
-	// on its last pages whatever the order.
+	// Inserting in key (log) order appends to the table's last page.
 	slices.SortFunc(entries, func(a, b pendingEntry) int {
-		return cmp.Or(strings.Compare(a.accountID, b.accountID), cmp.Compare(a.timeNs, b.timeNs),
-			cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
+		return cmp.Or(cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
 	})
 	if err := r.stmts.insertEntries(ctx, tx, entries); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
@@ -1224,6 +1205,9 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 	if flush {
 		if _, err := tx.StmtContext(ctx, r.stmts.flushed).ExecContext(ctx, cp); err != nil {
 			return false, fmt.Errorf("projections: apply up to position %d: balances flush position: %w", cp, err)
+		}
+		if err := archive(ctx, tx, r.dialect, cp); err != nil {
+			return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 		}
 	}
 	if _, err := tx.StmtContext(ctx, r.stmts.checkpoint).ExecContext(ctx, cp); err != nil {
@@ -1282,6 +1266,28 @@ func withCause(ctx context.Context, err error) error {
 		return fmt.Errorf("%w (%w)", err, cerr)
 	}
 	return err
+}
+
+// archiveSQL moves the statement rows up to a position from entries into
+// entries_archive (see schemaSQL). It inserts them in the archive's key
+// order, which entries_by_account gives without a sort, so each account's
+// rows are appended to its range in one pass.
+const archiveSQL = `INSERT INTO entries_archive (account_id, time_ns, position, seq, event_id, type, amount, currency,
+		counterparty, balance_after, description, ref)
+	SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
+		counterparty, balance_after, description, ref
+	FROM entries WHERE position <= ? ORDER BY account_id, time_ns, position, seq`
+
+// archive moves the statement rows at or before position into
+// entries_archive, in tx.
+func archive(ctx context.Context, tx *sql.Tx, d dialect, position int64) error {
+	if _, err := tx.ExecContext(ctx, d.rebind(archiveSQL), position); err != nil {
+		return fmt.Errorf("archive the statement rows up to position %d: %w", position, err)
+	}
+	if _, err := tx.ExecContext(ctx, d.rebind("DELETE FROM entries WHERE position <= ?"), position); err != nil {
+		return fmt.Errorf("remove the archived statement rows up to position %d: %w", position, err)
+	}
+	return nil
 }
 
 // balanceRow is one balances row to write.

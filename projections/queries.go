@@ -86,9 +86,11 @@ func (r *ReadModels) BalanceAsOf(ctx context.Context, accountID string, t time.T
 	b.Found = true
 	b.Available.Currency = domain.Currency(cur)
 	var after string
-	err = tx.QueryRowContext(ctx, r.dialect.rebind(`SELECT balance_after FROM entries
+	upTo := toNanos(t, math.MaxInt64)
+	err = tx.QueryRowContext(ctx, r.dialect.rebind(bothEntryTables(`SELECT balance_after, time_ns, position, seq FROM %s
 		WHERE account_id = ? AND time_ns <= ?
-		ORDER BY time_ns DESC, position DESC, seq DESC LIMIT 1`), accountID, toNanos(t, math.MaxInt64)).Scan(&after)
+		ORDER BY time_ns DESC, position DESC, seq DESC LIMIT 1`)+`
+		ORDER BY time_ns DESC, position DESC, seq DESC LIMIT 1`), accountID, upTo, accountID, upTo).Scan(&after, new(int64), new(int64), new(int64))
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, nil
 	}
@@ -172,12 +174,17 @@ func (r *ReadModels) Statement(ctx context.Context, q StatementQuery) (Statement
 	if q.To.IsZero() {
 		upper = "time_ns <= ?" // unbounded: include the largest representable time
 	}
-	rows, err := r.readDB.QueryContext(ctx, r.dialect.rebind(`SELECT event_id, position, seq, time_ns, type, amount, currency,
+	// Each table gives at most the page's rows, in order; the page is the
+	// first of both.
+	args := []any{q.AccountID, after.timeNs, after.position, after.seq, to, limit + 1}
+	rows, err := r.readDB.QueryContext(ctx, r.dialect.rebind(bothEntryTables(`SELECT event_id, position, seq, time_ns, type, amount, currency,
 			counterparty, balance_after, description, ref
-		FROM entries
+		FROM %s
 		WHERE account_id = ? AND (time_ns, position, seq) > (?, ?, ?) AND `+upper+`
 		ORDER BY time_ns, position, seq
-		LIMIT ?`), q.AccountID, after.timeNs, after.position, after.seq, to, limit+1)
+		LIMIT ?`)+`
+		ORDER BY time_ns, position, seq
+		LIMIT ?`), slices.Concat(args, args, []any{limit + 1})...)
 	if err != nil {
 		return StatementPage{}, fmt.Errorf("projections: statement of %s: %w", q.AccountID, err)
 	}
@@ -221,6 +228,15 @@ func (r *ReadModels) Statement(ctx context.Context, q StatementQuery) (Statement
 		page.NextCursor = last.encode()
 	}
 	return page, nil
+}
+
+// bothEntryTables is query, whose %s names the table, over entries_archive
+// and entries: the union of both answers, for the caller to order and
+// limit again (the rows after the last flush and those before it can
+// interleave in time).
+func bothEntryTables(query string) string {
+	return `SELECT * FROM (` + fmt.Sprintf(query, "entries_archive") + `) AS archived
+		UNION ALL SELECT * FROM (` + fmt.Sprintf(query, "entries") + `) AS recent`
 }
 
 // toNanos converts t to Unix nanoseconds, clamping to the int64 range and
@@ -378,8 +394,10 @@ func (r *ReadModels) Digest(ctx context.Context) (string, error) {
 		digestRow(h, 'B', row[:])
 	}
 	if err := digestRows(ctx, tx, h, 'E', `SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
-			counterparty, balance_after, description, ref
-		FROM entries ORDER BY account_id, time_ns, position, seq`, entryCols); err != nil {
+			counterparty, balance_after, description, ref FROM entries_archive
+		UNION ALL SELECT account_id, time_ns, position, seq, event_id, type, amount, currency,
+			counterparty, balance_after, description, ref FROM entries
+		ORDER BY account_id, time_ns, position, seq`, entryCols); err != nil {
 		return "", fmt.Errorf("projections: digest entries: %w", err)
 	}
 	if err := digestRows(ctx, tx, h, 'K', `SELECT case_id, kind, account_id, status, opened_ns, due_ns, ended_ns, last_position
