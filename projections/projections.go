@@ -412,7 +412,7 @@ func (r *ReadModels) initSchema() error {
 		if err := tx.QueryRowContext(ctx, "SELECT position FROM balances_flushed WHERE id = 1").Scan(&flushed); err != nil {
 			return fmt.Errorf("projections: open %s: upgrade from version %d: balances flush position: %w", r.path, v, err)
 		}
-		if err := archive(ctx, tx, r.dialect, flushed); err != nil {
+		if err := archive(ctx, tx, r.dialect, flushed, false); err != nil {
 			return fmt.Errorf("projections: open %s: upgrade from version %d: %w", r.path, v, err)
 		}
 	}
@@ -1206,7 +1206,7 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 		if _, err := tx.StmtContext(ctx, r.stmts.flushed).ExecContext(ctx, cp); err != nil {
 			return false, fmt.Errorf("projections: apply up to position %d: balances flush position: %w", cp, err)
 		}
-		if err := archive(ctx, tx, r.dialect, cp); err != nil {
+		if err := archive(ctx, tx, r.dialect, cp, true); err != nil {
 			return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 		}
 	}
@@ -1279,12 +1279,18 @@ const archiveSQL = `INSERT INTO entries_archive (account_id, time_ns, position, 
 	FROM entries WHERE position <= ? ORDER BY account_id, time_ns, position, seq`
 
 // archive moves the statement rows at or before position into
-// entries_archive, in tx.
-func archive(ctx context.Context, tx *sql.Tx, d dialect, position int64) error {
+// entries_archive, in tx. With all (position is the checkpoint, as at a
+// flush) every row of entries goes, and SQLite empties the table and its
+// index page by page instead of deleting row by row.
+func archive(ctx context.Context, tx *sql.Tx, d dialect, position int64, all bool) error {
 	if _, err := tx.ExecContext(ctx, d.rebind(archiveSQL), position); err != nil {
 		return fmt.Errorf("archive the statement rows up to position %d: %w", position, err)
 	}
-	if _, err := tx.ExecContext(ctx, d.rebind("DELETE FROM entries WHERE position <= ?"), position); err != nil {
+	del, args := "DELETE FROM entries", []any{}
+	if !all {
+		del, args = d.rebind("DELETE FROM entries WHERE position <= ?"), []any{position}
+	}
+	if _, err := tx.ExecContext(ctx, del, args...); err != nil {
 		return fmt.Errorf("remove the archived statement rows up to position %d: %w", position, err)
 	}
 	return nil
