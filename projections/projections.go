@@ -289,6 +289,12 @@ type ReadModels struct {
 	stale           map[string]struct{}
 	flushEvery      int64
 
+	// flushEachBatch is set while catching up: every batch flushes the
+	// balances rows and writes its statement rows straight into the
+	// archive, where a later move would write them again. Guarded by
+	// applyMu.
+	flushEachBatch bool
+
 	// live and catchUp are liveMode and catchUpMode (tests change them
 	// before use); guarded by applyMu.
 	live, catchUp writeMode
@@ -727,7 +733,9 @@ func (r *ReadModels) catchUpLocked(ctx context.Context, store eventstore.Store) 
 	if err := r.setWriteMode(ctx, r.catchUp); err != nil {
 		return err
 	}
+	r.flushEachBatch = true
 	defer func() {
+		r.flushEachBatch = false
 		// Back to the live mode whatever happened, even with ctx done.
 		err = errors.Join(err, r.setWriteMode(context.WithoutCancel(ctx), r.live))
 	}()
@@ -1175,17 +1183,33 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 	if err := r.dialect.fence(ctx, tx); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
-	// Inserting in key (log) order appends to the table's last page.
-	slices.SortFunc(entries, func(a, b pendingEntry) int {
-		return cmp.Or(cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
-	})
-	if err := r.stmts.insertEntries(ctx, tx, entries); err != nil {
-		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
+	flush := cp-r.balancesFlushed >= r.flushEvery || r.flushEachBatch
+	if flush {
+		// The rows before this batch (all at or before the last
+		// checkpoint) move to the archive, and this batch's go there
+		// directly, in its key order, so no row is written twice.
+		if err := archive(ctx, tx, r.dialect, r.checkpoint, true); err != nil {
+			return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
+		}
+		slices.SortFunc(entries, func(a, b pendingEntry) int {
+			return cmp.Or(strings.Compare(a.accountID, b.accountID), cmp.Compare(a.timeNs, b.timeNs),
+				cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
+		})
+		if err := r.stmts.archiveInserts.insert(ctx, tx, entries); err != nil {
+			return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
+		}
+	} else {
+		// Inserting in key (log) order appends to the table's last page.
+		slices.SortFunc(entries, func(a, b pendingEntry) int {
+			return cmp.Or(cmp.Compare(a.position, b.position), cmp.Compare(a.seq, b.seq))
+		})
+		if err := r.stmts.inserts.insert(ctx, tx, entries); err != nil {
+			return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
+		}
 	}
 	if err := writeCases(ctx, tx, r.dialect, cases); err != nil {
 		return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 	}
-	flush := cp-r.balancesFlushed >= r.flushEvery
 	due := make([]balanceRow, 0, len(staged))
 	for id, a := range staged {
 		if _, ok := r.accounts[id]; !ok || flush {
@@ -1205,9 +1229,6 @@ func (r *ReadModels) commit(ctx context.Context, entries []pendingEntry, cases [
 	if flush {
 		if _, err := tx.StmtContext(ctx, r.stmts.flushed).ExecContext(ctx, cp); err != nil {
 			return false, fmt.Errorf("projections: apply up to position %d: balances flush position: %w", cp, err)
-		}
-		if err := archive(ctx, tx, r.dialect, cp, true); err != nil {
-			return false, fmt.Errorf("projections: apply up to position %d: %w", cp, err)
 		}
 	}
 	if _, err := tx.StmtContext(ctx, r.stmts.checkpoint).ExecContext(ctx, cp); err != nil {
@@ -1336,18 +1357,29 @@ const entryCols = 12
 // itself should the connection ever be replaced). Preparing the multi-row
 // inserts anew for every live batch was a seventh of the projection's CPU.
 type writerStmts struct {
-	inserts    sqlrows.Statements // entries rows
-	upserts    sqlrows.Statements // balances rows
-	flushed    *sql.Stmt
-	checkpoint *sql.Stmt
+	inserts        entryInserts       // entries rows
+	archiveInserts entryInserts       // entries_archive rows
+	upserts        sqlrows.Statements // balances rows
+	flushed        *sql.Stmt
+	checkpoint     *sql.Stmt
+}
+
+// entryInserts are the multi-row inserts of statement rows into one table.
+type entryInserts struct {
+	table string
+	stmts sqlrows.Statements
 }
 
 func (w *writerStmts) prepare(db *sql.DB, d dialect) error {
 	ctx := context.Background()
 	var err error
-	insert := func(rows int) string { return d.rebind(d.insertEntriesVerb() + insertSQL(rows)) }
-	if w.inserts, err = sqlrows.Prepare(ctx, db, insert); err != nil {
-		return fmt.Errorf("prepare entries insert: %w", err)
+	w.inserts.table, w.archiveInserts.table = "entries", "entries_archive"
+	for _, ins := range []*entryInserts{&w.inserts, &w.archiveInserts} {
+		table := ins.table
+		insert := func(rows int) string { return d.rebind(d.insertEntriesVerb() + insertSQL(table, rows)) }
+		if ins.stmts, err = sqlrows.Prepare(ctx, db, insert); err != nil {
+			return fmt.Errorf("prepare %s insert: %w", ins.table, err)
+		}
 	}
 	if w.upserts, err = sqlrows.Prepare(ctx, db, func(rows int) string { return d.rebind(upsertSQL(rows)) }); err != nil {
 		return fmt.Errorf("prepare balances upsert: %w", err)
@@ -1361,20 +1393,20 @@ func (w *writerStmts) prepare(db *sql.DB, d dialect) error {
 	return nil
 }
 
-func (w *writerStmts) insertEntries(ctx context.Context, tx *sql.Tx, entries []pendingEntry) error {
-	return w.inserts.Exec(ctx, tx, len(entries), func(args []any, i int) []any {
+func (ins *entryInserts) insert(ctx context.Context, tx *sql.Tx, entries []pendingEntry) error {
+	return ins.stmts.Exec(ctx, tx, len(entries), func(args []any, i int) []any {
 		e := &entries[i]
 		return append(args, e.accountID, e.timeNs, e.position, e.seq, e.eventID, e.typ, e.amount,
 			e.currency, e.counterparty, e.balanceAfter, e.description, e.ref)
 	}, sqlrows.Wrap(func(first, _ int) string {
-		return fmt.Sprintf("insert statement entries at position %d", entries[first].position)
+		return fmt.Sprintf("insert statement entries into %s at position %d", ins.table, entries[first].position)
 	}))
 }
 
 // insertSQL builds a multi-row insert after the dialect's verb
 // (insertEntriesVerb).
-func insertSQL(rows int) string {
-	return ` INTO entries (account_id, time_ns, position, seq, event_id, type, amount, currency,
+func insertSQL(table string, rows int) string {
+	return ` INTO ` + table + ` (account_id, time_ns, position, seq, event_id, type, amount, currency,
 		counterparty, balance_after, description, ref) VALUES ` + sqlrows.Values(rows, entryCols)
 }
 
