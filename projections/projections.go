@@ -180,7 +180,9 @@ CREATE TABLE IF NOT EXISTS balances (
 -- put each row of a page on a page of its own. The move appends each
 -- account's rows of the last flush interval to its range once, where
 -- clustering every batch's rows rewrote each account's last leaf in
--- every batch. A statement page reads both tables.
+-- every batch. The batch that flushes, and so every batch of a catch-up,
+-- writes its own rows straight into the archive. A statement page reads
+-- both tables.
 CREATE TABLE IF NOT EXISTS entries (
 	account_id    TEXT NOT NULL,
 	time_ns       INTEGER NOT NULL,
