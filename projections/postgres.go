@@ -6,15 +6,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/payledger/payledger/internal/pgmigrate"
 )
 
 // DefaultPostgresSchema holds the read models when the URL names no
@@ -37,41 +36,9 @@ const connectTimeout = 10 * time.Second
 //go:embed pgschema/*.sql
 var pgMigrations embed.FS
 
-// pgMigration is one embedded schema step.
-type pgMigration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadPGMigrations returns the embedded migrations in version order; the
-// versions must run 1, 2, 3, ... without gaps.
-func loadPGMigrations() ([]pgMigration, error) {
-	files, err := fs.Glob(pgMigrations, "pgschema/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var out []pgMigration
-	for _, f := range files {
-		base := strings.TrimSuffix(strings.TrimPrefix(f, "pgschema/"), ".sql")
-		num, name, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", f)
-		}
-		body, err := pgMigrations.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pgMigration{version: v, name: name, sql: string(body)})
-	}
-	slices.SortFunc(out, func(a, b pgMigration) int { return a.version - b.version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s): versions must run 1, 2, 3, ... without gaps", m.version, m.name)
-		}
-	}
-	return out, nil
+// loadPGMigrations returns the embedded migrations in version order.
+func loadPGMigrations() ([]pgmigrate.Migration, error) {
+	return pgmigrate.Load(pgMigrations, "pgschema")
 }
 
 // OpenURL opens the read models that spec names: a postgres:// (or
@@ -229,11 +196,11 @@ func (r *ReadModels) initPostgres(ctx context.Context, schema string) error {
 		return fmt.Errorf("projections: open %s: schema version %d, this build knows only up to %d: drop the schema and rebuild from the log", r.path, cur, len(ms))
 	}
 	for _, m := range ms[cur:] {
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("projections: open %s: migration %d (%s): %w", r.path, m.version, m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("projections: open %s: migration %d (%s): %w", r.path, m.Version, m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO readmodels_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
-			return fmt.Errorf("projections: open %s: record migration %d: %w", r.path, m.version, err)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO readmodels_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return fmt.Errorf("projections: open %s: record migration %d: %w", r.path, m.Version, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
