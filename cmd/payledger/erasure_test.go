@@ -151,22 +151,9 @@ func TestErasureLeavesNoPersonalData(t *testing.T) {
 			m.Close()
 		}
 	}()
-	key := func(m *Main, role staffkeys.Role) *apiclient.Client {
-		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return apiclient.New(m.URL).As(tok)
-	}
+	key := func(m *Main, role staffkeys.Role) *apiclient.Client { return staffClient(t, ctx, m, role) }
 	operator, funding, compliance := key(m, staffkeys.RoleOperator), key(m, staffkeys.RoleFunding), key(m, staffkeys.RoleCompliance)
-	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
-		t.Helper()
-		r, err := c.Expect(ctx, status, method, path, body, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	expect := expecter(t, ctx)
 	const (
 		name, phone, bankNumber = "Ouyang Xiaoming", "+8613912345678", "6222020200112233445"
 		description             = "birthday dumplings"
@@ -384,21 +371,8 @@ func TestErasureInterruptedIsCompleted(t *testing.T) {
 	if err := m.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	key := func(m *Main, role staffkeys.Role) *apiclient.Client {
-		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return apiclient.New(m.URL).As(tok)
-	}
-	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
-		t.Helper()
-		r, err := c.Expect(ctx, status, method, path, body, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	key := func(m *Main, role staffkeys.Role) *apiclient.Client { return staffClient(t, ctx, m, role) }
+	expect := expecter(t, ctx)
 	operator, funding, compliance := key(m, staffkeys.RoleOperator), key(m, staffkeys.RoleFunding), key(m, staffkeys.RoleCompliance)
 	const name, password, description = "Ouyang Xiaoming", "a long passphrase", "birthday dumplings"
 	open := func(name string) (string, string) {
@@ -531,21 +505,8 @@ func TestOperationsOpenOnlyTheEventsSealedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	key := func(role staffkeys.Role) *apiclient.Client {
-		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return apiclient.New(m.URL).As(tok)
-	}
-	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
-		t.Helper()
-		r, err := c.Expect(ctx, status, method, path, body, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	key := func(role staffkeys.Role) *apiclient.Client { return staffClient(t, ctx, m, role) }
+	expect := expecter(t, ctx)
 	operator, compliance := key(staffkeys.RoleOperator), key(staffkeys.RoleCompliance)
 	const password = "a long passphrase"
 	open := func(name string) (string, string) {

@@ -40,22 +40,9 @@ func erasedAccount(t *testing.T, identityCheck, deviceID, bankNumber string) (st
 		t.Fatal(err)
 	}
 	defer m.Close()
-	key := func(role staffkeys.Role) *apiclient.Client {
-		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return apiclient.New(m.URL).As(tok)
-	}
+	key := func(role staffkeys.Role) *apiclient.Client { return staffClient(t, ctx, m, role) }
 	operator, compliance := key(staffkeys.RoleOperator), key(staffkeys.RoleCompliance)
-	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
-		t.Helper()
-		r, err := c.Expect(ctx, status, method, path, body, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	expect := expecter(t, ctx)
 	const name, password = "Ouyang Xiaoming", "a long passphrase"
 	r := expect(operator, http.StatusCreated, "POST", "/v1/accounts", map[string]any{"holder_name": name, "currency": "CNY",
 		"identity_check": identityCheck, "factor": map[string]any{"method": "password", "password": password}})

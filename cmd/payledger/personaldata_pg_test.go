@@ -166,21 +166,8 @@ func TestErasureAcrossNodes(t *testing.T) {
 		return m
 	}
 	a, b := node("a"), node("b")
-	key := func(m *Main, role staffkeys.Role) *apiclient.Client {
-		tok, _, err := m.StaffKeys.Create(ctx, role, "test "+string(role))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return apiclient.New(m.URL).As(tok)
-	}
-	expect := func(c *apiclient.Client, status int, method, path string, body any) apiclient.Response {
-		t.Helper()
-		r, err := c.Expect(ctx, status, method, path, body, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	key := func(m *Main, role staffkeys.Role) *apiclient.Client { return staffClient(t, ctx, m, role) }
+	expect := expecter(t, ctx)
 	operator, funding := key(a, staffkeys.RoleOperator), key(a, staffkeys.RoleFunding)
 	const password, description = "a long passphrase", "birthday dumplings"
 	open := func(name string) (string, string) {
