@@ -105,12 +105,7 @@ func (s *Service) appendTo(ctx context.Context, st *stream, idem Idem, now time.
 	if err != nil {
 		return Outcome{}, false, err
 	}
-	var res eventstore.AppendResult
-	if len(conds) > 0 && s.conditional != nil {
-		res, err = s.conditional.AppendIf(ctx, st.name, st.version, data, conds)
-	} else {
-		res, err = s.cfg.Store.Append(ctx, st.name, st.version, data)
-	}
+	res, err := s.append(ctx, st.name, st.version, data, conds)
 	switch {
 	case errors.Is(err, eventstore.ErrConditionFailed):
 		return Outcome{}, false, err // the caller reads the other stream again

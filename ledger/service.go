@@ -340,12 +340,7 @@ func (s *Service) attempt(ctx context.Context, accountID string, idem Idem, cond
 	if err != nil {
 		return Outcome{}, false, err
 	}
-	var res eventstore.AppendResult
-	if len(conds) > 0 {
-		res, err = s.conditional.AppendIf(ctx, domain.AccountStream(accountID), ent.acct.Version, data, conds)
-	} else {
-		res, err = s.cfg.Store.Append(ctx, domain.AccountStream(accountID), ent.acct.Version, data)
-	}
+	res, err := s.append(ctx, domain.AccountStream(accountID), ent.acct.Version, data, conds)
 	if errors.Is(err, eventstore.ErrConditionFailed) {
 		return Outcome{}, false, err // this account's state stands; the caller rereads the other stream
 	}
@@ -495,6 +490,19 @@ func RefusalOf(events []domain.Event, p domain.Policy) error {
 		}
 	}
 	return refusal
+}
+
+// append appends to stream, with conds when there are any: every store
+// the ledger runs on offers conditional appends, and one that does not
+// fails the append rather than losing the conditions.
+func (s *Service) append(ctx context.Context, stream string, expected int64, data []eventstore.EventData, conds []eventstore.Condition) (eventstore.AppendResult, error) {
+	if len(conds) == 0 {
+		return s.cfg.Store.Append(ctx, stream, expected, data)
+	}
+	if s.conditional == nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %T cannot check the append's conditions on other streams", stream, s.cfg.Store)
+	}
+	return s.conditional.AppendIf(ctx, stream, expected, data, conds)
 }
 
 // recordedRefusal is an event that records the refusal its client got
