@@ -3,7 +3,6 @@ package ledger
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -281,20 +280,13 @@ func (s *Service) compensationCredit(ctx context.Context, accountID string, c do
 // accountID's compensation (where compensationCredit says), reading the
 // account again when it moved before the reserve's append.
 func (s *Service) payCompensation(ctx context.Context, accountID string, c domain.Currency, idem Idem, decide func(credit string) ReserveDecision) (Outcome, error) {
-	var lastErr error
-	for range s.cfg.MaxRetries {
+	return s.rereading("account "+accountID, func() (Outcome, error) {
 		credit, conds, err := s.compensationCredit(ctx, accountID, c)
 		if err != nil {
 			return Outcome{}, err
 		}
-		out, err := s.executeReserve(ctx, c, idem, decide(credit), conds...)
-		if !errors.Is(err, eventstore.ErrConditionFailed) {
-			return out, err
-		}
-		lastErr = err
-	}
-	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "account %s changed concurrently %d times; retry the request (%v)",
-		accountID, s.cfg.MaxRetries, lastErr)
+		return s.executeReserve(ctx, c, idem, decide(credit), conds...)
+	})
 }
 
 // caseView adds what the reserve paid and the holder's account recovered.

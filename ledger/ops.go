@@ -350,11 +350,12 @@ func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, payme
 	if idem.Key != "" {
 		idem.Key = by.scope() + ":" + idem.Key
 	}
-	for range s.cfg.MaxRetries {
+	return s.rereading("the payee "+payeeID, func() (Outcome, error) {
 		var payee domain.Payee
 		var conds []eventstore.Condition
 		if payeeID != "" {
 			var version int64
+			var err error
 			if payee, version, err = s.peekPayee(ctx, payeeID); err != nil {
 				return Outcome{}, err
 			}
@@ -362,20 +363,27 @@ func (s *Service) ConfirmPayment(ctx context.Context, by Actor, accountID, payme
 				conds = []eventstore.Condition{{Stream: domain.AccountStream(payeeID), Version: version}}
 			}
 		}
-		out, err := s.withHashSlot(ctx, by, OpConfirmPayment, accountID, hasPassword(proofs), func() (Outcome, error) {
+		return s.withHashSlot(ctx, by, OpConfirmPayment, accountID, hasPassword(proofs), func() (Outcome, error) {
 			return s.execute(ctx, accountID, idem, conds, func(_ *domain.Account, _ time.Time, bal domain.Balance) (domain.Command, error) {
 				return domain.ConfirmPayment{PaymentID: paymentID, DeviceID: deviceID, Device: first(device), Proofs: proofs, Balance: bal,
 					PayeeID: payeeID, Payee: payee}, nil
 			})
 		})
+	})
+}
+
+// rereading runs attempt, which reads another stream (what, in messages)
+// and appends conditioned on it, again while that stream moved in
+// between, at most MaxRetries times. The store's error is not passed on:
+// it names the other stream's version, which the caller need not know.
+func (s *Service) rereading(what string, attempt func() (Outcome, error)) (Outcome, error) {
+	for range s.cfg.MaxRetries {
+		out, err := attempt()
 		if !errors.Is(err, eventstore.ErrConditionFailed) {
 			return out, err
 		}
 	}
-	// The store's error names the payee's stream version, which is not
-	// the payer's to know.
-	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "the payee %s changed concurrently %d times; retry the request",
-		payeeID, s.cfg.MaxRetries)
+	return Outcome{}, domain.Errorf(domain.CodeVersionConflict, "%s changed concurrently %d times; retry the request", what, s.cfg.MaxRetries)
 }
 
 // pendingPayee returns the payee of a pending payment of accountID, or ""
